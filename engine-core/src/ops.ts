@@ -1,0 +1,344 @@
+// The ops facade: every op the model needs, typed, with its arguments checked
+// here so that a mistake is an exception naming the op, the argument and the
+// problem. Each op writes into `out` when given one (the hot path passes
+// preallocated buffers, which is what CUDA-graph capture needs later) and
+// allocates it otherwise. The math lives in native/src/{cpu,cuda}.
+import { native } from './backend.ts';
+import { type DType, dtypeCode, isFloat, isIndex } from './dtype.ts';
+import { Tensor, copyInto, formatShape } from './tensor.ts';
+
+class OpError extends Error {
+  constructor(op: string, message: string) {
+    super(`ops.${op}: ${message}`);
+    this.name = 'OpError';
+  }
+}
+
+function tensorArg(op: string, name: string, t: unknown): Tensor {
+  if (!(t instanceof Tensor)) throw new OpError(op, `${name} must be a Tensor, got ${t === null ? 'null' : typeof t}`);
+  if (t.disposed) throw new OpError(op, `${name} ${t} was disposed`);
+  return t;
+}
+
+function contiguous(op: string, name: string, t: Tensor): void {
+  if (!t.isContiguous()) throw new OpError(op, `${name} ${t} must be contiguous (call .contiguous())`);
+}
+
+function sameDevice(op: string, tensors: Record<string, Tensor>): void {
+  const entries = Object.entries(tensors);
+  const [firstName, first] = entries[0]!;
+  for (const [name, t] of entries.slice(1))
+    if (t.device !== first.device) throw new OpError(op, `${name} is on ${t.device} but ${firstName} is on ${first.device}`);
+}
+
+function floatDtype(op: string, name: string, t: Tensor): void {
+  if (!isFloat(t.dtype)) throw new OpError(op, `${name} must be bf16, f16 or f32, got ${t.dtype}`);
+}
+
+function sameDtype(op: string, tensors: Record<string, Tensor>): void {
+  const entries = Object.entries(tensors);
+  const [firstName, first] = entries[0]!;
+  for (const [name, t] of entries.slice(1))
+    if (t.dtype !== first.dtype) throw new OpError(op, `${name} is ${t.dtype} but ${firstName} is ${first.dtype}`);
+}
+
+function shapeIs(op: string, name: string, t: Tensor, shape: readonly number[]): void {
+  if (t.shape.length !== shape.length || t.shape.some((s, i) => s !== shape[i]))
+    throw new OpError(op, `${name} has shape ${formatShape(t.shape)}, expected ${formatShape(shape)}`);
+}
+
+/** Checks `out` if given, or allocates it beside `like`. */
+function output(op: string, out: Tensor | undefined, shape: readonly number[], dtype: DType, like: Tensor): Tensor {
+  if (out === undefined) return Tensor.empty(shape, { dtype, device: like.device });
+  tensorArg(op, 'out', out);
+  contiguous(op, 'out', out);
+  shapeIs(op, 'out', out, shape);
+  if (out.dtype !== dtype) throw new OpError(op, `out is ${out.dtype}, expected ${dtype}`);
+  if (out.device !== like.device) throw new OpError(op, `out is on ${out.device}, the inputs on ${like.device}`);
+  return out;
+}
+
+function elementwiseInput(op: string, name: string, t: unknown): Tensor {
+  const x = tensorArg(op, name, t);
+  floatDtype(op, name, x);
+  contiguous(op, name, x);
+  return x;
+}
+
+// ---------------------------------------------------------------- data movement
+
+/** Sets every element of `t` (contiguous) to `value`. */
+export function fill(t: Tensor, value: number): Tensor {
+  tensorArg('fill', 't', t);
+  contiguous('fill', 't', t);
+  if (typeof value !== 'number') throw new OpError('fill', 'value must be a number');
+  native.fill(dtypeCode(t.dtype), t.numel, value, t.storage, t.byteOffset);
+  return t;
+}
+
+/** dst = src, any strides, casting between dtypes. */
+export function copy(src: Tensor, dst: Tensor): Tensor {
+  tensorArg('copy', 'src', src);
+  tensorArg('copy', 'dst', dst);
+  copyInto(src, dst);
+  return dst;
+}
+
+export function cast(x: Tensor, dtype: DType, out?: Tensor): Tensor {
+  tensorArg('cast', 'x', x);
+  const o = output('cast', out, x.shape, dtype, x);
+  copyInto(x, o);
+  return o;
+}
+
+/** Joins tensors along `dim` by copying each into its slice of the output. */
+export function concat(tensors: readonly Tensor[], dim: number, out?: Tensor): Tensor {
+  if (!tensors || tensors.length === 0) throw new OpError('concat', 'needs at least one tensor');
+  tensors.forEach((t, i) => tensorArg('concat', `tensors[${i}]`, t));
+  const first = tensors[0]!;
+  const d = dim < 0 ? dim + first.ndim : dim;
+  if (!Number.isInteger(d) || d < 0 || d >= first.ndim) throw new OpError('concat', `dim ${dim} is out of range for ${first.ndim}-d tensors`);
+  tensors.forEach((t, i) => {
+    if (t.ndim !== first.ndim || t.shape.some((s, j) => j !== d && s !== first.shape[j]))
+      throw new OpError('concat', `tensors[${i}] has shape ${formatShape(t.shape)}, incompatible with ${formatShape(first.shape)} along dim ${d}`);
+    if (t.dtype !== first.dtype) throw new OpError('concat', `tensors[${i}] is ${t.dtype}, tensors[0] is ${first.dtype}`);
+    if (t.device !== first.device) throw new OpError('concat', `tensors[${i}] is on ${t.device}, tensors[0] on ${first.device}`);
+  });
+  const shape = [...first.shape];
+  shape[d] = tensors.reduce((a, t) => a + t.shape[d]!, 0);
+  const o = output('concat', out, shape, first.dtype, first);
+  let start = 0;
+  for (const t of tensors) {
+    copyInto(t, o.narrow(d, start, t.shape[d]!));
+    start += t.shape[d]!;
+  }
+  return o;
+}
+
+/** out[i, :] = table[ids[i], :]. An id outside the vocabulary throws on the CPU; on CUDA it gives a zero row. */
+export function embedding(table: Tensor, ids: Tensor, out?: Tensor): Tensor {
+  const op = 'embedding';
+  tensorArg(op, 'table', table);
+  tensorArg(op, 'ids', ids);
+  if (table.ndim !== 2) throw new OpError(op, `table must be 2-d [vocab, dim], got ${formatShape(table.shape)}`);
+  floatDtype(op, 'table', table);
+  contiguous(op, 'table', table);
+  if (!isIndex(ids.dtype)) throw new OpError(op, `ids must be i32 or i64, got ${ids.dtype}`);
+  contiguous(op, 'ids', ids);
+  sameDevice(op, { table, ids });
+  const [vocab, dim] = table.shape as [number, number];
+  const o = output(op, out, [...ids.shape, dim], table.dtype, table);
+  native.embedding(dtypeCode(table.dtype), dtypeCode(ids.dtype), ids.numel, vocab, dim, table.storage, table.byteOffset,
+    ids.storage, ids.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+/** out[i, :] = src[idx[i], :] over the first dimension. */
+export function gatherRows(src: Tensor, idx: Tensor, out?: Tensor): Tensor {
+  const op = 'gatherRows';
+  tensorArg(op, 'src', src);
+  tensorArg(op, 'idx', idx);
+  if (src.ndim < 1) throw new OpError(op, 'src must have at least one dimension');
+  contiguous(op, 'src', src);
+  if (!isIndex(idx.dtype) || idx.ndim !== 1) throw new OpError(op, `idx must be a 1-d i32 or i64 tensor, got ${idx}`);
+  contiguous(op, 'idx', idx);
+  sameDevice(op, { src, idx });
+  const rowShape = src.shape.slice(1);
+  const o = output(op, out, [idx.numel, ...rowShape], src.dtype, src);
+  const rowBytes = (src.numel / Math.max(1, src.shape[0]!)) * src.itemSize;
+  native.gatherRows(dtypeCode(idx.dtype), src.shape[0]!, idx.numel, src.shape[0] === 0 ? 0 : rowBytes,
+    src.storage, src.byteOffset, idx.storage, idx.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+/** dst[idx[i], :] = src[i, :] over the first dimension (for example, writing K/V rows into a cache). */
+export function scatterRows(src: Tensor, idx: Tensor, dst: Tensor): Tensor {
+  const op = 'scatterRows';
+  tensorArg(op, 'src', src);
+  tensorArg(op, 'idx', idx);
+  tensorArg(op, 'dst', dst);
+  contiguous(op, 'src', src);
+  contiguous(op, 'dst', dst);
+  if (!isIndex(idx.dtype) || idx.ndim !== 1) throw new OpError(op, `idx must be a 1-d i32 or i64 tensor, got ${idx}`);
+  contiguous(op, 'idx', idx);
+  sameDevice(op, { dst, src, idx });
+  sameDtype(op, { dst, src });
+  if (src.ndim !== dst.ndim || src.shape[0] !== idx.numel || src.shape.slice(1).some((s, i) => s !== dst.shape[i + 1]))
+    throw new OpError(op, `src ${formatShape(src.shape)} must be [${idx.numel}, ${dst.shape.slice(1).join(', ')}] to scatter into dst ${formatShape(dst.shape)}`);
+  const rowBytes = (dst.numel / Math.max(1, dst.shape[0]!)) * dst.itemSize;
+  native.scatterRows(dtypeCode(idx.dtype), dst.shape[0]!, idx.numel, dst.shape[0] === 0 ? 0 : rowBytes,
+    src.storage, src.byteOffset, idx.storage, idx.byteOffset, dst.storage, dst.byteOffset);
+  return dst;
+}
+
+// ---------------------------------------------------------------- math
+
+/**
+ * out[..., N] = x[..., K] @ w[N, K]^T: nn.Linear's weight layout. bf16/f16 in,
+ * float32 accumulation; `outDtype` defaults to x's dtype (f32 for logits, say).
+ */
+export function matmul(x: Tensor, w: Tensor, out?: Tensor, opts: { outDtype?: DType } = {}): Tensor {
+  const op = 'matmul';
+  tensorArg(op, 'x', x);
+  tensorArg(op, 'w', w);
+  floatDtype(op, 'x', x);
+  sameDtype(op, { x, w });
+  sameDevice(op, { x, w });
+  contiguous(op, 'x', x);
+  contiguous(op, 'w', w);
+  if (w.ndim !== 2) throw new OpError(op, `w must be 2-d [N, K], got ${formatShape(w.shape)}`);
+  if (x.ndim < 1) throw new OpError(op, 'x must have at least one dimension');
+  const [N, K] = w.shape as [number, number];
+  if (x.shape[x.ndim - 1] !== K)
+    throw new OpError(op, `x ${formatShape(x.shape)} has inner size ${x.shape[x.ndim - 1]} but w ${formatShape(w.shape)} has K = ${K}`);
+  const M = x.numel / Math.max(1, K);
+  const outDtype = opts.outDtype ?? x.dtype;
+  if (!isFloat(outDtype)) throw new OpError(op, `outDtype must be a float dtype, got ${outDtype}`);
+  const o = output(op, out, [...x.shape.slice(0, -1), N], outDtype, x);
+  native.matmulNT(dtypeCode(x.dtype), dtypeCode(outDtype), K === 0 ? x.numel : M, N, K, x.storage, x.byteOffset,
+    w.storage, w.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+/** out = x / sqrt(mean(x^2) + eps) * weight over the last dimension. */
+export function rmsnorm(x: Tensor, weight: Tensor, eps: number, out?: Tensor): Tensor {
+  const op = 'rmsnorm';
+  elementwiseInput(op, 'x', x);
+  tensorArg(op, 'weight', weight);
+  sameDtype(op, { x, weight });
+  sameDevice(op, { x, weight });
+  const dim = x.shape[x.ndim - 1] ?? 1;
+  shapeIs(op, 'weight', weight, [dim]);
+  contiguous(op, 'weight', weight);
+  if (!(eps >= 0)) throw new OpError(op, `eps must be a non-negative number, got ${eps}`);
+  const o = output(op, out, x.shape, x.dtype, x);
+  native.rmsnorm(dtypeCode(x.dtype), x.numel / Math.max(1, dim), dim, eps, x.storage, x.byteOffset,
+    weight.storage, weight.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+/**
+ * Rotary position embedding, neox layout (the two halves of each head rotate
+ * together): x [tokens, heads, headDim], positions i32 [tokens], cos/sin f32
+ * [maxPos, headDim/2]. `out` may be x itself.
+ */
+export function rope(x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, out?: Tensor): Tensor {
+  const op = 'rope';
+  elementwiseInput(op, 'x', x);
+  if (x.ndim !== 3) throw new OpError(op, `x must be [tokens, heads, headDim], got ${formatShape(x.shape)}`);
+  const [tokens, heads, headDim] = x.shape as [number, number, number];
+  if (headDim % 2 !== 0) throw new OpError(op, `headDim ${headDim} must be even`);
+  tensorArg(op, 'positions', positions);
+  if (positions.dtype !== 'i32') throw new OpError(op, `positions must be i32, got ${positions.dtype}`);
+  shapeIs(op, 'positions', positions, [tokens]);
+  contiguous(op, 'positions', positions);
+  for (const [name, t] of [['cos', cos], ['sin', sin]] as const) {
+    tensorArg(op, name, t);
+    if (t.dtype !== 'f32') throw new OpError(op, `${name} must be f32, got ${t.dtype}`);
+    if (t.ndim !== 2 || t.shape[1] !== headDim / 2)
+      throw new OpError(op, `${name} must be [maxPos, ${headDim / 2}], got ${formatShape(t.shape)}`);
+    contiguous(op, name, t);
+  }
+  shapeIs(op, 'sin', sin, cos.shape);
+  sameDevice(op, { x, positions, cos, sin });
+  const o = output(op, out, x.shape, x.dtype, x);
+  native.ropeNeox(dtypeCode(x.dtype), tokens, heads, headDim, cos.shape[0]!, x.storage, x.byteOffset, o.storage, o.byteOffset,
+    positions.storage, positions.byteOffset, cos.storage, cos.byteOffset, sin.storage, sin.byteOffset);
+  return o;
+}
+
+export function silu(x: Tensor, out?: Tensor): Tensor {
+  elementwiseInput('silu', 'x', x);
+  const o = output('silu', out, x.shape, x.dtype, x);
+  native.silu(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+function binary(op: 'add' | 'mul', a: Tensor, b: Tensor, out?: Tensor): Tensor {
+  elementwiseInput(op, 'a', a);
+  elementwiseInput(op, 'b', b);
+  sameDtype(op, { a, b });
+  sameDevice(op, { a, b });
+  shapeIs(op, 'b', b, a.shape);
+  const o = output(op, out, a.shape, a.dtype, a);
+  native[op](dtypeCode(a.dtype), a.numel, a.storage, a.byteOffset, b.storage, b.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+/** out = a + b (same shapes). */
+export function add(a: Tensor, b: Tensor, out?: Tensor): Tensor {
+  return binary('add', a, b, out);
+}
+
+/** out = a * b (same shapes). */
+export function mul(a: Tensor, b: Tensor, out?: Tensor): Tensor {
+  return binary('mul', a, b, out);
+}
+
+/** Softmax over the last dimension, float32 inside. */
+export function softmax(x: Tensor, out?: Tensor): Tensor {
+  elementwiseInput('softmax', 'x', x);
+  const n = x.shape[x.ndim - 1] ?? 1;
+  if (n === 0 && x.numel > 0) throw new OpError('softmax', 'the last dimension is empty');
+  const o = output('softmax', out, x.shape, x.dtype, x);
+  native.softmax(dtypeCode(x.dtype), n === 0 ? 0 : x.numel / n, n, x.storage, x.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+export interface AttentionOptions {
+  /** Defaults to 1/sqrt(headDim). */
+  scale?: number;
+  /** Query i sits at position kvLen - qLen + i and sees keys up to it. Default true. */
+  causal?: boolean;
+  /** float32 scratch of [qHeads, qLen, kvLen] for the materialized scores; allocated if omitted. */
+  scores?: Tensor;
+}
+
+/**
+ * Naive grouped-query attention over materialized scores: q [qLen, qHeads, D],
+ * k and v [kvLen, kvHeads, D], out [qLen, qHeads, D].
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: AttentionOptions = {}): Tensor {
+  const op = 'attention';
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
+    elementwiseInput(op, name, t);
+    if (t.ndim !== 3) throw new OpError(op, `${name} must be [tokens, heads, headDim], got ${formatShape(t.shape)}`);
+  }
+  sameDtype(op, { q, k, v });
+  sameDevice(op, { q, k, v });
+  const [qLen, qHeads, headDim] = q.shape as [number, number, number];
+  const [kvLen, kvHeads] = k.shape as [number, number, number];
+  shapeIs(op, 'k', k, [kvLen, kvHeads, headDim]);
+  shapeIs(op, 'v', v, k.shape);
+  if (kvHeads === 0 || qHeads % kvHeads !== 0) throw new OpError(op, `q heads (${qHeads}) must be a multiple of kv heads (${kvHeads})`);
+  const causal = opts.causal ?? true;
+  if (causal && qLen > kvLen) throw new OpError(op, `causal attention needs qLen (${qLen}) <= kvLen (${kvLen})`);
+  const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+  const o = output(op, out, q.shape, q.dtype, q);
+  let scores = opts.scores;
+  if (scores === undefined) scores = Tensor.empty([qHeads, qLen, kvLen], { dtype: 'f32', device: q.device });
+  else {
+    tensorArg(op, 'scores', scores);
+    if (scores.dtype !== 'f32') throw new OpError(op, `scores must be f32, got ${scores.dtype}`);
+    contiguous(op, 'scores', scores);
+    if (scores.numel < qHeads * qLen * kvLen) throw new OpError(op, `scores holds ${scores.numel} floats, needs ${qHeads * qLen * kvLen}`);
+    sameDevice(op, { q, scores });
+  }
+  try {
+    native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, q.storage, q.byteOffset,
+      k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset);
+  } finally {
+    if (opts.scores === undefined) scores.dispose();
+  }
+  return o;
+}
+
+/** Index of the largest value over the last dimension (first on ties), as i32. */
+export function argmax(x: Tensor, out?: Tensor): Tensor {
+  elementwiseInput('argmax', 'x', x);
+  const n = x.shape[x.ndim - 1] ?? 1;
+  if (n === 0) throw new OpError('argmax', 'the last dimension is empty');
+  const o = output('argmax', out, x.shape.slice(0, -1), 'i32', x);
+  native.argmax(dtypeCode(x.dtype), x.numel / n, n, x.storage, x.byteOffset, o.storage, o.byteOffset);
+  return o;
+}

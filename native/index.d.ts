@@ -1,0 +1,91 @@
+// The raw binding. Lesson code never sees this: engine-core's Tensor and ops
+// wrap it. Every op takes its scalars, then (storage, byteOffset) pairs.
+
+/** A block of bytes on one device (-1 = host). */
+export declare class Storage {
+  constructor(nbytes: number, device: number);
+  readonly nbytes: number;
+  readonly device: number;
+  readonly disposed: boolean;
+  dispose(): void;
+  copyFromHost(src: ArrayBufferView, dstByteOffset: number): void;
+  copyToHost(dst: ArrayBufferView, srcByteOffset: number): void;
+  copyToHostAsync(dst: ArrayBufferView, srcByteOffset: number): Promise<void>;
+}
+
+/** A CUDA event on a device's stream. */
+export declare class Event {
+  constructor(device: number);
+  record(): this;
+  synchronize(): void;
+  /** Milliseconds of device time from this event to `end` (waits for `end`). */
+  elapsedMs(end: Event): number;
+}
+
+export interface BackendInfo {
+  cudaCompiled: boolean;
+  cublas: boolean;
+  cudaUsable: boolean;
+  deviceCount: number;
+  driverVersion?: number;
+  runtimeVersion?: number;
+  cudaArchitectures?: string;
+}
+export interface DeviceInfo {
+  name: string;
+  computeCapability: string;
+  smCount: number;
+  totalMemory: number;
+  freeMemory: number;
+  l2Bytes: number;
+  sharedPerBlockOptin: number;
+  memoryBusBits: number;
+  memoryClockKHz: number;
+}
+export interface AllocatorStats {
+  rawAllocs: number;
+  rawFrees: number;
+  requests: number;
+  cacheHits: number;
+  bytesReserved: number;
+  bytesInUse: number;
+  peakBytesInUse: number;
+}
+
+type S = Storage;
+type O = number;
+
+export declare const path: string;
+export declare function backendInfo(): BackendInfo;
+export declare function deviceInfo(device: number): DeviceInfo;
+export declare function memGetInfo(device: number): { free: number; total: number };
+export declare function synchronize(device: number): void;
+export declare function synchronizeAsync(device: number): Promise<void>;
+export declare function allocatorStats(device: number): AllocatorStats;
+export declare function emptyCache(device: number): void;
+export declare function resetPeakStats(device: number): void;
+export declare function streamHandle(device: number): bigint;
+
+export declare function fill(dtype: number, n: number, value: number, out: S, outOff: O): void;
+/** Arguments: rank, shape x rank, srcDtype, srcStrides x rank, src, srcOff, dstDtype, dstStrides x rank, dst, dstOff. */
+export declare function copyStrided(rank: number, ...rest: (number | S)[]): void;
+export declare function embedding(dtype: number, idDtype: number, nIds: number, vocab: number, dim: number,
+  table: S, tableOff: O, ids: S, idsOff: O, out: S, outOff: O): void;
+export declare function matmulNT(inDtype: number, outDtype: number, M: number, N: number, K: number,
+  x: S, xOff: O, w: S, wOff: O, out: S, outOff: O): void;
+export declare function rmsnorm(dtype: number, rows: number, dim: number, eps: number,
+  x: S, xOff: O, weight: S, weightOff: O, out: S, outOff: O): void;
+export declare function ropeNeox(dtype: number, tokens: number, heads: number, headDim: number, maxPos: number,
+  x: S, xOff: O, out: S, outOff: O, positions: S, posOff: O, cos: S, cosOff: O, sin: S, sinOff: O): void;
+export declare function silu(dtype: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
+export declare function add(dtype: number, n: number, a: S, aOff: O, b: S, bOff: O, out: S, outOff: O): void;
+export declare function mul(dtype: number, n: number, a: S, aOff: O, b: S, bOff: O, out: S, outOff: O): void;
+export declare function softmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
+export declare function attention(dtype: number, qLen: number, kvLen: number, qHeads: number, kvHeads: number,
+  headDim: number, scale: number, causal: boolean, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O, out: S, outOff: O,
+  scores: S, scoresOff: O): void;
+export declare function argmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
+export declare function gatherRows(idxDtype: number, srcRows: number, nIdx: number, rowBytes: number,
+  src: S, srcOff: O, idx: S, idxOff: O, out: S, outOff: O): void;
+export declare function scatterRows(idxDtype: number, dstRows: number, nIdx: number, rowBytes: number,
+  src: S, srcOff: O, idx: S, idxOff: O, dst: S, dstOff: O): void;

@@ -1,0 +1,760 @@
+// The Node-API bindings: argument checking, storage objects, dispatch to the
+// CPU or CUDA backend. No math here: every op is one call into aios::cpu or
+// aios::cuda, which take plain pointers and shapes.
+//
+// Each op takes its scalars first, then (storage, byteOffset) pairs. Every
+// pair is checked against its storage's live size before any kernel runs, so
+// a wrong shape from JS is an exception, never an out-of-bounds access.
+#include <napi.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "aios.h"
+#include "allocator.h"
+#ifdef AIOS_WITH_CUDA
+#include "cuda/backend.h"
+#endif
+
+namespace {
+
+using aios::DType;
+using aios::Error;
+
+constexpr int kCpu = -1;  // the device number of host storage
+
+aios::CachingAllocator& host_allocator() {
+  static aios::CachingAllocator alloc([](size_t bytes) -> void* { return std::aligned_alloc(64, bytes); },
+                                      [](void* p) { std::free(p); });
+  return alloc;
+}
+
+bool cuda_usable() {
+#if defined(AIOS_WITH_CUDA) && defined(AIOS_WITH_CUBLAS)
+  static const bool usable = aios::cuda::device_count() > 0;
+  return usable;
+#else
+  return false;
+#endif
+}
+
+aios::CachingAllocator& allocator_for(int device) {
+#ifdef AIOS_WITH_CUDA
+  if (device != kCpu) return aios::cuda::context(device).allocator;
+#endif
+  if (device != kCpu) throw Error("this addon was built without CUDA");
+  return host_allocator();
+}
+
+// ---------------------------------------------------------------- Storage
+
+const napi_type_tag kStorageTag = {0x6a1d5c3e2b7f4a90ULL, 0x9e3779b97f4a7c15ULL};
+
+// A block of bytes on one device. JS owns it: dispose() returns it to the
+// caching allocator at once; if JS forgets, the garbage collector's finalizer does.
+class Storage : public Napi::ObjectWrap<Storage> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Storage",
+                       {InstanceAccessor<&Storage::NBytes>("nbytes"), InstanceAccessor<&Storage::Device>("device"),
+                        InstanceAccessor<&Storage::Disposed>("disposed"), InstanceMethod<&Storage::Dispose>("dispose"),
+                        InstanceMethod<&Storage::CopyFromHost>("copyFromHost"),
+                        InstanceMethod<&Storage::CopyToHost>("copyToHost"),
+                        InstanceMethod<&Storage::CopyToHostAsync>("copyToHostAsync")});
+  }
+
+  Storage(const Napi::CallbackInfo& info);
+  ~Storage() override { Release(); }
+
+  void* data = nullptr;
+  int64_t nbytes = 0;
+  int device = kCpu;
+
+  void Release() {
+    if (!data) return;
+    try { allocator_for(device).release(data); } catch (...) {}  // a finalizer must not throw
+    data = nullptr;
+  }
+
+ private:
+  Napi::Value NBytes(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), double(nbytes)); }
+  Napi::Value Device(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), device); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), data == nullptr); }
+  void Dispose(const Napi::CallbackInfo&) { Release(); }
+  void CopyFromHost(const Napi::CallbackInfo& info);
+  Napi::Value CopyToHost(const Napi::CallbackInfo& info);
+  Napi::Value CopyToHostAsync(const Napi::CallbackInfo& info);
+};
+
+[[noreturn]] void throw_js(Napi::Env env, const std::string& msg) { throw Napi::Error::New(env, msg); }
+
+// Runs a binding body, turning C++ errors into JS exceptions.
+template <class F> auto guarded(const Napi::CallbackInfo& info, F&& body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(info.Env(), e.what());
+  }
+}
+
+int64_t to_i64(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsNumber()) throw_js(env, std::string(what) + ": expected a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d != double(int64_t(d)) || d > 9007199254740991.0)
+    throw_js(env, std::string(what) + ": expected a non-negative integer, got " + std::to_string(d));
+  return int64_t(d);
+}
+
+Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(info) {
+  guarded(info, [&] {
+    Napi::Env env = info.Env();
+    nbytes = to_i64(env, info[0], "Storage(nbytes)");
+    device = info.Length() > 1 && info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : kCpu;
+    if (device != kCpu && !cuda_usable()) throw_js(env, "Storage: no usable CUDA device in this addon or machine");
+    data = allocator_for(device).allocate(size_t(nbytes));
+    if (!data)
+      throw_js(env, "Storage: out of memory allocating " + std::to_string(nbytes) + " bytes on " +
+                        (device == kCpu ? std::string("the host") : "CUDA device " + std::to_string(device)));
+    info.This().As<Napi::Object>().TypeTag(&kStorageTag);
+  });
+}
+
+struct HostView {
+  char* data;
+  int64_t bytes;
+};
+
+HostView host_view(Napi::Env env, const Napi::Value& v) {
+  if (!v.IsTypedArray() && !v.IsDataView() && !v.IsBuffer())
+    throw_js(env, "expected a typed array, Buffer or DataView as the host side of the copy");
+  if (v.IsTypedArray()) {
+    auto ta = v.As<Napi::TypedArray>();
+    return {static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), int64_t(ta.ByteLength())};
+  }
+  auto dv = v.As<Napi::DataView>();
+  return {static_cast<char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset(), int64_t(dv.ByteLength())};
+}
+
+void check_range(Napi::Env env, const Storage& s, int64_t offset, int64_t bytes, const char* what) {
+  if (!s.data) throw_js(env, std::string(what) + ": the storage was disposed");
+  if (offset + bytes > s.nbytes)
+    throw_js(env, std::string(what) + ": bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+                      ") exceed the storage's " + std::to_string(s.nbytes) + " bytes");
+}
+
+void Storage::CopyFromHost(const Napi::CallbackInfo& info) {
+  guarded(info, [&] {
+    Napi::Env env = info.Env();
+    HostView h = host_view(env, info[0]);
+    int64_t offset = to_i64(env, info[1], "copyFromHost(offset)");
+    check_range(env, *this, offset, h.bytes, "copyFromHost");
+    char* dst = static_cast<char*>(data) + offset;
+    if (device == kCpu) { std::memcpy(dst, h.data, size_t(h.bytes)); return; }
+#ifdef AIOS_WITH_CUDA
+    auto& ctx = aios::cuda::context(device);
+    aios::cuda::check(cudaMemcpyAsync(dst, h.data, size_t(h.bytes), cudaMemcpyHostToDevice, ctx.stream), "copyFromHost");
+    // The host array may be reused or collected as soon as we return.
+    aios::cuda::check(cudaStreamSynchronize(ctx.stream), "copyFromHost");
+#endif
+  });
+}
+
+void copy_to_host(Storage& s, char* dst, int64_t offset, int64_t bytes) {
+  const char* src = static_cast<const char*>(s.data) + offset;
+  if (s.device == kCpu) { std::memcpy(dst, src, size_t(bytes)); return; }
+#ifdef AIOS_WITH_CUDA
+  auto& ctx = aios::cuda::context(s.device);
+  aios::cuda::check(cudaMemcpyAsync(dst, src, size_t(bytes), cudaMemcpyDeviceToHost, ctx.stream), "copyToHost");
+  aios::cuda::check(cudaStreamSynchronize(ctx.stream), "copyToHost");
+#endif
+}
+
+Napi::Value Storage::CopyToHost(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    HostView h = host_view(env, info[0]);
+    int64_t offset = to_i64(env, info[1], "copyToHost(offset)");
+    check_range(env, *this, offset, h.bytes, "copyToHost");
+    copy_to_host(*this, h.data, offset, h.bytes);
+    return env.Undefined();
+  });
+}
+
+// Copies on a worker thread and resolves a promise: the event loop keeps
+// running while the device finishes its queue.
+class CopyToHostWorker : public Napi::AsyncWorker {
+ public:
+  CopyToHostWorker(Napi::Env env, Storage* s, Napi::Object storage_obj, Napi::Value host, HostView h, int64_t offset)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), storage_(s), h_(h), offset_(offset) {
+    storage_ref_ = Napi::Persistent(storage_obj);
+    host_ref_ = Napi::Persistent(host.As<Napi::Object>());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try { copy_to_host(*storage_, h_.data, offset_, h_.bytes); } catch (const std::exception& e) { SetError(e.what()); }
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Storage* storage_;
+  Napi::ObjectReference storage_ref_, host_ref_;  // both stay alive until the copy is done
+  HostView h_;
+  int64_t offset_;
+};
+
+Napi::Value Storage::CopyToHostAsync(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    HostView h = host_view(env, info[0]);
+    int64_t offset = to_i64(env, info[1], "copyToHostAsync(offset)");
+    check_range(env, *this, offset, h.bytes, "copyToHostAsync");
+    auto* w = new CopyToHostWorker(env, this, info.This().As<Napi::Object>(), info[0], h, offset);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  });
+}
+
+// ---------------------------------------------------------------- op arguments
+
+struct Buf {
+  void* ptr;
+  int device;
+};
+
+// Reads an op's arguments in order, checking each as it goes.
+class Args {
+ public:
+  Args(const Napi::CallbackInfo& info, const char* op) : info_(info), op_(op) {}
+
+  int64_t size(const char* name) { return to_i64(info_.Env(), next(), where(name).c_str()); }
+  double number(const char* name) {
+    Napi::Value v = next();
+    if (!v.IsNumber()) fail(std::string(name) + " must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
+  bool flag(const char* name) {
+    Napi::Value v = next();
+    if (!v.IsBoolean()) fail(std::string(name) + " must be a boolean");
+    return v.As<Napi::Boolean>().Value();
+  }
+  DType dtype(const char* name) {
+    int64_t code = size(name);
+    if (code >= aios::kNumDTypes) fail(std::string(name) + ": unknown dtype code " + std::to_string(code));
+    return DType(code);
+  }
+  DType float_dtype(const char* name) {
+    DType dt = dtype(name);
+    if (!aios::is_float(dt)) fail(std::string(name) + " must be bf16, f16 or f32, got " + aios::dtype_name(dt));
+    return dt;
+  }
+  DType index_dtype(const char* name) {
+    DType dt = dtype(name);
+    if (!aios::is_index(dt)) fail(std::string(name) + " must be i32 or i64, got " + aios::dtype_name(dt));
+    return dt;
+  }
+  // A (storage, byteOffset) pair that must hold `bytes` bytes.
+  Buf buffer(const char* name, int64_t bytes) {
+    Napi::Value v = next();
+    if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kStorageTag)) fail(std::string(name) + " is not a Storage");
+    Storage* s = Storage::Unwrap(v.As<Napi::Object>());
+    int64_t offset = size((std::string(name) + " offset").c_str());
+    if (!s->data) fail(std::string(name) + " was disposed");
+    if (offset + bytes > s->nbytes)
+      fail(std::string(name) + " needs bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+           ") but its storage holds " + std::to_string(s->nbytes));
+    if (device_ == kUnset) device_ = s->device;
+    else if (device_ != s->device)
+      fail(std::string(name) + " is on " + device_name(s->device) + " but an earlier argument is on " + device_name(device_));
+    return {static_cast<char*>(s->data) + offset, s->device};
+  }
+  int device() const { return device_; }
+  bool on_cpu() const { return device_ == kCpu; }
+#ifdef AIOS_WITH_CUDA
+  cudaStream_t stream() { return aios::cuda::context(device_).stream; }
+#endif
+  [[noreturn]] void fail(const std::string& msg) { throw_js(info_.Env(), std::string(op_) + ": " + msg); }
+
+ private:
+  static constexpr int kUnset = -2;
+  Napi::Value next() {
+    if (pos_ >= info_.Length()) fail("missing argument " + std::to_string(pos_));
+    return info_[pos_++];
+  }
+  std::string where(const char* name) { return std::string(op_) + ": " + name; }
+  static std::string device_name(int d) { return d == kCpu ? "cpu" : "cuda:" + std::to_string(d); }
+  const Napi::CallbackInfo& info_;
+  const char* op_;
+  size_t pos_ = 0;
+  int device_ = kUnset;
+};
+
+// Dispatches one op to the backend of its buffers.
+#ifdef AIOS_WITH_CUDA
+#define AIOS_DISPATCH(a, cpu_call, cuda_call)                                         \
+  do {                                                                                \
+    if ((a).on_cpu()) { aios::cpu::cpu_call; }                                        \
+    else { cudaStream_t st = (a).stream(); aios::cuda::cuda_call; }                   \
+  } while (0)
+#else
+#define AIOS_DISPATCH(a, cpu_call, cuda_call) \
+  do { aios::cpu::cpu_call; } while (0)
+#endif
+
+template <class F> Napi::Value op(const Napi::CallbackInfo& info, const char* name, F&& body) {
+  return guarded(info, [&]() -> Napi::Value {
+    Args a(info, name);
+    body(a);
+    return info.Env().Undefined();
+  });
+}
+
+int64_t bytes_of(int64_t n, DType dt) { return n * int64_t(aios::dtype_size(dt)); }
+
+// ---------------------------------------------------------------- ops
+
+Napi::Value Fill(const Napi::CallbackInfo& info) {
+  return op(info, "fill", [&](Args& a) {
+    DType dt = a.dtype("dtype");
+    int64_t n = a.size("n");
+    double value = a.number("value");
+    Buf out = a.buffer("out", bytes_of(n, dt));
+    AIOS_DISPATCH(a, fill(out.ptr, dt, n, value), fill(st, out.ptr, dt, n, value));
+  });
+}
+
+Napi::Value CopyStrided(const Napi::CallbackInfo& info) {
+  return op(info, "copy", [&](Args& a) {
+    int rank = int(a.size("rank"));
+    if (rank < 1 || rank > aios::kMaxRank) a.fail("rank must be in [1, " + std::to_string(aios::kMaxRank) + "]");
+    int64_t shape[aios::kMaxRank], ss[aios::kMaxRank], ds[aios::kMaxRank];
+    for (int d = 0; d < rank; ++d) shape[d] = a.size("shape");
+    DType sdt = a.dtype("srcDtype");
+    for (int d = 0; d < rank; ++d) ss[d] = a.size("srcStrides");
+    // The furthest element each side touches, for the bounds check.
+    int64_t s_extent = 1, d_extent = 1, n = 1;
+    for (int d = 0; d < rank; ++d) n *= shape[d];
+    for (int d = 0; d < rank; ++d) s_extent += (shape[d] - 1) * ss[d];
+    Buf src = a.buffer("src", n == 0 ? 0 : bytes_of(s_extent, sdt));
+    DType ddt = a.dtype("dstDtype");
+    for (int d = 0; d < rank; ++d) ds[d] = a.size("dstStrides");
+    for (int d = 0; d < rank; ++d) d_extent += (shape[d] - 1) * ds[d];
+    Buf dst = a.buffer("dst", n == 0 ? 0 : bytes_of(d_extent, ddt));
+    if (n == 0) return;
+    AIOS_DISPATCH(a, copy_strided(src.ptr, sdt, ss, dst.ptr, ddt, ds, shape, rank),
+                  copy_strided(st, src.ptr, sdt, ss, dst.ptr, ddt, ds, shape, rank));
+  });
+}
+
+Napi::Value Embedding(const Napi::CallbackInfo& info) {
+  return op(info, "embedding", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    DType idt = a.index_dtype("idDtype");
+    int64_t n = a.size("nIds"), vocab = a.size("vocab"), dim = a.size("dim");
+    Buf table = a.buffer("table", bytes_of(vocab * dim, dt));
+    Buf ids = a.buffer("ids", bytes_of(n, idt));
+    Buf out = a.buffer("out", bytes_of(n * dim, dt));
+    AIOS_DISPATCH(a, embedding(table.ptr, dt, ids.ptr, idt, out.ptr, n, vocab, dim),
+                  embedding(st, table.ptr, dt, ids.ptr, idt, out.ptr, n, vocab, dim));
+  });
+}
+
+Napi::Value MatmulNT(const Napi::CallbackInfo& info) {
+  return op(info, "matmul", [&](Args& a) {
+    DType in = a.float_dtype("inDtype"), out_dt = a.float_dtype("outDtype");
+    int64_t M = a.size("M"), N = a.size("N"), K = a.size("K");
+    Buf x = a.buffer("x", bytes_of(M * K, in));
+    Buf w = a.buffer("w", bytes_of(N * K, in));
+    Buf out = a.buffer("out", bytes_of(M * N, out_dt));
+    AIOS_DISPATCH(a, matmul_nt(x.ptr, w.ptr, out.ptr, M, N, K, in, out_dt),
+                  matmul_nt(st, x.ptr, w.ptr, out.ptr, M, N, K, in, out_dt));
+  });
+}
+
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  return op(info, "rmsnorm", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t rows = a.size("rows"), dim = a.size("dim");
+    float eps = float(a.number("eps"));
+    Buf x = a.buffer("x", bytes_of(rows * dim, dt));
+    Buf w = a.buffer("weight", bytes_of(dim, dt));
+    Buf out = a.buffer("out", bytes_of(rows * dim, dt));
+    AIOS_DISPATCH(a, rmsnorm(x.ptr, w.ptr, out.ptr, rows, dim, eps, dt),
+                  rmsnorm(st, x.ptr, w.ptr, out.ptr, rows, dim, eps, dt));
+  });
+}
+
+Napi::Value RopeNeox(const Napi::CallbackInfo& info) {
+  return op(info, "rope", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t tokens = a.size("tokens"), heads = a.size("heads"), hd = a.size("headDim"), max_pos = a.size("maxPos");
+    if (hd % 2 != 0) a.fail("headDim must be even");
+    Buf x = a.buffer("x", bytes_of(tokens * heads * hd, dt));
+    Buf out = a.buffer("out", bytes_of(tokens * heads * hd, dt));
+    Buf pos = a.buffer("positions", bytes_of(tokens, DType::I32));
+    Buf cos = a.buffer("cos", bytes_of(max_pos * (hd / 2), DType::F32));
+    Buf sin = a.buffer("sin", bytes_of(max_pos * (hd / 2), DType::F32));
+    auto* p = static_cast<const int32_t*>(pos.ptr);
+    auto *c = static_cast<const float*>(cos.ptr), *s = static_cast<const float*>(sin.ptr);
+    AIOS_DISPATCH(a, rope_neox(x.ptr, out.ptr, p, c, s, tokens, heads, hd, max_pos, dt),
+                  rope_neox(st, x.ptr, out.ptr, p, c, s, tokens, heads, hd, max_pos, dt));
+  });
+}
+
+Napi::Value Silu(const Napi::CallbackInfo& info) {
+  return op(info, "silu", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t n = a.size("n");
+    Buf x = a.buffer("x", bytes_of(n, dt));
+    Buf out = a.buffer("out", bytes_of(n, dt));
+    AIOS_DISPATCH(a, silu(x.ptr, out.ptr, n, dt), silu(st, x.ptr, out.ptr, n, dt));
+  });
+}
+
+template <bool kMul> Napi::Value Binary(const Napi::CallbackInfo& info) {
+  return op(info, kMul ? "mul" : "add", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t n = a.size("n");
+    Buf x = a.buffer("a", bytes_of(n, dt));
+    Buf y = a.buffer("b", bytes_of(n, dt));
+    Buf out = a.buffer("out", bytes_of(n, dt));
+    if (kMul) AIOS_DISPATCH(a, mul(x.ptr, y.ptr, out.ptr, n, dt), mul(st, x.ptr, y.ptr, out.ptr, n, dt));
+    else AIOS_DISPATCH(a, add(x.ptr, y.ptr, out.ptr, n, dt), add(st, x.ptr, y.ptr, out.ptr, n, dt));
+  });
+}
+
+Napi::Value Softmax(const Napi::CallbackInfo& info) {
+  return op(info, "softmax", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t rows = a.size("rows"), n = a.size("n");
+    if (n == 0 && rows > 0) a.fail("rows must not be empty");
+    Buf x = a.buffer("x", bytes_of(rows * n, dt));
+    Buf out = a.buffer("out", bytes_of(rows * n, dt));
+    AIOS_DISPATCH(a, softmax(x.ptr, out.ptr, rows, n, dt), softmax(st, x.ptr, out.ptr, rows, n, dt));
+  });
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  return op(info, "attention", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    aios::AttentionShape s{};
+    s.q_len = a.size("qLen");
+    s.kv_len = a.size("kvLen");
+    s.q_heads = a.size("qHeads");
+    s.kv_heads = a.size("kvHeads");
+    s.head_dim = a.size("headDim");
+    s.scale = float(a.number("scale"));
+    s.causal = a.flag("causal");
+    if (s.kv_heads == 0 || s.q_heads % s.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
+    if (s.head_dim == 0 || s.head_dim > 1024) a.fail("headDim must be in [1, 1024]");
+    Buf q = a.buffer("q", bytes_of(s.q_len * s.q_heads * s.head_dim, dt));
+    Buf k = a.buffer("k", bytes_of(s.kv_len * s.kv_heads * s.head_dim, dt));
+    Buf v = a.buffer("v", bytes_of(s.kv_len * s.kv_heads * s.head_dim, dt));
+    Buf out = a.buffer("out", bytes_of(s.q_len * s.q_heads * s.head_dim, dt));
+    Buf scores = a.buffer("scores", bytes_of(s.q_heads * s.q_len * s.kv_len, DType::F32));
+    auto* sc = static_cast<float*>(scores.ptr);
+    AIOS_DISPATCH(a, attention(q.ptr, k.ptr, v.ptr, out.ptr, sc, s, dt),
+                  attention(st, q.ptr, k.ptr, v.ptr, out.ptr, sc, s, dt));
+  });
+}
+
+Napi::Value Argmax(const Napi::CallbackInfo& info) {
+  return op(info, "argmax", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t rows = a.size("rows"), n = a.size("n");
+    if (n == 0 && rows > 0) a.fail("rows must not be empty");
+    Buf x = a.buffer("x", bytes_of(rows * n, dt));
+    Buf out = a.buffer("out", bytes_of(rows, DType::I32));
+    auto* o = static_cast<int32_t*>(out.ptr);
+    AIOS_DISPATCH(a, argmax(x.ptr, o, rows, n, dt), argmax(st, x.ptr, o, rows, n, dt));
+  });
+}
+
+template <bool kScatter> Napi::Value MoveRows(const Napi::CallbackInfo& info) {
+  return op(info, kScatter ? "scatterRows" : "gatherRows", [&](Args& a) {
+    DType idt = a.index_dtype("idxDtype");
+    int64_t rows = a.size(kScatter ? "dstRows" : "srcRows"), n = a.size("nIdx"), row_bytes = a.size("rowBytes");
+    Buf src = a.buffer("src", kScatter ? n * row_bytes : rows * row_bytes);
+    Buf idx = a.buffer("idx", bytes_of(n, idt));
+    Buf dst = a.buffer(kScatter ? "dst" : "out", kScatter ? rows * row_bytes : n * row_bytes);
+    if (kScatter)
+      AIOS_DISPATCH(a, scatter_rows(src.ptr, idx.ptr, idt, dst.ptr, rows, n, row_bytes),
+                    scatter_rows(st, src.ptr, idx.ptr, idt, dst.ptr, rows, n, row_bytes));
+    else
+      AIOS_DISPATCH(a, gather_rows(src.ptr, rows, idx.ptr, idt, dst.ptr, n, row_bytes),
+                    gather_rows(st, src.ptr, rows, idx.ptr, idt, dst.ptr, n, row_bytes));
+  });
+}
+
+// ---------------------------------------------------------------- devices, streams, events
+
+Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+#ifdef AIOS_WITH_CUDA
+  o.Set("cudaCompiled", true);
+  o.Set("deviceCount", aios::cuda::device_count());
+  o.Set("driverVersion", aios::cuda::driver_version());
+  o.Set("runtimeVersion", aios::cuda::runtime_version());
+#else
+  o.Set("cudaCompiled", false);
+  o.Set("deviceCount", 0);
+#endif
+#ifdef AIOS_WITH_CUBLAS
+  o.Set("cublas", true);
+#else
+  o.Set("cublas", false);
+#endif
+  o.Set("cudaUsable", cuda_usable());
+#ifdef AIOS_CUDA_ARCHS
+  o.Set("cudaArchitectures", AIOS_CUDA_ARCHS);
+#endif
+  return o;
+}
+
+int device_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw_js(info.Env(), "expected a device number");
+  int d = info[i].As<Napi::Number>().Int32Value();
+  if (d != kCpu && !cuda_usable()) throw_js(info.Env(), "no usable CUDA device (device " + std::to_string(d) + ")");
+  return d;
+}
+
+Napi::Value DeviceInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+#ifdef AIOS_WITH_CUDA
+    int d = device_arg(info, 0);
+    if (d == kCpu) throw_js(env, "deviceInfo: expected a CUDA device number");
+    auto p = aios::cuda::device_info(d);
+    int64_t free_b = 0, total_b = 0;
+    aios::cuda::mem_get_info(d, &free_b, &total_b);
+    o.Set("name", p.name);
+    o.Set("computeCapability", std::to_string(p.major) + "." + std::to_string(p.minor));
+    o.Set("smCount", p.sm_count);
+    o.Set("totalMemory", double(p.total_memory));
+    o.Set("freeMemory", double(free_b));
+    o.Set("l2Bytes", double(p.l2_bytes));
+    o.Set("sharedPerBlockOptin", double(p.shared_per_block_optin));
+    o.Set("memoryBusBits", p.memory_bus_bits);
+    o.Set("memoryClockKHz", p.memory_clock_khz);
+#else
+    throw_js(env, "deviceInfo: this addon was built without CUDA");
+#endif
+    return o;
+  });
+}
+
+Napi::Value MemGetInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+#ifdef AIOS_WITH_CUDA
+    int d = device_arg(info, 0);
+    int64_t f = 0, t = 0;
+    aios::cuda::mem_get_info(d, &f, &t);
+    o.Set("free", double(f));
+    o.Set("total", double(t));
+#else
+    throw_js(env, "memGetInfo: this addon was built without CUDA");
+#endif
+    return o;
+  });
+}
+
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+#ifdef AIOS_WITH_CUDA
+    if (d != kCpu) {
+      auto& ctx = aios::cuda::context(d);
+      aios::cuda::check(cudaStreamSynchronize(ctx.stream), "synchronize");
+    }
+#endif
+    (void)d;
+    return info.Env().Undefined();
+  });
+}
+
+class SyncWorker : public Napi::AsyncWorker {
+ public:
+  SyncWorker(Napi::Env env, int device) : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), device_(device) {
+#ifdef AIOS_WITH_CUDA
+    if (device_ != kCpu) stream_ = aios::cuda::context(device_).stream;  // resolved on the JS thread
+#endif
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+#ifdef AIOS_WITH_CUDA
+    if (device_ != kCpu) {
+      cudaError_t st = cudaStreamSynchronize(stream_);
+      if (st != cudaSuccess) SetError(std::string("synchronize: ") + cudaGetErrorString(st));
+    }
+#endif
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int device_;
+#ifdef AIOS_WITH_CUDA
+  cudaStream_t stream_ = nullptr;
+#endif
+};
+
+Napi::Value SynchronizeAsync(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+    auto* w = new SyncWorker(info.Env(), d);
+    Napi::Promise p = w->Promise();
+    w->Queue();
+    return p;
+  });
+}
+
+Napi::Value AllocatorStats(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    auto s = allocator_for(device_arg(info, 0)).stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("rawAllocs", double(s.raw_allocs));
+    o.Set("rawFrees", double(s.raw_frees));
+    o.Set("requests", double(s.requests));
+    o.Set("cacheHits", double(s.cache_hits));
+    o.Set("bytesReserved", double(s.bytes_reserved));
+    o.Set("bytesInUse", double(s.bytes_in_use));
+    o.Set("peakBytesInUse", double(s.peak_bytes_in_use));
+    return o;
+  });
+}
+
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+#ifdef AIOS_WITH_CUDA
+    // Blocks in the cache may still be read by queued kernels: finish them first.
+    if (d != kCpu) aios::cuda::check(cudaStreamSynchronize(aios::cuda::context(d).stream), "emptyCache");
+#endif
+    allocator_for(d).empty_cache();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value ResetPeakStats(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    allocator_for(device_arg(info, 0)).reset_peak();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value StreamHandle(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+#ifdef AIOS_WITH_CUDA
+    if (d != kCpu)
+      return Napi::BigInt::New(info.Env(), uint64_t(reinterpret_cast<uintptr_t>(aios::cuda::context(d).stream)));
+#endif
+    (void)d;
+    return Napi::BigInt::New(info.Env(), uint64_t(0));  // the host has no stream: work is done on return
+  });
+}
+
+// A CUDA event on a device's stream: record() marks the stream's current
+// position; elapsedMs(later) is the device time between two marks.
+class Event : public Napi::ObjectWrap<Event> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "Event",
+                       {InstanceMethod<&Event::Record>("record"), InstanceMethod<&Event::Sync>("synchronize"),
+                        InstanceMethod<&Event::ElapsedMs>("elapsedMs")});
+  }
+  Event(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Event>(info) {
+    guarded(info, [&] {
+      device_ = device_arg(info, 0);
+      if (device_ == kCpu) throw_js(info.Env(), "Event: events exist on CUDA devices only");
+#ifdef AIOS_WITH_CUDA
+      aios::cuda::context(device_);
+      aios::cuda::check(cudaEventCreate(&event_), "cudaEventCreate");
+#endif
+    });
+  }
+  ~Event() override {
+#ifdef AIOS_WITH_CUDA
+    if (event_) cudaEventDestroy(event_);
+#endif
+  }
+
+ private:
+  Napi::Value Record(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      aios::cuda::check(cudaEventRecord(event_, aios::cuda::context(device_).stream), "cudaEventRecord");
+#endif
+      return info.This();
+    });
+  }
+  Napi::Value Sync(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      aios::cuda::check(cudaEventSynchronize(event_), "cudaEventSynchronize");
+#endif
+      return info.Env().Undefined();
+    });
+  }
+  Napi::Value ElapsedMs(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+      if (!info[0].IsObject()) throw_js(info.Env(), "elapsedMs: expected an Event");
+      Event* end = Event::Unwrap(info[0].As<Napi::Object>());
+      float ms = 0;
+#ifdef AIOS_WITH_CUDA
+      aios::cuda::check(cudaEventSynchronize(end->event_), "cudaEventSynchronize");
+      aios::cuda::check(cudaEventElapsedTime(&ms, event_, end->event_), "cudaEventElapsedTime");
+#endif
+      (void)end;
+      return Napi::Number::New(info.Env(), ms);
+    });
+  }
+  int device_ = kCpu;
+#ifdef AIOS_WITH_CUDA
+  cudaEvent_t event_ = nullptr;
+#endif
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Storage", Storage::Init(env));
+  exports.Set("Event", Event::Init(env));
+  exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
+  exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
+  exports.Set("memGetInfo", Napi::Function::New(env, MemGetInfo));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize));
+  exports.Set("synchronizeAsync", Napi::Function::New(env, SynchronizeAsync));
+  exports.Set("allocatorStats", Napi::Function::New(env, AllocatorStats));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("resetPeakStats", Napi::Function::New(env, ResetPeakStats));
+  exports.Set("streamHandle", Napi::Function::New(env, StreamHandle));
+  exports.Set("fill", Napi::Function::New(env, Fill));
+  exports.Set("copyStrided", Napi::Function::New(env, CopyStrided));
+  exports.Set("embedding", Napi::Function::New(env, Embedding));
+  exports.Set("matmulNT", Napi::Function::New(env, MatmulNT));
+  exports.Set("rmsnorm", Napi::Function::New(env, RmsNorm));
+  exports.Set("ropeNeox", Napi::Function::New(env, RopeNeox));
+  exports.Set("silu", Napi::Function::New(env, Silu));
+  exports.Set("add", Napi::Function::New(env, Binary<false>));
+  exports.Set("mul", Napi::Function::New(env, Binary<true>));
+  exports.Set("softmax", Napi::Function::New(env, Softmax));
+  exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("argmax", Napi::Function::New(env, Argmax));
+  exports.Set("gatherRows", Napi::Function::New(env, MoveRows<false>));
+  exports.Set("scatterRows", Napi::Function::New(env, MoveRows<true>));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(aios_native, Init)

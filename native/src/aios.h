@@ -1,0 +1,92 @@
+// The addon's C++ API: plain functions over pointers and shapes.
+// Nothing here knows about Node; addon.cc is the only file that does.
+// Pointers are already offset to the first element; tensors are contiguous
+// unless a function takes strides.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace aios {
+
+// The numeric codes are part of the JS ABI (engine-core/src/dtype.ts).
+enum class DType : int32_t { BF16 = 0, F16 = 1, F32 = 2, I32 = 3, I64 = 4 };
+constexpr int kNumDTypes = 5;
+
+inline size_t dtype_size(DType dt) {
+  switch (dt) {
+    case DType::BF16: case DType::F16: return 2;
+    case DType::F32: case DType::I32: return 4;
+    case DType::I64: return 8;
+  }
+  return 0;
+}
+inline const char* dtype_name(DType dt) {
+  switch (dt) {
+    case DType::BF16: return "bf16";
+    case DType::F16: return "f16";
+    case DType::F32: return "f32";
+    case DType::I32: return "i32";
+    case DType::I64: return "i64";
+  }
+  return "?";
+}
+inline bool is_float(DType dt) { return dt == DType::BF16 || dt == DType::F16 || dt == DType::F32; }
+inline bool is_index(DType dt) { return dt == DType::I32 || dt == DType::I64; }
+
+// Every argument problem found below the bindings is one of these; addon.cc
+// turns it into a JS exception, so bad input never aborts the process.
+struct Error : std::runtime_error {
+  explicit Error(const std::string& what) : std::runtime_error(what) {}
+};
+
+constexpr int kMaxRank = 8;
+
+// Shapes of the attention op, shared by both backends.
+struct AttentionShape {
+  int64_t q_len;       // Tq: query tokens (the last Tq positions of the sequence)
+  int64_t kv_len;      // Tk: key/value tokens, positions 0..Tk-1
+  int64_t q_heads;     // Hq
+  int64_t kv_heads;    // Hkv; Hq % Hkv == 0 (grouped-query attention)
+  int64_t head_dim;    // D
+  float scale;         // usually 1/sqrt(D)
+  bool causal;         // query i sits at position Tk - Tq + i and sees keys <= that
+};
+
+// ---- CPU reference kernels (src/cpu): readable loops, float32 accumulation.
+namespace cpu {
+void fill(void* out, DType dt, int64_t n, double value);
+// dst[i...] = cast(src[i...]) over a strided index space of `rank` dims (strides in elements).
+void copy_strided(const void* src, DType src_dt, const int64_t* src_strides, void* dst, DType dst_dt,
+                  const int64_t* dst_strides, const int64_t* shape, int rank);
+// out[i, :] = table[ids[i], :]; an id outside [0, vocab) throws.
+void embedding(const void* table, DType dt, const void* ids, DType id_dt, void* out, int64_t n_ids,
+               int64_t vocab, int64_t dim);
+// out[M, N] = x[M, K] @ w[N, K]^T (nn.Linear's layout), float32 accumulation.
+void matmul_nt(const void* x, const void* w, void* out, int64_t M, int64_t N, int64_t K, DType in_dt,
+               DType out_dt);
+// out[r, :] = x[r, :] / sqrt(mean(x[r, :]^2) + eps) * weight
+void rmsnorm(const void* x, const void* weight, void* out, int64_t rows, int64_t dim, float eps, DType dt);
+// Rotary embedding, neox layout (halves rotated): x, out [tokens, heads, head_dim];
+// cos, sin [max_pos, head_dim/2] float32; positions int32 [tokens].
+void rope_neox(const void* x, void* out, const int32_t* positions, const float* cos, const float* sin,
+               int64_t tokens, int64_t heads, int64_t head_dim, int64_t max_pos, DType dt);
+void silu(const void* x, void* out, int64_t n, DType dt);
+void add(const void* a, const void* b, void* out, int64_t n, DType dt);
+void mul(const void* a, const void* b, void* out, int64_t n, DType dt);
+void softmax(const void* x, void* out, int64_t rows, int64_t n, DType dt);
+// Naive attention over materialized scores: q [Tq, Hq, D], k and v [Tk, Hkv, D],
+// out [Tq, Hq, D], scores float32 [Hq, Tq, Tk] (caller-owned scratch).
+void attention(const void* q, const void* k, const void* v, void* out, float* scores,
+               const AttentionShape& s, DType dt);
+// out[r] = index of the largest x[r, :] (the first one on ties), int32.
+void argmax(const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
+// out[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :], rows of row_bytes bytes.
+void gather_rows(const void* src, int64_t src_rows, const void* idx, DType idx_dt, void* out, int64_t n_idx,
+                 int64_t row_bytes);
+void scatter_rows(const void* src, const void* idx, DType idx_dt, void* dst, int64_t dst_rows, int64_t n_idx,
+                  int64_t row_bytes);
+}  // namespace cpu
+
+}  // namespace aios

@@ -1,0 +1,78 @@
+// Naive causal grouped-query attention over materialized scores: the version
+// lessons 03-08 use, and the baseline lesson 09's FlashAttention is measured
+// against. One block per (head, query): it writes that query's full score row
+// to global memory, softmaxes it there, then reads it back to weight V.
+// Global traffic is O(Hq * Tq * Tk) floats, which is the point lesson 09 makes.
+#include "common.cuh"
+
+namespace aios::cuda {
+
+namespace {
+
+template <class T> __global__ void attention_kernel(const T* q, const T* k, const T* v, T* out, float* scores,
+                                                    AttentionShape s) {
+  extern __shared__ float q_row[];  // head_dim floats
+  __shared__ float scratch[32];
+  const int64_t Tq = s.q_len, Tk = s.kv_len, Hq = s.q_heads, Hkv = s.kv_heads, D = s.head_dim;
+  const int64_t h = blockIdx.x / Tq, i = blockIdx.x % Tq, kvh = h / (Hq / Hkv);
+  const int64_t last = s.causal ? Tk - Tq + i : Tk - 1;
+  float* p = scores + (h * Tq + i) * Tk;
+
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) q_row[d] = to_f(q[(i * Hq + h) * D + d]);
+  __syncthreads();
+
+  // 1. scores: one key per thread
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) {
+    float dot = -INFINITY;
+    if (j <= last) {
+      const T* kj = k + (j * Hkv + kvh) * D;
+      dot = 0.0f;
+      for (int64_t d = 0; d < D; ++d) dot += q_row[d] * to_f(kj[d]);
+      dot *= s.scale;
+    }
+    p[j] = dot;
+    mx = fmaxf(mx, dot);
+  }
+  mx = block_reduce<true>(mx, scratch);
+
+  // 2. softmax in place
+  float sum = 0.0f;
+  for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) {
+    float e = j <= last ? __expf(p[j] - mx) : 0.0f;
+    p[j] = e;
+    sum += e;
+  }
+  sum = block_reduce<false>(sum, scratch);
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  __syncthreads();  // every thread's p[j] writes are visible before the weighted sum reads them all
+
+  // 3. out = p @ V: one output dimension per thread, all keys
+  const int64_t visible = last + 1 < Tk ? last + 1 : Tk;
+  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < visible; ++j) acc += p[j] * to_f(v[(j * Hkv + kvh) * D + d]);
+    out[(i * Hq + h) * D + d] = from_f<T>(acc * inv);
+  }
+  __syncthreads();  // all reads of the unnormalized row are done before it is rescaled
+  // Leave normalized probabilities in `scores`, as the CPU reference does.
+  for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) p[j] *= inv;
+}
+
+}  // namespace
+
+void attention(cudaStream_t st, const void* q, const void* k, const void* v, void* out, float* scores,
+               const AttentionShape& s, DType dt) {
+  const int64_t blocks = s.q_heads * s.q_len;
+  if (blocks == 0) return;
+  if (blocks > 0x7fffffffLL) throw Error("attention: q_heads * q_len is too large for one launch");
+  const size_t shared = size_t(s.head_dim) * sizeof(float);
+  dispatch_float(dt, [&](auto tag) {
+    using T = decltype(tag);
+    attention_kernel<T><<<unsigned(blocks), 128, shared, st>>>(static_cast<const T*>(q), static_cast<const T*>(k),
+                                                               static_cast<const T*>(v), static_cast<T*>(out), scores, s);
+  });
+  check_launch("attention");
+}
+
+}  // namespace aios::cuda

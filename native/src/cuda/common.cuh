@@ -1,0 +1,62 @@
+// Helpers shared by the kernel files: float conversions per storage type,
+// dtype dispatch, launch checks and block reductions.
+#pragma once
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <string>
+
+#include "backend.h"
+
+namespace aios::cuda {
+
+__device__ __forceinline__ float to_f(float v) { return v; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ __forceinline__ float to_f(__half v) { return __half2float(v); }
+template <class T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half(v); }
+
+template <class F> inline void dispatch_float(DType dt, F&& body) {
+  switch (dt) {
+    case DType::BF16: body(__nv_bfloat16{}); return;
+    case DType::F16: body(__half{}); return;
+    case DType::F32: body(float{}); return;
+    default: throw Error(std::string("expected a float dtype (bf16, f16, f32), got ") + dtype_name(dt));
+  }
+}
+
+inline void check_launch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+inline unsigned blocks_for(int64_t n, int threads, int64_t max_blocks = 65535LL * 16) {
+  int64_t b = (n + threads - 1) / threads;
+  return unsigned(b < 1 ? 1 : (b > max_blocks ? max_blocks : b));
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Block-wide sum or max; every thread gets the result. `scratch` holds 32 floats.
+template <bool kMax> __device__ float block_reduce(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+  v = kMax ? warp_max(v) : warp_sum(v);
+  __syncthreads();  // scratch may still be read by a previous reduction
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = lane < warps ? scratch[lane] : (kMax ? -INFINITY : 0.0f);
+  r = kMax ? warp_max(r) : warp_sum(r);
+  return r;
+}
+
+__device__ __forceinline__ int64_t load_index(const void* idx, bool idx64, int64_t i) {
+  return idx64 ? static_cast<const int64_t*>(idx)[i] : int64_t(static_cast<const int32_t*>(idx)[i]);
+}
+
+}  // namespace aios::cuda

@@ -1,0 +1,105 @@
+// Devices, their streams and their caching allocators.
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "backend.h"
+
+namespace aios::cuda {
+
+void check(cudaError_t status, const char* what) {
+  if (status != cudaSuccess) {
+    cudaGetLastError();  // clear a sticky launch error so the next call starts clean
+    throw Error(std::string("CUDA error in ") + what + ": " + cudaGetErrorName(status) + " (" +
+                cudaGetErrorString(status) + ")");
+  }
+}
+
+int device_count() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return n;
+}
+
+int driver_version() { int v = 0; cudaDriverGetVersion(&v); return v; }
+int runtime_version() { int v = 0; cudaRuntimeGetVersion(&v); return v; }
+
+DeviceInfo device_info(int device) {
+  cudaDeviceProp p{};
+  check(cudaGetDeviceProperties(&p, device), "cudaGetDeviceProperties");
+  DeviceInfo info;
+  info.name = p.name;
+  info.major = p.major;
+  info.minor = p.minor;
+  info.sm_count = p.multiProcessorCount;
+  info.total_memory = int64_t(p.totalGlobalMem);
+  info.l2_bytes = p.l2CacheSize;
+  info.shared_per_block_optin = int64_t(p.sharedMemPerBlockOptin);
+  info.memory_bus_bits = p.memoryBusWidth;
+  int clock = 0;  // cudaDeviceProp::memoryClockRate is gone in CUDA 13: ask the attribute
+  cudaDeviceGetAttribute(&clock, cudaDevAttrMemoryClockRate, device);
+  info.memory_clock_khz = clock;
+  return info;
+}
+
+static int current_device = -1;  // all ops are issued from the JS thread
+
+void make_current(int device) {
+  if (device != current_device) {
+    check(cudaSetDevice(device), "cudaSetDevice");
+    current_device = device;
+  }
+}
+
+void mem_get_info(int device, int64_t* free_bytes, int64_t* total_bytes) {
+  make_current(device);
+  size_t f = 0, t = 0;
+  check(cudaMemGetInfo(&f, &t), "cudaMemGetInfo");
+  *free_bytes = int64_t(f);
+  *total_bytes = int64_t(t);
+}
+
+Context::Context(int dev, cudaStream_t s)
+    : device(dev),
+      stream(s),
+      allocator(
+          [dev](size_t bytes) -> void* {
+            void* p = nullptr;
+            int prev = -1;
+            cudaGetDevice(&prev);
+            if (prev != dev) cudaSetDevice(dev);
+            cudaError_t st = cudaMalloc(&p, bytes);
+            if (prev != dev && prev >= 0) cudaSetDevice(prev);
+            if (st != cudaSuccess) { cudaGetLastError(); return nullptr; }
+            return p;
+          },
+          [dev](void* p) {
+            int prev = -1;
+            cudaGetDevice(&prev);
+            if (prev != dev) cudaSetDevice(dev);
+            cudaFree(p);
+            if (prev != dev && prev >= 0) cudaSetDevice(prev);
+          }) {}
+
+Context& context(int device) {
+  static std::vector<std::unique_ptr<Context>> contexts;
+  static std::mutex mu;
+  static const int n = device_count();  // asked once: this sits on every op's path
+  if (device < 0 || device >= n)
+    throw Error("CUDA device " + std::to_string(device) + " does not exist (" + std::to_string(n) + " found)");
+  make_current(device);
+  std::lock_guard<std::mutex> lock(mu);
+  if (contexts.size() < size_t(n)) contexts.resize(size_t(n));
+  if (!contexts[device]) {
+    cudaStream_t s;
+    // A non-blocking stream: no implicit sync with the legacy default stream.
+    check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    contexts[device] = std::make_unique<Context>(device, s);
+  }
+  return *contexts[device];
+}
+
+}  // namespace aios::cuda

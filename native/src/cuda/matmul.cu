@@ -1,0 +1,112 @@
+// out[M, N] = x[M, K] @ w[N, K]^T through cuBLASLt, bf16/f16/f32 in, float32
+// accumulation. This is the only file that needs cuBLAS; where cuBLAS is not
+// installed the addon is built without it and has_matmul() is false.
+//
+// Row-major out[M, N] is column-major out^T [N, M] = w (col-major K x N,
+// transposed) times x^T (col-major K x M): so A = w with op T, B = x with op N.
+#include <cublasLt.h>
+
+#include <map>
+#include <mutex>
+#include <tuple>
+#include <vector>
+
+#include "common.cuh"
+
+namespace aios::cuda {
+
+namespace {
+
+void check_lt(cublasStatus_t st, const char* what) {
+  if (st != CUBLAS_STATUS_SUCCESS)
+    throw Error(std::string("cuBLASLt error in ") + what + ": status " + std::to_string(int(st)));
+}
+
+cudaDataType_t cuda_type(DType dt) {
+  switch (dt) {
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+    case DType::F32: return CUDA_R_32F;
+    default: throw Error(std::string("matmul: unsupported dtype ") + dtype_name(dt));
+  }
+}
+
+// A plan per shape: the layouts and the heuristic's chosen algorithm, made once
+// so the decode loop only calls cublasLtMatmul.
+struct Plan {
+  cublasLtMatmulDesc_t op = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  cublasLtMatmulAlgo_t algo{};
+};
+
+struct DeviceLt {
+  cublasLtHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = size_t(32) << 20;  // cuBLAS's own recommendation for Hopper
+  std::map<std::tuple<int64_t, int64_t, int64_t, int, int>, Plan> plans;
+};
+
+DeviceLt& device_lt() {
+  static std::map<int, DeviceLt> per_device;
+  static std::mutex mu;
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  std::lock_guard<std::mutex> lock(mu);
+  DeviceLt& lt = per_device[dev];
+  if (!lt.handle) {
+    check_lt(cublasLtCreate(&lt.handle), "cublasLtCreate");
+    lt.workspace = context(dev).allocator.allocate(lt.workspace_bytes);
+    if (!lt.workspace) throw Error("matmul: could not allocate the cuBLASLt workspace");
+  }
+  return lt;
+}
+
+Plan& plan_for(DeviceLt& lt, int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt) {
+  auto key = std::make_tuple(M, N, K, int(in_dt), int(out_dt));
+  auto it = lt.plans.find(key);
+  if (it != lt.plans.end()) return it->second;
+  Plan p;
+  const cudaDataType_t ab = cuda_type(in_dt), c = cuda_type(out_dt);
+  // f32 inputs keep full f32 math (no TF32), so the f32 path is a true reference.
+  const cublasComputeType_t compute = CUBLAS_COMPUTE_32F;
+  check_lt(cublasLtMatmulDescCreate(&p.op, compute, CUDA_R_32F), "cublasLtMatmulDescCreate");
+  cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)), "set TRANSA");
+  check_lt(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)), "set TRANSB");
+  check_lt(cublasLtMatrixLayoutCreate(&p.a, ab, uint64_t(K), uint64_t(N), K), "layout A");
+  check_lt(cublasLtMatrixLayoutCreate(&p.b, ab, uint64_t(K), uint64_t(M), K), "layout B");
+  check_lt(cublasLtMatrixLayoutCreate(&p.c, c, uint64_t(N), uint64_t(M), N), "layout C");
+  cublasLtMatmulPreference_t pref;
+  check_lt(cublasLtMatmulPreferenceCreate(&pref), "preference");
+  check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt.workspace_bytes,
+                                                sizeof(lt.workspace_bytes)),
+           "preference workspace");
+  cublasLtMatmulHeuristicResult_t result{};
+  int found = 0;
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  check_lt(st, "cublasLtMatmulAlgoGetHeuristic");
+  if (found == 0)
+    throw Error("matmul: cuBLASLt found no algorithm for M=" + std::to_string(M) + " N=" + std::to_string(N) +
+                " K=" + std::to_string(K));
+  p.algo = result.algo;
+  return lt.plans.emplace(key, p).first->second;
+}
+
+}  // namespace
+
+bool has_matmul() { return true; }
+
+void matmul_nt(cudaStream_t st, const void* x, const void* w, void* out, int64_t M, int64_t N, int64_t K,
+               DType in_dt, DType out_dt) {
+  if (M == 0 || N == 0) return;
+  if (K == 0) { fill(st, out, out_dt, M * N, 0.0); return; }
+  DeviceLt& lt = device_lt();
+  Plan& p = plan_for(lt, M, N, K, in_dt, out_dt);
+  const float alpha = 1.0f, beta = 0.0f;
+  check_lt(cublasLtMatmul(lt.handle, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo, lt.workspace,
+                          lt.workspace_bytes, st),
+           "cublasLtMatmul");
+}
+
+}  // namespace aios::cuda
