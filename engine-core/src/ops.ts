@@ -24,22 +24,18 @@ function contiguous(op: string, name: string, t: Tensor): void {
   if (!t.isContiguous()) throw new OpError(op, `${name} ${t} must be contiguous (call .contiguous())`);
 }
 
-function sameDevice(op: string, tensors: Record<string, Tensor>): void {
-  const entries = Object.entries(tensors);
-  const [firstName, first] = entries[0]!;
-  for (const [name, t] of entries.slice(1))
-    if (t.device !== first.device) throw new OpError(op, `${name} is on ${t.device} but ${firstName} is on ${first.device}`);
+// Pairwise checks take names and tensors as plain arguments: these run on every
+// op call, and allocating objects here is measurable in the per-op overhead.
+function sameDevice(op: string, firstName: string, first: Tensor, name: string, t: Tensor): void {
+  if (t.device !== first.device) throw new OpError(op, `${name} is on ${t.device} but ${firstName} is on ${first.device}`);
 }
 
 function floatDtype(op: string, name: string, t: Tensor): void {
   if (!isFloat(t.dtype)) throw new OpError(op, `${name} must be bf16, f16 or f32, got ${t.dtype}`);
 }
 
-function sameDtype(op: string, tensors: Record<string, Tensor>): void {
-  const entries = Object.entries(tensors);
-  const [firstName, first] = entries[0]!;
-  for (const [name, t] of entries.slice(1))
-    if (t.dtype !== first.dtype) throw new OpError(op, `${name} is ${t.dtype} but ${firstName} is ${first.dtype}`);
+function sameDtype(op: string, firstName: string, first: Tensor, name: string, t: Tensor): void {
+  if (t.dtype !== first.dtype) throw new OpError(op, `${name} is ${t.dtype} but ${firstName} is ${first.dtype}`);
 }
 
 function shapeIs(op: string, name: string, t: Tensor, shape: readonly number[]): void {
@@ -125,7 +121,7 @@ export function embedding(table: Tensor, ids: Tensor, out?: Tensor): Tensor {
   contiguous(op, 'table', table);
   if (!isIndex(ids.dtype)) throw new OpError(op, `ids must be i32 or i64, got ${ids.dtype}`);
   contiguous(op, 'ids', ids);
-  sameDevice(op, { table, ids });
+  sameDevice(op, 'table', table, 'ids', ids);
   const [vocab, dim] = table.shape as [number, number];
   const o = output(op, out, [...ids.shape, dim], table.dtype, table);
   native.embedding(dtypeCode(table.dtype), dtypeCode(ids.dtype), ids.numel, vocab, dim, table.storage, table.byteOffset,
@@ -142,7 +138,7 @@ export function gatherRows(src: Tensor, idx: Tensor, out?: Tensor): Tensor {
   contiguous(op, 'src', src);
   if (!isIndex(idx.dtype) || idx.ndim !== 1) throw new OpError(op, `idx must be a 1-d i32 or i64 tensor, got ${idx}`);
   contiguous(op, 'idx', idx);
-  sameDevice(op, { src, idx });
+  sameDevice(op, 'src', src, 'idx', idx);
   const rowShape = src.shape.slice(1);
   const o = output(op, out, [idx.numel, ...rowShape], src.dtype, src);
   const rowBytes = (src.numel / Math.max(1, src.shape[0]!)) * src.itemSize;
@@ -161,8 +157,9 @@ export function scatterRows(src: Tensor, idx: Tensor, dst: Tensor): Tensor {
   contiguous(op, 'dst', dst);
   if (!isIndex(idx.dtype) || idx.ndim !== 1) throw new OpError(op, `idx must be a 1-d i32 or i64 tensor, got ${idx}`);
   contiguous(op, 'idx', idx);
-  sameDevice(op, { dst, src, idx });
-  sameDtype(op, { dst, src });
+  sameDevice(op, 'dst', dst, 'src', src);
+  sameDevice(op, 'dst', dst, 'idx', idx);
+  sameDtype(op, 'dst', dst, 'src', src);
   if (src.ndim !== dst.ndim || src.shape[0] !== idx.numel || src.shape.slice(1).some((s, i) => s !== dst.shape[i + 1]))
     throw new OpError(op, `src ${formatShape(src.shape)} must be [${idx.numel}, ${dst.shape.slice(1).join(', ')}] to scatter into dst ${formatShape(dst.shape)}`);
   const rowBytes = (dst.numel / Math.max(1, dst.shape[0]!)) * dst.itemSize;
@@ -182,8 +179,8 @@ export function matmul(x: Tensor, w: Tensor, out?: Tensor, opts: { outDtype?: DT
   tensorArg(op, 'x', x);
   tensorArg(op, 'w', w);
   floatDtype(op, 'x', x);
-  sameDtype(op, { x, w });
-  sameDevice(op, { x, w });
+  sameDtype(op, 'x', x, 'w', w);
+  sameDevice(op, 'x', x, 'w', w);
   contiguous(op, 'x', x);
   contiguous(op, 'w', w);
   if (w.ndim !== 2) throw new OpError(op, `w must be 2-d [N, K], got ${formatShape(w.shape)}`);
@@ -205,8 +202,8 @@ export function rmsnorm(x: Tensor, weight: Tensor, eps: number, out?: Tensor): T
   const op = 'rmsnorm';
   elementwiseInput(op, 'x', x);
   tensorArg(op, 'weight', weight);
-  sameDtype(op, { x, weight });
-  sameDevice(op, { x, weight });
+  sameDtype(op, 'x', x, 'weight', weight);
+  sameDevice(op, 'x', x, 'weight', weight);
   const dim = x.shape[x.ndim - 1] ?? 1;
   shapeIs(op, 'weight', weight, [dim]);
   contiguous(op, 'weight', weight);
@@ -240,7 +237,9 @@ export function rope(x: Tensor, positions: Tensor, cos: Tensor, sin: Tensor, out
     contiguous(op, name, t);
   }
   shapeIs(op, 'sin', sin, cos.shape);
-  sameDevice(op, { x, positions, cos, sin });
+  sameDevice(op, 'x', x, 'positions', positions);
+  sameDevice(op, 'x', x, 'cos', cos);
+  sameDevice(op, 'x', x, 'sin', sin);
   const o = output(op, out, x.shape, x.dtype, x);
   native.ropeNeox(dtypeCode(x.dtype), tokens, heads, headDim, cos.shape[0]!, x.storage, x.byteOffset, o.storage, o.byteOffset,
     positions.storage, positions.byteOffset, cos.storage, cos.byteOffset, sin.storage, sin.byteOffset);
@@ -257,8 +256,8 @@ export function silu(x: Tensor, out?: Tensor): Tensor {
 function binary(op: 'add' | 'mul', a: Tensor, b: Tensor, out?: Tensor): Tensor {
   elementwiseInput(op, 'a', a);
   elementwiseInput(op, 'b', b);
-  sameDtype(op, { a, b });
-  sameDevice(op, { a, b });
+  sameDtype(op, 'a', a, 'b', b);
+  sameDevice(op, 'a', a, 'b', b);
   shapeIs(op, 'b', b, a.shape);
   const o = output(op, out, a.shape, a.dtype, a);
   native[op](dtypeCode(a.dtype), a.numel, a.storage, a.byteOffset, b.storage, b.byteOffset, o.storage, o.byteOffset);
@@ -304,8 +303,10 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: A
     elementwiseInput(op, name, t);
     if (t.ndim !== 3) throw new OpError(op, `${name} must be [tokens, heads, headDim], got ${formatShape(t.shape)}`);
   }
-  sameDtype(op, { q, k, v });
-  sameDevice(op, { q, k, v });
+  sameDtype(op, 'q', q, 'k', k);
+  sameDtype(op, 'q', q, 'v', v);
+  sameDevice(op, 'q', q, 'k', k);
+  sameDevice(op, 'q', q, 'v', v);
   const [qLen, qHeads, headDim] = q.shape as [number, number, number];
   const [kvLen, kvHeads] = k.shape as [number, number, number];
   shapeIs(op, 'k', k, [kvLen, kvHeads, headDim]);
@@ -322,7 +323,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: A
     if (scores.dtype !== 'f32') throw new OpError(op, `scores must be f32, got ${scores.dtype}`);
     contiguous(op, 'scores', scores);
     if (scores.numel < qHeads * qLen * kvLen) throw new OpError(op, `scores holds ${scores.numel} floats, needs ${qHeads * qLen * kvLen}`);
-    sameDevice(op, { q, scores });
+    sameDevice(op, 'q', q, 'scores', scores);
   }
   try {
     native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, q.storage, q.byteOffset,

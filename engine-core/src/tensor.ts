@@ -40,11 +40,24 @@ export function formatShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
+/**
+ * A storage and whether it was freed, shared by the owner and its views. The
+ * flag lives in JS so that the checks on every op's path cost no N-API call.
+ */
+interface StorageCell {
+  readonly storage: Storage;
+  readonly device: Device;
+  freed: boolean;
+}
+
 export class Tensor {
   #retired = false;
+  /** Element count and contiguity, fixed at construction (shape and strides never change). */
+  readonly numel: number;
+  readonly #contiguous: boolean;
 
   private constructor(
-    readonly storage: Storage,
+    private readonly cell: StorageCell,
     readonly dtype: DType,
     readonly shape: readonly number[],
     readonly strides: readonly number[],
@@ -52,7 +65,15 @@ export class Tensor {
     readonly offset: number,
     /** True for the tensor that allocated the storage. */
     readonly ownsStorage: boolean,
-  ) {}
+  ) {
+    this.numel = numelOf(shape);
+    let expect = 1, contiguous = true;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (shape[d] !== 1 && strides[d] !== expect) contiguous = false;
+      expect *= shape[d]!;
+    }
+    this.#contiguous = contiguous;
+  }
 
   // ------------------------------------------------------------ creation
 
@@ -62,7 +83,8 @@ export class Tensor {
     const dtype = assertDType(opts.dtype ?? 'f32');
     const device = opts.device ?? defaultDevice();
     const storage = new native.Storage(numelOf(shape) * dtypeSize(dtype), deviceIndex(device));
-    return new Tensor(storage, dtype, [...shape], contiguousStrides(shape), 0, true);
+    const cell: StorageCell = { storage, device: deviceFromIndex(storage.device), freed: false };
+    return new Tensor(cell, dtype, [...shape], contiguousStrides(shape), 0, true);
   }
 
   static full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
@@ -136,14 +158,15 @@ export class Tensor {
 
   // ------------------------------------------------------------ properties
 
+  /** The native storage, shared with every view of it. */
+  get storage(): Storage {
+    return this.cell.storage;
+  }
   get device(): Device {
-    return deviceFromIndex(this.storage.device);
+    return this.cell.device;
   }
   get ndim(): number {
     return this.shape.length;
-  }
-  get numel(): number {
-    return numelOf(this.shape);
   }
   get itemSize(): number {
     return dtypeSize(this.dtype);
@@ -152,16 +175,11 @@ export class Tensor {
     return this.offset * this.itemSize;
   }
   get disposed(): boolean {
-    return this.#retired || this.storage.disposed;
+    return this.#retired || this.cell.freed;
   }
 
   isContiguous(): boolean {
-    let expect = 1;
-    for (let d = this.shape.length - 1; d >= 0; d--) {
-      if (this.shape[d] !== 1 && this.strides[d] !== expect) return false;
-      expect *= this.shape[d]!;
-    }
-    return true;
+    return this.#contiguous;
   }
 
   size(dim: number): number {
@@ -189,7 +207,7 @@ export class Tensor {
     if (numelOf(dims) !== this.numel)
       throw new RangeError(`view: shape ${formatShape(dims)} has ${numelOf(dims)} elements, the tensor ${formatShape(this.shape)} has ${this.numel}`);
     if (!this.isContiguous()) throw new Error(`view: ${this} is not contiguous; call contiguous() first`);
-    return new Tensor(this.storage, this.dtype, dims, contiguousStrides(dims), this.offset, false);
+    return new Tensor(this.cell, this.dtype, dims, contiguousStrides(dims), this.offset, false);
   }
 
   /** Elements [start, start + length) along `dim`. */
@@ -201,7 +219,7 @@ export class Tensor {
       throw new RangeError(`narrow: [${start}, ${start + length}) is outside dim ${d} of size ${size}`);
     const shape = [...this.shape];
     shape[d] = length;
-    return new Tensor(this.storage, this.dtype, shape, this.strides, this.offset + start * this.strides[d]!, false);
+    return new Tensor(this.cell, this.dtype, shape, this.strides, this.offset + start * this.strides[d]!, false);
   }
 
   /** The slice at `index` along `dim`, with that dim removed. */
@@ -210,7 +228,7 @@ export class Tensor {
     const n = this.narrow(d, index, 1);
     const shape = n.shape.filter((_, i) => i !== d);
     const strides = n.strides.filter((_, i) => i !== d);
-    return new Tensor(this.storage, this.dtype, shape, strides, n.offset, false);
+    return new Tensor(this.cell, this.dtype, shape, strides, n.offset, false);
   }
 
   transpose(dim0: number, dim1: number): Tensor {
@@ -219,7 +237,7 @@ export class Tensor {
     const shape = [...this.shape], strides = [...this.strides];
     [shape[a], shape[b]] = [shape[b]!, shape[a]!];
     [strides[a], strides[b]] = [strides[b]!, strides[a]!];
-    return new Tensor(this.storage, this.dtype, shape, strides, this.offset, false);
+    return new Tensor(this.cell, this.dtype, shape, strides, this.offset, false);
   }
 
   // ------------------------------------------------------------ copies
@@ -311,7 +329,10 @@ export class Tensor {
   dispose(): void {
     if (this.#retired) return;
     this.#retired = true;
-    if (this.ownsStorage) this.storage.dispose();
+    if (this.ownsStorage) {
+      this.cell.freed = true;
+      this.cell.storage.dispose();
+    }
   }
 
   [Symbol.dispose](): void {

@@ -23,12 +23,13 @@ describe('errors through the ops facade', () => {
     expect(() => ops.add(a, 3 as unknown as Tensor)).toThrow('ops.add: b must be a Tensor, got number');
   });
 
-  it('rejects values the CPU kernels cannot take', () => {
-    const table = Tensor.zeros([10, 4]);
-    expect(() => ops.embedding(table, Tensor.fromArray([3, 10], [2], { dtype: 'i32' }))).toThrow(/token id 10 .* outside the vocabulary \[0, 10\)/);
-    expect(() => ops.gatherRows(table, Tensor.fromArray([-1], [1], { dtype: 'i32' }))).toThrow(/index -1/);
-    const cos = Tensor.zeros([4, 4]);
-    expect(() => ops.rope(Tensor.zeros([1, 1, 8]), Tensor.fromArray([4], [1], { dtype: 'i32' }), cos, cos)).toThrow(/position 4 .* outside the table/);
+  it('rejects values the CPU kernels cannot take (the device cannot throw: see ops.embedding)', () => {
+    const cpu = { device: 'cpu' } as const;
+    const table = Tensor.zeros([10, 4], cpu);
+    expect(() => ops.embedding(table, Tensor.fromArray([3, 10], [2], { dtype: 'i32', ...cpu }))).toThrow(/token id 10 .* outside the vocabulary \[0, 10\)/);
+    expect(() => ops.gatherRows(table, Tensor.fromArray([-1], [1], { dtype: 'i32', ...cpu }))).toThrow(/index -1/);
+    const cos = Tensor.zeros([4, 4], cpu);
+    expect(() => ops.rope(Tensor.zeros([1, 1, 8], cpu), Tensor.fromArray([4], [1], { dtype: 'i32', ...cpu }), cos, cos)).toThrow(/position 4 .* outside the table/);
   });
 
   it('checks shapes and dtypes at creation', () => {
