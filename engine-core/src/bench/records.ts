@@ -82,3 +82,31 @@ export function writeRecord<R extends RecordBase>(record: R): string {
   writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
   return file;
 }
+
+/** A lesson's run of a workload (written by the harness; `pnpm bench`, `pnpm lesson N`). */
+export interface BenchRecord extends RecordBase {
+  kind: 'bench';
+  /** The lesson's recipe name, e.g. "paged-kv-cache". */
+  recipe: string;
+  /** "course" or "throughput" (docs/benchmarking.md). */
+  workload: string;
+  model: { name: string; dtype: string; params: number; randomWeights: boolean };
+  /** True when the time budget stopped the run early; results cover what finished. */
+  partial: boolean;
+  results: {
+    requests: number;
+    finishedRequests: number;
+    promptTokens: number;
+    outputTokens: number;
+    seconds: number;
+    /** Output tokens over wall time: the headline number. */
+    outputTokPerS: number;
+    prefillTokPerS: number;
+    decodeTokPerS: number;
+    peakMemoryBytes: number;
+  };
+  /** The fastest this workload could run on this card (bytes and FLOPs counted), if computed. */
+  roofline?: { outputTokPerS: number; basis: string };
+}
+
+export type AnyRecord = BenchRecord | (RecordBase & { kind: 'environment'; results: Record<string, unknown> });
