@@ -65,6 +65,8 @@ export declare function allocatorStats(device: number): AllocatorStats;
 export declare function emptyCache(device: number): void;
 export declare function resetPeakStats(device: number): void;
 export declare function streamHandle(device: number): bigint;
+/** Host microseconds per empty-kernel launch, `n` launches from C++ (CUDA devices only). */
+export declare function launchOverheadUs(device: number, n: number): number;
 
 export declare function fill(dtype: number, n: number, value: number, out: S, outOff: O): void;
 /** Arguments: rank, shape x rank, srcDtype, srcStrides x rank, src, srcOff, dstDtype, dstStrides x rank, dst, dstOff. */

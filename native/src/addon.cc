@@ -7,6 +7,7 @@
 // a wrong shape from JS is an exception, never an out-of-bounds access.
 #include <napi.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -665,6 +666,26 @@ Napi::Value StreamHandle(const Napi::CallbackInfo& info) {
   });
 }
 
+// Host microseconds per empty-kernel launch, n launches from C++ (CUDA only).
+Napi::Value LaunchOverheadUs(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+    int64_t n = to_i64(info.Env(), info[1], "launchOverheadUs(n)");
+    if (d == kCpu || n == 0) throw_js(info.Env(), "launchOverheadUs: needs a CUDA device and n > 0");
+#ifdef AIOS_WITH_CUDA
+    auto& ctx = aios::cuda::context(d);
+    aios::cuda::check(cudaStreamSynchronize(ctx.stream), "launchOverheadUs");
+    auto t0 = std::chrono::steady_clock::now();
+    aios::cuda::launch_empty(ctx.stream, n);
+    auto t1 = std::chrono::steady_clock::now();
+    aios::cuda::check(cudaStreamSynchronize(ctx.stream), "launchOverheadUs");
+    return Napi::Number::New(info.Env(), std::chrono::duration<double, std::micro>(t1 - t0).count() / double(n));
+#else
+    return info.Env().Undefined();
+#endif
+  });
+}
+
 // A CUDA event on a device's stream: record() marks the stream's current
 // position; elapsedMs(later) is the device time between two marks.
 class Event : public Napi::ObjectWrap<Event> {
@@ -738,6 +759,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
   exports.Set("resetPeakStats", Napi::Function::New(env, ResetPeakStats));
   exports.Set("streamHandle", Napi::Function::New(env, StreamHandle));
+  exports.Set("launchOverheadUs", Napi::Function::New(env, LaunchOverheadUs));
   exports.Set("fill", Napi::Function::New(env, Fill));
   exports.Set("copyStrided", Napi::Function::New(env, CopyStrided));
   exports.Set("embedding", Napi::Function::New(env, Embedding));

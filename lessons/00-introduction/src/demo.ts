@@ -73,6 +73,7 @@ const gemm = measureGemm(device, gemmSize, gemmSize, gemmSize, 'bf16', iters);
 console.log(`gemm       bf16 ${gemmSize}^3: ${gemm.medianMs.toFixed(3)} ms median -> ${gemm.tflops.toFixed(gpu ? 0 : 3)} TFLOP/s`);
 const overhead = measureOpOverhead(device, quick ? 200 : 1000);
 console.log(`per op     tiny add from JS: ${overhead.facadeUs.toFixed(2)} us through ops (facade), ${overhead.bindingUs.toFixed(2)} us through the raw binding${overhead.deviceUs !== undefined ? `, ${overhead.deviceUs.toFixed(2)} us of stream time each back to back` : ''}`);
+if (overhead.cudaLaunchUs !== undefined) console.log(`           an empty kernel launched from C++: ${overhead.cudaLaunchUs.toFixed(2)} us (the floor under every op)`);
 
 // The roofline: below this many FLOPs per byte moved, a kernel is limited by memory, above it by math.
 const ridge = (gemm.tflops * 1e12) / (copy.gbPerS * 1e9);

@@ -99,8 +99,13 @@ export interface OverheadResult {
   facadeUs: number;
   /** The same through the raw binding, with no TypeScript checks. */
   bindingUs: number;
-  /** Device microseconds per tiny kernel, back to back (GPU only). */
+  /**
+   * Stream microseconds per tiny op launched back to back (GPU only): the
+   * larger of the launch rate and the kernel's own time.
+   */
   deviceUs?: number;
+  /** Host microseconds per empty-kernel launch from C++ (GPU only): the floor under every op. */
+  cudaLaunchUs?: number;
 }
 
 /**
@@ -129,12 +134,11 @@ export function measureOpOverhead(device: Device, calls = 1000, rounds = 7): Ove
     for (let i = 0; i < 2000; i++) facade(); // let the JIT settle
     const facadeUs = hostRound(facade);
     const bindingUs = hostRound(raw);
-    let deviceUs: number | undefined;
-    if (device !== 'cpu') {
-      const t = timeIt(device, () => { for (let i = 0; i < calls; i++) raw(); }, rounds, 1);
-      deviceUs = (t.medianMs * 1e3) / calls;
-    }
-    return { calls, facadeUs, bindingUs, deviceUs };
+    if (device === 'cpu') return { calls, facadeUs, bindingUs };
+    const t = timeIt(device, () => { for (let i = 0; i < calls; i++) raw(); }, rounds, 1);
+    const index = Number(device.slice(5));
+    const launches = Array.from({ length: rounds }, () => native.launchOverheadUs(index, calls));
+    return { calls, facadeUs, bindingUs, deviceUs: (t.medianMs * 1e3) / calls, cudaLaunchUs: median(launches) };
   } finally {
     a.dispose();
     b.dispose();

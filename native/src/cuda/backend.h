@@ -39,6 +39,10 @@ struct Context {
 Context& context(int device);  // also makes `device` current on this thread
 void make_current(int device);
 
+// Launches an empty kernel n times from C++: the floor under any op's launch
+// cost, with no JavaScript or N-API in the way (lesson 00 measures it).
+void launch_empty(cudaStream_t st, int64_t n);
+
 // ---- ops: same semantics as aios::cpu (see aios.h)
 void fill(cudaStream_t st, void* out, DType dt, int64_t n, double value);
 void copy_strided(cudaStream_t st, const void* src, DType src_dt, const int64_t* src_strides, void* dst,

@@ -84,6 +84,13 @@ Context::Context(int dev, cudaStream_t s)
             if (prev != dev && prev >= 0) cudaSetDevice(prev);
           }) {}
 
+__global__ void empty_kernel() {}
+
+void launch_empty(cudaStream_t st, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) empty_kernel<<<1, 32, 0, st>>>();
+  check(cudaGetLastError(), "launch_empty");
+}
+
 Context& context(int device) {
   static std::vector<std::unique_ptr<Context>> contexts;
   static std::mutex mu;
