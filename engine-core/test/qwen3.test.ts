@@ -1,0 +1,91 @@
+// The Qwen3 forward on the CPU (f32) against Hugging Face transformers' logits
+// for the same weights (fixtures/golden-qwen3-tiny-random.json, written by
+// scripts/golden_logits.py on the GPU host), plus the swap points later
+// lessons rely on.
+import { createHash } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+import { Tensor, ops } from '../src/index.ts';
+import { compareWithGolden, readGolden } from '../src/model/golden.ts';
+import { type AttentionBackend, type ForwardContext, Qwen3DecoderLayer, Qwen3Model, RecomputeAttention } from '../src/model/qwen3.ts';
+import { ensureDefaultModel } from '../src/model/resolve.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const FIXTURE = path.join(here, 'fixtures', 'golden-qwen3-tiny-random.json');
+
+async function sha256(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
+describe('Qwen3 forward on the CPU', () => {
+  const dir = ensureDefaultModel('cpu', () => {});
+
+  it('writes the same tiny random model the golden fixture was made from', async () => {
+    const golden = readGolden(FIXTURE);
+    expect(await sha256(path.join(dir, 'model.safetensors'))).toBe(golden.weightsSha256);
+  });
+
+  it('matches transformers: f32 logits within 1e-3, same argmax everywhere', () => {
+    expect(existsSync(FIXTURE)).toBe(true);
+    const golden = readGolden(FIXTURE);
+    const model = Qwen3Model.load(dir, { device: 'cpu', dtype: 'f32' });
+    const r = compareWithGolden(model, golden);
+    model.dispose();
+    console.log(`golden (CPU f32 vs ${golden.oracle} ${golden.dtype}): ${r.positions} positions, rel. error ${r.relError.toExponential(2)}, argmax agreement ${r.argmaxAgreement}`);
+    expect(r.positions).toBeGreaterThan(10);
+    expect(r.relError).toBeLessThan(1e-3);
+    expect(r.argmaxAgreement).toBe(1);
+  });
+
+  it('takes another attention backend and another layer factory without forking the model', () => {
+    const calls: number[] = [];
+    class CountingAttention implements AttentionBackend {
+      readonly name = 'counting';
+      private readonly inner = new RecomputeAttention();
+      attend(layer: number, q: Tensor, k: Tensor, v: Tensor): Tensor {
+        calls.push(layer);
+        return this.inner.attend(layer, q, k, v);
+      }
+    }
+    let mlpCalls = 0;
+    class CountingLayer extends Qwen3DecoderLayer {
+      override mlpBlock(m: Tensor): Tensor {
+        mlpCalls++;
+        return super.mlpBlock(m);
+      }
+    }
+    const plain = Qwen3Model.load(dir, { device: 'cpu' });
+    const swapped = Qwen3Model.load<ForwardContext>(dir, {
+      device: 'cpu',
+      attention: new CountingAttention(),
+      layerFactory: (i, w, c, a) => new CountingLayer(i, w, c, a),
+    });
+    const ids = [9707, 11, 1879, 0, 576];
+    const a = plain.forwardLogits(ids), b = swapped.forwardLogits(ids);
+    expect(calls).toEqual([...Array(plain.cfg.numLayers).keys()]);
+    expect(mlpCalls).toBe(plain.cfg.numLayers);
+    expect(Array.from(b.toArray() as Float32Array)).toEqual(Array.from(a.toArray() as Float32Array));
+    for (const t of [a, b]) t.dispose();
+    plain.dispose();
+    swapped.dispose();
+  });
+
+  it('keeps activations finite and the causal mask honest (a later token never changes an earlier logit)', () => {
+    const model = Qwen3Model.load(dir, { device: 'cpu' });
+    const short = model.forwardLogits([100, 200, 300]);
+    const long = model.forwardLogits([100, 200, 300, 400, 500]);
+    const s = short.toArray() as Float32Array, l = long.toArray() as Float32Array;
+    expect(s.every(Number.isFinite)).toBe(true);
+    expect(Array.from(l.subarray(0, s.length))).toEqual(Array.from(s));
+    const top = ops.argmax(long);
+    expect(top.shape).toEqual([5]);
+    for (const t of [short, long, top]) t.dispose();
+    model.dispose();
+  });
+});
