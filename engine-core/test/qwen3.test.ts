@@ -13,6 +13,7 @@ import { Tensor, ops } from '../src/index.ts';
 import { compareWithGolden, readGolden } from '../src/model/golden.ts';
 import { type AttentionBackend, type ForwardContext, Qwen3DecoderLayer, Qwen3Model, RecomputeAttention } from '../src/model/qwen3.ts';
 import { ensureDefaultModel } from '../src/model/resolve.ts';
+import { Tokenizer } from '../src/tokenizer.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const FIXTURE = path.join(here, 'fixtures', 'golden-qwen3-tiny-random.json');
@@ -29,6 +30,11 @@ describe('Qwen3 forward on the CPU', () => {
   it('writes the same tiny random model the golden fixture was made from', async () => {
     const golden = readGolden(FIXTURE);
     expect(await sha256(path.join(dir, 'model.safetensors'))).toBe(golden.weightsSha256);
+  });
+
+  it("tokenizes the fixture's prompts to the same ids as transformers' tokenizer", () => {
+    const tok = Tokenizer.fromDir(dir);
+    for (const p of readGolden(FIXTURE).prompts) expect(tok.encode(p.text)).toEqual(p.ids);
   });
 
   it('matches transformers: f32 logits within 1e-3, same argmax everywhere', () => {

@@ -28,7 +28,13 @@ const model = Qwen3Model.load(dir, { device });
 console.log(`Loaded ${dir} on ${device} (${model.dtype}) in ${((performance.now() - t0) / 1000).toFixed(2)} s`);
 
 const promptIds = tok.encodeChat([{ role: 'user', content: args.prompt }], { addGenerationPrompt: true, enableThinking: false });
-console.log(`Prompt: ${promptIds.length} tokens (chat template applied)\n`);
+console.log(`Prompt: ${promptIds.length} tokens (chat template applied)`);
+
+// Warm-up: the first forward pays one-time costs (cuBLAS plans, the allocator's
+// first cudaMallocs) that are not part of the method being timed.
+const w0 = performance.now();
+greedyGenerate(model, promptIds, { maxTokens: 2 });
+console.log(`warm-up: ${(performance.now() - w0).toFixed(1)} ms (2 steps, not counted)\n`);
 
 const stream = tok.streamDecoder();
 process.stdout.write('> ');
