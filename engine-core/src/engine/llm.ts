@@ -1,0 +1,170 @@
+// The engine's front door, shaped like vLLM's and nano-vllm's Python API:
+//
+//   const llm = LLM.create({ recipe });
+//   const outputs = llm.generate(['Hello'], new SamplingParams({ maxTokens: 32 }));
+//
+// The loop is the same in every lesson; the recipe decides the parts.
+import { type Device, allocatorStats, defaultDevice, resetPeakStats } from '../backend.ts';
+import type { DType } from '../dtype.ts';
+import { type Qwen3Config, loadConfig } from '../model/config.ts';
+import { resolveModel } from '../model/resolve.ts';
+import { Tokenizer } from '../tokenizer.ts';
+import { SamplingParams } from './sampling-params.ts';
+import { Sequence } from './sequence.ts';
+import type { EngineParts, GenerateOptions, GenerateStats, GenerationOutput, Recipe } from './types.ts';
+
+export interface LLMOptions {
+  recipe: Recipe;
+  /** A Hugging Face Qwen3 folder; default: AIOS_MODEL, else the embedded random-weight model. */
+  model?: string;
+  device?: Device;
+  dtype?: DType;
+  log?: (s: string) => void;
+}
+
+export type Prompt = string | readonly number[];
+
+export class LLM {
+  private constructor(
+    readonly recipe: Recipe,
+    readonly modelDir: string,
+    readonly cfg: Qwen3Config,
+    readonly device: Device,
+    readonly dtype: DType,
+    readonly tokenizer: Tokenizer,
+    private readonly parts: EngineParts,
+  ) {}
+
+  static create(opts: LLMOptions): LLM {
+    const device = opts.device ?? defaultDevice();
+    const { dir } = resolveModel({ model: opts.model, device, log: opts.log });
+    const cfg = loadConfig(dir);
+    const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
+    const tokenizer = Tokenizer.fromDir(dir);
+    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer });
+    return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, parts);
+  }
+
+  generate(prompts: readonly Prompt[], params: SamplingParams | readonly SamplingParams[] = new SamplingParams(), opts: GenerateOptions = {}): GenerationOutput[] {
+    return this.generateWithStats(prompts, params, opts).outputs;
+  }
+
+  generateWithStats(
+    prompts: readonly Prompt[],
+    params: SamplingParams | readonly SamplingParams[] = new SamplingParams(),
+    opts: GenerateOptions = {},
+  ): { outputs: GenerationOutput[]; stats: GenerateStats } {
+    const list = Array.isArray(params) ? (params as readonly SamplingParams[]) : prompts.map(() => params as SamplingParams);
+    if (list.length !== prompts.length) throw new RangeError(`generate: ${prompts.length} prompts but ${list.length} SamplingParams`);
+    list.forEach((p, i) => {
+      if (!(p instanceof SamplingParams)) throw new TypeError(`generate: params[${i}] is not a SamplingParams`);
+    });
+    const maxLen = this.cfg.maxPositionEmbeddings;
+    const seqs = prompts.map((prompt, i) => {
+      const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
+      ids.forEach((id) => {
+        if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocabSize) throw new RangeError(`generate: prompt ${i} has token id ${id} outside [0, ${this.cfg.vocabSize})`);
+      });
+      if (ids.length + list[i]!.maxTokens > maxLen)
+        throw new RangeError(`generate: prompt ${i} (${ids.length} tokens) + maxTokens ${list[i]!.maxTokens} exceeds the model's ${maxLen} positions`);
+      return new Sequence(ids, list[i]!);
+    });
+
+    const { runner, scheduler, sampler } = this.parts;
+    const eos = new Set(this.tokenizer.eosTokenIds);
+    const decodeText = opts.decodeText ?? true;
+    const stats: GenerateStats = {
+      seconds: 0, prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0,
+      outputTokens: 0, finishedRequests: 0, partial: false, peakMemoryBytes: 0,
+    };
+    resetPeakStats(this.device);
+    const t0 = performance.now();
+    let kvPeak: { peakReservedBytes: number; peakUsedBytes: number } | undefined;
+    for (const s of seqs) scheduler.add(s);
+
+    while (scheduler.pending > 0) {
+      if (opts.deadlineMs !== undefined && performance.now() >= opts.deadlineMs) {
+        stats.partial = true;
+        break;
+      }
+      const batch = scheduler.schedule();
+      if (!batch) throw new Error(`generate: the ${this.recipe.name} scheduler has ${scheduler.pending} pending sequences but scheduled none`);
+      const stepStart = performance.now();
+      const logits = runner.run(batch);
+      let tokens: number[];
+      try {
+        tokens = sampler.sample(logits, batch.sequences); // reads the logits back: the step is complete after this
+      } finally {
+        logits.dispose();
+      }
+      const stepSeconds = (performance.now() - stepStart) / 1000;
+      if (batch.phase === 'prefill') {
+        stats.prefillTokens += batch.sequences.reduce((n, s) => n + s.length - s.cachedTokens, 0);
+        stats.prefillSeconds += stepSeconds;
+      } else {
+        stats.decodeTokens += batch.sequences.length;
+        stats.decodeSeconds += stepSeconds;
+      }
+      if (this.parts.kvStats) {
+        const kv = this.parts.kvStats();
+        kvPeak = { peakReservedBytes: Math.max(kvPeak?.peakReservedBytes ?? 0, kv.reservedBytes), peakUsedBytes: Math.max(kvPeak?.peakUsedBytes ?? 0, kv.usedBytes) };
+      }
+      batch.sequences.forEach((seq, i) => {
+        seq.cachedTokens = seq.length; // the runner has now seen every token of the sequence
+        const token = tokens[i]!;
+        seq.append(token);
+        stats.outputTokens++;
+        const p = seq.params;
+        if (!p.ignoreEos && eos.has(token)) seq.finish('eos');
+        else if (p.stopTokenIds.includes(token)) seq.finish('stop');
+        else if (p.stop.length && this.stopStringHit(seq)) seq.finish('stop');
+        else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
+        if (seq.finished) {
+          runner.release(seq);
+          scheduler.finished(seq);
+          stats.finishedRequests++;
+        }
+      });
+      opts.onProgress?.({ finishedRequests: stats.finishedRequests, totalRequests: seqs.length, outputTokens: stats.outputTokens, elapsedSeconds: (performance.now() - t0) / 1000 });
+    }
+    stats.seconds = (performance.now() - t0) / 1000;
+    stats.peakMemoryBytes = allocatorStats(this.device).peakBytesInUse;
+    if (this.parts.kvStats && kvPeak) stats.kvCache = { ...this.parts.kvStats(), ...kvPeak };
+
+    for (const s of seqs) if (!s.finished) runner.release(s); // a deadline left these running
+    const outputs = seqs.map((s): GenerationOutput => {
+      let text = '';
+      let tokenIds = s.outputIds;
+      if (s.finishReason === 'stop' && s.params.stop.length) {
+        // Cut the output at the stop string; the tokens are kept as generated.
+        text = s.text;
+      } else if (decodeText) text = this.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
+      tokenIds = [...tokenIds];
+      return {
+        promptTokenIds: [...s.promptIds],
+        tokenIds,
+        text,
+        finishReason: s.finishReason,
+        firstTokenMs: s.timings.firstTokenMs - t0,
+        totalMs: (s.finished ? s.timings.finishedMs : performance.now()) - t0,
+      };
+    });
+    return { outputs, stats };
+  }
+
+  /** Decodes the output so far and checks the request's stop strings; keeps the text before the first hit. */
+  private stopStringHit(seq: Sequence): boolean {
+    const text = this.tokenizer.decode(seq.outputIds, { skipSpecialTokens: true });
+    let cut = -1;
+    for (const s of seq.params.stop) {
+      const at = text.indexOf(s);
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    seq.text = cut >= 0 ? text.slice(0, cut) : text;
+    return cut >= 0;
+  }
+
+  dispose(): void {
+    this.parts.dispose();
+  }
+}

@@ -1,0 +1,55 @@
+// One request's state as it moves through the engine:
+//   waiting -> running -> finished   (a preempted sequence goes back to waiting)
+import type { SamplingParams } from './sampling-params.ts';
+
+export type SequenceStatus = 'waiting' | 'running' | 'finished';
+export type FinishReason = 'eos' | 'stop' | 'length';
+
+let nextId = 0;
+
+export class Sequence {
+  readonly id = nextId++;
+  status: SequenceStatus = 'waiting';
+  finishReason: FinishReason | undefined;
+  readonly outputIds: number[] = [];
+  /** Text decoded so far (the engine fills it when stop strings need checking or text is asked for). */
+  text = '';
+  /** How many of this sequence's tokens already have their K/V in the cache. */
+  cachedTokens = 0;
+  readonly timings = { arrivalMs: performance.now(), firstTokenMs: NaN, finishedMs: NaN };
+
+  constructor(
+    readonly promptIds: readonly number[],
+    readonly params: SamplingParams,
+  ) {
+    if (promptIds.length === 0) throw new RangeError('Sequence: the prompt is empty');
+  }
+
+  get length(): number {
+    return this.promptIds.length + this.outputIds.length;
+  }
+
+  /** Every token id: prompt then output. */
+  get allIds(): number[] {
+    return [...this.promptIds, ...this.outputIds];
+  }
+
+  get lastToken(): number {
+    return this.outputIds.length ? this.outputIds[this.outputIds.length - 1]! : this.promptIds[this.promptIds.length - 1]!;
+  }
+
+  get finished(): boolean {
+    return this.status === 'finished';
+  }
+
+  append(token: number): void {
+    if (this.outputIds.length === 0) this.timings.firstTokenMs = performance.now();
+    this.outputIds.push(token);
+  }
+
+  finish(reason: FinishReason): void {
+    this.status = 'finished';
+    this.finishReason = reason;
+    this.timings.finishedMs = performance.now();
+  }
+}
