@@ -1,0 +1,63 @@
+// `pnpm chart`: bench-results/index.html (every record, charted; Chart.js
+// inlined, so it opens offline) and bench-results/chart.png (the same page in
+// headless chromium). Also refreshes README.md's generated parts (pnpm readme).
+//
+//   pnpm chart [--results DIR] [--out DIR] [--no-png]
+//
+// --results defaults to AIOS_RESULTS_DIR or bench-results/; --out to the results folder.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+
+import { REPO_ROOT, RESULTS_DIR } from '../bench/records.ts';
+import { findChromium, renderPng } from '../chart/browser.ts';
+import { updateReadme } from '../chart/coursemap.ts';
+import { buildChartModel, loadRecords } from '../chart/data.ts';
+import { renderPage } from '../chart/page.ts';
+import { LESSONS } from './lessons.ts';
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({ options: { results: { type: 'string' }, out: { type: 'string' }, 'no-png': { type: 'boolean', default: false } } });
+  const resultsDir = path.resolve(values.results ?? RESULTS_DIR);
+  const outDir = path.resolve(values.out ?? resultsDir);
+  const rel = (p: string) => path.relative(process.cwd(), p) || '.';
+
+  const loaded = loadRecords(resultsDir);
+  const model = buildChartModel(loaded);
+  const bench = model.tok.series.reduce((n, s) => n + s.points.filter(Boolean).length, 0);
+  console.log(`${loaded.records.length} record(s) in ${rel(resultsDir)}: ${bench} lesson run(s) charted, ${model.environment.length} environment record(s)`);
+  for (const s of model.skipped) console.warn(`  skipped ${s.file}: ${s.reason}`);
+  if (bench === 0) console.log('  no lesson runs recorded yet: the tok/s chart says so (nothing is drawn that was not measured)');
+
+  mkdirSync(outDir, { recursive: true });
+  const html = path.join(outDir, 'index.html');
+  const source = path.relative(REPO_ROOT, resultsDir);
+  writeFileSync(html, renderPage(model, { sourceLabel: source && !source.startsWith('..') ? `${source}/` : resultsDir }));
+  console.log(`wrote ${rel(html)}`);
+
+  // The README quotes the repository's bench-results/ only, never a scratch folder.
+  if (resultsDir === path.join(REPO_ROOT, 'bench-results')) {
+    const { changed } = updateReadme(path.join(REPO_ROOT, 'README.md'), LESSONS, loaded.records);
+    console.log(`README.md generated parts: ${changed ? 'updated' : 'up to date'}`);
+  }
+
+  if (values['no-png']) return 0;
+  const chromium = findChromium();
+  if (!chromium) {
+    console.log(`note: chart.png was not rendered: no chromium at ${process.env.AIOS_CHROMIUM ?? '/usr/bin/chromium'}.`);
+    console.log('      Install it (Debian/Ubuntu: apt-get install -y chromium) or set AIOS_CHROMIUM, then run pnpm chart again.');
+    return 0;
+  }
+  const png = path.join(outDir, 'chart.png');
+  await renderPng(html, png, chromium);
+  console.log(`wrote ${rel(png)}`);
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (e: unknown) => {
+    console.error(`pnpm chart: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  },
+);

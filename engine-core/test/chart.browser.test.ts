@@ -1,0 +1,143 @@
+// The results page in a real browser: Debian's chromium through playwright-core
+// loads the generated index.html from file:// (every network request refused),
+// and the test reads back what Chart.js drew from window.__aiosCharts.
+// Skips, saying so, where /usr/bin/chromium (or AIOS_CHROMIUM) is absent; CI installs it.
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { findChromium, launchChromium, openResultsPage } from '../src/chart/browser.ts';
+import { buildChartModel, loadRecords } from '../src/chart/data.ts';
+import { renderPage } from '../src/chart/page.ts';
+import { COMMITTED_RESULTS, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
+
+const chromium = findChromium();
+if (!chromium) console.log(`chart.browser.test: skipped: no chromium at ${process.env.AIOS_CHROMIUM ?? '/usr/bin/chromium'} (apt-get install -y chromium)`);
+
+interface DrawnDataset {
+  label: string;
+  role: string;
+  data: (number | null)[];
+  partial: boolean[] | null;
+  pointStyle: unknown;
+  pointLabels: (string | null)[] | null;
+  drawnPoints: number;
+}
+interface DrawnChart {
+  type: string;
+  labels: string[];
+  yType: string;
+  yMin: number;
+  yMax: number;
+  datasets: DrawnDataset[];
+  canvas: { width: number; height: number; inkPixels: number };
+}
+type Drawn = Record<'tokps' | 'copy' | 'gemm' | 'overhead', DrawnChart | null>;
+
+/** What each chart on the page holds and drew, read from window.__aiosCharts. */
+const readCharts = `(() => {
+  const out = {};
+  for (const [name, c] of Object.entries(window.__aiosCharts)) {
+    if (!c) { out[name] = null; continue; }
+    const ctx = c.canvas.getContext('2d');
+    const px = ctx.getImageData(0, 0, c.canvas.width, c.canvas.height).data;
+    let ink = 0;
+    for (let i = 3; i < px.length; i += 4) if (px[i] > 0) ink++;
+    out[name] = {
+      type: c.config.type,
+      labels: c.data.labels,
+      yType: c.scales.y.type,
+      yMin: c.scales.y.min,
+      yMax: c.scales.y.max,
+      datasets: c.data.datasets.map((d, i) => ({
+        label: d.label, role: d.aiosRole, data: d.data, partial: d.aiosPartial, pointStyle: d.pointStyle,
+        pointLabels: d.aiosPointLabels, drawnPoints: c.getDatasetMeta(i).data.filter((e) => !e.skip).length,
+      })),
+      canvas: { width: c.canvas.width, height: c.canvas.height, inkPixels: ink },
+    };
+  }
+  return out;
+})()`;
+
+/** Width and height from a PNG's IHDR chunk (and a check that it is a PNG at all). */
+function pngSize(file: string): { width: number; height: number } {
+  const b = readFileSync(file);
+  expect(b.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  return { width: b.readUInt32BE(16), height: b.readUInt32BE(20) };
+}
+
+describe.skipIf(!chromium)('results page in chromium', () => {
+  let browser: Browser;
+  beforeAll(async () => {
+    browser = await launchChromium(chromium!);
+  }, 60_000);
+  afterAll(async () => {
+    await browser?.close();
+  });
+
+  it('draws the tok/s chart from fixture records: series, values, roofline, partial marker, multipliers', async () => {
+    const dir = writeFixtures(standardFixture());
+    copyEnvironmentRecords(dir);
+    const html = path.join(dir, 'index.html');
+    writeFileSync(html, renderPage(buildChartModel(loadRecords(dir))));
+
+    const { page, errors } = await openResultsPage(browser, html);
+    const drawn = (await page.evaluate(readCharts)) as Drawn;
+    expect(errors).toEqual([]);
+
+    const tok = drawn.tokps!;
+    expect(tok.type).toBe('line');
+    expect(tok.yType).toBe('logarithmic');
+    expect(tok.labels).toEqual(['03 baseline-engine', '04 kv-cache', '06 paged-kv-cache']);
+    const measured = tok.datasets.filter((d) => d.role === 'measured');
+    expect(measured.map((d) => d.label)).toEqual(['NVIDIA H100 80GB HBM3 · course', 'NVIDIA H200 · course', 'NVIDIA H200 · throughput']);
+    expect(measured.map((d) => d.drawnPoints)).toEqual([2, 3, 1]);
+    const h200 = measured[1]!;
+    expect(h200.data).toEqual([100, 450, 9000]);
+    expect(h200.partial).toEqual([false, true, false]);
+    expect(h200.pointStyle).toEqual(['circle', 'triangle', 'circle']);
+    expect(h200.pointLabels).toEqual([null, '×4.50', '×20.0']);
+    const roof = tok.datasets.filter((d) => d.role === 'roofline');
+    expect(roof.map((d) => [d.label, d.data])).toEqual([['NVIDIA H200 · course: roofline', [42000, 42000, 42000]]]);
+    expect(tok.yMin).toBeLessThanOrEqual(80);
+    expect(tok.yMax).toBeGreaterThanOrEqual(42000);
+    expect(tok.canvas.inkPixels).toBeGreaterThan(5000);
+
+    // The per-op view from the committed lesson-00 record.
+    const copy = drawn.copy!;
+    expect(copy.type).toBe('bar');
+    expect(copy.labels).toEqual(['NVIDIA H200']);
+    expect(copy.datasets.map((d) => d.role)).toEqual(['ours', 'baseline']);
+    expect(drawn.gemm!.datasets[0]!.data[0]).toBeGreaterThan(0);
+    const overheadRoles = drawn.overhead!.datasets.map((d) => d.role);
+    expect(overheadRoles.filter((r) => r === 'ours').length).toBeGreaterThanOrEqual(2); // facade and binding, plus what the record has
+    expect(overheadRoles.at(-1)).toBe('baseline');
+
+    const png = path.join(dir, 'page.png');
+    await page.locator('#charts').screenshot({ path: png });
+    const size = pngSize(png);
+    expect(size.width).toBeGreaterThan(800);
+    expect(size.height).toBeGreaterThan(600);
+    expect(statSync(png).size).toBeGreaterThan(30_000);
+    await page.context().close();
+  }, 60_000);
+
+  it('with the committed records only: says no lesson runs are recorded and draws the lesson-00 view', async () => {
+    const dir = tempDir();
+    const html = path.join(dir, 'index.html');
+    writeFileSync(html, renderPage(buildChartModel(loadRecords(COMMITTED_RESULTS))));
+    const { page, errors } = await openResultsPage(browser, html);
+    const drawn = (await page.evaluate(readCharts)) as Drawn;
+    expect(errors).toEqual([]);
+    expect(drawn.tokps).toBeNull();
+    expect(await page.locator('#tokps-empty').innerText()).toContain('No lesson runs recorded yet');
+    expect(drawn.copy!.datasets[0]!.drawnPoints).toBe(1);
+    expect(drawn.copy!.canvas.inkPixels).toBeGreaterThan(1000);
+    const png = path.join(dir, 'page.png');
+    await page.screenshot({ path: png, fullPage: true });
+    expect(statSync(png).size).toBeGreaterThan(20_000);
+    await page.context().close();
+  }, 60_000);
+});

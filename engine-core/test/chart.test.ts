@@ -1,0 +1,351 @@
+// The chart's data shaping, the page and the README course map, on the CPU.
+// Lesson runs come from fixture records in temp folders; the environment view
+// and the README check use the committed records.
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+
+import { describe, expect, it } from 'vitest';
+
+import { REPO_ROOT } from '../src/bench/records.ts';
+import {
+  COURSE_MAP_END,
+  COURSE_MAP_START,
+  courseMapSection,
+  currentCourseMap,
+  environmentSection,
+  regenerateReadme,
+  replaceCourseMap,
+} from '../src/chart/coursemap.ts';
+import { benchRuns, buildChartModel, buildTokSeries, environmentEntries, loadRecords, recordProblem, selectLatest } from '../src/chart/data.ts';
+import { chartSpecs, fmt, fmtMultiplier, renderPage, tokChartSpec } from '../src/chart/page.ts';
+import { LESSONS } from '../src/cli/lessons.ts';
+import { benchRecord, COMMITTED_RESULTS, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
+
+const H100 = 'NVIDIA H100 80GB HBM3';
+
+/** The latest full lesson-00 record on the reference card among the committed ones (what the chart and README show). */
+function committedEnvironment(): Record<string, unknown> & { results: any; date: string } {
+  const recs = readdirSync(COMMITTED_RESULTS)
+    .filter((f) => f.includes('_lesson00_environment_'))
+    .map((f) => JSON.parse(readFileSync(path.join(COMMITTED_RESULTS, f), 'utf8')))
+    .filter((r) => r.hardware.card === 'NVIDIA H200' && r.settings.quick === false)
+    .sort((a, b) => Date.parse(a.date) - Date.parse(b.date));
+  if (!recs.length) throw new Error('no committed lesson-00 environment record on the NVIDIA H200');
+  return recs.at(-1);
+}
+
+describe('loadRecords', () => {
+  it('reads every .json file as a record, ignores other files and reports broken ones', () => {
+    const bad = { ...benchRecord({ lesson: 3, tok: 10 }), schema: 2 };
+    const noTok = benchRecord({ lesson: 4, tok: 10 }) as any;
+    noTok.results.outputTokPerS = 0;
+    const dir = writeFixtures([benchRecord({ lesson: 3, tok: 10 }), bad, noTok], {
+      'README.md': '# not a record',
+      'index.html': '<html></html>',
+      'chart.png': 'PNG',
+      'zz_broken.json': '{ "schema": 1,',
+    });
+    const { records, skipped } = loadRecords(dir);
+    expect(records.map((r) => r.file)).toEqual(['000_fixture.json']);
+    expect(skipped.map((s) => s.file)).toEqual(['001_fixture.json', '002_fixture.json', 'zz_broken.json']);
+    expect(skipped[0]!.reason).toMatch(/schema is 2/);
+    expect(skipped[1]!.reason).toMatch(/outputTokPerS/);
+    expect(skipped[2]!.reason).toMatch(/invalid JSON/);
+  });
+
+  it('returns nothing for a folder that does not exist', () => {
+    expect(loadRecords(path.join(tempDir(), 'missing'))).toEqual({ records: [], skipped: [] });
+  });
+
+  it('accepts the committed records as they are', () => {
+    const { records, skipped } = loadRecords(COMMITTED_RESULTS);
+    expect(skipped).toEqual([]);
+    expect(records.length).toBeGreaterThan(0);
+    expect(records.some((r) => r.record.kind === 'environment' && r.record.lesson === 0)).toBe(true);
+  });
+
+  it('names the problem of a malformed record', () => {
+    expect(recordProblem([])).toBe('not a JSON object');
+    expect(recordProblem({ ...benchRecord({ lesson: 3, tok: 1 }), workload: '' })).toMatch(/workload/);
+    expect(recordProblem({ ...benchRecord({ lesson: 3, tok: 1 }), partial: 'yes' })).toMatch(/partial/);
+    expect(recordProblem({ ...benchRecord({ lesson: 3, tok: 1 }), roofline: { outputTokPerS: -1, basis: '' } })).toMatch(/roofline/);
+    expect(recordProblem({ ...benchRecord({ lesson: 3, tok: 1 }), date: 'yesterday' })).toMatch(/date/);
+    expect(recordProblem(benchRecord({ lesson: 3, tok: 1 }))).toBeUndefined();
+  });
+});
+
+describe('selectLatest', () => {
+  const load = (records: object[]) => benchRuns(loadRecords(writeFixtures(records)).records);
+
+  it('keeps the latest complete run of a lesson over an older complete one and a newer partial one', () => {
+    const runs = load([
+      benchRecord({ lesson: 3, tok: 100, date: '2030-01-01T00:00:00Z' }),
+      benchRecord({ lesson: 3, tok: 120, date: '2030-01-02T00:00:00Z' }),
+      benchRecord({ lesson: 3, tok: 500, partial: true, date: '2030-01-03T00:00:00Z' }),
+    ]);
+    const sel = selectLatest(runs);
+    expect(sel).toHaveLength(1);
+    expect(sel[0]!.record.results.outputTokPerS).toBe(120);
+  });
+
+  it('prefers an older complete run to a newer partial one whatever the file order', () => {
+    const runs = load([
+      benchRecord({ lesson: 3, tok: 500, partial: true, date: '2030-01-03T00:00:00Z' }),
+      benchRecord({ lesson: 3, tok: 100, date: '2030-01-01T00:00:00Z' }),
+    ]);
+    expect(selectLatest(runs).map((r) => [r.record.results.outputTokPerS, r.record.partial])).toEqual([[100, false]]);
+  });
+
+  it('falls back to the latest partial run when no run of the lesson finished', () => {
+    const runs = load([
+      benchRecord({ lesson: 4, tok: 50, partial: true, date: '2030-01-05T00:00:00Z' }),
+      benchRecord({ lesson: 4, tok: 70, partial: true, date: '2030-01-06T00:00:00Z' }),
+    ]);
+    const sel = selectLatest(runs);
+    expect(sel.map((r) => [r.record.results.outputTokPerS, r.record.partial])).toEqual([[70, true]]);
+  });
+
+  it('keeps one run per card, workload, model and lesson', () => {
+    const sel = selectLatest(load(standardFixture()));
+    expect(sel).toHaveLength(6);
+    expect(sel.map((r) => r.record.lesson)).toEqual([3, 3, 4, 4, 6, 6]);
+  });
+});
+
+describe('buildTokSeries', () => {
+  const view = () => buildTokSeries(benchRuns(loadRecords(writeFixtures(standardFixture())).records));
+
+  it('makes one series per card and workload, on the lessons that have runs', () => {
+    const v = view();
+    expect(v.lessons).toEqual([3, 4, 6]);
+    expect(v.series.map((s) => s.label)).toEqual([`${H100} · course`, 'NVIDIA H200 · course', 'NVIDIA H200 · throughput']);
+  });
+
+  it('aligns points on the lessons, with gaps as null', () => {
+    const [h100, h200, thr] = view().series;
+    expect(h100!.points.map((p) => p?.tokPerS ?? null)).toEqual([80, 200, null]);
+    expect(h200!.points.map((p) => p?.tokPerS ?? null)).toEqual([100, 450, 9000]);
+    expect(thr!.points.map((p) => p?.tokPerS ?? null)).toEqual([null, null, 20000]);
+  });
+
+  it('measures each multiplier against the same series\' previous recorded lesson', () => {
+    const [h100, h200, thr] = view().series;
+    expect(h200!.points.map((p) => p?.multiplier ?? null)).toEqual([null, 4.5, 20]);
+    expect(h200!.points.map((p) => p?.prevLesson ?? null)).toEqual([null, 3, 4]); // lesson 5 has no run: 06 is compared with 04
+    expect(h100!.points[1]!.multiplier).toBeCloseTo(2.5, 12);
+    expect(thr!.points[2]!.multiplier).toBeUndefined(); // the first run of its series
+  });
+
+  it('marks partial runs', () => {
+    const [, h200] = view().series;
+    expect(h200!.points.map((p) => p?.partial)).toEqual([false, true, false]);
+  });
+
+  it('takes the roofline from the latest run that carries one, and none where no run does', () => {
+    const [h100, h200] = view().series;
+    expect(h200!.roofline).toMatchObject({ tokPerS: 42000, basis: 'fixture roofline' });
+    expect(h100!.roofline).toBeUndefined();
+  });
+
+  it('names the model only where one card and workload carry several', () => {
+    const runs = benchRuns(
+      loadRecords(writeFixtures([benchRecord({ lesson: 3, tok: 10 }), benchRecord({ lesson: 3, tok: 5, model: 'qwen3-8b' })])).records,
+    );
+    expect(buildTokSeries(runs).series.map((s) => s.label)).toEqual(['NVIDIA H200 · course · qwen3-0.6b-random', 'NVIDIA H200 · course · qwen3-8b']);
+  });
+
+  it('is empty when there are no bench records', () => {
+    expect(buildTokSeries([])).toEqual({ lessons: [], series: [] });
+  });
+});
+
+describe('tok/s chart spec', () => {
+  it('has a measured dataset per series and a flat roofline dataset where known', () => {
+    const model = buildChartModel(loadRecords(writeFixtures(standardFixture())));
+    const spec = tokChartSpec(model.tok)!;
+    expect(spec.logarithmic).toBe(true);
+    expect(spec.labels).toEqual(['03 baseline-engine', '04 kv-cache', '06 paged-kv-cache']);
+    expect(spec.datasets.map((d) => [d.label, d.role])).toEqual([
+      [`${H100} · course`, 'measured'],
+      ['NVIDIA H200 · course', 'measured'],
+      ['NVIDIA H200 · course: roofline', 'roofline'],
+      ['NVIDIA H200 · throughput', 'measured'],
+    ]);
+    const h200 = spec.datasets[1]!;
+    expect(h200.data).toEqual([100, 450, 9000]);
+    expect(h200.partial).toEqual([false, true, false]);
+    expect(h200.pointLabels).toEqual([null, '×4.50', '×20.0']);
+    expect(h200.notes![1]).toMatch(/partial run/);
+    expect(spec.datasets[2]!.data).toEqual([42000, 42000, 42000]);
+    expect(spec.datasets[2]!.color).toBe(h200.color);
+    expect(spec.datasets[2]!.pointLabels).toEqual([null, null, 'roofline 42,000']);
+    expect(spec.suggestedMin).toBeLessThan(80);
+    expect(spec.suggestedMax).toBeGreaterThan(42000);
+  });
+
+  it('is null when no lesson run is recorded', () => {
+    expect(tokChartSpec({ lessons: [], series: [] })).toBeNull();
+  });
+});
+
+describe('environment view (lesson 00)', () => {
+  it('takes copy bandwidth, GEMM rate, op overhead and the PyTorch baseline from the committed record', () => {
+    const rec = committedEnvironment();
+    const { entries, skipped } = environmentEntries(loadRecords(COMMITTED_RESULTS).records);
+    expect(skipped).toEqual([]);
+    const e = entries.find((x) => x.card === (rec.hardware as { card: string }).card)!;
+    expect(e.copy.gbPerS).toBe(rec.results.copy.gbPerS);
+    expect(e.gemm.tflops).toBe(rec.results.gemm.tflops);
+    expect(e.gemm.dtype).toBe(rec.results.gemm.dtype);
+    expect(e.overhead.facadeUs).toBe(rec.results.overhead.facadeUs);
+    expect(e.overhead.bindingUs).toBe(rec.results.overhead.bindingUs);
+    expect(e.baseline?.gemmTflops).toBe(rec.results.baseline.gemm.tflops);
+    expect(e.baseline?.copyGbPerS).toBe(rec.results.baseline.copy.gbPerS);
+    expect(e.baseline?.addOverheadUs).toBe(rec.results.baseline.addOverheadUs);
+
+    const specs = chartSpecs(buildChartModel(loadRecords(COMMITTED_RESULTS)));
+    expect(specs.copy!.datasets.map((d) => d.role)).toEqual(['ours', 'baseline']);
+    expect(specs.copy!.datasets[0]!.data).toContain(rec.results.copy.gbPerS);
+    expect(specs.gemm!.datasets[1]!.data).toContain(rec.results.baseline.gemm.tflops);
+    const optional = ['deviceUs', 'cudaLaunchUs'].filter((k) => rec.results.overhead[k] !== undefined).length;
+    expect(specs.overhead!.datasets.map((d) => d.role)).toEqual([...Array(2 + optional).fill('ours'), 'baseline']);
+    expect(specs.overhead!.datasets[0]!.data).toEqual([rec.results.overhead.facadeUs]);
+  });
+
+  it('prefers a full run over a newer --quick one, per card, and reports records missing numbers', () => {
+    const rec = committedEnvironment();
+    const quick = { ...rec, date: '2099-01-01T00:00:00Z', settings: { ...(rec.settings as object), quick: true } };
+    const broken = { ...rec, hardware: { ...(rec.hardware as object), card: 'Other GPU' }, results: { copy: {} } };
+    const { entries, skipped } = environmentEntries(loadRecords(writeFixtures([rec, quick, broken])).records);
+    expect(entries).toHaveLength(1);
+    expect(entries[0]!.quick).toBe(false);
+    expect(entries[0]!.file).toBe('000_fixture.json');
+    expect(skipped).toEqual([{ file: '002_fixture.json', reason: 'results.copy.gbPerS/bytes missing' }]);
+  });
+});
+
+describe('the page', () => {
+  it('with only the committed records: says no lesson runs are recorded and charts lesson 00', () => {
+    const model = buildChartModel(loadRecords(COMMITTED_RESULTS));
+    expect(model.tok.series).toEqual([]);
+    const html = renderPage(model);
+    expect(html).toContain('No lesson runs recorded yet');
+    expect(html).not.toContain('id="tokps"');
+    expect(html).toContain('id="env-copy"');
+  });
+
+  it('inlines Chart.js and loads nothing from the network', () => {
+    const html = renderPage(buildChartModel(loadRecords(writeFixtures(standardFixture()))));
+    expect(html).toContain('Chart.js v4.6.1');
+    expect(html).not.toMatch(/<script[^>]+src=/i);
+    expect(html).not.toMatch(/<link[^>]+href=/i);
+    expect(html).toContain('id="tokps"');
+    expect(html).toContain('<b>partial</b>');
+  });
+
+  it('keeps record text from breaking out of the page', () => {
+    const evil = benchRecord({ lesson: 3, tok: 10, card: '</script><img src=x onerror=alert(1)>' });
+    const html = renderPage(buildChartModel(loadRecords(writeFixtures([evil]))));
+    expect(html).not.toContain('<img src=x');
+    expect(html.match(/<\/script>/g)).toHaveLength(3); // data, Chart.js, page script
+  });
+
+  it('formats numbers and multipliers as the README and chart print them', () => {
+    expect(fmt(4206.002)).toBe('4,206');
+    expect(fmt(98.55)).toBe('98.6');
+    expect(fmt(4.7951)).toBe('4.80');
+    expect(fmtMultiplier(4.5)).toBe('×4.50');
+    expect(fmtMultiplier(19.96)).toBe('×20.0');
+  });
+});
+
+describe('README course map', () => {
+  it('lists every lesson, quotes the reference card only, and marks partial and missing runs', () => {
+    const records = loadRecords(writeFixtures(standardFixture())).records;
+    const section = courseMapSection(LESSONS, records, { referenceCard: 'NVIDIA H200', recordsLink: 'r/' });
+    const rows = section.split('\n').filter((l) => /^\| \d\d \|/.test(l));
+    expect(rows).toHaveLength(LESSONS.length);
+    const row = (n: number) => rows.find((r) => r.startsWith(`| ${String(n).padStart(2, '0')} |`))!;
+    expect(row(3)).toContain('[100 tok/s](r/000_fixture.json)');
+    expect(row(4)).toContain('[450 tok/s](r/001_fixture.json), ×4.50 over 03 (partial run)');
+    expect(row(6)).toContain('[9,000 tok/s](r/002_fixture.json), ×20.0 over 04'); // the throughput run is not the course workload
+    expect(row(6)).not.toContain('20,000');
+    expect(row(5)).toContain('not yet measured');
+    expect(row(1)).toContain('no workload');
+    expect(row(0)).toContain('no workload'); // no environment record in this folder
+  });
+
+  it('points to other cards where the reference card has no run', () => {
+    const records = loadRecords(writeFixtures([benchRecord({ lesson: 7, tok: 10, card: H100 })])).records;
+    const section = courseMapSection(LESSONS, records, { referenceCard: 'NVIDIA H200' });
+    expect(section).toContain(`not yet measured on this card (measured on ${H100}: see the chart)`);
+  });
+
+  it('quotes lesson 00\'s environment record for lesson 00', () => {
+    const rec = committedEnvironment();
+    const section = courseMapSection(LESSONS, loadRecords(COMMITTED_RESULTS).records);
+    expect(section).toContain(`copy ${fmt(rec.results.copy.gbPerS)} GB/s, bf16 GEMM ${fmt(rec.results.gemm.tflops)} TFLOP/s`);
+  });
+
+  it('replaces only the text between the markers, and refuses a README without them', () => {
+    const readme = `# x\nbefore\n${COURSE_MAP_START}\nold\n${COURSE_MAP_END}\nafter\n`;
+    const out = replaceCourseMap(readme, '\nnew\n');
+    expect(out).toBe(`# x\nbefore\n${COURSE_MAP_START}\nnew\n${COURSE_MAP_END}\nafter\n`);
+    expect(replaceCourseMap(out, '\nnew\n')).toBe(out);
+    expect(currentCourseMap(out)).toBe('\nnew\n');
+    expect(() => replaceCourseMap('# no markers', 'x')).toThrow(/markers/);
+    expect(() => replaceCourseMap(`${COURSE_MAP_END}${COURSE_MAP_START}`, 'x')).toThrow(/out of order/);
+  });
+
+  it('writes the lesson-00 paragraph from the reference card\'s latest full record, and says so when there is none', () => {
+    const rec = committedEnvironment();
+    const older = { ...rec, date: '2000-01-01T00:00:00Z', results: { ...rec.results, copy: { ...rec.results.copy, gbPerS: 1 } } };
+    const records = loadRecords(writeFixtures([older, rec])).records;
+    const text = environmentSection(records, { recordsLink: 'r/' });
+    expect(text).toContain("[lesson 00's record](r/001_fixture.json) on an **NVIDIA H200**");
+    expect(text).toContain(`device copy at ${fmt(rec.results.copy.gbPerS)} GB/s (PyTorch ${rec.results.baseline.torch} on the same card: ${fmt(rec.results.baseline.copy.gbPerS)} GB/s)`);
+    expect(text).toContain(`at ${fmt(rec.results.gemm.tflops)} TFLOP/s (PyTorch: ${fmt(rec.results.baseline.gemm.tflops)} TFLOP/s)`);
+    expect(text).toContain(`${fmt(rec.results.overhead.facadeUs)} µs of host time through the TypeScript facade`);
+    expect(environmentSection([], { referenceCard: 'Some GPU' })).toContain('No lesson-00 record on the Some GPU yet');
+  });
+
+  it('README.md is up to date with the committed records (run `pnpm readme` if this fails)', () => {
+    const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const records = loadRecords(COMMITTED_RESULTS).records;
+    expect(currentCourseMap(readme), 'README.md has no course map markers').toBeDefined();
+    expect(currentCourseMap(readme), 'README.md course map is out of date: run pnpm readme').toBe(courseMapSection(LESSONS, records));
+    expect(regenerateReadme(readme, LESSONS, records), 'README.md is out of date with bench-results/: run pnpm readme').toBe(readme);
+  });
+});
+
+describe('pnpm chart', () => {
+  it('writes index.html from AIOS_RESULTS_DIR without touching README.md', () => {
+    const dir = writeFixtures(standardFixture());
+    const envFiles = copyEnvironmentRecords(dir);
+    const readmeBefore = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+    const out = execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [path.join(REPO_ROOT, 'engine-core/src/cli/chart.ts'), '--no-png'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, AIOS_RESULTS_DIR: dir },
+      encoding: 'utf8',
+    });
+    expect(out).toContain(`${6 + envFiles.length} record(s) in`);
+    expect(out).toContain('6 lesson run(s) charted, 1 environment record(s)');
+    expect(out).not.toMatch(/README/);
+    expect(existsSync(path.join(dir, 'index.html'))).toBe(true);
+    expect(existsSync(path.join(dir, 'chart.png'))).toBe(false);
+    expect(readFileSync(path.join(dir, 'index.html'), 'utf8')).toContain('NVIDIA H200 · throughput');
+    expect(readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8')).toBe(readmeBefore);
+  });
+
+  it('still writes the page, with a note, when chromium is missing', () => {
+    const dir = writeFixtures([benchRecord({ lesson: 3, tok: 10 })]);
+    const out = execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [path.join(REPO_ROOT, 'engine-core/src/cli/chart.ts'), '--results', dir], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, AIOS_CHROMIUM: path.join(dir, 'no-such-chromium') },
+      encoding: 'utf8',
+    });
+    expect(out).toMatch(/chart\.png was not rendered/);
+    expect(existsSync(path.join(dir, 'index.html'))).toBe(true);
+  });
+});
