@@ -190,14 +190,17 @@ export class Qwen3Model<Ctx extends ForwardContext = ForwardContext> {
     return ops.matmul(hidden, this.weights.lmHead, undefined, { outDtype: 'f32' });
   }
 
-  /** Token ids -> logits of every position (no cache: positions 0..T-1). */
-  forwardLogits(tokenIds: readonly number[]): Tensor {
+  /**
+   * Token ids -> logits (no cache: positions 0..T-1), of every position or,
+   * with lastOnly, of the last one ([1, vocab]: the LM head runs on one row).
+   */
+  forwardLogits(tokenIds: readonly number[], opts: { lastOnly?: boolean } = {}): Tensor {
     const ids = Tensor.fromArray(Int32Array.from(tokenIds), [tokenIds.length], { dtype: 'i32', device: this.device });
     const positions = Tensor.fromArray(Int32Array.from(tokenIds, (_, i) => i), [tokenIds.length], { dtype: 'i32', device: this.device });
     try {
       const hidden = this.forward(ids, { positions } as Ctx);
       try {
-        return this.logits(hidden);
+        return this.logits(opts.lastOnly ? hidden.narrow(0, tokenIds.length - 1, 1) : hidden);
       } finally {
         hidden.dispose();
       }

@@ -1,0 +1,46 @@
+// The model runner once there is a cache: prefill runs the prompt's tokens,
+// every decode step runs one new token at its position, and attention finds
+// the earlier tokens' keys and values in the store.
+import { Tensor } from '@aios/engine-core';
+import type { ModelRunner, ScheduledBatch } from '@aios/engine-core/engine/types.ts';
+import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import type { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
+
+import type { CacheContext, KVStore } from './kv-store.ts';
+
+export class IncrementalRunner implements ModelRunner {
+  constructor(
+    readonly model: Qwen3Model<CacheContext>,
+    readonly store: KVStore,
+  ) {}
+
+  run(batch: ScheduledBatch): Tensor {
+    if (batch.sequences.length !== 1) throw new Error('IncrementalRunner runs one sequence at a time (batching is lesson 07)');
+    const seq = batch.sequences[0]!;
+    const start = seq.cachedTokens;
+    const newIds = seq.allIds.slice(start);
+    const device = this.model.device;
+    const ids = Tensor.fromArray(Int32Array.from(newIds), [newIds.length], { dtype: 'i32', device });
+    const positions = Tensor.fromArray(Int32Array.from(newIds, (_, i) => start + i), [newIds.length], { dtype: 'i32', device });
+    try {
+      const hidden = this.model.forward(ids, { positions, seq, start });
+      try {
+        return this.model.logits(hidden.narrow(0, newIds.length - 1, 1));
+      } finally {
+        hidden.dispose();
+      }
+    } finally {
+      ids.dispose();
+      positions.dispose();
+    }
+  }
+
+  release(seq: Sequence): void {
+    this.store.release(seq);
+  }
+
+  dispose(): void {
+    this.store.dispose();
+    this.model.dispose();
+  }
+}

@@ -1,0 +1,2 @@
+export { recipe } from './recipe.ts';
+export { PreallocatedKVStore } from './preallocated-cache.ts';

@@ -1,0 +1,107 @@
+// Lesson 06's store: one pool for every sequence, [layers, 2, slots, kvHeads,
+// headDim], allocated once and sized from the memory left after the weights
+// and a warm-up forward. New K/V rows are scattered to their slots; attention
+// gathers a sequence's rows back through its block table.
+//
+// The gather is a copy of the sequence's K/V per layer per step, which the
+// preallocated cache did not need: it keeps lesson 06 a few percent behind
+// lesson 05 in speed, for a pool with no per-sequence reservation. Lesson 09's
+// paged attention kernel reads the blocks in place and removes the copy.
+import { Tensor, ops } from '@aios/engine-core';
+import type { KVCacheStats } from '@aios/engine-core/engine/types.ts';
+import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import type { KVStore, KVView } from '@aios/lesson-04-kv-cache';
+
+import { BlockManager } from './block-manager.ts';
+
+export interface PagedStoreOptions {
+  numLayers: number;
+  kvHeads: number;
+  headDim: number;
+  numBlocks: number;
+  blockSize: number;
+  dtype: Tensor['dtype'];
+  device: Tensor['device'];
+}
+
+export class PagedKVStore implements KVStore {
+  readonly name = 'paged';
+  readonly blocks: BlockManager;
+  readonly pool: Tensor;
+  readonly bytesPerToken: number;
+  private readonly layerK: Tensor[] = [];
+  private readonly layerV: Tensor[] = [];
+  /** The slot indices of the forward in flight, built on layer 0 and reused by the others. */
+  private current: { seqId: number; start: number; newSlots: Tensor; allSlots: Tensor } | undefined;
+
+  constructor(readonly opts: PagedStoreOptions) {
+    this.blocks = new BlockManager(opts.numBlocks, opts.blockSize);
+    const slots = opts.numBlocks * opts.blockSize;
+    this.pool = Tensor.empty([opts.numLayers, 2, slots, opts.kvHeads, opts.headDim], { dtype: opts.dtype, device: opts.device });
+    for (let l = 0; l < opts.numLayers; l++) {
+      const layer = this.pool.select(0, l);
+      this.layerK.push(layer.select(0, 0));
+      this.layerV.push(layer.select(0, 1));
+    }
+    this.bytesPerToken = 2 * opts.numLayers * opts.kvHeads * opts.headDim * this.pool.itemSize;
+  }
+
+  append(seq: Sequence, layer: number, k: Tensor, v: Tensor, start: number): KVView {
+    const T = k.shape[0]!;
+    if (layer === 0) this.beginForward(seq, start, T);
+    const cur = this.current!;
+    if (cur.seqId !== seq.id || cur.start !== start) throw new Error(`paged cache: layer ${layer} of sequence ${seq.id} at ${start} outside its forward`);
+    ops.scatterRows(k, cur.newSlots, this.layerK[layer]!);
+    ops.scatterRows(v, cur.newSlots, this.layerV[layer]!);
+    const kAll = ops.gatherRows(this.layerK[layer]!, cur.allSlots);
+    const vAll = ops.gatherRows(this.layerV[layer]!, cur.allSlots);
+    return {
+      k: kAll,
+      v: vAll,
+      done: () => {
+        kAll.dispose();
+        vAll.dispose();
+      },
+    };
+  }
+
+  private beginForward(seq: Sequence, start: number, tokens: number): void {
+    this.endForward();
+    if (this.blocks.length(seq.id) !== start)
+      throw new Error(`paged cache: sequence ${seq.id} has ${this.blocks.length(seq.id)} tokens cached, the forward starts at ${start}`);
+    const newSlots = this.blocks.append(seq.id, tokens); // throws OutOfBlocksError, changing nothing, when full
+    const device = this.pool.device;
+    this.current = {
+      seqId: seq.id,
+      start,
+      newSlots: Tensor.fromArray(Int32Array.from(newSlots), [tokens], { dtype: 'i32', device }),
+      allSlots: Tensor.fromArray(Int32Array.from(this.blocks.slots(seq.id)), [start + tokens], { dtype: 'i32', device }),
+    };
+  }
+
+  private endForward(): void {
+    if (!this.current) return;
+    this.current.newSlots.dispose();
+    this.current.allSlots.dispose();
+    this.current = undefined;
+  }
+
+  release(seq: Sequence): void {
+    if (this.current?.seqId === seq.id) this.endForward();
+    this.blocks.free(seq.id);
+  }
+
+  /** Reserved: the blocks sequences hold; used: the tokens in them. The pool's size is `poolBytes`. */
+  stats(): KVCacheStats {
+    return { reservedBytes: this.blocks.usedBlocks * this.opts.blockSize * this.bytesPerToken, usedBytes: this.blocks.usedTokens * this.bytesPerToken };
+  }
+
+  get poolBytes(): number {
+    return this.pool.numel * this.pool.itemSize;
+  }
+
+  dispose(): void {
+    this.endForward();
+    this.pool.dispose();
+  }
+}
