@@ -1,0 +1,358 @@
+// The benchmark harness: one warm-up, then a workload timed end to end through
+// LLM.generateWithStats, with a progress bar (or a line every ~10% where stdout
+// is not a terminal), an optional time budget, and the BenchRecord it makes.
+//
+//   const result = runWorkload(llm, courseWorkload(), { timeBudgetS: 600 });
+//   const file = writeRecord(benchRecordFor(llm, result));
+//
+// findLatestRecord lets a lesson's demo compare itself with the previous lesson
+// on the same card: "lesson 4 on this card: 96.1 tok/s; this run: 812.3 tok/s (8.45x)".
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+
+import cliProgress from 'cli-progress';
+
+import { type Device, synchronize } from '../backend.ts';
+import type { LLM } from '../engine/llm.ts';
+import { SamplingParams } from '../engine/sampling-params.ts';
+import type { GenerateProgress, GenerateStats, KVCacheStats } from '../engine/types.ts';
+import { paramCount } from '../model/config.ts';
+import { randomWeightsInfo } from '../model/resolve.ts';
+import { type AnyRecord, type BenchRecord, type HardwareInfo, RESULTS_DIR, type RecordBase, currentCommit, hardwareInfo } from './records.ts';
+import { type CardRates, type EngineShape, type Roofline, engineShapeForLesson, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
+import type { Workload } from './workloads.ts';
+
+export interface RunOptions {
+  /** Run a short untimed generation first (default true): one-time costs stay out of the timing. */
+  warmup?: boolean;
+  /** Stop starting new steps after this many seconds of the timed run; the run is then partial. */
+  timeBudgetS?: number;
+  /** A progress bar on a terminal (default true); false or a non-terminal stdout prints a line every ~10% instead. */
+  progress?: boolean;
+  /** Where lines go (default console.log). */
+  log?: (s: string) => void;
+  /** Called after every step of the timed run, besides the harness's own display. */
+  onProgress?: (p: GenerateProgress) => void;
+}
+
+export interface WarmupInfo {
+  requests: number;
+  promptTokens: number;
+  maxTokens: number;
+  seconds: number;
+}
+
+export interface BenchRunResult {
+  workload: Workload;
+  /** True when the time budget stopped the run; the numbers cover what ran. */
+  partial: boolean;
+  requests: number;
+  finishedRequests: number;
+  /** Prompt tokens of the requests that started (all of them in a complete run). */
+  promptTokens: number;
+  /** Tokens actually generated. */
+  outputTokens: number;
+  /** Wall time of the timed run (host clock, device synchronized at the end). */
+  seconds: number;
+  outputTokPerS: number;
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  peakMemoryBytes: number;
+  timeBudgetS: number | undefined;
+  warmup: WarmupInfo | undefined;
+  kvCache: GenerateStats['kvCache'] | undefined;
+  stats: GenerateStats;
+}
+
+const WARMUP_PROMPT_TOKENS = 16;
+const WARMUP_MAX_TOKENS = 4;
+
+function rate(tokens: number, seconds: number): number {
+  return seconds > 0 ? tokens / seconds : 0;
+}
+
+/** Two small requests cut from the workload's first ones, with its sampling settings: every kernel the run uses runs once. */
+function warmupRequests(workload: Workload): { prompts: number[][]; params: SamplingParams[] } {
+  const src = workload.requests.slice(0, 2);
+  if (src.length === 0) throw new Error(`runWorkload: the ${workload.name} workload has no requests`);
+  while (src.length < 2) src.push(src[0]!);
+  return {
+    prompts: src.map((r) => r.promptIds.slice(0, WARMUP_PROMPT_TOKENS)),
+    params: src.map((r) => new SamplingParams({ temperature: r.params.temperature, topK: r.params.topK, topP: r.params.topP, ignoreEos: true, maxTokens: WARMUP_MAX_TOKENS })),
+  };
+}
+
+interface Display {
+  update(p: GenerateProgress): void;
+  stop(): void;
+}
+
+function progressDisplay(workload: Workload, useBar: boolean, log: (s: string) => void): Display {
+  const totalTokens = workload.totals.outputTokens;
+  const tokps = (p: GenerateProgress): string => (p.elapsedSeconds > 0 ? (p.outputTokens / p.elapsedSeconds).toFixed(1) : '0.0');
+  if (useBar) {
+    const bar = new cliProgress.SingleBar(
+      {
+        stream: process.stdout,
+        format: `${workload.name} {bar} {percentage}% | {requests}/{totalRequests} requests | {value}/{total} output tokens | {tokps} tok/s | {duration_formatted}`,
+        hideCursor: true,
+        clearOnComplete: false,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    bar.start(totalTokens, 0, { requests: 0, totalRequests: workload.totals.requests, tokps: '0.0' });
+    return {
+      update: (p) => bar.update(p.outputTokens, { requests: p.finishedRequests, tokps: tokps(p) }),
+      stop: () => bar.stop(),
+    };
+  }
+  let nextTenth = 1;
+  return {
+    update: (p) => {
+      const tenth = Math.floor((10 * p.outputTokens) / totalTokens);
+      if (tenth < nextTenth) return;
+      nextTenth = tenth + 1;
+      log(`  ${workload.name}: ${Math.min(100, 10 * tenth)}% | ${p.finishedRequests}/${p.totalRequests} requests | ${p.outputTokens}/${totalTokens} output tokens | ${tokps(p)} tok/s | ${p.elapsedSeconds.toFixed(1)} s`);
+    },
+    stop: () => {},
+  };
+}
+
+/** Warms up, then runs the workload once, timed end to end. */
+export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {}): BenchRunResult {
+  const log = opts.log ?? console.log;
+  const budget = opts.timeBudgetS;
+  if (budget !== undefined && !(budget > 0)) throw new RangeError(`runWorkload: timeBudgetS must be a positive number of seconds, got ${budget}`);
+
+  let warmup: WarmupInfo | undefined;
+  if (opts.warmup ?? true) {
+    const w = warmupRequests(workload);
+    const t0 = performance.now();
+    llm.generateWithStats(w.prompts, w.params, { decodeText: false });
+    synchronize(llm.device);
+    warmup = { requests: w.prompts.length, promptTokens: w.prompts.reduce((n, p) => n + p.length, 0), maxTokens: WARMUP_MAX_TOKENS, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  const display = progressDisplay(workload, (opts.progress ?? true) && process.stdout.isTTY === true, log);
+  const prompts = workload.requests.map((r) => r.promptIds);
+  const params = workload.requests.map((r) => r.params);
+  const t0 = performance.now();
+  let run: ReturnType<LLM['generateWithStats']>;
+  try {
+    run = llm.generateWithStats(prompts, params, {
+      decodeText: false,
+      ...(budget !== undefined ? { deadlineMs: t0 + budget * 1000 } : {}),
+      onProgress: (p) => {
+        display.update(p);
+        opts.onProgress?.(p);
+      },
+    });
+    synchronize(llm.device);
+  } finally {
+    display.stop();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const { outputs, stats } = run;
+  const promptTokens = outputs.reduce((n, o) => n + (o.tokenIds.length > 0 ? o.promptTokenIds.length : 0), 0);
+  return {
+    workload,
+    partial: stats.partial,
+    requests: workload.requests.length,
+    finishedRequests: stats.finishedRequests,
+    promptTokens,
+    outputTokens: stats.outputTokens,
+    seconds,
+    outputTokPerS: rate(stats.outputTokens, seconds),
+    prefillTokPerS: rate(stats.prefillTokens, stats.prefillSeconds),
+    decodeTokPerS: rate(stats.decodeTokens, stats.decodeSeconds),
+    peakMemoryBytes: stats.peakMemoryBytes,
+    timeBudgetS: budget,
+    warmup,
+    kvCache: stats.kvCache,
+    stats,
+  };
+}
+
+/** One line for a terminal: tok/s, tokens, time, partial or not. */
+export function summarizeRun(r: BenchRunResult): string {
+  const part = r.partial ? ` PARTIAL (time budget ${r.timeBudgetS} s: ${r.finishedRequests}/${r.requests} requests finished)` : '';
+  return (
+    `${r.workload.name}: ${r.outputTokPerS.toFixed(1)} output tok/s (${r.outputTokens} tokens in ${r.seconds.toFixed(2)} s; ` +
+    `prefill ${r.prefillTokPerS.toFixed(0)} tok/s, decode ${r.decodeTokPerS.toFixed(1)} tok/s, peak memory ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB)${part}`
+  );
+}
+
+export interface RecordInfo {
+  lesson: number;
+  /** The recipe's name. */
+  recipe: string;
+  device: Device;
+  model: BenchRecord['model'];
+  /** Extra settings (the model's dtype, batch limits...), merged over the harness's own. */
+  settings?: Record<string, unknown>;
+  /** Overrides the record's workload name (default: the run's workload name). */
+  workload?: string;
+  roofline?: Roofline;
+  /** Defaults: hardwareInfo(device), now, currentCommit(). */
+  hardware?: HardwareInfo;
+  date?: string;
+  commit?: string;
+}
+
+function kvSettings(kv: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number }): Record<string, number> {
+  return { reservedBytes: kv.reservedBytes, usedBytes: kv.usedBytes, peakReservedBytes: kv.peakReservedBytes, peakUsedBytes: kv.peakUsedBytes };
+}
+
+/** The BenchRecord of a run. A run that generated nothing has no rate to record: that is an error. */
+export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRecord {
+  if (result.outputTokens === 0)
+    throw new Error(`toBenchRecord: the ${result.workload.name} run generated no tokens (time budget ${result.timeBudgetS ?? 'none'} s): nothing to record`);
+  const w = result.workload;
+  return {
+    schema: 1,
+    kind: 'bench',
+    lesson: info.lesson,
+    date: info.date ?? new Date().toISOString(),
+    commit: info.commit ?? currentCommit(),
+    hardware: info.hardware ?? hardwareInfo(info.device),
+    settings: {
+      device: info.device,
+      workload: w.name,
+      workloadDescription: w.description,
+      requests: w.requests.length,
+      ...(w.subset ? { subset: w.subset } : {}),
+      timeBudgetS: result.timeBudgetS ?? null,
+      warmup: result.warmup ?? false,
+      timing: 'host clock, wall time of one generate() over every request, device synchronized at the end',
+      ...(result.kvCache ? { kvCache: kvSettings(result.kvCache) } : {}),
+      ...info.settings,
+    },
+    recipe: info.recipe,
+    workload: info.workload ?? w.name,
+    model: info.model,
+    partial: result.partial,
+    results: {
+      requests: result.requests,
+      finishedRequests: result.finishedRequests,
+      promptTokens: result.promptTokens,
+      outputTokens: result.outputTokens,
+      seconds: result.seconds,
+      outputTokPerS: result.outputTokPerS,
+      prefillTokPerS: result.prefillTokPerS,
+      decodeTokPerS: result.decodeTokPerS,
+      peakMemoryBytes: result.peakMemoryBytes,
+    },
+    ...(info.roofline ? { roofline: { outputTokPerS: info.roofline.outputTokPerS, basis: info.roofline.basis } } : {}),
+  };
+}
+
+/** What a record says about the LLM's model: the folder's name, dtype, parameter count, random weights or not. */
+export function modelInfo(llm: LLM): BenchRecord['model'] {
+  return { name: path.basename(llm.modelDir), dtype: llm.dtype, params: paramCount(llm.cfg), randomWeights: randomWeightsInfo(llm.modelDir) !== undefined };
+}
+
+/** The results folder: AIOS_RESULTS_DIR (read now) or bench-results/. */
+export function resultsDir(): string {
+  return process.env.AIOS_RESULTS_DIR ?? RESULTS_DIR;
+}
+
+export interface RecordQuery {
+  kind: 'bench' | 'environment';
+  lesson?: number;
+  /** hardware.card, exactly. */
+  card?: string;
+  /** Bench records: the workload name ("course", "throughput", "course-8of32"...). */
+  workload?: string;
+  /** Bench records: model.name. */
+  model?: string;
+  /** Bench records: prefer the newest complete run over a newer partial one (default false: the newest, whatever it is). */
+  preferComplete?: boolean;
+  /** Environment records: skip --quick runs when a full one exists (default true). */
+  preferFull?: boolean;
+  /** Default: resultsDir(). */
+  dir?: string;
+}
+
+export type EnvironmentRecord = RecordBase & { kind: 'environment'; results: Record<string, unknown> };
+
+export interface FoundRecord<R> {
+  file: string;
+  record: R;
+}
+
+function readRecords(dir: string): FoundRecord<AnyRecord>[] {
+  if (!existsSync(dir)) return [];
+  const out: FoundRecord<AnyRecord>[] = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
+    try {
+      const json = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as Partial<AnyRecord> | null;
+      if (json && json.schema === 1 && typeof json.kind === 'string' && typeof json.date === 'string' && typeof json.lesson === 'number' && json.hardware && typeof json.hardware.card === 'string')
+        out.push({ file, record: json as AnyRecord });
+    } catch {
+      // not a record: pnpm chart reports such files
+    }
+  }
+  return out;
+}
+
+/** The newest record (by its date) that matches, or undefined. */
+export function findLatestRecord(q: RecordQuery & { kind: 'bench' }): FoundRecord<BenchRecord> | undefined;
+export function findLatestRecord(q: RecordQuery & { kind: 'environment' }): FoundRecord<EnvironmentRecord> | undefined;
+export function findLatestRecord(q: RecordQuery): FoundRecord<AnyRecord> | undefined {
+  let found = readRecords(q.dir ?? resultsDir()).filter(({ record: r }) => {
+    if (r.kind !== q.kind) return false;
+    if (q.lesson !== undefined && r.lesson !== q.lesson) return false;
+    if (q.card !== undefined && r.hardware.card !== q.card) return false;
+    if (r.kind === 'bench') {
+      if (q.workload !== undefined && r.workload !== q.workload) return false;
+      if (q.model !== undefined && r.model?.name !== q.model) return false;
+    }
+    return true;
+  });
+  if (q.kind === 'bench' && q.preferComplete && found.some((f) => f.record.kind === 'bench' && !f.record.partial))
+    found = found.filter((f) => f.record.kind === 'bench' && !f.record.partial);
+  if (q.kind === 'environment' && (q.preferFull ?? true) && found.some((f) => f.record.settings.quick !== true)) found = found.filter((f) => f.record.settings.quick !== true);
+  found.sort((a, b) => Date.parse(a.record.date) - Date.parse(b.record.date) || a.file.localeCompare(b.file));
+  return found[found.length - 1];
+}
+
+/** The card's measured rates from its latest lesson-00 record, or undefined where it has none (the CPU, a new card). */
+export function cardRates(card: string, dir?: string): CardRates | undefined {
+  const env = findLatestRecord({ kind: 'environment', lesson: 0, card, ...(dir ? { dir } : {}) });
+  return env ? ratesFromEnvironment(env.record, env.file) : undefined;
+}
+
+/** The roofline for this LLM's model, this workload and this card (lessons 03-06 sequential, 07 on batched), if the card has a lesson-00 record. */
+export function rooflineFor(llm: LLM, workload: Workload, opts: { lesson: number; card?: string; shape?: EngineShape; dir?: string }): Roofline | undefined {
+  const card = opts.card ?? hardwareInfo(llm.device).card;
+  const rates = cardRates(card, opts.dir);
+  return rates ? workloadRoofline(llm.cfg, workload, rates, opts.shape ?? engineShapeForLesson(opts.lesson)) : undefined;
+}
+
+/**
+ * Everything a record needs from the LLM (model, device, recipe, roofline from the card's
+ * lesson-00 record), then toBenchRecord.
+ */
+export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<RecordInfo> = {}): BenchRecord {
+  const lesson = extra.lesson ?? llm.recipe.lesson;
+  const hardware = extra.hardware ?? hardwareInfo(llm.device);
+  const roofline = extra.roofline ?? rooflineFor(llm, result.workload, { lesson, card: hardware.card });
+  return toBenchRecord(result, {
+    ...extra,
+    lesson,
+    recipe: extra.recipe ?? llm.recipe.name,
+    device: extra.device ?? llm.device,
+    model: extra.model ?? modelInfo(llm),
+    hardware,
+    settings: { dtype: llm.dtype, ...extra.settings },
+    ...(roofline ? { roofline } : {}),
+  });
+}
+
+/** "lesson 4 on this card: 96.1 tok/s; this run: 812.3 tok/s (8.45x)", or a line saying there is nothing to compare with. */
+export function compareWithPrevious(prev: FoundRecord<BenchRecord> | undefined, current: BenchRunResult, prevLesson: number): string {
+  const now = `this run: ${current.outputTokPerS.toFixed(1)} tok/s${current.partial ? ' (partial)' : ''}`;
+  if (!prev) return `lesson ${prevLesson} has no ${current.workload.name} record on this card yet; ${now}`;
+  const p = prev.record.results.outputTokPerS;
+  return `lesson ${prevLesson} on this card: ${p.toFixed(1)} tok/s${prev.record.partial ? ' (partial)' : ''}; ${now} (${(current.outputTokPerS / p).toFixed(2)}x)`;
+}

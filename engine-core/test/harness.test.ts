@@ -1,0 +1,486 @@
+// The harness on the CPU with a fake recipe (the tiny random Qwen3 folder for
+// the config and tokenizer; a runner that ignores the weights and returns fixed
+// logits), records in a temp AIOS_RESULTS_DIR, and the roofline arithmetic on a
+// hand-computed example.
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { describe, expect, it, vi } from 'vitest';
+
+// Before records.ts is imported: its RESULTS_DIR is read once.
+const RESULTS = await vi.hoisted(async () => {
+  const fs = await import('node:fs');
+  const osm = await import('node:os');
+  const p = await import('node:path');
+  const dir = fs.mkdtempSync(p.join(osm.tmpdir(), 'aios-harness-results-'));
+  process.env.AIOS_RESULTS_DIR = dir;
+  return dir;
+});
+
+import { Tensor } from '../src/index.ts';
+import {
+  type BenchRunResult,
+  benchRecordFor,
+  cardRates,
+  compareWithPrevious,
+  findLatestRecord,
+  modelInfo,
+  resultsDir,
+  rooflineFor,
+  runWorkload,
+  summarizeRun,
+  toBenchRecord,
+} from '../src/bench/harness.ts';
+import { type AnyRecord, type BenchRecord, RESULTS_DIR, writeRecord } from '../src/bench/records.ts';
+import { batchedRoofline, engineShapeForLesson, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
+import { type Workload, courseWorkload, firstRequests } from '../src/bench/workloads.ts';
+import { recordProblem } from '../src/chart/data.ts';
+import { LLM } from '../src/engine/llm.ts';
+import { SamplingParams } from '../src/engine/sampling-params.ts';
+import type { Sequence } from '../src/engine/sequence.ts';
+import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, ScheduledBatch, Scheduler } from '../src/engine/types.ts';
+import { type Qwen3Config, PRESETS, paramCount } from '../src/model/config.ts';
+import { ensureDefaultModel } from '../src/model/resolve.ts';
+
+const MODEL = ensureDefaultModel('cpu', () => {});
+const quiet = (): void => {};
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** One sequence at a time: its prefill, then decode steps until it finishes. */
+class OneAtATime implements Scheduler {
+  private readonly waiting: Sequence[] = [];
+  private current: Sequence | undefined;
+  add(seq: Sequence): void {
+    this.waiting.push(seq);
+  }
+  get pending(): number {
+    return this.waiting.length + (this.current ? 1 : 0);
+  }
+  schedule(): ScheduledBatch | undefined {
+    if (!this.current) {
+      this.current = this.waiting.shift();
+      if (!this.current) return undefined;
+      this.current.status = 'running';
+      return { sequences: [this.current], phase: 'prefill' };
+    }
+    return { sequences: [this.current], phase: 'decode' };
+  }
+  finished(seq: Sequence): void {
+    if (seq === this.current) this.current = undefined;
+  }
+}
+
+/** Ignores the model: each row is zeros with a 1 at (sequence length mod 50); optionally sleeps per call. */
+class FakeRunner implements ModelRunner {
+  calls = 0;
+  constructor(
+    private readonly vocab: number,
+    private readonly sleep: (call: number) => number = () => 0,
+  ) {}
+  run(batch: ScheduledBatch): Tensor {
+    const ms = this.sleep(this.calls++);
+    if (ms > 0) sleepMs(ms);
+    const rows = new Float32Array(batch.sequences.length * this.vocab);
+    batch.sequences.forEach((s, i) => {
+      rows[i * this.vocab + (s.length % 50)] = 1;
+    });
+    return Tensor.fromArray(rows, [batch.sequences.length, this.vocab], { device: 'cpu' });
+  }
+  release(): void {}
+  dispose(): void {}
+}
+
+class Greedy implements Sampler {
+  sample(logits: Tensor, sequences: readonly Sequence[]): number[] {
+    const V = logits.shape[1]!;
+    const all = logits.toArray() as Float32Array;
+    return sequences.map((_, i) => {
+      let best = 0;
+      for (let v = 1; v < V; v++) if (all[i * V + v]! > all[i * V + best]!) best = v;
+      return best;
+    });
+  }
+}
+
+interface Fake {
+  recipe: Recipe;
+  runner: () => FakeRunner;
+}
+
+function fakeRecipe(opts: { lesson?: number; sleep?: (call: number) => number; kv?: boolean } = {}): Fake {
+  let runner: FakeRunner | undefined;
+  const recipe: Recipe = {
+    name: 'fake-serial',
+    lesson: opts.lesson ?? 3,
+    summary: 'a test recipe: one sequence at a time, fixed logits',
+    build(ctx): EngineParts {
+      runner = new FakeRunner(ctx.cfg.vocabSize, opts.sleep);
+      const r = runner;
+      const kvStats = opts.kv ? (): KVCacheStats => ({ reservedBytes: 4096, usedBytes: 64 * r.calls }) : undefined;
+      return { runner: r, scheduler: new OneAtATime(), sampler: new Greedy(), ...(kvStats ? { kvStats } : {}), dispose: () => r.dispose() };
+    },
+  };
+  return {
+    recipe,
+    runner: () => {
+      if (!runner) throw new Error('not built yet');
+      return runner;
+    },
+  };
+}
+
+function makeLLM(fake: Fake): LLM {
+  return LLM.create({ recipe: fake.recipe, model: MODEL, device: 'cpu', log: quiet });
+}
+
+/** Three short greedy requests: 6 + 8 + 10 prompt tokens, 6 output tokens each (18 steps one at a time). */
+function tinyWorkload(): Workload {
+  const requests = [6, 8, 10].map((n, i) => ({
+    promptIds: Array.from({ length: n }, (_, t) => 100 + 7 * t + i),
+    params: new SamplingParams({ temperature: 0, ignoreEos: true, maxTokens: 6 }),
+  }));
+  return { name: 'tiny', base: 'course', description: 'three short requests (test)', requests, totals: { requests: 3, promptTokens: 24, outputTokens: 18 } };
+}
+
+describe('runWorkload', () => {
+  it('runs every request, counts tokens and rates, reports progress after every step', () => {
+    const fake = fakeRecipe();
+    const llm = makeLLM(fake);
+    const seen: GenerateProgress[] = [];
+    const lines: string[] = [];
+    const r = runWorkload(llm, tinyWorkload(), { progress: false, log: (s) => lines.push(s), onProgress: (p) => seen.push({ ...p }) });
+    expect(r.partial).toBe(false);
+    expect(r.finishedRequests).toBe(3);
+    expect(r.requests).toBe(3);
+    expect(r.outputTokens).toBe(18);
+    expect(r.promptTokens).toBe(24);
+    expect(r.outputTokPerS).toBeCloseTo(18 / r.seconds, 6);
+    expect(r.stats.prefillTokens).toBe(24);
+    expect(r.stats.decodeTokens).toBe(15);
+    expect(r.prefillTokPerS).toBeCloseTo(24 / r.stats.prefillSeconds, 6);
+    expect(r.decodeTokPerS).toBeCloseTo(15 / r.stats.decodeSeconds, 6);
+    expect(r.peakMemoryBytes).toBeGreaterThan(0);
+    expect(r.warmup).toMatchObject({ requests: 2, promptTokens: 6 + 8, maxTokens: 4 });
+    // The warm-up's 8 steps plus the run's 18.
+    expect(fake.runner().calls).toBe(8 + 18);
+    // Progress: once per step of the timed run (not the warm-up), monotone, ending at the totals.
+    expect(seen).toHaveLength(18);
+    expect(seen.map((p) => p.outputTokens)).toEqual(Array.from({ length: 18 }, (_, i) => i + 1));
+    expect(seen.at(-1)).toMatchObject({ finishedRequests: 3, totalRequests: 3, outputTokens: 18 });
+    // Not a terminal here: a line every ~10% instead of a bar.
+    expect(lines.length).toBeGreaterThanOrEqual(9);
+    expect(lines.length).toBeLessThanOrEqual(11);
+    expect(lines.at(-1)).toMatch(/tiny: 100% \| 3\/3 requests \| 18\/18 output tokens \| [\d.]+ tok\/s/);
+    expect(summarizeRun(r)).toMatch(/^tiny: [\d.]+ output tok\/s \(18 tokens in/);
+    llm.dispose();
+  });
+
+  it('keeps the warm-up out of the timing: a one-time cost in the first forward is not counted', () => {
+    const firstCallSlow = (call: number): number => (call === 0 ? 400 : 0);
+    const warm = fakeRecipe({ sleep: firstCallSlow });
+    const withWarmup = runWorkload(makeLLM(warm), tinyWorkload(), { progress: false, log: quiet });
+    expect(withWarmup.warmup!.seconds).toBeGreaterThanOrEqual(0.39);
+    expect(withWarmup.seconds).toBeLessThan(0.35);
+
+    const cold = fakeRecipe({ sleep: firstCallSlow });
+    const without = runWorkload(makeLLM(cold), tinyWorkload(), { warmup: false, progress: false, log: quiet });
+    expect(without.warmup).toBeUndefined();
+    expect(without.seconds).toBeGreaterThanOrEqual(0.39);
+    expect(cold.runner().calls).toBe(18);
+  });
+
+  it('stops at the time budget and marks the run partial, counting only the tokens generated', () => {
+    const fake = fakeRecipe({ sleep: () => 25 });
+    const llm = makeLLM(fake);
+    let last: GenerateProgress | undefined;
+    const r = runWorkload(llm, tinyWorkload(), { timeBudgetS: 0.1, warmup: false, progress: false, log: quiet, onProgress: (p) => (last = { ...p }) });
+    expect(r.partial).toBe(true);
+    expect(r.timeBudgetS).toBe(0.1);
+    expect(r.outputTokens).toBeGreaterThan(0);
+    expect(r.outputTokens).toBeLessThan(18);
+    expect(r.outputTokens).toBe(fake.runner().calls); // one token per step, one request at a time
+    expect(r.outputTokens).toBe(last!.outputTokens);
+    expect(r.finishedRequests).toBeLessThan(3);
+    // Only the requests that started count their prompt.
+    expect(r.promptTokens).toBe([6, 8, 10].slice(0, r.finishedRequests + (r.outputTokens > 6 * r.finishedRequests ? 1 : 0)).reduce((a, b) => a + b, 0));
+    expect(r.seconds).toBeLessThan(0.1 + 0.2);
+    expect(r.outputTokPerS).toBeCloseTo(r.outputTokens / r.seconds, 6);
+    const rec = toBenchRecord(r, { lesson: 3, recipe: 'fake-serial', device: 'cpu', model: modelInfo(llm) });
+    expect(rec.partial).toBe(true);
+    expect(rec.settings.timeBudgetS).toBe(0.1);
+    expect(rec.results.finishedRequests).toBe(r.finishedRequests);
+    expect(rec.results.outputTokens).toBe(r.outputTokens);
+    llm.dispose();
+  });
+
+  it('rejects a budget that is not a positive number', () => {
+    const llm = makeLLM(fakeRecipe());
+    expect(() => runWorkload(llm, tinyWorkload(), { timeBudgetS: 0, log: quiet })).toThrow(/timeBudgetS must be a positive number/);
+  });
+
+  it('runs the real course workload cut to its first two requests', () => {
+    const fake = fakeRecipe();
+    const w = firstRequests(courseWorkload(), 2);
+    const r = runWorkload(makeLLM(fake), w, { progress: false, log: quiet });
+    expect(r.outputTokens).toBe(256);
+    expect(r.promptTokens).toBe(496 + 210);
+    expect(r.stats.prefillTokens).toBe(496 + 210);
+    expect(r.workload.name).toBe('course-2of32');
+  });
+});
+
+describe('records', () => {
+  it('writes a BenchRecord with every schema field filled, into AIOS_RESULTS_DIR', () => {
+    expect(RESULTS_DIR).toBe(RESULTS);
+    expect(resultsDir()).toBe(RESULTS);
+    const fake = fakeRecipe({ lesson: 5, kv: true });
+    const llm = makeLLM(fake);
+    const r = runWorkload(llm, tinyWorkload(), { timeBudgetS: 60, progress: false, log: quiet });
+    const rec = benchRecordFor(llm, r, { settings: { note: 'test' } });
+    const file = writeRecord(rec);
+    expect(path.dirname(file)).toBe(RESULTS);
+    expect(path.basename(file)).toMatch(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z_lesson05_bench_.+\.json$/);
+    const back = JSON.parse(readFileSync(file, 'utf8')) as BenchRecord;
+    expect(recordProblem(back)).toBeUndefined(); // what pnpm chart accepts
+    expect(back).toMatchObject({
+      schema: 1,
+      kind: 'bench',
+      lesson: 5,
+      recipe: 'fake-serial',
+      workload: 'tiny',
+      partial: false,
+      model: { name: 'qwen3-tiny-random', dtype: 'f32', params: paramCount(PRESETS.tiny), randomWeights: true },
+      hardware: { backend: 'cpu' },
+    });
+    expect(Number.isNaN(Date.parse(back.date))).toBe(false);
+    expect(back.commit).toMatch(/^([0-9a-f]{12}(\+dirty)?|unknown)$/);
+    expect(back.hardware.card.length).toBeGreaterThan(0);
+    expect(back.hardware.cpuCores).toBe(os.cpus().length);
+    expect(back.settings).toMatchObject({ device: 'cpu', dtype: 'f32', workload: 'tiny', requests: 3, timeBudgetS: 60, note: 'test' });
+    expect(back.settings.warmup).toMatchObject({ requests: 2, promptTokens: 14, maxTokens: 4 });
+    expect((back.settings.warmup as { seconds: number }).seconds).toBeGreaterThan(0);
+    expect(back.settings.kvCache).toEqual({ reservedBytes: 4096, usedBytes: 64 * (8 + 18), peakReservedBytes: 4096, peakUsedBytes: 64 * (8 + 18) });
+    const res = back.results;
+    expect(res).toEqual({
+      requests: 3,
+      finishedRequests: 3,
+      promptTokens: 24,
+      outputTokens: 18,
+      seconds: r.seconds,
+      outputTokPerS: r.outputTokPerS,
+      prefillTokPerS: r.prefillTokPerS,
+      decodeTokPerS: r.decodeTokPerS,
+      peakMemoryBytes: r.peakMemoryBytes,
+    });
+    for (const v of Object.values(res)) expect(Number.isFinite(v) && v > 0).toBe(true);
+    // No lesson-00 record for this CPU: no roofline rather than a made-up one.
+    expect(back.roofline).toBeUndefined();
+    llm.dispose();
+  });
+
+  it('marks a subset workload in the settings and does not record a run that generated nothing', () => {
+    const fake = fakeRecipe();
+    const llm = makeLLM(fake);
+    const r = runWorkload(llm, firstRequests(courseWorkload(), 1), { progress: false, log: quiet });
+    const rec = benchRecordFor(llm, r);
+    expect(rec.workload).toBe('course-1of32');
+    expect(rec.settings.subset).toEqual({ requests: 1, of: 32 });
+    const empty: BenchRunResult = { ...r, outputTokens: 0, partial: true };
+    expect(() => toBenchRecord(empty, { lesson: 3, recipe: 'x', device: 'cpu', model: modelInfo(llm) })).toThrow(/generated no tokens/);
+  });
+});
+
+function writeJson(dir: string, name: string, rec: AnyRecord): void {
+  writeFileSync(path.join(dir, name), JSON.stringify(rec, null, 2));
+}
+
+function benchRec(o: { lesson: number; date: string; card?: string; workload?: string; tok: number; partial?: boolean; model?: string }): BenchRecord {
+  return {
+    schema: 1,
+    kind: 'bench',
+    lesson: o.lesson,
+    date: o.date,
+    commit: 'abc',
+    hardware: { backend: 'cuda', card: o.card ?? 'NVIDIA H100 80GB HBM3', gpuCount: 1, cpuCores: 16 },
+    settings: {},
+    recipe: 'r',
+    workload: o.workload ?? 'course',
+    model: { name: o.model ?? 'qwen3-0.6b-random', dtype: 'bf16', params: 1, randomWeights: true },
+    partial: o.partial ?? false,
+    results: { requests: 32, finishedRequests: 32, promptTokens: 1, outputTokens: 1, seconds: 1, outputTokPerS: o.tok, prefillTokPerS: 1, decodeTokPerS: 1, peakMemoryBytes: 1 },
+  };
+}
+
+function envRec(o: { date: string; card: string; gbPerS: number; tflops: number; quick?: boolean }): AnyRecord {
+  return {
+    schema: 1,
+    kind: 'environment',
+    lesson: 0,
+    date: o.date,
+    commit: 'abc',
+    hardware: { backend: 'cuda', card: o.card, gpuCount: 1, cpuCores: 16 },
+    settings: { quick: o.quick ?? false },
+    results: { copy: { gbPerS: o.gbPerS }, gemm: { tflops: o.tflops, dtype: 'bf16' } },
+  };
+}
+
+describe('findLatestRecord', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-find-'));
+  const H100 = 'NVIDIA H100 80GB HBM3';
+  // File names deliberately out of date order: the record's date decides.
+  writeJson(dir, 'a.json', benchRec({ lesson: 4, date: '2026-12-03T00:00:00.000Z', tok: 300 }));
+  writeJson(dir, 'b.json', benchRec({ lesson: 4, date: '2026-12-01T00:00:00.000Z', tok: 100 }));
+  writeJson(dir, 'c.json', benchRec({ lesson: 4, date: '2026-12-05T00:00:00.000Z', tok: 50, partial: true }));
+  writeJson(dir, 'd.json', benchRec({ lesson: 4, date: '2026-12-09T00:00:00.000Z', tok: 999, card: 'NVIDIA H200' }));
+  writeJson(dir, 'e.json', benchRec({ lesson: 4, date: '2026-12-09T00:00:00.000Z', tok: 777, workload: 'throughput' }));
+  writeJson(dir, 'f.json', benchRec({ lesson: 5, date: '2026-12-09T00:00:00.000Z', tok: 888 }));
+  writeJson(dir, 'g.json', benchRec({ lesson: 4, date: '2026-12-10T00:00:00.000Z', tok: 5, model: 'Qwen3-8B' }));
+  writeJson(dir, 'h.json', envRec({ date: '2026-12-01T00:00:00.000Z', card: H100, gbPerS: 3000, tflops: 600 }));
+  writeJson(dir, 'i.json', envRec({ date: '2026-12-02T00:00:00.000Z', card: H100, gbPerS: 3100, tflops: 650 }));
+  writeJson(dir, 'j.json', envRec({ date: '2026-12-03T00:00:00.000Z', card: H100, gbPerS: 10, tflops: 1, quick: true }));
+  writeFileSync(path.join(dir, 'broken.json'), '{ not json');
+  mkdirSync(path.join(dir, 'sub'));
+
+  it('picks the newest matching record by its date', () => {
+    const f = findLatestRecord({ kind: 'bench', lesson: 4, workload: 'course', card: H100, model: 'qwen3-0.6b-random', dir });
+    expect(f?.file).toBe('c.json');
+    expect(f?.record.results.outputTokPerS).toBe(50);
+    expect(findLatestRecord({ kind: 'bench', lesson: 4, workload: 'course', card: H100, dir })?.file).toBe('g.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 4, workload: 'throughput', card: H100, dir })?.file).toBe('e.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 4, workload: 'course', card: 'NVIDIA H200', dir })?.file).toBe('d.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 5, dir })?.file).toBe('f.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 6, dir })).toBeUndefined();
+    expect(findLatestRecord({ kind: 'bench', lesson: 4, dir: path.join(dir, 'missing') })).toBeUndefined();
+  });
+
+  it('can prefer the newest complete run over a newer partial one', () => {
+    const f = findLatestRecord({ kind: 'bench', lesson: 4, workload: 'course', card: H100, model: 'qwen3-0.6b-random', preferComplete: true, dir });
+    expect(f?.file).toBe('a.json');
+  });
+
+  it('finds environment records, skipping --quick ones, and reads the card rates from them', () => {
+    expect(findLatestRecord({ kind: 'environment', lesson: 0, card: H100, dir })?.file).toBe('i.json');
+    expect(findLatestRecord({ kind: 'environment', lesson: 0, card: H100, preferFull: false, dir })?.file).toBe('j.json');
+    expect(cardRates(H100, dir)).toEqual({ bandwidthGBps: 3100, gemmTflops: 650, card: H100, source: 'i.json' });
+    expect(cardRates('Some CPU', dir)).toBeUndefined();
+  });
+
+  it('reads AIOS_RESULTS_DIR by default', () => {
+    writeJson(RESULTS, 'zz-find.json', benchRec({ lesson: 9, date: '2030-01-01T00:00:00.000Z', tok: 42 }));
+    expect(findLatestRecord({ kind: 'bench', lesson: 9 })?.record.results.outputTokPerS).toBe(42);
+  });
+
+  it('compares a run with the previous lesson', () => {
+    const prev = findLatestRecord({ kind: 'bench', lesson: 4, workload: 'course', card: H100, model: 'qwen3-0.6b-random', preferComplete: true, dir });
+    const current = { outputTokPerS: 750, partial: false, workload: { name: 'course' } } as BenchRunResult;
+    expect(compareWithPrevious(prev, current, 4)).toBe('lesson 4 on this card: 300.0 tok/s; this run: 750.0 tok/s (2.50x)');
+    expect(compareWithPrevious(undefined, current, 4)).toBe('lesson 4 has no course record on this card yet; this run: 750.0 tok/s');
+  });
+
+  it('puts the card roofline into the record when the card has a lesson-00 record', () => {
+    const llm = makeLLM(fakeRecipe());
+    const w = tinyWorkload();
+    const roof = rooflineFor(llm, w, { lesson: 3, card: H100, dir });
+    const rates = { bandwidthGBps: 3100, gemmTflops: 650, card: H100, source: 'i.json' };
+    expect(roof).toEqual(workloadRoofline(llm.cfg, w, rates, 'sequential'));
+    expect(rooflineFor(llm, w, { lesson: 8, card: H100, dir })).toEqual(workloadRoofline(llm.cfg, w, rates, 'batched'));
+    expect(rooflineFor(llm, w, { lesson: 3, card: 'no such card', dir })).toBeUndefined();
+  });
+});
+
+describe('roofline', () => {
+  // A toy model with numbers small enough to do by hand:
+  //   hidden 4, 1 layer, 1 head of 4, 1 KV head, MLP 8, vocab 10, tied embeddings.
+  //   params: embed 40 + layer (norms 4+4+4+4, q/k/v/o 16 each, gate/up/down 32 each = 176) + final norm 4 = 220
+  //   LM head = the tied table = 40; decoder = 220 - 40 = 180; weight bytes = 2 x 220 = 440; KV = 2*1*1*4*2 = 16 B/token.
+  const toy: Qwen3Config = { ...PRESETS.tiny, hiddenSize: 4, numLayers: 1, numHeads: 1, numKvHeads: 1, headDim: 4, intermediateSize: 8, vocabSize: 10, tieWordEmbeddings: true };
+  // 440 bytes/s and 1000 FLOP/s: one weight read takes 1 s.
+  const rates = { bandwidthGBps: 440e-9, gemmTflops: 1e-9 };
+  const requests = [
+    { promptTokens: 3, outputTokens: 3 },
+    { promptTokens: 5, outputTokens: 2 },
+  ];
+
+  it('counts the toy model by hand', () => {
+    expect(modelCosts(toy)).toEqual({ params: 220, decoderParams: 180, headParams: 40, weightBytes: 440, kvBytesPerToken: 16 });
+    expect(kvBytesPerToken(toy)).toBe(16);
+  });
+
+  it('one request at a time: each prefill and decode step at max(bytes / bandwidth, FLOPs / rate)', () => {
+    // request 1: prefill max((2*180*3 + 2*40) / 1000 = 1.16, 440/440 = 1) = 1.16
+    //            decode j=1: max((440 + 16*4) / 440 = 1.145455, 440/1000) ; j=2: (440 + 16*5) / 440 = 1.181818
+    // request 2: prefill max((2*180*5 + 80) / 1000 = 1.88, 1) = 1.88 ; decode j=1: (440 + 16*6) / 440 = 1.218182
+    const seconds = 1.16 + 504 / 440 + 520 / 440 + 1.88 + 536 / 440; // 6.585455
+    const r = sequentialRoofline(toy, requests, rates);
+    expect(r.seconds).toBeCloseTo(6.585455, 5);
+    expect(r.seconds).toBeCloseTo(seconds, 12);
+    expect(r.outputTokPerS).toBeCloseTo(5 / 6.585455, 5);
+    expect(r.basis).toMatch(/^one request at a time, 2 requests, 8 prompt \+ 5 output tokens; model 220 params \(1 layers\), 440 B bf16 weights per forward, 16 B KV per token; 4\.40e-7 GB\/s copy, 1\.00e-9 TFLOP\/s .*: prefill 3\.040 s \+ 3 decode steps 3\.545 s = 6\.585 s$/);
+    expect(r.basis).not.toMatch(/\n/);
+  });
+
+  it('all requests in one batch: one prefill, then steps over the requests still running', () => {
+    // prefill: max((2*180*8 + 2*40*2) / 1000 = 3.04, 1) = 3.04
+    // step 1, both running: max((440 + 16*((3+1) + (5+1))) / 440 = 600/440, 2*220*2/1000 = 0.88) = 1.363636
+    // step 2, request 1 only: max((440 + 16*5) / 440, 0.44) = 1.181818
+    const r = batchedRoofline(toy, requests, rates);
+    expect(r.seconds).toBeCloseTo(3.04 + 600 / 440 + 520 / 440, 12);
+    expect(r.seconds).toBeCloseTo(5.585455, 5);
+    expect(r.outputTokPerS).toBeCloseTo(5 / 5.585455, 5);
+    expect(r.basis).toMatch(/^all 2 requests in one batch/);
+  });
+
+  it('with the compute roof binding decode: a fast memory, a slow GEMM', () => {
+    const slowGemm = { bandwidthGBps: 1, gemmTflops: 1e-9 }; // bytes are ~free; 1000 FLOP/s
+    // sequential: prefills 1.16 + 1.88, three decode steps at 2*220 / 1000 = 0.44 each.
+    expect(sequentialRoofline(toy, requests, slowGemm).seconds).toBeCloseTo(1.16 + 1.88 + 3 * 0.44, 5);
+    // batched: prefill 3.04, step 1 two sequences 0.88, step 2 one sequence 0.44.
+    expect(batchedRoofline(toy, requests, slowGemm).seconds).toBeCloseTo(3.04 + 0.88 + 0.44, 5);
+  });
+
+  it('an untied model reads its input embedding only by rows', () => {
+    const untied = { ...toy, tieWordEmbeddings: false };
+    expect(modelCosts(untied)).toEqual({ params: 260, decoderParams: 180, headParams: 40, weightBytes: 440, kvBytesPerToken: 16 });
+  });
+
+  it('matches the worked example of docs/benchmarking.md for Qwen3-0.6B', () => {
+    const c = modelCosts(PRESETS['0.6B']);
+    expect(c.params).toBe(596_049_920);
+    expect(c.weightBytes).toBe(2 * 596_049_920); // 1.19 GB a decode step
+    expect(c.kvBytesPerToken).toBe(2 * 28 * 8 * 128 * 2);
+  });
+
+  it('the throughput workload is bounded far below the batched rate when served one request at a time', () => {
+    const h200 = { bandwidthGBps: 4177.3, gemmTflops: 778.1, card: 'NVIDIA H200' };
+    const course = courseWorkload();
+    const seq = workloadRoofline(PRESETS['0.6B'], course, h200, 'sequential');
+    const bat = workloadRoofline(PRESETS['0.6B'], course, h200, 'batched');
+    expect(bat.outputTokPerS).toBeGreaterThan(10 * seq.outputTokPerS);
+    // One sequence reads >= 1.19 GB a step: at most 4177.3e9 / 1.192e9 = 3,504 steps a second.
+    expect(seq.outputTokPerS).toBeLessThan(4177.3e9 / (2 * 596_049_920));
+    expect(seq.basis).toContain('NVIDIA H200 4,177 GB/s copy, 778.1 TFLOP/s bf16 GEMM');
+  });
+
+  it('lessons 03-06 are sequential, 07 on batched', () => {
+    expect([3, 4, 5, 6, 7, 8, 15].map(engineShapeForLesson)).toEqual(['sequential', 'sequential', 'sequential', 'sequential', 'batched', 'batched', 'batched']);
+  });
+
+  it('reads rates from a lesson-00 record and refuses bad input', () => {
+    expect(ratesFromEnvironment(envRec({ date: '2026-12-01T00:00:00.000Z', card: 'X', gbPerS: 5, tflops: 7 }), 'x.json')).toEqual({ bandwidthGBps: 5, gemmTflops: 7, card: 'X', source: 'x.json' });
+    expect(ratesFromEnvironment(benchRec({ lesson: 3, date: '2026-12-01T00:00:00.000Z', tok: 1 }))).toBeUndefined();
+    expect(() => sequentialRoofline(toy, [], rates)).toThrow(/no requests/);
+    expect(() => batchedRoofline(toy, requests, { bandwidthGBps: 0, gemmTflops: 1 })).toThrow(/must be positive/);
+    expect(() => sequentialRoofline(toy, [{ promptTokens: 0, outputTokens: 1 }], rates)).toThrow(/request 0/);
+  });
+
+  it('reads the committed H200 lesson-00 record', () => {
+    const dir = path.resolve(import.meta.dirname, '../../bench-results');
+    const rates = cardRates('NVIDIA H200', dir);
+    expect(rates?.bandwidthGBps).toBeGreaterThan(1000);
+    expect(rates?.gemmTflops).toBeGreaterThan(100);
+  });
+});
