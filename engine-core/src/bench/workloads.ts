@@ -127,8 +127,8 @@ export class PythonRandom {
   }
 }
 
-export type WorkloadName = 'course' | 'throughput';
-export const WORKLOAD_NAMES: readonly WorkloadName[] = ['course', 'throughput'];
+export type WorkloadName = 'course' | 'throughput' | 'long';
+export const WORKLOAD_NAMES: readonly WorkloadName[] = ['course', 'throughput', 'long'];
 
 export interface WorkloadRequest {
   promptIds: number[];
@@ -215,8 +215,32 @@ export function courseWorkload(): Workload {
   };
 }
 
+/**
+ * Long context: 8 requests of 2048-token prompts (ids randint(0, 10000), seed 0),
+ * 128 output tokens each, greedy, ignore_eos. Where recomputing the whole sequence
+ * every step (lesson 03) falls furthest behind a KV cache.
+ */
+export function longContextWorkload(): Workload {
+  const rng = new PythonRandom(0);
+  const requests: WorkloadRequest[] = [];
+  for (let i = 0; i < 8; i++) {
+    const promptIds: number[] = [];
+    for (let t = 0; t < 2048; t++) promptIds.push(rng.randint(0, 10000));
+    requests.push({ promptIds, params: new SamplingParams({ temperature: 0, ignoreEos: true, maxTokens: 128 }) });
+  }
+  return {
+    name: 'long',
+    base: 'long',
+    description: 'long context: 8 requests of 2048-token prompts, 128 output tokens each, greedy, ignore_eos, Python random seed 0',
+    requests,
+    totals: totalsOf(requests),
+  };
+}
+
 export function workload(name: WorkloadName): Workload {
   switch (name) {
+    case 'long':
+      return longContextWorkload();
     case 'course':
       return courseWorkload();
     case 'throughput':

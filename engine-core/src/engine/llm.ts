@@ -32,7 +32,8 @@ export class LLM {
     readonly device: Device,
     readonly dtype: DType,
     readonly tokenizer: Tokenizer,
-    private readonly parts: EngineParts,
+    /** The parts the recipe built (for inspection: a demo can ask its KV store what it did). */
+    readonly parts: EngineParts,
   ) {}
 
   static create(opts: LLMOptions): LLM {

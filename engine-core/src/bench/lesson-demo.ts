@@ -1,0 +1,82 @@
+// What `pnpm lesson N` runs for an engine lesson (03 on): a few real
+// generations, then a workload through the harness, the record, and the
+// comparison with the previous lesson's record on the same card.
+import { parseArgs } from 'node:util';
+
+import { defaultDevice, parseDevice } from '../backend.ts';
+import { LLM } from '../engine/llm.ts';
+import { SamplingParams } from '../engine/sampling-params.ts';
+import type { Recipe } from '../engine/types.ts';
+import { type BenchRunResult, benchRecordFor, compareWithPrevious, findLatestRecord, runWorkload, summarizeRun } from './harness.ts';
+import { hardwareInfo, writeRecord } from './records.ts';
+import { WORKLOAD_NAMES, firstRequests, isWorkloadName, workload as makeWorkload } from './workloads.ts';
+
+export interface LessonDemoOptions {
+  /** Lesson-specific lines after the run (copy counts, pool sizes...). */
+  after?: (llm: LLM, result: BenchRunResult) => void;
+}
+
+const USAGE = `pnpm lesson N [--model DIR] [--device cpu|cuda] [--workload ${WORKLOAD_NAMES.join('|')}] [--requests N] [--time-budget S] [--record|--no-record] [--no-samples]`;
+
+const SAMPLE_PROMPTS = ['Write a haiku about memory bandwidth.', 'What is 17 * 23?', 'Name three uses of a GPU.'];
+
+export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): void {
+  const { values } = parseArgs({
+    options: {
+      model: { type: 'string' },
+      device: { type: 'string' },
+      workload: { type: 'string', default: 'course' },
+      requests: { type: 'string' },
+      'time-budget': { type: 'string' },
+      record: { type: 'boolean' },
+      'no-record': { type: 'boolean' },
+      'no-samples': { type: 'boolean' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help) {
+    console.log(USAGE);
+    return;
+  }
+  if (!isWorkloadName(values.workload)) throw new Error(`--workload must be one of ${WORKLOAD_NAMES.join(', ')}, got "${values.workload}"`);
+  let work = makeWorkload(values.workload);
+  if (values.requests !== undefined) work = firstRequests(work, Number(values.requests));
+  const timeBudgetS = values['time-budget'] !== undefined ? Number(values['time-budget']) : undefined;
+  if (timeBudgetS !== undefined && !(timeBudgetS > 0)) throw new Error(`--time-budget must be a positive number of seconds, got ${values['time-budget']}`);
+  const device = values.device ? parseDevice(values.device) : defaultDevice();
+
+  console.log(`Lesson ${String(recipe.lesson).padStart(2, '0')} (${recipe.name}): ${recipe.summary}\n`);
+  const llm = LLM.create({ recipe, model: values.model, device });
+  try {
+    console.log(`model ${llm.modelDir} on ${device} (${llm.dtype})\n`);
+    if (!values['no-samples']) {
+      const prompts = SAMPLE_PROMPTS.map((p) => llm.tokenizer.encodeChat([{ role: 'user', content: p }], { addGenerationPrompt: true, enableThinking: false }));
+      const outs = llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: 24 }));
+      outs.forEach((o, i) => console.log(`> ${SAMPLE_PROMPTS[i]}\n  ${JSON.stringify(o.text)} (${o.tokenIds.length} tokens, ${o.finishReason})`));
+      console.log();
+    }
+
+    const w = work.totals;
+    console.log(`workload ${work.name}: ${w.requests} requests, ${w.promptTokens} prompt tokens, ${w.outputTokens} output tokens${timeBudgetS ? `, time budget ${timeBudgetS} s` : ''}`);
+    const result = runWorkload(llm, work, { timeBudgetS });
+    console.log(summarizeRun(result));
+    if (result.kvCache) {
+      const kv = result.kvCache;
+      console.log(`KV cache at its peak: ${(kv.peakReservedBytes / 2 ** 20).toFixed(1)} MiB reserved for ${(kv.peakUsedBytes / 2 ** 20).toFixed(1)} MiB of tokens`);
+    }
+    opts.after?.(llm, result);
+
+    const card = hardwareInfo(device).card;
+    const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name });
+    console.log(compareWithPrevious(prev, result, recipe.lesson - 1));
+
+    const record = values['no-record'] ? false : (values.record ?? device !== 'cpu');
+    if (record && result.outputTokens > 0) {
+      const rec = benchRecordFor(llm, result);
+      if (rec.roofline) console.log(`roofline on this card: ${rec.roofline.outputTokPerS.toFixed(0)} tok/s (${(100 * result.outputTokPerS / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
+      console.log(`recorded ${writeRecord(rec)}`);
+    } else if (!record) console.log('(not recorded: pass --record to write bench-results/)');
+  } finally {
+    llm.dispose();
+  }
+}
