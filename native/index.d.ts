@@ -83,9 +83,10 @@ export declare function silu(dtype: number, n: number, x: S, xOff: O, out: S, ou
 export declare function add(dtype: number, n: number, a: S, aOff: O, b: S, bOff: O, out: S, outOff: O): void;
 export declare function mul(dtype: number, n: number, a: S, aOff: O, b: S, bOff: O, out: S, outOff: O): void;
 export declare function softmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
+/** With paged = true, k and v hold kvRows rows and a final (kvSlots, offset) pair maps key j to its row. */
 export declare function attention(dtype: number, qLen: number, kvLen: number, qHeads: number, kvHeads: number,
-  headDim: number, scale: number, causal: boolean, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O, out: S, outOff: O,
-  scores: S, scoresOff: O): void;
+  headDim: number, scale: number, causal: boolean, kvRows: number, paged: boolean, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O,
+  out: S, outOff: O, scores: S, scoresOff: O, kvSlots?: S, kvSlotsOff?: O): void;
 export declare function argmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
 export declare function gatherRows(idxDtype: number, srcRows: number, nIdx: number, rowBytes: number,
   src: S, srcOff: O, idx: S, idxOff: O, out: S, outOff: O): void;

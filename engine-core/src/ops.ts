@@ -291,6 +291,11 @@ export interface AttentionOptions {
   causal?: boolean;
   /** float32 scratch of [qHeads, qLen, kvLen] for the materialized scores; allocated if omitted. */
   scores?: Tensor;
+  /**
+   * Paged K/V: i32 [kvLen], the row of k and v holding each key (k and v are then a
+   * pool of [rows, kvHeads, D], shared by many sequences). Without it, key j is row j.
+   */
+  kvSlots?: Tensor;
 }
 
 /**
@@ -308,8 +313,16 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: A
   sameDevice(op, 'q', q, 'k', k);
   sameDevice(op, 'q', q, 'v', v);
   const [qLen, qHeads, headDim] = q.shape as [number, number, number];
-  const [kvLen, kvHeads] = k.shape as [number, number, number];
-  shapeIs(op, 'k', k, [kvLen, kvHeads, headDim]);
+  const [kvRows, kvHeads] = k.shape as [number, number, number];
+  shapeIs(op, 'k', k, [kvRows, kvHeads, headDim]);
+  const slots = opts.kvSlots;
+  if (slots !== undefined) {
+    tensorArg(op, 'kvSlots', slots);
+    if (slots.dtype !== 'i32' || slots.ndim !== 1) throw new OpError(op, `kvSlots must be a 1-d i32 tensor, got ${slots}`);
+    contiguous(op, 'kvSlots', slots);
+    sameDevice(op, 'q', q, 'kvSlots', slots);
+  }
+  const kvLen = slots ? slots.numel : kvRows;
   shapeIs(op, 'v', v, k.shape);
   if (kvHeads === 0 || qHeads % kvHeads !== 0) throw new OpError(op, `q heads (${qHeads}) must be a multiple of kv heads (${kvHeads})`);
   const causal = opts.causal ?? true;
@@ -326,8 +339,12 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: A
     sameDevice(op, 'q', q, 'scores', scores);
   }
   try {
-    native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, q.storage, q.byteOffset,
-      k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset);
+    if (slots)
+      native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, kvRows, true, q.storage, q.byteOffset,
+        k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset, slots.storage, slots.byteOffset);
+    else
+      native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, kvRows, false, q.storage, q.byteOffset,
+        k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset);
   } finally {
     if (opts.scores === undefined) scores.dispose();
   }

@@ -69,6 +69,14 @@ describe('errors from the raw binding (no TypeScript checks in the way)', () => 
     s.dispose();
   });
 
+  it('rejects a paged attention slot outside the pool (CPU)', () => {
+    const cpu = { device: 'cpu' } as const;
+    const q = Tensor.zeros([1, 2, 8], cpu), pool = Tensor.zeros([4, 2, 8], cpu);
+    expect(() => ops.attention(q, pool, pool, undefined, { kvSlots: Tensor.fromArray([0, 4], [2], { dtype: 'i32', ...cpu }) })).toThrow(
+      /kv slot 4 of key 1 is outside the pool's 4 rows/,
+    );
+  });
+
   it('reports an impossible allocation as an exception', () => {
     expect(() => new native.Storage(2 ** 52, -1)).toThrow(/out of memory/);
   });

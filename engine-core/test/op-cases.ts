@@ -183,6 +183,29 @@ export const opCases: OpCase[] = [
     reference: ([q, k, v]) => attentionReference(q!, k!, v!, 70, 70, 4, 4, 32, true),
   },
   {
+    name: 'attention (paged: keys through a slot table)',
+    dtypes: ['f32', 'bf16'],
+    inputs: (s, dt) => {
+      const Tq = 3, Tk = 29, rows = 64, Hq = 4, Hkv = 2, D = 32;
+      // A permutation prefix: each key has its own row, scattered over the pool.
+      const perm = Array.from({ length: rows }, (_, i) => i);
+      const r = randomInts(rows, 1 << 30, s + 3);
+      perm.sort((a, b) => r[a]! - r[b]!);
+      return [
+        floatInput(Tq * Hq * D, [Tq, Hq, D], dt, s),
+        floatInput(rows * Hkv * D, [rows, Hkv, D], dt, s + 1),
+        floatInput(rows * Hkv * D, [rows, Hkv, D], dt, s + 2),
+        { data: Int32Array.from(perm.slice(0, Tk)), shape: [Tk], dtype: 'i32' },
+      ];
+    },
+    run: (dev, [q, k, v, slots], dt) => ops.attention(q!, k!, v!, poisoned([3, 4, 32], dt, dev), { kvSlots: slots! }),
+    reference: ([q, k, v, slots]) => {
+      // Gather the keys and values in slot order, then dense attention.
+      const rowsOf = (x: Float32Array) => Float32Array.from(Array.from(slots!).flatMap((r) => Array.from(x.subarray(r * 64, r * 64 + 64))));
+      return attentionReference(q!, rowsOf(k!), rowsOf(v!), 3, 29, 4, 2, 32, true);
+    },
+  },
+  {
     name: 'argmax',
     dtypes: FLOAT_DTYPES,
     inputs: (s, dt) => [floatInput(ROWS * 5000, [ROWS, 5000], dt, s, 4)],

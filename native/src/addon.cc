@@ -452,13 +452,17 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     s.head_dim = a.size("headDim");
     s.scale = float(a.number("scale"));
     s.causal = a.flag("causal");
+    s.kv_rows = a.size("kvRows");
+    const bool paged = a.flag("paged");
+    if (!paged && s.kv_rows != s.kv_len) a.fail("kvRows must equal kvLen without kvSlots");
     if (s.kv_heads == 0 || s.q_heads % s.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
     if (s.head_dim == 0 || s.head_dim > 1024) a.fail("headDim must be in [1, 1024]");
     Buf q = a.buffer("q", bytes_of(s.q_len * s.q_heads * s.head_dim, dt));
-    Buf k = a.buffer("k", bytes_of(s.kv_len * s.kv_heads * s.head_dim, dt));
-    Buf v = a.buffer("v", bytes_of(s.kv_len * s.kv_heads * s.head_dim, dt));
+    Buf k = a.buffer("k", bytes_of(s.kv_rows * s.kv_heads * s.head_dim, dt));
+    Buf v = a.buffer("v", bytes_of(s.kv_rows * s.kv_heads * s.head_dim, dt));
     Buf out = a.buffer("out", bytes_of(s.q_len * s.q_heads * s.head_dim, dt));
     Buf scores = a.buffer("scores", bytes_of(s.q_heads * s.q_len * s.kv_len, DType::F32));
+    if (paged) s.kv_slots = static_cast<const int32_t*>(a.buffer("kvSlots", bytes_of(s.kv_len, DType::I32)).ptr);
     auto* sc = static_cast<float*>(scores.ptr);
     AIOS_DISPATCH(a, attention(q.ptr, k.ptr, v.ptr, out.ptr, sc, s, dt),
                   attention(st, q.ptr, k.ptr, v.ptr, out.ptr, sc, s, dt));

@@ -52,6 +52,10 @@ struct AttentionShape {
   int64_t head_dim;    // D
   float scale;         // usually 1/sqrt(D)
   bool causal;         // query i sits at position Tk - Tq + i and sees keys <= that
+  // Paged K/V: when kv_slots is given, key/value j is row kv_slots[j] of k and v,
+  // which hold kv_rows rows (a KV pool); otherwise row j, and kv_rows == kv_len.
+  const int32_t* kv_slots = nullptr;
+  int64_t kv_rows = 0;
 };
 
 // ---- CPU reference kernels (src/cpu): readable loops, float32 accumulation.
@@ -76,8 +80,9 @@ void silu(const void* x, void* out, int64_t n, DType dt);
 void add(const void* a, const void* b, void* out, int64_t n, DType dt);
 void mul(const void* a, const void* b, void* out, int64_t n, DType dt);
 void softmax(const void* x, void* out, int64_t rows, int64_t n, DType dt);
-// Naive attention over materialized scores: q [Tq, Hq, D], k and v [Tk, Hkv, D],
-// out [Tq, Hq, D], scores float32 [Hq, Tq, Tk] (caller-owned scratch).
+// Naive attention over materialized scores: q [Tq, Hq, D], k and v [Tk, Hkv, D]
+// (or [kv_rows, Hkv, D] read through kv_slots), out [Tq, Hq, D], scores float32
+// [Hq, Tq, Tk] (caller-owned scratch). A slot outside [0, kv_rows) throws.
 void attention(const void* q, const void* k, const void* v, void* out, float* scores,
                const AttentionShape& s, DType dt);
 // out[r] = index of the largest x[r, :] (the first one on ties), int32.

@@ -19,17 +19,21 @@ function rng(seed: number): () => number {
   };
 }
 
+let weightsScratch = new Float64Array(0);
+
 /** Draws one token id from a logits row with temperature, top-k and top-p. */
 export function sampleRow(row: Float32Array, temperature: number, topK: number, topP: number, random: () => number): number {
   if (topK === 0 && topP >= 1) {
-    // No truncation: one pass for the max, one for the total, one to draw. O(vocab), no sort.
+    // No truncation: one pass for the max, one to exponentiate and sum, one to draw. O(vocab), no sort.
     let max = -Infinity;
     for (const v of row) if (v > max) max = v;
+    if (weightsScratch.length < row.length) weightsScratch = new Float64Array(row.length);
+    const w = weightsScratch;
     let total = 0;
-    for (const v of row) total += Math.exp((v - max) / temperature);
+    for (let i = 0; i < row.length; i++) total += w[i] = Math.exp((row[i]! - max) / temperature);
     let r = random() * total;
     for (let i = 0; i < row.length; i++) {
-      r -= Math.exp((row[i]! - max) / temperature);
+      r -= w[i]!;
       if (r <= 0) return i;
     }
     return row.length - 1;

@@ -10,6 +10,8 @@ import type { AttentionBackend, ForwardContext } from '@aios/engine-core/model/q
 export interface KVView {
   k: Tensor;
   v: Tensor;
+  /** When k and v are a shared pool: the row of each of the sequence's keys (i32 [length]). */
+  slots?: Tensor;
   /** Frees temporaries made to build the view (a no-op when k and v are views of the cache). */
   done(): void;
 }
@@ -42,7 +44,7 @@ export class CachedAttention implements AttentionBackend<CacheContext> {
     const kv = this.store.append(ctx.seq, layer, k, v, ctx.start);
     try {
       // q holds the new tokens, the last T of kvLen positions: the causal mask lines up.
-      return ops.attention(q, kv.k, kv.v);
+      return ops.attention(q, kv.k, kv.v, undefined, kv.slots ? { kvSlots: kv.slots } : {});
     } finally {
       kv.done();
     }

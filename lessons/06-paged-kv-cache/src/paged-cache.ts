@@ -1,12 +1,9 @@
 // Lesson 06's store: one pool for every sequence, [layers, 2, slots, kvHeads,
 // headDim], allocated once and sized from the memory left after the weights
 // and a warm-up forward. New K/V rows are scattered to their slots; attention
-// gathers a sequence's rows back through its block table.
-//
-// The gather is a copy of the sequence's K/V per layer per step, which the
-// preallocated cache did not need: it keeps lesson 06 a few percent behind
-// lesson 05 in speed, for a pool with no per-sequence reservation. Lesson 09's
-// paged attention kernel reads the blocks in place and removes the copy.
+// reads a sequence's rows in place, through the slot table its block table
+// gives (ops.attention's kvSlots): no copy of the cache, however scattered its
+// blocks are.
 import { Tensor, ops } from '@aios/engine-core';
 import type { KVCacheStats } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
@@ -53,16 +50,7 @@ export class PagedKVStore implements KVStore {
     if (cur.seqId !== seq.id || cur.start !== start) throw new Error(`paged cache: layer ${layer} of sequence ${seq.id} at ${start} outside its forward`);
     ops.scatterRows(k, cur.newSlots, this.layerK[layer]!);
     ops.scatterRows(v, cur.newSlots, this.layerV[layer]!);
-    const kAll = ops.gatherRows(this.layerK[layer]!, cur.allSlots);
-    const vAll = ops.gatherRows(this.layerV[layer]!, cur.allSlots);
-    return {
-      k: kAll,
-      v: vAll,
-      done: () => {
-        kAll.dispose();
-        vAll.dispose();
-      },
-    };
+    return { k: this.layerK[layer]!, v: this.layerV[layer]!, slots: cur.allSlots, done: () => {} };
   }
 
   private beginForward(seq: Sequence, start: number, tokens: number): void {

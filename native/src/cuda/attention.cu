@@ -17,6 +17,13 @@ template <class T> __global__ void attention_kernel(const T* q, const T* k, cons
   const int64_t h = blockIdx.x / Tq, i = blockIdx.x % Tq, kvh = h / (Hq / Hkv);
   const int64_t last = s.causal ? Tk - Tq + i : Tk - 1;
   float* p = scores + (h * Tq + i) * Tk;
+  // Where key j lives: row j, or its slot in a paged pool. A bad slot reads row 0
+  // (the host validated the slots it built; the device cannot throw).
+  auto kv_row = [&](int64_t j) -> int64_t {
+    if (!s.kv_slots) return j;
+    const int64_t r = s.kv_slots[j];
+    return r >= 0 && r < s.kv_rows ? r : 0;
+  };
 
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) q_row[d] = to_f(q[(i * Hq + h) * D + d]);
   __syncthreads();
@@ -26,7 +33,7 @@ template <class T> __global__ void attention_kernel(const T* q, const T* k, cons
   for (int64_t j = threadIdx.x; j < Tk; j += blockDim.x) {
     float dot = -INFINITY;
     if (j <= last) {
-      const T* kj = k + (j * Hkv + kvh) * D;
+      const T* kj = k + (kv_row(j) * Hkv + kvh) * D;
       dot = 0.0f;
       for (int64_t d = 0; d < D; ++d) dot += q_row[d] * to_f(kj[d]);
       dot *= s.scale;
@@ -51,7 +58,7 @@ template <class T> __global__ void attention_kernel(const T* q, const T* k, cons
   const int64_t visible = last + 1 < Tk ? last + 1 : Tk;
   for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
     float acc = 0.0f;
-    for (int64_t j = 0; j < visible; ++j) acc += p[j] * to_f(v[(j * Hkv + kvh) * D + d]);
+    for (int64_t j = 0; j < visible; ++j) acc += p[j] * to_f(v[(kv_row(j) * Hkv + kvh) * D + d]);
     out[(i * Hq + h) * D + d] = from_f<T>(acc * inv);
   }
   __syncthreads();  // all reads of the unnormalized row are done before it is rescaled
