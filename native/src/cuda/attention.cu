@@ -9,7 +9,10 @@ namespace aios::cuda {
 
 namespace {
 
-template <class T> __global__ void attention_kernel(const T* q, const T* k, const T* v, T* out, float* scores,
+constexpr int kThreads = 128;                        // one block per (head, query)
+constexpr int kMaxDimsPerThread = 1024 / kThreads;   // head_dim <= 1024 (checked by the binding)
+
+template <class T> __global__ void __launch_bounds__(kThreads) attention_kernel(const T* q, const T* k, const T* v, T* out, float* scores,
                                                     AttentionShape s) {
   extern __shared__ float q_row[];  // head_dim floats
   __shared__ float scratch[32];
@@ -54,12 +57,40 @@ template <class T> __global__ void attention_kernel(const T* q, const T* k, cons
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
   __syncthreads();  // every thread's p[j] writes are visible before the weighted sum reads them all
 
-  // 3. out = p @ V: one output dimension per thread, all keys
+  // 3. out = p @ V. Keys go in chunks of kThreads: the block first copies the
+  //    chunk's weights and rows to shared memory, so the inner loop's only
+  //    global loads are V's, independent of each other (a loop whose next load
+  //    address came from a global load would wait on that load every key).
+  //    Each thread owns up to kMaxDimsPerThread output dimensions, in registers.
+  __shared__ float p_chunk[kThreads];
+  __shared__ int64_t row_chunk[kThreads];
   const int64_t visible = last + 1 < Tk ? last + 1 : Tk;
-  for (int64_t d = threadIdx.x; d < D; d += blockDim.x) {
-    float acc = 0.0f;
-    for (int64_t j = 0; j < visible; ++j) acc += p[j] * to_f(v[(kv_row(j) * Hkv + kvh) * D + d]);
-    out[(i * Hq + h) * D + d] = from_f<T>(acc * inv);
+  float acc[kMaxDimsPerThread];
+#pragma unroll
+  for (int r = 0; r < kMaxDimsPerThread; ++r) acc[r] = 0.0f;
+  for (int64_t j0 = 0; j0 < visible; j0 += kThreads) {
+    const int n = int(visible - j0 < kThreads ? visible - j0 : kThreads);
+    __syncthreads();  // the previous chunk is consumed
+    if (int(threadIdx.x) < n) {
+      p_chunk[threadIdx.x] = p[j0 + threadIdx.x];
+      row_chunk[threadIdx.x] = kv_row(j0 + threadIdx.x);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kMaxDimsPerThread; ++r) {
+      const int64_t d = threadIdx.x + int64_t(r) * kThreads;
+      if (d < D) {
+        float a = acc[r];
+#pragma unroll 4
+        for (int jj = 0; jj < n; ++jj) a += p_chunk[jj] * to_f(v[(row_chunk[jj] * Hkv + kvh) * D + d]);
+        acc[r] = a;
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kMaxDimsPerThread; ++r) {
+    const int64_t d = threadIdx.x + int64_t(r) * kThreads;
+    if (d < D) out[(i * Hq + h) * D + d] = from_f<T>(acc[r] * inv);
   }
   __syncthreads();  // all reads of the unnormalized row are done before it is rescaled
   // Leave normalized probabilities in `scores`, as the CPU reference does.
@@ -76,7 +107,7 @@ void attention(cudaStream_t st, const void* q, const void* k, const void* v, voi
   const size_t shared = size_t(s.head_dim) * sizeof(float);
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    attention_kernel<T><<<unsigned(blocks), 128, shared, st>>>(static_cast<const T*>(q), static_cast<const T*>(k),
+    attention_kernel<T><<<unsigned(blocks), kThreads, shared, st>>>(static_cast<const T*>(q), static_cast<const T*>(k),
                                                                static_cast<const T*>(v), static_cast<T*>(out), scores, s);
   });
   check_launch("attention");
