@@ -199,8 +199,14 @@ export interface RecordInfo {
   commit?: string;
 }
 
-function kvSettings(kv: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number }): Record<string, number> {
-  return { reservedBytes: kv.reservedBytes, usedBytes: kv.usedBytes, peakReservedBytes: kv.peakReservedBytes, peakUsedBytes: kv.peakUsedBytes };
+function kvSettings(kv: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number; meanReservedBytes?: number; meanUsedBytes?: number }): Record<string, number> {
+  return {
+    reservedBytes: kv.reservedBytes,
+    usedBytes: kv.usedBytes,
+    peakReservedBytes: kv.peakReservedBytes,
+    peakUsedBytes: kv.peakUsedBytes,
+    ...(kv.meanReservedBytes !== undefined ? { meanReservedBytes: kv.meanReservedBytes, meanUsedBytes: kv.meanUsedBytes! } : {}),
+  };
 }
 
 /** The BenchRecord of a run. A run that generated nothing has no rate to record: that is an error. */

@@ -63,6 +63,7 @@ export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): voi
     if (result.kvCache) {
       const kv = result.kvCache;
       console.log(`KV cache at its peak: ${(kv.peakReservedBytes / 2 ** 20).toFixed(1)} MiB reserved for ${(kv.peakUsedBytes / 2 ** 20).toFixed(1)} MiB of tokens`);
+      console.log(`KV cache on average over the steps: ${(kv.meanReservedBytes / 2 ** 20).toFixed(2)} MiB reserved for ${(kv.meanUsedBytes / 2 ** 20).toFixed(2)} MiB of tokens (${(100 * (kv.meanReservedBytes / kv.meanUsedBytes - 1)).toFixed(1)}% more)`);
     }
     opts.after?.(llm, result);
 

@@ -81,6 +81,7 @@ export class LLM {
     resetPeakStats(this.device);
     const t0 = performance.now();
     let kvPeak: { peakReservedBytes: number; peakUsedBytes: number } | undefined;
+    let kvSum = { reserved: 0, used: 0, steps: 0 };
     for (const s of seqs) scheduler.add(s);
 
     while (scheduler.pending > 0) {
@@ -109,6 +110,7 @@ export class LLM {
       if (this.parts.kvStats) {
         const kv = this.parts.kvStats();
         kvPeak = { peakReservedBytes: Math.max(kvPeak?.peakReservedBytes ?? 0, kv.reservedBytes), peakUsedBytes: Math.max(kvPeak?.peakUsedBytes ?? 0, kv.usedBytes) };
+        kvSum = { reserved: kvSum.reserved + kv.reservedBytes, used: kvSum.used + kv.usedBytes, steps: kvSum.steps + 1 };
       }
       batch.sequences.forEach((seq, i) => {
         seq.cachedTokens = seq.length; // the runner has now seen every token of the sequence
@@ -130,7 +132,8 @@ export class LLM {
     }
     stats.seconds = (performance.now() - t0) / 1000;
     stats.peakMemoryBytes = allocatorStats(this.device).peakBytesInUse;
-    if (this.parts.kvStats && kvPeak) stats.kvCache = { ...this.parts.kvStats(), ...kvPeak };
+    if (this.parts.kvStats && kvPeak)
+      stats.kvCache = { ...this.parts.kvStats(), ...kvPeak, meanReservedBytes: kvSum.reserved / kvSum.steps, meanUsedBytes: kvSum.used / kvSum.steps };
 
     for (const s of seqs) if (!s.finished) runner.release(s); // a deadline left these running
     const outputs = seqs.map((s): GenerationOutput => {

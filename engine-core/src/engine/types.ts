@@ -92,7 +92,8 @@ export interface GenerateStats {
   /** True when a deadline stopped the run early. */
   partial: boolean;
   peakMemoryBytes: number;
-  kvCache?: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number };
+  /** Peaks, and means over the run's steps (the mean shows what a design holds back on average). */
+  kvCache?: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number; meanReservedBytes: number; meanUsedBytes: number };
 }
 
 export interface GenerateProgress {
