@@ -263,7 +263,15 @@ describe('records', () => {
     expect(back.settings).toMatchObject({ device: 'cpu', dtype: 'f32', workload: 'tiny', requests: 3, timeBudgetS: 60, note: 'test' });
     expect(back.settings.warmup).toMatchObject({ requests: 2, promptTokens: 14, maxTokens: 4 });
     expect((back.settings.warmup as { seconds: number }).seconds).toBeGreaterThan(0);
-    expect(back.settings.kvCache).toEqual({ reservedBytes: 4096, usedBytes: 64 * (8 + 18), peakReservedBytes: 4096, peakUsedBytes: 64 * (8 + 18) });
+    expect(back.settings.kvCache).toEqual({
+      reservedBytes: 4096,
+      usedBytes: 64 * (8 + 18),
+      peakReservedBytes: 4096,
+      peakUsedBytes: 64 * (8 + 18),
+      // The timed run is calls 9..26 (the warm-up made 8): means over its steps.
+      meanReservedBytes: 4096,
+      meanUsedBytes: (64 * (9 + 26)) / 2,
+    });
     const res = back.results;
     expect(res).toEqual({
       requests: 3,
