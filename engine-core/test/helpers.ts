@@ -1,17 +1,8 @@
 // Shared test tools: seeded random data, float64 references, relative error.
 import { Tensor, type DType, type Device, cudaAvailable } from '../src/index.ts';
+import { mulberry32 } from '../src/random.ts';
 
-/** mulberry32: small, seeded, good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng = mulberry32;
 
 /** Uniform values in [-scale, scale). A fresh seed per test: the fast path must be right on any input. */
 export function randomArray(n: number, seed: number, scale = 1): Float32Array {

@@ -8,21 +8,13 @@ import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { mulberry32 } from '../src/random.ts';
 import { StreamDecoder, Tokenizer, qwen3TokenizerDir } from '../src/tokenizer.ts';
 
 const REPLACEMENT = '\uFFFD';
 
-/** mulberry32, local so this file does not load the native addon. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// random.ts has no native dependency, so this file still does not load the addon.
+const rng = mulberry32;
 
 const VARIED = {
   english: 'The quick brown fox jumps over the lazy dog. It\'s 3:45 p.m. — isn\'t it?  Two  spaces, a tab\there, and CRLF\r\nlines.\n\n',

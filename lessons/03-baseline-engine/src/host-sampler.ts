@@ -6,19 +6,9 @@ import { ops } from '@aios/engine-core';
 import type { Tensor } from '@aios/engine-core';
 import type { Sampler } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import { mulberry32 } from '@aios/engine-core/random.ts';
 
-/** mulberry32: a small seeded generator, one stream per request. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
+// One scratch row, reused by every call: no allocation per sampled token.
 let weightsScratch = new Float64Array(0);
 
 /** Draws one token id from a logits row with temperature, top-k and top-p. */
@@ -78,7 +68,7 @@ export class HostSampler implements Sampler {
       if (p.greedy) return argmaxRow(row);
       let gen = this.generators.get(seq.id);
       if (!gen) {
-        gen = rng(p.seed ?? seq.id * 2654435761);
+        gen = mulberry32(p.seed ?? seq.id * 2654435761); // one stream per request
         this.generators.set(seq.id, gen);
       }
       const token = sampleRow(row, p.temperature, p.topK, p.topP, gen);
