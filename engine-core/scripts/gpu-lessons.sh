@@ -2,9 +2,8 @@
 # On the GPU host, after `source .gpu/setup.sh`. In one call, on one card:
 #   lesson 00 (the card's roofline, with PyTorch's numbers beside it), the CUDA tests,
 #   lesson 02's demo, lessons 03-06 on the course workload, lessons 04-06 on long
-#   prompts (and 03 too when LONG3_BUDGET_S is set), every run recorded;
-#   then, if THROUGHPUT=1, lesson 06 on the throughput workload in the background
-#   (setsid: it outlives this call; collect it with gpu-collect.sh).
+#   prompts (and 03 too when LONG3_BUDGET_S is set), every run recorded.
+#   (Lesson 06 on the throughput workload takes longer than one call: gpu-shards.sh.)
 # Everything lands in $OUT as records.tar.gz and logs.tar.gz.
 set -uo pipefail
 OUT=${OUT:?set OUT}
@@ -28,7 +27,3 @@ done
 mkdir -p "$OUT/records" && cp bench-results/*.json "$OUT/records/" 2>/dev/null
 tar -czf "$OUT/records.tar.gz" -C "$OUT" records && rm -rf "$OUT/records"
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$LOGS"
-if [[ "${THROUGHPUT:-0}" == 1 ]]; then
-  echo "== lesson 6 throughput: started in the background"
-  setsid nohup tsx engine-core/src/cli/lesson.ts 6 --workload throughput --no-samples --time-budget "${THROUGHPUT_BUDGET_S:-1150}" --record > /tmp/throughput.log 2>&1 < /dev/null &
-fi

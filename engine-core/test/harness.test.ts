@@ -34,7 +34,8 @@ import {
 } from '../src/bench/harness.ts';
 import { type AnyRecord, type BenchRecord, RESULTS_DIR, writeRecord } from '../src/bench/records.ts';
 import { batchedRoofline, engineShapeForLesson, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
-import { type Workload, courseWorkload, firstRequests } from '../src/bench/workloads.ts';
+import { mergeShardRecords } from '../src/bench/shards.ts';
+import { type Workload, courseWorkload, firstRequests, shardOf } from '../src/bench/workloads.ts';
 import { recordProblem } from '../src/chart/data.ts';
 import { LLM } from '../src/engine/llm.ts';
 import { SamplingParams } from '../src/engine/sampling-params.ts';
@@ -283,8 +284,13 @@ describe('records', () => {
       prefillTokPerS: r.prefillTokPerS,
       decodeTokPerS: r.decodeTokPerS,
       peakMemoryBytes: r.peakMemoryBytes,
+      // The counts behind the two rates: prefills of 6 + 8 + 10 prompt tokens, then 5 decode steps each.
+      phases: { prefillTokens: 24, prefillSeconds: r.stats.prefillSeconds, decodeTokens: 15, decodeSeconds: r.stats.decodeSeconds },
     });
-    for (const v of Object.values(res)) expect(Number.isFinite(v) && v > 0).toBe(true);
+    const { phases, ...rates } = res;
+    for (const v of [...Object.values(rates), ...Object.values(phases!)]) expect(Number.isFinite(v) && v > 0).toBe(true);
+    expect(res.prefillTokPerS).toBeCloseTo(24 / phases!.prefillSeconds, 6);
+    expect(res.decodeTokPerS).toBeCloseTo(15 / phases!.decodeSeconds, 6);
     // No lesson-00 record for this CPU: no roofline rather than a made-up one.
     expect(back.roofline).toBeUndefined();
     llm.dispose();
@@ -490,5 +496,88 @@ describe('roofline', () => {
     const rates = cardRates('NVIDIA H200', dir);
     expect(rates?.bandwidthGBps).toBeGreaterThan(1000);
     expect(rates?.gemmTflops).toBeGreaterThan(100);
+  });
+});
+
+describe('shards of a run', () => {
+  // The course workload in 4 shards on the fake serial recipe as lesson 6, each
+  // recorded with the sequential roofline of a made-up card, then merged.
+  const rates = { bandwidthGBps: 3000, gemmTflops: 800, card: 'test card' };
+  const full = courseWorkload();
+  const fake = fakeRecipe({ lesson: 6, kv: true });
+  const llm = makeLLM(fake);
+  const shards = [1, 2, 3, 4].map((k) => {
+    const w = shardOf(full, k, 4);
+    const result = runWorkload(llm, w, { progress: false, log: quiet });
+    const record = benchRecordFor(llm, result, { roofline: workloadRoofline(llm.cfg, w, rates, 'sequential') });
+    return { file: `shard${k}.json`, record, result };
+  });
+  const inputs = shards.map(({ file, record }) => ({ file, record }));
+  const merged = mergeShardRecords(inputs);
+
+  it('each shard records which requests it ran and the phase counts behind its rates', () => {
+    for (const [k, s] of shards.entries()) {
+      expect(s.record.workload).toBe(`course-shard${k + 1}of4`);
+      expect(s.record.settings.shard).toMatchObject({ index: k + 1, count: 4, requestIndices: shardOf(full, k + 1, 4).shard!.requestIndices });
+      expect(s.record.results.phases).toEqual({
+        prefillTokens: s.result.stats.prefillTokens,
+        prefillSeconds: s.result.stats.prefillSeconds,
+        decodeTokens: s.result.stats.decodeTokens,
+        decodeSeconds: s.result.stats.decodeSeconds,
+      });
+    }
+  });
+
+  it('adds the shards up into one complete record of the whole workload', () => {
+    expect(recordProblem(merged)).toBeUndefined();
+    expect(merged).toMatchObject({ kind: 'bench', lesson: 6, recipe: 'fake-serial', workload: 'course', partial: false, commit: shards[0]!.record.commit });
+    const seconds = shards.reduce((n, s) => n + s.result.seconds, 0);
+    const r = merged.results;
+    expect(r).toMatchObject({ requests: 32, finishedRequests: 32, promptTokens: full.totals.promptTokens, outputTokens: 4096 });
+    expect(r.seconds).toBeCloseTo(seconds, 9);
+    expect(r.outputTokPerS).toBeCloseTo(4096 / seconds, 6);
+    const p = r.phases!;
+    expect(p.prefillTokens).toBe(full.totals.promptTokens);
+    expect(p.decodeTokens).toBe(32 * 127);
+    expect(r.prefillTokPerS).toBeCloseTo(p.prefillTokens / shards.reduce((n, s) => n + s.result.stats.prefillSeconds, 0), 6);
+    expect(r.decodeTokPerS).toBeCloseTo(p.decodeTokens / shards.reduce((n, s) => n + s.result.stats.decodeSeconds, 0), 6);
+    expect(r.peakMemoryBytes).toBe(Math.max(...shards.map((s) => s.result.peakMemoryBytes)));
+    expect(merged.settings).toMatchObject({ workload: 'course', requests: 32, device: 'cpu', dtype: 'f32' });
+    expect(merged.settings.kvCache).toEqual({ peakReservedBytes: 4096, peakUsedBytes: Math.max(...shards.map((s) => (s.record.settings.kvCache as { peakUsedBytes: number }).peakUsedBytes)) });
+    expect(merged.settings.shard).toBeUndefined();
+    expect(merged.settings.timing).toMatch(/sum of the wall times of 4 shard runs/);
+    expect((merged.settings.shards as { file: string; index: number }[]).map((s) => [s.file, s.index])).toEqual([1, 2, 3, 4].map((k) => [`shard${k}.json`, k]));
+    // One request at a time, the bound adds up too: the merged roofline is the whole workload's.
+    const whole = workloadRoofline(llm.cfg, full, rates, 'sequential');
+    expect(merged.roofline!.seconds!).toBeCloseTo(whole.seconds, 9);
+    expect(merged.roofline!.outputTokPerS).toBeCloseTo(whole.outputTokPerS, 6);
+    // Given in any order, the same record.
+    expect(mergeShardRecords([...inputs].reverse()).results).toEqual(merged.results);
+  });
+
+  it('refuses what does not add up, naming the shard', () => {
+    const edit = (k: number, change: (r: BenchRecord) => void): { file: string; record: BenchRecord }[] =>
+      inputs.map((x, i) => {
+        if (i !== k) return x;
+        const record = structuredClone(x.record);
+        change(record);
+        return { file: x.file, record };
+      });
+    expect(() => mergeShardRecords(inputs.slice(0, 3))).toThrow(/cut into 4 shards; 3 record\(s\) given/);
+    expect(() => mergeShardRecords([inputs[0]!, inputs[1]!, inputs[2]!, inputs[2]!])).toThrow(/shard3\.json: shard 3 of 4 is given twice/);
+    expect(() => mergeShardRecords(edit(1, (r) => (r.partial = true)))).toThrow(/shard2\.json: shard 2 stopped early/);
+    expect(() => mergeShardRecords(edit(2, (r) => (r.hardware.card = 'another card')))).toThrow(/shard3\.json: its card \(another card\) differs/);
+    expect(() => mergeShardRecords(edit(3, (r) => (r.commit = 'abc')))).toThrow(/shard4\.json: its commit/);
+    expect(() => mergeShardRecords(edit(3, (r) => (r.settings.dtype = 'bf16')))).toThrow(/shard4\.json: its settings\.dtype \("bf16"\) differs/);
+    expect(() => mergeShardRecords(edit(1, (r) => (r.results.outputTokens -= 1)))).toThrow(/shard2\.json: \d+ output tokens from \d+ requests; the shard has/);
+    expect(() => mergeShardRecords(edit(0, (r) => (r.settings.shard as { requestIndices: number[] }).requestIndices.reverse()))).toThrow(/shard1\.json: its requests are not shard 1 of 4/);
+    expect(() => mergeShardRecords(edit(0, (r) => delete r.results.phases))).toThrow(/shard1\.json: no results\.phases/);
+    expect(() => mergeShardRecords(edit(0, (r) => delete r.settings.shard))).toThrow(/shard1\.json: not a shard record/);
+    // A batching lesson: a request's time depends on its neighbours, so shards do not add up.
+    const batched = inputs.map(({ file, record }) => ({ file, record: { ...record, lesson: 8 } }));
+    expect(() => mergeShardRecords(batched)).toThrow(/lesson 8 batches requests/);
+    expect(() => mergeShardRecords([])).toThrow(/no shard records/);
+    const whole = { file: 'whole.json', record: { ...inputs[0]!.record, workload: 'course' } };
+    expect(() => mergeShardRecords([whole])).toThrow(/whole\.json: workload "course" is not a shard/);
   });
 });

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 
 import { describe, expect, it } from 'vitest';
 
-import { PythonRandom, courseWorkload, firstRequests, scaled, throughputWorkload, workload } from '../src/bench/workloads.ts';
+import { PythonRandom, courseWorkload, firstRequests, parseShard, scaled, shardOf, throughputWorkload, workload } from '../src/bench/workloads.ts';
 
 function findPython(): string | undefined {
   for (const exe of ['python3', 'python']) {
@@ -192,5 +192,50 @@ describe('quick subsets', () => {
     expect(scaled(w, 0.0001).requests).toHaveLength(1);
     expect(scaled(w, 1)).toBe(w);
     expect(() => scaled(w, 0)).toThrow(/fraction/);
+  });
+});
+
+describe('shards', () => {
+  /** The cost shardOf balances, recomputed here from its definition: decode steps weighted by mean context / 2048. */
+  const cost = (r: { promptIds: number[]; params: { maxTokens: number } }): number => r.params.maxTokens * (1 + (r.promptIds.length + r.params.maxTokens / 2) / 2048);
+
+  it('deals every throughput request to exactly one of 8 shards, in order, with near-equal work', () => {
+    const w = throughputWorkload();
+    const shards = Array.from({ length: 8 }, (_, k) => shardOf(w, k + 1, 8));
+    const all = shards.flatMap((s) => s.shard!.requestIndices).sort((a, b) => a - b);
+    expect(all).toEqual(Array.from({ length: 256 }, (_, i) => i));
+    for (const [k, s] of shards.entries()) {
+      expect(s.name).toBe(`throughput-shard${k + 1}of8`);
+      expect(s.base).toBe('throughput');
+      expect(s.shard).toMatchObject({ index: k + 1, count: 8 });
+      const idx = s.shard!.requestIndices;
+      expect([...idx].sort((a, b) => a - b)).toEqual(idx); // original order kept
+      expect(s.requests).toEqual(idx.map((i) => w.requests[i]));
+      expect(s.totals.requests).toBe(idx.length);
+    }
+    expect(shards.reduce((n, s) => n + s.totals.outputTokens, 0)).toBe(133_966);
+    expect(shards.reduce((n, s) => n + s.totals.promptTokens, 0)).toBe(w.totals.promptTokens);
+    const work = shards.map((s) => s.requests.reduce((n, r) => n + cost(r), 0));
+    // Largest-first dealing: the spread is at most one request's cost, a small fraction of a shard.
+    expect(Math.max(...work) - Math.min(...work)).toBeLessThanOrEqual(Math.max(...w.requests.map(cost)));
+    expect(Math.max(...work) / Math.min(...work)).toBeLessThan(1.02);
+    // The same call deals the same way every time.
+    expect(shardOf(w, 3, 8).shard).toEqual(shards[2]!.shard);
+  });
+
+  it('refuses bad indices and counts, and never mixes shards with subsets', () => {
+    const w = courseWorkload();
+    expect(() => shardOf(w, 0, 4)).toThrow(/shard index must be an integer in \[1, 4\], got 0/);
+    expect(() => shardOf(w, 5, 4)).toThrow(/\[1, 4\]/);
+    expect(() => shardOf(w, 1, 1)).toThrow(/shard count must be an integer in \[2, 32\]/);
+    expect(() => shardOf(w, 1, 33)).toThrow(/\[2, 32\]/);
+    expect(() => shardOf(w, 1.5, 4)).toThrow(/index/);
+    expect(() => shardOf(firstRequests(w, 8), 1, 2)).toThrow(/already a part of a workload/);
+    expect(() => shardOf(shardOf(w, 1, 2), 1, 2)).toThrow(/already a part/);
+    expect(() => firstRequests(shardOf(w, 1, 2), 2)).toThrow(/is a shard/);
+    expect(parseShard('3/8')).toEqual({ index: 3, count: 8 });
+    expect(parseShard(' 1/2 ')).toEqual({ index: 1, count: 2 });
+    expect(() => parseShard('3of8')).toThrow(/--shard must look like K\/N/);
+    expect(() => parseShard('-1/8')).toThrow(/K\/N/);
   });
 });

@@ -227,6 +227,7 @@ export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRe
       workloadDescription: w.description,
       requests: w.requests.length,
       ...(w.subset ? { subset: w.subset } : {}),
+      ...(w.shard ? { shard: { ...w.shard, cudaVisibleDevices: process.env.CUDA_VISIBLE_DEVICES ?? null } } : {}),
       timeBudgetS: result.timeBudgetS ?? null,
       warmup: result.warmup ?? false,
       timing: 'host clock, wall time of one generate() over every request, device synchronized at the end',
@@ -247,8 +248,14 @@ export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRe
       prefillTokPerS: result.prefillTokPerS,
       decodeTokPerS: result.decodeTokPerS,
       peakMemoryBytes: result.peakMemoryBytes,
+      phases: {
+        prefillTokens: result.stats.prefillTokens,
+        prefillSeconds: result.stats.prefillSeconds,
+        decodeTokens: result.stats.decodeTokens,
+        decodeSeconds: result.stats.decodeSeconds,
+      },
     },
-    ...(info.roofline ? { roofline: { outputTokPerS: info.roofline.outputTokPerS, basis: info.roofline.basis } } : {}),
+    ...(info.roofline ? { roofline: { outputTokPerS: info.roofline.outputTokPerS, seconds: info.roofline.seconds, basis: info.roofline.basis } } : {}),
   };
 }
 

@@ -73,12 +73,12 @@ function slug(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 }
 
-/** Writes a record as bench-results/<date>_lesson<NN>_<kind>_<card>.json and returns its path. */
-export function writeRecord<R extends RecordBase>(record: R): string {
-  mkdirSync(RESULTS_DIR, { recursive: true });
+/** Writes a record as bench-results/<date>_lesson<NN>_<kind>_<card>.json (or into `dir`) and returns its path. */
+export function writeRecord<R extends RecordBase>(record: R, dir: string = RESULTS_DIR): string {
+  mkdirSync(dir, { recursive: true });
   const stamp = record.date.replace(/[:.]/g, '-');
   const name = `${stamp}_lesson${String(record.lesson).padStart(2, '0')}_${slug(record.kind)}_${slug(record.hardware.card)}.json`;
-  const file = path.join(RESULTS_DIR, name);
+  const file = path.join(dir, name);
   writeFileSync(file, JSON.stringify(record, null, 2) + '\n');
   return file;
 }
@@ -104,9 +104,11 @@ export interface BenchRecord extends RecordBase {
     prefillTokPerS: number;
     decodeTokPerS: number;
     peakMemoryBytes: number;
+    /** The token counts and seconds behind the prefill and decode rates (records from 2026-11-27 on), so shards can be added up. */
+    phases?: { prefillTokens: number; prefillSeconds: number; decodeTokens: number; decodeSeconds: number };
   };
   /** The fastest this workload could run on this card (bytes and FLOPs counted), if computed. */
-  roofline?: { outputTokPerS: number; basis: string };
+  roofline?: { outputTokPerS: number; /** The minimum seconds (records from 2026-11-27 on). */ seconds?: number; basis: string };
 }
 
 export type AnyRecord = BenchRecord | (RecordBase & { kind: 'environment'; results: Record<string, unknown> });

@@ -152,6 +152,8 @@ export interface Workload {
   totals: WorkloadTotals;
   /** Present when this is the first `requests` of the `of` requests of the full workload (a quick run). */
   subset?: { requests: number; of: number };
+  /** Present when this is shard `index` (1-based) of `count` of the full workload: its requests' positions in it. */
+  shard?: { index: number; count: number; requestIndices: number[] };
 }
 
 function totalsOf(requests: readonly WorkloadRequest[]): WorkloadTotals {
@@ -259,6 +261,7 @@ export function isWorkloadName(s: string): s is WorkloadName {
  * ("course-8of32") so its records are never mistaken for a run of the whole workload.
  */
 export function firstRequests(w: Workload, n: number): Workload {
+  if (w.shard) throw new RangeError(`firstRequests: ${w.name} is a shard; take a subset of the whole workload instead`);
   const of = w.subset?.of ?? w.requests.length;
   if (!Number.isInteger(n) || n < 1 || n > w.requests.length) throw new RangeError(`--requests must be an integer in [1, ${w.requests.length}] for the ${w.name} workload, got ${n}`);
   if (n === of) return w;
@@ -277,4 +280,57 @@ export function firstRequests(w: Workload, n: number): Workload {
 export function scaled(w: Workload, fraction: number): Workload {
   if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`scaled: fraction must be in (0, 1], got ${fraction}`);
   return firstRequests(w, Math.max(1, Math.round(fraction * w.requests.length)));
+}
+
+/**
+ * What one request costs an engine that serves one request at a time, in units
+ * of a short decode step: each output token is a step, and a step over a long
+ * context costs more (on the H100, lesson 05 decodes at 7.6 ms a step over
+ * ~300 tokens and 15 ms over ~2,100: about +1 step per 2,048 tokens of context).
+ */
+function sequentialCost(r: WorkloadRequest): number {
+  const steps = r.params.maxTokens;
+  const meanContext = r.promptIds.length + steps / 2;
+  return steps * (1 + meanContext / 2048);
+}
+
+/**
+ * Shard `index` of `count` (1-based): the full workload's requests dealt out so
+ * every shard has about the same work (largest first, each to the shard with
+ * the least so far), in their original order within the shard. The shards of
+ * a workload are disjoint and together hold every request exactly once, so an
+ * engine that serves one request at a time can run them on several cards and
+ * add the times up (mergeShardRecords in shards.ts).
+ */
+export function shardOf(w: Workload, index: number, count: number): Workload {
+  if (w.subset || w.shard) throw new RangeError(`shardOf: ${w.name} is already a part of a workload; shard the whole one`);
+  if (!Number.isInteger(count) || count < 2 || count > w.requests.length)
+    throw new RangeError(`shard count must be an integer in [2, ${w.requests.length}] for the ${w.name} workload, got ${count}`);
+  if (!Number.isInteger(index) || index < 1 || index > count) throw new RangeError(`shard index must be an integer in [1, ${count}], got ${index}`);
+  const order = w.requests.map((r, i) => ({ i, cost: sequentialCost(r) })).sort((a, b) => b.cost - a.cost || a.i - b.i);
+  const load = new Array<number>(count).fill(0);
+  const owner = new Array<number>(w.requests.length);
+  for (const { i, cost } of order) {
+    let best = 0;
+    for (let s = 1; s < count; s++) if (load[s]! < load[best]!) best = s;
+    owner[i] = best;
+    load[best]! += cost;
+  }
+  const requestIndices = owner.flatMap((s, i) => (s === index - 1 ? [i] : []));
+  const requests = requestIndices.map((i) => w.requests[i]!);
+  return {
+    ...w,
+    name: `${w.base}-shard${index}of${count}`,
+    description: `${w.description} (shard ${index} of ${count}: ${requests.length} of ${w.requests.length} requests)`,
+    requests,
+    totals: totalsOf(requests),
+    shard: { index, count, requestIndices },
+  };
+}
+
+/** "3/8" -> { index: 3, count: 8 }, or a RangeError naming what is wrong. */
+export function parseShard(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  if (!m) throw new RangeError(`--shard must look like K/N (shard K of N, 1 <= K <= N), got "${s}"`);
+  return { index: Number(m[1]), count: Number(m[2]) };
 }

@@ -1,27 +1,34 @@
 // `pnpm bench`: every lesson's engine on the same workload, one after another,
 // one record per run (docs/benchmarking.md).
 //
-//   pnpm bench [--lesson N|all] [--workload course|throughput] [--time-budget S] [--requests N]
+//   pnpm bench [--lesson N|all] [--workload course|throughput] [--time-budget S] [--requests N | --shard K/N]
 //              [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
+//   pnpm bench merge FILE...      the records of all N shards -> one record of the whole workload
 //
+// --shard K/N runs the K-th of N shards of the workload (bench/shards.ts says when
+// shards add up) and records it under bench-results/shards/, which the chart
+// does not read; `pnpm bench merge` checks the N records and writes the whole run's.
 // A lesson takes part when lessons/NN-*/src/recipe.ts exports `recipe: Recipe`.
 // A lesson that fails is reported and skipped; the exit code is then 1.
 // Records are written on a GPU (pass --record to keep a CPU run too, --no-record to keep none).
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { type Device, defaultDevice, parseDevice } from '../backend.ts';
 import { type BenchRunResult, benchRecordFor, runWorkload, summarizeRun } from '../bench/harness.ts';
-import { writeRecord } from '../bench/records.ts';
-import { WORKLOAD_NAMES, type Workload, firstRequests, isWorkloadName, workload as makeWorkload } from '../bench/workloads.ts';
+import { resultsDir } from '../bench/harness.ts';
+import { type BenchRecord, writeRecord } from '../bench/records.ts';
+import { mergeShardRecords } from '../bench/shards.ts';
+import { WORKLOAD_NAMES, type Workload, firstRequests, isWorkloadName, workload as makeWorkload, parseShard, shardOf } from '../bench/workloads.ts';
 import { LLM } from '../engine/llm.ts';
 import type { Recipe } from '../engine/types.ts';
 import { LESSONS, type LessonInfo, lessonDir } from './lessons.ts';
 
-const USAGE = `usage: pnpm bench [--lesson N|all] [--workload ${WORKLOAD_NAMES.join('|')}] [--time-budget S] [--requests N]
-                  [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]`;
+const USAGE = `usage: pnpm bench [--lesson N|all] [--workload ${WORKLOAD_NAMES.join('|')}] [--time-budget S] [--requests N | --shard K/N]
+                  [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
+       pnpm bench merge FILE...   (the records of all N shards of one run)`;
 
 class UsageError extends Error {}
 
@@ -58,7 +65,42 @@ interface Ran {
   file?: string;
 }
 
+/** `pnpm bench merge FILE...`: the shards' records -> the whole run's record. */
+function merge(files: string[]): number {
+  if (files.length === 0) {
+    console.error(`pnpm bench merge: name the shard records to merge (bench-results/shards/*.json)\n${USAGE}`);
+    return 2;
+  }
+  let merged: BenchRecord;
+  try {
+    const inputs = files.map((file) => {
+      let json: unknown;
+      try {
+        json = JSON.parse(readFileSync(file, 'utf8'));
+      } catch (e) {
+        throw new Error(`${file}: ${(e as Error).message}`);
+      }
+      return { file: path.basename(file), record: json as BenchRecord };
+    });
+    merged = mergeShardRecords(inputs);
+  } catch (e) {
+    console.error(`pnpm bench merge: ${(e as Error).message}`);
+    return 2;
+  }
+  const shards = merged.settings.shards as { index: number; requests: number; outputTokens: number; seconds: number; outputTokPerS: number }[];
+  for (const s of shards) console.log(`  shard ${s.index}/${shards.length}: ${s.requests} requests, ${s.outputTokens} output tokens in ${s.seconds.toFixed(1)} s (${s.outputTokPerS.toFixed(1)} tok/s)`);
+  const r = merged.results;
+  console.log(
+    `lesson ${String(merged.lesson).padStart(2, '0')} ${merged.workload} on ${merged.hardware.card}: ${r.outputTokPerS.toFixed(1)} output tok/s ` +
+      `(${r.outputTokens} tokens in ${r.seconds.toFixed(1)} s summed over ${shards.length} shards; prefill ${r.prefillTokPerS.toFixed(0)} tok/s, decode ${r.decodeTokPerS.toFixed(1)} tok/s)`,
+  );
+  if (merged.roofline) console.log(`roofline ${merged.roofline.outputTokPerS.toFixed(0)} tok/s (${((100 * r.outputTokPerS) / merged.roofline.outputTokPerS).toFixed(1)}% of it)`);
+  console.log(`recorded ${path.relative(process.cwd(), writeRecord(merged, resultsDir()))}`);
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'merge') return merge(argv.slice(1));
   let values;
   try {
     ({ values } = parseArgs({
@@ -68,6 +110,7 @@ async function main(argv: string[]): Promise<number> {
         workload: { type: 'string', default: 'course' },
         'time-budget': { type: 'string' },
         requests: { type: 'string' },
+        shard: { type: 'string' },
         record: { type: 'boolean' },
         'no-record': { type: 'boolean', default: false },
         device: { type: 'string' },
@@ -94,6 +137,11 @@ async function main(argv: string[]): Promise<number> {
     workload = makeWorkload(values.workload);
     const requests = positive('--requests', values.requests, true);
     if (requests !== undefined) workload = firstRequests(workload, requests);
+    if (values.shard !== undefined) {
+      if (requests !== undefined) throw new UsageError('--requests and --shard together: a shard is already a part of the workload');
+      const { index, count } = parseShard(values.shard);
+      workload = shardOf(workload, index, count);
+    }
     timeBudgetS = positive('--time-budget', values['time-budget'], false);
     if (values.record && values['no-record']) throw new UsageError('--record and --no-record together');
     device = values.device ? parseDevice(values.device) : defaultDevice();
@@ -146,7 +194,7 @@ async function main(argv: string[]): Promise<number> {
       if (record) {
         const rec = benchRecordFor(llm, result);
         if (rec.roofline) console.log(`${label} roofline ${rec.roofline.outputTokPerS.toFixed(0)} tok/s on this card (${((100 * result.outputTokPerS) / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
-        entry.file = writeRecord(rec);
+        entry.file = writeRecord(rec, workload.shard ? path.join(resultsDir(), 'shards') : resultsDir());
         console.log(`${label} recorded ${path.relative(process.cwd(), entry.file)}`);
       }
       previous = entry;
