@@ -3,8 +3,11 @@
 # (engine-core/src/bench/shards.ts), one process per GPU, all GPUs at once.
 # GPU g runs the g-th shard of each round; ROUNDS rounds cover ROUNDS x GPUs shards.
 #   COUNT=8 FIRST=1 engine-core/scripts/gpu-shards.sh      (4 GPUs, 2 rounds: shards 1-4, then 5-8)
-# Each record is written straight into $OUT/shards as its shard finishes, so what
-# finished comes back even if the call runs out of time; merge them where git is:
+# With DEADLINE_S, a GPU starts its next shard only if it would end by then,
+# judging by its last shard's time (seconds since CALL_START, an epoch time the
+# caller sets before setup, default now). Each record is written straight into
+# $OUT/shards as its shard finishes, so what finished comes back even if the call
+# runs out of time. Run the missing shards later (FIRST, ROUNDS) and merge them where git is:
 #   pnpm bench merge bench-results/shards/*_lesson06_*.json
 set -uo pipefail
 OUT=${OUT:?set OUT}
@@ -12,6 +15,7 @@ LESSON=${LESSON:-6}
 WORKLOAD=${WORKLOAD:-throughput}
 COUNT=${COUNT:?set COUNT, the number of shards}
 FIRST=${FIRST:-1}
+CALL_START=${CALL_START:-$(date +%s)}
 export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
 export AIOS_RESULTS_DIR=$OUT  # bench.ts puts shard records under $AIOS_RESULTS_DIR/shards
 mkdir -p "$OUT/logs"
@@ -21,12 +25,21 @@ echo "${#gpus[@]} GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | 
 tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$OUT/logs/model.log" 2>&1 || { tail -5 "$OUT/logs/model.log"; exit 1; }
 for ((g = 0; g < ${#gpus[@]}; g++)); do
   (
+    last=0
     for ((r = 0; r < rounds; r++)); do
       k=$((FIRST + r * ${#gpus[@]} + g))
       ((k > COUNT)) && break
+      now=$(($(date +%s) - CALL_START))
+      if [[ -n "${DEADLINE_S:-}" ]] && ((now + last > DEADLINE_S)); then
+        echo "shard $k on GPU ${gpus[$g]}: not started (at ${now} s, the last shard took ${last} s; deadline ${DEADLINE_S} s)"
+        break
+      fi
+      t0=$(date +%s)
       CUDA_VISIBLE_DEVICES=${gpus[$g]} tsx engine-core/src/cli/bench.ts --lesson "$LESSON" --workload "$WORKLOAD" --shard "$k/$COUNT" \
         --no-progress ${TIME_BUDGET_S:+--time-budget "$TIME_BUDGET_S"} > "$OUT/logs/shard$k.log" 2>&1
-      echo "shard $k on GPU ${gpus[$g]}: exit $? after ${SECONDS} s: $(grep -E "^lesson .*(output tok/s|FAILED)" "$OUT/logs/shard$k.log" | head -1)"
+      rc=$?
+      last=$(($(date +%s) - t0))
+      echo "shard $k on GPU ${gpus[$g]}: exit $rc, ${last} s (at $(($(date +%s) - CALL_START)) s): $(grep -E "^lesson .*(output tok/s|FAILED)" "$OUT/logs/shard$k.log" | head -1)"
     done
   ) &
 done
