@@ -5,9 +5,10 @@
 #   COUNT=8 FIRST=1 engine-core/scripts/gpu-shards.sh      (4 GPUs, 2 rounds: shards 1-4, then 5-8)
 # With DEADLINE_S, a GPU starts its next shard only if it would end by then,
 # judging by its last shard's time (seconds since CALL_START, an epoch time the
-# caller sets before setup, default now). Each record is written straight into
-# $OUT/shards as its shard finishes, so what finished comes back even if the call
-# runs out of time. Run the missing shards later (FIRST, ROUNDS) and merge them where git is:
+# caller sets before setup, default now). The new records (bench-results/shards/,
+# where the card's lesson-00 record gives each its roofline) and the logs come
+# back as $OUT/shards.tar.gz: one file, since the host returns only a few. Run
+# any missing shards later (FIRST, ROUNDS) and merge them where git is:
 #   pnpm bench merge bench-results/shards/*_lesson06_*.json
 set -uo pipefail
 OUT=${OUT:?set OUT}
@@ -17,8 +18,8 @@ COUNT=${COUNT:?set COUNT, the number of shards}
 FIRST=${FIRST:-1}
 CALL_START=${CALL_START:-$(date +%s)}
 export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
-export AIOS_RESULTS_DIR=$OUT  # bench.ts puts shard records under $AIOS_RESULTS_DIR/shards
-mkdir -p "$OUT/logs"
+mkdir -p "$OUT/logs" bench-results/shards
+marker=$(mktemp); touch "$marker"
 mapfile -t gpus < <(nvidia-smi --query-gpu=index --format=csv,noheader)
 rounds=${ROUNDS:-$(((COUNT - FIRST + 1 + ${#gpus[@]} - 1) / ${#gpus[@]}))}
 echo "${#gpus[@]} GPU(s): $(nvidia-smi --query-gpu=name --format=csv,noheader | sort | uniq -c | xargs); shards $FIRST.. of $COUNT in $rounds round(s)"
@@ -44,4 +45,6 @@ for ((g = 0; g < ${#gpus[@]}; g++)); do
   ) &
 done
 wait
-ls "$OUT/shards"
+find bench-results/shards -name '*.json' -newer "$marker" -printf 'shards/%f\n' | sort > "$OUT/logs/new-records.txt"
+cat "$OUT/logs/new-records.txt"
+tar -czf "$OUT/shards.tar.gz" -C bench-results -T "$OUT/logs/new-records.txt" -C "$OUT" logs && rm -rf "$OUT/logs"

@@ -2,7 +2,8 @@
 // the config and tokenizer; a runner that ignores the weights and returns fixed
 // logits), records in a temp AIOS_RESULTS_DIR, and the roofline arithmetic on a
 // hand-computed example.
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -32,7 +33,7 @@ import {
   summarizeRun,
   toBenchRecord,
 } from '../src/bench/harness.ts';
-import { type AnyRecord, type BenchRecord, RESULTS_DIR, writeRecord } from '../src/bench/records.ts';
+import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, writeRecord } from '../src/bench/records.ts';
 import { batchedRoofline, engineShapeForLesson, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
 import { mergeShardRecords } from '../src/bench/shards.ts';
 import { type Workload, courseWorkload, firstRequests, shardOf } from '../src/bench/workloads.ts';
@@ -308,8 +309,10 @@ describe('records', () => {
   });
 });
 
-function writeJson(dir: string, name: string, rec: AnyRecord): void {
-  writeFileSync(path.join(dir, name), JSON.stringify(rec, null, 2));
+function writeJson(dir: string, name: string, rec: AnyRecord): string {
+  const file = path.join(dir, name);
+  writeFileSync(file, JSON.stringify(rec, null, 2));
+  return file;
 }
 
 function benchRec(o: { lesson: number; date: string; card?: string; workload?: string; tok: number; partial?: boolean; model?: string }): BenchRecord {
@@ -579,5 +582,49 @@ describe('shards of a run', () => {
     expect(() => mergeShardRecords([])).toThrow(/no shard records/);
     const whole = { file: 'whole.json', record: { ...inputs[0]!.record, workload: 'course' } };
     expect(() => mergeShardRecords([whole])).toThrow(/whole\.json: workload "course" is not a shard/);
+  });
+});
+
+describe('pnpm bench merge', () => {
+  // The fake shards of above, recorded without a roofline (as on a host where the
+  // card's lesson-00 record was not at hand), merged by the CLI in a results folder
+  // that has the card's lesson-00 record: the CLI adds the whole workload's roofline.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-merge-'));
+  const shardDir = path.join(dir, 'shards');
+  mkdirSync(shardDir);
+  const fake = fakeRecipe({ lesson: 6 });
+  const llm = makeLLM(fake);
+  const full = courseWorkload();
+  const files = [1, 2].map((k) => {
+    const rec = benchRecordFor(llm, runWorkload(llm, shardOf(full, k, 2), { progress: false, log: quiet }));
+    rec.date = `2026-12-0${k}T00:00:00.000Z`;
+    return writeJson(shardDir, `shard${k}.json`, rec);
+  });
+  const card = benchRecordFor(llm, runWorkload(llm, firstRequests(full, 1), { progress: false, log: quiet })).hardware.card;
+  writeJson(dir, 'env.json', envRec({ date: '2026-11-01T00:00:00.000Z', card, gbPerS: 100, tflops: 2 }));
+  const tsx = path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx');
+  const cli = path.join(REPO_ROOT, 'engine-core/src/cli/bench.ts');
+  const env = { ...process.env, AIOS_RESULTS_DIR: dir };
+
+  it('writes the whole run with its roofline into the results folder', () => {
+    expect(files.every((f) => JSON.parse(readFileSync(f, 'utf8')).roofline === undefined)).toBe(true);
+    const out = execFileSync(tsx, [cli, 'merge', ...files], { env }).toString();
+    expect(out).toMatch(/shard 1\/2: 16 requests, 2048 output tokens/);
+    expect(out).toMatch(/lesson 06 course on .+: [\d.]+ output tok\/s \(4096 tokens in [\d.]+ s summed over 2 shards/);
+    const written = readdirSync(dir).filter((f) => f.endsWith('_lesson06_bench_' + card.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '') + '.json'));
+    expect(written).toHaveLength(1);
+    const merged = JSON.parse(readFileSync(path.join(dir, written[0]!), 'utf8')) as BenchRecord;
+    expect(merged).toMatchObject({ workload: 'course', partial: false, date: '2026-12-02T00:00:00.000Z', results: { requests: 32, outputTokens: 4096 } });
+    const roof = workloadRoofline(PRESETS.tiny, full, { bandwidthGBps: 100, gemmTflops: 2, card, source: 'env.json' }, 'sequential');
+    expect(merged.roofline).toEqual({ outputTokPerS: roof.outputTokPerS, seconds: roof.seconds, basis: roof.basis });
+  });
+
+  it('exits 2 with the reason when the shards do not make a whole run', () => {
+    const r = spawnSync(tsx, [cli, 'merge', files[0]!], { env });
+    expect(r.status).toBe(2);
+    expect(r.stderr.toString()).toMatch(/cut into 2 shards; 1 record\(s\) given/);
+    const none = spawnSync(tsx, [cli, 'merge'], { env });
+    expect(none.status).toBe(2);
+    expect(none.stderr.toString()).toMatch(/name the shard records to merge/);
   });
 });

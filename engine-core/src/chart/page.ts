@@ -238,6 +238,9 @@ const PAGE_SCRIPT = String.raw`
       ctx.font = '12px sans-serif';
       ctx.textAlign = 'center';
       ctx.textBaseline = 'bottom';
+      // Roofline labels go at the right end of their lines, inside the plot; where
+      // lines are close, each label is pushed down just enough to clear the one above.
+      var rooflineLabels = [];
       chart.data.datasets.forEach(function (ds, i) {
         if (!ds.aiosPointLabels || !chart.isDatasetVisible(i)) return;
         chart.getDatasetMeta(i).data.forEach(function (el, j) {
@@ -245,14 +248,20 @@ const PAGE_SCRIPT = String.raw`
           if (!text || el.skip) return;
           ctx.fillStyle = ds.borderColor;
           if (ds.aiosRole === 'roofline') {
-            // at the right end of the line, inside the plot
-            ctx.textAlign = 'right';
-            ctx.fillText(text, chart.chartArea.right - 4, el.y - 3);
-            ctx.textAlign = 'center';
+            rooflineLabels.push({ text: text, color: ds.borderColor, y: el.y - 3 });
           } else {
             ctx.fillText(text, el.x, el.y - (ds.aiosRole === 'measured' ? 9 : 3));
           }
         });
+      });
+      rooflineLabels.sort(function (a, b) { return a.y - b.y; });
+      ctx.textAlign = 'right';
+      var lastY = -Infinity;
+      rooflineLabels.forEach(function (l) {
+        var y = Math.max(l.y, lastY + 13);
+        ctx.fillStyle = l.color;
+        ctx.fillText(l.text, chart.chartArea.right - 4, y);
+        lastY = y;
       });
       ctx.restore();
     }

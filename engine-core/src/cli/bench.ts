@@ -3,7 +3,7 @@
 //
 //   pnpm bench [--lesson N|all] [--workload course|throughput] [--time-budget S] [--requests N | --shard K/N]
 //              [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
-//   pnpm bench merge FILE...      the records of all N shards -> one record of the whole workload
+//   pnpm bench merge [--model DIR] FILE...   the records of all N shards -> one record of the whole workload
 //
 // --shard K/N runs the K-th of N shards of the workload (bench/shards.ts says when
 // shards add up) and records it under bench-results/shards/, which the chart
@@ -18,17 +18,20 @@ import { parseArgs } from 'node:util';
 
 import { type Device, defaultDevice, parseDevice } from '../backend.ts';
 import { type BenchRunResult, benchRecordFor, runWorkload, summarizeRun } from '../bench/harness.ts';
-import { resultsDir } from '../bench/harness.ts';
+import { cardRates, resultsDir } from '../bench/harness.ts';
+import { engineShapeForLesson, workloadRoofline } from '../bench/roofline.ts';
+import { type Qwen3Config, PRESETS, loadConfig, paramCount } from '../model/config.ts';
+import { DEFAULT_MODELS } from '../model/resolve.ts';
 import { type BenchRecord, writeRecord } from '../bench/records.ts';
 import { mergeShardRecords } from '../bench/shards.ts';
-import { WORKLOAD_NAMES, type Workload, firstRequests, isWorkloadName, workload as makeWorkload, parseShard, shardOf } from '../bench/workloads.ts';
+import { WORKLOAD_NAMES, type Workload, type WorkloadName, firstRequests, isWorkloadName, workload as makeWorkload, parseShard, shardOf } from '../bench/workloads.ts';
 import { LLM } from '../engine/llm.ts';
 import type { Recipe } from '../engine/types.ts';
 import { LESSONS, type LessonInfo, lessonDir } from './lessons.ts';
 
 const USAGE = `usage: pnpm bench [--lesson N|all] [--workload ${WORKLOAD_NAMES.join('|')}] [--time-budget S] [--requests N | --shard K/N]
                   [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
-       pnpm bench merge FILE...   (the records of all N shards of one run)`;
+       pnpm bench merge [--model DIR] FILE...   (the records of all N shards of one run)`;
 
 class UsageError extends Error {}
 
@@ -65,8 +68,32 @@ interface Ran {
   file?: string;
 }
 
-/** `pnpm bench merge FILE...`: the shards' records -> the whole run's record. */
-function merge(files: string[]): number {
+/**
+ * The model's config for a record: --model DIR's config.json, else the preset
+ * of a default random model by its name; checked against the record's parameter count.
+ */
+function recordConfig(model: BenchRecord['model'], dir: string | undefined): Qwen3Config | undefined {
+  let cfg: Qwen3Config | undefined;
+  if (dir) cfg = loadConfig(dir);
+  else {
+    const spec = Object.values(DEFAULT_MODELS).find((m) => m.name === model.name);
+    cfg = spec ? PRESETS[spec.preset] : undefined;
+  }
+  if (cfg && paramCount(cfg) !== model.params) throw new Error(`the config ${dir ? `in ${dir}` : `of ${model.name}`} has ${paramCount(cfg)} parameters; the records' model has ${model.params}`);
+  return cfg;
+}
+
+/** `pnpm bench merge [--model DIR] FILE...`: the shards' records -> the whole run's record. */
+function merge(argv: string[]): number {
+  let files: string[], modelDir: string | undefined;
+  try {
+    const { values, positionals } = parseArgs({ args: argv, options: { model: { type: 'string' } }, allowPositionals: true });
+    files = positionals;
+    modelDir = values.model;
+  } catch (e) {
+    console.error(`pnpm bench merge: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
   if (files.length === 0) {
     console.error(`pnpm bench merge: name the shard records to merge (bench-results/shards/*.json)\n${USAGE}`);
     return 2;
@@ -83,6 +110,16 @@ function merge(files: string[]): number {
       return { file: path.basename(file), record: json as BenchRecord };
     });
     merged = mergeShardRecords(inputs);
+    // Shards recorded where the card's lesson-00 record was not at hand carry no
+    // roofline: compute the whole workload's here, as the harness would have.
+    if (!merged.roofline) {
+      const cfg = recordConfig(merged.model, modelDir);
+      const rates = cardRates(merged.hardware.card);
+      if (cfg && rates) {
+        const roof = workloadRoofline(cfg, makeWorkload(merged.workload as WorkloadName), rates, engineShapeForLesson(merged.lesson));
+        merged.roofline = { outputTokPerS: roof.outputTokPerS, seconds: roof.seconds, basis: roof.basis };
+      } else console.log(`(no roofline: ${cfg ? `no lesson-00 record for ${merged.hardware.card}` : `the config of ${merged.model.name} is unknown here; pass --model DIR`})`);
+    }
   } catch (e) {
     console.error(`pnpm bench merge: ${(e as Error).message}`);
     return 2;
