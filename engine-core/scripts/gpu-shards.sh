@@ -9,7 +9,7 @@
 # where the card's lesson-00 record gives each its roofline) and the logs come
 # back as $OUT/shards.tar.gz: one file, since the host returns only a few. Run
 # any missing shards later (FIRST, ROUNDS) and merge them where git is:
-#   pnpm bench merge bench-results/shards/*_lesson06_*.json
+#   pnpm bench merge <the new records, listed in logs/new-records.txt>
 set -uo pipefail
 OUT=${OUT:?set OUT}
 LESSON=${LESSON:-6}

@@ -568,6 +568,7 @@ describe('shards of a run', () => {
       });
     expect(() => mergeShardRecords(inputs.slice(0, 3))).toThrow(/cut into 4 shards; 3 record\(s\) given/);
     expect(() => mergeShardRecords([inputs[0]!, inputs[1]!, inputs[2]!, inputs[2]!])).toThrow(/shard3\.json: shard 3 of 4 is given twice/);
+    expect(() => mergeShardRecords([...inputs, inputs[0]!])).toThrow(/5 record\(s\) given \(records of more than one run\? name the records of one run\)/);
     expect(() => mergeShardRecords(edit(1, (r) => (r.partial = true)))).toThrow(/shard2\.json: shard 2 stopped early/);
     expect(() => mergeShardRecords(edit(2, (r) => (r.hardware.card = 'another card')))).toThrow(/shard3\.json: its card \(another card\) differs/);
     expect(() => mergeShardRecords(edit(3, (r) => (r.commit = 'abc')))).toThrow(/shard4\.json: its commit/);

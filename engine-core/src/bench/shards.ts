@@ -4,7 +4,7 @@
 // parallel on N identical cards or one after another, and be added up.
 //
 //   pnpm bench --lesson 6 --workload throughput --shard 3/8    -> bench-results/shards/<...>.json
-//   pnpm bench merge bench-results/shards/<the 8 records>      -> bench-results/<...>.json
+//   pnpm bench merge <the 8 records that run wrote>             -> bench-results/<...>.json
 //
 // Adding up is exact only for such an engine: a request's time does not depend
 // on which requests run before or beside it, because none runs beside it. The
@@ -81,7 +81,11 @@ export function mergeShardRecords(inputs: readonly ShardInput[]): BenchRecord {
       `${first.file}: lesson ${f.lesson} batches requests, so a request's time depends on what runs beside it and shard times do not add up; run the whole workload in one go`,
     );
   const count = shardInfo(first.file, f).count;
-  if (inputs.length !== count) throw new Error(`mergeShardRecords: the workload was cut into ${count} shards; ${inputs.length} record(s) given`);
+  if (inputs.length !== count)
+    throw new Error(
+      `mergeShardRecords: the workload was cut into ${count} shards; ${inputs.length} record(s) given` +
+        (inputs.length > count ? ' (records of more than one run? name the records of one run)' : ''),
+    );
 
   const full = makeWorkload(base);
   const seen = new Map<number, string>();
