@@ -5,7 +5,8 @@
 # program left it (--cache-control none) and the clocks alone (--clock-control
 # none): kernel time, L2 hit rate and bytes read from DRAM. Lesson 05's README
 # asks why its long-prompt decode is slower than lesson 04's; this measures it.
-#   STEP=60 engine-core/scripts/gpu-profile-attention.sh   -> $OUT/attention-l0{4,5,6}.csv
+#   STEP=60 LESSONS="4 5 6" engine-core/scripts/gpu-profile-attention.sh   -> $OUT/attention-l0{4,5,6}.csv
+# (--kill yes ends each program once its 28 kernels are profiled.)
 set -uo pipefail
 OUT=${OUT:?set OUT}
 STEP=${STEP:-60}
@@ -15,8 +16,8 @@ tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/
 # Attention launches before the step: the harness's warm-up (2 requests x (1 prefill + 3 decode steps)),
 # then request 1's prefill and STEP - 1 decode steps, 28 layers each.
 skip=$(((2 * 4 + 1 + STEP - 1) * LAYERS))
-for n in 4 5 6; do
-  ncu --clock-control none --cache-control none --target-processes all -k regex:attention_kernel \
+for n in ${LESSONS:-4 5 6}; do
+  ncu --clock-control none --cache-control none --target-processes all --kill yes -k regex:attention_kernel \
     --launch-skip "$skip" --launch-count "$LAYERS" \
     --metrics gpu__time_duration.sum,lts__t_sector_hit_rate.pct,dram__bytes_read.sum,lts__t_sectors_op_read.sum \
     --csv tsx engine-core/src/cli/lesson.ts "$n" --workload long --requests 1 --no-samples --no-record \
