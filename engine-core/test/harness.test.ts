@@ -44,36 +44,14 @@ import type { Sequence } from '../src/engine/sequence.ts';
 import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, ScheduledBatch, Scheduler } from '../src/engine/types.ts';
 import { type Qwen3Config, PRESETS, paramCount } from '../src/model/config.ts';
 import { ensureDefaultModel } from '../src/model/resolve.ts';
+// Lesson 03's scheduler, one request at a time: engine-core's harness is tested on the engine the lessons run.
+import { SerialScheduler } from '../../lessons/03-baseline-engine/src/serial-scheduler.ts';
 
 const MODEL = ensureDefaultModel('cpu', () => {});
 const quiet = (): void => {};
 
 function sleepMs(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/** One sequence at a time: its prefill, then decode steps until it finishes. */
-class OneAtATime implements Scheduler {
-  private readonly waiting: Sequence[] = [];
-  private current: Sequence | undefined;
-  add(seq: Sequence): void {
-    this.waiting.push(seq);
-  }
-  get pending(): number {
-    return this.waiting.length + (this.current ? 1 : 0);
-  }
-  schedule(): ScheduledBatch | undefined {
-    if (!this.current) {
-      this.current = this.waiting.shift();
-      if (!this.current) return undefined;
-      this.current.status = 'running';
-      return { sequences: [this.current], phase: 'prefill' };
-    }
-    return { sequences: [this.current], phase: 'decode' };
-  }
-  finished(seq: Sequence): void {
-    if (seq === this.current) this.current = undefined;
-  }
 }
 
 /** Ignores the model: each row is zeros with a 1 at (sequence length mod 50); optionally sleeps per call. */
@@ -123,7 +101,7 @@ function fakeRecipe(opts: { lesson?: number; sleep?: (call: number) => number; k
       runner = new FakeRunner(ctx.cfg.vocabSize, opts.sleep);
       const r = runner;
       const kvStats = opts.kv ? (): KVCacheStats => ({ reservedBytes: 4096, usedBytes: 64 * r.calls }) : undefined;
-      return { runner: r, scheduler: new OneAtATime(), sampler: new Greedy(), ...(kvStats ? { kvStats } : {}), dispose: () => r.dispose() };
+      return { runner: r, scheduler: new SerialScheduler(), sampler: new Greedy(), ...(kvStats ? { kvStats } : {}), dispose: () => r.dispose() };
     },
   };
   return {

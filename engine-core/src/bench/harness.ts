@@ -15,10 +15,10 @@ import cliProgress from 'cli-progress';
 import { type Device, synchronize } from '../backend.ts';
 import type { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
-import type { GenerateProgress, GenerateStats, KVCacheStats } from '../engine/types.ts';
+import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { paramCount } from '../model/config.ts';
 import { randomWeightsInfo } from '../model/resolve.ts';
-import { type AnyRecord, type BenchRecord, type HardwareInfo, RESULTS_DIR, type RecordBase, currentCommit, hardwareInfo } from './records.ts';
+import { type AnyRecord, type BenchRecord, type HardwareInfo, RESULTS_DIR, type RecordBase, type RunResults, currentCommit, hardwareInfo } from './records.ts';
 import { type CardRates, type EngineShape, type Roofline, engineShapeForLesson, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
 
@@ -42,25 +42,12 @@ export interface WarmupInfo {
   seconds: number;
 }
 
-export interface BenchRunResult {
+export interface BenchRunResult extends RunResults {
   workload: Workload;
   /** True when the time budget stopped the run; the numbers cover what ran. */
   partial: boolean;
-  requests: number;
-  finishedRequests: number;
-  /** Prompt tokens of the requests that started (all of them in a complete run). */
-  promptTokens: number;
-  /** Tokens actually generated. */
-  outputTokens: number;
-  /** Wall time of the timed run (host clock, device synchronized at the end). */
-  seconds: number;
-  outputTokPerS: number;
-  prefillTokPerS: number;
-  decodeTokPerS: number;
-  peakMemoryBytes: number;
   timeBudgetS: number | undefined;
   warmup: WarmupInfo | undefined;
-  kvCache: GenerateStats['kvCache'] | undefined;
   stats: GenerateStats;
 }
 
@@ -166,9 +153,9 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
     prefillTokPerS: rate(stats.prefillTokens, stats.prefillSeconds),
     decodeTokPerS: rate(stats.decodeTokens, stats.decodeSeconds),
     peakMemoryBytes: stats.peakMemoryBytes,
+    phases: { prefillTokens: stats.prefillTokens, prefillSeconds: stats.prefillSeconds, decodeTokens: stats.decodeTokens, decodeSeconds: stats.decodeSeconds },
     timeBudgetS: budget,
     warmup,
-    kvCache: stats.kvCache,
     stats,
   };
 }
@@ -199,21 +186,17 @@ export interface RecordInfo {
   commit?: string;
 }
 
-function kvSettings(kv: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number; meanReservedBytes?: number; meanUsedBytes?: number }): Record<string, number> {
-  return {
-    reservedBytes: kv.reservedBytes,
-    usedBytes: kv.usedBytes,
-    peakReservedBytes: kv.peakReservedBytes,
-    peakUsedBytes: kv.peakUsedBytes,
-    ...(kv.meanReservedBytes !== undefined ? { meanReservedBytes: kv.meanReservedBytes, meanUsedBytes: kv.meanUsedBytes! } : {}),
-  };
+/** The record's KV figures: the six numbers of the run's stats, whatever else a store's stats() returns. */
+function kvSettings(kv: NonNullable<GenerateStats['kvCache']>): Record<string, number> {
+  const { reservedBytes, usedBytes, peakReservedBytes, peakUsedBytes, meanReservedBytes, meanUsedBytes } = kv;
+  return { reservedBytes, usedBytes, peakReservedBytes, peakUsedBytes, meanReservedBytes, meanUsedBytes };
 }
 
 /** The BenchRecord of a run. A run that generated nothing has no rate to record: that is an error. */
 export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRecord {
   if (result.outputTokens === 0)
     throw new Error(`toBenchRecord: the ${result.workload.name} run generated no tokens (time budget ${result.timeBudgetS ?? 'none'} s): nothing to record`);
-  const w = result.workload;
+  const { workload: w, partial, timeBudgetS, warmup, stats, ...results } = result;
   return {
     schema: 1,
     kind: 'bench',
@@ -228,33 +211,17 @@ export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRe
       requests: w.requests.length,
       ...(w.subset ? { subset: w.subset } : {}),
       ...(w.shard ? { shard: { ...w.shard, cudaVisibleDevices: process.env.CUDA_VISIBLE_DEVICES ?? null } } : {}),
-      timeBudgetS: result.timeBudgetS ?? null,
-      warmup: result.warmup ?? false,
+      timeBudgetS: timeBudgetS ?? null,
+      warmup: warmup ?? false,
       timing: 'host clock, wall time of one generate() over every request, device synchronized at the end',
-      ...(result.kvCache ? { kvCache: kvSettings(result.kvCache) } : {}),
+      ...(stats.kvCache ? { kvCache: kvSettings(stats.kvCache) } : {}),
       ...info.settings,
     },
     recipe: info.recipe,
     workload: info.workload ?? w.name,
     model: info.model,
-    partial: result.partial,
-    results: {
-      requests: result.requests,
-      finishedRequests: result.finishedRequests,
-      promptTokens: result.promptTokens,
-      outputTokens: result.outputTokens,
-      seconds: result.seconds,
-      outputTokPerS: result.outputTokPerS,
-      prefillTokPerS: result.prefillTokPerS,
-      decodeTokPerS: result.decodeTokPerS,
-      peakMemoryBytes: result.peakMemoryBytes,
-      phases: {
-        prefillTokens: result.stats.prefillTokens,
-        prefillSeconds: result.stats.prefillSeconds,
-        decodeTokens: result.stats.decodeTokens,
-        decodeSeconds: result.stats.decodeSeconds,
-      },
-    },
+    partial,
+    results,
     ...(info.roofline ? { roofline: { outputTokPerS: info.roofline.outputTokPerS, seconds: info.roofline.seconds, basis: info.roofline.basis } } : {}),
   };
 }

@@ -60,8 +60,8 @@ export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): voi
     console.log(`workload ${work.name}: ${w.requests} requests, ${w.promptTokens} prompt tokens, ${w.outputTokens} output tokens${timeBudgetS ? `, time budget ${timeBudgetS} s` : ''}`);
     const result = runWorkload(llm, work, { timeBudgetS });
     console.log(summarizeRun(result));
-    if (result.kvCache) {
-      const kv = result.kvCache;
+    if (result.stats.kvCache) {
+      const kv = result.stats.kvCache;
       console.log(`KV cache at its peak: ${(kv.peakReservedBytes / 2 ** 20).toFixed(1)} MiB reserved for ${(kv.peakUsedBytes / 2 ** 20).toFixed(1)} MiB of tokens`);
       console.log(`KV cache on average over the steps: ${(kv.meanReservedBytes / 2 ** 20).toFixed(2)} MiB reserved for ${(kv.meanUsedBytes / 2 ** 20).toFixed(2)} MiB of tokens (${(100 * (kv.meanReservedBytes / kv.meanUsedBytes - 1)).toFixed(1)}% more)`);
     }

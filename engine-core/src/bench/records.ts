@@ -83,6 +83,25 @@ export function writeRecord<R extends RecordBase>(record: R, dir: string = RESUL
   return file;
 }
 
+/** What a timed run measured: the numbers a bench record keeps (the harness's BenchRunResult carries them too). */
+export interface RunResults {
+  requests: number;
+  finishedRequests: number;
+  /** Prompt tokens of the requests that started (all of them in a complete run). */
+  promptTokens: number;
+  /** Tokens actually generated. */
+  outputTokens: number;
+  /** Wall time of the timed run (host clock, device synchronized at the end). */
+  seconds: number;
+  /** Output tokens over wall time: the headline number. */
+  outputTokPerS: number;
+  prefillTokPerS: number;
+  decodeTokPerS: number;
+  peakMemoryBytes: number;
+  /** The token counts and seconds behind the prefill and decode rates, so shards can be added up. */
+  phases: { prefillTokens: number; prefillSeconds: number; decodeTokens: number; decodeSeconds: number };
+}
+
 /** A lesson's run of a workload (written by the harness; `pnpm bench`, `pnpm lesson N`). */
 export interface BenchRecord extends RecordBase {
   kind: 'bench';
@@ -93,20 +112,8 @@ export interface BenchRecord extends RecordBase {
   model: { name: string; dtype: string; params: number; randomWeights: boolean };
   /** True when the time budget stopped the run early; results cover what finished. */
   partial: boolean;
-  results: {
-    requests: number;
-    finishedRequests: number;
-    promptTokens: number;
-    outputTokens: number;
-    seconds: number;
-    /** Output tokens over wall time: the headline number. */
-    outputTokPerS: number;
-    prefillTokPerS: number;
-    decodeTokPerS: number;
-    peakMemoryBytes: number;
-    /** The token counts and seconds behind the prefill and decode rates (records from 2026-11-27 on), so shards can be added up. */
-    phases?: { prefillTokens: number; prefillSeconds: number; decodeTokens: number; decodeSeconds: number };
-  };
+  /** `phases` is absent from records written before 2026-11-27. */
+  results: Omit<RunResults, 'phases'> & Partial<Pick<RunResults, 'phases'>>;
   /** The fastest this workload could run on this card (bytes and FLOPs counted), if computed. */
   roofline?: { outputTokPerS: number; /** The minimum seconds (records from 2026-11-27 on). */ seconds?: number; basis: string };
 }
