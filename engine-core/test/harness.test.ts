@@ -27,13 +27,12 @@ import {
   compareWithPrevious,
   findLatestRecord,
   modelInfo,
-  resultsDir,
   rooflineFor,
   runWorkload,
   summarizeRun,
   toBenchRecord,
 } from '../src/bench/harness.ts';
-import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, writeRecord } from '../src/bench/records.ts';
+import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, resultsDir, writeRecord } from '../src/bench/records.ts';
 import { batchedRoofline, engineShapeForLesson, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
 import { mergeShardRecords } from '../src/bench/shards.ts';
 import { type Workload, courseWorkload, firstRequests, shardOf } from '../src/bench/workloads.ts';
@@ -41,7 +40,7 @@ import { recordProblem } from '../src/chart/data.ts';
 import { LLM } from '../src/engine/llm.ts';
 import { SamplingParams } from '../src/engine/sampling-params.ts';
 import type { Sequence } from '../src/engine/sequence.ts';
-import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, ScheduledBatch, Scheduler } from '../src/engine/types.ts';
+import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, ScheduledBatch } from '../src/engine/types.ts';
 import { type Qwen3Config, PRESETS, paramCount } from '../src/model/config.ts';
 import { ensureDefaultModel } from '../src/model/resolve.ts';
 // Lesson 03's scheduler, one request at a time: engine-core's harness is tested on the engine the lessons run.
@@ -379,11 +378,11 @@ describe('findLatestRecord', () => {
   it('puts the card roofline into the record when the card has a lesson-00 record', () => {
     const llm = makeLLM(fakeRecipe());
     const w = tinyWorkload();
-    const roof = rooflineFor(llm, w, { lesson: 3, card: H100, dir });
+    const roof = rooflineFor(llm.cfg, w, { lesson: 3, card: H100, dir });
     const rates = { bandwidthGBps: 3100, gemmTflops: 650, card: H100, source: 'i.json' };
     expect(roof).toEqual(workloadRoofline(llm.cfg, w, rates, 'sequential'));
-    expect(rooflineFor(llm, w, { lesson: 8, card: H100, dir })).toEqual(workloadRoofline(llm.cfg, w, rates, 'batched'));
-    expect(rooflineFor(llm, w, { lesson: 3, card: 'no such card', dir })).toBeUndefined();
+    expect(rooflineFor(llm.cfg, w, { lesson: 8, card: H100, dir })).toEqual(workloadRoofline(llm.cfg, w, rates, 'batched'));
+    expect(rooflineFor(llm.cfg, w, { lesson: 3, card: 'no such card', dir })).toBeUndefined();
   });
 });
 

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 
 import { describe, expect, it } from 'vitest';
 
-import { PythonRandom, courseWorkload, firstRequests, parseShard, scaled, shardOf, throughputWorkload, workload } from '../src/bench/workloads.ts';
+import { PythonRandom, courseWorkload, firstRequests, parseShard, shardOf, throughputWorkload, workload } from '../src/bench/workloads.ts';
 
 function findPython(): string | undefined {
   for (const exe of ['python3', 'python']) {
@@ -183,15 +183,6 @@ describe('quick subsets', () => {
     expect(firstRequests(s, 2).name).toBe('course-2of32');
     expect(() => firstRequests(w, 0)).toThrow(/--requests must be an integer in \[1, 32\]/);
     expect(() => firstRequests(w, 33)).toThrow(/\[1, 32\]/);
-  });
-
-  it('scaled takes a fraction, at least one request', () => {
-    const w = throughputWorkload();
-    expect(scaled(w, 0.25).requests).toHaveLength(64);
-    expect(scaled(w, 0.25).name).toBe('throughput-64of256');
-    expect(scaled(w, 0.0001).requests).toHaveLength(1);
-    expect(scaled(w, 1)).toBe(w);
-    expect(() => scaled(w, 0)).toThrow(/fraction/);
   });
 });
 

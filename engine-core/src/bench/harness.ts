@@ -7,7 +7,6 @@
 //
 // findLatestRecord lets a lesson's demo compare itself with the previous lesson
 // on the same card: "lesson 4 on this card: 96.1 tok/s; this run: 812.3 tok/s (8.45x)".
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 
 import cliProgress from 'cli-progress';
@@ -16,10 +15,10 @@ import { type Device, synchronize } from '../backend.ts';
 import type { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
 import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
-import { paramCount } from '../model/config.ts';
+import { type Qwen3Config, paramCount } from '../model/config.ts';
 import { randomWeightsInfo } from '../model/resolve.ts';
-import { type AnyRecord, type BenchRecord, type HardwareInfo, RESULTS_DIR, type RecordBase, type RunResults, currentCommit, hardwareInfo } from './records.ts';
-import { type CardRates, type EngineShape, type Roofline, engineShapeForLesson, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
+import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RunResults, currentCommit, hardwareInfo, loadRecords, resultsDir } from './records.ts';
+import { type CardRates, type Roofline, engineShapeForLesson, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
 
 export interface RunOptions {
@@ -222,18 +221,13 @@ export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRe
     model: info.model,
     partial,
     results,
-    ...(info.roofline ? { roofline: { outputTokPerS: info.roofline.outputTokPerS, seconds: info.roofline.seconds, basis: info.roofline.basis } } : {}),
+    ...(info.roofline ? { roofline: { ...info.roofline } } : {}),
   };
 }
 
 /** What a record says about the LLM's model: the folder's name, dtype, parameter count, random weights or not. */
 export function modelInfo(llm: LLM): BenchRecord['model'] {
   return { name: path.basename(llm.modelDir), dtype: llm.dtype, params: paramCount(llm.cfg), randomWeights: randomWeightsInfo(llm.modelDir) !== undefined };
-}
-
-/** The results folder: AIOS_RESULTS_DIR (read now) or bench-results/. */
-export function resultsDir(): string {
-  return process.env.AIOS_RESULTS_DIR ?? RESULTS_DIR;
 }
 
 export interface RecordQuery {
@@ -253,33 +247,11 @@ export interface RecordQuery {
   dir?: string;
 }
 
-export type EnvironmentRecord = RecordBase & { kind: 'environment'; results: Record<string, unknown> };
-
-export interface FoundRecord<R> {
-  file: string;
-  record: R;
-}
-
-function readRecords(dir: string): FoundRecord<AnyRecord>[] {
-  if (!existsSync(dir)) return [];
-  const out: FoundRecord<AnyRecord>[] = [];
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json'))) {
-    try {
-      const json = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as Partial<AnyRecord> | null;
-      if (json && json.schema === 1 && typeof json.kind === 'string' && typeof json.date === 'string' && typeof json.lesson === 'number' && json.hardware && typeof json.hardware.card === 'string')
-        out.push({ file, record: json as AnyRecord });
-    } catch {
-      // not a record: pnpm chart reports such files
-    }
-  }
-  return out;
-}
-
 /** The newest record (by its date) that matches, or undefined. */
-export function findLatestRecord(q: RecordQuery & { kind: 'bench' }): FoundRecord<BenchRecord> | undefined;
-export function findLatestRecord(q: RecordQuery & { kind: 'environment' }): FoundRecord<EnvironmentRecord> | undefined;
-export function findLatestRecord(q: RecordQuery): FoundRecord<AnyRecord> | undefined {
-  let found = readRecords(q.dir ?? resultsDir()).filter(({ record: r }) => {
+export function findLatestRecord(q: RecordQuery & { kind: 'bench' }): LoadedRecord<BenchRecord> | undefined;
+export function findLatestRecord(q: RecordQuery & { kind: 'environment' }): LoadedRecord<EnvironmentRecord> | undefined;
+export function findLatestRecord(q: RecordQuery): LoadedRecord<AnyRecord> | undefined {
+  let found = loadRecords(q.dir ?? resultsDir()).records.filter(({ record: r }) => {
     if (r.kind !== q.kind) return false;
     if (q.lesson !== undefined && r.lesson !== q.lesson) return false;
     if (q.card !== undefined && r.hardware.card !== q.card) return false;
@@ -302,11 +274,10 @@ export function cardRates(card: string, dir?: string): CardRates | undefined {
   return env ? ratesFromEnvironment(env.record, env.file) : undefined;
 }
 
-/** The roofline for this LLM's model, this workload and this card (lessons 03-06 sequential, 07 on batched), if the card has a lesson-00 record. */
-export function rooflineFor(llm: LLM, workload: Workload, opts: { lesson: number; card?: string; shape?: EngineShape; dir?: string }): Roofline | undefined {
-  const card = opts.card ?? hardwareInfo(llm.device).card;
-  const rates = cardRates(card, opts.dir);
-  return rates ? workloadRoofline(llm.cfg, workload, rates, opts.shape ?? engineShapeForLesson(opts.lesson)) : undefined;
+/** The roofline of a model's workload on a card (lessons 03-06 sequential, 07 on batched), if the card has a lesson-00 record. */
+export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { lesson: number; card: string; dir?: string }): Roofline | undefined {
+  const rates = cardRates(opts.card, opts.dir);
+  return rates ? workloadRoofline(cfg, workload, rates, engineShapeForLesson(opts.lesson)) : undefined;
 }
 
 /**
@@ -316,7 +287,7 @@ export function rooflineFor(llm: LLM, workload: Workload, opts: { lesson: number
 export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<RecordInfo> = {}): BenchRecord {
   const lesson = extra.lesson ?? llm.recipe.lesson;
   const hardware = extra.hardware ?? hardwareInfo(llm.device);
-  const roofline = extra.roofline ?? rooflineFor(llm, result.workload, { lesson, card: hardware.card });
+  const roofline = extra.roofline ?? rooflineFor(llm.cfg, result.workload, { lesson, card: hardware.card });
   return toBenchRecord(result, {
     ...extra,
     lesson,
@@ -330,7 +301,7 @@ export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<
 }
 
 /** "lesson 4 on this card: 96.1 tok/s; this run: 812.3 tok/s (8.45x)", or a line saying there is nothing to compare with. */
-export function compareWithPrevious(prev: FoundRecord<BenchRecord> | undefined, current: BenchRunResult, prevLesson: number): string {
+export function compareWithPrevious(prev: LoadedRecord<BenchRecord> | undefined, current: BenchRunResult, prevLesson: number): string {
   const now = `this run: ${current.outputTokPerS.toFixed(1)} tok/s${current.partial ? ' (partial)' : ''}`;
   if (!prev) return `lesson ${prevLesson} has no ${current.workload.name} record on this card yet; ${now}`;
   const p = prev.record.results.outputTokPerS;

@@ -7,7 +7,7 @@ import { defaultDevice, parseDevice } from '../backend.ts';
 import { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
 import type { Recipe } from '../engine/types.ts';
-import { type BenchRunResult, benchRecordFor, compareWithPrevious, findLatestRecord, runWorkload, summarizeRun } from './harness.ts';
+import { type BenchRunResult, benchRecordFor, compareWithPrevious, findLatestRecord, modelInfo, runWorkload, summarizeRun } from './harness.ts';
 import { hardwareInfo, writeRecord } from './records.ts';
 import { WORKLOAD_NAMES, firstRequests, isWorkloadName, workload as makeWorkload } from './workloads.ts';
 
@@ -68,7 +68,8 @@ export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): voi
     opts.after?.(llm, result);
 
     const card = hardwareInfo(device).card;
-    const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name });
+    // The run the chart and the README show for the previous lesson: same card, workload and model, complete if one is.
+    const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name, model: modelInfo(llm).name, preferComplete: true });
     console.log(compareWithPrevious(prev, result, recipe.lesson - 1));
 
     const record = values['no-record'] ? false : (values.record ?? device !== 'cpu');

@@ -2,7 +2,7 @@
 // the card, the commit, the settings and the date, so every number in a README
 // or on the chart can be traced to the run that produced it.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,7 +10,14 @@ import { fileURLToPath } from 'node:url';
 import { type Device, deviceIndex, native } from '../backend.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-export const RESULTS_DIR = process.env.AIOS_RESULTS_DIR ?? path.join(REPO_ROOT, 'bench-results');
+export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench-results');
+/** AIOS_RESULTS_DIR as it was when this module loaded, else bench-results/. */
+export const RESULTS_DIR = process.env.AIOS_RESULTS_DIR ?? DEFAULT_RESULTS_DIR;
+
+/** The results folder: AIOS_RESULTS_DIR (read now) or bench-results/. */
+export function resultsDir(): string {
+  return process.env.AIOS_RESULTS_DIR ?? RESULTS_DIR;
+}
 
 export interface HardwareInfo {
   backend: 'cpu' | 'cuda';
@@ -74,7 +81,7 @@ function slug(s: string): string {
 }
 
 /** Writes a record as bench-results/<date>_lesson<NN>_<kind>_<card>.json (or into `dir`) and returns its path. */
-export function writeRecord<R extends RecordBase>(record: R, dir: string = RESULTS_DIR): string {
+export function writeRecord<R extends RecordBase>(record: R, dir: string = resultsDir()): string {
   mkdirSync(dir, { recursive: true });
   const stamp = record.date.replace(/[:.]/g, '-');
   const name = `${stamp}_lesson${String(record.lesson).padStart(2, '0')}_${slug(record.kind)}_${slug(record.hardware.card)}.json`;
@@ -118,4 +125,74 @@ export interface BenchRecord extends RecordBase {
   roofline?: { outputTokPerS: number; /** The minimum seconds (records from 2026-11-27 on). */ seconds?: number; basis: string };
 }
 
-export type AnyRecord = BenchRecord | (RecordBase & { kind: 'environment'; results: Record<string, unknown> });
+/** Lesson 00's measurements of a card (its demo writes a more precise type of it). */
+export type EnvironmentRecord = RecordBase & { kind: 'environment'; results: Record<string, unknown> };
+
+export type AnyRecord = BenchRecord | EnvironmentRecord;
+
+export interface LoadedRecord<R extends AnyRecord = AnyRecord> {
+  /** The file name inside the results folder (what a reader greps for). */
+  file: string;
+  record: R;
+}
+
+export interface SkippedFile {
+  file: string;
+  reason: string;
+}
+
+export interface LoadResult {
+  records: LoadedRecord[];
+  skipped: SkippedFile[];
+}
+
+export type Obj = Record<string, unknown>;
+
+export function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+export function finitePositive(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0;
+}
+
+/** Why a parsed JSON value is not a usable record, or undefined when it is one. */
+export function recordProblem(json: unknown): string | undefined {
+  if (!isObj(json)) return 'not a JSON object';
+  if (json.schema !== 1) return `schema is ${JSON.stringify(json.schema)}, expected 1`;
+  if (typeof json.kind !== 'string' || !json.kind) return 'kind is missing';
+  if (typeof json.lesson !== 'number' || !Number.isInteger(json.lesson) || json.lesson < 0) return `lesson is ${JSON.stringify(json.lesson)}, expected a lesson number`;
+  if (typeof json.date !== 'string' || Number.isNaN(Date.parse(json.date))) return `date is ${JSON.stringify(json.date)}, expected an ISO date`;
+  if (typeof json.commit !== 'string') return 'commit is missing';
+  if (!isObj(json.hardware) || typeof json.hardware.card !== 'string' || !json.hardware.card) return 'hardware.card is missing';
+  if (!isObj(json.results)) return 'results is missing';
+  if (json.kind === 'bench') {
+    if (typeof json.workload !== 'string' || !json.workload) return 'bench record without a workload';
+    if (typeof json.partial !== 'boolean') return 'bench record without partial: true|false';
+    if (!isObj(json.model) || typeof json.model.name !== 'string') return 'bench record without model.name';
+    if (!finitePositive(json.results.outputTokPerS)) return `results.outputTokPerS is ${JSON.stringify(json.results.outputTokPerS)}, expected a positive number`;
+    if (json.roofline !== undefined && (!isObj(json.roofline) || !finitePositive(json.roofline.outputTokPerS)))
+      return 'roofline.outputTokPerS must be a positive number when roofline is present';
+  }
+  return undefined;
+}
+
+/** Every record in `dir` (files ending in .json), sorted by file name; files that are not valid records are listed in `skipped`. */
+export function loadRecords(dir: string): LoadResult {
+  const out: LoadResult = { records: [], skipped: [] };
+  if (!existsSync(dir)) return out;
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
+    } catch (e) {
+      out.skipped.push({ file, reason: `invalid JSON (${(e as Error).message})` });
+      continue;
+    }
+    const problem = recordProblem(json);
+    if (problem) out.skipped.push({ file, reason: problem });
+    else out.records.push({ file, record: json as AnyRecord });
+  }
+  return out;
+}
+

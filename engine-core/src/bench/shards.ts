@@ -60,10 +60,6 @@ function settingDifference(a: BenchRecord, b: BenchRecord): string | undefined {
   return undefined;
 }
 
-function fmt(n: number, digits = 0): string {
-  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
 /**
  * The record of the whole workload from the records of all its shards, or an
  * error that names the shard and what is wrong with it.
@@ -136,7 +132,7 @@ export function mergeShardRecords(inputs: readonly ShardInput[]): BenchRecord {
       seconds: roofSeconds,
       basis:
         `one request at a time, the sum of the ${count} shards' bounds: ${sorted.map((x) => x.record.roofline!.seconds!.toFixed(3)).join(' + ')} = ${roofSeconds.toFixed(3)} s ` +
-        `for ${fmt(outputTokens)} output tokens; shard 1's: ${f.roofline!.basis}`,
+        `for ${outputTokens.toLocaleString('en-US')} output tokens; shard 1's: ${f.roofline!.basis}`,
     };
   }
 

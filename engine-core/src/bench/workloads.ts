@@ -276,11 +276,6 @@ export function firstRequests(w: Workload, n: number): Workload {
   };
 }
 
-/** A fraction (0, 1] of a workload's requests, at least one: firstRequests(w, round(fraction * count)). */
-export function scaled(w: Workload, fraction: number): Workload {
-  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`scaled: fraction must be in (0, 1], got ${fraction}`);
-  return firstRequests(w, Math.max(1, Math.round(fraction * w.requests.length)));
-}
 
 /**
  * What one request costs an engine that serves one request at a time, in units

@@ -2,82 +2,15 @@
 // Chart.js, so every rule (which run counts, what a multiplier is measured
 // against, where the roofline comes from) is unit-tested on the CPU.
 //
-//   loadRecords(dir)         every *.json under bench-results/, checked; bad files are reported, not dropped silently
+//   loadRecords(dir)         (records.ts) every *.json under bench-results/, checked; bad files are reported, not dropped silently
 //   selectLatest(runs)       one run per (card, workload, model, lesson): the latest complete one, else the latest partial one
 //   buildTokSeries(runs)     the tok/s view: one series per card + workload (+ model when ambiguous), aligned on lessons,
 //                            each point with its multiplier over the series' previous lesson, partial runs marked,
 //                            the series' roofline as a flat line
 //   environmentEntries(...)  the per-op view: lesson 00's copy bandwidth, GEMM rate, op overhead and PyTorch baseline
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import path from 'node:path';
+import { type BenchRecord, type LoadResult, type LoadedRecord, type Obj, type SkippedFile, isObj } from '../bench/records.ts';
 
-import type { AnyRecord, BenchRecord } from '../bench/records.ts';
-
-export interface LoadedRecord<R extends AnyRecord = AnyRecord> {
-  /** The file name inside the results folder (what a reader greps for). */
-  file: string;
-  record: R;
-}
-
-export interface SkippedFile {
-  file: string;
-  reason: string;
-}
-
-export interface LoadResult {
-  records: LoadedRecord[];
-  skipped: SkippedFile[];
-}
-
-type Obj = Record<string, unknown>;
-
-function isObj(v: unknown): v is Obj {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-function finitePositive(v: unknown): v is number {
-  return typeof v === 'number' && Number.isFinite(v) && v > 0;
-}
-
-/** Why a parsed JSON value is not a usable record, or undefined when it is one. */
-export function recordProblem(json: unknown): string | undefined {
-  if (!isObj(json)) return 'not a JSON object';
-  if (json.schema !== 1) return `schema is ${JSON.stringify(json.schema)}, expected 1`;
-  if (typeof json.kind !== 'string' || !json.kind) return 'kind is missing';
-  if (typeof json.lesson !== 'number' || !Number.isInteger(json.lesson) || json.lesson < 0) return `lesson is ${JSON.stringify(json.lesson)}, expected a lesson number`;
-  if (typeof json.date !== 'string' || Number.isNaN(Date.parse(json.date))) return `date is ${JSON.stringify(json.date)}, expected an ISO date`;
-  if (typeof json.commit !== 'string') return 'commit is missing';
-  if (!isObj(json.hardware) || typeof json.hardware.card !== 'string' || !json.hardware.card) return 'hardware.card is missing';
-  if (!isObj(json.results)) return 'results is missing';
-  if (json.kind === 'bench') {
-    if (typeof json.workload !== 'string' || !json.workload) return 'bench record without a workload';
-    if (typeof json.partial !== 'boolean') return 'bench record without partial: true|false';
-    if (!isObj(json.model) || typeof json.model.name !== 'string') return 'bench record without model.name';
-    if (!finitePositive(json.results.outputTokPerS)) return `results.outputTokPerS is ${JSON.stringify(json.results.outputTokPerS)}, expected a positive number`;
-    if (json.roofline !== undefined && (!isObj(json.roofline) || !finitePositive(json.roofline.outputTokPerS)))
-      return 'roofline.outputTokPerS must be a positive number when roofline is present';
-  }
-  return undefined;
-}
-
-/** Every record in `dir` (files ending in .json), sorted by file name; files that are not valid records are listed in `skipped`. */
-export function loadRecords(dir: string): LoadResult {
-  const out: LoadResult = { records: [], skipped: [] };
-  if (!existsSync(dir)) return out;
-  for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
-    let json: unknown;
-    try {
-      json = JSON.parse(readFileSync(path.join(dir, file), 'utf8'));
-    } catch (e) {
-      out.skipped.push({ file, reason: `invalid JSON (${(e as Error).message})` });
-      continue;
-    }
-    const problem = recordProblem(json);
-    if (problem) out.skipped.push({ file, reason: problem });
-    else out.records.push({ file, record: json as AnyRecord });
-  }
-  return out;
-}
+export { type LoadResult, type LoadedRecord, type SkippedFile, loadRecords, recordProblem } from '../bench/records.ts';
 
 export function benchRuns(records: readonly LoadedRecord[]): LoadedRecord<BenchRecord>[] {
   return records.filter((r): r is LoadedRecord<BenchRecord> => r.record.kind === 'bench');

@@ -18,16 +18,15 @@ import { parseArgs } from 'node:util';
 
 import { type Device, defaultDevice, parseDevice } from '../backend.ts';
 import { type BenchRunResult, benchRecordFor, runWorkload, summarizeRun } from '../bench/harness.ts';
-import { cardRates, resultsDir } from '../bench/harness.ts';
-import { engineShapeForLesson, workloadRoofline } from '../bench/roofline.ts';
+import { rooflineFor } from '../bench/harness.ts';
 import { type Qwen3Config, PRESETS, loadConfig, paramCount } from '../model/config.ts';
 import { DEFAULT_MODELS } from '../model/resolve.ts';
-import { type BenchRecord, writeRecord } from '../bench/records.ts';
+import { type BenchRecord, recordProblem, resultsDir, writeRecord } from '../bench/records.ts';
 import { mergeShardRecords } from '../bench/shards.ts';
 import { WORKLOAD_NAMES, type Workload, type WorkloadName, firstRequests, isWorkloadName, workload as makeWorkload, parseShard, shardOf } from '../bench/workloads.ts';
 import { LLM } from '../engine/llm.ts';
 import type { Recipe } from '../engine/types.ts';
-import { LESSONS, type LessonInfo, lessonDir } from './lessons.ts';
+import { LESSONS, type LessonInfo, lessonDir, parseLessonNumber } from './lessons.ts';
 
 const USAGE = `usage: pnpm bench [--lesson N|all] [--workload ${WORKLOAD_NAMES.join('|')}] [--time-budget S] [--requests N | --shard K/N]
                   [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
@@ -107,6 +106,8 @@ function merge(argv: string[]): number {
       } catch (e) {
         throw new Error(`${file}: ${(e as Error).message}`);
       }
+      const problem = recordProblem(json);
+      if (problem) throw new Error(`${file}: not a results record (${problem})`);
       return { file: path.basename(file), record: json as BenchRecord };
     });
     merged = mergeShardRecords(inputs);
@@ -114,11 +115,9 @@ function merge(argv: string[]): number {
     // roofline: compute the whole workload's here, as the harness would have.
     if (!merged.roofline) {
       const cfg = recordConfig(merged.model, modelDir);
-      const rates = cardRates(merged.hardware.card);
-      if (cfg && rates) {
-        const roof = workloadRoofline(cfg, makeWorkload(merged.workload as WorkloadName), rates, engineShapeForLesson(merged.lesson));
-        merged.roofline = { outputTokPerS: roof.outputTokPerS, seconds: roof.seconds, basis: roof.basis };
-      } else console.log(`(no roofline: ${cfg ? `no lesson-00 record for ${merged.hardware.card}` : `the config of ${merged.model.name} is unknown here; pass --model DIR`})`);
+      const roof = cfg && rooflineFor(cfg, makeWorkload(merged.workload as WorkloadName), { lesson: merged.lesson, card: merged.hardware.card });
+      if (roof) merged.roofline = { ...roof };
+      else console.log(`(no roofline: ${cfg ? `no lesson-00 record for ${merged.hardware.card}` : `the config of ${merged.model.name} is unknown here; pass --model DIR`})`);
     }
   } catch (e) {
     console.error(`pnpm bench merge: ${(e as Error).message}`);
@@ -184,7 +183,7 @@ async function main(argv: string[]): Promise<number> {
     device = values.device ? parseDevice(values.device) : defaultDevice();
     if (values.lesson === 'all') selected = LESSONS.filter((l) => recipeFile(l));
     else {
-      const info = /^\d{1,2}$/.test(values.lesson) ? LESSONS.find((l) => l.number === Number(values.lesson)) : undefined;
+      const info = parseLessonNumber(values.lesson);
       if (!info) throw new UsageError(`no lesson "${values.lesson}" (expected a number from 0 to ${LESSONS.length - 1}, or all)`);
       if (!recipeFile(info)) {
         const ready = LESSONS.filter((l) => recipeFile(l)).map((l) => l.number);
