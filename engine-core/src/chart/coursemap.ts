@@ -6,7 +6,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 
 import type { LessonInfo } from '../cli/lessons.ts';
-import { benchRuns, environmentEntries, type LoadedRecord, selectLatest } from './data.ts';
+import { benchRuns, buildTokSeries, environmentEntries, type LoadedRecord, selectLatest } from './data.ts';
 import { fmt, fmtMultiplier } from './page.ts';
 
 export const COURSE_MAP_START = '<!-- course-map:start -->';
@@ -39,22 +39,17 @@ export function courseMapSection(lessons: readonly LessonInfo[], records: readon
   const link = opts.recordsLink ?? 'bench-results/';
   const runs = selectLatest(benchRuns(records).filter((r) => r.record.workload === workload));
   const env = environmentEntries(records).entries.find((e) => e.card === card);
+  // The chart's series of this card and workload, one per model: the README quotes the same points and multipliers.
+  const series = buildTokSeries(runs).series.filter((s) => s.card === card);
+  const models = (lesson: number): number => series.filter((s) => s.points.some((p) => p?.lesson === lesson)).length;
 
   const cell = (l: LessonInfo): string => {
-    const mine = runs.filter((r) => r.record.lesson === l.number && r.record.hardware.card === card);
+    const mine = series.flatMap((s) => s.points.filter((p) => p?.lesson === l.number).map((p) => ({ p: p!, model: s.model })));
     if (mine.length > 0) {
       return mine
-        .map((r) => {
-          const models = new Set(mine.map((m) => m.record.model.name));
-          // The multiplier over the previous lesson measured on the same card, workload and model.
-          const prev = runs
-            .filter((p) => p.record.hardware.card === card && p.record.model.name === r.record.model.name && p.record.lesson < l.number)
-            .at(-1);
-          const mult = prev ? `, ${fmtMultiplier(r.record.results.outputTokPerS / prev.record.results.outputTokPerS)} over ${pad(prev.record.lesson)}` : '';
-          return (
-            `[${fmt(r.record.results.outputTokPerS)} tok/s](${link}${r.file})${mult}` +
-            `${r.record.partial ? ' (partial run)' : ''}${models.size > 1 ? ` (${r.record.model.name})` : ''}`
-          );
+        .map(({ p, model }) => {
+          const mult = p.multiplier !== undefined ? `, ${fmtMultiplier(p.multiplier)} over ${pad(p.prevLesson!)}` : '';
+          return `[${fmt(p.tokPerS)} tok/s](${link}${p.file})${mult}${p.partial ? ' (partial run)' : ''}${models(l.number) > 1 ? ` (${model})` : ''}`;
         })
         .join('; ');
     }
