@@ -125,6 +125,26 @@ function tinyWorkload(): Workload {
   return { name: 'tiny', base: 'course', description: 'three short requests (test)', requests, totals: { requests: 3, promptTokens: 24, outputTokens: 18 } };
 }
 
+describe('LLM stop strings', () => {
+  // The fake runner makes token (length mod 50) each step: ids 0-49 are single ASCII
+  // characters in Qwen3's vocabulary, so the text is a known run of characters.
+  it('stops at the first stop string, also one split across tokens, and cuts the text before it', () => {
+    const llm = makeLLM(fakeRecipe());
+    const prompt = [100, 101, 102, 103, 104, 105];
+    const full = llm.generate([prompt], new SamplingParams({ temperature: 0, maxTokens: 30, ignoreEos: true }))[0]!;
+    for (const stop of ['/0', '3']) {
+      const at = full.text.indexOf(stop);
+      expect(at).toBeGreaterThan(0);
+      const out = llm.generate([prompt], new SamplingParams({ temperature: 0, maxTokens: 30, ignoreEos: true, stop: [stop, 'never'] }))[0]!;
+      expect(out.finishReason).toBe('stop');
+      expect(out.text).toBe(full.text.slice(0, at));
+      // Generation ends with the token that completes the stop string.
+      expect(llm.tokenizer.decode(out.tokenIds, { skipSpecialTokens: true })).toBe(full.text.slice(0, at + stop.length));
+    }
+    llm.dispose();
+  });
+});
+
 describe('runWorkload', () => {
   it('runs every request, counts tokens and rates, reports progress after every step', () => {
     const fake = fakeRecipe();

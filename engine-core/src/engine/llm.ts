@@ -8,7 +8,7 @@ import { type Device, allocatorStats, defaultDevice, resetPeakStats } from '../b
 import type { DType } from '../dtype.ts';
 import { type Qwen3Config, loadConfig } from '../model/config.ts';
 import { resolveModel } from '../model/resolve.ts';
-import { Tokenizer } from '../tokenizer.ts';
+import { type StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
 import { Sequence } from './sequence.ts';
 import type { EngineParts, GenerateOptions, GenerateStats, GenerationOutput, Recipe } from './types.ts';
@@ -82,6 +82,8 @@ export class LLM {
     const t0 = performance.now();
     let kvPeak: { peakReservedBytes: number; peakUsedBytes: number } | undefined;
     let kvSum = { reserved: 0, used: 0, steps: 0 };
+    // Sequences with stop strings: their text so far, decoded one token at a time.
+    const stops = new Map<Sequence, StreamDecoder>();
     for (const s of seqs) scheduler.add(s);
 
     while (scheduler.pending > 0) {
@@ -120,10 +122,12 @@ export class LLM {
         const p = seq.params;
         if (!p.ignoreEos && eos.has(token)) seq.finish('eos');
         else if (p.stopTokenIds.includes(token)) seq.finish('stop');
-        else if (p.stop.length && this.stopStringHit(seq)) seq.finish('stop');
+        else if (p.stop.length && this.stopStringHit(seq, token, stops)) seq.finish('stop');
         else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
         if (seq.finished) {
           runner.release(seq);
+          sampler.release?.(seq);
+          stops.delete(seq);
           scheduler.finished(seq);
           stats.finishedRequests++;
         }
@@ -135,7 +139,11 @@ export class LLM {
     if (this.parts.kvStats && kvPeak)
       stats.kvCache = { ...this.parts.kvStats(), ...kvPeak, meanReservedBytes: kvSum.reserved / kvSum.steps, meanUsedBytes: kvSum.used / kvSum.steps };
 
-    for (const s of seqs) if (!s.finished) runner.release(s); // a deadline left these running
+    for (const s of seqs) {
+      if (s.finished) continue; // a deadline left these running
+      runner.release(s);
+      sampler.release?.(s);
+    }
     const outputs = seqs.map((s): GenerationOutput => {
       let text = '';
       let tokenIds = s.outputIds;
@@ -156,15 +164,24 @@ export class LLM {
     return { outputs, stats };
   }
 
-  /** Decodes the output so far and checks the request's stop strings; keeps the text before the first hit. */
-  private stopStringHit(seq: Sequence): boolean {
-    const text = this.tokenizer.decode(seq.outputIds, { skipSpecialTokens: true });
+  /**
+   * Appends the token's text to the sequence's and checks its stop strings;
+   * keeps the text before the first hit. Only the new text and the end of the
+   * old that a stop string could straddle are searched: O(1) per token.
+   */
+  private stopStringHit(seq: Sequence, token: number, stops: Map<Sequence, StreamDecoder>): boolean {
+    let decoder = stops.get(seq);
+    if (!decoder) stops.set(seq, (decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true })));
+    const before = seq.text.length;
+    seq.text += decoder.push(token);
+    const longest = Math.max(...seq.params.stop.map((s) => s.length));
+    const from = Math.max(0, before - longest + 1);
     let cut = -1;
     for (const s of seq.params.stop) {
-      const at = text.indexOf(s);
+      const at = seq.text.indexOf(s, from);
       if (at >= 0 && (cut < 0 || at < cut)) cut = at;
     }
-    seq.text = cut >= 0 ? text.slice(0, cut) : text;
+    if (cut >= 0) seq.text = seq.text.slice(0, cut);
     return cut >= 0;
   }
 

@@ -36,6 +36,8 @@ export interface ModelRunner {
 /** Chooses the next token of each sequence from its logits row. */
 export interface Sampler {
   sample(logits: Tensor, sequences: readonly Sequence[]): number[];
+  /** Frees whatever the sampler keeps for a sequence that finished or stopped (its random stream, say). */
+  release?(seq: Sequence): void;
 }
 
 /** Memory accounting of a KV cache: what it holds back versus what live tokens use. */

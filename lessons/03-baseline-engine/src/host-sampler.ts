@@ -71,10 +71,13 @@ export class HostSampler implements Sampler {
         gen = mulberry32(p.seed ?? seq.id * 2654435761); // one stream per request
         this.generators.set(seq.id, gen);
       }
-      const token = sampleRow(row, p.temperature, p.topK, p.topP, gen);
-      if (seq.outputIds.length + 1 >= p.maxTokens) this.generators.delete(seq.id);
-      return token;
+      return sampleRow(row, p.temperature, p.topK, p.topP, gen);
     });
+  }
+
+  /** The engine calls this when a sequence finishes (or a deadline stops it): its stream goes. */
+  release(seq: Sequence): void {
+    this.generators.delete(seq.id);
   }
 }
 

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 
-import { sampleRow } from '../src/host-sampler.ts';
+import { Tensor } from '@aios/engine-core';
+import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
+import { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import { mulberry32 as seeded } from '@aios/engine-core/random.ts';
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => ((a = (Math.imul(a, 1664525) + 1013904223) >>> 0) / 4294967296);
-}
+import { HostSampler, sampleRow } from '../src/host-sampler.ts';
 
 describe('sampleRow', () => {
   const logits = Float32Array.from([2, 1, 0, -1, 3]);
@@ -46,5 +46,22 @@ describe('sampleRow', () => {
     };
     expect(draw(3)).toEqual(draw(3));
     expect(draw(3)).not.toEqual(draw(4));
+  });
+});
+
+describe('HostSampler', () => {
+  it('keeps one seeded stream per sequence until the engine releases it', () => {
+    const logits = Tensor.fromArray(Float32Array.from([0.5, 0.4, 0.3, 0.2, 0.1, 0, 0, 0]), [1, 8], { device: 'cpu' });
+    const seq = new Sequence([1, 2, 3], new SamplingParams({ temperature: 1, seed: 11, maxTokens: 100 }));
+    const sampler = new HostSampler();
+    const draw = (): number[] => Array.from({ length: 40 }, () => sampler.sample(logits, [seq])[0]!);
+    const first = draw();
+    const more = draw(); // the same stream, further on
+    sampler.release(seq);
+    const again = draw(); // a fresh stream from the seed
+    expect(new Set(first).size).toBeGreaterThan(2);
+    expect(more).not.toEqual(first);
+    expect(again).toEqual(first);
+    logits.dispose();
   });
 });

@@ -48,6 +48,6 @@ export class ConcatKVStore implements KVStore {
   }
 
   dispose(): void {
-    for (const id of [...this.caches.keys()]) this.caches.delete(id);
+    for (const id of [...this.caches.keys()]) this.release({ id } as Sequence);
   }
 }

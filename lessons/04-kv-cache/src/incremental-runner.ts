@@ -18,7 +18,9 @@ export class IncrementalRunner implements ModelRunner {
     if (batch.sequences.length !== 1) throw new Error('IncrementalRunner runs one sequence at a time (batching is lesson 07)');
     const seq = batch.sequences[0]!;
     const start = seq.cachedTokens;
-    const newIds = seq.allIds.slice(start);
+    const P = seq.promptIds.length;
+    // The tokens not yet in the cache, without copying the whole sequence: in decode, the last output token.
+    const newIds = start >= P ? seq.outputIds.slice(start - P) : [...seq.promptIds.slice(start), ...seq.outputIds];
     const device = this.model.device;
     const ids = Tensor.fromArray(Int32Array.from(newIds), [newIds.length], { dtype: 'i32', device });
     const positions = Tensor.fromArray(Int32Array.from(newIds, (_, i) => start + i), [newIds.length], { dtype: 'i32', device });

@@ -4,7 +4,7 @@
 // reads a sequence's rows in place, through the slot table its block table
 // gives (ops.attention's kvSlots): no copy of the cache, however scattered its
 // blocks are.
-import { Tensor, ops } from '@aios/engine-core';
+import { Tensor, dtypeSize, ops } from '@aios/engine-core';
 import type { KVCacheStats } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { KVStore, KVView } from '@aios/lesson-04-kv-cache';
@@ -40,7 +40,12 @@ export class PagedKVStore implements KVStore {
       this.layerK.push(layer.select(0, 0));
       this.layerV.push(layer.select(0, 1));
     }
-    this.bytesPerToken = 2 * opts.numLayers * opts.kvHeads * opts.headDim * this.pool.itemSize;
+    this.bytesPerToken = PagedKVStore.bytesPerToken(opts);
+  }
+
+  /** K and V of one token across all layers. */
+  static bytesPerToken(o: Pick<PagedStoreOptions, 'numLayers' | 'kvHeads' | 'headDim' | 'dtype'>): number {
+    return 2 * o.numLayers * o.kvHeads * o.headDim * dtypeSize(o.dtype);
   }
 
   append(seq: Sequence, layer: number, k: Tensor, v: Tensor, start: number): KVView {
@@ -57,20 +62,15 @@ export class PagedKVStore implements KVStore {
     this.endForward();
     if (this.blocks.length(seq.id) !== start)
       throw new Error(`paged cache: sequence ${seq.id} has ${this.blocks.length(seq.id)} tokens cached, the forward starts at ${start}`);
-    const newSlots = this.blocks.append(seq.id, tokens); // throws OutOfBlocksError, changing nothing, when full
-    const device = this.pool.device;
-    this.current = {
-      seqId: seq.id,
-      start,
-      newSlots: Tensor.fromArray(Int32Array.from(newSlots), [tokens], { dtype: 'i32', device }),
-      allSlots: Tensor.fromArray(Int32Array.from(this.blocks.slots(seq.id)), [start + tokens], { dtype: 'i32', device }),
-    };
+    this.blocks.append(seq.id, tokens); // throws OutOfBlocksError, changing nothing, when full
+    // One upload: the new tokens' slots are the last `tokens` of the sequence's slot table.
+    const allSlots = Tensor.fromArray(Int32Array.from(this.blocks.slots(seq.id)), [start + tokens], { dtype: 'i32', device: this.pool.device });
+    this.current = { seqId: seq.id, start, newSlots: allSlots.narrow(0, start, tokens), allSlots };
   }
 
   private endForward(): void {
     if (!this.current) return;
-    this.current.newSlots.dispose();
-    this.current.allSlots.dispose();
+    this.current.allSlots.dispose(); // newSlots is a view of it
     this.current = undefined;
   }
 

@@ -44,7 +44,7 @@ function warmUp(ctx: EngineContext, model: Qwen3Model<CacheContext>, tokens: num
 }
 
 export function poolBlocks(ctx: EngineContext, model: Qwen3Model<CacheContext>, opts: PagedOptions): { numBlocks: number; basis: string } {
-  const bytesPerToken = 2 * ctx.cfg.numLayers * ctx.cfg.numKvHeads * ctx.cfg.headDim * (ctx.dtype === 'f32' ? 4 : 2);
+  const bytesPerToken = PagedKVStore.bytesPerToken({ numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype });
   const perBlock = bytesPerToken * opts.blockSize;
   let bytes: number, basis: string;
   const env = process.env.AIOS_KV_CACHE_BYTES;
