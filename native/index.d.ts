@@ -83,9 +83,9 @@ export declare function silu(dtype: number, n: number, x: S, xOff: O, out: S, ou
 export declare function add(dtype: number, n: number, a: S, aOff: O, b: S, bOff: O, out: S, outOff: O): void;
 export declare function mul(dtype: number, n: number, a: S, aOff: O, b: S, bOff: O, out: S, outOff: O): void;
 export declare function softmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
-/** With paged = true, k and v hold kvRows rows and a final (kvSlots, offset) pair maps key j to its row. */
+/** k and v hold kvRows rows; with the optional final (kvSlots, offset) pair, key j is row kvSlots[j], else row j (kvRows == kvLen). */
 export declare function attention(dtype: number, qLen: number, kvLen: number, qHeads: number, kvHeads: number,
-  headDim: number, scale: number, causal: boolean, kvRows: number, paged: boolean, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O,
+  headDim: number, scale: number, causal: boolean, kvRows: number, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O,
   out: S, outOff: O, scores: S, scoresOff: O, kvSlots?: S, kvSlotsOff?: O): void;
 export declare function argmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
 export declare function gatherRows(idxDtype: number, srcRows: number, nIdx: number, rowBytes: number,

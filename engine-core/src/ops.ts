@@ -339,12 +339,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: A
     sameDevice(op, 'q', q, 'scores', scores);
   }
   try {
-    if (slots)
-      native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, kvRows, true, q.storage, q.byteOffset,
-        k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset, slots.storage, slots.byteOffset);
-    else
-      native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, kvRows, false, q.storage, q.byteOffset,
-        k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset);
+    native.attention(dtypeCode(q.dtype), qLen, kvLen, qHeads, kvHeads, headDim, scale, causal, kvRows, q.storage, q.byteOffset,
+      k.storage, k.byteOffset, v.storage, v.byteOffset, o.storage, o.byteOffset, scores.storage, scores.byteOffset, slots?.storage, slots?.byteOffset);
   } finally {
     if (opts.scores === undefined) scores.dispose();
   }

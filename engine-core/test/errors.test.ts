@@ -75,6 +75,11 @@ describe('errors from the raw binding (no TypeScript checks in the way)', () => 
     expect(() => ops.attention(q, pool, pool, undefined, { kvSlots: Tensor.fromArray([0, 4], [2], { dtype: 'i32', ...cpu }) })).toThrow(
       /kv slot 4 of key 1 is outside the pool's 4 rows/,
     );
+    // The binding refuses an empty pool with slots before any backend reads it (CUDA could not throw from the kernel).
+    const empty = Tensor.zeros([0, 2, 8], cpu);
+    expect(() => ops.attention(q, empty, empty, undefined, { kvSlots: Tensor.fromArray([0], [1], { dtype: 'i32', ...cpu }) })).toThrow(
+      /kvSlots given for an empty pool \(kvRows 0\)/,
+    );
   });
 
   it('reports an impossible allocation as an exception', () => {

@@ -7,7 +7,6 @@
 // a wrong shape from JS is an exception, never an out-of-bounds access.
 #include <napi.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -275,6 +274,8 @@ class Args {
       fail(std::string(name) + " is on " + device_name(s->device) + " but an earlier argument is on " + device_name(device_));
     return {static_cast<char*>(s->data) + offset, s->device};
   }
+  /** Whether an optional trailing argument was passed. */
+  bool has_more() const { return pos_ < info_.Length() && !info_[pos_].IsUndefined(); }
   int device() const { return device_; }
   bool on_cpu() const { return device_ == kCpu; }
 #ifdef AIOS_WITH_CUDA
@@ -453,8 +454,6 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     s.scale = float(a.number("scale"));
     s.causal = a.flag("causal");
     s.kv_rows = a.size("kvRows");
-    const bool paged = a.flag("paged");
-    if (!paged && s.kv_rows != s.kv_len) a.fail("kvRows must equal kvLen without kvSlots");
     if (s.kv_heads == 0 || s.q_heads % s.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
     if (s.head_dim == 0 || s.head_dim > 1024) a.fail("headDim must be in [1, 1024]");
     Buf q = a.buffer("q", bytes_of(s.q_len * s.q_heads * s.head_dim, dt));
@@ -462,7 +461,13 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
     Buf v = a.buffer("v", bytes_of(s.kv_rows * s.kv_heads * s.head_dim, dt));
     Buf out = a.buffer("out", bytes_of(s.q_len * s.q_heads * s.head_dim, dt));
     Buf scores = a.buffer("scores", bytes_of(s.q_heads * s.q_len * s.kv_len, DType::F32));
-    if (paged) s.kv_slots = static_cast<const int32_t*>(a.buffer("kvSlots", bytes_of(s.kv_len, DType::I32)).ptr);
+    // Paged when the optional (kvSlots, offset) pair follows.
+    if (a.has_more()) {
+      if (s.kv_rows == 0 && s.kv_len > 0) a.fail("kvSlots given for an empty pool (kvRows 0)");
+      s.kv_slots = static_cast<const int32_t*>(a.buffer("kvSlots", bytes_of(s.kv_len, DType::I32)).ptr);
+    } else if (s.kv_rows != s.kv_len) {
+      a.fail("kvRows must equal kvLen without kvSlots");
+    }
     auto* sc = static_cast<float*>(scores.ptr);
     AIOS_DISPATCH(a, attention(q.ptr, k.ptr, v.ptr, out.ptr, sc, s, dt),
                   attention(st, q.ptr, k.ptr, v.ptr, out.ptr, sc, s, dt));
@@ -677,15 +682,9 @@ Napi::Value LaunchOverheadUs(const Napi::CallbackInfo& info) {
     int64_t n = to_i64(info.Env(), info[1], "launchOverheadUs(n)");
     if (d == kCpu || n == 0) throw_js(info.Env(), "launchOverheadUs: needs a CUDA device and n > 0");
 #ifdef AIOS_WITH_CUDA
-    auto& ctx = aios::cuda::context(d);
-    aios::cuda::check(cudaStreamSynchronize(ctx.stream), "launchOverheadUs");
-    auto t0 = std::chrono::steady_clock::now();
-    aios::cuda::launch_empty(ctx.stream, n);
-    auto t1 = std::chrono::steady_clock::now();
-    aios::cuda::check(cudaStreamSynchronize(ctx.stream), "launchOverheadUs");
-    return Napi::Number::New(info.Env(), std::chrono::duration<double, std::micro>(t1 - t0).count() / double(n));
+    return Napi::Number::New(info.Env(), aios::cuda::launch_overhead_us(d, n));
 #else
-    return info.Env().Undefined();
+    return info.Env().Undefined();  // not reached: device_arg accepts no CUDA device in a CPU-only build
 #endif
   });
 }

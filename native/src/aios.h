@@ -82,7 +82,9 @@ void mul(const void* a, const void* b, void* out, int64_t n, DType dt);
 void softmax(const void* x, void* out, int64_t rows, int64_t n, DType dt);
 // Naive attention over materialized scores: q [Tq, Hq, D], k and v [Tk, Hkv, D]
 // (or [kv_rows, Hkv, D] read through kv_slots), out [Tq, Hq, D], scores float32
-// [Hq, Tq, Tk] (caller-owned scratch). A slot outside [0, kv_rows) throws.
+// [Hq, Tq, Tk] (caller-owned scratch). A slot outside [0, kv_rows) throws on
+// the CPU; the CUDA kernel cannot throw and reads row 0 instead, so the host
+// must build valid slots (lesson 06's block manager does).
 void attention(const void* q, const void* k, const void* v, void* out, float* scores,
                const AttentionShape& s, DType dt);
 // out[r] = index of the largest x[r, :] (the first one on ties), int32.

@@ -103,6 +103,9 @@ void attention(cudaStream_t st, const void* q, const void* k, const void* v, voi
                const AttentionShape& s, DType dt) {
   const int64_t blocks = s.q_heads * s.q_len;
   if (blocks == 0) return;
+  // Each thread keeps kMaxDimsPerThread output dimensions in registers: a wider head would be cut short.
+  if (s.head_dim > int64_t(kThreads) * kMaxDimsPerThread)
+    throw Error("attention: head_dim " + std::to_string(s.head_dim) + " exceeds the kernel's " + std::to_string(kThreads * kMaxDimsPerThread));
   if (blocks > 0x7fffffffLL) throw Error("attention: q_heads * q_len is too large for one launch");
   const size_t shared = size_t(s.head_dim) * sizeof(float);
   dispatch_float(dt, [&](auto tag) {

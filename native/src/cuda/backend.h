@@ -42,6 +42,8 @@ void make_current(int device);
 // Launches an empty kernel n times from C++: the floor under any op's launch
 // cost, with no JavaScript or N-API in the way (lesson 00 measures it).
 void launch_empty(cudaStream_t st, int64_t n);
+// Host microseconds per launch of n empty kernels on device dev's stream (the stream drained before and after).
+double launch_overhead_us(int dev, int64_t n);
 
 // ---- ops: same semantics as aios::cpu (see aios.h)
 void fill(cudaStream_t st, void* out, DType dt, int64_t n, double value);

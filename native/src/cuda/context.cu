@@ -1,4 +1,5 @@
 // Devices, their streams and their caching allocators.
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -89,6 +90,16 @@ __global__ void empty_kernel() {}
 void launch_empty(cudaStream_t st, int64_t n) {
   for (int64_t i = 0; i < n; ++i) empty_kernel<<<1, 32, 0, st>>>();
   check(cudaGetLastError(), "launch_empty");
+}
+
+double launch_overhead_us(int dev, int64_t n) {
+  Context& ctx = context(dev);
+  check(cudaStreamSynchronize(ctx.stream), "launch_overhead_us");
+  const auto t0 = std::chrono::steady_clock::now();
+  launch_empty(ctx.stream, n);
+  const auto t1 = std::chrono::steady_clock::now();
+  check(cudaStreamSynchronize(ctx.stream), "launch_overhead_us");
+  return std::chrono::duration<double, std::micro>(t1 - t0).count() / double(n);
 }
 
 Context& context(int device) {
