@@ -16,7 +16,6 @@ import type { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
 import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
-import { randomWeightsInfo } from '../model/resolve.ts';
 import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RunResults, currentCommit, hardwareInfo, loadRecords, resultsDir } from './records.ts';
 import { type CardRates, type Roofline, engineShapeForLesson, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
@@ -227,7 +226,7 @@ export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRe
 
 /** What a record says about the LLM's model: the folder's name, dtype, parameter count, random weights or not. */
 export function modelInfo(llm: LLM): BenchRecord['model'] {
-  return { name: path.basename(llm.modelDir), dtype: llm.dtype, params: paramCount(llm.cfg), randomWeights: randomWeightsInfo(llm.modelDir) !== undefined };
+  return { name: path.basename(llm.modelDir), dtype: llm.dtype, params: paramCount(llm.cfg), randomWeights: llm.randomWeights !== undefined };
 }
 
 export interface RecordQuery {

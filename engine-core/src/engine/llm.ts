@@ -7,6 +7,7 @@
 import { type Device, allocatorStats, defaultDevice, resetPeakStats } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import { type Qwen3Config, loadConfig } from '../model/config.ts';
+import type { RandomModelInfo } from '../model/random.ts';
 import { resolveModel } from '../model/resolve.ts';
 import { type StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
@@ -34,16 +35,18 @@ export class LLM {
     readonly tokenizer: Tokenizer,
     /** The parts the recipe built (for inspection: a demo can ask its KV store what it did). */
     readonly parts: EngineParts,
+    /** Present when the model folder holds seeded random weights (what resolveModel found). */
+    readonly randomWeights: RandomModelInfo | undefined,
   ) {}
 
   static create(opts: LLMOptions): LLM {
     const device = opts.device ?? defaultDevice();
-    const { dir } = resolveModel({ model: opts.model, device, log: opts.log });
+    const { dir, random } = resolveModel({ model: opts.model, device, log: opts.log });
     const cfg = loadConfig(dir);
     const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
     const tokenizer = Tokenizer.fromDir(dir);
     const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer });
-    return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, parts);
+    return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, parts, random);
   }
 
   generate(prompts: readonly Prompt[], params: SamplingParams | readonly SamplingParams[] = new SamplingParams(), opts: GenerateOptions = {}): GenerationOutput[] {

@@ -10,36 +10,12 @@ import path from 'node:path';
 
 import { type Qwen3Config, toHfConfig, weightShapes } from './config.ts';
 import { writeSafetensors } from './safetensors.ts';
+import { xoshiro128 } from '../random.ts';
 import { qwen3TokenizerDir } from '../tokenizer.ts';
 
 export interface RandomModelInfo {
   preset: string;
   seed: number;
-}
-
-/** xoshiro128**: fast, seedable, good statistics; one stream per tensor. */
-function xoshiro(seed: number): () => number {
-  // splitmix32 to spread the seed over the state
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let a = next(), b = next(), c = next(), d = next();
-  return () => {
-    const r = Math.imul(((Math.imul(b, 5) << 7) | (Math.imul(b, 5) >>> 25)), 9) >>> 0;
-    const t = b << 9;
-    c ^= a;
-    d ^= b;
-    b ^= c;
-    a ^= d;
-    c ^= t;
-    d = (d << 11) | (d >>> 21);
-    return r;
-  };
 }
 
 function hashName(name: string): number {
@@ -62,7 +38,7 @@ function fillBf16(out: Uint16Array, next: () => number, center: number, halfWidt
 
 /** The bf16 values of one weight, produced in chunks so a 1.2 GB checkpoint never sits in memory. */
 export function* randomWeightChunks(name: string, numel: number, seed: number, chunkElems = 1 << 22): Generator<Uint16Array> {
-  const next = xoshiro((seed ^ hashName(name)) >>> 0);
+  const next = xoshiro128((seed ^ hashName(name)) >>> 0);
   const isNorm = name.endsWith('norm.weight');
   // Uniform on [-a, a] has standard deviation a / sqrt(3).
   const [center, halfWidth] = isNorm ? [1, 0.2] : [0, INIT_STD * Math.sqrt(3)];

@@ -54,16 +54,6 @@ export function engineDType(st: SafetensorsDType): DType | undefined {
   return TO_ENGINE[st];
 }
 
-/** The safetensors name of an engine dtype ('bf16' -> 'BF16'). */
-export function safetensorsDType(dt: DType): SafetensorsDType {
-  return FROM_ENGINE[assertDType(dt)];
-}
-
-/** Item size in bytes of a safetensors dtype. */
-export function safetensorsItemSize(st: SafetensorsDType): number {
-  return ST_SIZES[st];
-}
-
 // ---------------------------------------------------------------- shared types
 
 /** Where one tensor lives and what it is. */
@@ -179,8 +169,6 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 // ---------------------------------------------------------------- header parsing
 
 interface Parsed {
-  headerBytes: number;
-  dataStart: number;
   metadata: Record<string, string>;
   tensors: Map<string, TensorInfo>;
 }
@@ -254,7 +242,7 @@ function parseHeader(fd: number, file: string, fileSize: number): Parsed {
         `${file}: tensors ${JSON.stringify(p.name)} [${p.begin}, ${p.end}) and ${JSON.stringify(c.name)} [${c.begin}, ${c.end}) overlap in the data section`,
       );
   }
-  return { headerBytes, dataStart, metadata, tensors };
+  return { metadata, tensors };
 }
 
 // ---------------------------------------------------------------- one file
@@ -265,11 +253,6 @@ function parseHeader(fd: number, file: string, fileSize: number): Parsed {
  */
 export class SafetensorsFile implements Disposable {
   readonly file: string;
-  readonly fileSize: number;
-  /** N, the length of the JSON header. */
-  readonly headerBytes: number;
-  /** 8 + N: where the data section starts. */
-  readonly dataStart: number;
   readonly metadata: Readonly<Record<string, string>>;
   readonly #tensors: Map<string, TensorInfo>;
   readonly #chunk: ChunkBuffer;
@@ -286,10 +269,7 @@ export class SafetensorsFile implements Disposable {
     } catch (e) {
       throw new Error(`${file}: cannot stat: ${errMsg(e)}`);
     }
-    this.fileSize = size;
     const p = parseHeader(fd, file, size);
-    this.headerBytes = p.headerBytes;
-    this.dataStart = p.dataStart;
     this.metadata = p.metadata;
     this.#tensors = p.tensors;
   }

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 
-import { defaultDevice, native, parseDevice } from '@aios/engine-core';
+import { defaultDevice, deviceIndex, native, parseDevice } from '@aios/engine-core';
 import { currentCommit, hardwareInfo, writeRecord, type RecordBase } from '@aios/engine-core/bench/records.ts';
 
 import { measureCopy, measureGemm, measureOpOverhead, type CopyResult, type GemmResult, type OverheadResult } from './measure.ts';
@@ -52,7 +52,7 @@ console.log(`CUDA compiled  ${info.cudaCompiled ? `yes (arch ${info.cudaArchitec
 console.log(`backend        ${gpu ? 'cuda' : 'cpu'} (device ${device}${process.env.AIOS_DEVICE ? ', from AIOS_DEVICE' : ''})`);
 const hw = hardwareInfo(device);
 if (gpu) {
-  const d = native.deviceInfo(Number(device.slice(5)));
+  const d = native.deviceInfo(deviceIndex(device));
   console.log(`GPU            ${d.name}, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB (${(d.freeMemory / 2 ** 30).toFixed(1)} free), compute capability ${d.computeCapability}, ${d.smCount} SMs, L2 ${(d.l2Bytes / 2 ** 20).toFixed(0)} MiB`);
   console.log(`driver/runtime CUDA ${hw.driverVersion} / ${hw.cudaRuntime}, ${info.deviceCount} GPU(s)`);
 } else {

@@ -1,7 +1,8 @@
 // The three numbers that bound everything later in the course, measured
 // through our own addon: how fast the device copies memory, how fast it
 // multiplies matrices, and what one op costs to launch from JavaScript.
-import { DeviceTimer, Tensor, native, ops, synchronize, type DType, type Device } from '@aios/engine-core';
+import { DeviceTimer, Tensor, deviceIndex, native, ops, synchronize, type DType, type Device } from '@aios/engine-core';
+import { mulberry32 } from '@aios/engine-core/random.ts';
 
 export interface Timing {
   medianMs: number;
@@ -42,11 +43,8 @@ export function timeIt(device: Device, fn: () => void, iters: number, warmup = 3
 export function randomTensor(shape: number[], dtype: DType, device: Device, seed = 1): Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0; // LCG: fast, and plenty for timing data
-    data[i] = s / 2147483648 - 1;
-  }
+  const random = mulberry32(seed);
+  for (let i = 0; i < n; i++) data[i] = random() * 2 - 1;
   return Tensor.fromArray(data, shape, { dtype, device });
 }
 
@@ -136,7 +134,7 @@ export function measureOpOverhead(device: Device, calls = 1000, rounds = 7): Ove
     const bindingUs = hostRound(raw);
     if (device === 'cpu') return { calls, facadeUs, bindingUs };
     const t = timeIt(device, () => { for (let i = 0; i < calls; i++) raw(); }, rounds, 1);
-    const index = Number(device.slice(5));
+    const index = deviceIndex(device);
     const launches = Array.from({ length: rounds }, () => native.launchOverheadUs(index, calls));
     return { calls, facadeUs, bindingUs, deviceUs: (t.medianMs * 1e3) / calls, cudaLaunchUs: median(launches) };
   } finally {
