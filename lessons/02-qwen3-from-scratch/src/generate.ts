@@ -19,10 +19,9 @@ export interface GreedyResult {
 
 /** The argmax of the last position's logits. */
 function nextToken(model: Qwen3Model, ids: readonly number[]): number {
-  const logits = model.forwardLogits(ids);
+  const logits = model.forwardLogits(ids, { lastOnly: true }); // [1, vocab]: the LM head runs on the last row only
   try {
-    const last = logits.select(0, ids.length - 1);
-    const best = ops.argmax(last);
+    const best = ops.argmax(logits.select(0, 0));
     const token = best.item();
     best.dispose();
     return token;
