@@ -195,15 +195,24 @@ export class Qwen3Model<Ctx extends ForwardContext = ForwardContext> {
    * with lastOnly, of the last one ([1, vocab]: the LM head runs on one row).
    */
   forwardLogits(tokenIds: readonly number[], opts: { lastOnly?: boolean } = {}): Tensor {
-    const ids = Tensor.fromArray(Int32Array.from(tokenIds), [tokenIds.length], { dtype: 'i32', device: this.device });
-    const positions = Tensor.fromArray(Int32Array.from(tokenIds, (_, i) => i), [tokenIds.length], { dtype: 'i32', device: this.device });
+    const hidden = this.forwardAt(tokenIds, 0, {} as Omit<Ctx, 'positions'>);
     try {
-      const hidden = this.forward(ids, { positions } as Ctx);
-      try {
-        return this.logits(opts.lastOnly ? hidden.narrow(0, tokenIds.length - 1, 1) : hidden);
-      } finally {
-        hidden.dispose();
-      }
+      return this.logits(opts.lastOnly ? hidden.narrow(0, tokenIds.length - 1, 1) : hidden);
+    } finally {
+      hidden.dispose();
+    }
+  }
+
+  /**
+   * Token ids at positions start, start + 1, ... -> hidden states [T, H]: uploads
+   * the ids and their positions, runs forward with the rest of the context, and
+   * frees the uploads. What every runner does with a sequence's new tokens.
+   */
+  forwardAt(tokenIds: readonly number[], start: number, ctx: Omit<Ctx, 'positions'>): Tensor {
+    const ids = Tensor.fromArray(Int32Array.from(tokenIds), [tokenIds.length], { dtype: 'i32', device: this.device });
+    const positions = Tensor.fromArray(Int32Array.from(tokenIds, (_, i) => start + i), [tokenIds.length], { dtype: 'i32', device: this.device });
+    try {
+      return this.forward(ids, { ...ctx, positions } as Ctx);
     } finally {
       ids.dispose();
       positions.dispose();

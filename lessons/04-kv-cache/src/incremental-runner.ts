@@ -1,7 +1,7 @@
 // The model runner once there is a cache: prefill runs the prompt's tokens,
 // every decode step runs one new token at its position, and attention finds
 // the earlier tokens' keys and values in the store.
-import { Tensor } from '@aios/engine-core';
+import type { Tensor } from '@aios/engine-core';
 import type { ModelRunner, ScheduledBatch } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
@@ -21,19 +21,11 @@ export class IncrementalRunner implements ModelRunner {
     const P = seq.promptIds.length;
     // The tokens not yet in the cache, without copying the whole sequence: in decode, the last output token.
     const newIds = start >= P ? seq.outputIds.slice(start - P) : [...seq.promptIds.slice(start), ...seq.outputIds];
-    const device = this.model.device;
-    const ids = Tensor.fromArray(Int32Array.from(newIds), [newIds.length], { dtype: 'i32', device });
-    const positions = Tensor.fromArray(Int32Array.from(newIds, (_, i) => start + i), [newIds.length], { dtype: 'i32', device });
+    const hidden = this.model.forwardAt(newIds, start, { seq, start });
     try {
-      const hidden = this.model.forward(ids, { positions, seq, start });
-      try {
-        return this.model.logits(hidden.narrow(0, newIds.length - 1, 1));
-      } finally {
-        hidden.dispose();
-      }
+      return this.model.logits(hidden.narrow(0, newIds.length - 1, 1));
     } finally {
-      ids.dispose();
-      positions.dispose();
+      hidden.dispose();
     }
   }
 

@@ -2,7 +2,7 @@
 // paged pool, sized from the memory the weights and a warm-up forward leave.
 import os from 'node:os';
 
-import { Tensor, allocatorStats, native, deviceIndex } from '@aios/engine-core';
+import { allocatorStats, native, deviceIndex } from '@aios/engine-core';
 import type { EngineContext, Recipe } from '@aios/engine-core/engine/types.ts';
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
@@ -31,13 +31,9 @@ function warmUp(ctx: EngineContext, model: Qwen3Model<CacheContext>, tokens: num
   const saved = attention.store;
   attention.store = store;
   const seq = new Sequence(Array.from({ length: tokens }, (_, i) => (i * 7919) % ctx.cfg.vocabSize), new SamplingParams({ maxTokens: 1 }));
-  const ids = Tensor.fromArray(Int32Array.from(seq.promptIds), [tokens], { dtype: 'i32', device: ctx.device });
-  const positions = Tensor.fromArray(Int32Array.from(seq.promptIds, (_, i) => i), [tokens], { dtype: 'i32', device: ctx.device });
   try {
-    model.forward(ids, { positions, seq, start: 0 }).dispose();
+    model.forwardAt(seq.promptIds, 0, { seq, start: 0 }).dispose();
   } finally {
-    ids.dispose();
-    positions.dispose();
     store.release(seq);
     attention.store = saved;
   }
