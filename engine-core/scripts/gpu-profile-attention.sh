@@ -14,7 +14,7 @@ LAYERS=28
 export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
 tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$OUT/model.log" 2>&1 || { tail -5 "$OUT/model.log"; exit 1; }
 # Attention launches before the step: the harness's warm-up (2 requests x (1 prefill + 3 decode steps)),
-# then request 1's prefill and STEP - 1 decode steps, 28 layers each.
+# then request 1's prefill and STEP - 1 decode steps, 28 layers each (WARMUP_MAX_TOKENS in bench/harness.ts: change both together).
 skip=$(((2 * 4 + 1 + STEP - 1) * LAYERS))
 for n in ${LESSONS:-4 5 6}; do
   ncu --clock-control none --cache-control none --target-processes all --kill yes -k regex:attention_kernel \

@@ -49,6 +49,7 @@ export interface BenchRunResult extends RunResults {
   stats: GenerateStats;
 }
 
+// engine-core/scripts/gpu-profile-attention.sh counts the warm-up's forwards (2 requests x WARMUP_MAX_TOKENS) to find the step it profiles: change both together.
 const WARMUP_PROMPT_TOKENS = 16;
 const WARMUP_MAX_TOKENS = 4;
 
