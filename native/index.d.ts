@@ -87,6 +87,14 @@ export declare function softmax(dtype: number, rows: number, n: number, x: S, xO
 export declare function attention(dtype: number, qLen: number, kvLen: number, qHeads: number, kvHeads: number,
   headDim: number, scale: number, causal: boolean, kvRows: number, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O,
   out: S, outOff: O, scores: S, scoresOff: O, kvSlots?: S, kvSlotsOff?: O): void;
+/** Attention of a packed step over a paged pool (aios.h PagedAttentionArgs); the metadata is i32. */
+export declare function pagedAttention(dtype: number, numSeqs: number, numTokens: number, qHeads: number, kvHeads: number,
+  headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number, maxContextLen: number,
+  scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O): void;
+/** One draw per f32 logits row from softmax(x / temperature) at the given uniform numbers (temperature 0: argmax). */
+export declare function sampleRows(rows: number, n: number, logits: S, logitsOff: O, temperature: S, tOff: O,
+  uniform: S, uOff: O, out: S, outOff: O): void;
 export declare function argmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
 export declare function gatherRows(idxDtype: number, srcRows: number, nIdx: number, rowBytes: number,
   src: S, srcOff: O, idx: S, idxOff: O, out: S, outOff: O): void;

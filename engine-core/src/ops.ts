@@ -347,6 +347,99 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: A
   return o;
 }
 
+/**
+ * Where a packed step's sequences are: what the model runner uploads once per
+ * step and every layer's attention reads (all i32, on the step's device).
+ */
+export interface PagedAttentionMeta {
+  /** [numSeqs + 1]: sequence b's query tokens are rows cuSeqlensQ[b] .. cuSeqlensQ[b + 1] - 1. */
+  cuSeqlensQ: Tensor;
+  /** [numSeqs]: tokens of each sequence in the pool once this step's are stored. */
+  contextLens: Tensor;
+  /** [numSeqs, maxBlocksPerSeq]: each sequence's block ids (its page table). */
+  blockTables: Tensor;
+  blockSize: number;
+  /** Host-known bounds, for launch shapes: the longest query run and the longest context of the step. */
+  maxQLen: number;
+  maxContextLen: number;
+}
+
+function metaIndex(op: string, name: string, t: Tensor, ndim: number, like: Tensor): void {
+  tensorArg(op, name, t);
+  if (t.dtype !== 'i32' || t.ndim !== ndim) throw new OpError(op, `${name} must be a ${ndim}-d i32 tensor, got ${t}`);
+  contiguous(op, name, t);
+  sameDevice(op, 'q', like, name, t);
+}
+
+/**
+ * Causal attention of a packed step over a paged KV pool: q [tokens, qHeads, D];
+ * kCache and vCache [slots, kvHeads, D] (one layer of the pool, this step's K/V
+ * already stored); sequence b's local query i sits at position
+ * contextLens[b] - qLen_b + i and sees its keys 0..that, found through its
+ * block table. Decode (one query per sequence), prefill and a prefill over a
+ * cached prefix are all this one call.
+ */
+export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, opts: { scale?: number } = {}): Tensor {
+  const op = 'pagedAttention';
+  for (const [name, t] of [['q', q], ['kCache', kCache], ['vCache', vCache]] as const) {
+    elementwiseInput(op, name, t);
+    if (t.ndim !== 3) throw new OpError(op, `${name} must be [rows, heads, headDim], got ${formatShape(t.shape)}`);
+  }
+  sameDtype(op, 'q', q, 'kCache', kCache);
+  sameDtype(op, 'q', q, 'vCache', vCache);
+  sameDevice(op, 'q', q, 'kCache', kCache);
+  sameDevice(op, 'q', q, 'vCache', vCache);
+  const [tokens, qHeads, headDim] = q.shape as [number, number, number];
+  const [slots, kvHeads] = kCache.shape as [number, number, number];
+  shapeIs(op, 'kCache', kCache, [slots, kvHeads, headDim]);
+  shapeIs(op, 'vCache', vCache, kCache.shape);
+  if (kvHeads === 0 || qHeads % kvHeads !== 0) throw new OpError(op, `q heads (${qHeads}) must be a multiple of kv heads (${kvHeads})`);
+  if (meta === null || typeof meta !== 'object') throw new OpError(op, 'meta must be a PagedAttentionMeta');
+  metaIndex(op, 'meta.cuSeqlensQ', meta.cuSeqlensQ, 1, q);
+  metaIndex(op, 'meta.contextLens', meta.contextLens, 1, q);
+  metaIndex(op, 'meta.blockTables', meta.blockTables, 2, q);
+  const numSeqs = meta.contextLens.numel;
+  shapeIs(op, 'meta.cuSeqlensQ', meta.cuSeqlensQ, [numSeqs + 1]);
+  if (meta.blockTables.shape[0] !== numSeqs) throw new OpError(op, `meta.blockTables has ${meta.blockTables.shape[0]} rows for ${numSeqs} sequences`);
+  const maxBlocks = meta.blockTables.shape[1]!;
+  const { blockSize, maxQLen, maxContextLen } = meta;
+  for (const [name, v] of [['blockSize', blockSize], ['maxQLen', maxQLen], ['maxContextLen', maxContextLen]] as const)
+    if (!Number.isInteger(v) || v < (name === 'blockSize' ? 1 : 0)) throw new OpError(op, `meta.${name} must be a ${name === 'blockSize' ? 'positive' : 'non-negative'} integer, got ${v}`);
+  if (slots % blockSize !== 0) throw new OpError(op, `the pool's ${slots} slots are not a whole number of ${blockSize}-slot blocks`);
+  const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+  const o = output(op, out, q.shape, q.dtype, q);
+  native.pagedAttention(dtypeCode(q.dtype), numSeqs, tokens, qHeads, kvHeads, headDim, blockSize, maxBlocks, slots, maxQLen, maxContextLen, scale,
+    q.storage, q.byteOffset, kCache.storage, kCache.byteOffset, vCache.storage, vCache.byteOffset, o.storage, o.byteOffset,
+    meta.cuSeqlensQ.storage, meta.cuSeqlensQ.byteOffset, meta.contextLens.storage, meta.contextLens.byteOffset,
+    meta.blockTables.storage, meta.blockTables.byteOffset);
+  return o;
+}
+
+/**
+ * One token id per row of f32 logits [rows, vocab], drawn from
+ * softmax(row / temperature[r]) by inverse CDF at uniform[r] in [0, 1) (the
+ * caller's random numbers); temperature 0 takes the argmax. Only the ids need
+ * to come back from the device.
+ */
+export function sampleRows(logits: Tensor, temperature: Tensor, uniform: Tensor, out?: Tensor): Tensor {
+  const op = 'sampleRows';
+  tensorArg(op, 'logits', logits);
+  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, vocab], got ${logits}`);
+  contiguous(op, 'logits', logits);
+  const [rows, n] = logits.shape as [number, number];
+  if (n === 0 && rows > 0) throw new OpError(op, 'the rows are empty');
+  for (const [name, t] of [['temperature', temperature], ['uniform', uniform]] as const) {
+    tensorArg(op, name, t);
+    if (t.dtype !== 'f32') throw new OpError(op, `${name} must be f32, got ${t.dtype}`);
+    shapeIs(op, name, t, [rows]);
+    contiguous(op, name, t);
+    sameDevice(op, 'logits', logits, name, t);
+  }
+  const o = output(op, out, [rows], 'i32', logits);
+  native.sampleRows(rows, n, logits.storage, logits.byteOffset, temperature.storage, temperature.byteOffset, uniform.storage, uniform.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
 /** Index of the largest value over the last dimension (first on ties), as i32. */
 export function argmax(x: Tensor, out?: Tensor): Tensor {
   elementwiseInput('argmax', 'x', x);

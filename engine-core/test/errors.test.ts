@@ -86,3 +86,21 @@ describe('errors from the raw binding (no TypeScript checks in the way)', () => 
     expect(() => new native.Storage(2 ** 52, -1)).toThrow(/out of memory/);
   });
 });
+
+describe('pagedAttention metadata that does not describe a step is an exception, not a wrong answer', () => {
+  const D = 32, Hq = 4, Hkv = 2, bs = 4;
+  const q = Tensor.zeros([3, Hq, D], { dtype: 'f32', device: 'cpu' });
+  const pool = Tensor.zeros([8 * bs, Hkv, D], { dtype: 'f32', device: 'cpu' });
+  const i32 = (v: number[], shape: number[]) => Tensor.fromArray(Int32Array.from(v), shape, { dtype: 'i32', device: 'cpu' });
+  const meta = (cu: number[], ctx: number[], tables: number[]) => ({
+    cuSeqlensQ: i32(cu, [cu.length]), contextLens: i32(ctx, [ctx.length]), blockTables: i32(tables, [ctx.length, 2]), blockSize: bs, maxQLen: 2, maxContextLen: 8,
+  });
+  it('checks shapes, offsets, contexts and block ids', () => {
+    expect(() => ops.pagedAttention(q, pool, pool, meta([0, 1, 3], [5, 6], [0, 1, 2, 3]))).not.toThrow();
+    expect(() => ops.pagedAttention(q, pool, pool, meta([0, 1, 2], [5, 6], [0, 1, 2, 3]))).toThrow(/cu_seqlens_q ends at 2 but there are 3 query tokens/);
+    expect(() => ops.pagedAttention(q, pool, pool, meta([0, 1, 3], [5, 1], [0, 1, 2, 3]))).toThrow(/sequence 1 has context length 1, outside \[2 queries/);
+    expect(() => ops.pagedAttention(q, pool, pool, meta([0, 1, 3], [5, 6], [0, 9, 2, 3]))).toThrow(/block table entry 1 of sequence 0 is 9, outside the pool's 8 blocks/);
+    expect(() => ops.pagedAttention(q, pool, pool, { ...meta([0, 1, 3], [5, 6], [0, 1, 2, 3]), blockSize: 3 })).toThrow(/not a whole number of 3-slot blocks/);
+    expect(() => ops.pagedAttention(q, pool.narrow(2, 0, 16), pool, meta([0, 1, 3], [5, 6], [0, 1, 2, 3]))).toThrow(/kCache/);
+  });
+});

@@ -205,6 +205,47 @@ export const opCases: OpCase[] = [
       return attentionReference(q!, rowsOf(k!), rowsOf(v!), 3, 29, 4, 2, 32, true);
     },
   },
+  ...[
+    { Hq: 8, Hkv: 2, D: 64, dtypes: FLOAT_DTYPES },
+    { Hq: 16, Hkv: 8, D: 128, dtypes: ['bf16', 'f32'] as const },
+    { Hq: 10, Hkv: 2, D: 32, dtypes: ['bf16'] as const },
+  ].map(({ Hq, Hkv, D, dtypes }): OpCase => ({
+    name: `pagedAttention (mixed step: decode, prefill, cached prefix; ${Hq}/${Hkv} heads, D ${D})`,
+    dtypes,
+    inputs: (s, dt) => {
+      const step = pagedStep(s);
+      const slots = step.numBlocks * PAGED_BLOCK;
+      return [
+        floatInput(step.tokens * Hq * D, [step.tokens, Hq, D], dt, s, 2),
+        floatInput(slots * Hkv * D, [slots, Hkv, D], dt, s + 1, 2),
+        floatInput(slots * Hkv * D, [slots, Hkv, D], dt, s + 2),
+        { data: Int32Array.from(step.cu), shape: [step.cu.length], dtype: 'i32' },
+        { data: Int32Array.from(step.ctx), shape: [step.ctx.length], dtype: 'i32' },
+        { data: Int32Array.from(step.tables.flat()), shape: [step.ctx.length, PAGED_MAX_BLOCKS], dtype: 'i32' },
+      ];
+    },
+    run: (dev, [q, k, v, cu, ctx, tables], dt) =>
+      ops.pagedAttention(q!, k!, v!, { cuSeqlensQ: cu!, contextLens: ctx!, blockTables: tables!, blockSize: PAGED_BLOCK, maxQLen: 21, maxContextLen: 60 },
+        poisoned([q!.shape[0]!, Hq, D], dt, dev)),
+    reference: ([q, k, v, cu, ctx, tables]) => {
+      const out = new Float64Array(q!.length);
+      for (let b = 0; b + 1 < cu!.length; b++) {
+        const qLen = cu![b + 1]! - cu![b]!, n = ctx![b]!;
+        // Gather the sequence's keys and values in position order through its block table, then dense attention.
+        const rowsOf = (x: Float32Array) => {
+          const rows = new Float32Array(n * Hkv * D);
+          for (let p = 0; p < n; p++) {
+            const slot = tables![b * PAGED_MAX_BLOCKS + Math.floor(p / PAGED_BLOCK)]! * PAGED_BLOCK + (p % PAGED_BLOCK);
+            rows.set(x.subarray(slot * Hkv * D, (slot + 1) * Hkv * D), p * Hkv * D);
+          }
+          return rows;
+        };
+        const qs = q!.subarray(cu![b]! * Hq * D, cu![b + 1]! * Hq * D);
+        out.set(attentionReference(qs, rowsOf(k!), rowsOf(v!), qLen, n, Hq, Hkv, D, true), cu![b]! * Hq * D);
+      }
+      return out;
+    },
+  })),
   {
     name: 'argmax',
     dtypes: FLOAT_DTYPES,
@@ -285,6 +326,26 @@ export const opCases: OpCase[] = [
     },
   },
 ];
+
+const PAGED_BLOCK = 16, PAGED_MAX_BLOCKS = 4;
+
+/**
+ * One packed step of four sequences: a decode at context 37, a fresh 21-token
+ * prefill, a 9-token prefill over a 41-token cached prefix (context 50, not a
+ * multiple of the block), a decode at context 1; blocks drawn at random from a
+ * pool of 20 (unused table entries -1).
+ */
+function pagedStep(seed: number): { tokens: number; cu: number[]; ctx: number[]; tables: number[][]; numBlocks: number } {
+  const qLens = [1, 21, 9, 1], ctx = [37, 21, 50, 1], numBlocks = 20;
+  const order = Array.from({ length: numBlocks }, (_, i) => i);
+  const r = randomInts(numBlocks, 1 << 30, seed + 9);
+  order.sort((a, b) => r[a]! - r[b]!);
+  let next = 0;
+  const tables = ctx.map((n) => Array.from({ length: PAGED_MAX_BLOCKS }, (_, i) => (i < Math.ceil(n / PAGED_BLOCK) ? order[next++]! : -1)));
+  const cu = [0];
+  for (const n of qLens) cu.push(cu[cu.length - 1]! + n);
+  return { tokens: cu[cu.length - 1]!, cu, ctx, tables, numBlocks };
+}
 
 export function attentionReference(q: Float32Array, k: Float32Array, v: Float32Array, Tq: number, Tk: number, Hq: number,
   Hkv: number, D: number, causal: boolean): Float64Array {

@@ -474,6 +474,51 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
+  return op(info, "pagedAttention", [&](Args& a) {
+    aios::PagedAttentionArgs p{};
+    p.dt = a.float_dtype("dtype");
+    p.num_seqs = a.size("numSeqs");
+    p.num_tokens = a.size("numTokens");
+    p.q_heads = a.size("qHeads");
+    p.kv_heads = a.size("kvHeads");
+    p.head_dim = a.size("headDim");
+    p.block_size = a.size("blockSize");
+    p.max_blocks_per_seq = a.size("maxBlocksPerSeq");
+    p.num_slots = a.size("numSlots");
+    p.max_q_len = a.size("maxQLen");
+    p.max_context_len = a.size("maxContextLen");
+    p.scale = float(a.number("scale"));
+    if (p.kv_heads == 0 || p.q_heads % p.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
+    if (p.head_dim == 0 || p.head_dim % 16 != 0) a.fail("headDim must be a positive multiple of 16");
+    if (p.block_size == 0 || p.num_slots % p.block_size != 0) a.fail("numSlots must be a whole number of blocks of blockSize");
+    if (p.num_seqs == 0 && p.num_tokens > 0) a.fail("tokens without sequences");
+    if (p.max_context_len > p.max_blocks_per_seq * p.block_size)
+      a.fail("maxContextLen " + std::to_string(p.max_context_len) + " does not fit maxBlocksPerSeq x blockSize");
+    const int64_t row = p.head_dim * int64_t(aios::dtype_size(p.dt));
+    p.q = a.buffer("q", p.num_tokens * p.q_heads * row).ptr;
+    p.k_cache = a.buffer("kCache", p.num_slots * p.kv_heads * row).ptr;
+    p.v_cache = a.buffer("vCache", p.num_slots * p.kv_heads * row).ptr;
+    p.out = a.buffer("out", p.num_tokens * p.q_heads * row).ptr;
+    p.cu_seqlens_q = static_cast<const int32_t*>(a.buffer("cuSeqlensQ", bytes_of(p.num_seqs + 1, DType::I32)).ptr);
+    p.context_lens = static_cast<const int32_t*>(a.buffer("contextLens", bytes_of(p.num_seqs, DType::I32)).ptr);
+    p.block_tables = static_cast<const int32_t*>(a.buffer("blockTables", bytes_of(p.num_seqs * p.max_blocks_per_seq, DType::I32)).ptr);
+    AIOS_DISPATCH(a, paged_attention(p), paged_attention(st, p));
+  });
+}
+
+Napi::Value SampleRows(const Napi::CallbackInfo& info) {
+  return op(info, "sampleRows", [&](Args& a) {
+    int64_t rows = a.size("rows"), n = a.size("n");
+    if (n == 0 && rows > 0) a.fail("rows must not be empty");
+    auto* x = static_cast<const float*>(a.buffer("logits", bytes_of(rows * n, DType::F32)).ptr);
+    auto* t = static_cast<const float*>(a.buffer("temperature", bytes_of(rows, DType::F32)).ptr);
+    auto* u = static_cast<const float*>(a.buffer("uniform", bytes_of(rows, DType::F32)).ptr);
+    auto* o = static_cast<int32_t*>(a.buffer("out", bytes_of(rows, DType::I32)).ptr);
+    AIOS_DISPATCH(a, sample_rows(x, t, u, o, rows, n), sample_rows(st, x, t, u, o, rows, n));
+  });
+}
+
 Napi::Value Argmax(const Napi::CallbackInfo& info) {
   return op(info, "argmax", [&](Args& a) {
     DType dt = a.float_dtype("dtype");
@@ -774,7 +819,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mul", Napi::Function::New(env, Binary<true>));
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("attention", Napi::Function::New(env, Attention));
+  exports.Set("pagedAttention", Napi::Function::New(env, PagedAttention));
   exports.Set("argmax", Napi::Function::New(env, Argmax));
+  exports.Set("sampleRows", Napi::Function::New(env, SampleRows));
   exports.Set("gatherRows", Napi::Function::New(env, MoveRows<false>));
   exports.Set("scatterRows", Napi::Function::New(env, MoveRows<true>));
   return exports;

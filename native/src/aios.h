@@ -58,6 +58,24 @@ struct AttentionShape {
   int64_t kv_rows = 0;
 };
 
+// Attention of one packed step over a paged KV pool (lessons 07 on). The new
+// tokens' K/V are already stored in the pool when this runs.
+struct PagedAttentionArgs {
+  const void* q;                 // [num_tokens, q_heads, head_dim]
+  const void* k_cache;           // [num_slots, kv_heads, head_dim]: one layer's keys, slot = block * block_size + offset
+  const void* v_cache;           // [num_slots, kv_heads, head_dim]
+  void* out;                     // [num_tokens, q_heads, head_dim]
+  const int32_t* cu_seqlens_q;   // [num_seqs + 1]: sequence b's queries are rows cu[b] .. cu[b+1]-1
+  const int32_t* context_lens;   // [num_seqs]: tokens of sequence b in the pool, this step's included
+  const int32_t* block_tables;   // [num_seqs, max_blocks_per_seq]: block ids, row-major
+  int64_t num_seqs = 0, num_tokens = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
+  int64_t block_size = 0, max_blocks_per_seq = 0, num_slots = 0;
+  int64_t max_q_len = 0;         // host-known bounds (launch shapes): the longest query run and context
+  int64_t max_context_len = 0;
+  float scale = 0.0f;
+  DType dt = DType::BF16;
+};
+
 // ---- CPU reference kernels (src/cpu): readable loops, float32 accumulation.
 namespace cpu {
 void fill(void* out, DType dt, int64_t n, double value);
@@ -87,8 +105,20 @@ void softmax(const void* x, void* out, int64_t rows, int64_t n, DType dt);
 // must build valid slots (lesson 06's block manager does).
 void attention(const void* q, const void* k, const void* v, void* out, float* scores,
                const AttentionShape& s, DType dt);
+// Causal attention of a packed step through block tables: sequence b's local
+// query i sits at position context_lens[b] - q_len_b + i and sees keys 0..that
+// position, key p at slot block_tables[b][p / block_size] * block_size + p % block_size.
+// Throws on metadata that does not describe that (cu_seqlens not rising from 0
+// to num_tokens, a context shorter than its queries, a block id outside the pool).
+void paged_attention(const PagedAttentionArgs& a);
 // out[r] = index of the largest x[r, :] (the first one on ties), int32.
 void argmax(const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
+// One draw per row from softmax(x[r, :] / temperature[r]) by inverse CDF: the
+// first index whose running sum of exp((x - max) / t) reaches uniform[r] times
+// the row's total (uniform[r] in [0, 1), drawn by the caller). A temperature of
+// 0 takes the argmax. The CPU sums in double, in index order; CUDA in float32 chunks.
+void sample_rows(const float* x, const float* temperature, const float* uniform, int32_t* out, int64_t rows,
+                 int64_t n);
 // out[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :], rows of row_bytes bytes.
 void gather_rows(const void* src, int64_t src_rows, const void* idx, DType idx_dt, void* out, int64_t n_idx,
                  int64_t row_bytes);

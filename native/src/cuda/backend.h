@@ -65,7 +65,10 @@ void mul(cudaStream_t st, const void* a, const void* b, void* out, int64_t n, DT
 void softmax(cudaStream_t st, const void* x, void* out, int64_t rows, int64_t n, DType dt);
 void attention(cudaStream_t st, const void* q, const void* k, const void* v, void* out, float* scores,
                const AttentionShape& s, DType dt);
+void paged_attention(cudaStream_t st, const PagedAttentionArgs& a);
 void argmax(cudaStream_t st, const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
+void sample_rows(cudaStream_t st, const float* x, const float* temperature, const float* uniform, int32_t* out,
+                 int64_t rows, int64_t n);
 void gather_rows(cudaStream_t st, const void* src, int64_t src_rows, const void* idx, DType idx_dt, void* out,
                  int64_t n_idx, int64_t row_bytes);
 void scatter_rows(cudaStream_t st, const void* src, const void* idx, DType idx_dt, void* dst, int64_t dst_rows,
