@@ -32,15 +32,16 @@ import {
   summarizeRun,
   toBenchRecord,
 } from '../src/bench/harness.ts';
-import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, resultsDir, writeRecord } from '../src/bench/records.ts';
-import { batchedRoofline, engineShapeForLesson, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
+import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, recordEngineShape, resultsDir, writeRecord } from '../src/bench/records.ts';
+import { batchedRoofline, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
 import { mergeShardRecords } from '../src/bench/shards.ts';
 import { type Workload, courseWorkload, firstRequests, shardOf } from '../src/bench/workloads.ts';
 import { recordProblem } from '../src/chart/data.ts';
 import { LLM } from '../src/engine/llm.ts';
 import { SamplingParams } from '../src/engine/sampling-params.ts';
 import type { Sequence } from '../src/engine/sequence.ts';
-import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, ScheduledBatch } from '../src/engine/types.ts';
+import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, StepPlan } from '../src/engine/types.ts';
+import { samplesAt } from '../src/engine/types.ts';
 import { type Qwen3Config, PRESETS, paramCount } from '../src/model/config.ts';
 import { ensureDefaultModel } from '../src/model/resolve.ts';
 // Lesson 03's scheduler, one request at a time: engine-core's harness is tested on the engine the lessons run.
@@ -60,14 +61,15 @@ class FakeRunner implements ModelRunner {
     private readonly vocab: number,
     private readonly sleep: (call: number) => number = () => 0,
   ) {}
-  run(batch: ScheduledBatch): Tensor {
+  run(plan: StepPlan): Tensor {
     const ms = this.sleep(this.calls++);
     if (ms > 0) sleepMs(ms);
-    const rows = new Float32Array(batch.sequences.length * this.vocab);
-    batch.sequences.forEach((s, i) => {
+    const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
+    const rows = new Float32Array(sampled.length * this.vocab);
+    sampled.forEach((s, i) => {
       rows[i * this.vocab + (s.length % 50)] = 1;
     });
-    return Tensor.fromArray(rows, [batch.sequences.length, this.vocab], { device: 'cpu' });
+    return Tensor.fromArray(rows, [sampled.length, this.vocab], { device: 'cpu' });
   }
   release(): void {}
   dispose(): void {}
@@ -95,6 +97,7 @@ function fakeRecipe(opts: { lesson?: number; sleep?: (call: number) => number; k
   const recipe: Recipe = {
     name: 'fake-serial',
     lesson: opts.lesson ?? 3,
+    shape: 'sequential',
     summary: 'a test recipe: one sequence at a time, fixed logits',
     build(ctx): EngineParts {
       runner = new FakeRunner(ctx.cfg.vocabSize, opts.sleep);
@@ -398,11 +401,11 @@ describe('findLatestRecord', () => {
   it('puts the card roofline into the record when the card has a lesson-00 record', () => {
     const llm = makeLLM(fakeRecipe());
     const w = tinyWorkload();
-    const roof = rooflineFor(llm.cfg, w, { lesson: 3, card: H100, dir });
+    const roof = rooflineFor(llm.cfg, w, { shape: 'sequential', card: H100, dir });
     const rates = { bandwidthGBps: 3100, gemmTflops: 650, card: H100, source: 'i.json' };
     expect(roof).toEqual(workloadRoofline(llm.cfg, w, rates, 'sequential'));
-    expect(rooflineFor(llm.cfg, w, { lesson: 8, card: H100, dir })).toEqual(workloadRoofline(llm.cfg, w, rates, 'batched'));
-    expect(rooflineFor(llm.cfg, w, { lesson: 3, card: 'no such card', dir })).toBeUndefined();
+    expect(rooflineFor(llm.cfg, w, { shape: 'batched', card: H100, dir })).toEqual(workloadRoofline(llm.cfg, w, rates, 'batched'));
+    expect(rooflineFor(llm.cfg, w, { shape: 'sequential', card: 'no such card', dir })).toBeUndefined();
   });
 });
 
@@ -479,8 +482,10 @@ describe('roofline', () => {
     expect(seq.basis).toContain('NVIDIA H200 4,177 GB/s copy, 778.1 TFLOP/s bf16 GEMM');
   });
 
-  it('lessons 03-06 are sequential, 07 on batched', () => {
-    expect([3, 4, 5, 6, 7, 8, 15].map(engineShapeForLesson)).toEqual(['sequential', 'sequential', 'sequential', 'sequential', 'batched', 'batched', 'batched']);
+  it("takes a record's engine shape from its settings; records from before the field are one-at-a-time lessons", () => {
+    const old = benchRec({ lesson: 6, date: '2026-12-01T00:00:00.000Z', tok: 1 });
+    expect(recordEngineShape(old)).toBe('sequential');
+    expect(recordEngineShape({ ...old, lesson: 8, settings: { ...old.settings, engineShape: 'batched' } })).toBe('batched');
   });
 
   it('reads rates from a lesson-00 record and refuses bad input', () => {
@@ -575,7 +580,7 @@ describe('shards of a run', () => {
     expect(() => mergeShardRecords(edit(0, (r) => delete r.results.phases))).toThrow(/shard1\.json: no results\.phases/);
     expect(() => mergeShardRecords(edit(0, (r) => delete r.settings.shard))).toThrow(/shard1\.json: not a shard record/);
     // A batching lesson: a request's time depends on its neighbours, so shards do not add up.
-    const batched = inputs.map(({ file, record }) => ({ file, record: { ...record, lesson: 8 } }));
+    const batched = inputs.map(({ file, record }) => ({ file, record: { ...record, lesson: 8, settings: { ...record.settings, engineShape: 'batched' } } }));
     expect(() => mergeShardRecords(batched)).toThrow(/lesson 8 batches requests/);
     expect(() => mergeShardRecords([])).toThrow(/no shard records/);
     const whole = { file: 'whole.json', record: { ...inputs[0]!.record, workload: 'course' } };

@@ -17,7 +17,7 @@ import { SamplingParams } from '../engine/sampling-params.ts';
 import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
 import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RunResults, currentCommit, hardwareInfo, loadRecords, resultsDir } from './records.ts';
-import { type CardRates, type Roofline, engineShapeForLesson, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
+import { type CardRates, type EngineShape, type Roofline, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
 
 export interface RunOptions {
@@ -274,11 +274,12 @@ export function cardRates(card: string, dir?: string): CardRates | undefined {
   return env ? ratesFromEnvironment(env.record, env.file) : undefined;
 }
 
-/** The roofline of a model's workload on a card (lessons 03-06 sequential, 07 on batched), if the card has a lesson-00 record. */
-export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { lesson: number; card: string; dir?: string }): Roofline | undefined {
+/** The roofline of a model's workload on a card for an engine of the given shape, if the card has a lesson-00 record. */
+export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { shape: EngineShape; card: string; dir?: string }): Roofline | undefined {
   const rates = cardRates(opts.card, opts.dir);
-  return rates ? workloadRoofline(cfg, workload, rates, engineShapeForLesson(opts.lesson)) : undefined;
+  return rates ? workloadRoofline(cfg, workload, rates, opts.shape) : undefined;
 }
+
 
 /**
  * Everything a record needs from the LLM (model, device, recipe, roofline from the card's
@@ -287,7 +288,7 @@ export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { lesson
 export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<RecordInfo> = {}): BenchRecord {
   const lesson = extra.lesson ?? llm.recipe.lesson;
   const hardware = extra.hardware ?? hardwareInfo(llm.device);
-  const roofline = extra.roofline ?? rooflineFor(llm.cfg, result.workload, { lesson, card: hardware.card });
+  const roofline = extra.roofline ?? rooflineFor(llm.cfg, result.workload, { shape: llm.recipe.shape, card: hardware.card });
   return toBenchRecord(result, {
     ...extra,
     lesson,
@@ -295,7 +296,7 @@ export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<
     device: extra.device ?? llm.device,
     model: extra.model ?? modelInfo(llm),
     hardware,
-    settings: { dtype: llm.dtype, ...extra.settings },
+    settings: { dtype: llm.dtype, engineShape: llm.recipe.shape, engine: { ...llm.options }, ...extra.settings },
     ...(roofline ? { roofline } : {}),
   });
 }

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type Device, deviceIndex, native } from '../backend.ts';
+import type { EngineShape } from '../engine/types.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench-results');
@@ -196,3 +197,12 @@ export function loadRecords(dir: string): LoadResult {
   return out;
 }
 
+/**
+ * How the engine of a record served its requests: settings.engineShape, which
+ * records carry since lesson 07; the records written before it (lessons 03-06)
+ * all come from engines that serve one request at a time.
+ */
+export function recordEngineShape(record: BenchRecord): EngineShape {
+  const s = record.settings.engineShape;
+  return s === 'batched' || s === 'sequential' ? s : 'sequential';
+}

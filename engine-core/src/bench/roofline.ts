@@ -13,6 +13,7 @@
 //   - a step takes at least max(bytes / bandwidth, FLOPs / GEMM rate).
 // Attention FLOPs, KV writes, activations and every launch are left out: the
 // bound is optimistic by construction, as a roofline should be.
+import type { EngineShape } from '../engine/types.ts';
 import type { AnyRecord } from './records.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
 import type { Workload } from './workloads.ts';
@@ -44,8 +45,7 @@ export interface RequestShape {
   outputTokens: number;
 }
 
-/** One request at a time (lessons 03-06) or every request in one batch (lessons 07 on). */
-export type EngineShape = 'sequential' | 'batched';
+export type { EngineShape } from '../engine/types.ts';
 
 export interface Roofline {
   outputTokPerS: number;
@@ -69,11 +69,6 @@ export function modelCosts(cfg: Qwen3Config, bytesPerElement = BF16_BYTES): Mode
   // paramCount counts a tied table once (it is the head); an untied model also has the input table.
   const decoderParams = params - table - (cfg.tieWordEmbeddings ? 0 : table);
   return { params, decoderParams, headParams, weightBytes: (decoderParams + headParams) * bytesPerElement, kvBytesPerToken: kvBytesPerToken(cfg, bytesPerElement) };
-}
-
-/** Lessons 03 to 06 serve one request at a time; batching arrives in lesson 07. */
-export function engineShapeForLesson(lesson: number): EngineShape {
-  return lesson < 7 ? 'sequential' : 'batched';
 }
 
 function checkRates(r: CardRates): void {

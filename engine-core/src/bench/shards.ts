@@ -12,8 +12,7 @@
 // card would take serving all of them in a row; mergeShardRecords refuses
 // anything else (a batching lesson, a partial shard, a missing or repeated
 // request, different cards, commits, models or settings).
-import type { BenchRecord } from './records.ts';
-import { engineShapeForLesson } from './roofline.ts';
+import { type BenchRecord, recordEngineShape } from './records.ts';
 import { isWorkloadName, shardOf, workload as makeWorkload } from './workloads.ts';
 
 export interface ShardInfo {
@@ -72,7 +71,7 @@ export function mergeShardRecords(inputs: readonly ShardInput[]): BenchRecord {
   if (!m) throw new Error(`${first.file}: workload "${f.workload}" is not a shard (expected a name like throughput-shard1of8)`);
   const base = f.workload.slice(0, m.index);
   if (!isWorkloadName(base)) throw new Error(`${first.file}: unknown workload "${base}"`);
-  if (engineShapeForLesson(f.lesson) !== 'sequential')
+  if (recordEngineShape(f) !== 'sequential')
     throw new Error(
       `${first.file}: lesson ${f.lesson} batches requests, so a request's time depends on what runs beside it and shard times do not add up; run the whole workload in one go`,
     );

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import { type Device, defaultDevice, parseDevice } from '../backend.ts';
 import { type BenchRunResult, benchRecordFor, runWorkload, summarizeRun } from '../bench/harness.ts';
 import { rooflineFor } from '../bench/harness.ts';
+import { recordEngineShape } from '../bench/records.ts';
 import { type Qwen3Config, PRESETS, loadConfig, paramCount } from '../model/config.ts';
 import { DEFAULT_MODELS } from '../model/resolve.ts';
 import { type BenchRecord, recordProblem, resultsDir, writeRecord } from '../bench/records.ts';
@@ -115,7 +116,7 @@ function merge(argv: string[]): number {
     // roofline: compute the whole workload's here, as the harness would have.
     if (!merged.roofline) {
       const cfg = recordConfig(merged.model, modelDir);
-      const roof = cfg && rooflineFor(cfg, makeWorkload(merged.workload as WorkloadName), { lesson: merged.lesson, card: merged.hardware.card });
+      const roof = cfg && rooflineFor(cfg, makeWorkload(merged.workload as WorkloadName), { shape: recordEngineShape(merged), card: merged.hardware.card });
       if (roof) merged.roofline = { ...roof };
       else console.log(`(no roofline: ${cfg ? `no lesson-00 record for ${merged.hardware.card}` : `the config of ${merged.model.name} is unknown here; pass --model DIR`})`);
     }

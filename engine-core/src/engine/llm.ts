@@ -3,16 +3,19 @@
 //   const llm = LLM.create({ recipe });
 //   const outputs = llm.generate(['Hello'], new SamplingParams({ maxTokens: 32 }));
 //
-// The loop is the same in every lesson; the recipe decides the parts.
+// generate is a loop over the Engine's step() (engine.ts); the recipe decides the parts.
 import { type Device, allocatorStats, defaultDevice, resetPeakStats } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import { type Qwen3Config, loadConfig } from '../model/config.ts';
 import type { RandomModelInfo } from '../model/random.ts';
 import { resolveModel } from '../model/resolve.ts';
-import { type StreamDecoder, Tokenizer } from '../tokenizer.ts';
+import { Tokenizer } from '../tokenizer.ts';
+import { Engine, type Prompt } from './engine.ts';
 import { SamplingParams } from './sampling-params.ts';
-import { Sequence } from './sequence.ts';
-import type { EngineParts, GenerateOptions, GenerateStats, GenerationOutput, Recipe } from './types.ts';
+import type { Sequence } from './sequence.ts';
+import { type EngineOptions, type EngineParts, type GenerateOptions, type GenerateStats, type GenerationOutput, type Recipe, engineOptions } from './types.ts';
+
+export type { Prompt } from './engine.ts';
 
 export interface LLMOptions {
   recipe: Recipe;
@@ -20,12 +23,15 @@ export interface LLMOptions {
   model?: string;
   device?: Device;
   dtype?: DType;
+  /** The engine's limits (max sequences and tokens per step, memory share, block size); defaults: DEFAULT_ENGINE_OPTIONS. */
+  engine?: Partial<EngineOptions>;
   log?: (s: string) => void;
 }
 
-export type Prompt = string | readonly number[];
-
 export class LLM {
+  /** The steppable engine over the recipe's parts (a server drives it directly). */
+  readonly engine: Engine;
+
   private constructor(
     readonly recipe: Recipe,
     readonly modelDir: string,
@@ -33,20 +39,24 @@ export class LLM {
     readonly device: Device,
     readonly dtype: DType,
     readonly tokenizer: Tokenizer,
+    readonly options: EngineOptions,
     /** The parts the recipe built (for inspection: a demo can ask its KV store what it did). */
     readonly parts: EngineParts,
     /** Present when the model folder holds seeded random weights (what resolveModel found). */
     readonly randomWeights: RandomModelInfo | undefined,
-  ) {}
+  ) {
+    this.engine = new Engine(parts, tokenizer, cfg, device);
+  }
 
   static create(opts: LLMOptions): LLM {
+    const options = engineOptions(opts.engine);
     const device = opts.device ?? defaultDevice();
     const { dir, random } = resolveModel({ model: opts.model, device, log: opts.log });
     const cfg = loadConfig(dir);
     const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
     const tokenizer = Tokenizer.fromDir(dir);
-    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer });
-    return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, parts, random);
+    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer, options });
+    return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, options, parts, random);
   }
 
   generate(prompts: readonly Prompt[], params: SamplingParams | readonly SamplingParams[] = new SamplingParams(), opts: GenerateOptions = {}): GenerationOutput[] {
@@ -63,129 +73,57 @@ export class LLM {
     list.forEach((p, i) => {
       if (!(p instanceof SamplingParams)) throw new TypeError(`generate: params[${i}] is not a SamplingParams`);
     });
-    const maxLen = this.cfg.maxPositionEmbeddings;
-    const seqs = prompts.map((prompt, i) => {
-      const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
-      ids.forEach((id) => {
-        if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocabSize) throw new RangeError(`generate: prompt ${i} has token id ${id} outside [0, ${this.cfg.vocabSize})`);
-      });
-      if (ids.length + list[i]!.maxTokens > maxLen)
-        throw new RangeError(`generate: prompt ${i} (${ids.length} tokens) + maxTokens ${list[i]!.maxTokens} exceeds the model's ${maxLen} positions`);
-      return new Sequence(ids, list[i]!);
-    });
-
-    const { runner, scheduler, sampler } = this.parts;
-    const eos = new Set(this.tokenizer.eosTokenIds);
-    const decodeText = opts.decodeText ?? true;
-    const stats: GenerateStats = {
-      seconds: 0, prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0,
-      outputTokens: 0, finishedRequests: 0, partial: false, peakMemoryBytes: 0,
-    };
-    resetPeakStats(this.device);
-    const t0 = performance.now();
-    let kvPeak: { peakReservedBytes: number; peakUsedBytes: number } | undefined;
-    let kvSum = { reserved: 0, used: 0, steps: 0 };
-    // Sequences with stop strings: their text so far, decoded one token at a time.
-    const stops = new Map<Sequence, StreamDecoder>();
-    for (const s of seqs) scheduler.add(s);
-
-    while (scheduler.pending > 0) {
-      if (opts.deadlineMs !== undefined && performance.now() >= opts.deadlineMs) {
-        stats.partial = true;
-        break;
-      }
-      const batch = scheduler.schedule();
-      if (!batch) throw new Error(`generate: the ${this.recipe.name} scheduler has ${scheduler.pending} pending sequences but scheduled none`);
-      const stepStart = performance.now();
-      const logits = runner.run(batch);
-      let tokens: number[];
-      try {
-        tokens = sampler.sample(logits, batch.sequences); // reads the logits back: the step is complete after this
-      } finally {
-        logits.dispose();
-      }
-      const stepSeconds = (performance.now() - stepStart) / 1000;
-      if (batch.phase === 'prefill') {
-        stats.prefillTokens += batch.sequences.reduce((n, s) => n + s.length - s.cachedTokens, 0);
-        stats.prefillSeconds += stepSeconds;
-      } else {
-        stats.decodeTokens += batch.sequences.length;
-        stats.decodeSeconds += stepSeconds;
-      }
-      if (this.parts.kvStats) {
-        const kv = this.parts.kvStats();
-        kvPeak = { peakReservedBytes: Math.max(kvPeak?.peakReservedBytes ?? 0, kv.reservedBytes), peakUsedBytes: Math.max(kvPeak?.peakUsedBytes ?? 0, kv.usedBytes) };
-        kvSum = { reserved: kvSum.reserved + kv.reservedBytes, used: kvSum.used + kv.usedBytes, steps: kvSum.steps + 1 };
-      }
-      batch.sequences.forEach((seq, i) => {
-        seq.cachedTokens = seq.length; // the runner has now seen every token of the sequence
-        const token = tokens[i]!;
-        seq.append(token);
-        stats.outputTokens++;
-        const p = seq.params;
-        if (!p.ignoreEos && eos.has(token)) seq.finish('eos');
-        else if (p.stopTokenIds.includes(token)) seq.finish('stop');
-        else if (p.stop.length && this.stopStringHit(seq, token, stops)) seq.finish('stop');
-        else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
-        if (seq.finished) {
-          runner.release(seq);
-          sampler.release?.(seq);
-          stops.delete(seq);
-          scheduler.finished(seq);
-          stats.finishedRequests++;
+    const engine = this.engine;
+    if (engine.pending > 0) throw new Error(`generate: the engine still has ${engine.pending} requests of another caller`);
+    const seqs: Sequence[] = [];
+    try {
+      prompts.forEach((prompt, i) => {
+        try {
+          seqs.push(engine.sequence(engine.addRequest(prompt, list[i]!))!);
+        } catch (e) {
+          if (e instanceof RangeError) throw new RangeError(e.message.replace(/^addRequest: /, `generate: prompt ${i}: `));
+          throw e;
         }
       });
-      opts.onProgress?.({ finishedRequests: stats.finishedRequests, totalRequests: seqs.length, outputTokens: stats.outputTokens, elapsedSeconds: (performance.now() - t0) / 1000 });
+    } catch (e) {
+      for (const s of seqs) engine.abort(s.id); // nothing half-queued stays behind
+      throw e;
     }
-    stats.seconds = (performance.now() - t0) / 1000;
-    stats.peakMemoryBytes = allocatorStats(this.device).peakBytesInUse;
-    if (this.parts.kvStats && kvPeak)
-      stats.kvCache = { ...this.parts.kvStats(), ...kvPeak, meanReservedBytes: kvSum.reserved / kvSum.steps, meanUsedBytes: kvSum.used / kvSum.steps };
 
-    for (const s of seqs) {
-      if (s.finished) continue; // a deadline left these running
-      runner.release(s);
-      sampler.release?.(s);
+    engine.resetStats();
+    resetPeakStats(this.device);
+    const t0 = performance.now();
+    let partial = false;
+    while (engine.hasWork) {
+      if (opts.deadlineMs !== undefined && performance.now() >= opts.deadlineMs) {
+        partial = true;
+        break;
+      }
+      engine.step();
+      const s = engine.stats();
+      opts.onProgress?.({ finishedRequests: s.finishedRequests, totalRequests: seqs.length, outputTokens: s.outputTokens, elapsedSeconds: (performance.now() - t0) / 1000 });
     }
+    const stats = { ...engine.stats(), partial, seconds: (performance.now() - t0) / 1000, peakMemoryBytes: allocatorStats(this.device).peakBytesInUse };
+    // A deadline leaves requests running: end them (their blocks go back) and report them unfinished.
+    const unfinished = seqs.filter((s) => !s.finished).map((s) => ({ seq: s, endMs: performance.now() }));
+    for (const { seq } of unfinished) engine.abort(seq.id);
+
+    const decodeText = opts.decodeText ?? true;
     const outputs = seqs.map((s): GenerationOutput => {
-      let text = '';
-      let tokenIds = s.outputIds;
-      if (s.finishReason === 'stop' && s.params.stop.length) {
-        // Cut the output at the stop string; the tokens are kept as generated.
-        text = s.text;
-      } else if (decodeText) text = this.tokenizer.decode(tokenIds, { skipSpecialTokens: true });
-      tokenIds = [...tokenIds];
+      const cut = unfinished.find((u) => u.seq === s);
+      // A stop-string finish has its text cut at the stop string; the tokens are kept as generated.
+      const text = s.finishReason === 'stop' && s.params.stop.length ? s.text : decodeText ? this.tokenizer.decode(s.outputIds, { skipSpecialTokens: true }) : '';
       return {
         promptTokenIds: [...s.promptIds],
-        tokenIds,
+        tokenIds: [...s.outputIds],
         text,
-        finishReason: s.finishReason,
+        finishReason: cut ? undefined : s.finishReason,
         firstTokenMs: s.timings.firstTokenMs - t0,
-        totalMs: (s.finished ? s.timings.finishedMs : performance.now()) - t0,
+        totalMs: (cut ? cut.endMs : s.timings.finishedMs) - t0,
+        preemptions: s.preemptions,
       };
     });
     return { outputs, stats };
-  }
-
-  /**
-   * Appends the token's text to the sequence's and checks its stop strings;
-   * keeps the text before the first hit. Only the new text and the end of the
-   * old that a stop string could straddle are searched: O(1) per token.
-   */
-  private stopStringHit(seq: Sequence, token: number, stops: Map<Sequence, StreamDecoder>): boolean {
-    let decoder = stops.get(seq);
-    if (!decoder) stops.set(seq, (decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true })));
-    const before = seq.text.length;
-    seq.text += decoder.push(token);
-    const longest = Math.max(...seq.params.stop.map((s) => s.length));
-    const from = Math.max(0, before - longest + 1);
-    let cut = -1;
-    for (const s of seq.params.stop) {
-      const at = seq.text.indexOf(s, from);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
-    }
-    if (cut >= 0) seq.text = seq.text.slice(0, cut);
-    return cut >= 0;
   }
 
   dispose(): void {

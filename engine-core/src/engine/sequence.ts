@@ -3,7 +3,8 @@
 import type { SamplingParams } from './sampling-params.ts';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
-export type FinishReason = 'eos' | 'stop' | 'length';
+/** 'abort': the caller (a client that went away, say) ended it. */
+export type FinishReason = 'eos' | 'stop' | 'length' | 'abort';
 
 let nextId = 0;
 
@@ -14,8 +15,10 @@ export class Sequence {
   readonly outputIds: number[] = [];
   /** Text decoded so far (the engine fills it when stop strings need checking or text is asked for). */
   text = '';
-  /** How many of this sequence's tokens already have their K/V in the cache. */
+  /** How many of this sequence's tokens already have their K/V in the cache (0 again after a preemption). */
   cachedTokens = 0;
+  /** Times the scheduler preempted it: its cache was dropped, to be recomputed. */
+  preemptions = 0;
   readonly timings = { arrivalMs: performance.now(), firstTokenMs: NaN, finishedMs: NaN };
 
   constructor(

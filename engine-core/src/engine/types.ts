@@ -1,6 +1,6 @@
 // The parts an engine is made of, and what lessons swap. A recipe builds them;
-// the LLM class (llm.ts) runs the loop: schedule -> run the model -> sample ->
-// append and finish, until every request is done.
+// the Engine (engine.ts) runs the loop one step at a time: schedule -> run the
+// model -> sample -> append and finish. LLM.generate (llm.ts) loops over it.
 import type { Device } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import type { Qwen3Config } from '../model/config.ts';
@@ -8,27 +8,64 @@ import type { Tensor } from '../tensor.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import type { FinishReason, Sequence } from './sequence.ts';
 
-/** What the scheduler hands the model runner for one step. */
-export interface ScheduledBatch {
+/**
+ * What the scheduler hands the model runner for one step: which sequences run,
+ * how many new tokens of each (their uncached tokens, or a chunk of them), and,
+ * for a paged engine, each one's block table. A sequence whose new tokens reach
+ * its last token gets a logits row and a sampled token; a chunk short of it only
+ * fills the cache.
+ */
+export interface StepPlan {
   sequences: Sequence[];
-  /** Prefill runs the sequences' uncached prompt tokens; decode runs one new token each. */
-  phase: 'prefill' | 'decode';
+  /** New tokens per sequence, in the order of `sequences`: tokens [cachedTokens, cachedTokens + n). */
+  newTokens: number[];
+  /** 'prefill' when every sequence runs prompt tokens, 'decode' when each runs one new token, 'mixed' otherwise. */
+  phase: StepPhase;
+  /** Block ids of each sequence (its page table), where the scheduler manages paged memory. */
+  blockTables?: readonly (readonly number[])[];
+}
+
+export type StepPhase = 'prefill' | 'decode' | 'mixed';
+
+/** Whether sequence i of the plan reaches its last token this step (and so gets a logits row). */
+export function samplesAt(plan: StepPlan, i: number): boolean {
+  const seq = plan.sequences[i]!;
+  return seq.cachedTokens + plan.newTokens[i]! === seq.length;
 }
 
 /** Decides which sequences run at each step (one at a time, static batches, continuous batching...). */
 export interface Scheduler {
   add(seq: Sequence): void;
-  /** The next step's work, or undefined when nothing can run. */
-  schedule(): ScheduledBatch | undefined;
-  /** Called after tokens were appended; releases finished sequences. */
+  /**
+   * The next step's work, or undefined when nothing can run. Sequences it
+   * preempted to make room are back in its waiting queue and listed in
+   * `preempted` (their cache is gone: the runner is told to forget them).
+   */
+  schedule(): (StepPlan & { preempted?: Sequence[] }) | undefined;
+  /** Called once a finished sequence's last token is appended: frees what it holds. */
   finished(seq: Sequence): void;
+  /** Removes a sequence wherever it is (waiting or running) and frees what it holds. */
+  abort(seq: Sequence): void;
+  /** Sequences added and not yet finished or aborted. */
   readonly pending: number;
+  /** Queue and memory figures for progress lines and metrics. */
+  stats?(): SchedulerStats;
 }
 
-/** Runs the model for a batch and returns f32 logits [batch, vocab], one row per sequence (its last position). */
+export interface SchedulerStats {
+  waiting: number;
+  running: number;
+  /** Paged schedulers: KV blocks in use and in all. */
+  usedBlocks?: number;
+  totalBlocks?: number;
+  /** Sequences preempted so far (their blocks freed, recomputed later). */
+  preemptions?: number;
+}
+
+/** Runs the model for a step and returns f32 logits [n, vocab]: one row per sequence that samples (samplesAt), in plan order. */
 export interface ModelRunner {
-  run(batch: ScheduledBatch): Tensor;
-  /** Frees whatever the runner holds for a finished (or preempted) sequence. */
+  run(plan: StepPlan): Tensor;
+  /** Frees whatever the runner holds for a finished, aborted or preempted sequence. */
   release(seq: Sequence): void;
   dispose(): void;
 }
@@ -46,12 +83,48 @@ export interface KVCacheStats {
   usedBytes: number;
 }
 
+/**
+ * The engine's limits, as vLLM and nano-vllm name them. Lessons 03-06 run one
+ * request at a time and use only what they need (lesson 06: the memory share
+ * and the block size); the batched runtime (lesson 07 on) uses all of them.
+ */
+export interface EngineOptions {
+  /** Most sequences in one step (vLLM's max_num_seqs). */
+  maxNumSeqs: number;
+  /** Most tokens in one step (vLLM's max_num_batched_tokens): bounds a prefill step's activations. */
+  maxNumBatchedTokens: number;
+  /** Share of the GPU's memory the engine may use in all: weights, activations and the KV pool. */
+  gpuMemoryUtilization: number;
+  /** Tokens per KV block. */
+  blockSize: number;
+  /** KV pool bytes, instead of sizing it from free memory (the CPU default is 256 MiB; AIOS_KV_CACHE_BYTES overrides). */
+  kvCacheBytes?: number;
+}
+
+export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = { maxNumSeqs: 256, maxNumBatchedTokens: 16384, gpuMemoryUtilization: 0.9, blockSize: 16 };
+
+/** Fills in defaults and names the option that is out of range. */
+export function engineOptions(partial: Partial<EngineOptions> = {}): EngineOptions {
+  const o = { ...DEFAULT_ENGINE_OPTIONS, ...Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) } as EngineOptions;
+  const positiveInt = (name: keyof EngineOptions, v: unknown) => {
+    if (!Number.isInteger(v) || (v as number) < 1) throw new RangeError(`engine options: ${name} must be a positive integer, got ${v}`);
+  };
+  positiveInt('maxNumSeqs', o.maxNumSeqs);
+  positiveInt('maxNumBatchedTokens', o.maxNumBatchedTokens);
+  positiveInt('blockSize', o.blockSize);
+  if (!(o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1))
+    throw new RangeError(`engine options: gpuMemoryUtilization must be in (0, 1], got ${o.gpuMemoryUtilization}`);
+  if (o.kvCacheBytes !== undefined && !(o.kvCacheBytes > 0)) throw new RangeError(`engine options: kvCacheBytes must be a positive number of bytes, got ${o.kvCacheBytes}`);
+  return o;
+}
+
 export interface EngineContext {
   modelDir: string;
   cfg: Qwen3Config;
   device: Device;
   dtype: DType;
   tokenizer: Tokenizer;
+  options: EngineOptions;
 }
 
 export interface EngineParts {
@@ -60,8 +133,17 @@ export interface EngineParts {
   sampler: Sampler;
   /** Present where the recipe has a KV cache to account for. */
   kvStats?: () => KVCacheStats;
+  /** Lines that describe how the parts were set up (the KV pool's size and why), for demos and logs. */
+  describe?: () => string[];
   dispose(): void;
 }
+
+/**
+ * How a recipe's engine serves requests: one at a time (lessons 03-06) or many
+ * per forward (07 on). The harness reads it (the roofline of the run, whether a
+ * sharded run may be summed), so engine-core never asks which lesson it runs.
+ */
+export type EngineShape = 'sequential' | 'batched';
 
 /** A lesson's engine: lesson N's recipe is lesson N-1's with one part replaced. */
 export interface Recipe {
@@ -69,6 +151,7 @@ export interface Recipe {
   lesson: number;
   /** One line: what this recipe changes. */
   summary: string;
+  shape: EngineShape;
   build(ctx: EngineContext): EngineParts;
 }
 
@@ -81,16 +164,30 @@ export interface GenerationOutput {
   /** Milliseconds from the start of generate() to this request's first token and to its end. */
   firstTokenMs: number;
   totalMs: number;
+  /** Times this request was preempted (its cache dropped and recomputed). */
+  preemptions: number;
 }
 
 export interface GenerateStats {
   seconds: number;
+  steps: number;
   prefillTokens: number;
   prefillSeconds: number;
   decodeTokens: number;
   decodeSeconds: number;
+  /** Steps that ran prefill and decode tokens together (schedulers that mix them). */
+  mixedTokens: number;
+  mixedSeconds: number;
+  /**
+   * Host seconds spent queueing the steps' work (the runner's forward returns
+   * with its kernels queued, not done) and then waiting for the device at the
+   * sampled tokens' read-back: where the step time goes.
+   */
+  enqueueSeconds: number;
+  syncSeconds: number;
   outputTokens: number;
   finishedRequests: number;
+  preemptions: number;
   /** True when a deadline stopped the run early. */
   partial: boolean;
   peakMemoryBytes: number;

@@ -1,9 +1,12 @@
-// Sampling on the host: greedy requests take the argmax on the device (4 bytes
-// come back); sampled requests read their logits row back and draw from
-// softmax(logits / temperature) after top-k and top-p, with a seeded generator
-// per request. Lesson 12 moves all of this onto the GPU.
-import { ops } from '@aios/engine-core';
-import type { Tensor } from '@aios/engine-core';
+// Sampling with the random numbers drawn on the host: each request has its own
+// seeded generator, and one draw per token decides it. Greedy rows and rows
+// sampled from softmax(logits / temperature) are resolved on the device at
+// those draws (ops.sampleRows: argmax or an inverse-CDF pick), so only the
+// token ids come back, 4 bytes a row instead of the vocabulary's 600 KB. Rows
+// with top-k or top-p read their logits row back and are drawn here, after a
+// sort. Lesson 12 moves the filters, the generator and log-probabilities onto
+// the GPU.
+import { Tensor, ops } from '@aios/engine-core';
 import type { Sampler } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { mulberry32 } from '@aios/engine-core/random.ts';
@@ -52,37 +55,59 @@ export class HostSampler implements Sampler {
   private readonly generators = new Map<number, () => number>();
 
   sample(logits: Tensor, sequences: readonly Sequence[]): number[] {
-    if (sequences.every((s) => s.params.greedy)) {
-      const best = ops.argmax(logits);
-      try {
-        return Array.from(best.toArray() as Int32Array);
-      } finally {
-        best.dispose();
-      }
-    }
-    const V = logits.shape[1]!;
-    const rows = logits.toArray() as Float32Array;
-    return sequences.map((seq, i) => {
-      const row = rows.subarray(i * V, (i + 1) * V);
+    const rows = sequences.length;
+    // Per row: the temperature (0 = greedy) and, for a sampled row, one draw from its request's generator.
+    const host = new Float32Array(2 * rows);
+    const truncated: number[] = [];
+    sequences.forEach((seq, i) => {
       const p = seq.params;
-      if (p.greedy) return argmaxRow(row);
-      let gen = this.generators.get(seq.id);
-      if (!gen) {
-        gen = mulberry32(p.seed ?? seq.id * 2654435761); // one stream per request
-        this.generators.set(seq.id, gen);
+      if (p.greedy) return;
+      if (p.topK > 0 || p.topP < 1) truncated.push(i);
+      else {
+        host[i] = p.temperature;
+        host[rows + i] = this.generator(seq)();
       }
-      return sampleRow(row, p.temperature, p.topK, p.topP, gen);
     });
+    // Greedy and plain temperature rows: drawn where the logits are, only the ids come back.
+    const params = Tensor.fromArray(host, [2, rows], { dtype: 'f32', device: logits.device });
+    const ids = ops.sampleRows(logits, params.select(0, 0), params.select(0, 1));
+    let tokens: number[];
+    try {
+      tokens = Array.from(ids.toArray() as Int32Array);
+    } finally {
+      ids.dispose();
+      params.dispose();
+    }
+    if (truncated.length === 0) return tokens;
+    // Top-k / top-p rows need the sorted row on the host: read back those rows only.
+    const V = logits.shape[1]!;
+    const idx = Tensor.fromArray(Int32Array.from(truncated), [truncated.length], { dtype: 'i32', device: logits.device });
+    const picked = ops.gatherRows(logits, idx);
+    try {
+      const values = picked.toArray() as Float32Array;
+      truncated.forEach((i, k) => {
+        const p = sequences[i]!.params;
+        tokens[i] = sampleRow(values.subarray(k * V, (k + 1) * V), p.temperature, p.topK, p.topP, this.generator(sequences[i]!));
+      });
+    } finally {
+      picked.dispose();
+      idx.dispose();
+    }
+    return tokens;
   }
 
-  /** The engine calls this when a sequence finishes (or a deadline stops it): its stream goes. */
+  /** The engine calls this when a sequence finishes (or is aborted): its stream goes. */
   release(seq: Sequence): void {
     this.generators.delete(seq.id);
   }
-}
 
-function argmaxRow(row: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < row.length; i++) if (row[i]! > row[best]!) best = i;
-  return best;
+  /** One stream per request, seeded by its seed (or its id): the same seed gives the same tokens whatever runs beside it. */
+  private generator(seq: Sequence): () => number {
+    let gen = this.generators.get(seq.id);
+    if (!gen) {
+      gen = mulberry32(seq.params.seed ?? seq.id * 2654435761);
+      this.generators.set(seq.id, gen);
+    }
+    return gen;
+  }
 }

@@ -15,6 +15,7 @@ export function baselineScheduling(): Pick<EngineParts, 'scheduler' | 'sampler'>
 export const recipe: Recipe = {
   name: 'baseline-engine',
   lesson: 3,
+  shape: 'sequential',
   summary: 'one request at a time; every step recomputes the whole sequence',
   build(ctx): EngineParts {
     const model = Qwen3Model.load(ctx.modelDir, { device: ctx.device, dtype: ctx.dtype });

@@ -2,7 +2,7 @@
 // every decode step runs one new token at its position, and attention finds
 // the earlier tokens' keys and values in the store.
 import type { Tensor } from '@aios/engine-core';
-import type { ModelRunner, ScheduledBatch } from '@aios/engine-core/engine/types.ts';
+import type { ModelRunner, StepPlan } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
 
@@ -14,9 +14,9 @@ export class IncrementalRunner implements ModelRunner {
     readonly store: KVStore,
   ) {}
 
-  run(batch: ScheduledBatch): Tensor {
-    if (batch.sequences.length !== 1) throw new Error('IncrementalRunner runs one sequence at a time (batching is lesson 07)');
-    const seq = batch.sequences[0]!;
+  run(plan: StepPlan): Tensor {
+    if (plan.sequences.length !== 1) throw new Error('IncrementalRunner runs one sequence at a time (batching is lesson 07)');
+    const seq = plan.sequences[0]!;
     const start = seq.cachedTokens;
     const P = seq.promptIds.length;
     // The tokens not yet in the cache, without copying the whole sequence: in decode, the last output token.

@@ -32,12 +32,26 @@ export interface CacheContext extends ForwardContext {
   start: number;
 }
 
-/** Attention over the cached keys and values plus this forward's own. */
+/**
+ * Attention over the cached keys and values plus this forward's own. The store
+ * is set after the model is loaded (a pool is sized from the memory the weights
+ * leave); until then a forward is an error.
+ */
 export class CachedAttention implements AttentionBackend<CacheContext> {
-  constructor(public store: KVStore) {}
+  private current: KVStore | undefined;
 
   get name(): string {
-    return `cached(${this.store.name})`;
+    return `cached(${this.current?.name ?? 'no store yet'})`;
+  }
+
+  get store(): KVStore {
+    if (!this.current) throw new Error('CachedAttention: no KV store set yet');
+    return this.current;
+  }
+
+  /** Where K/V live from now on. */
+  use(store: KVStore): void {
+    this.current = store;
   }
 
   attend(layer: number, q: Tensor, k: Tensor, v: Tensor, ctx: CacheContext): Tensor {

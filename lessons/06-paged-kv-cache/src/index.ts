@@ -1,3 +1,3 @@
-export { recipe, pagedRecipe, poolBlocks, DEFAULT_PAGED, lastPoolInfo, type PagedOptions } from './recipe.ts';
+export { recipe, pagedRecipe, poolBlocks, DEFAULT_PAGED, poolLine, type PagedOptions } from './recipe.ts';
 export { BlockManager, OutOfBlocksError } from './block-manager.ts';
 export { PagedKVStore } from './paged-cache.ts';

@@ -4,11 +4,7 @@ import os from 'node:os';
 
 import { allocatorStats, native, deviceIndex } from '@aios/engine-core';
 import type { EngineContext, Recipe } from '@aios/engine-core/engine/types.ts';
-import { Sequence } from '@aios/engine-core/engine/sequence.ts';
-import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
-import { type CacheContext, withKVStore } from '@aios/lesson-04-kv-cache';
-import { PreallocatedKVStore } from '@aios/lesson-05-preallocated-cache';
+import { type KVStore, type StoreSetup, withKVStore } from '@aios/lesson-04-kv-cache';
 
 import { PagedKVStore } from './paged-cache.ts';
 
@@ -24,22 +20,8 @@ export interface PagedOptions {
 
 export const DEFAULT_PAGED: PagedOptions = { blockSize: 16, gpuMemoryUtilization: 0.9, warmupTokens: 2048, cpuPoolBytes: 256 * 2 ** 20 };
 
-/** A forward of `tokens` tokens (through a throwaway preallocated cache), so the allocator has seen a long prefill's activations. */
-function warmUp(ctx: EngineContext, model: Qwen3Model<CacheContext>, tokens: number): void {
-  const store = new PreallocatedKVStore(ctx.cfg.numLayers);
-  const attention = model.layers[0]!.attention as unknown as { store: unknown };
-  const saved = attention.store;
-  attention.store = store;
-  const seq = new Sequence(Array.from({ length: tokens }, (_, i) => (i * 7919) % ctx.cfg.vocabSize), new SamplingParams({ maxTokens: 1 }));
-  try {
-    model.forwardAt(seq.promptIds, 0, { seq, start: 0 }).dispose();
-  } finally {
-    store.release(seq);
-    attention.store = saved;
-  }
-}
-
-export function poolBlocks(ctx: EngineContext, model: Qwen3Model<CacheContext>, opts: PagedOptions): { numBlocks: number; basis: string } {
+/** The pool's size in blocks and why: AIOS_KV_CACHE_BYTES, the CPU default, or the GPU's free memory after weights and a warm-up forward. */
+export function poolBlocks(ctx: EngineContext, setup: StoreSetup, opts: PagedOptions): { numBlocks: number; basis: string } {
   const bytesPerToken = PagedKVStore.bytesPerToken({ numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype });
   const perBlock = bytesPerToken * opts.blockSize;
   let bytes: number, basis: string;
@@ -52,7 +34,7 @@ export function poolBlocks(ctx: EngineContext, model: Qwen3Model<CacheContext>, 
     bytes = Math.min(opts.cpuPoolBytes, os.freemem() / 4);
     basis = `CPU default of ${(opts.cpuPoolBytes / 2 ** 20).toFixed(0)} MiB`;
   } else {
-    warmUp(ctx, model, opts.warmupTokens);
+    setup.warmUp(opts.warmupTokens);
     const { free, total } = native.memGetInfo(deviceIndex(ctx.device));
     // What is still free once the weights and the warm-up's activations (kept by our caching allocator) are
     // taken, minus the share of the card we leave alone.
@@ -66,8 +48,9 @@ export function poolBlocks(ctx: EngineContext, model: Qwen3Model<CacheContext>, 
 }
 
 export function pagedRecipe(opts: PagedOptions = DEFAULT_PAGED): Recipe {
-  return withKVStore('paged-kv-cache', 6, 'one paged KV pool sized from free memory; block tables', (ctx, model) => {
-    const { numBlocks, basis } = poolBlocks(ctx, model, opts);
+  const bases = new WeakMap<KVStore, string>();
+  return withKVStore('paged-kv-cache', 6, 'one paged KV pool sized from free memory; block tables', (ctx, setup) => {
+    const { numBlocks, basis } = poolBlocks(ctx, setup, opts);
     const store = new PagedKVStore({
       numLayers: ctx.cfg.numLayers,
       kvHeads: ctx.cfg.numKvHeads,
@@ -77,12 +60,14 @@ export function pagedRecipe(opts: PagedOptions = DEFAULT_PAGED): Recipe {
       dtype: ctx.dtype,
       device: ctx.device,
     });
-    lastPoolInfo = { numBlocks, blockSize: opts.blockSize, poolBytes: store.poolBytes, basis };
+    bases.set(store, basis);
     return store;
-  });
+  }, (store) => (store instanceof PagedKVStore ? [poolLine(store, bases.get(store) ?? '')] : []));
 }
 
-/** How the last pool was sized (the demo prints it). */
-export let lastPoolInfo: { numBlocks: number; blockSize: number; poolBytes: number; basis: string } | undefined;
+/** "KV pool: N blocks of 16 tokens = X GiB (basis)". */
+export function poolLine(store: PagedKVStore, basis: string): string {
+  return `KV pool: ${store.blocks.numBlocks} blocks of ${store.opts.blockSize} tokens = ${(store.poolBytes / 2 ** 30).toFixed(2)} GiB (${basis})`;
+}
 
 export const recipe: Recipe = pagedRecipe();

@@ -1,0 +1,251 @@
+// The engine you can step: requests go in with addRequest, each step() runs
+// one forward over whatever the scheduler chose and returns what it produced
+// (new tokens, new text, finished requests), abort() ends a request and frees
+// its memory at once. LLM.generate is a loop over step(); lesson 15's server
+// drives the same API from an async loop and streams each delta as it comes.
+//
+//   const engine = new Engine(parts, tokenizer, cfg, device);
+//   const id = engine.addRequest('Hello', new SamplingParams({ maxTokens: 32 }), { detokenize: true });
+//   while (engine.hasWork) for (const d of engine.step().deltas) process.stdout.write(d.text);
+import type { Device } from '../backend.ts';
+import type { Qwen3Config } from '../model/config.ts';
+import type { StreamDecoder, Tokenizer } from '../tokenizer.ts';
+import { SamplingParams } from './sampling-params.ts';
+import { type FinishReason, Sequence } from './sequence.ts';
+import { type EngineParts, type GenerateStats, type StepPhase, samplesAt } from './types.ts';
+
+export type Prompt = string | readonly number[];
+
+export interface RequestOptions {
+  /** Decode the output into text deltas as tokens arrive (default false: token ids only). */
+  detokenize?: boolean;
+}
+
+/** What one request got from one step. */
+export interface RequestDelta {
+  id: number;
+  /** The tokens sampled this step (one, or none for an abort). */
+  tokenIds: number[];
+  /** New text (with detokenize or stop strings), held back while it could still be the start of a stop string. */
+  text: string;
+  finished: boolean;
+  finishReason?: FinishReason;
+}
+
+export interface StepResult {
+  deltas: RequestDelta[];
+  /** Undefined when there was nothing to run. */
+  phase: StepPhase | undefined;
+  /** Tokens the forward ran (prompt chunks and decode tokens). */
+  tokens: number;
+  /** Requests the scheduler preempted to make room (they continue later, from a recompute). */
+  preempted: number[];
+}
+
+interface RequestState {
+  seq: Sequence;
+  /** Present when the request wants text or has stop strings to watch. */
+  decoder?: StreamDecoder;
+  detokenize: boolean;
+  /** Characters of seq.text already handed out in deltas. */
+  emitted: number;
+}
+
+function emptyStats(): GenerateStats {
+  return {
+    seconds: 0, steps: 0, prefillTokens: 0, prefillSeconds: 0, decodeTokens: 0, decodeSeconds: 0, mixedTokens: 0, mixedSeconds: 0,
+    enqueueSeconds: 0, syncSeconds: 0, outputTokens: 0, finishedRequests: 0, preemptions: 0, partial: false, peakMemoryBytes: 0,
+  };
+}
+
+export class Engine {
+  private readonly live = new Map<number, RequestState>();
+  private readonly eos: Set<number>;
+  private counters = emptyStats();
+  private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
+
+  constructor(
+    readonly parts: EngineParts,
+    readonly tokenizer: Tokenizer,
+    readonly cfg: Qwen3Config,
+    readonly device: Device,
+  ) {
+    this.eos = new Set(tokenizer.eosTokenIds);
+  }
+
+  /** Queues a request; returns its id. Bad prompts and lengths are RangeErrors that say what is wrong. */
+  addRequest(prompt: Prompt, params: SamplingParams = new SamplingParams(), opts: RequestOptions = {}): number {
+    if (!(params instanceof SamplingParams)) throw new TypeError('addRequest: params is not a SamplingParams');
+    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
+    if (ids.length === 0) throw new RangeError('addRequest: the prompt is empty');
+    for (const id of ids)
+      if (!Number.isInteger(id) || id < 0 || id >= this.cfg.vocabSize) throw new RangeError(`addRequest: the prompt has token id ${id} outside [0, ${this.cfg.vocabSize})`);
+    const maxLen = this.cfg.maxPositionEmbeddings;
+    if (ids.length + params.maxTokens > maxLen)
+      throw new RangeError(`addRequest: the prompt (${ids.length} tokens) + maxTokens ${params.maxTokens} exceeds the model's ${maxLen} positions`);
+    const seq = new Sequence(ids, params);
+    this.parts.scheduler.add(seq); // a paged scheduler refuses a request that could never fit its pool
+    const detokenize = opts.detokenize ?? false;
+    const state: RequestState = { seq, detokenize, emitted: 0 };
+    if (detokenize || params.stop.length) state.decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true });
+    this.live.set(seq.id, state);
+    return seq.id;
+  }
+
+  /** The sequence of a request that has not finished yet (LLM keeps it to build its outputs). */
+  sequence(id: number): Sequence | undefined {
+    return this.live.get(id)?.seq;
+  }
+
+  get hasWork(): boolean {
+    return this.parts.scheduler.pending > 0;
+  }
+
+  /** Requests added and not finished. */
+  get pending(): number {
+    return this.live.size;
+  }
+
+  /** Runs one step: schedule, forward, sample, append; returns what each request got. */
+  step(): StepResult {
+    const { scheduler, runner, sampler } = this.parts;
+    const plan = scheduler.schedule();
+    if (!plan) {
+      if (scheduler.pending > 0) throw new Error(`Engine.step: the scheduler has ${scheduler.pending} pending sequences but scheduled none`);
+      return { deltas: [], phase: undefined, tokens: 0, preempted: [] };
+    }
+    const preempted: number[] = [];
+    for (const s of plan.preempted ?? []) {
+      runner.release(s);
+      s.preemptions++;
+      this.counters.preemptions++;
+      preempted.push(s.id);
+    }
+    const t0 = performance.now();
+    const logits = runner.run(plan); // returns with the forward queued on the device
+    const t1 = performance.now();
+    const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
+    let tokens: number[];
+    try {
+      tokens = sampled.length ? sampler.sample(logits, sampled) : []; // reads the ids back: the step is complete after this
+    } finally {
+      logits.dispose();
+    }
+    const t2 = performance.now();
+    const tokensRun = plan.newTokens.reduce((a, b) => a + b, 0);
+    this.account(plan.phase, tokensRun, (t2 - t0) / 1000, (t1 - t0) / 1000, (t2 - t1) / 1000);
+    plan.sequences.forEach((s, i) => (s.cachedTokens += plan.newTokens[i]!));
+
+    const deltas: RequestDelta[] = [];
+    sampled.forEach((seq, i) => {
+      const token = tokens[i]!;
+      seq.append(token);
+      this.counters.outputTokens++;
+      const state = this.live.get(seq.id)!;
+      const p = seq.params;
+      const before = seq.text.length;
+      if (state.decoder) seq.text += state.decoder.push(token);
+      if (!p.ignoreEos && this.eos.has(token)) seq.finish('eos');
+      else if (p.stopTokenIds.includes(token)) seq.finish('stop');
+      else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');
+      else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
+      deltas.push({ id: seq.id, tokenIds: [token], text: this.newText(state), finished: seq.finished, ...(seq.finished ? { finishReason: seq.finishReason } : {}) });
+      if (seq.finished) {
+        this.retire(state);
+        scheduler.finished(seq);
+        this.counters.finishedRequests++;
+      }
+    });
+    return { deltas, phase: plan.phase, tokens: tokensRun, preempted };
+  }
+
+  /** Ends a request now, wherever it is, and frees its blocks; false if it is unknown or already finished. */
+  abort(id: number): boolean {
+    const state = this.live.get(id);
+    if (!state) return false;
+    this.parts.scheduler.abort(state.seq);
+    this.retire(state);
+    state.seq.finish('abort');
+    return true;
+  }
+
+  /** Counters since the last resetStats(); kvCache when the parts account for one. */
+  stats(): GenerateStats {
+    const s = { ...this.counters };
+    if (this.parts.kvStats && this.kv.steps > 0)
+      s.kvCache = {
+        ...this.parts.kvStats(),
+        peakReservedBytes: this.kv.peakReserved,
+        peakUsedBytes: this.kv.peakUsed,
+        meanReservedBytes: this.kv.sumReserved / this.kv.steps,
+        meanUsedBytes: this.kv.sumUsed / this.kv.steps,
+      };
+    return s;
+  }
+
+  resetStats(): void {
+    this.counters = emptyStats();
+    this.kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
+  }
+
+  private account(phase: StepPhase, tokens: number, seconds: number, enqueue: number, sync: number): void {
+    const c = this.counters;
+    c.steps++;
+    c.enqueueSeconds += enqueue;
+    c.syncSeconds += sync;
+    if (phase === 'prefill') {
+      c.prefillTokens += tokens;
+      c.prefillSeconds += seconds;
+    } else if (phase === 'decode') {
+      c.decodeTokens += tokens;
+      c.decodeSeconds += seconds;
+    } else {
+      c.mixedTokens += tokens;
+      c.mixedSeconds += seconds;
+    }
+    if (this.parts.kvStats) {
+      const kv = this.parts.kvStats();
+      this.kv.peakReserved = Math.max(this.kv.peakReserved, kv.reservedBytes);
+      this.kv.peakUsed = Math.max(this.kv.peakUsed, kv.usedBytes);
+      this.kv.sumReserved += kv.reservedBytes;
+      this.kv.sumUsed += kv.usedBytes;
+      this.kv.steps++;
+    }
+  }
+
+  /** Frees what the runner and sampler keep for a request and forgets it. */
+  private retire(state: RequestState): void {
+    this.parts.runner.release(state.seq);
+    this.parts.sampler.release?.(state.seq);
+    this.live.delete(state.seq.id);
+  }
+
+  /**
+   * Checks the request's stop strings against its text; keeps the text before
+   * the first hit. Only the new text and the end of the old that a stop string
+   * could straddle are searched: O(1) per token.
+   */
+  private cutAtStopString(state: RequestState, before: number): boolean {
+    const seq = state.seq;
+    const longest = Math.max(...seq.params.stop.map((s) => s.length));
+    const from = Math.max(0, before - longest + 1);
+    let cut = -1;
+    for (const s of seq.params.stop) {
+      const at = seq.text.indexOf(s, from);
+      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    }
+    if (cut >= 0) seq.text = seq.text.slice(0, cut);
+    return cut >= 0;
+  }
+
+  /** Text not yet handed out; while running, the last characters that could begin a stop string wait. */
+  private newText(state: RequestState): string {
+    if (!state.detokenize) return '';
+    const seq = state.seq;
+    const hold = seq.finished || !seq.params.stop.length ? 0 : Math.max(...seq.params.stop.map((s) => s.length)) - 1;
+    const end = Math.max(state.emitted, seq.text.length - hold);
+    const text = seq.text.slice(state.emitted, end);
+    state.emitted = end;
+    return text;
+  }
+}
