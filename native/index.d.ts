@@ -68,6 +68,9 @@ export declare function streamHandle(device: number): bigint;
 /** Host microseconds per empty-kernel launch, `n` launches from C++ (CUDA devices only). */
 export declare function launchOverheadUs(device: number, n: number): number;
 
+/** Starts (true) or stops (false) the CUDA profiler's capture; a no-op without CUDA. */
+export declare function profiler(on: boolean): void;
+
 export declare function fill(dtype: number, n: number, value: number, out: S, outOff: O): void;
 /** Arguments: rank, shape x rank, srcDtype, srcStrides x rank, src, srcOff, dstDtype, dstStrides x rank, dst, dstOff. */
 export declare function copyStrided(rank: number, ...rest: (number | S)[]): void;

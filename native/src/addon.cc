@@ -734,6 +734,18 @@ Napi::Value LaunchOverheadUs(const Napi::CallbackInfo& info) {
   });
 }
 
+// Profiler capture on/off (a no-op without CUDA): Nsight Compute started with
+// --profile-from-start off profiles only what runs in between.
+Napi::Value Profiler(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw_js(info.Env(), "profiler: expected a boolean");
+#ifdef AIOS_WITH_CUDA
+    if (cuda_usable()) aios::cuda::profiler(info[0].As<Napi::Boolean>().Value());
+#endif
+    return info.Env().Undefined();
+  });
+}
+
 // A CUDA event on a device's stream: record() marks the stream's current
 // position; elapsedMs(later) is the device time between two marks.
 class Event : public Napi::ObjectWrap<Event> {
@@ -808,6 +820,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeakStats", Napi::Function::New(env, ResetPeakStats));
   exports.Set("streamHandle", Napi::Function::New(env, StreamHandle));
   exports.Set("launchOverheadUs", Napi::Function::New(env, LaunchOverheadUs));
+  exports.Set("profiler", Napi::Function::New(env, Profiler));
   exports.Set("fill", Napi::Function::New(env, Fill));
   exports.Set("copyStrided", Napi::Function::New(env, CopyStrided));
   exports.Set("embedding", Napi::Function::New(env, Embedding));

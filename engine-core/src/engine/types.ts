@@ -112,6 +112,8 @@ export function engineOptions(partial: Partial<EngineOptions> = {}): EngineOptio
   positiveInt('maxNumSeqs', o.maxNumSeqs);
   positiveInt('maxNumBatchedTokens', o.maxNumBatchedTokens);
   positiveInt('blockSize', o.blockSize);
+  if (o.maxNumBatchedTokens < o.maxNumSeqs)
+    throw new RangeError(`engine options: maxNumBatchedTokens (${o.maxNumBatchedTokens}) must be at least maxNumSeqs (${o.maxNumSeqs}): a decode step runs one token per sequence`);
   if (!(o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1))
     throw new RangeError(`engine options: gpuMemoryUtilization must be in (0, 1], got ${o.gpuMemoryUtilization}`);
   if (o.kvCacheBytes !== undefined && !(o.kvCacheBytes > 0)) throw new RangeError(`engine options: kvCacheBytes must be a positive number of bytes, got ${o.kvCacheBytes}`);

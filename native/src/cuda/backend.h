@@ -45,6 +45,10 @@ void launch_empty(cudaStream_t st, int64_t n);
 // Host microseconds per launch of n empty kernels on device dev's stream (the stream drained before and after).
 double launch_overhead_us(int dev, int64_t n);
 
+// Starts or stops the profiler's capture (Nsight Compute with --profile-from-start off
+// profiles only the kernels launched in between: one engine step, say).
+void profiler(bool on);
+
 // ---- ops: same semantics as aios::cpu (see aios.h)
 void fill(cudaStream_t st, void* out, DType dt, int64_t n, double value);
 void copy_strided(cudaStream_t st, const void* src, DType src_dt, const int64_t* src_strides, void* dst,

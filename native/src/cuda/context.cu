@@ -4,6 +4,8 @@
 #include <mutex>
 #include <vector>
 
+#include <cuda_profiler_api.h>
+
 #include "backend.h"
 
 namespace aios::cuda {
@@ -119,5 +121,7 @@ Context& context(int device) {
   }
   return *contexts[device];
 }
+
+void profiler(bool on) { check(on ? cudaProfilerStart() : cudaProfilerStop(), on ? "cudaProfilerStart" : "cudaProfilerStop"); }
 
 }  // namespace aios::cuda

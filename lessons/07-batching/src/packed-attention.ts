@@ -1,0 +1,36 @@
+// Attention for a packed step: store this step's K/V rows into the pool at
+// their slots, then attend through the block tables. Prefill sequences,
+// decode sequences and prefills over a cached prefix all go through the same
+// two calls; nothing here loops over sequences in JavaScript.
+import { type Tensor, ops } from '@aios/engine-core';
+import type { AttentionBackend, ForwardContext } from '@aios/engine-core/model/qwen3.ts';
+import type { PagedAttentionMeta } from '@aios/engine-core/ops.ts';
+
+import type { KVPool } from './kv-pool.ts';
+
+/** What a packed forward knows beyond positions: where each new token's K/V goes, and the step's sequences. */
+export interface PackedContext extends ForwardContext {
+  slotMapping: Tensor;
+  meta: PagedAttentionMeta;
+  pool: KVPool;
+}
+
+/** The attention op a packed step uses; lesson 09 brings faster ones with the same contract. */
+export type PagedAttentionOp = (q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta) => Tensor;
+
+/** Lessons 07-08: the straightforward kernel, one thread block per (token, KV head). */
+export const straightforwardAttention: PagedAttentionOp = (q, k, v, meta) => ops.pagedAttention(q, k, v, meta);
+
+export class PackedAttention implements AttentionBackend<PackedContext> {
+  constructor(
+    readonly attend_: PagedAttentionOp = straightforwardAttention,
+    readonly name = 'paged',
+  ) {}
+
+  attend(layer: number, q: Tensor, k: Tensor, v: Tensor, ctx: PackedContext): Tensor {
+    const kCache = ctx.pool.k(layer), vCache = ctx.pool.v(layer);
+    ops.scatterRows(k, ctx.slotMapping, kCache);
+    ops.scatterRows(v, ctx.slotMapping, vCache);
+    return this.attend_(q, kCache, vCache, ctx.meta);
+  }
+}

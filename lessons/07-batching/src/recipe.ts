@@ -1,0 +1,58 @@
+// Lesson 07: lesson 06's engine with the one-at-a-time scheduler and runner
+// replaced: a static-batch scheduler that owns the block manager, and a runner
+// that owns the KV pool and runs every scheduled sequence in one packed forward.
+// The sampler stays lesson 03's.
+import { dtypeSize } from '@aios/engine-core';
+import type { EngineContext, EngineParts, Recipe } from '@aios/engine-core/engine/types.ts';
+import { HostSampler } from '@aios/lesson-03-baseline-engine';
+import { BlockManager } from '@aios/lesson-06-paged-kv-cache';
+
+import { BatchedRunner } from './batched-runner.ts';
+import type { PagedAttentionOp } from './packed-attention.ts';
+import { type PagedScheduler, type SchedulerLimits, StaticBatchScheduler } from './static-batch-scheduler.ts';
+
+/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention). */
+export interface BatchedParts {
+  /** Builds the scheduler around the block manager of the pool the runner sized. */
+  scheduler: (blocks: BlockManager, limits: SchedulerLimits) => PagedScheduler;
+  /** Undefined: the straightforward paged-attention kernel. */
+  attention?: PagedAttentionOp;
+}
+
+export const lesson07Parts: BatchedParts = {
+  scheduler: (blocks, limits) => new StaticBatchScheduler(blocks, limits),
+};
+
+export function batchedRecipe(name: string, lesson: number, summary: string, parts: BatchedParts): Recipe {
+  return {
+    name,
+    lesson,
+    summary,
+    shape: 'batched',
+    build(ctx: EngineContext): EngineParts {
+      const runner = new BatchedRunner(ctx, parts.attention);
+      try {
+        const { options } = ctx;
+        const blocks = new BlockManager(runner.pool.numBlocks, options.blockSize);
+        const scheduler = parts.scheduler(blocks, { maxNumSeqs: options.maxNumSeqs, maxNumBatchedTokens: options.maxNumBatchedTokens });
+        const bytesPerToken = 2 * ctx.cfg.numLayers * ctx.cfg.numKvHeads * ctx.cfg.headDim * dtypeSize(ctx.dtype);
+        return {
+          runner,
+          scheduler,
+          sampler: new HostSampler(),
+          kvStats: () => ({ reservedBytes: scheduler.reservedBlocks() * options.blockSize * bytesPerToken, usedBytes: blocks.usedTokens * bytesPerToken }),
+          describe: () => [
+            `KV pool: ${runner.pool.numBlocks} blocks of ${options.blockSize} tokens = ${(runner.pool.bytes / 2 ** 30).toFixed(2)} GiB (${runner.poolSize.basis})`,
+            `limits: ${options.maxNumSeqs} sequences and ${options.maxNumBatchedTokens} tokens per step`,
+          ],
+          dispose: () => runner.dispose(),
+        };
+      } catch (e) {
+        runner.dispose();
+        throw e;
+      }
+    },
+  };
+}
+
+export const recipe: Recipe = batchedRecipe('batching', 7, 'static batches: many sequences per forward, admitted together, run until all finish', lesson07Parts);
