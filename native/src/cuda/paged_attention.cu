@@ -40,7 +40,7 @@ template <class T, int D, int G>
 __global__ void __launch_bounds__(kThreads) paged_attention_kernel(PagedAttentionArgs a) {
   constexpr int VEC = D / kLanesPerKey;
   const int64_t t = blockIdx.x, kvh = blockIdx.y;
-  const int lane16 = threadIdx.x % kLanesPerKey, key_group = threadIdx.x / kLanesPerKey;
+  const int lane16 = threadIdx.x % kLanesPerKey, key_group = threadIdx.x / kLanesPerKey;  // key_group: the half-warp
 
   // The sequence of token t: the last b with cu[b] <= t (binary search over num_seqs + 1 offsets).
   int64_t lo = 0, hi = a.num_seqs - 1;
@@ -82,13 +82,20 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(PagedAttentio
     return ((blk * a.block_size + j % a.block_size) * Hkv + kvh) * D + lane16 * VEC;
   };
 
-  for (int64_t j0 = int64_t(key_group) * kUnroll; j0 <= pos; j0 += int64_t(kKeyGroups) * kUnroll) {
+  // Keys in rounds of kKeyGroups * kUnroll: warp w takes keys [base, base + 2 * kUnroll) of each round,
+  // its lower half-warp the first kUnroll of them, its upper half the rest. The loop's trip count
+  // depends on the warp only (never on the half), so both halves always reach the shuffles together:
+  // a full-mask __shfl_xor_sync with a half-warp gone would be undefined (and hangs).
+  const int warp = threadIdx.x / 32, half = (threadIdx.x / kLanesPerKey) % 2;
+  constexpr int64_t kRound = int64_t(kKeyGroups) * kUnroll, kPerWarp = 2 * kUnroll;
+  for (int64_t base = int64_t(warp) * kPerWarp; base <= pos; base += kRound) {
+    const int64_t j0 = base + int64_t(half) * kUnroll;
     float k[kUnroll][VEC], v[kUnroll][VEC];
     bool live[kUnroll];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       live[u] = j0 + u <= pos;
-      const int64_t r = row_of(live[u] ? j0 + u : j0);
+      const int64_t r = row_of(live[u] ? j0 + u : pos);  // a dead key reads a real row, then is ignored
       load_f<T, VEC>(K + r, k[u]);
       load_f<T, VEC>(V + r, v[u]);
     }
@@ -101,7 +108,7 @@ __global__ void __launch_bounds__(kThreads) paged_attention_kernel(PagedAttentio
         for (int i = 0; i < VEC; ++i) s += q[g][i] * k[u][i];
 #pragma unroll
         for (int o = kLanesPerKey / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        if (!live[u]) continue;  // uniform within the half-warp: every lane has the same j
+        if (!live[u]) continue;  // uniform within the half-warp: its 16 lanes share j0
         const float m_new = fmaxf(m[g], s);
         const float keep = __expf(m[g] - m_new), p = __expf(s - m_new);
         l[g] = l[g] * keep + p;
