@@ -5,7 +5,9 @@
 //   `pnpm readme` rewrites it; `pnpm chart` does too; a test fails when it is stale.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-import type { LessonInfo } from '../cli/lessons.ts';
+import { FIRST_WORKLOAD_LESSON, type LessonInfo } from '../cli/lessons.ts';
+
+export { FIRST_WORKLOAD_LESSON };
 import { benchRuns, buildTokSeries, environmentEntries, type LoadedRecord, selectLatest } from './data.ts';
 import { fmt, fmtMultiplier } from './page.ts';
 
@@ -18,8 +20,6 @@ export const ENVIRONMENT_END = '<!-- environment:end -->';
 export const REFERENCE_CARD = 'NVIDIA H100 80GB HBM3';
 /** The workload the README quotes (docs/benchmarking.md). */
 export const COURSE_WORKLOAD = 'course';
-/** The first lesson that runs the course workload. */
-export const FIRST_WORKLOAD_LESSON = 3;
 
 export interface CourseMapOptions {
   referenceCard?: string;

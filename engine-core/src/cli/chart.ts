@@ -7,17 +7,28 @@
 // --results defaults to AIOS_RESULTS_DIR or bench-results/; --out to the results folder.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 
 import { REPO_ROOT, RESULTS_DIR } from '../bench/records.ts';
 import { findChromium, renderPng } from '../chart/browser.ts';
 import { updateReadme } from '../chart/coursemap.ts';
 import { buildChartModel, loadRecords } from '../chart/data.ts';
 import { renderPage } from '../chart/page.ts';
+import { type CommandSpec, type FlagValues, runCli } from './args.ts';
 import { LESSONS } from './lessons.ts';
 
-async function main(): Promise<number> {
-  const { values } = parseArgs({ options: { results: { type: 'string' }, out: { type: 'string' }, 'no-png': { type: 'boolean', default: false } } });
+const CHART_FLAGS = {
+  results: { type: 'string', value: 'DIR', help: 'where the records are (default: AIOS_RESULTS_DIR, else bench-results/)' },
+  out: { type: 'string', value: 'DIR', help: 'where index.html and chart.png go (default: the results folder)' },
+  'no-png': { type: 'boolean', help: 'write index.html only (chart.png needs chromium)' },
+} as const;
+
+const SPEC: CommandSpec<typeof CHART_FLAGS> = {
+  command: 'pnpm chart',
+  summary: "Draws every record into index.html (self-contained) and chart.png, and refreshes README.md's generated parts.",
+  flags: CHART_FLAGS,
+};
+
+async function main(values: FlagValues<typeof CHART_FLAGS>): Promise<number> {
   const resultsDir = path.resolve(values.results ?? RESULTS_DIR);
   const outDir = path.resolve(values.out ?? resultsDir);
   const rel = (p: string) => path.relative(process.cwd(), p) || '.';
@@ -54,10 +65,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => (process.exitCode = code),
-  (e: unknown) => {
-    console.error(`pnpm chart: ${e instanceof Error ? e.message : String(e)}`);
-    process.exitCode = 1;
-  },
-);
+void runCli(SPEC, main);
