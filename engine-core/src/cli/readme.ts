@@ -7,7 +7,7 @@ import path from 'node:path';
 
 import { REPO_ROOT } from '../bench/records.ts';
 import { updateReadme } from '../chart/coursemap.ts';
-import { loadRecords } from '../chart/data.ts';
+import { gitFreshness, loadRecords } from '../chart/data.ts';
 import { type FlagValues, runCli } from './args.ts';
 import { LESSONS } from './lessons.ts';
 
@@ -16,7 +16,7 @@ const FLAGS = { check: { type: 'boolean', help: 'only report whether README.md i
 function main(values: FlagValues<typeof FLAGS>): number {
   const loaded = loadRecords(path.join(REPO_ROOT, 'bench-results'));
   for (const s of loaded.skipped) console.warn(`skipped ${s.file}: ${s.reason}`);
-  const { changed } = updateReadme(path.join(REPO_ROOT, 'README.md'), LESSONS, loaded.records, { check: values.check ?? false });
+  const { changed } = updateReadme(path.join(REPO_ROOT, 'README.md'), LESSONS, loaded.records, { check: values.check ?? false, freshness: gitFreshness() });
   if (values.check) {
     console.log(changed ? 'README.md is out of date with bench-results/: run pnpm readme' : 'README.md is up to date with bench-results/');
     return changed ? 1 : 0;
