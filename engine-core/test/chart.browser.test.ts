@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findChromium, launchChromium, openResultsPage } from '../src/chart/browser.ts';
 import { buildChartModel, environmentEntries, loadRecords } from '../src/chart/data.ts';
 import { renderPage } from '../src/chart/page.ts';
-import { COMMITTED_RESULTS, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
+import { COMMITTED_RESULTS, benchRecord, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
 
 const chromium = findChromium();
 if (!chromium) console.log(`chart.browser.test: skipped: no chromium at ${process.env.AIOS_CHROMIUM ?? '/usr/bin/chromium'} (apt-get install -y chromium)`);
@@ -33,6 +33,38 @@ interface DrawnChart {
   yMax: number;
   datasets: DrawnDataset[];
   canvas: { width: number; height: number; inkPixels: number };
+  /** The boxes of the text drawn over points and bars (left, top, width, height). */
+  labelBoxes: LabelBox[];
+}
+interface LabelBox {
+  text: string;
+  x: number;
+  y: number;
+  w: number;
+  h: number;
+}
+
+/** Every pair of label boxes that intersect, as "A / B". */
+function overlaps(labels: LabelBox[]): string[] {
+  const out: string[] = [];
+  labels.forEach((a, i) =>
+    labels.slice(i + 1).forEach((b) => {
+      if (a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h) out.push(`${a.text} / ${b.text}`);
+    }),
+  );
+  return out;
+}
+
+/** No two labels of any chart on the page overlap, and every chart that has labels drew some. */
+function expectReadableLabels(drawn: Drawn): void {
+  for (const [name, chart] of Object.entries(drawn)) {
+    if (!chart) continue;
+    expect(overlaps(chart.labelBoxes), `${name}: overlapping labels`).toEqual([]);
+    for (const l of chart.labelBoxes) {
+      expect(l.x, `${name}: ${l.text}`).toBeGreaterThanOrEqual(0);
+      expect(l.y + l.h, `${name}: ${l.text}`).toBeLessThanOrEqual(chart.canvas.height);
+    }
+  }
 }
 type Drawn = Record<'tokps' | 'copy' | 'gemm' | 'overhead', DrawnChart | null>;
 
@@ -56,6 +88,7 @@ const readCharts = `(() => {
         pointLabels: d.aiosPointLabels, drawnPoints: c.getDatasetMeta(i).data.filter((e) => !e.skip).length,
       })),
       canvas: { width: c.canvas.width, height: c.canvas.height, inkPixels: ink },
+      labelBoxes: c.$aiosLabels || [],
     };
   }
   return out;
@@ -104,6 +137,9 @@ describe.skipIf(!chromium)('results page in chromium', () => {
     expect(tok.yMin).toBeLessThanOrEqual(80);
     expect(tok.yMax).toBeGreaterThanOrEqual(42000);
     expect(tok.canvas.inkPixels).toBeGreaterThan(5000);
+    // Every multiplier and the roofline label drawn, none over another.
+    expect(tok.labelBoxes.map((l) => l.text).sort()).toEqual(['roofline 42,000', '×2.50', '×20.0', '×4.50'].sort());
+    expectReadableLabels(drawn);
 
     // The per-op view from the committed lesson-00 record.
     const copy = drawn.copy!;
@@ -142,10 +178,34 @@ describe.skipIf(!chromium)('results page in chromium', () => {
       expect(drawn.tokps!.canvas.inkPixels).toBeGreaterThan(1000);
     }
     expect(drawn.copy!.datasets[0]!.drawnPoints).toBe(environmentEntries(loadRecords(COMMITTED_RESULTS).records).entries.length);
+    expectReadableLabels(drawn);
     expect(drawn.copy!.canvas.inkPixels).toBeGreaterThan(1000);
     const png = path.join(dir, 'page.png');
     await page.screenshot({ path: png, fullPage: true });
     expect(statSync(png).size).toBeGreaterThan(20_000);
+    await page.context().close();
+  }, 60_000);
+
+  it('keeps labels apart where many lines meet: six cards within 2% of each other, their rooflines too, one stale with a range', async () => {
+    const cards = ['A100', 'H100', 'H200', 'B200', 'L40S', 'RTX 4090'].map((c) => `NVIDIA ${c}`);
+    const records = cards.flatMap((card, i) => [
+      benchRecord({ lesson: 3, tok: 100 + i, card, roofline: 2000 + 10 * i }),
+      benchRecord({ lesson: 4, tok: 300 + 2 * i, card, roofline: 2000 + 10 * i }),
+      benchRecord({ lesson: 5, tok: 310 + 2 * i, card, roofline: 2000 + 10 * i }),
+    ]);
+    records[1] = { ...records[1]!, repeats: { count: 3, outputTokPerS: [280, 300, 330], seconds: [1, 1, 1], medianOutputTokPerS: 300, minOutputTokPerS: 280, maxOutputTokPerS: 330, spreadPct: 16.7, resultsRun: 1 } };
+    const dir = writeFixtures(records);
+    const html = path.join(dir, 'index.html');
+    const stale = (r: { commit: string; lesson: number }) => ({ state: r.lesson === 4 ? ('stale' as const) : ('fresh' as const), commit: r.commit, dirty: false, since: 'abc1234', changed: ['x.ts'] });
+    writeFileSync(html, renderPage(buildChartModel(loadRecords(dir), stale)));
+    const { page, errors } = await openResultsPage(browser, html);
+    const drawn = (await page.evaluate(readCharts)) as Drawn;
+    expect(errors).toEqual([]);
+    expectReadableLabels(drawn);
+    const tok = drawn.tokps!;
+    expect(tok.labelBoxes.length).toBeGreaterThanOrEqual(6); // crowded: some labels give way, but never overlap
+    const first = tok.datasets.find((d) => d.role === 'measured')!;
+    expect(first.pointStyle).toEqual(['circle', 'rectRot', 'circle']);
     await page.context().close();
   }, 60_000);
 });

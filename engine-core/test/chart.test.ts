@@ -2,7 +2,7 @@
 // Lesson runs come from fixture records in temp folders; the environment view
 // and the README check use the committed records.
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
@@ -18,8 +18,9 @@ import {
   regenerateReadme,
   replaceCourseMap,
 } from '../src/chart/coursemap.ts';
-import { benchRuns, buildChartModel, buildTokSeries, environmentEntries, loadRecords, recordProblem, selectLatest } from '../src/chart/data.ts';
+import { type FreshnessOf, benchRuns, buildChartModel, buildTokSeries, environmentEntries, gitFreshness, loadRecords, recordProblem, selectLatest } from '../src/chart/data.ts';
 import { chartSpecs, fmt, fmtMultiplier, renderPage, tokChartSpec } from '../src/chart/page.ts';
+import { PAGE_HASH_KEY, readPngText, sha256, writePngText } from '../src/chart/png-stamp.ts';
 import { LESSONS } from '../src/cli/lessons.ts';
 import { benchRecord, COMMITTED_RESULTS, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
 
@@ -318,12 +319,41 @@ describe('README course map', () => {
     expect(environmentSection([], { referenceCard: 'Some GPU' })).toContain('No lesson-00 record on the Some GPU yet');
   });
 
-  it('README.md is up to date with the committed records (run `pnpm readme` if this fails)', () => {
+  it('README.md is up to date with the committed records and their staleness (run `pnpm readme` if this fails)', () => {
     const readme = readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
     const records = loadRecords(COMMITTED_RESULTS).records;
+    const freshness = gitFreshness();
+    const unknown = records.map((r) => freshness(r.record)).filter((f) => f?.state === 'unknown');
+    // Staleness comes from git history: a clone without it cannot reproduce the README (it would say "unknown").
+    if (unknown.length) return console.log(`chart.test: README staleness not checked: ${unknown[0]!.reason}`);
     expect(currentCourseMap(readme), 'README.md has no course map markers').toBeDefined();
-    expect(currentCourseMap(readme), 'README.md course map is out of date: run pnpm readme').toBe(courseMapSection(LESSONS, records));
-    expect(regenerateReadme(readme, LESSONS, records), 'README.md is out of date with bench-results/: run pnpm readme').toBe(readme);
+    expect(currentCourseMap(readme), 'README.md course map is out of date: run pnpm readme').toBe(courseMapSection(LESSONS, records, { freshness }));
+    expect(regenerateReadme(readme, LESSONS, records, { freshness }), 'README.md is out of date with bench-results/: run pnpm readme').toBe(readme);
+  });
+
+  it('names each number\'s commit, its runs and spread, and marks stale and unchecked records', () => {
+    const runs = [
+      { ...benchRecord({ lesson: 3, tok: 100, card: 'NVIDIA H100 80GB HBM3' }), commit: 'aaaaaaa11111' },
+      {
+        ...benchRecord({ lesson: 4, tok: 300, card: 'NVIDIA H100 80GB HBM3' }),
+        commit: 'bbbbbbb22222',
+        repeats: { count: 3, outputTokPerS: [290, 300, 306], seconds: [1, 1, 1], medianOutputTokPerS: 300, minOutputTokPerS: 290, maxOutputTokPerS: 306, spreadPct: (100 * 16) / 300, resultsRun: 1 },
+      },
+    ].map((record, i) => ({ file: `r${i}.json`, record }));
+    const freshness: FreshnessOf = (r) =>
+      r.commit.startsWith('a') ? { state: 'stale', commit: r.commit, dirty: false, since: 'ccccccc', changed: ['x.ts'] } : { state: 'fresh', commit: r.commit, dirty: false };
+    const map = courseMapSection(LESSONS, runs, { freshness });
+    expect(map).toContain('| [100 tok/s](bench-results/r0.json); 1 run, no spread measured; commit `aaaaaaa`, **stale**: the code changed since (the chart says where) |');
+    expect(map).toContain('| [300 tok/s](bench-results/r1.json), ×3.00 over 03; median of 3 runs (290 to 306, spread 5.3%); commit `bbbbbbb` |');
+    expect(courseMapSection(LESSONS, runs, { freshness: (r) => ({ state: 'unknown', commit: r.commit, dirty: false, reason: 'no git' }) })).toContain('commit `aaaaaaa`, freshness unknown (no git)');
+    const view = buildTokSeries(benchRuns(runs), freshness);
+    expect(view.series[0]!.points.map((p) => [p?.repeats, p?.freshness?.state])).toEqual([
+      [undefined, 'stale'],
+      [{ count: 3, min: 290, max: 306, spreadPct: (100 * 16) / 300 }, 'fresh'],
+    ]);
+    const spec = tokChartSpec(view)!;
+    expect(spec.datasets[0]!.stale).toEqual([true, false]);
+    expect(spec.datasets[0]!.ranges).toEqual([null, [290, 306]]);
   });
 });
 
@@ -356,5 +386,33 @@ describe('pnpm chart', () => {
     });
     expect(out).toMatch(/chart\.png was not rendered/);
     expect(existsSync(path.join(dir, 'index.html'))).toBe(true);
+  });
+
+  it('leaves its output alone when nothing changed: index.html by content, chart.png by the page hash it carries', () => {
+    const dir = writeFixtures([benchRecord({ lesson: 3, tok: 10 }), benchRecord({ lesson: 4, tok: 40 })]);
+    const png = path.join(dir, 'chart.png');
+    // A stand-in PNG stamped with the page's hash: the CLI must keep it and not need chromium.
+    const chart = (env: Record<string, string> = {}) =>
+      execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'tsx'), [path.join(REPO_ROOT, 'engine-core/src/cli/chart.ts'), '--results', dir], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, AIOS_CHROMIUM: path.join(dir, 'no-such-chromium'), ...env },
+        encoding: 'utf8',
+      });
+    expect(chart()).toMatch(/wrote .*index\.html/);
+    const page = readFileSync(path.join(dir, 'index.html'), 'utf8');
+    const tiny = Buffer.from('89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082', 'hex');
+    writeFileSync(png, tiny);
+    writePngText(png, PAGE_HASH_KEY, sha256(page));
+    const stamped = readFileSync(png);
+    const second = chart();
+    expect(second).toMatch(/index\.html: up to date/);
+    expect(second).toMatch(/chart\.png: up to date \(rendered from this same page\)/);
+    expect(readFileSync(png).equals(stamped)).toBe(true);
+    expect(readPngText(png, PAGE_HASH_KEY)).toBe(sha256(page));
+    // A new record changes the page: the PNG's hash no longer matches, so it would be rendered again.
+    writeFileSync(path.join(dir, 'zzz_new.json'), JSON.stringify(benchRecord({ lesson: 5, tok: 50 })));
+    const third = chart();
+    expect(third).toMatch(/wrote .*index\.html/);
+    expect(third).toMatch(/chart\.png was not rendered/);
   });
 });

@@ -34,18 +34,41 @@ describe('Qwen3 forward on the CPU', () => {
 
   it("tokenizes the fixture's prompts to the same ids as transformers' tokenizer", () => {
     const tok = Tokenizer.fromDir(dir);
-    for (const p of readGolden(FIXTURE).prompts) expect(tok.encode(p.text)).toEqual(p.ids);
+    for (const p of readGolden(FIXTURE).prompts) if (p.text !== null) expect(tok.encode(p.text)).toEqual(p.ids);
   });
 
-  it('matches transformers: f32 logits within 1e-3, same argmax everywhere', () => {
+  // Measured: rel. error 1.83e-6 and row norms within 1.3e-6 (docs/equivalence.md); the fixture's
+  // logits are rounded to 6-7 decimals, so a few times that is what f32 can promise, and a
+  // wrong RMSNorm epsilon, a RoPE off by one position or a bf16 rounding anywhere would fail.
+  const F32_REL_ERROR = 5e-6;
+  const F32_ROW_NORM = 5e-6;
+
+  it(`matches transformers: f32 logits within ${F32_REL_ERROR}, row norms within ${F32_ROW_NORM}, same argmax everywhere`, () => {
     expect(existsSync(FIXTURE)).toBe(true);
     const golden = readGolden(FIXTURE);
     const model = Qwen3Model.load(dir, { device: 'cpu', dtype: 'f32' });
     const r = compareWithGolden(model, golden);
     model.dispose();
-    console.log(`golden (CPU f32 vs ${golden.oracle} ${golden.dtype}): ${r.positions} positions, rel. error ${r.relError.toExponential(2)}, argmax agreement ${r.argmaxAgreement}`);
+    console.log(`golden (CPU f32 vs ${golden.oracle} ${golden.dtype}): ${r.positions} positions up to ${r.maxPosition}, rel. error ${r.relError.toExponential(2)}, row norm ${r.maxRowNormRelDiff.toExponential(2)}, argmax agreement ${r.argmaxAgreement}`);
     expect(r.positions).toBeGreaterThan(10);
-    expect(r.relError).toBeLessThan(1e-3);
+    expect(r.relError).toBeLessThan(F32_REL_ERROR);
+    expect(r.maxRowNormRelDiff).toBeLessThan(F32_ROW_NORM);
+    expect(r.argmaxAgreement).toBe(1);
+  });
+
+  // RoPE far from position 0: golden_logits.py writes two long prompts (600 and 2,000 tokens).
+  // The committed fixture predates them until the GPU host regenerates it (engine-core/scripts/gpu-check.sh).
+  const hasLong = existsSync(FIXTURE) && readGolden(FIXTURE).prompts.some((p) => p.ids.length >= 500);
+  if (!hasLong) console.log('qwen3.test: the golden fixture has no long prompts yet (regenerate it with engine-core/scripts/gpu-check.sh): the RoPE-far check is skipped');
+  it.skipIf(!hasLong)('matches transformers far from position 0 (long prompts), within the same f32 bounds', () => {
+    const golden = readGolden(FIXTURE);
+    const long = { ...golden, prompts: golden.prompts.filter((p) => p.ids.length >= 500) };
+    const model = Qwen3Model.load(dir, { device: 'cpu', dtype: 'f32' });
+    const r = compareWithGolden(model, long);
+    model.dispose();
+    expect(r.maxPosition).toBeGreaterThanOrEqual(1500);
+    expect(r.relError).toBeLessThan(F32_REL_ERROR);
+    expect(r.maxRowNormRelDiff).toBeLessThan(F32_ROW_NORM);
     expect(r.argmaxAgreement).toBe(1);
   });
 

@@ -16,7 +16,9 @@ import type { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
 import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
-import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RunResults, currentCommit, hardwareInfo, loadRecords, resultsDir } from './records.ts';
+import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RepeatsSummary, type RunResults, currentCommit, hardwareInfo, loadRecords, resultsDir } from './records.ts';
+
+export type { RepeatsSummary } from './records.ts';
 import { type CardRates, type EngineShape, type Roofline, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
 
@@ -31,6 +33,8 @@ export interface RunOptions {
   log?: (s: string) => void;
   /** Called after every step of the timed run, besides the harness's own display. */
   onProgress?: (p: GenerateProgress) => void;
+  /** Shown after the workload's name in the progress lines ("run 2 of 3"). */
+  label?: string;
 }
 
 export interface WarmupInfo {
@@ -73,35 +77,74 @@ interface Display {
   stop(): void;
 }
 
-function progressDisplay(workload: Workload, useBar: boolean, log: (s: string) => void): Display {
+/** "1 min 05 s", "42 s", "0.8 s". */
+export function formatSeconds(s: number): string {
+  if (s < 10) return `${s.toFixed(1)} s`;
+  if (s < 90) return `${Math.round(s)} s`;
+  const m = Math.floor(s / 60);
+  return m < 90 ? `${m} min ${String(Math.round(s - 60 * m)).padStart(2, '0')} s` : `${(s / 3600).toFixed(1)} h`;
+}
+
+/** Seconds left at the rate so far, or undefined before the first token. */
+function etaSeconds(p: GenerateProgress, totalTokens: number): number | undefined {
+  return p.outputTokens > 0 ? (p.elapsedSeconds * (totalTokens - p.outputTokens)) / p.outputTokens : undefined;
+}
+
+// Where stdout is not a terminal, a line every tenth of the work, and at least every
+// PROGRESS_EVERY_S seconds, so a slow run shows it is moving from its first seconds on.
+const PROGRESS_EVERY_S = 5;
+
+function progressDisplay(workload: Workload, useBar: boolean, log: (s: string) => void, label: string): Display {
   const totalTokens = workload.totals.outputTokens;
+  const name = label ? `${workload.name} ${label}` : workload.name;
   const tokps = (p: GenerateProgress): string => (p.elapsedSeconds > 0 ? (p.outputTokens / p.elapsedSeconds).toFixed(1) : '0.0');
+  const eta = (p: GenerateProgress): string => {
+    const s = etaSeconds(p, totalTokens);
+    return s === undefined ? '?' : formatSeconds(s);
+  };
   if (useBar) {
     const bar = new cliProgress.SingleBar(
       {
         stream: process.stdout,
-        format: `${workload.name} {bar} {percentage}% | {requests}/{totalRequests} requests | {value}/{total} output tokens | {tokps} tok/s | {duration_formatted}`,
+        format: `${name} {bar} {percentage}% | {requests}/{totalRequests} requests | {value}/{total} output tokens | {tokps} tok/s | {elapsed} elapsed, {left} left`,
         hideCursor: true,
         clearOnComplete: false,
       },
       cliProgress.Presets.shades_classic,
     );
-    bar.start(totalTokens, 0, { requests: 0, totalRequests: workload.totals.requests, tokps: '0.0' });
+    bar.start(totalTokens, 0, { requests: 0, totalRequests: workload.totals.requests, tokps: '0.0', elapsed: '0.0 s', left: '?' });
     return {
-      update: (p) => bar.update(p.outputTokens, { requests: p.finishedRequests, tokps: tokps(p) }),
+      update: (p) => bar.update(p.outputTokens, { requests: p.finishedRequests, tokps: tokps(p), elapsed: formatSeconds(p.elapsedSeconds), left: eta(p) }),
       stop: () => bar.stop(),
     };
   }
+  log(`  ${name}: started: ${workload.totals.requests} requests, ${totalTokens} output tokens`);
   let nextTenth = 1;
+  let lastLineS = 0;
   return {
     update: (p) => {
       const tenth = Math.floor((10 * p.outputTokens) / totalTokens);
-      if (tenth < nextTenth) return;
-      nextTenth = tenth + 1;
-      log(`  ${workload.name}: ${Math.min(100, 10 * tenth)}% | ${p.finishedRequests}/${p.totalRequests} requests | ${p.outputTokens}/${totalTokens} output tokens | ${tokps(p)} tok/s | ${p.elapsedSeconds.toFixed(1)} s`);
+      const due = p.elapsedSeconds - lastLineS >= PROGRESS_EVERY_S;
+      if (tenth < nextTenth && !due) return;
+      if (tenth >= nextTenth) nextTenth = tenth + 1;
+      lastLineS = p.elapsedSeconds;
+      const pct = Math.min(100, Math.floor((100 * p.outputTokens) / totalTokens));
+      log(
+        `  ${name}: ${pct}% | ${p.finishedRequests}/${p.totalRequests} requests | ${p.outputTokens}/${totalTokens} output tokens | ${tokps(p)} tok/s | ` +
+          `${p.elapsedSeconds.toFixed(1)} s${p.outputTokens < totalTokens ? `, about ${eta(p)} left` : ''}`,
+      );
     },
     stop: () => {},
   };
+}
+
+/** The harness's warm-up: two short requests cut from the workload, untimed, so every kernel the run uses has run once. */
+export function warmUp(llm: LLM, workload: Workload): WarmupInfo {
+  const w = warmupRequests(workload);
+  const t0 = performance.now();
+  llm.generateWithStats(w.prompts, w.params, { decodeText: false });
+  synchronize(llm.device);
+  return { requests: w.prompts.length, promptTokens: w.prompts.reduce((n, p) => n + p.length, 0), maxTokens: WARMUP_MAX_TOKENS, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** Warms up, then runs the workload once, timed end to end. */
@@ -110,16 +153,9 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
   const budget = opts.timeBudgetS;
   if (budget !== undefined && !(budget > 0)) throw new RangeError(`runWorkload: timeBudgetS must be a positive number of seconds, got ${budget}`);
 
-  let warmup: WarmupInfo | undefined;
-  if (opts.warmup ?? true) {
-    const w = warmupRequests(workload);
-    const t0 = performance.now();
-    llm.generateWithStats(w.prompts, w.params, { decodeText: false });
-    synchronize(llm.device);
-    warmup = { requests: w.prompts.length, promptTokens: w.prompts.reduce((n, p) => n + p.length, 0), maxTokens: WARMUP_MAX_TOKENS, seconds: (performance.now() - t0) / 1000 };
-  }
+  const warmup = (opts.warmup ?? true) ? warmUp(llm, workload) : undefined;
 
-  const display = progressDisplay(workload, (opts.progress ?? true) && process.stdout.isTTY === true, log);
+  const display = progressDisplay(workload, (opts.progress ?? true) && process.stdout.isTTY === true, log, opts.label ?? '');
   const prompts = workload.requests.map((r) => r.promptIds);
   const params = workload.requests.map((r) => r.params);
   const t0 = performance.now();
@@ -168,6 +204,108 @@ export function summarizeRun(r: BenchRunResult): string {
   );
 }
 
+// ------------------------------------------------------------ repeats
+
+export interface RepeatedRun {
+  runs: BenchRunResult[];
+  /** The run whose numbers stand for all of them (see RepeatsSummary.resultsRun). */
+  median: BenchRunResult;
+  repeats: RepeatsSummary;
+}
+
+/** The summary of several runs of one workload (at least one). */
+export function summarizeRepeats(runs: readonly Pick<BenchRunResult, 'outputTokPerS' | 'seconds'>[]): RepeatsSummary {
+  if (runs.length === 0) throw new RangeError('summarizeRepeats: no runs');
+  const rates = runs.map((r) => r.outputTokPerS);
+  const order = rates.map((_, i) => i).sort((a, b) => rates[a]! - rates[b]! || a - b);
+  const n = rates.length;
+  const mid = order[Math.floor((n - 1) / 2)]!;
+  const median = n % 2 === 1 ? rates[mid]! : (rates[order[n / 2 - 1]!]! + rates[order[n / 2]!]!) / 2;
+  const min = rates[order[0]!]!, max = rates[order[n - 1]!]!;
+  return {
+    count: n,
+    outputTokPerS: rates,
+    seconds: runs.map((r) => r.seconds),
+    medianOutputTokPerS: median,
+    minOutputTokPerS: min,
+    maxOutputTokPerS: max,
+    spreadPct: median > 0 ? (100 * (max - min)) / median : 0,
+    resultsRun: mid,
+  };
+}
+
+/** "3 runs: 117.2 / 118.0 / 120.1 tok/s, spread 2.5%", or "1 run" for one. */
+export function describeRepeats(r: RepeatsSummary): string {
+  if (r.count === 1) return '1 run (no spread: pass --repeats 3 to measure one)';
+  return `${r.count} runs: ${r.outputTokPerS.map((v) => v.toFixed(1)).join(' / ')} tok/s, median ${r.medianOutputTokPerS.toFixed(1)}, spread ${r.spreadPct.toFixed(1)}%`;
+}
+
+/**
+ * Runs the workload `repeats` times (one warm-up before the first run only) and keeps
+ * every run's rate; the median run stands for them in the record.
+ */
+export function runRepeated(llm: LLM, workload: Workload, opts: RunOptions & { repeats?: number } = {}): RepeatedRun {
+  const count = opts.repeats ?? 1;
+  if (!Number.isInteger(count) || count < 1) throw new RangeError(`runRepeated: repeats must be an integer >= 1, got ${count}`);
+  const log = opts.log ?? console.log;
+  const runs: BenchRunResult[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = runWorkload(llm, workload, { ...opts, warmup: i === 0 ? (opts.warmup ?? true) : false, ...(count > 1 ? { label: `run ${i + 1} of ${count}` } : {}) });
+    if (count > 1) log(`  run ${i + 1} of ${count}: ${r.outputTokPerS.toFixed(1)} output tok/s in ${r.seconds.toFixed(2)} s${r.partial ? ' (partial)' : ''}`);
+    runs.push(r);
+  }
+  const repeats = summarizeRepeats(runs);
+  const median = runs[repeats.resultsRun]!;
+  // The warm-up ran before the first run only; the record says so whichever run it keeps.
+  return { runs, median: { ...median, warmup: runs[0]!.warmup }, repeats };
+}
+
+// ------------------------------------------------------------ estimate
+
+export interface Estimate {
+  /** Seconds one run of the workload should take. */
+  seconds: number;
+  /** One line: how it was estimated. */
+  basis: string;
+}
+
+/**
+ * How long one run of the workload will take, before it starts: two calibration
+ * requests (the workload's shortest and longest prompts, 3 output tokens each) time a
+ * prefill and a decode step at two context lengths; prefill and step times are taken as
+ * linear in the context between and beyond them, and summed over the workload's requests
+ * as if served one at a time (an upper bound for an engine that batches). Run it after a
+ * warm-up (warmUp), or one-time costs inflate it.
+ */
+export function estimateRun(llm: LLM, workload: Workload): Estimate {
+  const reqs = workload.requests;
+  if (reqs.length === 0) throw new RangeError(`estimateRun: the ${workload.name} workload has no requests`);
+  const byLength = [...reqs].sort((a, b) => a.promptIds.length - b.promptIds.length);
+  const probes = [byLength[0]!, byLength[byLength.length - 1]!];
+  const points = probes.map((r) => {
+    const params = new SamplingParams({ temperature: r.params.temperature, topK: r.params.topK, topP: r.params.topP, ignoreEos: true, maxTokens: 3 });
+    const { stats } = llm.generateWithStats([r.promptIds], params, { decodeText: false });
+    synchronize(llm.device);
+    return { T: r.promptIds.length, prefill: stats.prefillSeconds, step: stats.decodeTokens > 0 ? stats.decodeSeconds / stats.decodeTokens : stats.prefillSeconds };
+  });
+  const [a, b] = points as [(typeof points)[0], (typeof points)[0]];
+  const slope = (y0: number, y1: number): number => (b.T > a.T ? Math.max(0, (y1 - y0) / (b.T - a.T)) : 0);
+  const prefillPerToken = slope(a.prefill, b.prefill);
+  const stepPerToken = slope(a.step, b.step);
+  const prefillAt = (T: number): number => Math.max(0, a.prefill + prefillPerToken * (T - a.T));
+  const stepAt = (ctx: number): number => Math.max(0, a.step + stepPerToken * (ctx - a.T - 1));
+  let seconds = 0;
+  for (const r of reqs) {
+    const T = r.promptIds.length, n = r.params.maxTokens;
+    // Decode steps j = 1 .. n-1 attend over T + j tokens: their mean context is T + n / 2.
+    seconds += prefillAt(T) + (n - 1) * stepAt(T + n / 2);
+  }
+  return {
+    seconds,
+    basis: `timed on 2 requests (${a.T} and ${b.T} prompt tokens: decode steps of ${(1000 * a.step).toFixed(1)} and ${(1000 * b.step).toFixed(1)} ms), summed over the ${reqs.length} requests one at a time`,
+  };
+}
+
 export interface RecordInfo {
   lesson: number;
   /** The recipe's name. */
@@ -183,6 +321,8 @@ export interface RecordInfo {
   hardware?: HardwareInfo;
   date?: string;
   commit?: string;
+  /** Every run's rate when the workload was repeated (the result is then the median run). */
+  repeats?: RepeatsSummary;
 }
 
 /** The record's KV figures: the six numbers of the run's stats, whatever else a store's stats() returns. */
@@ -221,6 +361,7 @@ export function toBenchRecord(result: BenchRunResult, info: RecordInfo): BenchRe
     model: info.model,
     partial,
     results,
+    ...(info.repeats ? { repeats: info.repeats } : {}),
     ...(info.roofline ? { roofline: { ...info.roofline } } : {}),
   };
 }

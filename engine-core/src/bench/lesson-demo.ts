@@ -1,28 +1,81 @@
-// What `pnpm lesson N` runs for an engine lesson (03 on): a few real
-// generations, then a workload through the harness, the record, and the
-// comparison with the previous lesson's record on the same card.
-import { parseArgs } from 'node:util';
+// What `pnpm lesson N` runs for an engine lesson (03 on), in this order, each step
+// announced before it starts:
+//
+//   1. the plan: the model, the device, the workload, the repeats
+//   2. the equivalence check: the engine's greedy tokens for the first sample prompt
+//      against lesson 02's plain forward (its greedyGenerate, the same device and dtype)
+//   3. a few sample generations
+//   4. a warm-up, then a calibration that estimates the run's time
+//   5. the workload, `repeats` times, with progress from its first second
+//   6. the record (median run and every run's rate) and the comparison with the
+//      previous lesson's record on the same card
+//
+// A lesson adds its own flags through LessonDemoOptions.flags (they appear in its
+// --help and in `pnpm lesson`'s listing) and reads them in `configure` and `after`.
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
-import { defaultDevice, native, parseDevice } from '../backend.ts';
+import { type Device, defaultDevice, native, parseDevice } from '../backend.ts';
+import { type CommandSpec, type FlagSpecs, type FlagValues, UsageError, choiceFlag, deviceFlag, intFlag, positiveFlag, runCli } from '../cli/args.ts';
+import { FIRST_WORKLOAD_LESSON, LESSONS, lessonDir } from '../cli/lessons.ts';
+import type { DType } from '../dtype.ts';
 import { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
-import type { GenerateProgress, Recipe } from '../engine/types.ts';
-import { type BenchRunResult, benchRecordFor, compareWithPrevious, findLatestRecord, modelInfo, runWorkload, summarizeRun } from './harness.ts';
+import { DEFAULT_ENGINE_OPTIONS, type EngineOptions, type GenerateProgress, type Recipe } from '../engine/types.ts';
+import { loadConfig } from '../model/config.ts';
+import { Qwen3Model } from '../model/qwen3.ts';
+import { resolveModel } from '../model/resolve.ts';
+import { Tokenizer } from '../tokenizer.ts';
+import {
+  type BenchRunResult,
+  benchRecordFor,
+  compareWithPrevious,
+  describeRepeats,
+  estimateRun,
+  findLatestRecord,
+  formatSeconds,
+  modelInfo,
+  runRepeated,
+  summarizeRun,
+  warmUp,
+} from './harness.ts';
 import { hardwareInfo, writeRecord } from './records.ts';
-import { WORKLOAD_NAMES, firstRequests, isWorkloadName, workload as makeWorkload } from './workloads.ts';
+import { WORKLOAD_NAMES, type Workload, type WorkloadName, firstRequests, workload as makeWorkload } from './workloads.ts';
 
-export interface LessonDemoOptions {
-  /** Lesson-specific lines after the run (copy counts, pool sizes...). */
-  after?: (llm: LLM, result: BenchRunResult) => void;
+/** The CPU default: the course workload's first requests, sized so lesson 03 (the slowest) runs about a minute on 2 cores. */
+export const CPU_DEFAULT_REQUESTS = 16;
+/** Runs of the workload per lesson on a GPU; the record keeps the median and the spread. */
+export const GPU_DEFAULT_REPEATS = 3;
+
+/** The flags every engine lesson and `pnpm bench` share. */
+export const ENGINE_RUN_FLAGS = {
+  model: { type: 'string', value: 'DIR', help: 'a Hugging Face Qwen3 folder (default: AIOS_MODEL, else the embedded random-weight model)' },
+  device: { type: 'string', value: 'cpu|cuda|cuda:N', help: 'where to run (default: cuda:0 when CUDA is usable, else cpu; AIOS_DEVICE)' },
+  workload: { type: 'string', value: WORKLOAD_NAMES.join('|'), help: `the workload (default: course on a GPU; on the CPU its first ${CPU_DEFAULT_REQUESTS} requests, about a minute)` },
+  requests: { type: 'string', value: 'N', help: "only the workload's first N requests (recorded as e.g. course-4of32)" },
+  repeats: { type: 'string', value: 'N', help: `run the workload N times; the record keeps the median and the spread (default ${GPU_DEFAULT_REPEATS} on a GPU, 1 on the CPU)` },
+  'time-budget': { type: 'string', value: 'S', help: 'stop starting new steps after S seconds of each run (the record says partial)' },
+  record: { type: 'boolean', help: 'write the record to bench-results/ (the default on a GPU)' },
+  'no-record': { type: 'boolean', help: 'write no record (the default on the CPU)' },
+  'no-progress': { type: 'boolean', help: 'no progress bar, a line every 10% (and every 5 s) instead' },
+  'max-num-seqs': { type: 'string', value: 'N', help: `most sequences in one step (default ${DEFAULT_ENGINE_OPTIONS.maxNumSeqs}; the batched lessons 07 on)` },
+  'max-num-batched-tokens': { type: 'string', value: 'N', help: `most tokens in one step (default ${DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens}; lessons 07 on)` },
+  'gpu-memory-utilization': { type: 'string', value: 'F', help: `share of the GPU's memory the engine may use, in (0, 1] (default ${DEFAULT_ENGINE_OPTIONS.gpuMemoryUtilization})` },
+} as const satisfies FlagSpecs;
+
+/** The engine limits the flags set (undefined: the default). */
+export function chooseEngineOptions(values: { 'max-num-seqs'?: string; 'max-num-batched-tokens'?: string; 'gpu-memory-utilization'?: string }): Partial<EngineOptions> {
+  const util = positiveFlag('gpu-memory-utilization', values['gpu-memory-utilization']);
+  if (util !== undefined && util > 1) throw new UsageError(`--gpu-memory-utilization must be in (0, 1], got ${util}`);
+  return {
+    maxNumSeqs: intFlag('max-num-seqs', values['max-num-seqs'], { min: 1 }),
+    maxNumBatchedTokens: intFlag('max-num-batched-tokens', values['max-num-batched-tokens'], { min: 1 }),
+    gpuMemoryUtilization: util,
+  };
 }
 
-const USAGE = `pnpm lesson N [--model DIR] [--device cpu|cuda] [--workload ${WORKLOAD_NAMES.join('|')}] [--requests N] [--time-budget S] [--record|--no-record] [--no-samples]
-  [--max-num-seqs N] [--max-num-batched-tokens N] [--gpu-memory-utilization F]   (engine limits; the batched lessons 07 on use them)`;
-
-const SAMPLE_PROMPTS = ['Write a haiku about memory bandwidth.', 'What is 17 * 23?', 'Name three uses of a GPU.'];
-
 /**
- * AIOS_PROFILE_STEP=N: the profiler captures step N of the timed run only
+ * AIOS_PROFILE_STEP=N: the profiler captures step N of the first timed run only
  * (run under `ncu --profile-from-start off`), so a profile shows one step's kernels.
  */
 function profileStep(env: string | undefined): ((p: GenerateProgress) => void) | undefined {
@@ -37,60 +90,203 @@ function profileStep(env: string | undefined): ((p: GenerateProgress) => void) |
   };
 }
 
-export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): void {
-  const { values } = parseArgs({
-    options: {
-      model: { type: 'string' },
-      device: { type: 'string' },
-      workload: { type: 'string', default: 'course' },
-      requests: { type: 'string' },
-      'time-budget': { type: 'string' },
-      record: { type: 'boolean' },
-      'no-record': { type: 'boolean' },
-      'no-samples': { type: 'boolean' },
-      'max-num-seqs': { type: 'string' },
-      'max-num-batched-tokens': { type: 'string' },
-      'gpu-memory-utilization': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  });
-  if (values.help) {
-    console.log(USAGE);
-    return;
-  }
-  if (!isWorkloadName(values.workload)) throw new Error(`--workload must be one of ${WORKLOAD_NAMES.join(', ')}, got "${values.workload}"`);
-  let work = makeWorkload(values.workload);
-  if (values.requests !== undefined) work = firstRequests(work, Number(values.requests));
-  const timeBudgetS = values['time-budget'] !== undefined ? Number(values['time-budget']) : undefined;
-  if (timeBudgetS !== undefined && !(timeBudgetS > 0)) throw new Error(`--time-budget must be a positive number of seconds, got ${values['time-budget']}`);
-  const device = values.device ? parseDevice(values.device) : defaultDevice();
+const DEMO_FLAGS = {
+  ...ENGINE_RUN_FLAGS,
+  'no-samples': { type: 'boolean', help: 'skip the sample generations' },
+  'no-check': { type: 'boolean', help: "skip the equivalence check against lesson 02's plain forward" },
+} as const satisfies FlagSpecs;
 
-  console.log(`Lesson ${String(recipe.lesson).padStart(2, '0')} (${recipe.name}): ${recipe.summary}\n`);
-  const num = (flag: string, v: string | undefined): number | undefined => {
-    if (v === undefined) return undefined;
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new Error(`--${flag} must be a number, got "${v}"`);
-    return n;
+export type LessonDemoFlags<F extends FlagSpecs = FlagSpecs> = FlagValues<typeof DEMO_FLAGS & F>;
+
+export interface LessonDemoOptions<F extends FlagSpecs = FlagSpecs> {
+  /** Flags this lesson adds to the common ones; their values are recorded in the record's settings.flags. */
+  flags?: F;
+  /** The recipe to run, given every flag (default: the recipe as passed): where a lesson's flags change its engine. */
+  configure?: (recipe: Recipe, flags: LessonDemoFlags<F>) => Recipe;
+  /** Lesson-specific lines after the run (copy counts, pool sizes...). */
+  after?: (llm: LLM, result: BenchRunResult, flags: LessonDemoFlags<F>) => void;
+}
+
+export const SAMPLE_PROMPTS = ['Write a haiku about memory bandwidth.', 'What is 17 * 23?', 'Name three uses of a GPU.'];
+const SAMPLE_TOKENS = 24;
+
+export interface WorkloadChoice {
+  workload: Workload;
+  /** Why this workload: "the CPU default (...)", or "--workload course". */
+  why: string;
+  cpuDefault: boolean;
+}
+
+/** The workload a run uses: --workload / --requests when given; the course workload on a GPU; its first requests on the CPU. */
+export function chooseWorkload(device: Device, workloadFlag: string | undefined, requestsFlag: string | undefined): WorkloadChoice {
+  const name = choiceFlag('workload', workloadFlag, WORKLOAD_NAMES);
+  let w = makeWorkload((name ?? 'course') as WorkloadName);
+  const requests = intFlag('requests', requestsFlag, { min: 1, max: w.requests.length });
+  if (requests !== undefined) return { workload: firstRequests(w, requests), why: `--requests ${requests}`, cpuDefault: false };
+  if (name !== undefined || device !== 'cpu') return { workload: w, why: name ? `--workload ${name}` : 'the default on a GPU', cpuDefault: false };
+  w = firstRequests(w, CPU_DEFAULT_REQUESTS);
+  return {
+    workload: w,
+    why: `the CPU default: the course workload's first ${CPU_DEFAULT_REQUESTS} of ${w.subset!.of} requests, about a minute for lesson 03 on 2 cores (--workload course for all of them)`,
+    cpuDefault: true,
   };
-  const engine = {
-    maxNumSeqs: num('max-num-seqs', values['max-num-seqs']),
-    maxNumBatchedTokens: num('max-num-batched-tokens', values['max-num-batched-tokens']),
-    gpuMemoryUtilization: num('gpu-memory-utilization', values['gpu-memory-utilization']),
-  };
-  const llm = LLM.create({ recipe, model: values.model, device, engine });
+}
+
+/** --repeats, or the default for the device. */
+export function chooseRepeats(device: Device, repeatsFlag: string | undefined): number {
+  return intFlag('repeats', repeatsFlag, { min: 1, max: 100 }) ?? (device === 'cpu' ? 1 : GPU_DEFAULT_REPEATS);
+}
+
+/** --record / --no-record, or the default for the device (records are kept of GPU runs). */
+export function chooseRecord(device: Device, values: { record?: boolean; 'no-record'?: boolean }): boolean {
+  if (values.record && values['no-record']) throw new UsageError('--record and --no-record together');
+  return values['no-record'] ? false : (values.record ?? device !== 'cpu');
+}
+
+// ------------------------------------------------------------ the equivalence check
+
+type GreedyGenerate = (model: Qwen3Model, promptIds: readonly number[], opts: { maxTokens: number; eosTokenIds?: readonly number[] }) => { tokens: number[] };
+
+/** Lesson 02's greedyGenerate, loaded from its folder (engine-core does not depend on the lessons). */
+async function lesson02Greedy(): Promise<GreedyGenerate> {
+  const file = path.join(lessonDir(LESSONS[2]!), 'src', 'generate.ts');
+  const mod = (await import(pathToFileURL(file).href)) as { greedyGenerate?: GreedyGenerate };
+  if (typeof mod.greedyGenerate !== 'function') throw new Error(`${file} does not export greedyGenerate`);
+  return mod.greedyGenerate;
+}
+
+/** Lesson 02's greedy tokens for a prompt: the plain forward, a fresh model, nothing cached. */
+export async function plainForwardTokens(modelDir: string, device: Device, dtype: DType, promptIds: readonly number[], maxTokens: number, eosTokenIds: readonly number[]): Promise<number[]> {
+  const greedy = await lesson02Greedy();
+  const model = Qwen3Model.load(modelDir, { device, dtype });
   try {
-    console.log(`model ${llm.modelDir} on ${device} (${llm.dtype})\n`);
-    if (!values['no-samples']) {
-      const prompts = SAMPLE_PROMPTS.map((p) => llm.tokenizer.encodeChat([{ role: 'user', content: p }], { addGenerationPrompt: true, enableThinking: false }));
-      const outs = llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: 24 }));
-      outs.forEach((o, i) => console.log(`> ${SAMPLE_PROMPTS[i]}\n  ${JSON.stringify(o.text)} (${o.tokenIds.length} tokens, ${o.finishReason})`));
-      console.log();
-    }
+    return greedy(model, promptIds, { maxTokens, eosTokenIds }).tokens;
+  } finally {
+    model.dispose();
+  }
+}
 
-    const w = work.totals;
-    console.log(`workload ${work.name}: ${w.requests} requests, ${w.promptTokens} prompt tokens, ${w.outputTokens} output tokens${timeBudgetS ? `, time budget ${timeBudgetS} s` : ''}`);
-    const result = runWorkload(llm, work, { timeBudgetS, onProgress: profileStep(process.env.AIOS_PROFILE_STEP) });
+export interface EquivalenceResult {
+  equal: boolean;
+  line: string;
+}
+
+/** One line: do the engine's greedy tokens equal lesson 02's? */
+export function compareTokens(engine: readonly number[], reference: readonly number[], dtype: DType): EquivalenceResult {
+  const n = Math.max(engine.length, reference.length);
+  let first = -1;
+  for (let i = 0; i < n; i++) {
+    if (engine[i] !== reference[i]) {
+      first = i;
+      break;
+    }
+  }
+  if (first < 0) return { equal: true, line: `equivalence check: the engine's ${engine.length} greedy tokens for the first prompt equal lesson 02's plain forward (${dtype}): same tokens` };
+  const why =
+    dtype === 'f32'
+      ? 'in f32 the two paths should agree: this is a bug'
+      : `in ${dtype} a near tie between two logits can flip when the engine's kernels round differently (docs/equivalence.md)`;
+  return {
+    equal: false,
+    line: `equivalence check: DIFFERENT from lesson 02's plain forward at token ${first + 1} of ${n} (engine ${engine[first] ?? 'none'}, lesson 02 ${reference[first] ?? 'none'}): ${why}`,
+  };
+}
+
+// ------------------------------------------------------------ the demo
+
+function pad2(n: number): string {
+  return String(n).padStart(2, '0');
+}
+
+/** The command spec of lesson N's demo: the shared flags plus the lesson's own. */
+export function lessonDemoSpec(recipe: Recipe, extra: FlagSpecs = {}): CommandSpec {
+  return {
+    command: `pnpm lesson ${recipe.lesson}`,
+    summary: `Lesson ${pad2(recipe.lesson)} (${recipe.name}): ${recipe.summary}. Checks the engine against lesson 02, prints samples, runs a workload, records it on a GPU.`,
+    flags: { ...DEMO_FLAGS, ...extra },
+    notes: [
+      `On the CPU (no GPU, or --device cpu) the default is a short workload and 1 run; on a GPU, the course workload and ${GPU_DEFAULT_REPEATS} runs.`,
+      'Examples:',
+      `  pnpm lesson ${recipe.lesson} --requests 4 --no-samples     a quick look`,
+      `  pnpm lesson ${recipe.lesson} --workload long --time-budget 120`,
+    ],
+  };
+}
+
+async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemoOptions<F>, values: LessonDemoFlags<F>): Promise<number> {
+  // The shared flags, typed; `values` (with the lesson's own) goes to the lesson's callbacks.
+  const v = values as unknown as FlagValues<typeof DEMO_FLAGS>;
+  const device = deviceFlag(v.device, parseDevice) ?? defaultDevice();
+  const choice = chooseWorkload(device, v.workload, v.requests);
+  const repeats = chooseRepeats(device, v.repeats);
+  const timeBudgetS = positiveFlag('time-budget', v['time-budget']);
+  const record = chooseRecord(device, v);
+  const recipe = opts.configure ? opts.configure(recipe0, values) : recipe0;
+  const work = choice.workload;
+  const label = `Lesson ${pad2(recipe.lesson)}`;
+
+  console.log(`${label} (${recipe.name}): ${recipe.summary}\n`);
+  const { dir } = resolveModel({ model: v.model, device });
+  const dtype: DType = device === 'cpu' ? 'f32' : loadConfig(dir).dtype;
+  const w = work.totals;
+  const check = !v['no-check'];
+  const samples = !v['no-samples'];
+  console.log(
+    [
+      `plan: ${path.basename(dir)} on ${device} (${dtype})`,
+      ...(check ? [`  - the equivalence check: ${SAMPLE_TOKENS} greedy tokens for the first sample prompt, from lesson 02's plain forward and from this engine`] : []),
+      ...(samples ? [`  - ${SAMPLE_PROMPTS.length} sample generations (${SAMPLE_TOKENS} tokens each)`] : []),
+      `  - a warm-up and a calibration (4 short requests), then the estimate`,
+      `  - the ${work.name} workload (${choice.why}): ${w.requests} requests, ${w.promptTokens.toLocaleString('en-US')} prompt + ${w.outputTokens.toLocaleString('en-US')} output tokens, ` +
+        `${repeats} run${repeats > 1 ? 's' : ''}${timeBudgetS ? `, at most ${timeBudgetS} s each` : ''}`,
+      `  - ${record ? 'the record, in bench-results/' : 'no record (pass --record to write one)'}`,
+      '',
+    ].join('\n'),
+  );
+
+  let reference: number[] | undefined;
+  const tokenizer = Tokenizer.fromDir(dir);
+  const firstPrompt = tokenizer.encodeChat([{ role: 'user', content: SAMPLE_PROMPTS[0]! }], { addGenerationPrompt: true, enableThinking: false });
+  if (check) {
+    console.log(`equivalence check: lesson 02's plain forward, ${SAMPLE_TOKENS} greedy tokens...`);
+    reference = await plainForwardTokens(dir, device, dtype, firstPrompt, SAMPLE_TOKENS, tokenizer.eosTokenIds);
+  }
+
+  const llm = LLM.create({ recipe, model: dir, device, dtype, engine: chooseEngineOptions(v) });
+  let mismatch = false;
+  try {
+    const greedy = new SamplingParams({ temperature: 0, maxTokens: SAMPLE_TOKENS });
+    let firstOut: number[] | undefined;
+    if (samples) {
+      const prompts = SAMPLE_PROMPTS.map((p) => tokenizer.encodeChat([{ role: 'user', content: p }], { addGenerationPrompt: true, enableThinking: false }));
+      const outs = llm.generate(prompts, greedy);
+      firstOut = outs[0]!.tokenIds;
+      outs.forEach((o, i) => console.log(`> ${SAMPLE_PROMPTS[i]}\n  ${JSON.stringify(o.text)} (${o.tokenIds.length} tokens, ${o.finishReason})`));
+    }
+    if (reference) {
+      firstOut ??= llm.generate([firstPrompt], greedy)[0]!.tokenIds;
+      const eq = compareTokens(firstOut, reference, dtype);
+      mismatch = !eq.equal;
+      console.log(eq.line);
+    }
+    console.log();
+
+    console.log('warm-up and calibration...');
+    // The calibration must not pay the one-time costs the warm-up exists for.
+    const warm = warmUp(llm, work);
+    const est = estimateRun(llm, work);
+    const perRun = timeBudgetS !== undefined ? Math.min(est.seconds, timeBudgetS) : est.seconds;
+    console.log(
+      `estimate: about ${formatSeconds(perRun)} per run${repeats > 1 ? `, ${formatSeconds(perRun * repeats)} for ${repeats} runs` : ''}` +
+        `${timeBudgetS !== undefined && est.seconds > timeBudgetS ? ` (the time budget stops each run at ${timeBudgetS} s)` : ''} (${est.basis})`,
+    );
+
+    // Warmed up above: the runs start at once (engine-core/scripts/gpu-profile-attention.sh counts the forwards before the first run).
+    const onProgress = profileStep(process.env.AIOS_PROFILE_STEP);
+    const rep = runRepeated(llm, work, { repeats, warmup: false, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), ...(onProgress ? { onProgress } : {}), progress: !v['no-progress'] });
+    const result: BenchRunResult = { ...rep.median, warmup: warm };
     console.log(summarizeRun(result));
+    if (repeats > 1) console.log(`repeats: ${describeRepeats(rep.repeats)}`);
     const st = result.stats;
     if (st.steps > 0 && device === 'cpu') console.log(`${st.steps} steps, ${((1000 * result.seconds) / st.steps).toFixed(2)} ms a step (the CPU backend computes each op as it is called)`);
     else if (st.steps > 0)
@@ -103,20 +299,39 @@ export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): voi
       console.log(`KV cache at its peak: ${(kv.peakReservedBytes / 2 ** 20).toFixed(1)} MiB reserved for ${(kv.peakUsedBytes / 2 ** 20).toFixed(1)} MiB of tokens`);
       console.log(`KV cache on average over the steps: ${(kv.meanReservedBytes / 2 ** 20).toFixed(2)} MiB reserved for ${(kv.meanUsedBytes / 2 ** 20).toFixed(2)} MiB of tokens (${(100 * (kv.meanReservedBytes / kv.meanUsedBytes - 1)).toFixed(1)}% more)`);
     }
-    opts.after?.(llm, result);
+    opts.after?.(llm, result, values);
 
-    const card = hardwareInfo(device).card;
-    // The run the chart and the README show for the previous lesson: same card, workload and model, complete if one is.
-    const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name, model: modelInfo(llm).name, preferComplete: true });
-    console.log(compareWithPrevious(prev, result, recipe.lesson - 1));
+    if (recipe.lesson - 1 >= FIRST_WORKLOAD_LESSON) {
+      const card = hardwareInfo(device).card;
+      // The run the chart and the README show for the previous lesson: same card, workload and model, complete if one is.
+      const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name, model: modelInfo(llm).name, preferComplete: true });
+      console.log(compareWithPrevious(prev, result, recipe.lesson - 1));
+    } else console.log(`this run: ${result.outputTokPerS.toFixed(1)} tok/s (lesson ${pad2(recipe.lesson)} is the first engine lesson: lessons before it run no workload)`);
 
-    const record = values['no-record'] ? false : (values.record ?? device !== 'cpu');
     if (record && result.outputTokens > 0) {
-      const rec = benchRecordFor(llm, result);
-      if (rec.roofline) console.log(`roofline on this card: ${rec.roofline.outputTokPerS.toFixed(0)} tok/s (${(100 * result.outputTokPerS / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
+      const extra = Object.keys(opts.flags ?? {});
+      const flags = Object.fromEntries(extra.map((k) => [k, (values as Record<string, unknown>)[k] ?? null]));
+      const rec = benchRecordFor(llm, result, {
+        repeats: rep.repeats,
+        settings: { workloadChoice: choice.why, ...(extra.length ? { flags } : {}) },
+      });
+      if (rec.roofline) console.log(`roofline on this card: ${rec.roofline.outputTokPerS.toFixed(0)} tok/s (${((100 * result.outputTokPerS) / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
       console.log(`recorded ${writeRecord(rec)}`);
     } else if (!record) console.log('(not recorded: pass --record to write bench-results/)');
   } finally {
     llm.dispose();
   }
+  if (mismatch && dtype === 'f32') {
+    console.error(`${label}: the engine's greedy tokens differ from lesson 02's in f32 (see the equivalence check above)`);
+    return 1;
+  }
+  return 0;
+}
+
+/**
+ * Runs lesson N's demo with the command line's flags. Never throws: a bad flag is
+ * reported with the usage (exit 2), a failure with its message (exit 1).
+ */
+export function runLessonDemo<F extends FlagSpecs = FlagSpecs>(recipe: Recipe, opts: LessonDemoOptions<F> = {}): void {
+  void runCli(lessonDemoSpec(recipe, opts.flags), (values) => lessonMain(recipe, opts, values as LessonDemoFlags<F>));
 }

@@ -110,6 +110,23 @@ export interface RunResults {
   phases: { prefillTokens: number; prefillSeconds: number; decodeTokens: number; decodeSeconds: number };
 }
 
+/** The same workload run several times: what a record keeps of all of them. */
+export interface RepeatsSummary {
+  count: number;
+  /** Output tok/s of each run, in the order they ran. */
+  outputTokPerS: number[];
+  /** Wall seconds of each run. */
+  seconds: number[];
+  /** The median of outputTokPerS (for an even count, the mean of the two middle runs). */
+  medianOutputTokPerS: number;
+  minOutputTokPerS: number;
+  maxOutputTokPerS: number;
+  /** (max - min) / median, in percent: how far apart the runs were. */
+  spreadPct: number;
+  /** Which run (0-based, in run order) the record's results are: the median one (for an even count, the slower middle one). */
+  resultsRun: number;
+}
+
 /** A lesson's run of a workload (written by the harness; `pnpm bench`, `pnpm lesson N`). */
 export interface BenchRecord extends RecordBase {
   kind: 'bench';
@@ -122,6 +139,8 @@ export interface BenchRecord extends RecordBase {
   partial: boolean;
   /** `phases` is absent from records written before 2026-11-27. */
   results: Omit<RunResults, 'phases'> & Partial<Pick<RunResults, 'phases'>>;
+  /** Present when the workload ran more than once: every run's rate; `results` is then the median run. */
+  repeats?: RepeatsSummary;
   /** The fastest this workload could run on this card (bytes and FLOPs counted), if computed. */
   roofline?: { outputTokPerS: number; /** The minimum seconds (records from 2026-11-27 on). */ seconds?: number; basis: string };
 }
@@ -172,6 +191,12 @@ export function recordProblem(json: unknown): string | undefined {
     if (typeof json.partial !== 'boolean') return 'bench record without partial: true|false';
     if (!isObj(json.model) || typeof json.model.name !== 'string') return 'bench record without model.name';
     if (!finitePositive(json.results.outputTokPerS)) return `results.outputTokPerS is ${JSON.stringify(json.results.outputTokPerS)}, expected a positive number`;
+    if (json.repeats !== undefined) {
+      const rp = json.repeats;
+      if (!isObj(rp) || !Number.isInteger(rp.count) || !Array.isArray(rp.outputTokPerS) || rp.outputTokPerS.length !== rp.count || !rp.outputTokPerS.every(finitePositive))
+        return 'repeats must have count and one positive outputTokPerS per run';
+      if (!finitePositive(rp.medianOutputTokPerS) || !finitePositive(rp.minOutputTokPerS) || !finitePositive(rp.maxOutputTokPerS)) return 'repeats needs medianOutputTokPerS, minOutputTokPerS and maxOutputTokPerS';
+    }
     if (json.roofline !== undefined && (!isObj(json.roofline) || !finitePositive(json.roofline.outputTokPerS)))
       return 'roofline.outputTokPerS must be a positive number when roofline is present';
   }

@@ -5,8 +5,10 @@
 //   `pnpm readme` rewrites it; `pnpm chart` does too; a test fails when it is stale.
 import { readFileSync, writeFileSync } from 'node:fs';
 
-import type { LessonInfo } from '../cli/lessons.ts';
-import { benchRuns, buildTokSeries, environmentEntries, type LoadedRecord, selectLatest } from './data.ts';
+import { FIRST_WORKLOAD_LESSON, type LessonInfo } from '../cli/lessons.ts';
+
+export { FIRST_WORKLOAD_LESSON };
+import { type Freshness, type FreshnessOf, benchRuns, buildTokSeries, environmentEntries, type LoadedRecord, selectLatest } from './data.ts';
 import { fmt, fmtMultiplier } from './page.ts';
 
 export const COURSE_MAP_START = '<!-- course-map:start -->';
@@ -18,14 +20,21 @@ export const ENVIRONMENT_END = '<!-- environment:end -->';
 export const REFERENCE_CARD = 'NVIDIA H100 80GB HBM3';
 /** The workload the README quotes (docs/benchmarking.md). */
 export const COURSE_WORKLOAD = 'course';
-/** The first lesson that runs the course workload. */
-export const FIRST_WORKLOAD_LESSON = 3;
 
 export interface CourseMapOptions {
   referenceCard?: string;
   workload?: string;
   /** Prefix of the links to records, relative to the README (default "bench-results/"). */
   recordsLink?: string;
+  /** Marks stale records (gitFreshness() in pnpm readme and pnpm chart); unmarked when absent. */
+  freshness?: FreshnessOf;
+}
+
+/** ", commit 258577d" and, where the code changed since, the stale mark: what a README number carries. */
+export function provenance(commit: string, f: Freshness | undefined): string {
+  const short = commit.replace(/^([0-9a-f]{7})[0-9a-f]*/, '$1');
+  const mark = !f ? '' : f.state === 'stale' ? ', **stale**: the code changed since (the chart says where)' : f.state === 'unknown' ? `, freshness unknown (${f.reason})` : '';
+  return `commit \`${short}\`${mark}`;
 }
 
 function pad(n: number): string {
@@ -38,9 +47,9 @@ export function courseMapSection(lessons: readonly LessonInfo[], records: readon
   const workload = opts.workload ?? COURSE_WORKLOAD;
   const link = opts.recordsLink ?? 'bench-results/';
   const runs = selectLatest(benchRuns(records).filter((r) => r.record.workload === workload));
-  const env = environmentEntries(records).entries.find((e) => e.card === card);
+  const env = environmentEntries(records, opts.freshness).entries.find((e) => e.card === card);
   // The chart's series of this card and workload, one per model: the README quotes the same points and multipliers.
-  const series = buildTokSeries(runs).series.filter((s) => s.card === card);
+  const series = buildTokSeries(runs, opts.freshness).series.filter((s) => s.card === card);
   const models = (lesson: number): number => series.filter((s) => s.points.some((p) => p?.lesson === lesson)).length;
 
   const cell = (l: LessonInfo): string => {
@@ -49,12 +58,13 @@ export function courseMapSection(lessons: readonly LessonInfo[], records: readon
       return mine
         .map(({ p, model }) => {
           const mult = p.multiplier !== undefined ? `, ${fmtMultiplier(p.multiplier)} over ${pad(p.prevLesson!)}` : '';
-          return `[${fmt(p.tokPerS)} tok/s](${link}${p.file})${mult}${p.partial ? ' (partial run)' : ''}${models(l.number) > 1 ? ` (${model})` : ''}`;
+          const runs = p.repeats ? `median of ${p.repeats.count} runs (${fmt(p.repeats.min)} to ${fmt(p.repeats.max)}, spread ${p.repeats.spreadPct.toFixed(1)}%)` : '1 run, no spread measured';
+          return `[${fmt(p.tokPerS)} tok/s](${link}${p.file})${mult}${p.partial ? ' (partial run)' : ''}${models(l.number) > 1 ? ` (${model})` : ''}; ${runs}; ${provenance(p.commit, p.freshness)}`;
         })
         .join('; ');
     }
     if (l.number === 0 && env)
-      return `no workload; measured [copy ${fmt(env.copy.gbPerS)} GB/s, ${env.gemm.dtype} GEMM ${fmt(env.gemm.tflops)} TFLOP/s](${link}${env.file})`;
+      return `no workload; measured [copy ${fmt(env.copy.gbPerS)} GB/s, ${env.gemm.dtype} GEMM ${fmt(env.gemm.tflops)} TFLOP/s](${link}${env.file}); ${provenance(env.commit, env.freshness)}`;
     const elsewhere = [...new Set(runs.filter((r) => r.record.lesson === l.number).map((r) => r.record.hardware.card))].sort();
     if (elsewhere.length > 0) return `not yet measured on this card (measured on ${elsewhere.join(', ')}: see the chart)`;
     if (l.number < FIRST_WORKLOAD_LESSON) return `no workload (it starts at lesson ${pad(FIRST_WORKLOAD_LESSON)})`;
@@ -107,7 +117,7 @@ function sizeLabel(bytes: number): string {
 export function environmentSection(records: readonly LoadedRecord[], opts: CourseMapOptions = {}): string {
   const card = opts.referenceCard ?? REFERENCE_CARD;
   const link = opts.recordsLink ?? 'bench-results/';
-  const e = environmentEntries(records).entries.find((x) => x.card === card);
+  const e = environmentEntries(records, opts.freshness).entries.find((x) => x.card === card);
   if (!e) return `\nNo lesson-00 record on the ${card} yet: \`pnpm lesson 0\` on that card writes one.\n`;
   const b = e.baseline;
   const torch = b ? `PyTorch ${b.torch}` : '';
@@ -116,7 +126,7 @@ export function environmentSection(records: readonly LoadedRecord[], opts: Cours
   if (o.cudaLaunchUs !== undefined) extra.push(`${fmt(o.cudaLaunchUs)} µs for a bare CUDA launch from C++`);
   if (b?.addOverheadUs !== undefined) extra.push(`${torch}'s \`torch.add\`: ${fmt(b.addOverheadUs)} µs`);
   const text =
-    `What is measured so far, from [lesson 00's record](${link}${e.file}) on an **${card}** (commit ${e.commit}${e.quick ? ', a --quick run' : ''}): ` +
+    `What is measured so far, from [lesson 00's record](${link}${e.file}) on an **${card}** (${provenance(e.commit, e.freshness)}${e.quick ? ', a --quick run' : ''}): ` +
     `a ${sizeLabel(e.copy.bytes)} device copy at ${fmt(e.copy.gbPerS)} GB/s${b ? ` (${torch} on the same card: ${fmt(b.copyGbPerS)} GB/s)` : ''}, ` +
     `a ${e.gemm.dtype} ${e.gemm.M}×${e.gemm.N}×${e.gemm.K} GEMM through cuBLASLt at ${fmt(e.gemm.tflops)} TFLOP/s${b ? ` (PyTorch: ${fmt(b.gemmTflops)} TFLOP/s)` : ''}, ` +
     `and one tiny op costing ${fmt(o.facadeUs)} µs of host time through the TypeScript facade (${extra.join('; ')}).`;
@@ -129,15 +139,15 @@ export interface ReadmeUpdate {
 }
 
 /** README text with both generated sections (course map, lesson-00 numbers) regenerated. */
-export function regenerateReadme(readme: string, lessons: readonly LessonInfo[], records: readonly LoadedRecord[]): string {
-  const withMap = replaceCourseMap(readme, courseMapSection(lessons, records));
-  return replaceSection(withMap, ENVIRONMENT_START, ENVIRONMENT_END, environmentSection(records));
+export function regenerateReadme(readme: string, lessons: readonly LessonInfo[], records: readonly LoadedRecord[], opts: CourseMapOptions = {}): string {
+  const withMap = replaceCourseMap(readme, courseMapSection(lessons, records, opts));
+  return replaceSection(withMap, ENVIRONMENT_START, ENVIRONMENT_END, environmentSection(records, opts));
 }
 
 /** Regenerates README.md's generated sections from `lessons` and `records`; writes the file unless `check`. */
-export function updateReadme(readmeFile: string, lessons: readonly LessonInfo[], records: readonly LoadedRecord[], opts: { check?: boolean } = {}): ReadmeUpdate {
+export function updateReadme(readmeFile: string, lessons: readonly LessonInfo[], records: readonly LoadedRecord[], opts: CourseMapOptions & { check?: boolean } = {}): ReadmeUpdate {
   const before = readFileSync(readmeFile, 'utf8');
-  const text = regenerateReadme(before, lessons, records);
+  const text = regenerateReadme(before, lessons, records, opts);
   const changed = text !== before;
   if (changed && !opts.check) writeFileSync(readmeFile, text);
   return { changed, text };

@@ -8,7 +8,19 @@
 //                            each point with its multiplier over the series' previous lesson, partial runs marked,
 //                            the series' roofline as a flat line
 //   environmentEntries(...)  the per-op view: lesson 00's copy bandwidth, GEMM rate, op overhead and PyTorch baseline
-import { type BenchRecord, type LoadResult, type LoadedRecord, type Obj, type SkippedFile, isObj } from '../bench/records.ts';
+import { type AnyRecord, type BenchRecord, type LoadResult, type LoadedRecord, type Obj, type SkippedFile, isObj } from '../bench/records.ts';
+import { type Freshness, FreshnessChecker } from '../bench/staleness.ts';
+
+export type { Freshness } from '../bench/staleness.ts';
+
+/** Whether a record is still true of the code (staleness.ts); absent when not checked. */
+export type FreshnessOf = (record: AnyRecord) => Freshness | undefined;
+
+/** The repository's git history decides (the default of pnpm chart and pnpm readme). */
+export function gitFreshness(): FreshnessOf {
+  const checker = new FreshnessChecker();
+  return (record) => checker.check(record);
+}
 
 export { type LoadResult, type LoadedRecord, type SkippedFile, loadRecords, recordProblem } from '../bench/records.ts';
 
@@ -57,6 +69,9 @@ export interface TokPoint {
   file: string;
   commit: string;
   date: string;
+  /** Present when the record ran the workload more than once: tokPerS is then the median run's. */
+  repeats?: { count: number; min: number; max: number; spreadPct: number };
+  freshness?: Freshness;
 }
 
 export interface TokSeries {
@@ -78,7 +93,7 @@ export interface TokView {
 }
 
 /** The tok/s view from all bench runs (selectLatest is applied here). */
-export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[]): TokView {
+export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], freshness?: FreshnessOf): TokView {
   const selected = selectLatest(runs);
   const lessons = [...new Set(selected.map((r) => r.record.lesson))].sort((a, b) => a - b);
   const groups = new Map<string, LoadedRecord<BenchRecord>[]>();
@@ -113,6 +128,10 @@ export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[]): TokV
         commit: r.commit,
         date: r.date,
       };
+      if (r.repeats && r.repeats.count > 1)
+        point.repeats = { count: r.repeats.count, min: r.repeats.minOutputTokPerS, max: r.repeats.maxOutputTokPerS, spreadPct: r.repeats.spreadPct };
+      const f = freshness?.(r);
+      if (f) point.freshness = f;
       if (prev) {
         point.multiplier = point.tokPerS / prev.tokPerS;
         point.prevLesson = prev.lesson;
@@ -154,6 +173,7 @@ export interface EnvEntry {
   /** Microseconds per tiny op: through the facade and the raw binding (host), back to back on the stream, and a bare CUDA launch from C++ (host). */
   overhead: { facadeUs: number; bindingUs: number; deviceUs?: number; cudaLaunchUs?: number };
   baseline?: { torch: string; copyGbPerS: number; gemmTflops: number; addOverheadUs?: number };
+  freshness?: Freshness;
 }
 
 function num(o: unknown, ...keys: string[]): number | undefined {
@@ -199,7 +219,7 @@ export function environmentEntry(loaded: LoadedRecord): EnvEntry | string {
 }
 
 /** The latest environment record per card (a full run over a --quick one), sorted by card. */
-export function environmentEntries(records: readonly LoadedRecord[]): { entries: EnvEntry[]; skipped: SkippedFile[] } {
+export function environmentEntries(records: readonly LoadedRecord[], freshness?: FreshnessOf): { entries: EnvEntry[]; skipped: SkippedFile[] } {
   const skipped: SkippedFile[] = [];
   const best = new Map<string, { entry: EnvEntry; loaded: LoadedRecord }>();
   for (const loaded of records) {
@@ -212,7 +232,12 @@ export function environmentEntries(records: readonly LoadedRecord[]): { entries:
     const cur = best.get(entry.card);
     if (!cur || (cur.entry.quick && !entry.quick) || (cur.entry.quick === entry.quick && newer(loaded, cur.loaded))) best.set(entry.card, { entry, loaded });
   }
-  const entries = [...best.values()].map((b) => b.entry).sort((a, b) => (a.card < b.card ? -1 : a.card > b.card ? 1 : 0));
+  const entries = [...best.values()]
+    .map(({ entry, loaded }) => {
+      const f = freshness?.(loaded.record);
+      return f ? { ...entry, freshness: f } : entry;
+    })
+    .sort((a, b) => (a.card < b.card ? -1 : a.card > b.card ? 1 : 0));
   return { entries, skipped };
 }
 
@@ -227,15 +252,16 @@ export interface ChartModel {
   recordCount: number;
 }
 
-export function buildChartModel(loaded: LoadResult): ChartModel {
-  const env = environmentEntries(loaded.records);
+/** The page's data; `freshness` marks stale records (pnpm chart passes gitFreshness()). */
+export function buildChartModel(loaded: LoadResult, freshness?: FreshnessOf): ChartModel {
+  const env = environmentEntries(loaded.records, freshness);
   const otherKinds: Record<string, number> = {};
   for (const { record } of loaded.records) {
     const kind: string = record.kind;
     if (kind !== 'bench' && kind !== 'environment') otherKinds[kind] = (otherKinds[kind] ?? 0) + 1;
   }
   return {
-    tok: buildTokSeries(benchRuns(loaded.records)),
+    tok: buildTokSeries(benchRuns(loaded.records), freshness),
     environment: env.entries,
     otherKinds,
     skipped: [...loaded.skipped, ...env.skipped],

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { LESSONS } from '../cli/lessons.ts';
+import { describeFreshness } from '../bench/staleness.ts';
 import type { ChartModel, EnvEntry, TokView } from './data.ts';
 
 // ------------------------------------------------------------ formatting
@@ -42,6 +43,10 @@ export interface DatasetSpec {
   color: string;
   /** Per point: true where the run stopped early (measured datasets only). */
   partial?: boolean[];
+  /** Per point: true where the lesson's code changed after the record's commit (measured datasets only). */
+  stale?: boolean[];
+  /** Per point: the slowest and fastest of the record's repeated runs, drawn as a bar through the point; null for one run. */
+  ranges?: ([number, number] | null)[];
   /** Text drawn above each point or bar (the multiplier, the value); null for none. */
   pointLabels?: (string | null)[];
   /** Extra tooltip line per point. */
@@ -83,12 +88,16 @@ export function tokChartSpec(tok: TokView): ChartSpec | null {
       data: s.points.map((p) => (p ? p.tokPerS : null)),
       color,
       partial: s.points.map((p) => p?.partial ?? false),
+      stale: s.points.map((p) => p?.freshness?.state === 'stale'),
+      ranges: s.points.map((p) => (p?.repeats ? [p.repeats.min, p.repeats.max] : null)),
       pointLabels: s.points.map((p) => (p && p.multiplier !== undefined ? fmtMultiplier(p.multiplier) : null)),
       notes: s.points.map((p) =>
         p
           ? [
               p.partial ? 'partial run (stopped by its time budget)' : null,
               p.multiplier !== undefined ? `${fmtMultiplier(p.multiplier)} over lesson ${String(p.prevLesson).padStart(2, '0')}` : null,
+              p.repeats ? `median of ${p.repeats.count} runs: ${fmt(p.repeats.min)} to ${fmt(p.repeats.max)} (spread ${p.repeats.spreadPct.toFixed(1)}%)` : '1 run: no spread measured',
+              p.freshness ? describeFreshness(p.freshness) : null,
               `${p.file} (commit ${p.commit})`,
             ]
               .filter(Boolean)
@@ -106,7 +115,7 @@ export function tokChartSpec(tok: TokView): ChartSpec | null {
         notes: tok.lessons.map(() => `roofline: ${s.roofline!.basis} (${s.roofline!.file})`),
       });
   });
-  const values = datasets.flatMap((d) => d.data.filter((v): v is number => v !== null));
+  const values = datasets.flatMap((d) => [...d.data.filter((v): v is number => v !== null), ...(d.ranges ?? []).flatMap((r) => r ?? [])]);
   return {
     type: 'line',
     title: 'Output tokens per second, per lesson',
@@ -199,11 +208,14 @@ function tokTable(model: ChartModel): string {
       rows.push(
         `<tr><td>${escapeHtml(s.label)}</td><td>${escapeHtml(lessonLabel(p.lesson))}</td><td class="num">${fmt(p.tokPerS)}</td>` +
           `<td class="num">${p.multiplier !== undefined ? `${fmtMultiplier(p.multiplier)} over ${String(p.prevLesson).padStart(2, '0')}` : ''}</td>` +
-          `<td>${p.partial ? '<b>partial</b>' : 'complete'}</td><td class="num">${s.roofline ? fmt(s.roofline.tokPerS) : ''}</td>` +
-          `<td><code>${escapeHtml(p.file)}</code></td><td><code>${escapeHtml(p.commit)}</code></td></tr>`,
+          `<td>${p.partial ? '<b>partial</b>' : 'complete'}</td>` +
+          `<td class="num">${p.repeats ? `${p.repeats.count}: ${fmt(p.repeats.min)} to ${fmt(p.repeats.max)} (${p.repeats.spreadPct.toFixed(1)}%)` : '1'}</td>` +
+          `<td class="num">${s.roofline ? fmt(s.roofline.tokPerS) : ''}</td>` +
+          `<td><code>${escapeHtml(p.file)}</code></td><td><code>${escapeHtml(p.commit)}</code></td>` +
+          `<td class="${p.freshness?.state ?? 'unchecked'}">${p.freshness ? escapeHtml(describeFreshness(p.freshness)) : 'not checked'}</td></tr>`,
       );
     }
-  return `<table><thead><tr><th>card · workload</th><th>lesson</th><th>output tok/s</th><th>over previous</th><th>run</th><th>roofline tok/s</th><th>record</th><th>commit</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  return `<table><thead><tr><th>card · workload</th><th>lesson</th><th>output tok/s</th><th>over previous</th><th>run</th><th>runs: slowest to fastest (spread)</th><th>roofline tok/s</th><th>record</th><th>commit</th><th>still true of the code?</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 function envTable(entries: EnvEntry[]): string {
@@ -216,7 +228,7 @@ function envTable(entries: EnvEntry[]): string {
       `<td class="num">${fmt(e.gemm.tflops)} TFLOP/s${ratio(e.gemm.tflops, b?.gemmTflops)}<br><small>${escapeHtml(e.gemm.dtype)} ${e.gemm.M}×${e.gemm.N}×${e.gemm.K}</small></td>` +
       `<td class="num">${fmt(e.overhead.facadeUs)} / ${fmt(e.overhead.bindingUs)} / ${e.overhead.deviceUs !== undefined ? fmt(e.overhead.deviceUs) : '–'} / ${e.overhead.cudaLaunchUs !== undefined ? fmt(e.overhead.cudaLaunchUs) : '–'}</td>` +
       `<td>${b ? `PyTorch ${escapeHtml(b.torch)}: ${fmt(b.copyGbPerS)} GB/s, ${fmt(b.gemmTflops)} TFLOP/s${b.addOverheadUs !== undefined ? `, ${fmt(b.addOverheadUs)} µs/add` : ''}` : 'none recorded'}</td>` +
-      `<td><code>${escapeHtml(e.file)}</code><br><code>${escapeHtml(e.commit)}</code></td></tr>`
+      `<td><code>${escapeHtml(e.file)}</code><br><code>${escapeHtml(e.commit)}</code>${e.freshness ? `<br><span class="${e.freshness.state}">${escapeHtml(describeFreshness(e.freshness))}</span>` : ''}</td></tr>`
     );
   });
   return (
@@ -229,40 +241,82 @@ const PAGE_SCRIPT = String.raw`
 (function () {
   var data = JSON.parse(document.getElementById('aios-data').textContent);
   var specs = data.specs;
-  // Draws each dataset's pointLabels (multipliers, values) above its points and bars.
+  // Draws the range bars of repeated runs, then each dataset's pointLabels (multipliers,
+  // values) near its points and bars, placed so that no two labels overlap: each label
+  // takes the first free spot from a list of candidates (above the point, below it,
+  // further out). What was drawn is kept in chart.$aiosLabels ({text, x, y, w, h}, the
+  // box's left, top, width and height) for the browser test to check.
   var labelsPlugin = {
     id: 'aiosPointLabels',
     afterDatasetsDraw: function (chart) {
       var ctx = chart.ctx;
+      var area = chart.chartArea;
       ctx.save();
+      chart.data.datasets.forEach(function (ds, i) {
+        if (!ds.aiosRanges || !chart.isDatasetVisible(i)) return;
+        var y = chart.scales.y;
+        ctx.strokeStyle = ds.borderColor;
+        ctx.lineWidth = 1.5;
+        chart.getDatasetMeta(i).data.forEach(function (el, j) {
+          var r = ds.aiosRanges[j];
+          if (!r || el.skip) return;
+          var top = y.getPixelForValue(r[1]), bottom = y.getPixelForValue(r[0]);
+          ctx.beginPath();
+          ctx.moveTo(el.x, top); ctx.lineTo(el.x, bottom);
+          ctx.moveTo(el.x - 5, top); ctx.lineTo(el.x + 5, top);
+          ctx.moveTo(el.x - 5, bottom); ctx.lineTo(el.x + 5, bottom);
+          ctx.stroke();
+        });
+      });
       ctx.font = '12px sans-serif';
-      ctx.textAlign = 'center';
-      ctx.textBaseline = 'bottom';
-      // Roofline labels go at the right end of their lines, inside the plot; where
-      // lines are close, each label is pushed down just enough to clear the one above.
-      var rooflineLabels = [];
+      ctx.textBaseline = 'top';
+      var H = 14;
+      var placed = [];
+      function free(b) {
+        if (b.x < area.left - 40 || b.x + b.w > chart.width || b.y < 0 || b.y + b.h > chart.height) return false;
+        for (var k = 0; k < placed.length; k++) {
+          var p = placed[k];
+          if (b.x < p.x + p.w && p.x < b.x + b.w && b.y < p.y + p.h && p.y < b.y + b.h) return false;
+        }
+        return true;
+      }
+      function place(text, color, candidates) {
+        var w = ctx.measureText(text).width + 2;
+        var box = null;
+        for (var c = 0; c < candidates.length && !box; c++) {
+          var b = { text: text, x: candidates[c].align === 'right' ? candidates[c].x - w : candidates[c].x - w / 2, y: candidates[c].y, w: w, h: H };
+          if (free(b)) box = b;
+        }
+        if (!box) return; // no free spot: drop the label rather than draw it over another (the tooltip and the table still have it)
+        placed.push(box);
+        ctx.fillStyle = color;
+        ctx.textAlign = 'left';
+        ctx.fillText(text, box.x + 1, box.y + 1);
+      }
+      var rooflines = [];
       chart.data.datasets.forEach(function (ds, i) {
         if (!ds.aiosPointLabels || !chart.isDatasetVisible(i)) return;
         chart.getDatasetMeta(i).data.forEach(function (el, j) {
           var text = ds.aiosPointLabels[j];
           if (!text || el.skip) return;
-          ctx.fillStyle = ds.borderColor;
-          if (ds.aiosRole === 'roofline') {
-            rooflineLabels.push({ text: text, color: ds.borderColor, y: el.y - 3 });
-          } else {
-            ctx.fillText(text, el.x, el.y - (ds.aiosRole === 'measured' ? 9 : 3));
+          if (ds.aiosRole === 'roofline') { rooflines.push({ text: text, color: ds.borderColor, y: el.y }); return; }
+          var gap = ds.aiosRole === 'measured' ? 9 : 3;
+          var cands = [];
+          for (var step = 0; step < 6; step++) {
+            cands.push({ x: el.x, y: el.y - gap - H - step * H });
+            if (ds.aiosRole === 'measured') cands.push({ x: el.x, y: el.y + gap + step * H });
           }
+          place(text, ds.borderColor, cands);
         });
       });
-      rooflineLabels.sort(function (a, b) { return a.y - b.y; });
-      ctx.textAlign = 'right';
-      var lastY = -Infinity;
-      rooflineLabels.forEach(function (l) {
-        var y = Math.max(l.y, lastY + 13);
-        ctx.fillStyle = l.color;
-        ctx.fillText(l.text, chart.chartArea.right - 4, y);
-        lastY = y;
+      // Roofline labels at the right end of their lines, inside the plot.
+      rooflines.sort(function (a, b) { return a.y - b.y; });
+      rooflines.forEach(function (l) {
+        var cands = [];
+        for (var step = 0; step < 8; step++) cands.push({ x: area.right - 4, y: l.y - 3 - H + step * H, align: 'right' });
+        place(l.text, l.color, cands);
       });
+      chart.$aiosLabels = placed;
       ctx.restore();
     }
   };
@@ -272,15 +326,17 @@ const PAGE_SCRIPT = String.raw`
     var datasets = spec.datasets.map(function (d) {
       var ds = {
         label: d.label, data: d.data, borderColor: d.color, backgroundColor: d.color,
-        aiosRole: d.role, aiosPartial: d.partial || null, aiosPointLabels: d.pointLabels || null, aiosNotes: d.notes || null
+        aiosRole: d.role, aiosPartial: d.partial || null, aiosStale: d.stale || null, aiosRanges: d.ranges || null,
+        aiosPointLabels: d.pointLabels || null, aiosNotes: d.notes || null
       };
       if (spec.type === 'line' && d.role === 'measured') {
         ds.spanGaps = true;
         ds.borderWidth = 2;
         ds.pointRadius = 6;
         ds.pointHoverRadius = 8;
-        ds.pointStyle = d.partial.map(function (p) { return p ? 'triangle' : 'circle'; });
-        ds.pointBackgroundColor = d.partial.map(function (p) { return p ? '#ffffff' : d.color; });
+        var stale = d.stale || d.partial.map(function () { return false; });
+        ds.pointStyle = d.partial.map(function (p, j) { return p ? 'triangle' : stale[j] ? 'rectRot' : 'circle'; });
+        ds.pointBackgroundColor = d.partial.map(function (p, j) { return p || stale[j] ? '#ffffff' : d.color; });
       }
       if (d.role === 'roofline') {
         ds.borderDash = [6, 4];
@@ -360,7 +416,9 @@ export function renderPage(model: ChartModel, opts: PageOptions = {}): string {
   const tokSection = specs.tokps
     ? `<div class="chart tall"><canvas id="tokps"></canvas></div>
 <p class="legend">One line per card and workload (log scale). The label over a point is its multiplier over the same line's previous lesson;
-a hollow triangle is a <b>partial run</b> (stopped by its time budget; it covers the requests that finished); the dashed line is the workload's roofline on that card.</p>`
+a hollow triangle is a <b>partial run</b> (stopped by its time budget; it covers the requests that finished); a hollow diamond is a <b>stale</b> record
+(the lesson's code changed after the record's commit: the table below says which commit changed what); the bar through a point spans the slowest and
+fastest of the record's repeated runs (the point is their median); the dashed line is the workload's roofline on that card.</p>`
     : `<p class="empty" id="tokps-empty"><b>No lesson runs recorded yet.</b> A lesson's point appears here once it has run a workload on a GPU and written a
 <code>bench</code> record to bench-results/ (<code>pnpm lesson N</code>, lessons 03 and on). Nothing is drawn until then: no number on this page is estimated.</p>`;
   const envSection =
@@ -390,6 +448,7 @@ a hollow triangle is a <b>partial run</b> (stopped by its time budget; it covers
   table { border-collapse: collapse; font-size: 12px; margin: 8px 0; width: 100%; }
   th, td { border: 1px solid #ddd; padding: 4px 6px; text-align: left; vertical-align: top; }
   td.num { text-align: right; white-space: nowrap; }
+  .stale { color: #a40000; } .unknown { color: #7a5a00; }
 </style>
 </head>
 <body>

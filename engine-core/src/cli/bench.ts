@@ -1,9 +1,8 @@
 // `pnpm bench`: every lesson's engine on the same workload, one after another,
 // one record per run (docs/benchmarking.md).
 //
-//   pnpm bench [--lesson N|all] [--workload course|throughput] [--time-budget S] [--requests N | --shard K/N]
-//              [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
-//   pnpm bench merge [--model DIR] FILE...   the records of all N shards -> one record of the whole workload
+//   pnpm bench [flags]                        (pnpm bench --help lists them)
+//   pnpm bench merge [--model DIR] FILE...    the records of all N shards -> one record of the whole workload
 //
 // --shard K/N runs the K-th of N shards of the workload (bench/shards.ts says when
 // shards add up) and records it under bench-results/shards/, which the chart
@@ -14,26 +13,42 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { parseArgs } from 'node:util';
 
-import { type Device, defaultDevice, parseDevice } from '../backend.ts';
-import { type BenchRunResult, benchRecordFor, runWorkload, summarizeRun } from '../bench/harness.ts';
-import { rooflineFor } from '../bench/harness.ts';
-import { recordEngineShape } from '../bench/records.ts';
+import { defaultDevice, parseDevice } from '../backend.ts';
+import { type BenchRunResult, benchRecordFor, describeRepeats, estimateRun, formatSeconds, rooflineFor, runRepeated, summarizeRun, warmUp } from '../bench/harness.ts';
+import { ENGINE_RUN_FLAGS, chooseEngineOptions, chooseRecord, chooseRepeats, chooseWorkload } from '../bench/lesson-demo.ts';
 import { type Qwen3Config, PRESETS, loadConfig, paramCount } from '../model/config.ts';
 import { DEFAULT_MODELS } from '../model/resolve.ts';
-import { type BenchRecord, recordProblem, resultsDir, writeRecord } from '../bench/records.ts';
+import { type BenchRecord, recordEngineShape, recordProblem, resultsDir, writeRecord } from '../bench/records.ts';
 import { mergeShardRecords } from '../bench/shards.ts';
-import { WORKLOAD_NAMES, type Workload, type WorkloadName, firstRequests, isWorkloadName, workload as makeWorkload, parseShard, shardOf } from '../bench/workloads.ts';
+import { type Workload, type WorkloadName, workload as makeWorkload, parseShard, shardOf } from '../bench/workloads.ts';
 import { LLM } from '../engine/llm.ts';
 import type { Recipe } from '../engine/types.ts';
+import { type CommandSpec, type FlagValues, InputError, UsageError, deviceFlag, positiveFlag, runCli } from './args.ts';
 import { LESSONS, type LessonInfo, lessonDir, parseLessonNumber } from './lessons.ts';
 
-const USAGE = `usage: pnpm bench [--lesson N|all] [--workload ${WORKLOAD_NAMES.join('|')}] [--time-budget S] [--requests N | --shard K/N]
-                  [--record | --no-record] [--device cpu|cuda|cuda:N] [--model DIR] [--no-progress]
-       pnpm bench merge [--model DIR] FILE...   (the records of all N shards of one run)`;
+const BENCH_FLAGS = {
+  lesson: { type: 'string', value: 'N|all', help: 'one lesson, or every lesson with an engine recipe (default all)' },
+  ...ENGINE_RUN_FLAGS,
+  shard: { type: 'string', value: 'K/N', help: 'run the K-th of N shards of the workload (recorded under bench-results/shards/; pnpm bench merge adds them up)' },
+} as const;
 
-class UsageError extends Error {}
+const BENCH_SPEC: CommandSpec<typeof BENCH_FLAGS> = {
+  command: 'pnpm bench',
+  summary: "Every lesson's engine (03 on) on the same workload, one after another, one record per lesson. It says what it will run before it starts.",
+  flags: BENCH_FLAGS,
+  notes: [
+    'With no flags: every lesson with a recipe; on a GPU the course workload 3 times each, on the CPU the short CPU default once each.',
+    'pnpm bench merge [--model DIR] FILE...   the records of all N shards of one run -> the record of the whole workload',
+  ],
+};
+
+const MERGE_SPEC: CommandSpec<{ model: { type: 'string'; value: string; help: string } }> = {
+  command: 'pnpm bench merge',
+  summary: 'The records of all N shards of one run (bench-results/shards/*.json) -> one record of the whole workload, in bench-results/.',
+  flags: { model: { type: 'string', value: 'DIR', help: 'the model folder, when the records name a model whose config is not a preset (for the roofline)' } },
+  positionals: 'FILE...',
+};
 
 /** lessons/NN-*\/src/recipe.ts, or undefined while the lesson has none. */
 export function recipeFile(info: LessonInfo): string | undefined {
@@ -51,13 +66,6 @@ async function loadRecipe(info: LessonInfo, file: string): Promise<Recipe> {
   if (!isRecipe(mod.recipe)) throw new Error(`${path.relative(process.cwd(), file)} does not export \`recipe: Recipe\` (name, lesson, build)`);
   if (mod.recipe.lesson !== info.number) throw new Error(`${path.relative(process.cwd(), file)}: its recipe says lesson ${mod.recipe.lesson}, its folder is lesson ${info.number}`);
   return mod.recipe;
-}
-
-function positive(name: string, v: string | undefined, integer: boolean): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!(n > 0) || (integer && !Number.isInteger(n))) throw new UsageError(`${name} must be a positive ${integer ? 'integer' : 'number'}, got "${v}"`);
-  return n;
 }
 
 interface Ran {
@@ -84,20 +92,8 @@ function recordConfig(model: BenchRecord['model'], dir: string | undefined): Qwe
 }
 
 /** `pnpm bench merge [--model DIR] FILE...`: the shards' records -> the whole run's record. */
-function merge(argv: string[]): number {
-  let files: string[], modelDir: string | undefined;
-  try {
-    const { values, positionals } = parseArgs({ args: argv, options: { model: { type: 'string' } }, allowPositionals: true });
-    files = positionals;
-    modelDir = values.model;
-  } catch (e) {
-    console.error(`pnpm bench merge: ${(e as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (files.length === 0) {
-    console.error(`pnpm bench merge: name the shard records to merge (bench-results/shards/*.json)\n${USAGE}`);
-    return 2;
-  }
+function merge(files: string[], modelDir: string | undefined): number {
+  if (files.length === 0) throw new UsageError('name the shard records to merge (bench-results/shards/*.json)');
   let merged: BenchRecord;
   try {
     const inputs = files.map((file) => {
@@ -121,8 +117,8 @@ function merge(argv: string[]): number {
       else console.log(`(no roofline: ${cfg ? `no lesson-00 record for ${merged.hardware.card}` : `the config of ${merged.model.name} is unknown here; pass --model DIR`})`);
     }
   } catch (e) {
-    console.error(`pnpm bench merge: ${(e as Error).message}`);
-    return 2;
+    // The files named on the command line are the input: what is wrong with them is not a bug.
+    throw new InputError((e as Error).message);
   }
   const shards = merged.settings.shards as { index: number; requests: number; outputTokens: number; seconds: number; outputTokPerS: number }[];
   for (const s of shards) console.log(`  shard ${s.index}/${shards.length}: ${s.requests} requests, ${s.outputTokens} output tokens in ${s.seconds.toFixed(1)} s (${s.outputTokPerS.toFixed(1)} tok/s)`);
@@ -136,81 +132,49 @@ function merge(argv: string[]): number {
   return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
-  if (argv[0] === 'merge') return merge(argv.slice(1));
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        lesson: { type: 'string', default: 'all' },
-        workload: { type: 'string', default: 'course' },
-        'time-budget': { type: 'string' },
-        requests: { type: 'string' },
-        shard: { type: 'string' },
-        record: { type: 'boolean' },
-        'no-record': { type: 'boolean', default: false },
-        device: { type: 'string' },
-        model: { type: 'string' },
-        'no-progress': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    }));
-  } catch (e) {
-    console.error(`pnpm bench: ${(e as Error).message}\n${USAGE}`);
-    return 2;
+async function main(values: FlagValues<typeof BENCH_FLAGS>): Promise<number> {
+  const device = deviceFlag(values.device, parseDevice) ?? defaultDevice();
+  if (values.requests !== undefined && values.shard !== undefined) throw new UsageError('--requests and --shard together: a shard is already a part of the workload');
+  const choice = chooseWorkload(device, values.workload, values.requests);
+  let workload: Workload = choice.workload;
+  if (values.shard !== undefined) {
+    let shard;
+    try {
+      shard = parseShard(values.shard);
+      workload = shardOf(makeWorkload((values.workload ?? 'course') as WorkloadName), shard.index, shard.count);
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
   }
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-
+  const repeats = chooseRepeats(device, values.repeats);
+  const timeBudgetS = positiveFlag('time-budget', values['time-budget']);
+  const record = chooseRecord(device, values);
   let selected: LessonInfo[];
-  let workload: Workload;
-  let timeBudgetS: number | undefined;
-  let device: Device;
-  try {
-    if (!isWorkloadName(values.workload)) throw new UsageError(`unknown workload "${values.workload}" (expected ${WORKLOAD_NAMES.join(' or ')})`);
-    workload = makeWorkload(values.workload);
-    const requests = positive('--requests', values.requests, true);
-    if (requests !== undefined) workload = firstRequests(workload, requests);
-    if (values.shard !== undefined) {
-      if (requests !== undefined) throw new UsageError('--requests and --shard together: a shard is already a part of the workload');
-      const { index, count } = parseShard(values.shard);
-      workload = shardOf(workload, index, count);
+  const lessonArg = values.lesson ?? 'all';
+  if (lessonArg === 'all') selected = LESSONS.filter((l) => recipeFile(l));
+  else {
+    const info = parseLessonNumber(lessonArg);
+    if (!info) throw new UsageError(`--lesson must be a number from 0 to ${LESSONS.length - 1} or all, got "${lessonArg}"`);
+    if (!recipeFile(info)) {
+      const ready = LESSONS.filter((l) => recipeFile(l)).map((l) => l.number);
+      throw new UsageError(
+        `lesson ${info.number} (${info.title}) has no engine recipe (lessons/${path.basename(lessonDir(info))}/src/recipe.ts). ` +
+          `Lessons with one: ${ready.join(', ') || 'none yet'}. (Lessons 00-02 come before the engine: run them with pnpm lesson N.)`,
+      );
     }
-    timeBudgetS = positive('--time-budget', values['time-budget'], false);
-    if (values.record && values['no-record']) throw new UsageError('--record and --no-record together');
-    device = values.device ? parseDevice(values.device) : defaultDevice();
-    if (values.lesson === 'all') selected = LESSONS.filter((l) => recipeFile(l));
-    else {
-      const info = parseLessonNumber(values.lesson);
-      if (!info) throw new UsageError(`no lesson "${values.lesson}" (expected a number from 0 to ${LESSONS.length - 1}, or all)`);
-      if (!recipeFile(info)) {
-        const ready = LESSONS.filter((l) => recipeFile(l)).map((l) => l.number);
-        console.error(
-          `pnpm bench: lesson ${info.number} (${info.title}) has no engine recipe (lessons/${path.basename(lessonDir(info))}/src/recipe.ts). ` +
-            `Lessons with one: ${ready.join(', ') || 'none yet'}. (Lessons 00-02 come before the engine: run them with pnpm lesson N.)`,
-        );
-        return 2;
-      }
-      selected = [info];
-    }
-  } catch (e) {
-    console.error(`pnpm bench: ${(e as Error).message}\n${USAGE}`);
-    return 2;
+    selected = [info];
   }
   if (selected.length === 0) {
     console.error('pnpm bench: no lesson has an engine recipe yet (lessons/NN-*/src/recipe.ts exporting `recipe`; the engine starts with lesson 03). Nothing to run.');
     return 2;
   }
-  const record = values['no-record'] ? false : (values.record ?? device !== 'cpu');
 
   const w = workload.totals;
   console.log(
     `pnpm bench: ${selected.length} lesson(s) [${selected.map((l) => String(l.number).padStart(2, '0')).join(', ')}] on ${device}, ` +
-      `workload ${workload.name}: ${w.requests} requests, ${w.promptTokens.toLocaleString('en-US')} prompt + ${w.outputTokens.toLocaleString('en-US')} output tokens` +
-      `${timeBudgetS !== undefined ? `, time budget ${timeBudgetS} s per lesson` : ''}${record ? '' : ' (not recorded)'}`,
+      `workload ${workload.name}${values.shard === undefined ? ` (${choice.why})` : ''}: ${w.requests} requests, ${w.promptTokens.toLocaleString('en-US')} prompt + ${w.outputTokens.toLocaleString('en-US')} output tokens, ` +
+      `${repeats} run${repeats > 1 ? 's' : ''} per lesson${timeBudgetS !== undefined ? `, at most ${timeBudgetS} s each` : ''}${record ? ', recorded in bench-results/' : ' (not recorded: --record to keep them)'}.` +
+      ` Each lesson states its estimate after a short calibration. (pnpm bench --help for the options.)`,
   );
 
   const ran: Ran[] = [];
@@ -223,13 +187,19 @@ async function main(argv: string[]): Promise<number> {
       const recipe = await loadRecipe(info, recipeFile(info)!);
       entry.recipe = recipe.name;
       console.log(`\n${label} ${recipe.name}: ${recipe.summary}`);
-      llm = LLM.create({ recipe, device, ...(values.model ? { model: values.model } : {}) });
-      const result = runWorkload(llm, workload, { ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), progress: !values['no-progress'] });
+      llm = LLM.create({ recipe, device, engine: chooseEngineOptions(values), ...(values.model ? { model: values.model } : {}) });
+      const warm = warmUp(llm, workload); // the calibration must not pay the one-time costs
+      const est = estimateRun(llm, workload);
+      const perRun = timeBudgetS !== undefined ? Math.min(est.seconds, timeBudgetS) : est.seconds;
+      console.log(`${label} estimate: about ${formatSeconds(perRun)} per run, ${formatSeconds(perRun * repeats)} in all (${est.basis})`);
+      const rep = runRepeated(llm, workload, { repeats, warmup: false, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), progress: !values['no-progress'] });
+      const result: BenchRunResult = { ...rep.median, warmup: warm };
       entry.result = result;
       const times = previous?.result ? ` = ${(result.outputTokPerS / previous.result.outputTokPerS).toFixed(2)}x lesson ${String(previous.lesson).padStart(2, '0')}` : '';
       console.log(`${label} ${summarizeRun(result)}${times}`);
+      if (repeats > 1) console.log(`${label} ${describeRepeats(rep.repeats)}`);
       if (record) {
-        const rec = benchRecordFor(llm, result);
+        const rec = benchRecordFor(llm, result, { repeats: rep.repeats, settings: { workloadChoice: values.shard === undefined ? choice.why : `--shard ${values.shard}` } });
         if (rec.roofline) console.log(`${label} roofline ${rec.roofline.outputTokPerS.toFixed(0)} tok/s on this card (${((100 * result.outputTokPerS) / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
         entry.file = writeRecord(rec, workload.shard ? path.join(resultsDir(), 'shards') : resultsDir());
         console.log(`${label} recorded ${path.relative(process.cwd(), entry.file)}`);
@@ -237,7 +207,7 @@ async function main(argv: string[]): Promise<number> {
       previous = entry;
     } catch (e) {
       entry.error = e instanceof Error ? e.message : String(e);
-      console.error(`${label} FAILED: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+      console.error(`${label} FAILED: ${values.verbose && e instanceof Error ? (e.stack ?? e.message) : entry.error}`);
     } finally {
       try {
         llm?.dispose();
@@ -262,18 +232,11 @@ async function main(argv: string[]): Promise<number> {
   }
   const failed = ran.filter((r) => r.error);
   if (failed.length) {
-    console.error(`\npnpm bench: ${failed.length} of ${ran.length} lesson(s) failed: ${failed.map((r) => r.lesson).join(', ')}`);
+    console.error(`\npnpm bench: ${failed.length} of ${ran.length} lesson(s) failed: ${failed.map((r) => r.lesson).join(', ')}${values.verbose ? '' : ' (--verbose for the stack traces)'}`);
     return 1;
   }
   return 0;
 }
 
-main(process.argv.slice(2)).then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (err: unknown) => {
-    console.error(err instanceof Error ? (err.stack ?? err.message) : err);
-    process.exitCode = 1;
-  },
-);
+if (process.argv[2] === 'merge') void runCli(MERGE_SPEC, (values, files) => merge(files, values.model), { argv: process.argv.slice(3) });
+else void runCli(BENCH_SPEC, main);

@@ -31,6 +31,9 @@ export const LESSONS: readonly LessonInfo[] = [
   { number: 15, slug: 'serving', title: 'Serving', idea: 'OpenAI-compatible HTTP API with streaming' },
 ];
 
+/** The first lesson with an engine, and so the first that runs a workload. */
+export const FIRST_WORKLOAD_LESSON = 3;
+
 export const LESSONS_DIR = path.join(REPO_ROOT, 'lessons');
 
 export function lessonDir(info: LessonInfo): string {

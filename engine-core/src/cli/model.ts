@@ -1,32 +1,34 @@
 // `pnpm model random --preset 0.6B --out DIR [--seed S]`: writes a seeded
 // random-weight Qwen3 checkpoint in Hugging Face layout.
 // `pnpm model info DIR`: prints a model folder's config and parameter count.
-import { parseArgs } from 'node:util';
-
 import { PRESETS, isPresetName, loadConfig, paramCount } from '../model/config.ts';
 import { writeRandomModel } from '../model/random.ts';
+import { type CommandSpec, UsageError, intFlag, runCli } from './args.ts';
 
-const usage = `usage:
-  pnpm model random --preset <${Object.keys(PRESETS).join('|')}> --out DIR [--seed N]
-  pnpm model info DIR`;
+const PRESET_NAMES = Object.keys(PRESETS).join('|');
 
-function main(argv: string[]): number {
-  const [command, ...rest] = argv;
+const MODEL_FLAGS = {
+  preset: { type: 'string', value: PRESET_NAMES, help: 'random: the shape to write (docs/models.md lists them)' },
+  out: { type: 'string', value: 'DIR', help: 'random: the folder to write (created; written under a temporary name, then renamed)' },
+  seed: { type: 'string', value: 'N', help: 'random: the seed of the weights (default 0; the same preset and seed give the same bytes)' },
+} as const;
+
+const SPEC: CommandSpec<typeof MODEL_FLAGS> = {
+  command: 'pnpm model',
+  summary: 'Model folders: write a Qwen3 with seeded random weights, or describe a folder.',
+  flags: MODEL_FLAGS,
+  positionals: 'random | info DIR',
+  notes: ['Examples:', '  pnpm model random --preset 1.7B --out models/qwen3-1.7b-random --seed 0', '  pnpm model info models/qwen3-1.7b-random'],
+};
+
+function main(values: { preset?: string; out?: string; seed?: string }, positionals: string[]): number {
+  const [command, ...rest] = positionals;
   if (command === 'random') {
-    const { values } = parseArgs({ args: rest, options: { preset: { type: 'string' }, out: { type: 'string' }, seed: { type: 'string', default: '0' } } });
-    if (!values.preset || !values.out) {
-      console.error(usage);
-      return 2;
-    }
-    if (!isPresetName(values.preset)) {
-      console.error(`unknown preset "${values.preset}" (one of ${Object.keys(PRESETS).join(', ')})`);
-      return 2;
-    }
-    const seed = Number(values.seed);
-    if (!Number.isInteger(seed) || seed < 0) {
-      console.error(`--seed must be a non-negative integer, got ${values.seed}`);
-      return 2;
-    }
+    if (rest.length) throw new UsageError(`random takes flags only, got "${rest[0]}"`);
+    if (!values.preset) throw new UsageError(`random needs --preset (${PRESET_NAMES})`);
+    if (!values.out) throw new UsageError('random needs --out DIR');
+    if (!isPresetName(values.preset)) throw new UsageError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}, got "${values.preset}"`);
+    const seed = intFlag('seed', values.seed, { min: 0 }) ?? 0;
     const cfg = PRESETS[values.preset];
     console.log(`Writing Qwen3 ${values.preset} (${(paramCount(cfg) / 1e6).toFixed(1)}M parameters, bf16, seed ${seed}) to ${values.out}`);
     const t0 = performance.now();
@@ -34,13 +36,14 @@ function main(argv: string[]): number {
     console.log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return 0;
   }
-  if (command === 'info' && rest[0]) {
-    const cfg = loadConfig(rest[0]);
+  if (command === 'info') {
+    if (rest.length !== 1) throw new UsageError('info needs one model folder: pnpm model info DIR');
+    if (values.preset || values.out || values.seed) throw new UsageError('info takes no --preset, --out or --seed');
+    const cfg = loadConfig(rest[0]!);
     console.log(JSON.stringify({ ...cfg, parameters: paramCount(cfg) }, null, 2));
     return 0;
   }
-  console.error(usage);
-  return 2;
+  throw new UsageError(command === undefined ? 'name a command: random or info' : `unknown command "${command}" (expected random or info)`);
 }
 
-process.exitCode = main(process.argv.slice(2));
+void runCli(SPEC, main);

@@ -5,8 +5,11 @@ import { readFileSync } from 'node:fs';
 import type { Qwen3Model } from './qwen3.ts';
 
 export interface GoldenPrompt {
-  text: string;
+  /** Null for a prompt of token ids with no text (random ids). */
+  text: string | null;
   ids: number[];
+  /** The positions the arrays below cover (a long prompt keeps a few); absent: every position. */
+  positions?: number[];
   /** [position][sample] logits at the vocabulary ids in vocabSample. */
   sampledLogits: number[][];
   argmax: number[];
@@ -31,6 +34,8 @@ export interface GoldenComparison {
   argmaxAgreement: number;
   /** Largest relative difference of a full row's L2 norm. */
   maxRowNormRelDiff: number;
+  /** The largest position compared (how far from 0 RoPE was checked). */
+  maxPosition: number;
 }
 
 export function readGolden(file: string): GoldenFixture {
@@ -38,14 +43,18 @@ export function readGolden(file: string): GoldenFixture {
 }
 
 export function compareWithGolden(model: Qwen3Model, golden: GoldenFixture): GoldenComparison {
-  let num = 0, den = 0, positions = 0, agree = 0, maxNorm = 0;
+  let num = 0, den = 0, positions = 0, agree = 0, maxNorm = 0, maxPosition = 0;
   for (const p of golden.prompts) {
     const logits = model.forwardLogits(p.ids);
     const rows = logits.toArray() as Float32Array;
     logits.dispose();
     const V = model.cfg.vocabSize;
-    for (let t = 0; t < p.ids.length; t++) {
-      const row = rows.subarray(t * V, (t + 1) * V);
+    const at = p.positions ?? p.ids.map((_, i) => i);
+    for (let k = 0; k < at.length; k++) {
+      const pos = at[k]!;
+      maxPosition = Math.max(maxPosition, pos);
+      const row = rows.subarray(pos * V, (pos + 1) * V);
+      const t = k;
       golden.vocabSample.forEach((v, j) => {
         const g = p.sampledLogits[t]![j]!;
         num += (row[v]! - g) ** 2;
@@ -61,5 +70,5 @@ export function compareWithGolden(model: Qwen3Model, golden: GoldenFixture): Gol
       positions++;
     }
   }
-  return { positions, relError: Math.sqrt(num / den), argmaxAgreement: agree / positions, maxRowNormRelDiff: maxNorm };
+  return { positions, relError: Math.sqrt(num / den), argmaxAgreement: agree / positions, maxRowNormRelDiff: maxNorm, maxPosition };
 }

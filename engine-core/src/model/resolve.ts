@@ -49,6 +49,20 @@ export function ensureDefaultModel(which: 'gpu' | 'cpu', log: (s: string) => voi
 
 let warned = false;
 
+/**
+ * What a run with random weights says when it starts. The text is noise; the speed is the
+ * speed of a model of that shape (a real checkpoint of the same shape does the same work),
+ * which for the tiny CPU model is no guide to a real model's speed.
+ */
+export function randomWeightsNote(name: string, random: RandomModelInfo, from: '--model' | 'AIOS_MODEL' | undefined): string {
+  const speed =
+    random.preset === 'tiny'
+      ? 'the tiny shape (10M parameters) is for checking the code on a CPU: its speed says nothing about a real model'
+      : `its speed is that of a real Qwen3 ${random.preset} checkpoint (the same work on the same shapes)`;
+  const real = from ? `(it came from ${from}; point ${from} at a real checkpoint folder for real text)` : '(--model DIR or AIOS_MODEL for a real checkpoint)';
+  return `Note: ${name} has seeded random weights (Qwen3 ${random.preset} shape, seed ${random.seed}): the generated text is meaningless; ${speed} ${real}.`;
+}
+
 /** Resolves the model folder for a run, saying once when its weights are random. */
 export function resolveModel(opts: { model?: string; device: Device; log?: (s: string) => void }): ModelChoice {
   const log = opts.log ?? console.log;
@@ -64,7 +78,7 @@ export function resolveModel(opts: { model?: string; device: Device; log?: (s: s
   const random = randomWeightsInfo(dir);
   if (random && !warned) {
     warned = true;
-    log(`Note: ${path.basename(dir)} has seeded random weights (Qwen3 ${random.preset} shape, seed ${random.seed}): the generated text is meaningless, the speed is representative. Use --model DIR or AIOS_MODEL for a real checkpoint.`);
+    log(randomWeightsNote(path.basename(dir), random, given ? (opts.model ? '--model' : 'AIOS_MODEL') : undefined));
   }
   return { dir, random };
 }
