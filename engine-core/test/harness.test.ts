@@ -287,8 +287,11 @@ describe('records', () => {
       peakMemoryBytes: r.peakMemoryBytes,
       // The counts behind the two rates: prefills of 6 + 8 + 10 prompt tokens, then 5 decode steps each.
       phases: { prefillTokens: 24, prefillSeconds: r.stats.prefillSeconds, decodeTokens: 15, decodeSeconds: r.stats.decodeSeconds },
+      // One request at a time: 3 prefill steps and 15 decode steps, nothing preempted.
+      steps: { count: 18, mixedTokens: 0, mixedSeconds: 0, enqueueSeconds: r.stats.enqueueSeconds, syncSeconds: r.stats.syncSeconds, preemptions: 0 },
     });
-    const { phases, ...rates } = res;
+    expect(r.stats.enqueueSeconds + r.stats.syncSeconds).toBeLessThanOrEqual(r.stats.prefillSeconds + r.stats.decodeSeconds + 1e-9);
+    const { phases, steps: _steps, ...rates } = res;
     for (const v of [...Object.values(rates), ...Object.values(phases!)]) expect(Number.isFinite(v) && v > 0).toBe(true);
     expect(res.prefillTokPerS).toBeCloseTo(24 / phases!.prefillSeconds, 6);
     expect(res.decodeTokPerS).toBeCloseTo(15 / phases!.decodeSeconds, 6);

@@ -189,6 +189,7 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
     decodeTokPerS: rate(stats.decodeTokens, stats.decodeSeconds),
     peakMemoryBytes: stats.peakMemoryBytes,
     phases: { prefillTokens: stats.prefillTokens, prefillSeconds: stats.prefillSeconds, decodeTokens: stats.decodeTokens, decodeSeconds: stats.decodeSeconds },
+    steps: { count: stats.steps, mixedTokens: stats.mixedTokens, mixedSeconds: stats.mixedSeconds, enqueueSeconds: stats.enqueueSeconds, syncSeconds: stats.syncSeconds, preemptions: stats.preemptions },
     timeBudgetS: budget,
     warmup,
     stats,

@@ -108,6 +108,11 @@ export interface RunResults {
   peakMemoryBytes: number;
   /** The token counts and seconds behind the prefill and decode rates, so shards can be added up. */
   phases: { prefillTokens: number; prefillSeconds: number; decodeTokens: number; decodeSeconds: number };
+  /**
+   * The engine's steps (records from 2026-11-30 on): how many, how many were preempted, and
+   * where the time went: host seconds queueing the steps' work and then waiting for the device.
+   */
+  steps?: { count: number; mixedTokens: number; mixedSeconds: number; enqueueSeconds: number; syncSeconds: number; preemptions: number };
 }
 
 /** The same workload run several times: what a record keeps of all of them. */

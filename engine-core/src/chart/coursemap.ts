@@ -17,7 +17,7 @@ export const ENVIRONMENT_START = '<!-- environment:start -->';
 export const ENVIRONMENT_END = '<!-- environment:end -->';
 
 /** The card the README quotes (the issues' reference card: lessons 00-06 are recorded on it); the chart shows every card. */
-export const REFERENCE_CARD = 'NVIDIA H100 80GB HBM3';
+export const REFERENCE_CARD = 'NVIDIA H200';
 /** The workload the README quotes (docs/benchmarking.md). */
 export const COURSE_WORKLOAD = 'course';
 
