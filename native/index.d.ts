@@ -98,6 +98,16 @@ export declare function pagedAttention(dtype: number, numSeqs: number, numTokens
 /** One draw per f32 logits row from softmax(x / temperature) at the given uniform numbers (temperature 0: argmax). */
 export declare function sampleRows(rows: number, n: number, logits: S, logitsOff: O, temperature: S, tOff: O,
   uniform: S, uOff: O, out: S, outOff: O): void;
+/** residual += x; out = rmsnorm(residual) * weight (lesson 10). */
+export declare function addRmsnorm(dtype: number, rows: number, dim: number, eps: number,
+  x: S, xOff: O, residual: S, resOff: O, weight: S, wOff: O, out: S, outOff: O): void;
+/** out[r, i] = silu(gateUp[r, i]) * gateUp[r, inter + i] (lesson 10). */
+export declare function siluMul(dtype: number, rows: number, inter: number, gateUp: S, guOff: O, out: S, outOff: O): void;
+/** Per token: q heads normed and rotated into qOut; k heads normed, rotated, stored at the slot; v heads stored (lesson 10). */
+export declare function qkNormRopeStore(dtype: number, tokens: number, qHeads: number, kvHeads: number, headDim: number,
+  maxPos: number, numSlots: number, eps: number, qkv: S, qkvOff: O, qNorm: S, qnOff: O, kNorm: S, knOff: O,
+  positions: S, posOff: O, cos: S, cosOff: O, sin: S, sinOff: O, slotMapping: S, smOff: O,
+  qOut: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O): void;
 export declare function argmax(dtype: number, rows: number, n: number, x: S, xOff: O, out: S, outOff: O): void;
 export declare function gatherRows(idxDtype: number, srcRows: number, nIdx: number, rowBytes: number,
   src: S, srcOff: O, idx: S, idxOff: O, out: S, outOff: O): void;

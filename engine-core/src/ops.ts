@@ -440,6 +440,116 @@ export function sampleRows(logits: Tensor, temperature: Tensor, uniform: Tensor,
   return o;
 }
 
+// ---------------------------------------------------------------- fused (lesson 10)
+
+/**
+ * The residual stream in one pass: residual += x (in place), then
+ * out = rmsnorm(residual) * weight. What `add` then `rmsnorm` compute, in one launch.
+ */
+export function addRmsnorm(x: Tensor, residual: Tensor, weight: Tensor, eps: number, out?: Tensor): Tensor {
+  const op = 'addRmsnorm';
+  elementwiseInput(op, 'x', x);
+  elementwiseInput(op, 'residual', residual);
+  tensorArg(op, 'weight', weight);
+  sameDtype(op, 'x', x, 'residual', residual);
+  sameDtype(op, 'x', x, 'weight', weight);
+  sameDevice(op, 'x', x, 'residual', residual);
+  sameDevice(op, 'x', x, 'weight', weight);
+  shapeIs(op, 'residual', residual, x.shape);
+  const dim = x.shape[x.ndim - 1] ?? 1;
+  shapeIs(op, 'weight', weight, [dim]);
+  contiguous(op, 'weight', weight);
+  if (!(eps >= 0)) throw new OpError(op, `eps must be a non-negative number, got ${eps}`);
+  const o = output(op, out, x.shape, x.dtype, x);
+  native.addRmsnorm(dtypeCode(x.dtype), x.numel / Math.max(1, dim), dim, eps, x.storage, x.byteOffset, residual.storage, residual.byteOffset,
+    weight.storage, weight.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+/** SwiGLU's middle from the fused gate/up projection: gateUp [..., 2I] -> silu(gate) * up [..., I]. */
+export function siluMul(gateUp: Tensor, out?: Tensor): Tensor {
+  const op = 'siluMul';
+  elementwiseInput(op, 'gateUp', gateUp);
+  const two = gateUp.shape[gateUp.ndim - 1] ?? 0;
+  if (gateUp.ndim < 1 || two % 2 !== 0) throw new OpError(op, `gateUp's last dimension must be even (gate then up), got ${formatShape(gateUp.shape)}`);
+  const inter = two / 2;
+  const o = output(op, out, [...gateUp.shape.slice(0, -1), inter], gateUp.dtype, gateUp);
+  native.siluMul(dtypeCode(gateUp.dtype), inter === 0 ? 0 : gateUp.numel / two, inter, gateUp.storage, gateUp.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
+export interface QkNormRopeStoreArgs {
+  /** [tokens, (qHeads + 2 kvHeads) * headDim]: the fused q/k/v projection's output. */
+  qkv: Tensor;
+  qNorm: Tensor;
+  kNorm: Tensor;
+  eps: number;
+  /** i32 [tokens]. */
+  positions: Tensor;
+  /** f32 [maxPos, headDim / 2]. */
+  cos: Tensor;
+  sin: Tensor;
+  /** i32 [tokens]: the pool slot of each token's K/V (< 0: store nothing). */
+  slotMapping: Tensor;
+  /** One layer of the pool: [slots, kvHeads, headDim]. */
+  kCache: Tensor;
+  vCache: Tensor;
+  qHeads: number;
+}
+
+/**
+ * After the fused q/k/v projection, in one launch: q heads RMS-normed and rotated
+ * into q [tokens, qHeads, headDim] (returned); k heads normed, rotated and stored
+ * in the pool at their slots; v heads stored. Replaces two rmsnorms, two ropes
+ * and two scatters.
+ */
+export function qkNormRopeStore(a: QkNormRopeStoreArgs, out?: Tensor): Tensor {
+  const op = 'qkNormRopeStore';
+  elementwiseInput(op, 'qkv', a.qkv);
+  for (const [name, t] of [['kCache', a.kCache], ['vCache', a.vCache]] as const) {
+    elementwiseInput(op, name, t);
+    if (t.ndim !== 3) throw new OpError(op, `${name} must be [slots, kvHeads, headDim], got ${formatShape(t.shape)}`);
+    sameDtype(op, 'qkv', a.qkv, name, t);
+    sameDevice(op, 'qkv', a.qkv, name, t);
+  }
+  const [slots, kvHeads, headDim] = a.kCache.shape as [number, number, number];
+  shapeIs(op, 'vCache', a.vCache, a.kCache.shape);
+  const qHeads = a.qHeads;
+  if (!Number.isInteger(qHeads) || qHeads < 1) throw new OpError(op, `qHeads must be a positive integer, got ${qHeads}`);
+  if (headDim % 2 !== 0) throw new OpError(op, `headDim ${headDim} must be even`);
+  if (a.qkv.ndim !== 2 || a.qkv.shape[1] !== (qHeads + 2 * kvHeads) * headDim)
+    throw new OpError(op, `qkv must be [tokens, ${(qHeads + 2 * kvHeads) * headDim}] ((${qHeads} + 2 x ${kvHeads}) heads x ${headDim}), got ${formatShape(a.qkv.shape)}`);
+  const tokens = a.qkv.shape[0]!;
+  for (const [name, t] of [['qNorm', a.qNorm], ['kNorm', a.kNorm]] as const) {
+    tensorArg(op, name, t);
+    sameDtype(op, 'qkv', a.qkv, name, t);
+    sameDevice(op, 'qkv', a.qkv, name, t);
+    shapeIs(op, name, t, [headDim]);
+    contiguous(op, name, t);
+  }
+  for (const [name, t] of [['positions', a.positions], ['slotMapping', a.slotMapping]] as const) {
+    tensorArg(op, name, t);
+    if (t.dtype !== 'i32') throw new OpError(op, `${name} must be i32, got ${t.dtype}`);
+    shapeIs(op, name, t, [tokens]);
+    contiguous(op, name, t);
+    sameDevice(op, 'qkv', a.qkv, name, t);
+  }
+  for (const [name, t] of [['cos', a.cos], ['sin', a.sin]] as const) {
+    tensorArg(op, name, t);
+    if (t.dtype !== 'f32' || t.ndim !== 2 || t.shape[1] !== headDim / 2) throw new OpError(op, `${name} must be f32 [maxPos, ${headDim / 2}], got ${t}`);
+    contiguous(op, name, t);
+    sameDevice(op, 'qkv', a.qkv, name, t);
+  }
+  shapeIs(op, 'sin', a.sin, a.cos.shape);
+  if (!(a.eps >= 0)) throw new OpError(op, `eps must be a non-negative number, got ${a.eps}`);
+  const o = output(op, out, [tokens, qHeads, headDim], a.qkv.dtype, a.qkv);
+  native.qkNormRopeStore(dtypeCode(a.qkv.dtype), tokens, qHeads, kvHeads, headDim, a.cos.shape[0]!, slots, a.eps,
+    a.qkv.storage, a.qkv.byteOffset, a.qNorm.storage, a.qNorm.byteOffset, a.kNorm.storage, a.kNorm.byteOffset,
+    a.positions.storage, a.positions.byteOffset, a.cos.storage, a.cos.byteOffset, a.sin.storage, a.sin.byteOffset,
+    a.slotMapping.storage, a.slotMapping.byteOffset, o.storage, o.byteOffset, a.kCache.storage, a.kCache.byteOffset, a.vCache.storage, a.vCache.byteOffset);
+  return o;
+}
+
 /** Index of the largest value over the last dimension (first on ties), as i32. */
 export function argmax(x: Tensor, out?: Tensor): Tensor {
   elementwiseInput('argmax', 'x', x);

@@ -507,6 +507,57 @@ Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value AddRmsnorm(const Napi::CallbackInfo& info) {
+  return op(info, "addRmsnorm", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t rows = a.size("rows"), dim = a.size("dim");
+    float eps = float(a.number("eps"));
+    Buf x = a.buffer("x", bytes_of(rows * dim, dt));
+    Buf res = a.buffer("residual", bytes_of(rows * dim, dt));
+    Buf w = a.buffer("weight", bytes_of(dim, dt));
+    Buf out = a.buffer("out", bytes_of(rows * dim, dt));
+    AIOS_DISPATCH(a, add_rmsnorm(x.ptr, res.ptr, w.ptr, out.ptr, rows, dim, eps, dt),
+                  add_rmsnorm(st, x.ptr, res.ptr, w.ptr, out.ptr, rows, dim, eps, dt));
+  });
+}
+
+Napi::Value SiluMul(const Napi::CallbackInfo& info) {
+  return op(info, "siluMul", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    int64_t rows = a.size("rows"), inter = a.size("inter");
+    Buf gu = a.buffer("gateUp", bytes_of(rows * 2 * inter, dt));
+    Buf out = a.buffer("out", bytes_of(rows * inter, dt));
+    AIOS_DISPATCH(a, silu_mul(gu.ptr, out.ptr, rows, inter, dt), silu_mul(st, gu.ptr, out.ptr, rows, inter, dt));
+  });
+}
+
+Napi::Value QkNormRopeStore(const Napi::CallbackInfo& info) {
+  return op(info, "qkNormRopeStore", [&](Args& a) {
+    aios::QkNormRopeStoreArgs p{};
+    p.dt = a.float_dtype("dtype");
+    p.tokens = a.size("tokens");
+    p.q_heads = a.size("qHeads");
+    p.kv_heads = a.size("kvHeads");
+    p.head_dim = a.size("headDim");
+    p.max_pos = a.size("maxPos");
+    p.num_slots = a.size("numSlots");
+    p.eps = float(a.number("eps"));
+    if (p.head_dim == 0 || p.head_dim % 2 != 0) a.fail("headDim must be even and positive");
+    const int64_t D = p.head_dim, heads = p.q_heads + 2 * p.kv_heads;
+    p.qkv = a.buffer("qkv", bytes_of(p.tokens * heads * D, p.dt)).ptr;
+    p.q_norm = a.buffer("qNorm", bytes_of(D, p.dt)).ptr;
+    p.k_norm = a.buffer("kNorm", bytes_of(D, p.dt)).ptr;
+    p.positions = static_cast<const int32_t*>(a.buffer("positions", bytes_of(p.tokens, DType::I32)).ptr);
+    p.cos = static_cast<const float*>(a.buffer("cos", bytes_of(p.max_pos * (D / 2), DType::F32)).ptr);
+    p.sin = static_cast<const float*>(a.buffer("sin", bytes_of(p.max_pos * (D / 2), DType::F32)).ptr);
+    p.slot_mapping = static_cast<const int32_t*>(a.buffer("slotMapping", bytes_of(p.tokens, DType::I32)).ptr);
+    p.q_out = a.buffer("qOut", bytes_of(p.tokens * p.q_heads * D, p.dt)).ptr;
+    p.k_cache = a.buffer("kCache", bytes_of(p.num_slots * p.kv_heads * D, p.dt)).ptr;
+    p.v_cache = a.buffer("vCache", bytes_of(p.num_slots * p.kv_heads * D, p.dt)).ptr;
+    AIOS_DISPATCH(a, qk_norm_rope_store(p), qk_norm_rope_store(st, p));
+  });
+}
+
 Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   return op(info, "sampleRows", [&](Args& a) {
     int64_t rows = a.size("rows"), n = a.size("n");
@@ -835,6 +886,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pagedAttention", Napi::Function::New(env, PagedAttention));
   exports.Set("argmax", Napi::Function::New(env, Argmax));
   exports.Set("sampleRows", Napi::Function::New(env, SampleRows));
+  exports.Set("addRmsnorm", Napi::Function::New(env, AddRmsnorm));
+  exports.Set("siluMul", Napi::Function::New(env, SiluMul));
+  exports.Set("qkNormRopeStore", Napi::Function::New(env, QkNormRopeStore));
   exports.Set("gatherRows", Napi::Function::New(env, MoveRows<false>));
   exports.Set("scatterRows", Napi::Function::New(env, MoveRows<true>));
   return exports;

@@ -76,6 +76,23 @@ struct PagedAttentionArgs {
   DType dt = DType::BF16;
 };
 
+// The arguments of qk_norm_rope_store (lesson 10; see its declaration below).
+struct QkNormRopeStoreArgs {
+  const void* qkv;
+  const void* q_norm;
+  const void* k_norm;
+  const int32_t* positions;
+  const float* cos;
+  const float* sin;
+  const int32_t* slot_mapping;
+  void* q_out;
+  void* k_cache;
+  void* v_cache;
+  int64_t tokens = 0, q_heads = 0, kv_heads = 0, head_dim = 0, max_pos = 0, num_slots = 0;
+  float eps = 0.0f;
+  DType dt = DType::BF16;
+};
+
 // ---- CPU reference kernels (src/cpu): readable loops, float32 accumulation.
 namespace cpu {
 void fill(void* out, DType dt, int64_t n, double value);
@@ -113,6 +130,23 @@ void attention(const void* q, const void* k, const void* v, void* out, float* sc
 void paged_attention(const PagedAttentionArgs& a);
 // out[r] = index of the largest x[r, :] (the first one on ties), int32.
 void argmax(const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
+
+// ---- fused kernels (lesson 10). Each rounds to the storage type where the unfused
+// sequence of ops would, so a fused forward matches the unfused one up to the
+// order of float32 sums.
+// The residual stream: residual[r] = x[r] + residual[r] (stored), then
+// out[r] = rmsnorm(residual[r]) * weight: two ops and one round trip of the row fewer.
+void add_rmsnorm(const void* x, void* residual, const void* weight, void* out, int64_t rows, int64_t dim, float eps,
+                 DType dt);
+// SwiGLU's middle: out[r, i] = silu(gate_up[r, i]) * gate_up[r, inter + i], gate_up [rows, 2 * inter].
+void silu_mul(const void* gate_up, void* out, int64_t rows, int64_t inter, DType dt);
+// After the fused q/k/v projection qkv [tokens, (q_heads + 2 kv_heads) * head_dim]: per
+// token, each q head RMS-normed with q_norm and rotated (neox) into q_out [tokens, q_heads,
+// head_dim]; each k head normed with k_norm, rotated and stored at its slot of k_cache
+// [slots, kv_heads, head_dim]; each v head stored at its slot of v_cache. A slot < 0 stores
+// nothing (padding rows of a captured step).
+
+void qk_norm_rope_store(const QkNormRopeStoreArgs& a);
 // One draw per row from softmax(x[r, :] / temperature[r]) by inverse CDF: the
 // first index whose running sum of exp((x - max) / t) reaches uniform[r] times
 // the row's total (uniform[r] in [0, 1), drawn by the caller). A temperature of

@@ -70,6 +70,10 @@ void softmax(cudaStream_t st, const void* x, void* out, int64_t rows, int64_t n,
 void attention(cudaStream_t st, const void* q, const void* k, const void* v, void* out, float* scores,
                const AttentionShape& s, DType dt);
 void paged_attention(cudaStream_t st, const PagedAttentionArgs& a);
+void add_rmsnorm(cudaStream_t st, const void* x, void* residual, const void* weight, void* out, int64_t rows, int64_t dim,
+                 float eps, DType dt);
+void silu_mul(cudaStream_t st, const void* gate_up, void* out, int64_t rows, int64_t inter, DType dt);
+void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a);
 void argmax(cudaStream_t st, const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
 void sample_rows(cudaStream_t st, const float* x, const float* temperature, const float* uniform, int32_t* out,
                  int64_t rows, int64_t n);
