@@ -4,18 +4,18 @@
 // It owns the KV pool (sized at start-up from the memory the weights and a
 // warm-up step leave) and the step-input buffer; it keeps nothing per sequence,
 // so a finished, aborted or preempted sequence costs it nothing to forget.
-import { Tensor, ops } from '@aios/engine-core';
+import type { Tensor } from '@aios/engine-core';
 import type { EngineContext, ModelRunner, StepPlan } from '@aios/engine-core/engine/types.ts';
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
 
 import { KVPool, type PoolSize, sizePool } from './kv-pool.ts';
-import { PackedAttention, type PackedContext, type PagedAttentionOp } from './packed-attention.ts';
+import type { PagedAttentionOp } from './packed-attention.ts';
 import { StepInputBuffer } from './step-input.ts';
+import { type StepModel, type StepModelFactory, plainStepModel } from './step-model.ts';
 
 export class BatchedRunner implements ModelRunner {
-  readonly model: Qwen3Model<PackedContext>;
+  readonly model: StepModel;
   readonly pool: KVPool;
   readonly poolSize: PoolSize;
   private readonly input: StepInputBuffer;
@@ -23,9 +23,10 @@ export class BatchedRunner implements ModelRunner {
   constructor(
     readonly ctx: EngineContext,
     attention: PagedAttentionOp | undefined,
+    model: StepModelFactory = plainStepModel,
   ) {
     const { cfg, options } = ctx;
-    this.model = Qwen3Model.load<PackedContext>(ctx.modelDir, { device: ctx.device, dtype: ctx.dtype, attention: new PackedAttention(attention) });
+    this.model = model(ctx, attention);
     const maxBlocksPerSeq = Math.ceil(cfg.maxPositionEmbeddings / options.blockSize);
     this.input = new StepInputBuffer({ maxTokens: options.maxNumBatchedTokens, maxSeqs: options.maxNumSeqs, maxBlocksPerSeq }, options.blockSize, ctx.device);
     this.poolSize = sizePool(ctx, (tokens) => this.warmUp(tokens));
@@ -37,20 +38,7 @@ export class BatchedRunner implements ModelRunner {
   }
 
   private forward(plan: StepPlan, pool: KVPool): Tensor {
-    const step = this.input.build(plan);
-    const hidden = this.model.forward(step.ids, { positions: step.positions, slotMapping: step.slotMapping, meta: step.meta, pool });
-    try {
-      // A step of prefill chunks that all stop short of their last token samples nothing.
-      if (step.numSampled === 0) return Tensor.empty([0, this.ctx.cfg.vocabSize], { dtype: 'f32', device: this.ctx.device });
-      const last = ops.gatherRows(hidden, step.lastTokenIndex);
-      try {
-        return this.model.logits(last);
-      } finally {
-        last.dispose();
-      }
-    } finally {
-      hidden.dispose();
-    }
+    return this.model.forward(this.input.build(plan), pool);
   }
 
   /**

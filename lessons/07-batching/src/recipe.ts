@@ -9,14 +9,17 @@ import { BlockManager } from '@aios/lesson-06-paged-kv-cache';
 
 import { BatchedRunner } from './batched-runner.ts';
 import type { PagedAttentionOp } from './packed-attention.ts';
+import type { StepModelFactory } from './step-model.ts';
 import { type PagedScheduler, type SchedulerLimits, StaticBatchScheduler } from './static-batch-scheduler.ts';
 
-/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention). */
+/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention, 10 the model). */
 export interface BatchedParts {
   /** Builds the scheduler around the block manager of the pool the runner sized. */
   scheduler: (blocks: BlockManager, limits: SchedulerLimits) => PagedScheduler;
   /** Undefined: the straightforward paged-attention kernel. */
   attention?: PagedAttentionOp;
+  /** Undefined: engine-core's Qwen3 forward, op by op (PlainStepModel). */
+  model?: StepModelFactory;
 }
 
 export const lesson07Parts: BatchedParts = {
@@ -30,7 +33,7 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
     summary,
     shape: 'batched',
     build(ctx: EngineContext): EngineParts {
-      const runner = new BatchedRunner(ctx, parts.attention);
+      const runner = new BatchedRunner(ctx, parts.attention, parts.model);
       try {
         const { options } = ctx;
         const blocks = new BlockManager(runner.pool.numBlocks, options.blockSize);
