@@ -333,9 +333,9 @@ describe('README course map', () => {
 
   it('names each number\'s commit, its runs and spread, and marks stale and unchecked records', () => {
     const runs = [
-      { ...benchRecord({ lesson: 3, tok: 100, card: 'NVIDIA H100 80GB HBM3' }), commit: 'aaaaaaa11111' },
+      { ...benchRecord({ lesson: 3, tok: 100, card: REFERENCE_CARD }), commit: 'aaaaaaa11111' },
       {
-        ...benchRecord({ lesson: 4, tok: 300, card: 'NVIDIA H100 80GB HBM3' }),
+        ...benchRecord({ lesson: 4, tok: 300, card: REFERENCE_CARD }),
         commit: 'bbbbbbb22222',
         repeats: { count: 3, outputTokPerS: [290, 300, 306], seconds: [1, 1, 1], medianOutputTokPerS: 300, minOutputTokPerS: 290, maxOutputTokPerS: 306, spreadPct: (100 * 16) / 300, resultsRun: 1 },
       },
