@@ -30,10 +30,10 @@ export function codeBlocks(file: string, text: string): CodeBlock[] {
   return out;
 }
 
-/** The markdown a reader finds: the README, docs/, each lesson's README, bench-results/README.md. */
+/** The markdown a reader finds: the README, docs/ (and its subfolders), each lesson's README, bench-results/README.md. */
 export function markdownFiles(): string[] {
   const files = ['README.md', 'bench-results/README.md'];
-  for (const f of readdirSync(path.join(REPO_ROOT, 'docs'))) if (f.endsWith('.md')) files.push(`docs/${f}`);
+  for (const f of readdirSync(path.join(REPO_ROOT, 'docs'), { recursive: true, encoding: 'utf8' }).sort()) if (f.endsWith('.md')) files.push(`docs/${f.split(path.sep).join('/')}`);
   for (const d of readdirSync(path.join(REPO_ROOT, 'lessons'))) if (/^\d\d-/.test(d)) files.push(`lessons/${d}/README.md`);
   return files.filter((f) => existsSync(path.join(REPO_ROOT, f)));
 }
