@@ -15,11 +15,11 @@ export interface PackedContext extends ForwardContext {
   pool: KVPool;
 }
 
-/** The attention op a packed step uses; lesson 09 brings faster ones with the same contract. */
-export type PagedAttentionOp = (q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta) => Tensor;
+/** The attention op a packed step uses, writing into `out` when given one; lesson 09 brings faster ones with the same contract. */
+export type PagedAttentionOp = (q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor) => Tensor;
 
 /** Lessons 07-08: the straightforward kernel, one thread block per (token, KV head). */
-export const straightforwardAttention: PagedAttentionOp = (q, k, v, meta) => ops.pagedAttention(q, k, v, meta);
+export const straightforwardAttention: PagedAttentionOp = (q, k, v, meta, out) => ops.pagedAttention(q, k, v, meta, out);
 
 export class PackedAttention implements AttentionBackend<PackedContext> {
   constructor(
