@@ -1,0 +1,450 @@
+// Lesson 09, decode: attention of a step's few new queries per sequence over
+// long paged contexts. Reading K and V is the whole cost (each key's bytes are
+// used for a handful of multiply-adds), so these kernels are about keeping
+// enough 16-byte loads in flight on every SM.
+//
+//   v1  scalar, one block per (sequence, KV head). The KV head's query heads
+//       (GQA) are the block's rows, so each K/V load serves all of them. Keys
+//       go in chunks of 64: scores into shared memory, an online-softmax update
+//       per chunk, then the chunk's values weighted into registers.
+//   v2  v1 split along the context (flash-decoding): `splits` blocks per
+//       (sequence, KV head) each take `partition` keys and write a partial
+//       output and its log-sum-exp to a workspace; a second kernel combines
+//       the splits. Small batches then fill the GPU too.
+//   v3  v2 on tensor cores: the block's rows (up to 16) are the A operand of
+//       mma.sync; each warp takes 16 keys of every 64-key tile; the tiles come
+//       through a 3-4 stage cp.async pipeline, so copies of the next tiles
+//       overlap the math on this one; the 4 warps' partial softmax states are
+//       merged in shared memory at the end.
+//
+// The split plan (aios::flash::decode_plan) depends only on host-known bounds,
+// never on the device's context lengths; blocks whose split starts past their
+// sequence's context exit at once and the combine kernel ignores them.
+#include "flash_common.cuh"
+
+namespace aios::AIOS_FLASH_NS {
+namespace flash {
+namespace {
+
+constexpr int kDecThreads = 128;
+constexpr int kChunk = 64;        // keys per chunk in the scalar kernel
+constexpr int kScalarRows = 8;    // rows the scalar kernel holds (decode_max_rows(1 or 2))
+constexpr int kMmaRows = 16;      // rows the tensor-core kernel holds (one m16 tile)
+constexpr int kTile = int(aios::flash::kDecodeTile);
+
+// Where row r of the block (token r / group, head r % group of this KV head) writes: its
+// final output when there is one split, else its partial output and log-sum-exp.
+struct RowSink {
+  void* out;
+  float* ws_o;
+  float* ws_lse;
+  int64_t num_tokens, Hq, D, split, splits;
+};
+
+template <class T>
+__device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token, int64_t head, int d, float o, float m,
+                                                float l) {
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  if (k.splits == 1) {
+    stg(static_cast<T*>(k.out) + (token * k.Hq + head) * k.D + d, from_f<T>(o * inv));
+  } else {
+    const int64_t row = (k.split * k.num_tokens + token) * k.Hq + head;
+    stg(k.ws_o + row * k.D + d, o * inv);
+    if (d == 0) stg(k.ws_lse + row, l > 0.0f ? m + log2f(l) : kNegInf);
+  }
+}
+
+// ------------------------------------------------------------------ v1/v2: scalar
+
+template <class T, int D> struct ScalarShape {
+  static constexpr int VEC = kVec<T>;                     // elements per 16-byte load
+  static constexpr int TPK = D / VEC;                     // threads per key row
+  static constexpr int KPP = kDecThreads / TPK;           // keys per pass of the block
+  static constexpr int KPT = kChunk / KPP;                // keys per thread per chunk
+  static constexpr int KB = KPT < 8 ? KPT : 8;            // loads in flight per thread (registers bound it)
+  static constexpr size_t smem = sizeof(float) * (size_t(kScalarRows) * kChunk + 3 * kScalarRows + size_t(KPP) * kScalarRows * D);
+  static_assert(TPK <= 32 && 32 % TPK == 0, "a key row must be read by lanes of one warp");
+};
+
+// Thread t reads dims (t % TPK)*VEC .. +VEC of keys t / TPK, t / TPK + KPP, ... of each chunk.
+template <class T, int D>
+__global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
+                                                                    int64_t splits, float* ws_o, float* ws_lse) {
+  using Sh = ScalarShape<T, D>;
+  constexpr int VEC = Sh::VEC, TPK = Sh::TPK, KPP = Sh::KPP, KPT = Sh::KPT, KB = Sh::KB;
+  float* p_s = reinterpret_cast<float*>(smem_base());  // [rows][kChunk] scores, then probabilities
+  float* m_s = p_s + kScalarRows * kChunk;             // [rows] running max (log2 units)
+  float* l_s = m_s + kScalarRows;                      // [rows] running sum
+  float* alpha_s = l_s + kScalarRows;                  // [rows] this chunk's rescale factor
+  float* red = alpha_s + kScalarRows;                  // [KPP][rows][D] the key groups' outputs
+
+  const int b = int(blockIdx.z);
+  const int64_t split = blockIdx.x, kvh = blockIdx.y, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
+  const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
+  const int64_t ctx = ldg(a.context_lens + b);
+  int64_t R = q_len * group;
+  if (R > kScalarRows) R = kScalarRows;  // the host checked max_q_len; never index past the arrays
+  const int64_t k_begin = split * partition;
+  if (R <= 0 || k_begin >= ctx) return;
+  const int64_t k_end = ctx < k_begin + partition ? ctx : k_begin + partition;
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, kg = tid / TPK, c = tid % TPK;
+  const int64_t first_pos = ctx - q_len;
+  const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  const T* kc = static_cast<const T*>(a.k_cache);
+  const T* vc = static_cast<const T*>(a.v_cache);
+
+  float qv[kScalarRows][VEC];
+  float acc[kScalarRows][VEC];
+#pragma unroll
+  for (int r = 0; r < kScalarRows; ++r) {
+    float f[VEC] = {};
+    if (r < R)
+      unpack16<T>(ldg16(static_cast<const T*>(a.q) + ((q_start + r / group) * Hq + kvh * group + r % group) * D + c * VEC), f);
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) {
+      qv[r][e] = f[e] * scale_log2;
+      acc[r][e] = 0.0f;
+    }
+  }
+  if (tid < kScalarRows) {
+    m_s[tid] = kNegInf;
+    l_s[tid] = 0.0f;
+  }
+
+  for (int64_t n0 = k_begin; n0 < k_end; n0 += kChunk) {
+    int32_t slots[KPT];
+#pragma unroll
+    for (int i = 0; i < KPT; ++i) {
+      const int64_t key = n0 + kg + KPP * i;
+      slots[i] = key < k_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+    }
+    // 1. scores, KB keys at a time: a batch's loads are all issued before the first is used
+#pragma unroll
+    for (int i0 = 0; i0 < KPT; i0 += KB) {
+      uint4 kr[KB];
+#pragma unroll
+      for (int i = 0; i < KB; ++i)
+        kr[i] = slots[i0 + i] >= 0 ? ldg16(kc + (slots[i0 + i] * Hkv + kvh) * D + c * VEC) : uint4{0, 0, 0, 0};
+#pragma unroll
+      for (int i = 0; i < KB; ++i) {
+        float kf[VEC];
+        unpack16<T>(kr[i], kf);
+        const int64_t key = n0 + kg + KPP * (i0 + i);
+#pragma unroll
+        for (int r = 0; r < kScalarRows; ++r) {
+          if (r >= R) break;  // R is the same for the whole block: the shuffles below stay convergent
+          float dot = 0.0f;
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) dot += qv[r][e] * kf[e];
+#pragma unroll
+          for (int o = TPK / 2; o > 0; o >>= 1) dot += shfl_xor(dot, o);
+          if (c == 0) p_s[r * kChunk + kg + KPP * (i0 + i)] = key < k_end && key <= first_pos + r / group ? dot : kNegInf;
+        }
+      }
+    }
+    __syncthreads();
+
+    // 2. online softmax over the chunk: warp w updates rows w and w + 4
+    for (int r = warp; r < R; r += kDecThreads / 32) {
+      const float v0 = p_s[r * kChunk + lane], v1 = p_s[r * kChunk + lane + 32];
+      const float m_old = m_s[r];
+      const float m_new = fmaxf(m_old, warp_max(fmaxf(v0, v1)));
+      const float m_use = m_new == kNegInf ? 0.0f : m_new;
+      const float p0 = exp2_fast(v0 - m_use), p1 = exp2_fast(v1 - m_use);
+      p_s[r * kChunk + lane] = p0;
+      p_s[r * kChunk + lane + 32] = p1;
+      const float sum = warp_sum(p0 + p1);
+      if (lane == 0) {
+        const float alpha = exp2_fast(m_old - m_use);
+        alpha_s[r] = alpha;
+        l_s[r] = l_s[r] * alpha + sum;
+        m_s[r] = m_new;
+      }
+    }
+    __syncthreads();
+
+    // 3. the chunk's values, weighted by the probabilities, into the rescaled accumulators
+#pragma unroll
+    for (int r = 0; r < kScalarRows; ++r) {
+      if (r >= R) break;
+      const float alpha = alpha_s[r];
+#pragma unroll
+      for (int e = 0; e < VEC; ++e) acc[r][e] *= alpha;
+    }
+#pragma unroll
+    for (int i0 = 0; i0 < KPT; i0 += KB) {
+      uint4 vr[KB];
+#pragma unroll
+      for (int i = 0; i < KB; ++i)
+        vr[i] = slots[i0 + i] >= 0 ? ldg16(vc + (slots[i0 + i] * Hkv + kvh) * D + c * VEC) : uint4{0, 0, 0, 0};
+#pragma unroll
+      for (int i = 0; i < KB; ++i) {
+        float vf[VEC];
+        unpack16<T>(vr[i], vf);
+#pragma unroll
+        for (int r = 0; r < kScalarRows; ++r) {
+          if (r >= R) break;
+          const float p = p_s[r * kChunk + kg + KPP * (i0 + i)];
+#pragma unroll
+          for (int e = 0; e < VEC; ++e) acc[r][e] += p * vf[e];
+        }
+      }
+    }
+    __syncthreads();  // the next chunk rewrites p_s and alpha_s
+  }
+
+#pragma unroll
+  for (int r = 0; r < kScalarRows; ++r) {
+    if (r >= R) break;
+#pragma unroll
+    for (int e = 0; e < VEC; ++e) red[(kg * kScalarRows + r) * D + c * VEC + e] = acc[r][e];
+  }
+  __syncthreads();
+  const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, split, splits};
+  for (int idx = tid; idx < R * D; idx += kDecThreads) {
+    const int r = idx / D, d = idx % D;
+    float o = 0.0f;
+#pragma unroll
+    for (int g2 = 0; g2 < KPP; ++g2) o += red[(g2 * kScalarRows + r) * D + d];
+    write_row_value<T>(sink, q_start + r / group, kvh * group + r % group, d, o, m_s[r], l_s[r]);
+  }
+}
+
+// ------------------------------------------------------------------ v3: tensor cores
+
+template <int D> struct MmaShape {
+  static constexpr int S = D + 8;                         // padded smem row (elements): ldmatrix is conflict-free
+  static constexpr int CHUNKS = D / 8;                    // 16-byte chunks per row
+  static constexpr int ROW_STEP = kDecThreads / CHUNKS;   // tile rows one pass of the block copies
+  static constexpr int LOADS = kTile / ROW_STEP;          // K (and V) copies per thread per tile
+  static constexpr int STAGES = D == 64 ? 4 : 3;
+  static constexpr size_t q_bytes = 2 * size_t(kMmaRows) * S;
+  static constexpr size_t stage_bytes = 2 * 2 * size_t(kTile) * S;  // K and V
+  static constexpr size_t epilogue_bytes = sizeof(float) * (4 * size_t(kMmaRows) * D + 2 * 4 * kMmaRows);
+  static constexpr size_t smem = q_bytes + STAGES * stage_bytes;
+  static_assert(epilogue_bytes <= STAGES * stage_bytes, "the epilogue reuses the pipeline's buffers");
+};
+
+template <class T, int D>
+__global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
+                                                                 int64_t splits, float* ws_o, float* ws_lse) {
+  using Sh = MmaShape<D>;
+  constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
+  T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
+  T* KVs = Qs + kMmaRows * S;                  // [STAGES][K, V][kTile][S]
+
+  const int b = int(blockIdx.z);
+  const int64_t split = blockIdx.x, kvh = blockIdx.y, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
+  const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
+  const int64_t ctx = ldg(a.context_lens + b);
+  int64_t R = q_len * group;
+  if (R > kMmaRows) R = kMmaRows;
+  const int64_t k_begin = split * partition;
+  if (R <= 0 || k_begin >= ctx) return;
+  const int64_t k_end = ctx < k_begin + partition ? ctx : k_begin + partition;
+  const int n_tiles = int((k_end - k_begin + kTile - 1) / kTile);
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int64_t first_pos = ctx - q_len;
+  const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  const T* q = static_cast<const T*>(a.q);
+  const T* kc = static_cast<const T*>(a.k_cache);
+  const T* vc = static_cast<const T*>(a.v_cache);
+
+  for (int i = tid; i < kMmaRows * CHUNKS; i += kDecThreads) {
+    const int row = i / CHUNKS, col = (i % CHUNKS) * 8;
+    const bool valid = row < R;
+    const T* src = valid ? q + ((q_start + row / group) * Hq + kvh * group + row % group) * D + col : q;
+    cp_async16(Qs + row * S + col, src, valid);
+  }
+  const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+  auto load_tile = [&](int tile) {
+    T* Kd = KVs + (tile % STAGES) * 2 * kTile * S;
+    T* Vd = Kd + kTile * S;
+    for (int i = 0; i < LOADS; ++i) {
+      const int row = ld_row + i * ROW_STEP;
+      const int64_t key = k_begin + int64_t(tile) * kTile + row;
+      const bool valid = key < k_end;
+      const int64_t off = valid ? (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + ld_col : 0;
+      cp_async16(Kd + row * S + ld_col, kc + off, valid);
+      cp_async16(Vd + row * S + ld_col, vc + off, valid);
+    }
+  };
+  // One commit group per tile, empty past the last, so "tile t has landed" is always
+  // "at most STAGES-2 groups pending" at the top of iteration t.
+  for (int st = 0; st < STAGES - 1; ++st) {
+    if (st < n_tiles) load_tile(st);
+    cp_async_commit();
+  }
+
+  uint32_t qf[D / 16][4];
+  float o[D / 8][4];
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};  // rows g and g+8, over this warp's keys
+  int64_t row_pos[2];
+  for (int h2 = 0; h2 < 2; ++h2) row_pos[h2] = first_pos + (g + 8 * h2) / group;
+
+  for (int t = 0; t < n_tiles; ++t) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();  // tile t landed for every thread; every warp is done with tile t-1's stage
+    if (t == 0)
+      for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], Qs + (lane & 15) * S + ks * 16 + (lane >> 4) * 8);
+    if (t + STAGES - 1 < n_tiles) load_tile(t + STAGES - 1);  // into the stage tile t-1 used
+    cp_async_commit();
+
+    const T* Ks = KVs + (t % STAGES) * 2 * kTile * S + warp * 16 * S;  // this warp's 16 keys
+    const T* Vs = Ks + kTile * S;
+    float s[2][4] = {{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t kf[4];
+      ldmatrix_x4(kf, Ks + ((lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8);
+      mma_16816<T>(s[0], qf[ks], kf[0], kf[1]);
+      mma_16816<T>(s[1], qf[ks], kf[2], kf[3]);
+    }
+    const int64_t n0 = k_begin + int64_t(t) * kTile + warp * 16;
+    for (int h2 = 0; h2 < 2; ++h2) {
+      float mx = kNegInf;
+      for (int nt = 0; nt < 2; ++nt)
+        for (int e = 0; e < 2; ++e) {
+          float& v = s[nt][2 * h2 + e];
+          const int64_t key = n0 + nt * 8 + 2 * t4 + e;
+          v = key >= k_end || key > row_pos[h2] ? kNegInf : v * scale_log2;
+          mx = fmaxf(mx, v);
+        }
+      mx = quad_max(mx);
+      const float m_new = fmaxf(m_run[h2], mx);
+      const float m_use = m_new == kNegInf ? 0.0f : m_new;
+      const float alpha = exp2_fast(m_run[h2] - m_use);
+      m_run[h2] = m_new;
+      float psum = 0.0f;
+      for (int nt = 0; nt < 2; ++nt)
+        for (int e = 0; e < 2; ++e) {
+          float& v = s[nt][2 * h2 + e];
+          v = exp2_fast(v - m_use);
+          psum += v;
+        }
+      l_run[h2] = l_run[h2] * alpha + psum;
+      for (int i = 0; i < D / 8; ++i) {
+        o[i][2 * h2] *= alpha;
+        o[i][2 * h2 + 1] *= alpha;
+      }
+    }
+    const uint32_t pf[4] = {pack2<T>(s[0][0], s[0][1]), pack2<T>(s[0][2], s[0][3]), pack2<T>(s[1][0], s[1][1]),
+                            pack2<T>(s[1][2], s[1][3])};
+    for (int dp = 0; dp < D / 16; ++dp) {
+      uint32_t vf[4];
+      ldmatrix_x4_trans(vf, Vs + ((lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8);
+      mma_16816<T>(o[2 * dp], pf, vf[0], vf[1]);
+      mma_16816<T>(o[2 * dp + 1], pf, vf[2], vf[3]);
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the pipeline's buffers are free: the warps' states meet there
+
+  float* Os = reinterpret_cast<float*>(KVs);  // [4 warps][16 rows][D]
+  float* ms = Os + 4 * kMmaRows * D;          // [4][16]
+  float* ls = ms + 4 * kMmaRows;              // [4][16]
+  for (int h2 = 0; h2 < 2; ++h2) {
+    const int row = g + 8 * h2;
+    const float l = quad_sum(l_run[h2]);
+    if (t4 == 0) {
+      ms[warp * kMmaRows + row] = m_run[h2];
+      ls[warp * kMmaRows + row] = l;
+    }
+    for (int i = 0; i < D / 8; ++i) {
+      Os[(warp * kMmaRows + row) * D + i * 8 + 2 * t4] = o[i][2 * h2];
+      Os[(warp * kMmaRows + row) * D + i * 8 + 2 * t4 + 1] = o[i][2 * h2 + 1];
+    }
+  }
+  __syncthreads();
+  const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, split, splits};
+  for (int idx = tid; idx < R * D; idx += kDecThreads) {
+    const int r = idx / D, d = idx % D;
+    float m = kNegInf;
+    for (int w = 0; w < 4; ++w) m = fmaxf(m, ms[w * kMmaRows + r]);
+    const float m_use = m == kNegInf ? 0.0f : m;
+    float l = 0.0f, acc = 0.0f;
+    for (int w = 0; w < 4; ++w) {
+      const float f = exp2_fast(ms[w * kMmaRows + r] - m_use);
+      l += f * ls[w * kMmaRows + r];
+      acc += f * Os[(w * kMmaRows + r) * D + d];
+    }
+    write_row_value<T>(sink, q_start + r / group, kvh * group + r % group, d, acc, m, l);
+  }
+}
+
+// ------------------------------------------------------------------ combine
+
+// One warp per (query token, query head): the splits' outputs weighted by
+// 2^(lse_s - max lse) and normalized by the weights' sum.
+template <class T, int D>
+__global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs a, int64_t partition, int64_t splits,
+                                                              const float* ws_o, const float* ws_lse) {
+  const int b = int(blockIdx.z), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int64_t h = int64_t(blockIdx.x) * (kDecThreads / 32) + warp, i = blockIdx.y;
+  const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
+  if (h >= a.q_heads || i >= q_len) return;
+  const int64_t ctx = ldg(a.context_lens + b), token = q_start + i, Hq = a.q_heads;
+  int64_t n = (ctx + partition - 1) / partition;  // the splits that ran for this sequence
+  if (n > splits) n = splits;
+  auto lse = [&](int64_t s) { return ldg(ws_lse + (s * a.num_tokens + token) * Hq + h); };
+  float mx = kNegInf;
+  for (int64_t s = lane; s < n; s += 32) mx = fmaxf(mx, lse(s));
+  mx = warp_max(mx);
+  const float m_use = mx == kNegInf ? 0.0f : mx;
+  float wsum = 0.0f;
+  for (int64_t s = lane; s < n; s += 32) wsum += exp2_fast(lse(s) - m_use);
+  wsum = warp_sum(wsum);
+  const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+  T* out = static_cast<T*>(a.out) + (token * Hq + h) * D;
+  for (int d = lane; d < D; d += 32) {
+    float acc = 0.0f;
+    for (int64_t s = 0; s < n; ++s) acc += exp2_fast(lse(s) - m_use) * ldg(ws_o + ((s * a.num_tokens + token) * Hq + h) * D + d);
+    stg(out + d, from_f<T>(acc * inv));
+  }
+}
+
+}  // namespace
+}  // namespace flash
+
+aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits) {
+  return aios::flash::decode_plan(a, version, splits, flash::sm_count());
+}
+
+void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
+                  int64_t workspace_bytes) {
+  using namespace flash;
+  const std::string why = aios::flash::decode_unsupported(a, version);
+  if (!why.empty()) throw Error("flash_decode: " + why);
+  if (a.num_seqs == 0 || a.num_tokens == 0 || a.max_q_len == 0) return;
+  const DecodePlan plan = flash_decode_plan(a, version, splits);
+  if (plan.splits > 1 && (!workspace || workspace_bytes < plan.workspace_bytes))
+    throw Error("flash_decode: " + std::to_string(plan.splits) + " splits need a workspace of " +
+                std::to_string(plan.workspace_bytes) + " bytes, got " + std::to_string(workspace ? workspace_bytes : 0));
+  float* ws_o = static_cast<float*>(workspace);
+  float* ws_lse = plan.splits > 1 ? ws_o + plan.splits * a.num_tokens * a.q_heads * a.head_dim : nullptr;
+  const float scale_log2 = a.scale * kLog2e;
+  const dim3 grid(unsigned(plan.splits), unsigned(a.kv_heads), unsigned(a.num_seqs));
+  dispatch_any(a.dt, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_dim(a.head_dim, [&](auto dim) {
+      constexpr int D = decltype(dim)::value;
+      if (version == 3) {
+        if constexpr (!std::is_same_v<T, float> && D <= 128)
+          launch(decode_mma_kernel<T, D>, grid, dim3(kDecThreads), MmaShape<D>::smem, st, "flash_decode v3", a, scale_log2,
+                 plan.partition, plan.splits, ws_o, ws_lse);
+      } else if constexpr (kVec<T> * 32 >= D) {
+        launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
+               version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
+      }
+      if (plan.splits > 1) {
+        const dim3 cgrid(unsigned((a.q_heads + 3) / 4), unsigned(a.max_q_len), unsigned(a.num_seqs));
+        launch(combine_kernel<T, D>, cgrid, dim3(kDecThreads), 0, st, "flash_decode combine", a, plan.partition, plan.splits,
+               static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
+      }
+    });
+  });
+}
+
+}  // namespace aios::AIOS_FLASH_NS

@@ -1,0 +1,313 @@
+// Lesson 09, prefill: FlashAttention over the paged KV pool, for a packed
+// varlen causal step with grouped-query attention. Two versions side by side:
+//
+//   v1  the algorithm with scalar arithmetic. A block takes 32 query rows of
+//       one head; it walks the visible keys 32 at a time, staging each K and V
+//       tile in shared memory (read through the block table), and keeps the
+//       running maximum, sum and output of each row (online softmax), so the
+//       score matrix never leaves the chip.
+//   v2  the same walk on tensor cores (mma.sync m16n8k16, bf16/f16 in, float32
+//       accumulators). A block of 4 warps takes 64 rows, 16 per warp; the rows
+//       are (query token, query head) pairs of one KV head, so the group's
+//       heads share every K/V tile. S = Q K^T stays in registers, is turned into
+//       probabilities there and fed back as the A operand of P V. K_{j+1} is
+//       copied (cp.async) while P V_j runs, V_j while Q K_j^T runs.
+//
+// Both: grid (row tiles, heads, sequences); the tile with the most keys goes
+// first; rows past a sequence's query run and keys past its context are zero-
+// filled and masked, so any length works. Keys come through the block table:
+// a cached prefix (context_len > q_len) needs nothing special.
+#include "flash_common.cuh"
+
+namespace aios::AIOS_FLASH_NS {
+namespace flash {
+namespace {
+
+// ------------------------------------------------------------------ v1: scalar
+
+constexpr int kV1Rows = 32, kV1Keys = 32, kV1Threads = 128;
+
+template <int D> constexpr size_t v1_smem() {
+  return sizeof(float) * (size_t(kV1Rows) * (D + 1) + size_t(kV1Keys) * (D + 1) + size_t(kV1Keys) * D +
+                          size_t(kV1Rows) * (kV1Keys + 1));
+}
+
+// Thread t owns query row t/4 of the tile; the 4 threads of a quad split that
+// row's keys (t%4, t%4+4, ...) for the scores and its dimensions for the output.
+template <class T, int D> __global__ void __launch_bounds__(kV1Threads) prefill_v1_kernel(PagedAttentionArgs a, float scale_log2) {
+  constexpr int BM = kV1Rows, BN = kV1Keys, kDimsPerThread = D / 4, kKeysPerThread = BN / 4, VEC = kVec<T>;
+  float* Qs = reinterpret_cast<float*>(smem_base());  // [BM][D+1], pre-scaled by scale*log2(e)
+  float* Ks = Qs + BM * (D + 1);                      // [BN][D+1]
+  float* Vs = Ks + BN * (D + 1);                      // [BN][D]
+  float* Ps = Vs + BN * D;                            // [BM][BN+1]
+
+  const int b = int(blockIdx.z), h = int(blockIdx.y);
+  const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
+  const int64_t ctx = ldg(a.context_lens + b);
+  const int64_t m0 = int64_t(gridDim.x - 1 - blockIdx.x) * BM;  // the tile with the most keys first
+  if (m0 >= q_len) return;
+  const int tid = int(threadIdx.x), r = tid / 4, quad = tid % 4;
+  const int64_t Hq = a.q_heads, Hkv = a.kv_heads, kvh = h / (Hq / Hkv);
+  const int64_t first_pos = ctx - q_len;  // position of the sequence's first query
+  const int64_t pos = first_pos + m0 + r;  // this thread's row; keys 0..pos are visible
+  const int64_t n_end = first_pos + (m0 + BM < q_len ? m0 + BM : q_len);  // keys the tile's last row sees
+  const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  const T* q = static_cast<const T*>(a.q);
+  const T* kc = static_cast<const T*>(a.k_cache);
+  const T* vc = static_cast<const T*>(a.v_cache);
+
+  for (int i = tid; i < BM * (D / VEC); i += kV1Threads) {
+    const int row = i / (D / VEC), c = (i % (D / VEC)) * VEC;
+    float f[VEC] = {};
+    if (m0 + row < q_len) unpack16<T>(ldg16(q + ((q_start + m0 + row) * Hq + h) * D + c), f);
+    for (int e = 0; e < VEC; ++e) Qs[row * (D + 1) + c + e] = f[e] * scale_log2;
+  }
+
+  float acc[kDimsPerThread];  // output dims quad + 4i of row r
+  for (int i = 0; i < kDimsPerThread; ++i) acc[i] = 0.0f;
+  float m_run = kNegInf, l_run = 0.0f;  // running max (log2 units) and this thread's part of the row sum
+
+  for (int64_t n0 = 0; n0 < n_end; n0 += BN) {
+    __syncthreads();  // the previous tile's K, V and P are no longer read
+    for (int i = tid; i < BN * (D / VEC); i += kV1Threads) {
+      const int row = i / (D / VEC), c = (i % (D / VEC)) * VEC;
+      const int64_t key = n0 + row;
+      float fk[VEC] = {}, fv[VEC] = {};
+      if (key < n_end) {
+        const int64_t off = (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + c;
+        unpack16<T>(ldg16(kc + off), fk);
+        unpack16<T>(ldg16(vc + off), fv);
+      }
+      for (int e = 0; e < VEC; ++e) {
+        Ks[row * (D + 1) + c + e] = fk[e];
+        Vs[row * D + c + e] = fv[e];
+      }
+    }
+    __syncthreads();
+
+    // scores of row r against keys quad + 4j, in log2 units, masked past the row's position
+    float s[kKeysPerThread];
+    float mx = kNegInf;
+    for (int j = 0; j < kKeysPerThread; ++j) {
+      const int col = quad + 4 * j;
+      float dot = 0.0f;
+      for (int d = 0; d < D; ++d) dot += Qs[r * (D + 1) + d] * Ks[col * (D + 1) + d];
+      s[j] = n0 + col <= pos && n0 + col < n_end ? dot : kNegInf;
+      mx = fmaxf(mx, s[j]);
+    }
+    mx = quad_max(mx);
+    const float m_new = fmaxf(m_run, mx);
+    const float m_use = m_new == kNegInf ? 0.0f : m_new;  // a row with nothing visible yet stays at zero
+    const float alpha = exp2_fast(m_run - m_use);          // rescales what was summed under the old max
+    m_run = m_new;
+    float psum = 0.0f;
+    for (int j = 0; j < kKeysPerThread; ++j) {
+      const float p = exp2_fast(s[j] - m_use);
+      Ps[r * (BN + 1) + quad + 4 * j] = p;
+      psum += p;
+    }
+    l_run = l_run * alpha + psum;
+    for (int i = 0; i < kDimsPerThread; ++i) acc[i] *= alpha;
+    __syncthreads();  // the quad's probabilities are all in Ps
+
+    for (int col = 0; col < BN; ++col) {
+      const float p = Ps[r * (BN + 1) + col];
+      for (int i = 0; i < kDimsPerThread; ++i) acc[i] += p * Vs[col * D + quad + 4 * i];
+    }
+  }
+
+  const float l = quad_sum(l_run);
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  if (m0 + r < q_len) {
+    T* o = static_cast<T*>(a.out) + ((q_start + m0 + r) * Hq + h) * D;
+    for (int i = 0; i < kDimsPerThread; ++i) stg(o + quad + 4 * i, from_f<T>(acc[i] * inv));
+  }
+}
+
+// ------------------------------------------------------------------ v2: tensor cores
+
+constexpr int kV2Warps = 4, kV2Rows = 16 * kV2Warps, kV2Keys = 64, kV2Threads = 32 * kV2Warps;
+
+template <int D> constexpr int v2_stride() { return D + 8; }  // 16 bytes of padding per row: ldmatrix is conflict-free
+template <int D> constexpr size_t v2_smem() { return 2 * size_t(v2_stride<D>()) * (kV2Rows + 2 * kV2Keys); }
+
+template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_v2_kernel(PagedAttentionArgs a, float scale_log2) {
+  constexpr int BM = kV2Rows, BN = kV2Keys, S = v2_stride<D>(), CHUNKS = D / 8;  // 16-byte chunks per row
+  T* Qs = reinterpret_cast<T*>(smem_base());  // [BM][S]
+  T* Ks = Qs + BM * S;                         // [BN][S]
+  T* Vs = Ks + BN * S;                         // [BN][S]
+
+  const int b = int(blockIdx.z);
+  const int64_t kvh = blockIdx.y, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
+  const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
+  const int64_t ctx = ldg(a.context_lens + b);
+  const int64_t rows = q_len * group;                             // packed rows: (token r / group, head r % group)
+  const int64_t m0 = int64_t(gridDim.x - 1 - blockIdx.x) * BM;   // the tile with the most keys first
+  if (m0 >= rows) return;
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int64_t first_pos = ctx - q_len;
+  const int64_t last_row = (m0 + BM < rows ? m0 + BM : rows) - 1;
+  const int64_t n_end = first_pos + last_row / group + 1;       // keys the tile's last row sees
+  const int64_t n_nomask = first_pos + m0 / group + 1;          // keys every row of the tile sees
+  const int n_tiles = int((n_end + BN - 1) / BN);
+  const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  const T* q = static_cast<const T*>(a.q);
+  const T* kc = static_cast<const T*>(a.k_cache);
+  const T* vc = static_cast<const T*>(a.v_cache);
+
+  // Each thread copies BN*CHUNKS/128 chunks per tile: rows tid/CHUNKS + i*(128/CHUNKS), column chunk tid%CHUNKS.
+  constexpr int kRowStep = kV2Threads / CHUNKS, kLoads = BN / kRowStep;
+  const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+  for (int i = 0; i < BM / kRowStep; ++i) {
+    const int row = ld_row + i * kRowStep;
+    const int64_t pr = m0 + row;
+    const bool valid = pr < rows;
+    const T* src = valid ? q + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + ld_col : q;
+    cp_async16(Qs + row * S + ld_col, src, valid);
+  }
+  int32_t slots[kLoads];  // pool slots of this thread's K/V rows in the current tile (-1: past the context)
+  auto locate = [&](int tile) {
+    for (int i = 0; i < kLoads; ++i) {
+      const int64_t key = int64_t(tile) * BN + ld_row + i * kRowStep;
+      slots[i] = key < n_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+    }
+  };
+  auto load_tile = [&](const T* cache, T* dst) {
+    for (int i = 0; i < kLoads; ++i) {
+      const bool valid = slots[i] >= 0;
+      cp_async16(dst + (ld_row + i * kRowStep) * S + ld_col, valid ? cache + (slots[i] * Hkv + kvh) * D + ld_col : cache, valid);
+    }
+  };
+  locate(0);
+  load_tile(kc, Ks);
+  cp_async_commit();
+
+  uint32_t qf[D / 16][4];  // this warp's 16 query rows as A fragments, one per 16 dims
+  float o[D / 8][4];       // output accumulators: 8 dims per n-tile; [0,1] row g, [2,3] row g+8
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+  float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};  // rows g and g+8
+  const int64_t wrow = m0 + warp * 16;
+  const bool warp_active = wrow < rows;  // a warp whose rows are all padding skips the math
+  int64_t row_pos[2];
+  for (int h2 = 0; h2 < 2; ++h2) row_pos[h2] = first_pos + (wrow + g + 8 * h2) / group;
+
+  for (int j = 0; j < n_tiles; ++j) {
+    cp_async_wait<0>();
+    __syncthreads();  // K_j (and Q) landed for every thread; every warp is done with V_{j-1}
+    if (j == 0)
+      for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * S + ks * 16 + (lane >> 4) * 8);
+    load_tile(vc, Vs);  // slots still locate tile j
+    cp_async_commit();
+
+    float s[BN / 8][4];
+    uint32_t pf[BN / 16][4];  // P as A fragments, one per 16 keys
+    if (warp_active) {
+      for (int i = 0; i < BN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
+      for (int ks = 0; ks < D / 16; ++ks)
+        for (int nt = 0; nt < BN / 8; nt += 2) {
+          uint32_t kf[4];  // keys nt*8..nt*8+15, dims ks*16..ks*16+15: B fragments of two n-tiles
+          ldmatrix_x4(kf, Ks + (nt * 8 + (lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8);
+          mma_16816<T>(s[nt], qf[ks], kf[0], kf[1]);
+          mma_16816<T>(s[nt + 1], qf[ks], kf[2], kf[3]);
+        }
+      const int64_t n0 = int64_t(j) * BN;
+      const bool mask = n0 + BN > n_nomask;
+      for (int h2 = 0; h2 < 2; ++h2) {
+        float mx = kNegInf;
+        for (int nt = 0; nt < BN / 8; ++nt)
+          for (int e = 0; e < 2; ++e) {
+            float& v = s[nt][2 * h2 + e];
+            const int64_t key = n0 + nt * 8 + 2 * t4 + e;
+            v = mask && (key > row_pos[h2] || key >= n_end) ? kNegInf : v * scale_log2;
+            mx = fmaxf(mx, v);
+          }
+        mx = quad_max(mx);
+        const float m_new = fmaxf(m_run[h2], mx);
+        const float m_use = m_new == kNegInf ? 0.0f : m_new;
+        const float alpha = exp2_fast(m_run[h2] - m_use);
+        m_run[h2] = m_new;
+        float psum = 0.0f;
+        for (int nt = 0; nt < BN / 8; ++nt)
+          for (int e = 0; e < 2; ++e) {
+            float& v = s[nt][2 * h2 + e];
+            v = exp2_fast(v - m_use);
+            psum += v;
+          }
+        l_run[h2] = l_run[h2] * alpha + psum;
+        for (int i = 0; i < D / 8; ++i) {
+          o[i][2 * h2] *= alpha;
+          o[i][2 * h2 + 1] *= alpha;
+        }
+      }
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        pf[kk][0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
+        pf[kk][1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
+        pf[kk][2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+        pf[kk][3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+      }
+    }
+
+    cp_async_wait<0>();
+    __syncthreads();  // V_j landed; every warp is done with K_j
+    if (j + 1 < n_tiles) {
+      locate(j + 1);
+      load_tile(kc, Ks);
+      cp_async_commit();
+    }
+    if (warp_active)
+      for (int kk = 0; kk < BN / 16; ++kk)
+        for (int dp = 0; dp < D / 16; ++dp) {
+          uint32_t vf[4];  // keys kk*16..+15, dims dp*16..+15, transposed: B fragments of two n-tiles of dims
+          ldmatrix_x4_trans(vf, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8);
+          mma_16816<T>(o[2 * dp], pf[kk], vf[0], vf[1]);
+          mma_16816<T>(o[2 * dp + 1], pf[kk], vf[2], vf[3]);
+        }
+  }
+
+  cp_async_wait<0>();  // nothing is pending on a valid step; a step whose context is shorter than its queries may have a copy left
+  if (!warp_active) return;
+  T* out = static_cast<T*>(a.out);
+  for (int h2 = 0; h2 < 2; ++h2) {
+    const int64_t pr = wrow + g + 8 * h2;
+    const float l = quad_sum(l_run[h2]);
+    if (pr >= rows) continue;
+    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+    uint32_t* dst = reinterpret_cast<uint32_t*>(out + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + 2 * t4);
+    for (int i = 0; i < D / 8; ++i) stg(dst + i * 4, pack2<T>(o[i][2 * h2] * inv, o[i][2 * h2 + 1] * inv));
+  }
+}
+
+}  // namespace
+}  // namespace flash
+
+void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
+  using namespace flash;
+  const std::string why = aios::flash::prefill_unsupported(a, version);
+  if (!why.empty()) throw Error("flash_prefill: " + why);
+  if (a.num_seqs == 0 || a.num_tokens == 0 || a.max_q_len == 0) return;
+  const float scale_log2 = a.scale * kLog2e;
+  if (version == 1) {
+    dispatch_any(a.dt, [&](auto tag) {
+      using T = decltype(tag);
+      dispatch_dim(a.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        const dim3 grid(unsigned((a.max_q_len + kV1Rows - 1) / kV1Rows), unsigned(a.q_heads), unsigned(a.num_seqs));
+        launch(prefill_v1_kernel<T, D>, grid, dim3(kV1Threads), v1_smem<D>(), st, "flash_prefill v1", a, scale_log2);
+      });
+    });
+  } else {
+    dispatch_half(a.dt, [&](auto tag) {
+      using T = decltype(tag);
+      const int64_t group = a.q_heads / a.kv_heads;
+      const dim3 grid(unsigned((a.max_q_len * group + kV2Rows - 1) / kV2Rows), unsigned(a.kv_heads), unsigned(a.num_seqs));
+      if (a.head_dim == 64)
+        launch(prefill_v2_kernel<T, 64>, grid, dim3(kV2Threads), v2_smem<64>(), st, "flash_prefill v2", a, scale_log2);
+      else
+        launch(prefill_v2_kernel<T, 128>, grid, dim3(kV2Threads), v2_smem<128>(), st, "flash_prefill v2", a, scale_log2);
+    });
+  }
+}
+
+}  // namespace aios::AIOS_FLASH_NS

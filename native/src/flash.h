@@ -1,0 +1,103 @@
+// Lesson 09's FlashAttention kernels over the paged KV pool: which versions
+// exist, what each one supports, and how the split-KV decode divides a step's
+// contexts over thread blocks. Plain host code, shared by the CUDA launchers
+// (cuda/flash_*.cu), the bindings (addon.cc) and the CPU emulator test
+// (native/emu), so all three agree on shapes and workspace sizes.
+//
+// Versions, one step of the lesson each (llm.c's dev/cuda habit: the old ones stay):
+//   prefill 1  scalar FlashAttention: Q, K, V tiles in shared memory, online softmax in registers
+//   prefill 2  tensor cores: mma.sync m16n8k16 with ldmatrix, P kept in registers, cp.async
+//              double buffering, the query heads of one KV head packed into the tile's rows
+//   decode 1   scalar, one block per (sequence, KV head): the KV head's query heads share each
+//              16-byte K/V load; the whole context in one block
+//   decode 2   decode 1 split over blocks along the context (flash-decoding) + a combine kernel
+//   decode 3   decode 2 on tensor cores with a multi-stage cp.async pipeline
+// Prefill versions run any step (decode too); decode versions need max_q_len * group within
+// their row limit (a decode step has max_q_len 1).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "aios.h"
+
+namespace aios::flash {
+
+constexpr int kPrefillVersions = 2;
+constexpr int kDecodeVersions = 3;
+constexpr int64_t kDecodeTile = 64;          // keys per decode tile; a split covers whole tiles
+constexpr int64_t kMinTilesPerSplit = 4;     // the automatic split never gives a block fewer keys than 4 tiles
+
+inline bool is_half(DType dt) { return dt == DType::BF16 || dt == DType::F16; }
+
+/** "" when prefill `version` can run `a`, else the reason it cannot. */
+inline std::string prefill_unsupported(const PagedAttentionArgs& a, int version) {
+  const int64_t D = a.head_dim;
+  if (version < 1 || version > kPrefillVersions)
+    return "prefill version " + std::to_string(version) + " does not exist (1.." + std::to_string(kPrefillVersions) + ")";
+  if (version == 1 && D != 64 && D != 128 && D != 256) return "prefill v1 needs head_dim 64, 128 or 256, got " + std::to_string(D);
+  if (version == 2) {
+    if (!is_half(a.dt)) return std::string("prefill v2 (tensor cores) needs bf16 or f16, got ") + dtype_name(a.dt);
+    if (D != 64 && D != 128) return "prefill v2 needs head_dim 64 or 128, got " + std::to_string(D);
+  }
+  return "";
+}
+
+/** Query rows one decode block holds: max_q_len tokens times the query heads of a KV head. */
+inline int64_t decode_rows(const PagedAttentionArgs& a) { return a.max_q_len * (a.q_heads / a.kv_heads); }
+inline int64_t decode_max_rows(int version) { return version == 3 ? 16 : 8; }
+
+/** "" when decode `version` can run `a`, else the reason it cannot. */
+inline std::string decode_unsupported(const PagedAttentionArgs& a, int version) {
+  const int64_t D = a.head_dim;
+  if (version < 1 || version > kDecodeVersions)
+    return "decode version " + std::to_string(version) + " does not exist (1.." + std::to_string(kDecodeVersions) + ")";
+  if (D != 64 && D != 128 && (version == 3 || D != 256))
+    return "decode v" + std::to_string(version) + " needs head_dim 64, 128" + (version == 3 ? "" : " or 256") + ", got " +
+           std::to_string(D);
+  if (version == 3 && !is_half(a.dt)) return std::string("decode v3 (tensor cores) needs bf16 or f16, got ") + dtype_name(a.dt);
+  if (version != 3 && a.dt == DType::F32 && D > 128) return "decode v" + std::to_string(version) + " with f32 needs head_dim 64 or 128";
+  if (decode_rows(a) > decode_max_rows(version))
+    return "decode v" + std::to_string(version) + " holds " + std::to_string(decode_max_rows(version)) +
+           " query rows per KV head, but max_q_len " + std::to_string(a.max_q_len) + " x " +
+           std::to_string(a.q_heads / a.kv_heads) + " query heads per KV head is " + std::to_string(decode_rows(a));
+  return "";
+}
+
+// How a decode launch divides the contexts: `splits` blocks per (sequence, KV head), each
+// covering `partition` keys (a multiple of kDecodeTile). Derived only from host-known numbers
+// (num_seqs, kv_heads, max_context_len, the SM count), never from the device's context
+// lengths, so a launch's shape is fixed for a given bound (lesson 11 captures it in a graph).
+// With more than one split the partial results go to a caller-owned float32 workspace of
+// `workspace_bytes`: [splits, num_tokens, q_heads, head_dim] outputs then [splits, num_tokens,
+// q_heads] log-sum-exps (base 2), combined by a second kernel.
+struct DecodePlan {
+  int64_t splits = 1;
+  int64_t partition = 0;
+  int64_t workspace_bytes = 0;
+};
+
+/** requested_splits 0 = automatic; version 1 always uses one split. */
+inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t requested_splits, int64_t sm_count) {
+  DecodePlan p;
+  const int64_t tiles = a.max_context_len > 0 ? (a.max_context_len + kDecodeTile - 1) / kDecodeTile : 1;
+  int64_t splits = 1;
+  if (version != 1) {
+    if (requested_splits > 0) splits = requested_splits;
+    else {
+      // Enough blocks for about four per SM, but never fewer than kMinTilesPerSplit tiles each.
+      const int64_t base = a.num_seqs * a.kv_heads > 0 ? a.num_seqs * a.kv_heads : 1;
+      const int64_t target = 4 * (sm_count > 0 ? sm_count : 1);
+      const int64_t most = (tiles + kMinTilesPerSplit - 1) / kMinTilesPerSplit;
+      splits = (target + base - 1) / base;
+      if (splits > most) splits = most;
+    }
+    if (splits > tiles) splits = tiles;
+    if (splits < 1) splits = 1;
+  }
+  p.partition = (tiles + splits - 1) / splits * kDecodeTile;
+  p.splits = a.max_context_len > 0 ? (a.max_context_len + p.partition - 1) / p.partition : 1;
+  p.workspace_bytes = p.splits > 1 ? p.splits * a.num_tokens * a.q_heads * (a.head_dim + 1) * int64_t(sizeof(float)) : 0;
+  return p;
+}
+
+}  // namespace aios::flash
