@@ -95,6 +95,35 @@ export declare function pagedAttention(dtype: number, numSeqs: number, numTokens
   headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number, maxContextLen: number,
   scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
   cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O): void;
+/**
+ * Lesson 09's FlashAttention prefill kernel `version` (1 scalar tiled, 2 tensor cores) on CUDA buffers,
+ * the CPU reference on host buffers; the other arguments are pagedAttention's.
+ */
+export declare function flashPrefill(version: number, dtype: number, numSeqs: number, numTokens: number, qHeads: number,
+  kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number,
+  maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O): void;
+/**
+ * Lesson 09's decode kernel `version` (1 scalar, 2 split-KV, 3 split-KV on tensor cores) with `splits`
+ * blocks per (sequence, KV head) (0: automatic); a launch with more than one split needs the trailing
+ * workspace of flashDecodePlan's workspaceBytes. The CPU reference on host buffers.
+ */
+export declare function flashDecode(version: number, splits: number, dtype: number, numSeqs: number, numTokens: number,
+  qHeads: number, kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number,
+  maxQLen: number, maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O,
+  out: S, outOff: O, cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O,
+  workspace?: S, workspaceOff?: O): void;
+export interface FlashDecodePlan {
+  /** Blocks per (sequence, KV head). */
+  splits: number;
+  /** Keys per split (a multiple of 64). */
+  partition: number;
+  /** The float32 workspace the partial results need (0 with one split). */
+  workspaceBytes: number;
+}
+/** How flashDecode splits the contexts on `device` (from host-known bounds only) and the workspace it needs. */
+export declare function flashDecodePlan(device: number, version: number, splits: number, numSeqs: number, numTokens: number,
+  qHeads: number, kvHeads: number, headDim: number, maxQLen: number, maxContextLen: number): FlashDecodePlan;
 /** One draw per f32 logits row from softmax(x / temperature) at the given uniform numbers (temperature 0: argmax). */
 export declare function sampleRows(rows: number, n: number, logits: S, logitsOff: O, temperature: S, tOff: O,
   uniform: S, uOff: O, out: S, outOff: O): void;

@@ -3,7 +3,8 @@
 // problem. Each op writes into `out` when given one (the hot path passes
 // preallocated buffers, which is what CUDA-graph capture needs later) and
 // allocates it otherwise. The math lives in native/src/{cpu,cuda}.
-import { native } from './backend.ts';
+import { type Device, deviceIndex, native } from './backend.ts';
+import type { FlashDecodePlan as NativeFlashDecodePlan } from '@aios/native';
 import { type DType, dtypeCode, isFloat, isIndex } from './dtype.ts';
 import { Tensor, copyInto, formatShape } from './tensor.ts';
 
@@ -380,7 +381,13 @@ function metaIndex(op: string, name: string, t: Tensor, ndim: number, like: Tens
  * cached prefix are all this one call.
  */
 export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, opts: { scale?: number } = {}): Tensor {
-  const op = 'pagedAttention';
+  const step = pagedStep('pagedAttention', q, kCache, vCache, meta, out, opts.scale);
+  native.pagedAttention(...step.args);
+  return step.out;
+}
+
+/** The binding's arguments for one paged-attention step, checked (shared by pagedAttention and lesson 09's kernels). */
+function pagedStep(op: string, q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out: Tensor | undefined, scaleOpt: number | undefined): { args: Parameters<typeof native.pagedAttention>; out: Tensor } {
   for (const [name, t] of [['q', q], ['kCache', kCache], ['vCache', vCache]] as const) {
     elementwiseInput(op, name, t);
     if (t.ndim !== 3) throw new OpError(op, `${name} must be [rows, heads, headDim], got ${formatShape(t.shape)}`);
@@ -406,13 +413,113 @@ export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, meta: 
   for (const [name, v] of [['blockSize', blockSize], ['maxQLen', maxQLen], ['maxContextLen', maxContextLen]] as const)
     if (!Number.isInteger(v) || v < (name === 'blockSize' ? 1 : 0)) throw new OpError(op, `meta.${name} must be a ${name === 'blockSize' ? 'positive' : 'non-negative'} integer, got ${v}`);
   if (slots % blockSize !== 0) throw new OpError(op, `the pool's ${slots} slots are not a whole number of ${blockSize}-slot blocks`);
-  const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+  const scale = scaleOpt ?? 1 / Math.sqrt(headDim);
   const o = output(op, out, q.shape, q.dtype, q);
-  native.pagedAttention(dtypeCode(q.dtype), numSeqs, tokens, qHeads, kvHeads, headDim, blockSize, maxBlocks, slots, maxQLen, maxContextLen, scale,
-    q.storage, q.byteOffset, kCache.storage, kCache.byteOffset, vCache.storage, vCache.byteOffset, o.storage, o.byteOffset,
-    meta.cuSeqlensQ.storage, meta.cuSeqlensQ.byteOffset, meta.contextLens.storage, meta.contextLens.byteOffset,
-    meta.blockTables.storage, meta.blockTables.byteOffset);
-  return o;
+  return {
+    out: o,
+    args: [dtypeCode(q.dtype), numSeqs, tokens, qHeads, kvHeads, headDim, blockSize, maxBlocks, slots, maxQLen, maxContextLen, scale,
+      q.storage, q.byteOffset, kCache.storage, kCache.byteOffset, vCache.storage, vCache.byteOffset, o.storage, o.byteOffset,
+      meta.cuSeqlensQ.storage, meta.cuSeqlensQ.byteOffset, meta.contextLens.storage, meta.contextLens.byteOffset,
+      meta.blockTables.storage, meta.blockTables.byteOffset],
+  };
+}
+
+// ---------------------------------------------------------------- lesson 09: FlashAttention kernels
+
+/** Lesson 09's kernel versions, oldest first (native/src/flash.h says what each one adds). */
+export const FLASH_PREFILL_VERSIONS = [1, 2] as const;
+export const FLASH_DECODE_VERSIONS = [1, 2, 3] as const;
+
+export interface FlashOptions {
+  /** Defaults to 1/sqrt(headDim); must be positive. */
+  scale?: number;
+  /** The kernel version; the newest by default. The CPU runs the reference whatever the version. */
+  version?: number;
+}
+
+export interface FlashDecodeOptions extends FlashOptions {
+  /** Blocks per (sequence, KV head) along the context; 0 or absent: chosen from the step's bounds and the SM count. */
+  splits?: number;
+  /**
+   * float32 scratch for the splits' partial results, at least flashDecodePlan's workspaceBytes. Without
+   * it a launch that splits allocates one and frees it after, which a forward must not do (lesson 11
+   * captures the forward in a CUDA graph): the runner allocates it once.
+   */
+  workspace?: Tensor;
+}
+
+function flashVersion(op: string, v: number | undefined, versions: readonly number[]): number {
+  const version = v ?? versions[versions.length - 1]!;
+  if (!versions.includes(version)) throw new OpError(op, `version must be one of ${versions.join(', ')}, got ${v}`);
+  return version;
+}
+
+/**
+ * Lesson 09's FlashAttention prefill over the paged pool: pagedAttention's semantics (any packed
+ * step: prefill, cached prefix, decode), computed by prefill kernel `version` on CUDA (1: scalar tiles
+ * in shared memory with an online softmax; 2: tensor cores), by the CPU reference on the host.
+ */
+export function flashPrefill(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, opts: FlashOptions = {}): Tensor {
+  const op = 'flashPrefill';
+  const version = flashVersion(op, opts.version, FLASH_PREFILL_VERSIONS);
+  const step = pagedStep(op, q, kCache, vCache, meta, out, opts.scale);
+  native.flashPrefill(version, ...step.args);
+  return step.out;
+}
+
+export interface FlashDecodeShape {
+  device: Device;
+  version?: number;
+  splits?: number;
+  numSeqs: number;
+  numTokens: number;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  maxQLen: number;
+  maxContextLen: number;
+}
+
+/** How flashDecode splits a step of these bounds on `device`, and the workspace bytes it needs (0 with one split). */
+export function flashDecodePlan(s: FlashDecodeShape): NativeFlashDecodePlan {
+  const op = 'flashDecodePlan';
+  const version = flashVersion(op, s.version, FLASH_DECODE_VERSIONS);
+  for (const name of ['splits', 'numSeqs', 'numTokens', 'qHeads', 'kvHeads', 'headDim', 'maxQLen', 'maxContextLen'] as const) {
+    const v = s[name] ?? 0;
+    if (!Number.isInteger(v) || v < 0) throw new OpError(op, `${name} must be a non-negative integer, got ${v}`);
+  }
+  return native.flashDecodePlan(deviceIndex(s.device), version, s.splits ?? 0, s.numSeqs, s.numTokens, s.qHeads, s.kvHeads, s.headDim, s.maxQLen, s.maxContextLen);
+}
+
+/**
+ * Lesson 09's decode attention over the paged pool (a step of few queries per sequence; decode
+ * versions hold up to 8 (v1, v2) or 16 (v3) query rows per KV head: maxQLen times the GQA group).
+ * Version 1: one block per (sequence, KV head); 2: the context split over blocks and combined;
+ * 3: split, on tensor cores. The CPU reference on the host.
+ */
+export function flashDecode(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, opts: FlashDecodeOptions = {}): Tensor {
+  const op = 'flashDecode';
+  const version = flashVersion(op, opts.version, FLASH_DECODE_VERSIONS);
+  const splits = opts.splits ?? 0;
+  if (!Number.isInteger(splits) || splits < 0) throw new OpError(op, `splits must be a non-negative integer, got ${splits}`);
+  const step = pagedStep(op, q, kCache, vCache, meta, out, opts.scale);
+  let ws = opts.workspace;
+  if (ws !== undefined) {
+    tensorArg(op, 'workspace', ws);
+    if (ws.dtype !== 'f32') throw new OpError(op, `workspace must be f32, got ${ws.dtype}`);
+    contiguous(op, 'workspace', ws);
+    sameDevice(op, 'q', q, 'workspace', ws);
+  } else if (q.device !== 'cpu') {
+    const [numTokens, qHeads, headDim] = q.shape as [number, number, number];
+    const plan = flashDecodePlan({ device: q.device, version, splits, numSeqs: meta.contextLens.numel, numTokens, qHeads, kvHeads: kCache.shape[1]!, headDim, maxQLen: meta.maxQLen, maxContextLen: meta.maxContextLen });
+    if (plan.workspaceBytes > 0) ws = Tensor.empty([Math.ceil(plan.workspaceBytes / 4)], { dtype: 'f32', device: q.device });
+  }
+  try {
+    native.flashDecode(version, splits, ...step.args, ws?.storage, ws?.byteOffset);
+  } finally {
+    if (ws !== undefined && opts.workspace === undefined) ws.dispose();
+  }
+  return step.out;
 }
 
 /**

@@ -14,6 +14,7 @@
 
 #include "aios.h"
 #include "allocator.h"
+#include "flash.h"
 #ifdef AIOS_WITH_CUDA
 #include "cuda/backend.h"
 #endif
@@ -474,35 +475,43 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   });
 }
 
+// The arguments of a packed paged-attention step (aios.h PagedAttentionArgs), in
+// the order pagedAttention, flashPrefill and flashDecode share: dtype, the sizes,
+// scale, then q, kCache, vCache, out, cuSeqlensQ, contextLens, blockTables.
+aios::PagedAttentionArgs paged_args(Args& a) {
+  aios::PagedAttentionArgs p{};
+  p.dt = a.float_dtype("dtype");
+  p.num_seqs = a.size("numSeqs");
+  p.num_tokens = a.size("numTokens");
+  p.q_heads = a.size("qHeads");
+  p.kv_heads = a.size("kvHeads");
+  p.head_dim = a.size("headDim");
+  p.block_size = a.size("blockSize");
+  p.max_blocks_per_seq = a.size("maxBlocksPerSeq");
+  p.num_slots = a.size("numSlots");
+  p.max_q_len = a.size("maxQLen");
+  p.max_context_len = a.size("maxContextLen");
+  p.scale = float(a.number("scale"));
+  if (p.kv_heads == 0 || p.q_heads % p.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
+  if (p.head_dim == 0 || p.head_dim % 16 != 0) a.fail("headDim must be a positive multiple of 16");
+  if (p.block_size == 0 || p.num_slots % p.block_size != 0) a.fail("numSlots must be a whole number of blocks of blockSize");
+  if (p.num_seqs == 0 && p.num_tokens > 0) a.fail("tokens without sequences");
+  if (p.max_context_len > p.max_blocks_per_seq * p.block_size)
+    a.fail("maxContextLen " + std::to_string(p.max_context_len) + " does not fit maxBlocksPerSeq x blockSize");
+  const int64_t row = p.head_dim * int64_t(aios::dtype_size(p.dt));
+  p.q = a.buffer("q", p.num_tokens * p.q_heads * row).ptr;
+  p.k_cache = a.buffer("kCache", p.num_slots * p.kv_heads * row).ptr;
+  p.v_cache = a.buffer("vCache", p.num_slots * p.kv_heads * row).ptr;
+  p.out = a.buffer("out", p.num_tokens * p.q_heads * row).ptr;
+  p.cu_seqlens_q = static_cast<const int32_t*>(a.buffer("cuSeqlensQ", bytes_of(p.num_seqs + 1, DType::I32)).ptr);
+  p.context_lens = static_cast<const int32_t*>(a.buffer("contextLens", bytes_of(p.num_seqs, DType::I32)).ptr);
+  p.block_tables = static_cast<const int32_t*>(a.buffer("blockTables", bytes_of(p.num_seqs * p.max_blocks_per_seq, DType::I32)).ptr);
+  return p;
+}
+
 Napi::Value PagedAttention(const Napi::CallbackInfo& info) {
   return op(info, "pagedAttention", [&](Args& a) {
-    aios::PagedAttentionArgs p{};
-    p.dt = a.float_dtype("dtype");
-    p.num_seqs = a.size("numSeqs");
-    p.num_tokens = a.size("numTokens");
-    p.q_heads = a.size("qHeads");
-    p.kv_heads = a.size("kvHeads");
-    p.head_dim = a.size("headDim");
-    p.block_size = a.size("blockSize");
-    p.max_blocks_per_seq = a.size("maxBlocksPerSeq");
-    p.num_slots = a.size("numSlots");
-    p.max_q_len = a.size("maxQLen");
-    p.max_context_len = a.size("maxContextLen");
-    p.scale = float(a.number("scale"));
-    if (p.kv_heads == 0 || p.q_heads % p.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
-    if (p.head_dim == 0 || p.head_dim % 16 != 0) a.fail("headDim must be a positive multiple of 16");
-    if (p.block_size == 0 || p.num_slots % p.block_size != 0) a.fail("numSlots must be a whole number of blocks of blockSize");
-    if (p.num_seqs == 0 && p.num_tokens > 0) a.fail("tokens without sequences");
-    if (p.max_context_len > p.max_blocks_per_seq * p.block_size)
-      a.fail("maxContextLen " + std::to_string(p.max_context_len) + " does not fit maxBlocksPerSeq x blockSize");
-    const int64_t row = p.head_dim * int64_t(aios::dtype_size(p.dt));
-    p.q = a.buffer("q", p.num_tokens * p.q_heads * row).ptr;
-    p.k_cache = a.buffer("kCache", p.num_slots * p.kv_heads * row).ptr;
-    p.v_cache = a.buffer("vCache", p.num_slots * p.kv_heads * row).ptr;
-    p.out = a.buffer("out", p.num_tokens * p.q_heads * row).ptr;
-    p.cu_seqlens_q = static_cast<const int32_t*>(a.buffer("cuSeqlensQ", bytes_of(p.num_seqs + 1, DType::I32)).ptr);
-    p.context_lens = static_cast<const int32_t*>(a.buffer("contextLens", bytes_of(p.num_seqs, DType::I32)).ptr);
-    p.block_tables = static_cast<const int32_t*>(a.buffer("blockTables", bytes_of(p.num_seqs * p.max_blocks_per_seq, DType::I32)).ptr);
+    aios::PagedAttentionArgs p = paged_args(a);
     AIOS_DISPATCH(a, paged_attention(p), paged_attention(st, p));
   });
 }
@@ -555,6 +564,91 @@ Napi::Value QkNormRopeStore(const Napi::CallbackInfo& info) {
     p.k_cache = a.buffer("kCache", bytes_of(p.num_slots * p.kv_heads * D, p.dt)).ptr;
     p.v_cache = a.buffer("vCache", bytes_of(p.num_slots * p.kv_heads * D, p.dt)).ptr;
     AIOS_DISPATCH(a, qk_norm_rope_store(p), qk_norm_rope_store(st, p));
+  });
+}
+
+// Lesson 09's kernels read q, the pool and out 16 bytes at a time and assume a positive scale.
+void check_flash_args(Args& a, const aios::PagedAttentionArgs& p) {
+  const std::pair<const char*, const void*> ptrs[] = {{"q", p.q}, {"kCache", p.k_cache}, {"vCache", p.v_cache}, {"out", p.out}};
+  for (const auto& [name, ptr] : ptrs)
+    if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) a.fail(std::string(name) + " must start at a 16-byte aligned address");
+  if (!(p.scale > 0.0f)) a.fail("scale must be positive, got " + std::to_string(p.scale));
+}
+
+// flashPrefill(version, <paged_args>): lesson 09's prefill kernel `version` on CUDA; the CPU reference on the host.
+Napi::Value FlashPrefill(const Napi::CallbackInfo& info) {
+  return op(info, "flashPrefill", [&](Args& a) {
+    const int version = int(a.size("version"));
+    aios::PagedAttentionArgs p = paged_args(a);
+    check_flash_args(a, p);
+    const std::string why = aios::flash::prefill_unsupported(p, version);
+    if (!why.empty()) a.fail(why);
+    AIOS_DISPATCH(a, paged_attention(p), flash_prefill(st, p, version));
+  });
+}
+
+// flashDecode(version, splits, <paged_args>, workspace?, workspaceOffset?): lesson 09's decode kernel
+// `version` with `splits` blocks per (sequence, KV head) (0: automatic), partial results in the
+// caller's workspace when there is more than one split; the CPU reference on the host.
+Napi::Value FlashDecode(const Napi::CallbackInfo& info) {
+  return op(info, "flashDecode", [&](Args& a) {
+    const int version = int(a.size("version"));
+    const int64_t splits = a.size("splits");
+    aios::PagedAttentionArgs p = paged_args(a);
+    check_flash_args(a, p);
+    const std::string why = aios::flash::decode_unsupported(p, version);
+    if (!why.empty()) a.fail(why);
+    if (a.on_cpu()) {
+      aios::cpu::paged_attention(p);
+      return;
+    }
+#ifdef AIOS_WITH_CUDA
+    cudaStream_t st = a.stream();  // also makes the device current, whose SM count the plan reads
+    const int64_t need = aios::cuda::flash_decode_plan(p, version, splits).workspace_bytes;
+    void* ws = nullptr;
+    if (need > 0) {
+      if (!a.has_more()) a.fail("this launch splits the context and needs a workspace of " + std::to_string(need) + " bytes");
+      ws = a.buffer("workspace", need).ptr;
+    }
+    aios::cuda::flash_decode(st, p, version, splits, ws, need);
+#endif
+  });
+}
+
+int device_arg(const Napi::CallbackInfo& info, size_t i);
+
+// flashDecodePlan(device, version, splits, numSeqs, numTokens, qHeads, kvHeads, headDim, maxQLen, maxContextLen):
+// how flashDecode would split the contexts on that device, and the workspace it needs.
+Napi::Value FlashDecodePlan(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const int d = device_arg(info, 0);
+    aios::PagedAttentionArgs p{};
+    const int version = int(to_i64(env, info[1], "flashDecodePlan(version)"));
+    const int64_t splits = to_i64(env, info[2], "flashDecodePlan(splits)");
+    p.num_seqs = to_i64(env, info[3], "flashDecodePlan(numSeqs)");
+    p.num_tokens = to_i64(env, info[4], "flashDecodePlan(numTokens)");
+    p.q_heads = to_i64(env, info[5], "flashDecodePlan(qHeads)");
+    p.kv_heads = to_i64(env, info[6], "flashDecodePlan(kvHeads)");
+    p.head_dim = to_i64(env, info[7], "flashDecodePlan(headDim)");
+    p.max_q_len = to_i64(env, info[8], "flashDecodePlan(maxQLen)");
+    p.max_context_len = to_i64(env, info[9], "flashDecodePlan(maxContextLen)");
+    if (p.kv_heads == 0 || p.q_heads % p.kv_heads != 0) throw_js(env, "flashDecodePlan: qHeads must be a positive multiple of kvHeads");
+    if (version < 1 || version > aios::flash::kDecodeVersions)
+      throw_js(env, "flashDecodePlan: decode version " + std::to_string(version) + " does not exist");
+    aios::flash::DecodePlan plan;
+    if (d == kCpu) plan = aios::flash::decode_plan(p, 1, 0, 1);  // the reference needs no split
+#ifdef AIOS_WITH_CUDA
+    else {
+      aios::cuda::make_current(d);
+      plan = aios::cuda::flash_decode_plan(p, version, splits);
+    }
+#endif
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("splits", double(plan.splits));
+    o.Set("partition", double(plan.partition));
+    o.Set("workspaceBytes", double(plan.workspace_bytes));
+    return o;
   });
 }
 
@@ -884,6 +978,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("softmax", Napi::Function::New(env, Softmax));
   exports.Set("attention", Napi::Function::New(env, Attention));
   exports.Set("pagedAttention", Napi::Function::New(env, PagedAttention));
+  exports.Set("flashPrefill", Napi::Function::New(env, FlashPrefill));
+  exports.Set("flashDecode", Napi::Function::New(env, FlashDecode));
+  exports.Set("flashDecodePlan", Napi::Function::New(env, FlashDecodePlan));
   exports.Set("argmax", Napi::Function::New(env, Argmax));
   exports.Set("sampleRows", Napi::Function::New(env, SampleRows));
   exports.Set("addRmsnorm", Napi::Function::New(env, AddRmsnorm));

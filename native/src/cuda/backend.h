@@ -9,6 +9,7 @@
 
 #include "../aios.h"
 #include "../allocator.h"
+#include "../flash.h"
 
 namespace aios::cuda {
 
@@ -74,6 +75,11 @@ void add_rmsnorm(cudaStream_t st, const void* x, void* residual, const void* wei
                  float eps, DType dt);
 void silu_mul(cudaStream_t st, const void* gate_up, void* out, int64_t rows, int64_t inter, DType dt);
 void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a);
+// Lesson 09 (flash_prefill.cu, flash_decode.cu; ../flash.h lists the versions and what each supports).
+void flash_prefill(cudaStream_t st, const PagedAttentionArgs& a, int version);
+::aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
+void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
+                  int64_t workspace_bytes);
 void argmax(cudaStream_t st, const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
 void sample_rows(cudaStream_t st, const float* x, const float* temperature, const float* uniform, int32_t* out,
                  int64_t rows, int64_t n);
