@@ -153,7 +153,59 @@ export interface BenchRecord extends RecordBase {
 /** Lesson 00's measurements of a card (its demo writes a more precise type of it). */
 export type EnvironmentRecord = RecordBase & { kind: 'environment'; results: Record<string, unknown> };
 
-export type AnyRecord = BenchRecord | EnvironmentRecord;
+/** One version of a kernel (or a peer library's) on one shape: device time per call, CUDA events, median of repeats. */
+export interface KernelTiming {
+  /** "v2", "lesson08" (the CUDA pagedAttention lessons 07-08 use), "torch-sdpa-flash", ... */
+  version: string;
+  medianMs: number;
+  minMs: number;
+  maxMs: number;
+  repeats: number;
+  /** Back-to-back calls between one pair of events (a repeat's time is divided by it). */
+  callsPerRepeat: number;
+  tflops?: number;
+  /** Bytes of K/V read (the visible keys' K and V rows of every KV head) per second, 1e9. */
+  gbPerS?: number;
+  /** ||out - lesson 08's out|| / ||lesson 08's out|| on this shape's inputs (NaN anywhere: null). */
+  relErrVsLesson08?: number | null;
+  /** Why it has no numbers (unsupported, failed). */
+  error?: string;
+  /** Anything else the measurer says (how torch was called, the split plan). */
+  note?: string;
+}
+
+export interface KernelShapeResult {
+  name: string;
+  phase: 'prefill' | 'decode';
+  model: string;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  seqs: number;
+  qLen: number;
+  context: number;
+  /** Causal FLOPs: 4 x sum over queries of visible keys x headDim x qHeads. */
+  flops: number;
+  /** K/V bytes the visible keys occupy (what a decode must read at least). */
+  kvBytes: number;
+  versions: KernelTiming[];
+  peer?: KernelTiming;
+}
+
+/** A kernel benchmark (`pnpm bench:kernels`): per-shape, per-version device times of one card, one call. */
+export interface KernelRecord extends RecordBase {
+  kind: 'kernel';
+  /** The kernel family, e.g. "flash-attention". */
+  family: string;
+  results: {
+    shapes: KernelShapeResult[];
+    /** The card's ceilings measured in the same call, and lesson 00's record of it if there is one. */
+    ceilings: { copyGbPerS?: number; lesson00CopyGbPerS?: number; lesson00Record?: string; peerCopyGbPerS?: number };
+    peer?: { library: string; version?: string; note?: string };
+  };
+}
+
+export type AnyRecord = BenchRecord | EnvironmentRecord | KernelRecord;
 
 export interface LoadedRecord<R extends AnyRecord = AnyRecord> {
   /** The file name inside the results folder (what a reader greps for). */
@@ -204,6 +256,10 @@ export function recordProblem(json: unknown): string | undefined {
     }
     if (json.roofline !== undefined && (!isObj(json.roofline) || !finitePositive(json.roofline.outputTokPerS)))
       return 'roofline.outputTokPerS must be a positive number when roofline is present';
+  }
+  if (json.kind === 'kernel') {
+    if (typeof json.family !== 'string' || !json.family) return 'kernel record without a family';
+    if (!Array.isArray(json.results.shapes)) return 'kernel record without results.shapes';
   }
   return undefined;
 }
