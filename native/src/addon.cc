@@ -7,6 +7,7 @@
 // a wrong shape from JS is an exception, never an out-of-bounds access.
 #include <napi.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -573,6 +574,7 @@ void check_flash_args(Args& a, const aios::PagedAttentionArgs& p) {
   for (const auto& [name, ptr] : ptrs)
     if (reinterpret_cast<uintptr_t>(ptr) % 16 != 0) a.fail(std::string(name) + " must start at a 16-byte aligned address");
   if (!(p.scale > 0.0f)) a.fail("scale must be positive, got " + std::to_string(p.scale));
+  if (p.num_slots > INT32_MAX || p.max_context_len > INT32_MAX) a.fail("the pool's slots and the contexts must fit 32-bit indices");
 }
 
 // flashPrefill(version, <paged_args>): lesson 09's prefill kernel `version` on CUDA; the CPU reference on the host.

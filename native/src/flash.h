@@ -65,31 +65,48 @@ inline std::string decode_unsupported(const PagedAttentionArgs& a, int version) 
 
 // How a decode launch divides the contexts: `splits` blocks per (sequence, KV head), each
 // covering `partition` keys (a multiple of kDecodeTile). Derived only from host-known numbers
-// (num_seqs, kv_heads, max_context_len, the SM count), never from the device's context
-// lengths, so a launch's shape is fixed for a given bound (lesson 11 captures it in a graph).
-// With more than one split the partial results go to a caller-owned float32 workspace of
-// `workspace_bytes`: [splits, num_tokens, q_heads, head_dim] outputs then [splits, num_tokens,
-// q_heads] log-sum-exps (base 2), combined by a second kernel.
+// (num_seqs, kv_heads, max_context_len, and how many blocks of the kernel the GPU runs at
+// once), never from the device's context lengths, so a launch's shape is fixed for a given
+// bound (lesson 11 captures it in a graph). With more than one split the partial results go
+// to a caller-owned float32 workspace of `workspace_bytes`: [splits, num_tokens, q_heads,
+// head_dim] outputs then [splits, num_tokens, q_heads] log-sum-exps (base 2), combined by a
+// second kernel.
 struct DecodePlan {
   int64_t splits = 1;
   int64_t partition = 0;
   int64_t workspace_bytes = 0;
 };
 
-/** requested_splits 0 = automatic; version 1 always uses one split. */
-inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t requested_splits, int64_t sm_count) {
+/**
+ * requested_splits 0 = automatic; version 1 always uses one split. `resident` is how many
+ * blocks of the kernel the whole GPU holds at once (SMs x blocks per SM). The automatic choice
+ * models a launch as waves of `resident` blocks, each as long as its share of tiles plus one
+ * (the pipeline filling up), a split launch costing 5% more (the partials and the combine
+ * kernel): so a batch that already fills the GPU is not split (batch 64 x 8 KV heads = 512
+ * blocks is two full waves of 2 x 132), a small one is split just enough to fill a wave, and
+ * no block gets fewer than kMinTilesPerSplit tiles.
+ */
+inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t requested_splits, int64_t resident) {
   DecodePlan p;
   const int64_t tiles = a.max_context_len > 0 ? (a.max_context_len + kDecodeTile - 1) / kDecodeTile : 1;
   int64_t splits = 1;
   if (version != 1) {
-    if (requested_splits > 0) splits = requested_splits;
-    else {
-      // Enough blocks for about four per SM, but never fewer than kMinTilesPerSplit tiles each.
+    if (requested_splits > 0) {
+      splits = requested_splits;
+    } else {
       const int64_t base = a.num_seqs * a.kv_heads > 0 ? a.num_seqs * a.kv_heads : 1;
-      const int64_t target = 4 * (sm_count > 0 ? sm_count : 1);
-      const int64_t most = (tiles + kMinTilesPerSplit - 1) / kMinTilesPerSplit;
-      splits = (target + base - 1) / base;
-      if (splits > most) splits = most;
+      const int64_t slots = resident > 0 ? resident : 1;
+      auto waves = [&](int64_t s) { return double((base * s + slots - 1) / slots); };
+      double best = waves(1) * double(tiles + 1);
+      for (int64_t t = tiles - 1; t >= kMinTilesPerSplit; --t) {  // tiles per block, fewest splits first
+        const int64_t s = (tiles + t - 1) / t;
+        if ((tiles + s - 1) / s != t) continue;  // t is not what s splits give: another t stands for this s
+        const double cost = waves(s) * double(t + 1) * 1.05;
+        if (cost < best) {
+          best = cost;
+          splits = s;
+        }
+      }
     }
     if (splits > tiles) splits = tiles;
     if (splits < 1) splits = 1;

@@ -258,10 +258,12 @@ constexpr float kNegInf = -__builtin_huge_valf();
 
 // Where key `key` of a sequence lives in the pool. A block id outside the pool
 // reads block 0 (the device cannot throw; the CPU reference rejects such tables).
+// 32-bit division: keys and block sizes fit, and a 64-bit divide costs over 100 instructions.
 __device__ __forceinline__ int64_t slot_of(const int32_t* table, int64_t key, int64_t block_size, int64_t num_blocks) {
-  int64_t id = ldg(table + key / block_size);
+  const uint32_t k = uint32_t(key), bs = uint32_t(block_size), blk = k / bs;
+  int64_t id = ldg(table + blk);
   if (id < 0 || id >= num_blocks) id = 0;
-  return id * block_size + key % block_size;
+  return id * int64_t(bs) + int64_t(k - blk * bs);
 }
 
 // dtype and head_dim dispatch of the launchers
@@ -282,17 +284,64 @@ template <class F> void dispatch_dim(int64_t D, F&& body) {
 }
 
 // ---- launching
-#ifndef AIOS_EMU
-inline void raise_smem_limit(const void* kernel, size_t smem, const char* name) {
-  // A block gets more than 48 KB of dynamic shared memory only after this; done once per kernel.
-  static const void* raised[64];
-  static int n = 0;
-  for (int i = 0; i < n; ++i)
-    if (raised[i] == kernel) return;
-  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), name);
-  if (n < 64) raised[n++] = kernel;
+/** The current device's multiprocessor count (the split-KV plan's only device input); the emulator says 132, an H200's. */
+#ifdef AIOS_EMU
+inline int64_t sm_count() { return 132; }
+#else
+inline int64_t sm_count() {
+  static int cached[64] = {};
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev < 0 || dev >= 64) dev = 0;
+  if (!cached[dev]) check(cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
+  return cached[dev];
 }
 #endif
+
+#ifndef AIOS_EMU
+inline void raise_smem_limit(const void* kernel, size_t smem, const char* name) {
+  // A block gets more than 48 KB of dynamic shared memory only after this; done once per kernel and device.
+  static const void* raised[128];
+  static int devs[128];
+  static int n = 0;
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  for (int i = 0; i < n; ++i)
+    if (raised[i] == kernel && devs[i] == dev) return;
+  check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)), name);
+  if (n < 128) {
+    raised[n] = kernel;
+    devs[n++] = dev;
+  }
+}
+#endif
+
+/** How many blocks of `kernel` the whole GPU runs at once (SMs x the occupancy calculator's blocks per SM). */
+template <class... P> int64_t resident_blocks(void (*kernel)(P...), int threads, size_t smem, const char* name) {
+#ifdef AIOS_EMU
+  (void)kernel, (void)threads, (void)smem, (void)name;
+  return sm_count() * 2;
+#else
+  static const void* keys[64];
+  static int64_t values[64], devs[64];
+  static int n = 0;
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  const void* key = reinterpret_cast<const void*>(kernel);
+  for (int i = 0; i < n; ++i)
+    if (keys[i] == key && devs[i] == dev) return values[i];
+  if (smem > 48 * 1024) raise_smem_limit(key, smem, name);
+  int per_sm = 0;
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem), name);
+  const int64_t r = sm_count() * (per_sm > 0 ? per_sm : 1);
+  if (n < 64) {
+    keys[n] = key;
+    devs[n] = dev;
+    values[n++] = r;
+  }
+  return r;
+#endif
+}
 
 template <class... P, class... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st, const char* name, A... args) {
@@ -307,19 +356,6 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st,
 #endif
 }
 
-/** The current device's multiprocessor count (the split-KV plan's only device input); the emulator says 132, an H200's. */
-#ifdef AIOS_EMU
-inline int64_t sm_count() { return 132; }
-#else
-inline int64_t sm_count() {
-  static int cached[64] = {};
-  int dev = 0;
-  check(cudaGetDevice(&dev), "cudaGetDevice");
-  if (dev < 0 || dev >= 64) dev = 0;
-  if (!cached[dev]) check(cudaDeviceGetAttribute(&cached[dev], cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
-  return cached[dev];
-}
-#endif
 
 }  // namespace aios::AIOS_FLASH_NS::flash
 

@@ -409,7 +409,25 @@ __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs
 }  // namespace flash
 
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits) {
-  return aios::flash::decode_plan(a, version, splits, flash::sm_count());
+  using namespace flash;
+  // The automatic split fills waves of the blocks the GPU holds at once, so it asks the occupancy
+  // calculator about the kernel this version launches (a version that cannot run: any guess will do).
+  int64_t resident = 2 * sm_count();
+  if (aios::flash::decode_unsupported(a, version).empty() && splits == 0 && version != 1) {
+    dispatch_any(a.dt, [&](auto tag) {
+      using T = decltype(tag);
+      dispatch_dim(a.head_dim, [&](auto dim) {
+        constexpr int D = decltype(dim)::value;
+        if (version == 3) {
+          if constexpr (!std::is_same_v<T, float> && D <= 128)
+            resident = resident_blocks(decode_mma_kernel<T, D>, kDecThreads, MmaShape<D>::smem, "flash_decode v3");
+        } else if constexpr (kVec<T> * 32 >= D) {
+          resident = resident_blocks(decode_scalar_kernel<T, D>, kDecThreads, ScalarShape<T, D>::smem, "flash_decode v2");
+        }
+      });
+    });
+  }
+  return aios::flash::decode_plan(a, version, splits, resident);
 }
 
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
@@ -426,6 +444,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, in
   float* ws_lse = plan.splits > 1 ? ws_o + plan.splits * a.num_tokens * a.q_heads * a.head_dim : nullptr;
   const float scale_log2 = a.scale * kLog2e;
   const dim3 grid(unsigned(plan.splits), unsigned(a.kv_heads), unsigned(a.num_seqs));
+  if (a.num_seqs > 65535 || a.max_q_len > 65535) throw Error("flash_decode: more than 65535 sequences or queries per sequence in one launch");
   dispatch_any(a.dt, [&](auto tag) {
     using T = decltype(tag);
     dispatch_dim(a.head_dim, [&](auto dim) {

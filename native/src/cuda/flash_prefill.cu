@@ -13,8 +13,8 @@
 //       probabilities there and fed back as the A operand of P V. K_{j+1} is
 //       copied (cp.async) while P V_j runs, V_j while Q K_j^T runs.
 //
-// Both: grid (row tiles, heads, sequences); the tile with the most keys goes
-// first; rows past a sequence's query run and keys past its context are zero-
+// Both: grid (heads, sequences, row tiles), the row tile slowest, so the tiles
+// with the most keys (the last rows) of every head and sequence start first; rows past a sequence's query run and keys past its context are zero-
 // filled and masked, so any length works. Keys come through the block table:
 // a cached prefix (context_len > q_len) needs nothing special.
 #include "flash_common.cuh"
@@ -41,10 +41,10 @@ template <class T, int D> __global__ void __launch_bounds__(kV1Threads) prefill_
   float* Vs = Ks + BN * (D + 1);                      // [BN][D]
   float* Ps = Vs + BN * D;                            // [BM][BN+1]
 
-  const int b = int(blockIdx.z), h = int(blockIdx.y);
+  const int b = int(blockIdx.y), h = int(blockIdx.x);
   const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
   const int64_t ctx = ldg(a.context_lens + b);
-  const int64_t m0 = int64_t(gridDim.x - 1 - blockIdx.x) * BM;  // the tile with the most keys first
+  const int64_t m0 = int64_t(gridDim.z - 1 - blockIdx.z) * BM;  // the tiles with the most keys start first
   if (m0 >= q_len) return;
   const int tid = int(threadIdx.x), r = tid / 4, quad = tid % 4;
   const int64_t Hq = a.q_heads, Hkv = a.kv_heads, kvh = h / (Hq / Hkv);
@@ -138,12 +138,12 @@ template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_
   T* Ks = Qs + BM * S;                         // [BN][S]
   T* Vs = Ks + BN * S;                         // [BN][S]
 
-  const int b = int(blockIdx.z);
-  const int64_t kvh = blockIdx.y, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
+  const int b = int(blockIdx.y);
+  const int64_t kvh = blockIdx.x, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
   const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
   const int64_t ctx = ldg(a.context_lens + b);
   const int64_t rows = q_len * group;                             // packed rows: (token r / group, head r % group)
-  const int64_t m0 = int64_t(gridDim.x - 1 - blockIdx.x) * BM;   // the tile with the most keys first
+  const int64_t m0 = int64_t(gridDim.z - 1 - blockIdx.z) * BM;   // the tiles with the most keys start first
   if (m0 >= rows) return;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int64_t first_pos = ctx - q_len;
@@ -282,6 +282,15 @@ template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_
 }  // namespace
 }  // namespace flash
 
+namespace flash {
+namespace {
+void check_grid(const dim3& g) {
+  if (g.y > 65535 || g.z > 65535)
+    throw Error("flash_prefill: " + std::to_string(g.y) + " sequences x " + std::to_string(g.z) + " row tiles exceed a launch's grid (65535 each)");
+}
+}  // namespace
+}  // namespace flash
+
 void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
   using namespace flash;
   const std::string why = aios::flash::prefill_unsupported(a, version);
@@ -293,7 +302,8 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
       using T = decltype(tag);
       dispatch_dim(a.head_dim, [&](auto dim) {
         constexpr int D = decltype(dim)::value;
-        const dim3 grid(unsigned((a.max_q_len + kV1Rows - 1) / kV1Rows), unsigned(a.q_heads), unsigned(a.num_seqs));
+        const dim3 grid(unsigned(a.q_heads), unsigned(a.num_seqs), unsigned((a.max_q_len + kV1Rows - 1) / kV1Rows));
+        check_grid(grid);
         launch(prefill_v1_kernel<T, D>, grid, dim3(kV1Threads), v1_smem<D>(), st, "flash_prefill v1", a, scale_log2);
       });
     });
@@ -301,7 +311,8 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
     dispatch_half(a.dt, [&](auto tag) {
       using T = decltype(tag);
       const int64_t group = a.q_heads / a.kv_heads;
-      const dim3 grid(unsigned((a.max_q_len * group + kV2Rows - 1) / kV2Rows), unsigned(a.kv_heads), unsigned(a.num_seqs));
+      const dim3 grid(unsigned(a.kv_heads), unsigned(a.num_seqs), unsigned((a.max_q_len * group + kV2Rows - 1) / kV2Rows));
+      check_grid(grid);
       if (a.head_dim == 64)
         launch(prefill_v2_kernel<T, 64>, grid, dim3(kV2Threads), v2_smem<64>(), st, "flash_prefill v2", a, scale_log2);
       else
