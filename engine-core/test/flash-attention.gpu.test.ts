@@ -33,8 +33,8 @@ function unsupported(kind: 'prefill' | 'decode', version: number, c: FlashCase):
   const half = c.dtype === 'bf16' || c.dtype === 'f16';
   const rows = Math.max(...c.seqs.map(([q]) => q)) * c.group;
   if (kind === 'prefill') {
-    if (version === 2 && !half) return 'v2 needs bf16/f16';
-    if (version === 2 && c.headDim > 128) return 'v2 needs head_dim 64/128';
+    if (version >= 2 && !half) return `v${version} needs bf16/f16`;
+    if (version >= 2 && c.headDim > 128) return `v${version} needs head_dim 64/128`;
     return '';
   }
   if (version === 3 && (!half || c.headDim > 128)) return 'v3 needs bf16/f16 and head_dim 64/128';

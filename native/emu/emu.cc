@@ -36,10 +36,11 @@ struct Fiber {
   std::deque<std::vector<Copy>> groups;   // committed, oldest first
 };
 
-enum class Op : int { none, shfl, ldmatrix, ldmatrix_trans, mma_bf16, mma_f16 };
+enum class Op : int { none, shfl, vote, ldmatrix, ldmatrix_trans, mma_bf16, mma_f16 };
 const char* op_name(Op op) {
   switch (op) {
     case Op::shfl: return "shfl_xor";
+    case Op::vote: return "any_sync";
     case Op::ldmatrix: return "ldmatrix";
     case Op::ldmatrix_trans: return "ldmatrix.trans";
     case Op::mma_bf16: return "mma.bf16";
@@ -179,6 +180,21 @@ float shfl_xor(float v, int lane_mask) {
     for (int l = 0; l < 32; ++l) std::memcpy(w.out[l], w.in[l ^ w.arg], 4);
   });
   return out;
+}
+
+bool warp_any(bool p) {
+  const int in = p ? 1 : 0;
+  int out = 0;
+  warp_op(Op::vote, 0, &in, 4, &out, 4, [](Warp& w) {
+    int any = 0;
+    for (int l = 0; l < 32; ++l) {
+      int v;
+      std::memcpy(&v, w.in[l], 4);
+      any |= v;
+    }
+    for (int l = 0; l < 32; ++l) std::memcpy(w.out[l], &any, 4);
+  });
+  return out != 0;
 }
 
 void ldmatrix_x4(uint32_t* r, const void* smem_row, bool trans) {

@@ -37,6 +37,7 @@ const dim3& grid_dim();
 unsigned char* shared_base();
 void syncthreads();
 float shfl_xor(float v, int lane_mask);
+bool warp_any(bool p);
 void ldmatrix_x4(uint32_t* r, const void* smem_row, bool trans);
 void mma_16816(float* d, const uint32_t* a, const uint32_t* b, bool bf16);
 void cp_async16(void* smem, const void* gmem, bool valid);

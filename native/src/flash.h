@@ -8,6 +8,9 @@
 //   prefill 1  scalar FlashAttention: Q, K, V tiles in shared memory, online softmax in registers
 //   prefill 2  tensor cores: mma.sync m16n8k16 with ldmatrix, P kept in registers, cp.async
 //              double buffering, the query heads of one KV head packed into the tile's rows
+//   prefill 3  v2 with 32 rows per warp: each K/V fragment read from shared memory feeds two
+//              mma's (half v2's shared-memory traffic per FLOP); Q re-read from shared memory
+//   prefill 4  v3 with K/V in a 3-buffer ring: copies two tiles ahead, one barrier per tile
 //   decode 1   scalar, one block per (sequence, KV head): the KV head's query heads share each
 //              16-byte K/V load; the whole context in one block
 //   decode 2   decode 1 split over blocks along the context (flash-decoding) + a combine kernel
@@ -22,7 +25,7 @@
 
 namespace aios::flash {
 
-constexpr int kPrefillVersions = 2;
+constexpr int kPrefillVersions = 4;
 constexpr int kDecodeVersions = 3;
 constexpr int64_t kDecodeTile = 64;          // keys per decode tile; a split covers whole tiles
 constexpr int64_t kMinTilesPerSplit = 4;     // the automatic split never gives a block fewer keys than 4 tiles
@@ -35,9 +38,10 @@ inline std::string prefill_unsupported(const PagedAttentionArgs& a, int version)
   if (version < 1 || version > kPrefillVersions)
     return "prefill version " + std::to_string(version) + " does not exist (1.." + std::to_string(kPrefillVersions) + ")";
   if (version == 1 && D != 64 && D != 128 && D != 256) return "prefill v1 needs head_dim 64, 128 or 256, got " + std::to_string(D);
-  if (version == 2) {
-    if (!is_half(a.dt)) return std::string("prefill v2 (tensor cores) needs bf16 or f16, got ") + dtype_name(a.dt);
-    if (D != 64 && D != 128) return "prefill v2 needs head_dim 64 or 128, got " + std::to_string(D);
+  if (version >= 2) {
+    const std::string v = "prefill v" + std::to_string(version);
+    if (!is_half(a.dt)) return v + " (tensor cores) needs bf16 or f16, got " + dtype_name(a.dt);
+    if (D != 64 && D != 128) return v + " needs head_dim 64 or 128, got " + std::to_string(D);
   }
   return "";
 }

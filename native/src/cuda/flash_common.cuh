@@ -157,6 +157,15 @@ __device__ __forceinline__ float shfl_xor(float v, int lane_mask) {
 #endif
 }
 
+/** Whether `p` holds on any lane of the warp (all 32 lanes must call it). */
+__device__ __forceinline__ bool warp_any(bool p) {
+#ifdef AIOS_EMU
+  return emurt::warp_any(p);
+#else
+  return __any_sync(0xffffffffu, p);
+#endif
+}
+
 /** 2^x (ex2.approx: 2^-inf = 0). */
 __device__ __forceinline__ float exp2_fast(float x) {
 #ifdef AIOS_EMU

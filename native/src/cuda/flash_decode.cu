@@ -303,6 +303,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
       mma_16816<T>(s[1], qf[ks], kf[2], kf[3]);
     }
     const int64_t n0 = k_begin + int64_t(t) * kTile + warp * 16;
+    float alpha[2];
     for (int h2 = 0; h2 < 2; ++h2) {
       float mx = kNegInf;
       for (int nt = 0; nt < 2; ++nt)
@@ -315,7 +316,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
       mx = quad_max(mx);
       const float m_new = fmaxf(m_run[h2], mx);
       const float m_use = m_new == kNegInf ? 0.0f : m_new;
-      const float alpha = exp2_fast(m_run[h2] - m_use);
+      alpha[h2] = exp2_fast(m_run[h2] - m_use);
       m_run[h2] = m_new;
       float psum = 0.0f;
       for (int nt = 0; nt < 2; ++nt)
@@ -324,12 +325,15 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
           v = exp2_fast(v - m_use);
           psum += v;
         }
-      l_run[h2] = l_run[h2] * alpha + psum;
-      for (int i = 0; i < D / 8; ++i) {
-        o[i][2 * h2] *= alpha;
-        o[i][2 * h2 + 1] *= alpha;
-      }
+      l_run[h2] = l_run[h2] * alpha[h2] + psum;
     }
+    if (warp_any(alpha[0] != 1.0f || alpha[1] != 1.0f))  // most tiles move no row's maximum
+      for (int i = 0; i < D / 8; ++i) {
+        o[i][0] *= alpha[0];
+        o[i][1] *= alpha[0];
+        o[i][2] *= alpha[1];
+        o[i][3] *= alpha[1];
+      }
     const uint32_t pf[4] = {pack2<T>(s[0][0], s[0][1]), pack2<T>(s[0][2], s[0][3]), pack2<T>(s[1][0], s[1][1]),
                             pack2<T>(s[1][2], s[1][3])};
     for (int dp = 0; dp < D / 16; ++dp) {

@@ -12,8 +12,17 @@
 //       heads share every K/V tile. S = Q K^T stays in registers, is turned into
 //       probabilities there and fed back as the A operand of P V. K_{j+1} is
 //       copied (cp.async) while P V_j runs, V_j while Q K_j^T runs.
+//   v3  v2 with 32 rows per warp (128 per block): every K and V fragment a warp
+//       reads from shared memory feeds two mma's, halving the shared-memory bytes
+//       per FLOP, which bound v2 (16 FLOP per byte read; Hopper's shared memory
+//       gives 128 bytes per clock per SM). Q is re-read from shared memory per
+//       k-step instead of held in registers, which 32 rows of output need.
+//       Tiles of 32 keys, so 32 rows of S fit the registers beside the output.
+//   v4  v3 with K and V in a ring of 3 tile buffers: the copies of tile j+2 are
+//       in flight while tiles j and j+1 are computed, and one barrier per tile
+//       instead of two.
 //
-// Both: grid (heads, sequences, row tiles), the row tile slowest, so the tiles
+// All: grid (heads, sequences, row tiles), the row tile slowest, so the tiles
 // with the most keys (the last rows) of every head and sequence start first; rows past a sequence's query run and keys past its context are zero-
 // filled and masked, so any length works. Keys come through the block table:
 // a cached prefix (context_len > q_len) needs nothing special.
@@ -125,18 +134,30 @@ template <class T, int D> __global__ void __launch_bounds__(kV1Threads) prefill_
   }
 }
 
-// ------------------------------------------------------------------ v2: tensor cores
+// ------------------------------------------------------------------ v2, v3: tensor cores
 
-constexpr int kV2Warps = 4, kV2Rows = 16 * kV2Warps, kV2Keys = 64, kV2Threads = 32 * kV2Warps;
+// A warp holds MT m16 tiles of rows (v2: 1, its Q fragments kept in registers; v3: 2, Q
+// re-read from shared memory each k-step, so that every K and V fragment a warp loads from
+// shared memory feeds MT mma's: v3 reads half the shared-memory bytes per FLOP of v2).
+// BN keys per tile (v3: 32, so that 32 rows of S fit the registers beside the output).
+constexpr int kTcWarps = 4, kTcThreads = 32 * kTcWarps;
 
-template <int D> constexpr int v2_stride() { return D + 8; }  // 16 bytes of padding per row: ldmatrix is conflict-free
-template <int D> constexpr size_t v2_smem() { return 2 * size_t(v2_stride<D>()) * (kV2Rows + 2 * kV2Keys); }
+template <int MT> constexpr int tc_rows() { return 16 * MT * kTcWarps; }
+template <int D> constexpr int tc_stride() { return D + 8; }  // 16 bytes of padding per row: ldmatrix is conflict-free
+// STAGES 1: one K and one V buffer (FA2's order: V_j lands during Q K_j^T, K_{j+1} during P V_j,
+// two barriers per tile); STAGES >= 2: K and V of a tile together in a ring of STAGES buffers,
+// tile j+STAGES-1 copied from the end of Q K_j^T on, one barrier per tile.
+template <int D, int MT, int BN, int STAGES> constexpr size_t tc_smem() {
+  return 2 * size_t(tc_stride<D>()) * (tc_rows<MT>() + 2 * BN * STAGES);
+}
 
-template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_v2_kernel(PagedAttentionArgs a, float scale_log2) {
-  constexpr int BM = kV2Rows, BN = kV2Keys, S = v2_stride<D>(), CHUNKS = D / 8;  // 16-byte chunks per row
+template <class T, int D, int MT, int BN, int STAGES>
+__global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kernel(PagedAttentionArgs a, float scale_log2) {
+  constexpr int BM = tc_rows<MT>(), S = tc_stride<D>(), CHUNKS = D / 8;  // 16-byte chunks per row
+  constexpr bool kQInRegs = MT == 1;
+  [[maybe_unused]] constexpr int kKsUnroll = kQInRegs ? D / 16 : 1;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [BM][S]
-  T* Ks = Qs + BM * S;                         // [BN][S]
-  T* Vs = Ks + BN * S;                         // [BN][S]
+  T* KVs = Qs + BM * S;                        // [STAGES][K, V][BN][S]
 
   const int b = int(blockIdx.y);
   const int64_t kvh = blockIdx.x, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
@@ -146,10 +167,11 @@ template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_
   const int64_t m0 = int64_t(gridDim.z - 1 - blockIdx.z) * BM;   // the tiles with the most keys start first
   if (m0 >= rows) return;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-  const int64_t first_pos = ctx - q_len;
+  // Positions and keys fit 32 bits (the binding checks the contexts do): cheaper than 64-bit math.
+  const int first_pos = int(ctx - q_len);
   const int64_t last_row = (m0 + BM < rows ? m0 + BM : rows) - 1;
-  const int64_t n_end = first_pos + last_row / group + 1;       // keys the tile's last row sees
-  const int64_t n_nomask = first_pos + m0 / group + 1;          // keys every row of the tile sees
+  const int n_end = first_pos + int(last_row / group) + 1;      // keys the tile's last row sees
+  const int n_nomask = first_pos + int(m0 / group) + 1;         // keys every row of the tile sees
   const int n_tiles = int((n_end + BN - 1) / BN);
   const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
   const int64_t num_blocks = a.num_slots / a.block_size;
@@ -158,8 +180,9 @@ template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_
   const T* vc = static_cast<const T*>(a.v_cache);
 
   // Each thread copies BN*CHUNKS/128 chunks per tile: rows tid/CHUNKS + i*(128/CHUNKS), column chunk tid%CHUNKS.
-  constexpr int kRowStep = kV2Threads / CHUNKS, kLoads = BN / kRowStep;
+  constexpr int kRowStep = kTcThreads / CHUNKS, kLoads = BN / kRowStep;
   const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+#pragma unroll
   for (int i = 0; i < BM / kRowStep; ++i) {
     const int row = ld_row + i * kRowStep;
     const int64_t pr = m0 + row;
@@ -167,117 +190,226 @@ template <class T, int D> __global__ void __launch_bounds__(kV2Threads) prefill_
     const T* src = valid ? q + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + ld_col : q;
     cp_async16(Qs + row * S + ld_col, src, valid);
   }
-  int32_t slots[kLoads];  // pool slots of this thread's K/V rows in the current tile (-1: past the context)
+  int32_t slots[kLoads];  // pool slots of this thread's K/V rows in a tile (-1: past the context)
   auto locate = [&](int tile) {
+#pragma unroll
     for (int i = 0; i < kLoads; ++i) {
-      const int64_t key = int64_t(tile) * BN + ld_row + i * kRowStep;
+      const int key = tile * BN + ld_row + i * kRowStep;
       slots[i] = key < n_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
     }
   };
-  auto load_tile = [&](const T* cache, T* dst) {
+  auto load = [&](const T* cache, T* dst) {
+#pragma unroll
     for (int i = 0; i < kLoads; ++i) {
       const bool valid = slots[i] >= 0;
       cp_async16(dst + (ld_row + i * kRowStep) * S + ld_col, valid ? cache + (slots[i] * Hkv + kvh) * D + ld_col : cache, valid);
     }
   };
-  locate(0);
-  load_tile(kc, Ks);
-  cp_async_commit();
+  auto k_buf = [&](int tile) { return KVs + (STAGES > 1 ? tile % STAGES : 0) * 2 * BN * S; };
+  auto v_buf = [&](int tile) { return k_buf(tile) + BN * S; };
 
-  uint32_t qf[D / 16][4];  // this warp's 16 query rows as A fragments, one per 16 dims
-  float o[D / 8][4];       // output accumulators: 8 dims per n-tile; [0,1] row g, [2,3] row g+8
-  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};  // rows g and g+8
-  const int64_t wrow = m0 + warp * 16;
+  uint32_t qf[kQInRegs ? D / 16 : 1][4];  // (v3: unused)  // v2: this warp's 16 query rows as A fragments, one per 16 dims
+  float o[MT][D / 8][4];  // output accumulators: 8 dims per n-tile; [0,1] row g, [2,3] row g+8 of each m-tile
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+  float m_run[MT][2], l_run[MT][2];
+  int row_pos[MT][2];
+  const int64_t wrow = m0 + warp * 16 * MT;
   const bool warp_active = wrow < rows;  // a warp whose rows are all padding skips the math
-  int64_t row_pos[2];
-  for (int h2 = 0; h2 < 2; ++h2) row_pos[h2] = first_pos + (wrow + g + 8 * h2) / group;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h2 = 0; h2 < 2; ++h2) {
+      m_run[mt][h2] = kNegInf;
+      l_run[mt][h2] = 0.0f;
+      row_pos[mt][h2] = first_pos + int((wrow + mt * 16 + g + 8 * h2) / group);
+    }
+  const T* q_warp = Qs + (warp * 16 * MT + (lane & 15)) * S + (lane >> 4) * 8;  // + mt*16 rows, + ks*16 dims
+  uint32_t pf[MT][BN / 16][4];  // P as A fragments, one per 16 keys
 
-  for (int j = 0; j < n_tiles; ++j) {
-    cp_async_wait<0>();
-    __syncthreads();  // K_j (and Q) landed for every thread; every warp is done with V_{j-1}
-    if (j == 0)
-      for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * S + ks * 16 + (lane >> 4) * 8);
-    load_tile(vc, Vs);  // slots still locate tile j
-    cp_async_commit();
-
-    float s[BN / 8][4];
-    uint32_t pf[BN / 16][4];  // P as A fragments, one per 16 keys
-    if (warp_active) {
-      for (int i = 0; i < BN / 8; ++i) s[i][0] = s[i][1] = s[i][2] = s[i][3] = 0.0f;
-      for (int ks = 0; ks < D / 16; ++ks)
-        for (int nt = 0; nt < BN / 8; nt += 2) {
-          uint32_t kf[4];  // keys nt*8..nt*8+15, dims ks*16..ks*16+15: B fragments of two n-tiles
-          ldmatrix_x4(kf, Ks + (nt * 8 + (lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8);
-          mma_16816<T>(s[nt], qf[ks], kf[0], kf[1]);
-          mma_16816<T>(s[nt + 1], qf[ks], kf[2], kf[3]);
+  // S = Q K_j^T, masked and turned into probabilities in registers (online softmax), into pf.
+  auto qk_softmax = [&](const T* Kt, int j) {
+    float s[MT][BN / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.0f;
+    // v3 keeps this loop rolled (ks only moves addresses there): fully unrolled, the scheduler
+    // hoists enough fragment loads to run out of registers.
+#pragma unroll(kKsUnroll)
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t qk[MT][4];
+      if constexpr (!kQInRegs) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(qk[mt], q_warp + mt * 16 * S + ks * 16);
+      }
+#pragma unroll
+      for (int nt = 0; nt < BN / 8; nt += 2) {
+        uint32_t kf[4];  // keys nt*8..nt*8+15, dims ks*16..ks*16+15: B fragments of two n-tiles
+        ldmatrix_x4(kf, Kt + (nt * 8 + (lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          if constexpr (kQInRegs) {
+            mma_16816<T>(s[mt][nt], qf[ks], kf[0], kf[1]);
+            mma_16816<T>(s[mt][nt + 1], qf[ks], kf[2], kf[3]);
+          } else {
+            mma_16816<T>(s[mt][nt], qk[mt], kf[0], kf[1]);
+            mma_16816<T>(s[mt][nt + 1], qk[mt], kf[2], kf[3]);
+          }
         }
-      const int64_t n0 = int64_t(j) * BN;
-      const bool mask = n0 + BN > n_nomask;
+      }
+    }
+    const int n0 = j * BN;
+    const bool mask = n0 + BN > n_nomask;
+    float alpha[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
       for (int h2 = 0; h2 < 2; ++h2) {
         float mx = kNegInf;
+#pragma unroll
         for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
           for (int e = 0; e < 2; ++e) {
-            float& v = s[nt][2 * h2 + e];
-            const int64_t key = n0 + nt * 8 + 2 * t4 + e;
-            v = mask && (key > row_pos[h2] || key >= n_end) ? kNegInf : v * scale_log2;
+            float& v = s[mt][nt][2 * h2 + e];
+            const int key = n0 + nt * 8 + 2 * t4 + e;
+            v = mask && (key > row_pos[mt][h2] || key >= n_end) ? kNegInf : v * scale_log2;
             mx = fmaxf(mx, v);
           }
         mx = quad_max(mx);
-        const float m_new = fmaxf(m_run[h2], mx);
-        const float m_use = m_new == kNegInf ? 0.0f : m_new;
-        const float alpha = exp2_fast(m_run[h2] - m_use);
-        m_run[h2] = m_new;
+        const float m_new = fmaxf(m_run[mt][h2], mx);
+        const float m_use = m_new == kNegInf ? 0.0f : m_new;  // a row with nothing visible yet stays at zero
+        alpha[mt][h2] = exp2_fast(m_run[mt][h2] - m_use);  // rescales what was summed under the old max
+        m_run[mt][h2] = m_new;
         float psum = 0.0f;
+#pragma unroll
         for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
           for (int e = 0; e < 2; ++e) {
-            float& v = s[nt][2 * h2 + e];
+            float& v = s[mt][nt][2 * h2 + e];
             v = exp2_fast(v - m_use);
             psum += v;
           }
-        l_run[h2] = l_run[h2] * alpha + psum;
+        l_run[mt][h2] = l_run[mt][h2] * alpha[mt][h2] + psum;
+      }
+    // Once the running maxima settle, most tiles move none of them: skip the output's rescaling
+    // (a multiply per accumulator, about one per mma) unless some row of the warp needs it.
+    bool moved = false;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) moved |= alpha[mt][0] != 1.0f || alpha[mt][1] != 1.0f;
+    if (warp_any(moved))
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
         for (int i = 0; i < D / 8; ++i) {
-          o[i][2 * h2] *= alpha;
-          o[i][2 * h2 + 1] *= alpha;
+          o[mt][i][0] *= alpha[mt][0];
+          o[mt][i][1] *= alpha[mt][0];
+          o[mt][i][2] *= alpha[mt][1];
+          o[mt][i][3] *= alpha[mt][1];
+        }
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int kk = 0; kk < BN / 16; ++kk) {
+        pf[mt][kk][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pf[mt][kk][1] = pack2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pf[mt][kk][2] = pack2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pf[mt][kk][3] = pack2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+  };
+  // O += P V_j
+  auto pv = [&](const T* Vt) {
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; ++kk)
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t vf[4];  // keys kk*16..+15, dims dp*16..+15, transposed: B fragments of two n-tiles of dims
+        ldmatrix_x4_trans(vf, Vt + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_16816<T>(o[mt][2 * dp], pf[mt][kk], vf[0], vf[1]);
+          mma_16816<T>(o[mt][2 * dp + 1], pf[mt][kk], vf[2], vf[3]);
         }
       }
-      for (int kk = 0; kk < BN / 16; ++kk) {
-        pf[kk][0] = pack2<T>(s[2 * kk][0], s[2 * kk][1]);
-        pf[kk][1] = pack2<T>(s[2 * kk][2], s[2 * kk][3]);
-        pf[kk][2] = pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]);
-        pf[kk][3] = pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3]);
-      }
-    }
+  };
 
-    cp_async_wait<0>();
-    __syncthreads();  // V_j landed; every warp is done with K_j
-    if (j + 1 < n_tiles) {
-      locate(j + 1);
-      load_tile(kc, Ks);
+  if constexpr (STAGES == 1) {
+    locate(0);
+    load(kc, k_buf(0));
+    cp_async_commit();
+    for (int j = 0; j < n_tiles; ++j) {
+      cp_async_wait<0>();
+      __syncthreads();  // K_j (and Q) landed for every thread; every warp is done with V_{j-1}
+      if constexpr (kQInRegs)
+        if (j == 0)
+#pragma unroll
+          for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], q_warp + ks * 16);
+      load(vc, v_buf(j));  // slots still locate tile j
+      cp_async_commit();
+      if (warp_active) qk_softmax(k_buf(j), j);
+      cp_async_wait<0>();
+      __syncthreads();  // V_j landed; every warp is done with K_j
+      if (j + 1 < n_tiles) {
+        locate(j + 1);
+        load(kc, k_buf(j + 1));
+        cp_async_commit();
+      }
+      if (warp_active) pv(v_buf(j));
+    }
+  } else {
+    // One commit group per tile (empty past the last), so "tile j has landed" is always
+    // "at most STAGES-2 groups pending" at the top of iteration j.
+#pragma unroll
+    for (int st = 0; st < STAGES - 1; ++st) {
+      if (st < n_tiles) {
+        locate(st);
+        load(kc, k_buf(st));
+        load(vc, v_buf(st));
+      }
       cp_async_commit();
     }
-    if (warp_active)
-      for (int kk = 0; kk < BN / 16; ++kk)
-        for (int dp = 0; dp < D / 16; ++dp) {
-          uint32_t vf[4];  // keys kk*16..+15, dims dp*16..+15, transposed: B fragments of two n-tiles of dims
-          ldmatrix_x4_trans(vf, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8);
-          mma_16816<T>(o[2 * dp], pf[kk], vf[0], vf[1]);
-          mma_16816<T>(o[2 * dp + 1], pf[kk], vf[2], vf[3]);
-        }
+    for (int j = 0; j < n_tiles; ++j) {
+      cp_async_wait<(STAGES > 1 ? STAGES - 2 : 0)>();
+      __syncthreads();  // tile j (and Q) landed for every thread; every warp is done with tile j-1's buffers
+      if constexpr (kQInRegs)
+        if (j == 0)
+#pragma unroll
+          for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], q_warp + ks * 16);
+      if (warp_active) qk_softmax(k_buf(j), j);
+      if (j + STAGES - 1 < n_tiles) {  // into the buffers tile j-1 used
+        locate(j + STAGES - 1);
+        load(kc, k_buf(j + STAGES - 1));
+        load(vc, v_buf(j + STAGES - 1));
+      }
+      cp_async_commit();
+      if (warp_active) pv(v_buf(j));
+    }
   }
 
   cp_async_wait<0>();  // nothing is pending on a valid step; a step whose context is shorter than its queries may have a copy left
   if (!warp_active) return;
   T* out = static_cast<T*>(a.out);
-  for (int h2 = 0; h2 < 2; ++h2) {
-    const int64_t pr = wrow + g + 8 * h2;
-    const float l = quad_sum(l_run[h2]);
-    if (pr >= rows) continue;
-    const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    uint32_t* dst = reinterpret_cast<uint32_t*>(out + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + 2 * t4);
-    for (int i = 0; i < D / 8; ++i) stg(dst + i * 4, pack2<T>(o[i][2 * h2] * inv, o[i][2 * h2 + 1] * inv));
-  }
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h2 = 0; h2 < 2; ++h2) {
+      const int64_t pr = wrow + mt * 16 + g + 8 * h2;
+      const float l = quad_sum(l_run[mt][h2]);
+      if (pr >= rows) continue;
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      uint32_t* dst = reinterpret_cast<uint32_t*>(out + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + 2 * t4);
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) stg(dst + i * 4, pack2<T>(o[mt][i][2 * h2] * inv, o[mt][i][2 * h2 + 1] * inv));
+    }
 }
+
+// The tensor-core versions: (m-tiles per warp, keys per tile, K/V buffers).
+template <int V> struct TcConfig;
+template <> struct TcConfig<2> { static constexpr int MT = 1, BN = 64, STAGES = 1; };
+template <> struct TcConfig<3> { static constexpr int MT = 2, BN = 32, STAGES = 1; };
+template <> struct TcConfig<4> { static constexpr int MT = 2, BN = 32, STAGES = 3; };
 
 }  // namespace
 }  // namespace flash
@@ -310,13 +442,21 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
   } else {
     dispatch_half(a.dt, [&](auto tag) {
       using T = decltype(tag);
-      const int64_t group = a.q_heads / a.kv_heads;
-      const dim3 grid(unsigned(a.kv_heads), unsigned(a.num_seqs), unsigned((a.max_q_len * group + kV2Rows - 1) / kV2Rows));
-      check_grid(grid);
-      if (a.head_dim == 64)
-        launch(prefill_v2_kernel<T, 64>, grid, dim3(kV2Threads), v2_smem<64>(), st, "flash_prefill v2", a, scale_log2);
-      else
-        launch(prefill_v2_kernel<T, 128>, grid, dim3(kV2Threads), v2_smem<128>(), st, "flash_prefill v2", a, scale_log2);
+      auto run = [&](auto cfg, auto dim) {
+        constexpr int MT = decltype(cfg)::MT, BN = decltype(cfg)::BN, ST = decltype(cfg)::STAGES, D = decltype(dim)::value;
+        const int64_t group = a.q_heads / a.kv_heads;
+        const dim3 grid(unsigned(a.kv_heads), unsigned(a.num_seqs), unsigned((a.max_q_len * group + tc_rows<MT>() - 1) / tc_rows<MT>()));
+        check_grid(grid);
+        static const char* names[] = {"", "", "flash_prefill v2", "flash_prefill v3", "flash_prefill v4"};
+        launch(prefill_tc_kernel<T, D, MT, BN, ST>, grid, dim3(kTcThreads), tc_smem<D, MT, BN, ST>(), st, names[version], a, scale_log2);
+      };
+      auto with_dim = [&](auto cfg) {
+        if (a.head_dim == 64) run(cfg, std::integral_constant<int, 64>{});
+        else run(cfg, std::integral_constant<int, 128>{});
+      };
+      if (version == 2) with_dim(TcConfig<2>{});
+      else if (version == 3) with_dim(TcConfig<3>{});
+      else with_dim(TcConfig<4>{});
     });
   }
 }
