@@ -69,13 +69,12 @@ export function kernelShapes(quick: boolean, tiny = false): KernelShape[] {
     add('decode', '8B', 3, 1, 130);
     return shapes;
   }
-  for (const model of ['0.6B', '8B']) {
-    add('prefill', model, 8, 2048, 2048);
-    if (!quick) add('prefill', model, 1, 16384, 16384);
-  }
+  // The slowest shapes (lesson 08's kernel and v1 at 16k keys) last, so a run cut short keeps the rest.
+  for (const model of ['0.6B', '8B']) add('prefill', model, 8, 2048, 2048);
   const decodes: [number, number][] = quick ? [[1, 4096], [64, 1024], [256, 4096]]
     : [[1, 1024], [1, 4096], [1, 16384], [8, 4096], [64, 1024], [64, 4096], [256, 1024], [256, 4096]];
   for (const model of ['0.6B', '8B']) for (const [b, ctx] of decodes) add('decode', model, b, 1, ctx);
+  if (!quick) for (const model of ['0.6B', '8B']) add('prefill', model, 1, 16384, 16384);
   return shapes;
 }
 
@@ -317,19 +316,8 @@ async function main(): Promise<number> {
   console.log(`copy bandwidth (1 GiB device-to-device, read + write): ${copyGbPerS.toFixed(0)} GB/s this call` +
     (l00.gbPerS ? `; lesson 00 recorded ${l00.gbPerS.toFixed(0)} GB/s (${l00.file})` : '') +
     (peer?.copy ? `; torch ${peer.copy.gbPerS.toFixed(0)} GB/s` : ''));
-  const lines: string[] = [];
   const results: KernelShapeResult[] = [];
-  for (const [n, s] of shapes.entries()) {
-    const r = benchShape(s, device, budgetMs, seed + 17 * n, (line) => {
-      console.log(line);
-      lines.push(line);
-    });
-    const p = peer?.shapes[s.name];
-    if (p) r.peer = p;
-    results.push(r);
-  }
-
-  const record: KernelRecord = {
+  const recordOf = (partial: boolean): KernelRecord => ({
     schema: 1,
     kind: 'kernel',
     lesson: 9,
@@ -339,6 +327,7 @@ async function main(): Promise<number> {
     hardware,
     settings: {
       device, dtype: DTYPE, blockSize: BLOCK, headDim: 128, budgetMsPerVersion: budgetMs, quick: values.quick, seed,
+      ...(partial ? { partial: `${results.length} of ${shapes.length} shapes so far` } : {}),
       timing: 'CUDA events around N back-to-back calls (a repeat of about 2 ms), warm-up first, median of repeats over two passes; decode K/V rotated over pools so calls read HBM',
       counting: 'prefill: 4 x sum over queries of visible keys x headDim x qHeads FLOPs; decode: bytes of the visible keys\' K and V rows',
       check: 'each version\'s output vs lesson 08\'s CUDA pagedAttention on the same inputs, relative L2 error, before timing',
@@ -348,7 +337,17 @@ async function main(): Promise<number> {
       ceilings: { copyGbPerS, lesson00CopyGbPerS: l00.gbPerS, lesson00Record: l00.file, peerCopyGbPerS: peer?.copy?.gbPerS },
       peer: peer ? { library: 'torch.nn.functional.scaled_dot_product_attention (flash backend)', version: peer.torch, note: peer.note } : undefined,
     },
-  };
+  });
+  for (const [n, s] of shapes.entries()) {
+    const r = benchShape(s, device, budgetMs, seed + 17 * n, (line) => console.log(line));
+    const p = peer?.shapes[s.name];
+    if (p) r.peer = p;
+    results.push(r);
+    // What is measured so far survives a run cut short.
+    if (values.json && n + 1 < shapes.length) writeFileSync(values.json, JSON.stringify(recordOf(true), null, 2) + '\n');
+  }
+
+  const record = recordOf(false);
   if (values.json) writeFileSync(values.json, JSON.stringify(record, null, 2) + '\n');
   if (!values['no-record'] && !values.tiny) console.log(`record: ${writeRecord(record)}`);
   console.log('\n' + summary(record));
