@@ -595,7 +595,7 @@ Napi::Value FlashPrefill(const Napi::CallbackInfo& info) {
 Napi::Value FlashDecode(const Napi::CallbackInfo& info) {
   return op(info, "flashDecode", [&](Args& a) {
     const int version = int(a.size("version"));
-    const int64_t splits = a.size("splits");
+    [[maybe_unused]] const int64_t splits = a.size("splits");  // read by the CUDA path only
     aios::PagedAttentionArgs p = paged_args(a);
     check_flash_args(a, p);
     const std::string why = aios::flash::decode_unsupported(p, version);
@@ -627,7 +627,7 @@ Napi::Value FlashDecodePlan(const Napi::CallbackInfo& info) {
     const int d = device_arg(info, 0);
     aios::PagedAttentionArgs p{};
     const int version = int(to_i64(env, info[1], "flashDecodePlan(version)"));
-    const int64_t splits = to_i64(env, info[2], "flashDecodePlan(splits)");
+    [[maybe_unused]] const int64_t splits = to_i64(env, info[2], "flashDecodePlan(splits)");
     p.num_seqs = to_i64(env, info[3], "flashDecodePlan(numSeqs)");
     p.num_tokens = to_i64(env, info[4], "flashDecodePlan(numTokens)");
     p.q_heads = to_i64(env, info[5], "flashDecodePlan(qHeads)");
