@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <numeric>
+#include <random>
 #include <vector>
 
 #include "../src/cpu/numeric.h"
@@ -82,6 +84,8 @@ struct Runtime {
   std::string errors;
   int n_errors = 0;
   Counters counters;
+  std::mt19937 order_rng{12345};  // the order threads run in between synchronization points
+  std::vector<int> order;
 };
 
 Runtime R;
@@ -356,10 +360,16 @@ void launch(dim3 grid, dim3 block, size_t smem_bytes, const char* name, const st
           f.ctx.uc_link = &R.sched;
           makecontext(&f.ctx, trampoline, 0);
         }
+        // Threads run in a random order between synchronization points, a fresh one per block,
+        // so a read that misses a barrier meets unwritten (NaN) data in some runs.
+        R.order.resize(size_t(nthreads));
+        std::iota(R.order.begin(), R.order.end(), 0);
+        std::shuffle(R.order.begin(), R.order.end(), R.order_rng);
         for (;;) {
           bool all_done = true;
           const uint64_t before = R.events;
-          for (auto& f : R.fibers) {
+          for (int idx : R.order) {
+            Fiber& f = R.fibers[size_t(idx)];
             if (f.done) continue;
             all_done = false;
             R.cur = &f;
@@ -384,6 +394,7 @@ void register_buffer(const void* p, size_t bytes, const std::string& name, bool 
   R.buffers.push_back({static_cast<const unsigned char*>(p), bytes, name, writable});
 }
 void clear_buffers() { R.buffers.clear(); }
+void seed_order(unsigned seed) { R.order_rng.seed(seed); }
 
 std::string take_errors() {
   std::string e = R.errors;

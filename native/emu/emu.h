@@ -3,7 +3,7 @@
 // machine with no GPU and check their logic against the CPU reference.
 //
 // What it models: every thread of a block is a fiber; blocks run one after
-// another. __syncthreads waits for the whole block; warp-level operations
+// another, their threads in a random (seeded) order between synchronization points. __syncthreads waits for the whole block; warp-level operations
 // (shuffles, ldmatrix, mma.sync m16n8k16) wait for all 32 lanes and exchange
 // their registers exactly as the PTX manual lays the fragments out.
 // cp.async poisons its destination at once and copies only when the thread
@@ -52,6 +52,8 @@ void launch(dim3 grid, dim3 block, size_t smem_bytes, const char* name, const st
 // ---- the test's side
 void register_buffer(const void* p, size_t bytes, const std::string& name, bool writable);
 void clear_buffers();
+/** Seeds the random order threads run in between synchronization points. */
+void seed_order(unsigned seed);
 /** Errors recorded since the last call, one per line ("" when none). */
 std::string take_errors();
 

@@ -254,6 +254,7 @@ int main(int argc, char** argv) {
   }
   std::printf("flash_emu: seed %u\n", seed);
   std::mt19937 rng(seed);
+  aios::emurt::seed_order(seed);
   const DType B = DType::BF16, H = DType::F16, F = DType::F32;
   std::vector<Case> cases = {
       // prefill: ragged, lengths off the 32/64 tiles and off the block size, GQA 1..8
