@@ -43,7 +43,7 @@ template <int D> constexpr size_t v1_smem() {
 
 // Thread t owns query row t/4 of the tile; the 4 threads of a quad split that
 // row's keys (t%4, t%4+4, ...) for the scores and its dimensions for the output.
-template <class T, int D> __global__ void __launch_bounds__(kV1Threads) prefill_v1_kernel(PagedAttentionArgs a, float scale_log2) {
+template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefill_v1_kernel(PagedAttentionArgs a, float scale_log2) {
   constexpr int BM = kV1Rows, BN = kV1Keys, kDimsPerThread = D / 4, kKeysPerThread = BN / 4, VEC = kVec<T>;
   float* Qs = reinterpret_cast<float*>(smem_base());  // [BM][D+1], pre-scaled by scale*log2(e)
   float* Ks = Qs + BM * (D + 1);                      // [BN][D+1]
