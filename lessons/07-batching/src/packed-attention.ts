@@ -2,7 +2,7 @@
 // their slots, then attend through the block tables. Prefill sequences,
 // decode sequences and prefills over a cached prefix all go through the same
 // two calls; nothing here loops over sequences in JavaScript.
-import { type Tensor, ops } from '@aios/engine-core';
+import { type DType, type Device, type Tensor, ops } from '@aios/engine-core';
 import type { AttentionBackend, ForwardContext } from '@aios/engine-core/model/qwen3.ts';
 import type { PagedAttentionMeta } from '@aios/engine-core/ops.ts';
 
@@ -15,8 +15,16 @@ export interface PackedContext extends ForwardContext {
   pool: KVPool;
 }
 
-/** The attention op a packed step uses, writing into `out` when given one; lesson 09 brings faster ones with the same contract. */
-export type PagedAttentionOp = (q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor) => Tensor;
+/**
+ * The attention op a packed step uses, writing into `out` when given one; lesson 09 brings
+ * faster ones with the same contract. An op that needs scratch memory says how much
+ * (`workspaceBytes`, the most any step within the limits asks for) and takes it as `workspace`,
+ * so a forward that must not allocate (lesson 10's) can hold it.
+ */
+export interface PagedAttentionOp {
+  (q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, workspace?: Tensor): Tensor;
+  workspaceBytes?: (shape: { device: Device; dtype: DType; maxNumSeqs: number; maxContextLen: number; qHeads: number; kvHeads: number; headDim: number }) => number;
+}
 
 /** Lessons 07-08: the straightforward kernel, one thread block per (token, KV head). */
 export const straightforwardAttention: PagedAttentionOp = (q, k, v, meta, out) => ops.pagedAttention(q, k, v, meta, out);

@@ -1,0 +1,78 @@
+// Drives recipes down one forced token path (a sampler that records each logits
+// row and returns a fixed next token), so the logits of different lessons can be
+// compared step by step on the GPU, where bf16 rounding makes free-running
+// greedy paths diverge at near ties.
+import { expect } from 'vitest';
+
+import type { Device, Tensor } from '@aios/engine-core';
+import { LLM } from '@aios/engine-core/engine/llm.ts';
+import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
+import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import type { EngineOptions, Recipe } from '@aios/engine-core/engine/types.ts';
+
+export type Rows = Map<string, Float32Array>;
+
+export interface ForcedPath {
+  /** Distinct prompt lengths: a sequence is known by its length. */
+  promptLengths: number[];
+  steps: number;
+}
+
+export function forcedPrompts(p: ForcedPath): { prompts: number[][]; forced: number[][] } {
+  return {
+    prompts: p.promptLengths.map((n, i) => Array.from({ length: n }, (_, t) => (i * 7919 + t * 977 + 13) % 150_000)),
+    forced: p.promptLengths.map((_, i) => Array.from({ length: p.steps }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000)),
+  };
+}
+
+/** Runs a recipe down the path; returns every logits row, keyed "prompt:step", and what the parts said about themselves. */
+export function runForced(recipe: Recipe, path: ForcedPath, opts: { model: string; device: Device; engine?: Partial<EngineOptions> }): { rows: Rows; described: string[] } {
+  const { prompts, forced } = forcedPrompts(path);
+  const rows: Rows = new Map();
+  const recording: Recipe = {
+    ...recipe,
+    build(ctx) {
+      const parts = recipe.build(ctx);
+      return {
+        ...parts,
+        sampler: {
+          sample(logits: Tensor, seqs: readonly Sequence[]): number[] {
+            const all = logits.toArray() as Float32Array;
+            const V = logits.shape[1]!;
+            return seqs.map((s, i) => {
+              const p = path.promptLengths.indexOf(s.promptIds.length);
+              rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
+              return forced[p]![s.outputIds.length]!;
+            });
+          },
+        },
+      };
+    },
+  };
+  const llm = LLM.create({ recipe: recording, model: opts.model, device: opts.device, dtype: 'bf16', ...(opts.engine ? { engine: opts.engine } : {}), log: () => {} });
+  try {
+    const outs = llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: path.steps, ignoreEos: true }), { decodeText: false });
+    outs.forEach((o, p) => expect(o.tokenIds).toEqual(forced[p]));
+    return { rows, described: llm.parts.describe?.() ?? [] };
+  } finally {
+    llm.dispose();
+  }
+}
+
+export function compareRows(a: Rows, b: Rows): { relError: number; argmaxAgreement: number } {
+  let num = 0, den = 0, same = 0;
+  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+  for (const [key, x] of a) {
+    const y = b.get(key)!;
+    let ax = 0, ay = 0;
+    for (let v = 0; v < x.length; v++) {
+      const d = x[v]! - y[v]!;
+      num += d * d;
+      den += y[v]! * y[v]!;
+      if (x[v]! > x[ax]!) ax = v;
+      if (y[v]! > y[ay]!) ay = v;
+    }
+    if (ax === ay) same++;
+  }
+  return { relError: Math.sqrt(num / den), argmaxAgreement: same / a.size };
+}

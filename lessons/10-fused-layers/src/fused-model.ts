@@ -1,0 +1,169 @@
+// Lesson 10's model: the same Qwen3 function as engine-core's forward, with
+// fewer, fused kernels and no allocation. Per decoder layer, 9 launches instead
+// of 20:
+//
+//   normed   = addRmsnorm(down, residual, inputNorm)     residual += down (the previous layer's MLP); norm
+//   qkv      = normed @ qkvProj^T                         one GEMM for q, k and v (weights concatenated at load)
+//   q        = qkNormRopeStore(qkv, ...)                  q/k RMSNorm, RoPE, K/V into the pool at their slots
+//   attn     = attention(q, pool, block tables)
+//   o        = attn @ oProj^T
+//   normed   = addRmsnorm(o, residual, postNorm)          residual += o; norm
+//   gateUp   = normed @ gateUpProj^T                      one GEMM for gate and up
+//   act      = siluMul(gateUp)
+//   down     = act @ downProj^T
+//
+// Every intermediate lives in a workspace allocated once for the largest step
+// the engine allows (maxNumBatchedTokens tokens, maxNumSeqs sampled rows), and
+// every op writes into its slice of it: a forward allocates no device memory,
+// which is what lesson 11 needs to capture it in a CUDA graph.
+import { type Device, type DType, Tensor, ops } from '@aios/engine-core';
+import type { EngineContext } from '@aios/engine-core/engine/types.ts';
+import type { Qwen3Config } from '@aios/engine-core/model/config.ts';
+import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
+import type { RotaryTables } from '@aios/engine-core/model/rope.ts';
+import type { KVPool, PagedAttentionOp, StepInput, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
+import { straightforwardAttention } from '@aios/lesson-07-batching';
+
+export interface FusedLayerWeights {
+  inputNorm: Tensor;
+  /** [(qHeads + 2 kvHeads) x headDim, hidden]: q_proj, k_proj and v_proj stacked. */
+  qkvProj: Tensor;
+  qNorm: Tensor;
+  kNorm: Tensor;
+  oProj: Tensor;
+  postNorm: Tensor;
+  /** [2 x intermediate, hidden]: gate_proj then up_proj. */
+  gateUpProj: Tensor;
+  downProj: Tensor;
+}
+
+export interface FusedWeights {
+  embed: Tensor;
+  layers: FusedLayerWeights[];
+  norm: Tensor;
+  lmHead: Tensor;
+}
+
+/**
+ * Loads a checkpoint (separate q/k/v and gate/up tensors, as Hugging Face stores
+ * them) and stacks them into the fused matrices, freeing the separate ones.
+ */
+export function loadFusedWeights(ctx: EngineContext): { weights: FusedWeights; rope: RotaryTables } {
+  const model = Qwen3Model.load(ctx.modelDir, { device: ctx.device, dtype: ctx.dtype });
+  const w = model.weights;
+  const layers = w.layers.map((l): FusedLayerWeights => {
+    const qkvProj = ops.concat([l.qProj, l.kProj, l.vProj], 0);
+    const gateUpProj = ops.concat([l.gateProj, l.upProj], 0);
+    for (const t of [l.qProj, l.kProj, l.vProj, l.gateProj, l.upProj]) t.dispose();
+    return { inputNorm: l.inputNorm, qkvProj, qNorm: l.qNorm, kNorm: l.kNorm, oProj: l.oProj, postNorm: l.postNorm, gateUpProj, downProj: l.downProj };
+  });
+  return { weights: { embed: w.embed, layers, norm: w.norm, lmHead: w.lmHead }, rope: model.rope };
+}
+
+/** Every intermediate of the largest step, allocated once. */
+export class Workspace {
+  readonly residual: Tensor;
+  readonly normed: Tensor;
+  readonly qkv: Tensor;
+  readonly q: Tensor;
+  readonly attn: Tensor;
+  readonly o: Tensor;
+  readonly gateUp: Tensor;
+  readonly act: Tensor;
+  readonly down: Tensor;
+  readonly last: Tensor;
+  readonly logits: Tensor;
+  private readonly all: Tensor[];
+
+  constructor(cfg: Qwen3Config, maxTokens: number, maxSampled: number, dtype: DType, device: Device) {
+    const { hiddenSize: H, numHeads: Hq, numKvHeads: Hkv, headDim: D, intermediateSize: I, vocabSize: V } = cfg;
+    const t = (shape: number[], dt: DType = dtype) => Tensor.empty(shape, { dtype: dt, device });
+    this.all = [
+      (this.residual = t([maxTokens, H])),
+      (this.normed = t([maxTokens, H])),
+      (this.qkv = t([maxTokens, (Hq + 2 * Hkv) * D])),
+      (this.q = t([maxTokens, Hq, D])),
+      (this.attn = t([maxTokens, Hq, D])),
+      (this.o = t([maxTokens, H])),
+      (this.gateUp = t([maxTokens, 2 * I])),
+      (this.act = t([maxTokens, I])),
+      (this.down = t([maxTokens, H])),
+      (this.last = t([maxSampled, H])),
+      (this.logits = t([maxSampled, V], 'f32')),
+    ];
+  }
+
+  get bytes(): number {
+    return this.all.reduce((n, t) => n + t.numel * t.itemSize, 0);
+  }
+
+  dispose(): void {
+    for (const t of this.all) t.dispose();
+  }
+}
+
+export class FusedStepModel implements StepModel {
+  readonly weights: FusedWeights;
+  readonly rope: RotaryTables;
+  readonly workspace: Workspace;
+  /** The attention op's scratch (lesson 09's split decode), sized once for the largest step. */
+  readonly attentionScratch: Tensor | undefined;
+  private readonly attention: PagedAttentionOp;
+
+  constructor(
+    readonly ctx: EngineContext,
+    attention: PagedAttentionOp | undefined,
+  ) {
+    ({ weights: this.weights, rope: this.rope } = loadFusedWeights(ctx));
+    this.attention = attention ?? straightforwardAttention;
+    this.workspace = new Workspace(ctx.cfg, ctx.options.maxNumBatchedTokens, ctx.options.maxNumSeqs, ctx.dtype, ctx.device);
+    const { cfg } = ctx;
+    const scratch = this.attention.workspaceBytes?.({ device: ctx.device, dtype: ctx.dtype, maxNumSeqs: ctx.options.maxNumSeqs, maxContextLen: cfg.maxPositionEmbeddings, qHeads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim }) ?? 0;
+    this.attentionScratch = scratch > 0 ? Tensor.empty([Math.ceil(scratch / 4)], { dtype: 'f32', device: ctx.device }) : undefined;
+  }
+
+  /** The logits are a view of the workspace: valid until the next forward (the engine samples before that). */
+  forward(step: StepInput, pool: KVPool): Tensor {
+    const { numHeads: Hq, headDim: D, rmsNormEps: eps } = this.ctx.cfg;
+    const T = step.numTokens, S = step.numSampled, ws = this.workspace;
+    const rows = (t: Tensor, n: number) => t.narrow(0, 0, n);
+    const residual = rows(ws.residual, T), normed = rows(ws.normed, T), qkv = rows(ws.qkv, T), q = rows(ws.q, T), attn = rows(ws.attn, T);
+    const o = rows(ws.o, T), gateUp = rows(ws.gateUp, T), act = rows(ws.act, T), down = rows(ws.down, T);
+    const w = this.weights;
+
+    ops.embedding(w.embed, step.ids, residual);
+    w.layers.forEach((L, l) => {
+      if (l === 0) ops.rmsnorm(residual, L.inputNorm, eps, normed);
+      else ops.addRmsnorm(down, residual, L.inputNorm, eps, normed);
+      ops.matmul(normed, L.qkvProj, qkv);
+      const kCache = pool.k(l), vCache = pool.v(l);
+      ops.qkNormRopeStore(
+        { qkv, qNorm: L.qNorm, kNorm: L.kNorm, eps, positions: step.positions, cos: this.rope.cos, sin: this.rope.sin, slotMapping: step.slotMapping, kCache, vCache, qHeads: Hq },
+        q,
+      );
+      this.attention(q, kCache, vCache, step.meta, attn, this.attentionScratch);
+      ops.matmul(attn.view(T, Hq * D), L.oProj, o);
+      ops.addRmsnorm(o, residual, L.postNorm, eps, normed);
+      ops.matmul(normed, L.gateUpProj, gateUp);
+      ops.siluMul(gateUp, act);
+      ops.matmul(act, L.downProj, down);
+    });
+    ops.addRmsnorm(down, residual, w.norm, eps, normed);
+    const last = rows(ws.last, S), logits = rows(ws.logits, S);
+    if (S > 0) {
+      ops.gatherRows(normed, step.lastTokenIndex, last);
+      ops.matmul(last, w.lmHead, logits, { outDtype: 'f32' });
+    }
+    return logits;
+  }
+
+  dispose(): void {
+    this.workspace.dispose();
+    this.attentionScratch?.dispose();
+    const w = this.weights;
+    for (const t of [w.embed, w.norm, w.lmHead, this.rope.cos, this.rope.sin]) t.dispose();
+    for (const l of w.layers) for (const t of Object.values(l)) t.dispose();
+  }
+}
+
+export const fusedStepModel: StepModelFactory = (ctx, attention) => new FusedStepModel(ctx, attention);
