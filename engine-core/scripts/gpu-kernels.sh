@@ -74,7 +74,7 @@ note "$(grep -E '^FAIL' "$LOGS/flash-emu.log" | head -5)$(tail -1 "$LOGS/flash-e
 
 step "GPU suite: every version vs the CPU reference"
 : > "$OUT/checks.log"
-AIOS_FLASH_CHECK_LOG=$OUT/checks.log timeout "$(budget 180)" vitest run --reporter=verbose engine-core/test/flash-attention.gpu.test.ts engine-core/test/flash-attention.test.ts \
+AIOS_FLASH_CHECK_LOG=$OUT/checks.log timeout "$(budget "${SUITE_S:-180}")" vitest run --reporter=verbose engine-core/test/flash-attention.gpu.test.ts engine-core/test/flash-attention.test.ts \
   > "$LOGS/gpu-tests.log" 2>&1
 note "vitest exit $? ($(grep -cE '^PASS' "$OUT/checks.log") checks passed, $(grep -cE '^FAIL' "$OUT/checks.log") failed)"
 grep -E '^FAIL' "$OUT/checks.log" | head -25 | tee -a "$SUMMARY"
