@@ -32,7 +32,7 @@ import {
   summarizeRun,
   toBenchRecord,
 } from '../src/bench/harness.ts';
-import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, recordEngineShape, resultsDir, writeRecord } from '../src/bench/records.ts';
+import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, limitsTag, recordEngineShape, resultsDir, writeRecord } from '../src/bench/records.ts';
 import { batchedRoofline, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
 import { mergeShardRecords } from '../src/bench/shards.ts';
 import { type Workload, courseWorkload, firstRequests, shardOf } from '../src/bench/workloads.ts';
@@ -483,6 +483,20 @@ describe('roofline', () => {
     // One sequence reads >= 1.19 GB a step: at most 4177.3e9 / 1.192e9 = 3,504 steps a second.
     expect(seq.outputTokPerS).toBeLessThan(4177.3e9 / (2 * 596_049_920));
     expect(seq.basis).toContain('NVIDIA H200 4,177 GB/s copy, 778.1 TFLOP/s bf16 GEMM');
+  });
+
+  it('keeps runs with other engine limits apart: a lesson compares itself with a run of its own limits', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-limits-'));
+    const at = (tok: number, date: string, engine?: object) => ({ ...benchRec({ lesson: 7, date, tok, workload: 'throughput' }), settings: engine ? { engine } : {} });
+    writeJson(dir, 'default.json', at(9000, '2026-12-01T00:00:00.000Z', { maxNumSeqs: 256, maxNumBatchedTokens: 16384 }));
+    writeJson(dir, 'limited.json', at(3600, '2026-12-02T00:00:00.000Z', { maxNumSeqs: 64, maxNumBatchedTokens: 16384 }));
+    writeJson(dir, 'old.json', at(100, '2026-11-01T00:00:00.000Z'));
+    expect(limitsTag({ maxNumSeqs: 64, maxNumBatchedTokens: 16384 })).toBe('64 seqs/step');
+    expect(limitsTag({ maxNumSeqs: 256, maxNumBatchedTokens: 16384 })).toBe('');
+    expect(limitsTag(undefined)).toBe('');
+    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', limits: '', dir })?.file).toBe('default.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', limits: '64 seqs/step', dir })?.file).toBe('limited.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', dir })?.file).toBe('limited.json');
   });
 
   it("takes a record's engine shape from its settings; records from before the field are one-at-a-time lessons", () => {

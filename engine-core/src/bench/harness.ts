@@ -16,7 +16,7 @@ import type { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
 import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
-import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RepeatsSummary, type RunResults, currentCommit, hardwareInfo, loadRecords, resultsDir } from './records.ts';
+import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RepeatsSummary, type RunResults, currentCommit, hardwareInfo, limitsTag, loadRecords, resultsDir } from './records.ts';
 
 export type { RepeatsSummary } from './records.ts';
 import { type CardRates, type EngineShape, type Roofline, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
@@ -381,6 +381,8 @@ export interface RecordQuery {
   workload?: string;
   /** Bench records: model.name. */
   model?: string;
+  /** Bench records: only runs with these engine limits (limitsTag); undefined: any. */
+  limits?: string;
   /** Bench records: prefer the newest complete run over a newer partial one (default false: the newest, whatever it is). */
   preferComplete?: boolean;
   /** Environment records: skip --quick runs when a full one exists (default true). */
@@ -400,6 +402,7 @@ export function findLatestRecord(q: RecordQuery): LoadedRecord<AnyRecord> | unde
     if (r.kind === 'bench') {
       if (q.workload !== undefined && r.workload !== q.workload) return false;
       if (q.model !== undefined && r.model?.name !== q.model) return false;
+      if (q.limits !== undefined && limitsTag(r.settings.engine) !== q.limits) return false;
     }
     return true;
   });

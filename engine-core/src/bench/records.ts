@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type Device, deviceIndex, native } from '../backend.ts';
-import type { EngineShape } from '../engine/types.ts';
+import { DEFAULT_ENGINE_OPTIONS, type EngineShape } from '../engine/types.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench-results');
@@ -291,4 +291,20 @@ export function loadRecords(dir: string): LoadResult {
 export function recordEngineShape(record: BenchRecord): EngineShape {
   const s = record.settings.engineShape;
   return s === 'batched' || s === 'sequential' ? s : 'sequential';
+}
+
+/**
+ * The engine limits a record ran with (its settings.engine), where they are not the defaults: "64 seqs/step",
+ * "4096 tokens/step". Empty for default limits and for records from before the limits were
+ * recorded (lessons 03-06, which serve one request at a time and do not use them). Runs with
+ * different limits are different experiments: the chart draws them as separate lines and a
+ * lesson compares itself only with a run of the same limits.
+ */
+export function limitsTag(engine: unknown): string {
+  if (!engine || typeof engine !== 'object') return '';
+  const e: { maxNumSeqs?: unknown; maxNumBatchedTokens?: unknown } = engine;
+  const parts: string[] = [];
+  if (typeof e.maxNumSeqs === 'number' && e.maxNumSeqs !== DEFAULT_ENGINE_OPTIONS.maxNumSeqs) parts.push(`${e.maxNumSeqs} seqs/step`);
+  if (typeof e.maxNumBatchedTokens === 'number' && e.maxNumBatchedTokens !== DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens) parts.push(`${e.maxNumBatchedTokens} tokens/step`);
+  return parts.join(', ');
 }

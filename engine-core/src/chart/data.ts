@@ -8,7 +8,7 @@
 //                            each point with its multiplier over the series' previous lesson, partial runs marked,
 //                            the series' roofline as a flat line
 //   environmentEntries(...)  the per-op view: lesson 00's copy bandwidth, GEMM rate, op overhead and PyTorch baseline
-import { type AnyRecord, type BenchRecord, type LoadResult, type LoadedRecord, type Obj, type SkippedFile, isObj } from '../bench/records.ts';
+import { type AnyRecord, type BenchRecord, type LoadResult, type LoadedRecord, type Obj, type SkippedFile, isObj, limitsTag } from '../bench/records.ts';
 import { type Freshness, FreshnessChecker } from '../bench/staleness.ts';
 
 export type { Freshness } from '../bench/staleness.ts';
@@ -30,7 +30,7 @@ export function benchRuns(records: readonly LoadedRecord[]): LoadedRecord<BenchR
 
 /** Runs in the same series measure the same thing: the same workload of the same model on the same card. */
 export function seriesKey(r: BenchRecord): string {
-  return [r.hardware.card, r.workload, r.model.name].join('\u0000');
+  return [r.hardware.card, r.workload, r.model.name, limitsTag(r.settings.engine)].join('\u0000');
 }
 
 function newer(a: LoadedRecord, b: LoadedRecord): boolean {
@@ -148,7 +148,7 @@ export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], fresh
     }
     series.push({
       key,
-      label: `${first.hardware.card} · ${first.workload}${ambiguous ? ` · ${first.model.name}` : ''}`,
+      label: `${first.hardware.card} · ${first.workload}${ambiguous ? ` · ${first.model.name}` : ''}${limitsTag(first.settings.engine) ? ` · ${limitsTag(first.settings.engine)}` : ''}`,
       card: first.hardware.card,
       workload: first.workload,
       model: first.model.name,
