@@ -22,6 +22,19 @@ export declare class Event {
   elapsedMs(end: Event): number;
 }
 
+/** An executable CUDA graph (lesson 11): made by graphEnd, replayed on its device's stream by launch(). */
+export declare class Graph {
+  launch(): void;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+/** Starts recording the device's stream (thread-local capture): ops queue into the graph instead of running. */
+export declare function graphBegin(device: number): void;
+/** Ends the recording and instantiates it. */
+export declare function graphEnd(device: number): Graph;
+/** Ends a failed recording, if one is open, so the stream runs normally again. */
+export declare function graphAbort(device: number): void;
+
 export interface BackendInfo {
   cudaCompiled: boolean;
   cublas: boolean;

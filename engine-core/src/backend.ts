@@ -103,3 +103,27 @@ export class DeviceTimer {
     return this.startEvent.elapsedMs(this.endEvent);
   }
 }
+
+/**
+ * Records what `record` queues on the device's stream into an executable CUDA
+ * graph instead of running it (lesson 11). Whatever `record` does must neither
+ * synchronize nor allocate device memory: CUDA refuses both during a capture,
+ * and the capture is then ended and the error rethrown.
+ */
+export function captureGraph(device: Device, record: () => void): Native.Graph {
+  if (device === 'cpu') throw new Error('captureGraph: CUDA graphs need a CUDA device');
+  const d = deviceIndex(device);
+  native.graphBegin(d);
+  try {
+    record();
+  } catch (e) {
+    native.graphAbort(d);
+    throw e;
+  }
+  try {
+    return native.graphEnd(d);
+  } catch (e) {
+    native.graphAbort(d);
+    throw e;
+  }
+}

@@ -893,6 +893,88 @@ Napi::Value Profiler(const Napi::CallbackInfo& info) {
   });
 }
 
+// An executable CUDA graph (lesson 11): graphBegin(device) starts recording the
+// device's stream, graphEnd(device) returns one of these; launch() replays it on
+// the stream, dispose() frees it (the finalizer does if JS forgets).
+class Graph : public Napi::ObjectWrap<Graph> {
+ public:
+  static Napi::FunctionReference* constructor;
+  static Napi::Function Init(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "Graph", {InstanceMethod<&Graph::Launch>("launch"), InstanceMethod<&Graph::Dispose>("dispose"),
+                                                  InstanceAccessor<&Graph::Disposed>("disposed")});
+    constructor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+  Graph(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Graph>(info) {}
+  ~Graph() override { Release(); }
+#ifdef AIOS_WITH_CUDA
+  cudaGraphExec_t exec = nullptr;
+#endif
+  int device = kCpu;
+
+ private:
+  void Release() {
+#ifdef AIOS_WITH_CUDA
+    aios::cuda::graph_destroy(exec);
+    exec = nullptr;
+#endif
+  }
+  Napi::Value Launch(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      if (!exec) throw_js(info.Env(), "Graph.launch: the graph was disposed");
+      aios::cuda::graph_launch(device, exec);
+#endif
+      return info.Env().Undefined();
+    });
+  }
+  void Dispose(const Napi::CallbackInfo&) { Release(); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) {
+#ifdef AIOS_WITH_CUDA
+    return Napi::Boolean::New(info.Env(), exec == nullptr);
+#else
+    return Napi::Boolean::New(info.Env(), true);
+#endif
+  }
+};
+Napi::FunctionReference* Graph::constructor = nullptr;
+
+Napi::Value GraphBegin(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+    if (d == kCpu) throw_js(info.Env(), "graphBegin: CUDA graphs need a CUDA device");
+#ifdef AIOS_WITH_CUDA
+    aios::cuda::graph_begin(d);
+#endif
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+    if (d == kCpu) throw_js(info.Env(), "graphEnd: CUDA graphs need a CUDA device");
+    Napi::Object obj = Graph::constructor->New({});
+    Graph* g = Graph::Unwrap(obj);
+    g->device = d;
+#ifdef AIOS_WITH_CUDA
+    g->exec = aios::cuda::graph_end(d);
+#endif
+    return obj;
+  });
+}
+
+Napi::Value GraphAbort(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    int d = device_arg(info, 0);
+#ifdef AIOS_WITH_CUDA
+    if (d != kCpu) aios::cuda::graph_abort(d);
+#endif
+    (void)d;
+    return info.Env().Undefined();
+  });
+}
+
 // A CUDA event on a device's stream: record() marks the stream's current
 // position; elapsedMs(later) is the device time between two marks.
 class Event : public Napi::ObjectWrap<Event> {
@@ -957,6 +1039,10 @@ class Event : public Napi::ObjectWrap<Event> {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Storage", Storage::Init(env));
   exports.Set("Event", Event::Init(env));
+  exports.Set("Graph", Graph::Init(env));
+  exports.Set("graphBegin", Napi::Function::New(env, GraphBegin));
+  exports.Set("graphEnd", Napi::Function::New(env, GraphEnd));
+  exports.Set("graphAbort", Napi::Function::New(env, GraphAbort));
   exports.Set("backendInfo", Napi::Function::New(env, BackendInfo));
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("memGetInfo", Napi::Function::New(env, MemGetInfo));

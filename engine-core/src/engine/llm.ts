@@ -55,7 +55,7 @@ export class LLM {
     const cfg = loadConfig(dir);
     const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
     const tokenizer = Tokenizer.fromDir(dir);
-    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer, options });
+    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer, options, log: opts.log ?? console.log });
     return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, options, parts, random);
   }
 

@@ -127,6 +127,8 @@ export interface EngineContext {
   dtype: DType;
   tokenizer: Tokenizer;
   options: EngineOptions;
+  /** Progress of long set-up work (sizing the pool, capturing graphs); LLMOptions.log, else console.log. */
+  log: (s: string) => void;
 }
 
 export interface EngineParts {

@@ -31,6 +31,7 @@ export class BatchedRunner implements ModelRunner {
     this.input = new StepInputBuffer({ maxTokens: options.maxNumBatchedTokens, maxSeqs: options.maxNumSeqs, maxBlocksPerSeq }, options.blockSize, ctx.device);
     this.poolSize = sizePool(ctx, (tokens) => this.warmUp(tokens));
     this.pool = KVPool.forModel(ctx, this.poolSize.numBlocks);
+    this.model.prepare?.(this.pool, this.input);
   }
 
   run(plan: StepPlan): Tensor {
@@ -38,7 +39,7 @@ export class BatchedRunner implements ModelRunner {
   }
 
   private forward(plan: StepPlan, pool: KVPool): Tensor {
-    return this.model.forward(this.input.build(plan), pool);
+    return this.model.forward(plan, this.input, pool);
   }
 
   /**

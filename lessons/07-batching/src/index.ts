@@ -3,5 +3,5 @@ export { BatchedRunner } from './batched-runner.ts';
 export { KVPool, sizePool, type PoolSize } from './kv-pool.ts';
 export { PackedAttention, straightforwardAttention, type PackedContext, type PagedAttentionOp } from './packed-attention.ts';
 export { StaticBatchScheduler, planPrefill, checkFits, worstCaseBlocks, type PagedScheduler, type SchedulerLimits } from './static-batch-scheduler.ts';
-export { StepInputBuffer, type StepInput, type StepCapacity } from './step-input.ts';
+export { StepInputBuffer, type StepInput, type StepCapacity, type FixedLayout } from './step-input.ts';
 export { PlainStepModel, plainStepModel, type StepModel, type StepModelFactory } from './step-model.ts';

@@ -47,6 +47,7 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
           describe: () => [
             `KV pool: ${runner.pool.numBlocks} blocks of ${options.blockSize} tokens = ${(runner.pool.bytes / 2 ** 30).toFixed(2)} GiB (${runner.poolSize.basis})`,
             `limits: ${options.maxNumSeqs} sequences and ${options.maxNumBatchedTokens} tokens per step`,
+            ...(runner.model.describe?.() ?? []),
           ],
           dispose: () => runner.dispose(),
         };

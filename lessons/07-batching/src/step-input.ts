@@ -24,6 +24,20 @@ export interface StepInput {
   numSampled: number;
 }
 
+/**
+ * A decode step laid out for a captured graph (lesson 11): every section at an
+ * offset that depends only on these sizes, so the graph's baked-in addresses
+ * and scalars fit every step of the bucket; the rows past the real sequences
+ * are padding (token 0 at position 0, no K/V stored, one key of block 0 read,
+ * its logits row ignored).
+ */
+export interface FixedLayout {
+  seqs: number;
+  /** Block-table width: blocks of the longest context the layout allows. */
+  width: number;
+  maxContextLen: number;
+}
+
 export interface StepCapacity {
   maxTokens: number;
   maxSeqs: number;
@@ -111,6 +125,62 @@ export class StepInputBuffer {
       },
       numTokens: T,
       numSampled: S,
+    };
+  }
+
+  /**
+   * A decode step (one new token per sequence, every one sampling) in a fixed
+   * layout; `plan` undefined gives all padding (what a capture or a warm-up runs).
+   */
+  buildFixed(plan: StepPlan | undefined, layout: FixedLayout): StepInput {
+    const { seqs: L, width } = layout;
+    const seqs = plan?.sequences ?? [];
+    const tables = plan?.blockTables ?? [];
+    const B = seqs.length;
+    if (B > L || L > this.capacity.maxSeqs || L > this.capacity.maxTokens || width > this.capacity.maxBlocksPerSeq)
+      throw new Error(`StepInputBuffer.buildFixed: ${B} sequences in a layout of ${L} rows and ${width}-block tables (capacity ${this.capacity.maxSeqs} sequences, ${this.capacity.maxBlocksPerSeq} blocks)`);
+    if (plan && (tables.length !== B || plan.newTokens.some((n, i) => n !== 1 || !samplesAt(plan, i))))
+      throw new Error('StepInputBuffer.buildFixed: a fixed layout holds decode steps only (one new, sampled token per sequence, block tables given)');
+    const h = this.host, bs = this.blockSize;
+    const ids = 0, pos = L, slots = 2 * L, cu = 3 * L, ctx = cu + L + 1, last = ctx + L, bt = last + L, end = bt + L * width;
+    h[cu] = 0;
+    for (let b = 0; b < L; b++) {
+      h[cu + b + 1] = b + 1;
+      h[last + b] = b;
+      if (b < B) {
+        const seq = seqs[b]!, table = tables[b]!, p = seq.cachedTokens;
+        if (p + 1 > layout.maxContextLen || table.length > width)
+          throw new Error(`StepInputBuffer.buildFixed: sequence ${seq.id} at ${p + 1} tokens and ${table.length} blocks exceeds the layout's ${layout.maxContextLen} tokens and ${width} blocks`);
+        h[ids + b] = tokenAt(seq, p);
+        h[pos + b] = p;
+        h[slots + b] = table[Math.floor(p / bs)]! * bs + (p % bs);
+        h[ctx + b] = p + 1;
+        for (let i = 0; i < width; i++) h[bt + b * width + i] = i < table.length ? table[i]! : -1;
+      } else {
+        h[ids + b] = 0;
+        h[pos + b] = 0;
+        h[slots + b] = -1;
+        h[ctx + b] = 1;
+        for (let i = 0; i < width; i++) h[bt + b * width + i] = i === 0 ? 0 : -1;
+      }
+    }
+    this.device.narrow(0, 0, end).write(h.subarray(0, end)); // the step's one upload
+    const d = this.device;
+    return {
+      ids: d.narrow(0, ids, L),
+      positions: d.narrow(0, pos, L),
+      slotMapping: d.narrow(0, slots, L),
+      lastTokenIndex: d.narrow(0, last, L),
+      meta: {
+        cuSeqlensQ: d.narrow(0, cu, L + 1),
+        contextLens: d.narrow(0, ctx, L),
+        blockTables: d.narrow(0, bt, L * width).view(L, width),
+        blockSize: bs,
+        maxQLen: 1,
+        maxContextLen: layout.maxContextLen,
+      },
+      numTokens: L,
+      numSampled: L,
     };
   }
 

@@ -3,16 +3,24 @@
 // engine-core with packed attention; lesson 10 replaces it with a fused forward
 // over a preallocated workspace.
 import { Tensor, ops } from '@aios/engine-core';
-import type { EngineContext } from '@aios/engine-core/engine/types.ts';
+import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
 import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
+
 
 import type { KVPool } from './kv-pool.ts';
 import { PackedAttention, type PackedContext, type PagedAttentionOp } from './packed-attention.ts';
-import type { StepInput } from './step-input.ts';
+import type { StepInput, StepInputBuffer } from './step-input.ts';
 
 export interface StepModel {
-  /** f32 logits [step.numSampled, vocab]: one row per sampling sequence, in plan order. */
-  forward(step: StepInput, pool: KVPool): Tensor;
+  /**
+   * f32 logits [n, vocab]: one row per sequence of the plan that samples, in plan order. The
+   * model packs the plan into `input` itself (a graph-replaying model wants its own layout).
+   */
+  forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor;
+  /** Called once the runner has allocated the pool (lesson 11 captures its graphs here). */
+  prepare?(pool: KVPool, input: StepInputBuffer): void;
+  /** Lines for EngineParts.describe. */
+  describe?(): string[];
   dispose(): void;
 }
 
@@ -27,7 +35,11 @@ export class PlainStepModel implements StepModel {
     this.model = Qwen3Model.load<PackedContext>(ctx.modelDir, { device: ctx.device, dtype: ctx.dtype, attention: new PackedAttention(attention) });
   }
 
-  forward(step: StepInput, pool: KVPool): Tensor {
+  forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
+    return this.forwardStep(input.build(plan), pool);
+  }
+
+  forwardStep(step: StepInput, pool: KVPool): Tensor {
     const hidden = this.model.forward(step.ids, { positions: step.positions, slotMapping: step.slotMapping, meta: step.meta, pool });
     try {
       // A step of prefill chunks that all stop short of their last token samples nothing.

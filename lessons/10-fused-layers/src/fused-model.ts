@@ -17,11 +17,11 @@
 // every op writes into its slice of it: a forward allocates no device memory,
 // which is what lesson 11 needs to capture it in a CUDA graph.
 import { type Device, type DType, Tensor, ops } from '@aios/engine-core';
-import type { EngineContext } from '@aios/engine-core/engine/types.ts';
+import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
 import type { Qwen3Config } from '@aios/engine-core/model/config.ts';
 import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
 import type { RotaryTables } from '@aios/engine-core/model/rope.ts';
-import type { KVPool, PagedAttentionOp, StepInput, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
+import type { KVPool, PagedAttentionOp, StepInput, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
 import { straightforwardAttention } from '@aios/lesson-07-batching';
 
 export interface FusedLayerWeights {
@@ -122,8 +122,12 @@ export class FusedStepModel implements StepModel {
     this.attentionScratch = scratch > 0 ? Tensor.empty([Math.ceil(scratch / 4)], { dtype: 'f32', device: ctx.device }) : undefined;
   }
 
+  forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
+    return this.forwardStep(input.build(plan), pool);
+  }
+
   /** The logits are a view of the workspace: valid until the next forward (the engine samples before that). */
-  forward(step: StepInput, pool: KVPool): Tensor {
+  forwardStep(step: StepInput, pool: KVPool): Tensor {
     const { numHeads: Hq, headDim: D, rmsNormEps: eps } = this.ctx.cfg;
     const T = step.numTokens, S = step.numSampled, ws = this.workspace;
     const rows = (t: Tensor, n: number) => t.narrow(0, 0, n);
@@ -155,6 +159,10 @@ export class FusedStepModel implements StepModel {
       ops.matmul(last, w.lmHead, logits, { outDtype: 'f32' });
     }
     return logits;
+  }
+
+  describe(): string[] {
+    return [`workspace: ${(this.workspace.bytes / 2 ** 20).toFixed(0)} MiB for steps of up to ${this.ctx.options.maxNumBatchedTokens} tokens, allocated once`];
   }
 
   dispose(): void {

@@ -50,6 +50,18 @@ double launch_overhead_us(int dev, int64_t n);
 // profiles only the kernels launched in between: one engine step, say).
 void profiler(bool on);
 
+// CUDA graphs (lesson 11): the device's stream records instead of running
+// between graph_begin and graph_end; the recorded work is instantiated into an
+// executable graph that graph_launch replays on the stream in one call. Capture
+// is thread-local: a synchronizing or allocating call during it is an error
+// (the forward being captured must do neither). graph_abort ends a failed
+// capture so the stream runs normally again.
+void graph_begin(int device);
+cudaGraphExec_t graph_end(int device);
+void graph_abort(int device);
+void graph_launch(int device, cudaGraphExec_t exec);
+void graph_destroy(cudaGraphExec_t exec);
+
 // ---- ops: same semantics as aios::cpu (see aios.h)
 void fill(cudaStream_t st, void* out, DType dt, int64_t n, double value);
 void copy_strided(cudaStream_t st, const void* src, DType src_dt, const int64_t* src_strides, void* dst,

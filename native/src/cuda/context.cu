@@ -122,6 +122,39 @@ Context& context(int device) {
   return *contexts[device];
 }
 
+void graph_begin(int device) {
+  auto& ctx = context(device);
+  check(cudaStreamBeginCapture(ctx.stream, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+}
+
+cudaGraphExec_t graph_end(int device) {
+  auto& ctx = context(device);
+  cudaGraph_t graph = nullptr;
+  check(cudaStreamEndCapture(ctx.stream, &graph), "cudaStreamEndCapture");
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t st = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  check(st, "cudaGraphInstantiate");
+  return exec;
+}
+
+void graph_abort(int device) {
+  auto& ctx = context(device);
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(ctx.stream, &status) == cudaSuccess && status != cudaStreamCaptureStatusNone) {
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(ctx.stream, &graph);  // an invalidated capture returns an error here: nothing to keep
+    if (graph) cudaGraphDestroy(graph);
+  }
+  cudaGetLastError();  // clear the error the failed capture left
+}
+
+void graph_launch(int device, cudaGraphExec_t exec) { check(cudaGraphLaunch(exec, context(device).stream), "cudaGraphLaunch"); }
+
+void graph_destroy(cudaGraphExec_t exec) {
+  if (exec) cudaGraphExecDestroy(exec);
+}
+
 void profiler(bool on) { check(on ? cudaProfilerStart() : cudaProfilerStop(), on ? "cudaProfilerStart" : "cudaProfilerStop"); }
 
 }  // namespace aios::cuda

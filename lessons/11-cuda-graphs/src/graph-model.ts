@@ -1,0 +1,128 @@
+// Lesson 11: the decode step as a CUDA graph. Lesson 10's forward queues 285
+// kernels a step, each launched from JavaScript; here each decode shape is
+// recorded once at start-up and replayed with one call. A graph bakes in every
+// kernel's arguments (the buffers' addresses, the sizes), so a step can replay
+// a graph only if it has the graph's exact shape: decode steps are padded up to
+// a bucket of sequences (1, 2, 4, 8, then steps of 16, as vLLM and nano-vllm
+// do) and of context length, their input written into the step buffer at the
+// offsets the graph was recorded with (StepInputBuffer.buildFixed). Prefill
+// steps, whose shapes vary without end, run eagerly through lesson 10's forward.
+import { captureGraph, deviceIndex, native, synchronize } from '@aios/engine-core';
+import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
+import type { FixedLayout, KVPool, PagedAttentionOp, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
+import { FusedStepModel } from '@aios/lesson-10-fused-layers';
+import type { Tensor } from '@aios/engine-core';
+
+/** Batch buckets: 1, 2, 4, 8, then every 16 up to the engine's limit (and the limit itself). */
+export function batchBuckets(maxNumSeqs: number): number[] {
+  const out = [1, 2, 4, 8].filter((b) => b <= maxNumSeqs);
+  for (let b = 16; b < maxNumSeqs; b += 16) out.push(b);
+  if (out[out.length - 1] !== maxNumSeqs) out.push(maxNumSeqs);
+  return out;
+}
+
+/** Context buckets: 1k, 4k, 16k tokens and the model's longest; a bucket bounds the block tables' width and the decode kernel's split. */
+export function contextBuckets(maxPositions: number): number[] {
+  return [...[1024, 4096, 16384].filter((c) => c < maxPositions), maxPositions];
+}
+
+interface Captured {
+  layout: FixedLayout;
+  graph: InstanceType<typeof native.Graph> | undefined;
+}
+
+export class GraphStepModel implements StepModel {
+  readonly inner: FusedStepModel;
+  private readonly captured: Captured[] = [];
+  private captureSeconds = 0;
+  private captureBytes = 0;
+  /** Decode steps replayed as graphs and run eagerly (no bucket fits), for the demo. */
+  readonly counts = { replayed: 0, eager: 0 };
+
+  constructor(
+    readonly ctx: EngineContext,
+    attention: PagedAttentionOp | undefined,
+  ) {
+    this.inner = new FusedStepModel(ctx, attention);
+  }
+
+  /** Records one graph per (batch bucket, context bucket). On the CPU there are no graphs: decode steps still use the padded layouts. */
+  prepare(pool: KVPool, input: StepInputBuffer): void {
+    const { cfg, options, device } = this.ctx;
+    const seqs = batchBuckets(options.maxNumSeqs), contexts = contextBuckets(cfg.maxPositionEmbeddings);
+    const layouts = contexts.flatMap((c) => seqs.map((b): FixedLayout => ({ seqs: b, width: Math.ceil(c / options.blockSize), maxContextLen: c })));
+    if (device === 'cpu') {
+      for (const layout of layouts) this.captured.push({ layout, graph: undefined });
+      return;
+    }
+    this.ctx.log(`capturing ${layouts.length} decode graphs (batch buckets ${seqs[0]}..${seqs[seqs.length - 1]}, ${seqs.length} of them; contexts up to ${contexts.join(', ')})...`);
+    const dev = deviceIndex(device);
+    synchronize(device);
+    const freeBefore = native.memGetInfo(dev).free;
+    const t0 = performance.now();
+    let lastLine = t0;
+    layouts.forEach((layout, i) => {
+      const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
+      this.inner.forwardStep(step, pool); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
+      synchronize(device);
+      this.captured.push({ layout, graph: captureGraph(device, () => this.inner.forwardStep(step, pool)) });
+      if (performance.now() - lastLine > 2000) {
+        this.ctx.log(`  ${i + 1}/${layouts.length} graphs captured`);
+        lastLine = performance.now();
+      }
+    });
+    synchronize(device);
+    this.captureSeconds = (performance.now() - t0) / 1000;
+    this.captureBytes = freeBefore - native.memGetInfo(dev).free;
+    this.ctx.log(`captured ${layouts.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory)`);
+  }
+
+  forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
+    const fit = plan.phase === 'decode' ? this.bucketFor(plan) : undefined;
+    if (!fit) {
+      if (plan.phase === 'decode') this.counts.eager++;
+      return this.inner.forward(plan, input, pool);
+    }
+    const B = plan.sequences.length;
+    const step = input.buildFixed(plan, fit.layout); // the real rows, then padding, at the graph's offsets
+    if (fit.graph) {
+      fit.graph.launch();
+      this.counts.replayed++;
+      return this.inner.workspace.logits.narrow(0, 0, B);
+    }
+    return this.inner.forwardStep(step, pool).narrow(0, 0, B); // the CPU: the same layout, run eagerly
+  }
+
+  /** The smallest captured layout that holds the step: enough rows, a long enough context and wide enough tables. */
+  private bucketFor(plan: StepPlan): Captured | undefined {
+    const B = plan.sequences.length;
+    let longest = 0, widest = 0;
+    plan.sequences.forEach((s, i) => {
+      longest = Math.max(longest, s.cachedTokens + 1);
+      widest = Math.max(widest, plan.blockTables?.[i]?.length ?? Infinity);
+    });
+    let best: Captured | undefined;
+    for (const c of this.captured) {
+      const l = c.layout;
+      if (l.seqs < B || l.maxContextLen < longest || l.width < widest) continue;
+      if (!best || l.seqs * l.width < best.layout.seqs * best.layout.width) best = c;
+    }
+    return best;
+  }
+
+  describe(): string[] {
+    const n = this.captured.length;
+    const graphs = this.ctx.device === 'cpu'
+      ? `no CUDA graphs on the CPU: decode steps run eagerly in the graphs' ${n} padded layouts`
+      : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
+    return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed, ${this.counts.eager} eager (no bucket fit)`];
+  }
+
+  dispose(): void {
+    for (const c of this.captured) c.graph?.dispose();
+    this.inner.dispose();
+  }
+}
+
+export const graphStepModel: StepModelFactory = (ctx, attention) => new GraphStepModel(ctx, attention);
+

@@ -1,0 +1,42 @@
+// Lesson 11 on CUDA (bf16, the Qwen3-0.6B shape): decode replayed from CUDA
+// graphs gives lesson 10's logits within bf16 tolerance (the same kernels; the
+// decode kernel may split a bucket's context differently from an exact step's),
+// and the decode steps are replayed, not run eagerly.
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { cudaAvailable } from '@aios/engine-core';
+import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
+import { recipe as fused } from '@aios/lesson-10-fused-layers';
+
+import { type Rows, compareRows, runForced } from '../../08-continuous-batching/test/forced-path.ts';
+import { recipe as graphs } from '../src/recipe.ts';
+
+const hasGpu = cudaAvailable();
+if (!hasGpu) console.log('lesson 11 graphs.gpu.test: skipped: no usable CUDA device on this machine');
+
+const path = { promptLengths: [11, 40, 130, 1, 900], steps: 10 };
+
+describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against lesson 10', () => {
+  let rows: { l10: Rows; l11: Rows };
+  let described: string[] = [];
+  beforeAll(() => {
+    const model = ensureDefaultModel('gpu', () => {});
+    const opts = { model, device: 'cuda:0' as const, engine: { maxNumBatchedTokens: 2048, maxNumSeqs: 32 } };
+    const l11 = runForced(graphs, path, opts);
+    described = l11.described;
+    rows = { l10: runForced(fused, path, opts).rows, l11: l11.rows };
+  }, 600_000);
+
+  it('replays every decode step from a graph', () => {
+    console.log(described.join('\n'));
+    expect(described.join('\n')).toMatch(/decode graphs captured at start-up/);
+    expect(described.join('\n')).toMatch(/decode steps so far: [1-9]\d* replayed, 0 eager/);
+  });
+
+  it('agrees with lesson 10 within bf16 tolerance', () => {
+    const c = compareRows(rows.l11, rows.l10);
+    console.log(`lesson 11 vs 10 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+    expect(c.relError).toBeLessThan(2e-2);
+    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+  });
+});
