@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { findChromium, launchChromium, openResultsPage } from '../src/chart/browser.ts';
 import { buildChartModel, environmentEntries, loadRecords } from '../src/chart/data.ts';
-import { renderPage } from '../src/chart/page.ts';
-import { COMMITTED_RESULTS, benchRecord, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
+import { kernelVersions, renderPage } from '../src/chart/page.ts';
+import { COMMITTED_RESULTS, benchRecord, copyEnvironmentRecords, kernelRecord, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
 
 const chromium = findChromium();
 if (!chromium) console.log(`chart.browser.test: skipped: no chromium at ${process.env.AIOS_CHROMIUM ?? '/usr/bin/chromium'} (apt-get install -y chromium)`);
@@ -27,7 +27,9 @@ interface DrawnDataset {
 }
 interface DrawnChart {
   type: string;
-  labels: string[];
+  labels: (string | string[])[];
+  /** Degrees the x labels were turned to fit (0: upright). */
+  xRotation: number;
   yType: string;
   yMin: number;
   yMax: number;
@@ -66,7 +68,8 @@ function expectReadableLabels(drawn: Drawn): void {
     }
   }
 }
-type Drawn = Record<'tokps' | 'copy' | 'gemm' | 'overhead', DrawnChart | null>;
+/** tokps, copy, gemm, overhead, and kernel-<i>-prefill / kernel-<i>-decode per kernel record shown. */
+type Drawn = Record<string, DrawnChart | null>;
 
 /** What each chart on the page holds and drew, read from window.__aiosCharts. */
 const readCharts = `(() => {
@@ -80,12 +83,13 @@ const readCharts = `(() => {
     out[name] = {
       type: c.config.type,
       labels: c.data.labels,
+      xRotation: c.scales.x.labelRotation,
       yType: c.scales.y.type,
       yMin: c.scales.y.min,
       yMax: c.scales.y.max,
       datasets: c.data.datasets.map((d, i) => ({
         label: d.label, role: d.aiosRole, data: d.data, partial: d.aiosPartial, pointStyle: d.pointStyle,
-        pointLabels: d.aiosPointLabels, drawnPoints: c.getDatasetMeta(i).data.filter((e) => !e.skip).length,
+        pointLabels: d.aiosPointLabels, drawnPoints: c.getDatasetMeta(i).data.filter((e, j) => !e.skip && d.data[j] !== null && Number.isFinite(e.y)).length,
       })),
       canvas: { width: c.canvas.width, height: c.canvas.height, inkPixels: ink },
       labelBoxes: c.$aiosLabels || [],
@@ -178,11 +182,68 @@ describe.skipIf(!chromium)('results page in chromium', () => {
       expect(drawn.tokps!.canvas.inkPixels).toBeGreaterThan(1000);
     }
     expect(drawn.copy!.datasets[0]!.drawnPoints).toBe(environmentEntries(loadRecords(COMMITTED_RESULTS).records).entries.length);
+    // The per-kernel view: a prefill and a decode chart per kernel record shown, upright shape labels, every version and the peer.
+    model.kernels.forEach((e, i) => {
+      for (const phase of ['prefill', 'decode'] as const) {
+        const shapes = e[phase];
+        const chart = drawn[`kernel-${i}-${phase}`];
+        if (shapes.length === 0) {
+          expect(chart).toBeNull();
+          continue;
+        }
+        expect(chart!.type).toBe('bar');
+        expect(chart!.yType).toBe('logarithmic');
+        expect(chart!.labels).toHaveLength(shapes.length);
+        expect(chart!.xRotation, `kernel-${i}-${phase}: shape labels turned to fit`).toBe(0);
+        const ours = chart!.datasets.filter((d) => d.role === 'ours');
+        expect(ours).toHaveLength(kernelVersions(shapes).length);
+        expect(ours.reduce((n, d) => n + d.drawnPoints, 0)).toBe(shapes.reduce((n, s) => n + s.versions.filter((v) => v.rate !== undefined).length, 0));
+        if (shapes.some((s) => s.peer?.rate !== undefined)) expect(chart!.datasets.find((d) => d.role === 'baseline')!.drawnPoints).toBe(shapes.filter((s) => s.peer?.rate !== undefined).length);
+        if (phase === 'decode' && e.copy.gbPerS !== undefined) {
+          expect(chart!.datasets.find((d) => d.role === 'roofline')!.data[0]).toBe(e.copy.gbPerS);
+          expect(chart!.labelBoxes.some((l) => l.text.startsWith('device copy'))).toBe(true);
+          // Every bar of the newest version carries its share of the copy: none had to give way.
+          const newest = kernelVersions(shapes).filter((v) => v !== 'lesson08').at(-1);
+          const bars = shapes.filter((s) => s.versions.some((v) => v.version === newest && v.rate !== undefined)).length;
+          expect(chart!.labelBoxes.filter((l) => /^[\d.]+%$/.test(l.text))).toHaveLength(bars);
+        }
+        if (phase === 'prefill') expect(chart!.labelBoxes.length).toBe(chart!.datasets.reduce((n, d) => n + d.drawnPoints, 0)); // every bar's value fits
+        expect(chart!.canvas.inkPixels).toBeGreaterThan(3000);
+      }
+    });
     expectReadableLabels(drawn);
     expect(drawn.copy!.canvas.inkPixels).toBeGreaterThan(1000);
     const png = path.join(dir, 'page.png');
     await page.screenshot({ path: png, fullPage: true });
     expect(statSync(png).size).toBeGreaterThan(20_000);
+    await page.context().close();
+  }, 60_000);
+
+  it('draws the kernel view from a fixture record: bars per version and SDPA, gaps where nothing was measured, the copy line', async () => {
+    const dir = writeFixtures([...standardFixture(), kernelRecord()]);
+    const html = path.join(dir, 'index.html');
+    writeFileSync(html, renderPage(buildChartModel(loadRecords(dir))));
+    const { page, errors } = await openResultsPage(browser, html);
+    const drawn = (await page.evaluate(readCharts)) as Drawn;
+    expect(errors).toEqual([]);
+    expectReadableLabels(drawn);
+
+    const prefill = drawn['kernel-0-prefill']!;
+    expect(prefill.type).toBe('bar');
+    expect(prefill.yType).toBe('logarithmic');
+    expect(prefill.xRotation).toBe(0);
+    expect(prefill.datasets.map((d) => [d.role, d.drawnPoints])).toEqual([['ours', 2], ['ours', 2], ['ours', 1], ['baseline', 1]]);
+    expect(prefill.labelBoxes.map((l) => l.text).sort()).toEqual(['7.00', '7.50', '9.00', '9.50', '120', '250'].sort());
+    expect(prefill.yMin).toBeLessThanOrEqual(7);
+    expect(prefill.yMax).toBeGreaterThanOrEqual(250);
+
+    const decode = drawn['kernel-0-decode']!;
+    expect(decode.xRotation).toBe(0);
+    expect(decode.datasets.map((d) => [d.role, d.drawnPoints])).toEqual([['ours', 2], ['ours', 2], ['ours', 2], ['ours', 1], ['baseline', 2], ['roofline', 2]]);
+    expect(decode.labelBoxes.map((l) => l.text).sort()).toEqual(['83%', 'device copy 4,000 GB/s (same call)']);
+    expect(decode.yMax).toBeGreaterThanOrEqual(4000);
+    expect(decode.canvas.inkPixels).toBeGreaterThan(3000);
+    expect(await page.locator('#details').innerText()).toContain('error: too many <blocks>');
     await page.context().close();
   }, 60_000);
 

@@ -18,11 +18,22 @@ import {
   regenerateReadme,
   replaceCourseMap,
 } from '../src/chart/coursemap.ts';
-import { type FreshnessOf, benchRuns, buildChartModel, buildTokSeries, environmentEntries, gitFreshness, loadRecords, recordProblem, selectLatest } from '../src/chart/data.ts';
-import { chartSpecs, fmt, fmtMultiplier, renderPage, tokChartSpec } from '../src/chart/page.ts';
+import {
+  type FreshnessOf,
+  benchRuns,
+  buildChartModel,
+  buildTokSeries,
+  environmentEntries,
+  gitFreshness,
+  kernelEntries,
+  loadRecords,
+  recordProblem,
+  selectLatest,
+} from '../src/chart/data.ts';
+import { chartSpecs, fmt, fmtBytes, fmtFlops, fmtMs, fmtMultiplier, fmtPct, kernelSpecs, renderPage, tokChartSpec } from '../src/chart/page.ts';
 import { PAGE_HASH_KEY, readPngText, sha256, writePngText } from '../src/chart/png-stamp.ts';
 import { LESSONS } from '../src/cli/lessons.ts';
-import { benchRecord, COMMITTED_RESULTS, copyEnvironmentRecords, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
+import { benchRecord, COMMITTED_RESULTS, copyEnvironmentRecords, kernelRecord, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
 
 const H100 = 'NVIDIA H100 80GB HBM3';
 
@@ -224,6 +235,183 @@ describe('environment view (lesson 00)', () => {
     expect(entries[0]!.quick).toBe(false);
     expect(entries[0]!.file).toBe('000_fixture.json');
     expect(skipped).toEqual([{ file: '002_fixture.json', reason: 'results.copy.gbPerS/bytes missing' }]);
+  });
+});
+
+describe('kernel view (lesson 09 on)', () => {
+  /** The committed kernel records, parsed (bench-results/*_kernel_*.json). */
+  const committedKernels = () =>
+    readdirSync(COMMITTED_RESULTS)
+      .filter((f) => f.endsWith('.json') && f.includes('_kernel_'))
+      .map((f) => ({ file: f, json: JSON.parse(readFileSync(path.join(COMMITTED_RESULTS, f), 'utf8')) }));
+
+  it('reads shapes, versions, the peer and the copy ceiling from a fixture record, as measured', () => {
+    const { entries, skipped } = kernelEntries(loadRecords(writeFixtures([kernelRecord()])).records);
+    expect(skipped).toEqual([]);
+    expect(entries).toHaveLength(1);
+    const e = entries[0]!;
+    expect([e.card, e.family, e.lesson, e.file, e.commit, e.dtype, e.quick, e.partial]).toEqual(['NVIDIA H200', 'flash-attention', 9, '000_fixture.json', 'fixturekernel', 'bf16', false, undefined]);
+    expect(e.prefill.map((s) => s.name)).toEqual(['prefill 0.6B 8x2048', 'prefill 0.6B 1x16384']);
+    expect(e.decode.map((s) => s.name)).toEqual(['decode 0.6B batch 1 ctx 1024', 'decode 0.6B batch 64 ctx 4096']);
+    // Prefill rates are the record's tflops, decode rates its gbPerS; nothing is recomputed.
+    expect(e.prefill[0]!.versions.map((v) => [v.version, v.medianMs, v.rate])).toEqual([['lesson08', 19.4, 7], ['v1', 14.9, 9], ['v2', 1.14, 120]]);
+    expect(e.decode[1]!.versions.map((v) => v.rate)).toEqual([2000, 1450, 1445, 3300]);
+    expect(e.prefill[0]!.peer).toMatchObject({ version: 'torch-sdpa-flash', medianMs: 0.52, rate: 250, note: 'enable_gqa=True' });
+    expect(e.decode[0]!.peer!.rate).toBe(51);
+    // The shape without a peer has none; the failed version keeps its error and no numbers (NaN was written as null).
+    expect(e.prefill[1]!.peer).toBeUndefined();
+    expect(e.prefill[1]!.versions[2]).toEqual({ version: 'v2', repeats: 0, callsPerRepeat: 0, error: 'too many <blocks>' });
+    expect(e.copy).toEqual({ gbPerS: 4000, peerGbPerS: 4190, lesson00GbPerS: 4177, lesson00Record: 'lesson00.json' });
+    expect(e.peer).toEqual({ library: 'torch.nn.functional.scaled_dot_product_attention (flash backend)', version: '2.11.0', note: 'sdpa_kernel(FLASH_ATTENTION)' });
+  });
+
+  it('draws a prefill chart (TFLOP/s, each version and SDPA) and a decode chart (GB/s, with the copy line), leaving gaps where nothing was measured', () => {
+    const [spec] = kernelSpecs(kernelEntries(loadRecords(writeFixtures([kernelRecord()])).records).entries);
+    const prefill = spec!.prefill!, decode = spec!.decode!;
+    expect(spec!.id).toBe('kernel-0');
+    expect(prefill.type).toBe('bar');
+    expect(prefill.logarithmic).toBe(true);
+    expect(prefill.labels).toEqual([['0.6B (16/8 heads)', '8 × 2,048 tokens'], ['0.6B (16/8 heads)', '1 × 16,384 tokens']]);
+    expect(prefill.datasets.map((d) => [d.label, d.role, d.data])).toEqual([
+      ["lesson 08's kernel (pagedAttention)", 'ours', [7, 7.5]],
+      ['lesson 09 v1', 'ours', [9, 9.5]],
+      ['lesson 09 v2', 'ours', [120, null]], // failed on the second shape: no bar
+      ['PyTorch SDPA (flash backend) 2.11.0, same call', 'baseline', [250, null]], // no peer on the second shape
+    ]);
+    expect(prefill.datasets[2]!.pointLabels).toEqual(['120', null]);
+    expect(prefill.datasets[2]!.notes![0]).toMatch(/^prefill 0\.6B 8x2048: median 1\.14 ms; .*; 48% of SDPA$/);
+    expect(prefill.datasets[2]!.notes![1]).toContain('error: too many <blocks>');
+    expect(prefill.suggestedMin!).toBeLessThan(7);
+    expect(prefill.suggestedMax!).toBeGreaterThan(250);
+
+    expect(decode.labels).toEqual([['0.6B', 'batch 1', 'ctx 1k'], ['0.6B', 'batch 64', 'ctx 4k']]);
+    expect(decode.yTitle).toBe('K/V GB/s (log scale)');
+    expect(decode.datasets.map((d) => [d.label, d.role, d.data])).toEqual([
+      ["lesson 08's kernel (pagedAttention)", 'ours', [35, 2000]],
+      ['lesson 09 v1', 'ours', [46, 1450]],
+      ['lesson 09 v2', 'ours', [130, 1445]],
+      ['lesson 09 v3', 'ours', [null, 3300]],
+      ['PyTorch SDPA (flash backend) 2.11.0, same call', 'baseline', [51, 2400]],
+      ['device copy, read + write (same call)', 'roofline', [4000, 4000]],
+    ]);
+    // The newest version's bars carry their share of the copy bandwidth; the other bars carry none.
+    expect(decode.datasets[3]!.pointLabels).toEqual([null, '83%']);
+    expect(decode.datasets.slice(0, 3).every((d) => d.pointLabels!.every((l) => l === null))).toBe(true);
+    expect(decode.datasets[5]!.pointLabels).toEqual(['device copy 4,000 GB/s (same call)', null]);
+    expect(decode.datasets[5]!.labelAt).toBe('start');
+    expect(decode.suggestedMax!).toBeGreaterThan(4000);
+  });
+
+  it('keeps the latest record per card and family: complete over partial, full over --quick, then the newest', () => {
+    const records = [
+      kernelRecord({ date: '2030-01-01T00:00:00Z', scale: 1 }),
+      kernelRecord({ date: '2030-01-02T00:00:00Z', scale: 2 }),
+      kernelRecord({ date: '2030-01-03T00:00:00Z', scale: 3, quick: true }),
+      kernelRecord({ date: '2030-01-04T00:00:00Z', scale: 4, partial: '2 of 20 shapes so far' }),
+      kernelRecord({ date: '2030-01-01T00:00:00Z', scale: 5, card: 'NVIDIA H100 80GB HBM3' }),
+      kernelRecord({ date: '2030-01-01T00:00:00Z', scale: 6, family: 'gemm' }),
+    ];
+    const { entries } = kernelEntries(loadRecords(writeFixtures(records)).records);
+    expect(entries.map((e) => [e.card, e.family, e.prefill[0]!.versions[0]!.rate])).toEqual([
+      [H100, 'flash-attention', 35],
+      ['NVIDIA H200', 'flash-attention', 14],
+      ['NVIDIA H200', 'gemm', 42],
+    ]);
+    // Only a partial run: it is shown, and the page says so.
+    const only = kernelEntries(loadRecords(writeFixtures([records[3]!])).records).entries;
+    expect(only[0]!.partial).toBe('2 of 20 shapes so far');
+    expect(renderPage(buildChartModel(loadRecords(writeFixtures([records[3]!]))))).toContain('<b>partial run</b> (2 of 20 shapes so far)');
+  });
+
+  it('lists a record it cannot chart, and a shape it cannot read, instead of dropping them silently', () => {
+    const empty = { ...kernelRecord(), results: { shapes: [], ceilings: {} } };
+    const odd = kernelRecord();
+    (odd.results.shapes[1] as unknown as Record<string, unknown>).flops = 'many';
+    const model = buildChartModel(loadRecords(writeFixtures([empty, odd])));
+    expect(model.skipped).toEqual([{ file: '000_fixture.json', reason: 'no shape with a measured rate (results.shapes[].versions[].tflops or gbPerS)' }]);
+    expect(model.kernels[0]!.prefill.map((s) => s.name)).toEqual(['prefill 0.6B 8x2048']);
+    expect(model.kernels[0]!.ignored).toEqual(['shape "prefill 0.6B 1x16384": flops missing']);
+    const html = renderPage(model);
+    expect(html).toContain('not charted from <code>001_fixture.json</code>: shape &quot;prefill 0.6B 1x16384&quot;: flops missing');
+  });
+
+  it('carries the freshness it is given', () => {
+    const stale: FreshnessOf = (r) => ({ state: 'stale', commit: r.commit, dirty: false, since: 'abc1234', changed: ['native/src/cuda/flash_decode.cu'] });
+    const model = buildChartModel(loadRecords(writeFixtures([kernelRecord()])), stale);
+    expect(model.kernels[0]!.freshness).toMatchObject({ state: 'stale', since: 'abc1234' });
+    expect(renderPage(model)).toContain('<span class="stale">stale: commit abc1234 changed native/src/cuda/flash_decode.cu after the record&#39;s commit fixturekernel</span>'.replace('&#39;', "'"));
+  });
+
+  it('takes the committed H200 record as it is: every shape, every measured rate, the copy of the same call', () => {
+    const committed = committedKernels();
+    expect(committed.length).toBeGreaterThan(0);
+    const { entries, skipped } = kernelEntries(loadRecords(COMMITTED_RESULTS).records);
+    expect(skipped).toEqual([]);
+    for (const { file, json } of committed) {
+      const e = entries.find((x) => x.card === json.hardware.card && x.family === json.family)!;
+      if (e.file !== file) continue; // an older record of the same card and family
+      const shapes = json.results.shapes as { name: string; phase: string; versions: { version: string; tflops?: number; gbPerS?: number }[]; peer?: { tflops?: number; gbPerS?: number } }[];
+      expect([...e.prefill, ...e.decode].map((s) => s.name).sort()).toEqual(shapes.map((s) => s.name).sort());
+      for (const s of shapes) {
+        const got = [...e.prefill, ...e.decode].find((x) => x.name === s.name)!;
+        const key = s.phase === 'prefill' ? 'tflops' : 'gbPerS';
+        expect(got.versions.map((v) => [v.version, v.rate])).toEqual(s.versions.map((v) => [v.version, v[key]]));
+        expect(got.peer?.rate).toBe(s.peer?.[key]);
+      }
+      expect(e.copy.gbPerS).toBe(json.results.ceilings.copyGbPerS);
+    }
+    const h200 = entries.find((e) => e.card === 'NVIDIA H200' && e.family === 'flash-attention');
+    if (h200) {
+      expect(h200.prefill.length).toBe(4);
+      expect(h200.decode.length).toBe(16);
+      const html = renderPage(buildChartModel(loadRecords(COMMITTED_RESULTS)));
+      const i = entries.indexOf(h200);
+      expect(html).toContain(`id="kernel-${i}-prefill"`);
+      expect(html).toContain(`id="kernel-${i}-decode"`);
+      expect(html).toContain(h200.file);
+      expect(html).toContain(h200.commit);
+      // The table: v4's share of SDPA on the 0.6B 8x2048 shape, v3's share of the copy at batch 256 ctx 4096, as the record's numbers give them.
+      const p = h200.prefill.find((s) => s.name === 'prefill 0.6B 8x2048')!;
+      expect(html).toContain(`${fmtPct((100 * p.versions.find((v) => v.version === 'v4')!.rate!) / p.peer!.rate!)} of SDPA`);
+      const d = h200.decode.find((s) => s.name === 'decode 0.6B batch 256 ctx 4096')!;
+      expect(html).toContain(`${fmtPct((100 * d.versions.find((v) => v.version === 'v3')!.rate!) / h200.copy.gbPerS!)} of copy`);
+    }
+  });
+
+  it('is absent when there is no kernel record, and the notes no longer call kernel records uncharted', () => {
+    const none = buildChartModel(loadRecords(writeFixtures(standardFixture())));
+    expect(none.kernels).toEqual([]);
+    expect(chartSpecs(none).kernels).toEqual([]);
+    const html = renderPage(none);
+    expect(html).not.toMatch(/id="kernel-\d+-(prefill|decode)"/);
+    expect(html).toContain('id="kernels-empty"');
+    expect(html).not.toContain('<h2>Kernels');
+
+    const withKernel = renderPage(buildChartModel(loadRecords(writeFixtures([kernelRecord(), { ...kernelRecord(), kind: 'profile' }]))));
+    expect(withKernel).toContain('id="kernel-0-prefill"');
+    expect(withKernel).not.toContain('id="kernels-empty"');
+    expect(withKernel).not.toContain('of kind <code>kernel</code>');
+    expect(withKernel).toContain('1 record(s) of kind <code>profile</code> are not charted yet.');
+    const committed = renderPage(buildChartModel(loadRecords(COMMITTED_RESULTS)));
+    expect(committed).not.toMatch(/kind <code>kernel<\/code> are not charted/);
+  });
+
+  it('keeps record text from breaking out of the page', () => {
+    const evil = kernelRecord({ card: '</script><img src=x onerror=alert(1)>', family: '<b>fam</b>' });
+    evil.results.shapes[0]!.versions[0]!.version = '<i>v</i>';
+    const html = renderPage(buildChartModel(loadRecords(writeFixtures([evil]))));
+    expect(html).not.toContain('<img src=x');
+    expect(html).not.toContain('<b>fam</b>');
+    expect(html).not.toContain('<i>v</i>');
+    expect(html).toContain('error: too many &lt;blocks&gt;');
+    expect(html.match(/<\/script>/g)).toHaveLength(3);
+  });
+
+  it('formats times, shares, bytes and FLOPs as the tables print them', () => {
+    expect([fmtMs(0.020685), fmtMs(0.93557), fmtMs(19.405), fmtMs(152.26), fmtMs(1234.5)]).toEqual(['0.0207', '0.936', '19.4', '152', '1,235']);
+    expect([fmtPct(56.04), fmtPct(4.87)]).toEqual(['56%', '4.9%']);
+    expect([fmtBytes(4194304), fmtBytes(1073741824), fmtBytes(1.5 * 2 ** 30)]).toEqual(['4 MiB', '1 GiB', '1.5 GiB']);
+    expect([fmtFlops(137506062336), fmtFlops(1099578736640)]).toEqual(['138 GFLOP', '1.10 TFLOP']);
   });
 });
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
 
-import { FreshnessChecker, codeClosure, describeFreshness } from '../src/bench/staleness.ts';
+import { FreshnessChecker, KERNEL_BENCH_ENTRY_POINTS, codeClosure, describeFreshness, recordEntryPoints } from '../src/bench/staleness.ts';
 
 function repo(): { root: string; write: (file: string, text: string) => void; commit: (msg: string) => string } {
   const root = mkdtempSync(path.join(os.tmpdir(), 'aios-stale-'));
@@ -68,6 +68,12 @@ describe('the code a record measured', () => {
     ]);
   });
 
+  it("reaches the addon's sources through require('@aios/native') (how engine-core/src/backend.ts loads it)", () => {
+    const r = ourShape();
+    r.write('engine-core/src/backend.ts', "import { createRequire } from 'node:module';\nconst require = createRequire(import.meta.url);\nexport const native = require('@aios/native');\n");
+    expect(codeClosure(['engine-core/src/backend.ts'], r.root)).toEqual(['engine-core/src/backend.ts', 'native/src/kernel.cc']);
+  });
+
   it('is fresh until a commit or the work tree touches that code; a change elsewhere does not count', () => {
     const r = ourShape();
     const measured = r.commit('the measured code');
@@ -93,6 +99,30 @@ describe('the code a record measured', () => {
     expect(new FreshnessChecker(r.root).check({ kind: 'bench', lesson: 4, commit: `${change}+dirty` })).toMatchObject({ state: 'stale', dirty: true, changed: ['native/src/kernel.cc'] });
   });
 
+  it("checks a kernel record against the kernel bench, the peer's script and the addon, not the lesson's recipe", () => {
+    const r = ourShape();
+    r.write('lessons/09-flash/package.json', JSON.stringify({ name: '@aios/lesson-09-flash', exports: { '.': './src/index.ts' } }));
+    r.write('lessons/09-flash/src/recipe.ts', "import { recipe as base } from '@aios/lesson-03-base';\nexport const recipe = base;\n");
+    r.write('engine-core/src/cli/bench-kernels.ts', "import * as ops from '../ops.ts';\nexport const o = ops;\n");
+    r.write('engine-core/scripts/sdpa_peer.py', 'import torch\n');
+    const record = { kind: 'kernel', lesson: 9, commit: r.commit('the measured kernels') };
+    expect(recordEntryPoints(record, r.root)).toEqual(KERNEL_BENCH_ENTRY_POINTS);
+    expect(new FreshnessChecker(r.root).files(record)).toEqual([
+      'engine-core/scripts/sdpa_peer.py',
+      'engine-core/src/cli/bench-kernels.ts',
+      'engine-core/src/ops.ts',
+      'native/src/kernel.cc',
+    ]);
+    r.write('lessons/09-flash/src/recipe.ts', 'export const recipe = 2;\n'); // the lesson's engine, not what the kernel bench times
+    r.commit('lesson 09 recipe');
+    expect(new FreshnessChecker(r.root).check(record).state).toBe('fresh');
+    r.write('native/src/kernel.cc', 'int k3;\n');
+    const kernel = r.commit('kernel');
+    expect(new FreshnessChecker(r.root).check(record)).toMatchObject({ state: 'stale', since: kernel.slice(0, 7), changed: ['native/src/kernel.cc'] });
+    r.write('engine-core/scripts/sdpa_peer.py', 'import torch  # other flags\n');
+    expect(new FreshnessChecker(r.root).check({ ...record, commit: kernel })).toMatchObject({ state: 'stale', since: 'work tree', changed: ['engine-core/scripts/sdpa_peer.py'] });
+  });
+
   it('says "unknown", never fresh, when it cannot tell', () => {
     const r = ourShape();
     r.commit('code');
@@ -114,5 +144,12 @@ describe('the code a record measured', () => {
     }
     if (!known) return console.log('staleness.test: this clone lacks commit 258577d (shallow?): skipped');
     expect(c.check({ kind: 'bench', lesson: 3, commit: '258577d2c570' })).toMatchObject({ state: 'stale', since: '0f0301e' });
+  });
+
+  it("on this repository: a kernel record's code is the kernel bench, the peer script and lesson 09's CUDA kernels", () => {
+    const files = new FreshnessChecker().files({ kind: 'kernel', lesson: 9 });
+    for (const f of ['engine-core/src/cli/bench-kernels.ts', 'engine-core/scripts/sdpa_peer.py', 'engine-core/src/ops.ts', 'native/src/cuda/flash_prefill.cu', 'native/src/cuda/flash_decode.cu'])
+      expect(files).toContain(f);
+    expect(files.filter((f) => f.startsWith('lessons/'))).toEqual([]);
   });
 });

@@ -7,6 +7,8 @@
 // the native addon's sources:
 //   bench record (lessons 03 on)  lessons/NN-*/src/recipe.ts, engine-core/src/bench/harness.ts, engine-core/src/engine/llm.ts
 //   environment record (00)       lessons/00-introduction/src/demo.ts
+//   kernel record (lesson 09 on)  engine-core/src/cli/bench-kernels.ts (it times the kernels through the ops facade,
+//                                 so the addon's sources come with it) and engine-core/scripts/sdpa_peer.py (the peer's numbers)
 // A record is stale when git shows a commit after the record's commit, or an uncommitted
 // change in the work tree, that touches one of those files. What it cannot check (no git,
 // a commit git does not have) is "unknown", never silently fresh.
@@ -32,6 +34,8 @@ export interface Freshness {
 
 const VALUE_IMPORT = /^\s*(?:import|export)\s+(?!type\b)(?:[^'";]*?\sfrom\s+)?['"]([^'"]+)['"]/gm;
 const DYNAMIC_IMPORT = /\bimport\(\s*['"]([^'"]+)['"]\s*\)/g;
+/** require('@aios/native') through createRequire: how engine-core/src/backend.ts loads the addon. */
+const REQUIRE = /\brequire\(\s*['"]([^'"]+)['"]\s*\)/g;
 
 function rel(root: string, file: string): string {
   return path.relative(root, file).split(path.sep).join('/');
@@ -89,7 +93,7 @@ export function codeClosure(entries: readonly string[], root: string = REPO_ROOT
     if (seen.has(file)) continue;
     seen.add(file);
     const text = readFileSync(file, 'utf8');
-    for (const re of [VALUE_IMPORT, DYNAMIC_IMPORT]) {
+    for (const re of [VALUE_IMPORT, DYNAMIC_IMPORT, REQUIRE]) {
       for (const m of text.matchAll(re)) {
         const target = resolveImport(root, m[1]!, file);
         if (target === 'native') native = true;
@@ -100,8 +104,13 @@ export function codeClosure(entries: readonly string[], root: string = REPO_ROOT
   return [...[...seen].map((f) => rel(root, f)), ...(native ? nativeFiles(root) : [])].sort();
 }
 
+/** What measures kernel records: the kernels themselves are reached from it (ops.ts, the addon). */
+export const KERNEL_BENCH_ENTRY_POINTS = ['engine-core/src/cli/bench-kernels.ts', 'engine-core/scripts/sdpa_peer.py'];
+
 /** The entry points whose code a record measured. */
 export function recordEntryPoints(record: Pick<RecordBase, 'kind' | 'lesson'>, root: string = REPO_ROOT): string[] {
+  // A kernel record times engine-core's kernels directly, not the lesson's recipe.
+  if (record.kind === 'kernel') return KERNEL_BENCH_ENTRY_POINTS.filter((f) => existsSync(path.join(root, f)));
   const lessons = path.join(root, 'lessons');
   const folder = existsSync(lessons) ? readdirSync(lessons).find((d) => d.startsWith(`${String(record.lesson).padStart(2, '0')}-`)) : undefined;
   if (!folder) return [];

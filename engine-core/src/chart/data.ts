@@ -8,7 +8,19 @@
 //                            each point with its multiplier over the series' previous lesson, partial runs marked,
 //                            the series' roofline as a flat line
 //   environmentEntries(...)  the per-op view: lesson 00's copy bandwidth, GEMM rate, op overhead and PyTorch baseline
-import { type AnyRecord, type BenchRecord, type LoadResult, type LoadedRecord, type Obj, type SkippedFile, isObj, limitsTag } from '../bench/records.ts';
+//   kernelEntries(...)       the per-kernel view: per shape, each kernel version's time and rate, the peer library's
+//                            (PyTorch SDPA) and the copy bandwidth measured in the same call, as the record has them
+import {
+  type AnyRecord,
+  type BenchRecord,
+  type KernelRecord,
+  type LoadResult,
+  type LoadedRecord,
+  type Obj,
+  type SkippedFile,
+  isObj,
+  limitsTag,
+} from '../bench/records.ts';
 import { type Freshness, FreshnessChecker } from '../bench/staleness.ts';
 
 export type { Freshness } from '../bench/staleness.ts';
@@ -241,30 +253,201 @@ export function environmentEntries(records: readonly LoadedRecord[], freshness?:
   return { entries, skipped };
 }
 
+// ------------------------------------------------------------ kernel records (lesson 09 on)
+
+/** One kernel version (or the peer library) on one shape, as measured; `rate` is absent where the record has none. */
+export interface KernelTimingEntry {
+  version: string;
+  medianMs?: number;
+  minMs?: number;
+  maxMs?: number;
+  repeats?: number;
+  callsPerRepeat?: number;
+  /** TFLOP/s for a prefill shape, K/V GB/s for a decode shape: the record's own tflops or gbPerS, never recomputed. */
+  rate?: number;
+  /** Relative L2 error against lesson 08's kernel on the same inputs (null: NaN somewhere). */
+  relErrVsLesson08?: number | null;
+  error?: string;
+  note?: string;
+}
+
+export interface KernelShapeEntry {
+  name: string;
+  phase: 'prefill' | 'decode';
+  model: string;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  seqs: number;
+  qLen: number;
+  context: number;
+  flops: number;
+  kvBytes: number;
+  /** In the record's order (lesson08, v1, v2, ...). */
+  versions: KernelTimingEntry[];
+  /** The peer library on the same inputs, same call; absent where the record has no peer for this shape. */
+  peer?: KernelTimingEntry;
+}
+
+export interface KernelEntry {
+  card: string;
+  family: string;
+  lesson: number;
+  file: string;
+  commit: string;
+  date: string;
+  quick: boolean;
+  /** The run stopped early: settings.partial says how far it got. */
+  partial?: string;
+  dtype?: string;
+  prefill: KernelShapeEntry[];
+  decode: KernelShapeEntry[];
+  /** Copy bandwidth (read + write) measured in the same call, and the other copy numbers the record quotes. */
+  copy: { gbPerS?: number; peerGbPerS?: number; lesson00GbPerS?: number; lesson00Record?: string };
+  peer?: { library: string; version?: string; note?: string };
+  /** Shapes of the record this view could not read (and why): listed in the page's notes, not charted. */
+  ignored?: string[];
+  freshness?: Freshness;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' && v ? v : undefined;
+}
+
+function kernelTiming(t: unknown, phase: 'prefill' | 'decode'): KernelTimingEntry | undefined {
+  if (!isObj(t) || typeof t.version !== 'string') return undefined;
+  const e: KernelTimingEntry = { version: t.version };
+  for (const k of ['medianMs', 'minMs', 'maxMs', 'repeats', 'callsPerRepeat'] as const) {
+    const v = num(t, k);
+    if (v !== undefined) e[k] = v;
+  }
+  const rate = num(t, phase === 'prefill' ? 'tflops' : 'gbPerS');
+  if (rate !== undefined && rate > 0) e.rate = rate;
+  if (typeof t.relErrVsLesson08 === 'number' || t.relErrVsLesson08 === null) e.relErrVsLesson08 = t.relErrVsLesson08;
+  const error = str(t.error), note = str(t.note);
+  if (error) e.error = error;
+  if (note) e.note = note;
+  return e;
+}
+
+/** The per-kernel numbers of one kernel record, or a reason it has none to chart. */
+export function kernelEntry(loaded: LoadedRecord): KernelEntry | string {
+  const r = loaded.record as KernelRecord;
+  const res = r.results as unknown as Obj;
+  if (!Array.isArray(res.shapes)) return 'results.shapes missing';
+  const shapes: KernelShapeEntry[] = [];
+  const ignored: string[] = [];
+  for (const [i, s] of (res.shapes as unknown[]).entries()) {
+    const label = isObj(s) && typeof s.name === 'string' ? `"${s.name}"` : `#${i}`;
+    if (!isObj(s) || typeof s.name !== 'string' || (s.phase !== 'prefill' && s.phase !== 'decode') || !Array.isArray(s.versions)) {
+      ignored.push(`shape ${label}: needs name, phase (prefill or decode) and versions`);
+      continue;
+    }
+    const phase = s.phase;
+    const ints = ['qHeads', 'kvHeads', 'headDim', 'seqs', 'qLen', 'context', 'flops', 'kvBytes'] as const;
+    const n = Object.fromEntries(ints.map((k) => [k, num(s, k)])) as Record<(typeof ints)[number], number | undefined>;
+    const missing = ints.filter((k) => n[k] === undefined);
+    if (missing.length) {
+      ignored.push(`shape ${label}: ${missing.join(', ')} missing`);
+      continue;
+    }
+    const versions = (s.versions as unknown[]).map((t) => kernelTiming(t, phase)).filter((t): t is KernelTimingEntry => t !== undefined);
+    const peer = kernelTiming(s.peer, phase);
+    shapes.push({ name: s.name, phase, model: String(s.model ?? '?'), ...(n as Record<(typeof ints)[number], number>), versions, ...(peer ? { peer } : {}) });
+  }
+  if (!shapes.some((s) => s.versions.some((v) => v.rate !== undefined) || s.peer?.rate !== undefined)) return 'no shape with a measured rate (results.shapes[].versions[].tflops or gbPerS)';
+  const ceilings = isObj(res.ceilings) ? res.ceilings : {};
+  const copy: KernelEntry['copy'] = {};
+  const cg = num(ceilings, 'copyGbPerS'), pg = num(ceilings, 'peerCopyGbPerS'), lg = num(ceilings, 'lesson00CopyGbPerS');
+  if (cg !== undefined) copy.gbPerS = cg;
+  if (pg !== undefined) copy.peerGbPerS = pg;
+  if (lg !== undefined) copy.lesson00GbPerS = lg;
+  const lr = str(ceilings.lesson00Record);
+  if (lr) copy.lesson00Record = lr;
+  const entry: KernelEntry = {
+    card: r.hardware.card,
+    family: String(r.family),
+    lesson: r.lesson,
+    file: loaded.file,
+    commit: r.commit,
+    date: r.date,
+    quick: r.settings.quick === true,
+    prefill: shapes.filter((s) => s.phase === 'prefill'),
+    decode: shapes.filter((s) => s.phase === 'decode'),
+    copy,
+  };
+  if (ignored.length) entry.ignored = ignored;
+  const partial = str(r.settings.partial);
+  if (partial) entry.partial = partial;
+  const dtype = str(r.settings.dtype);
+  if (dtype) entry.dtype = dtype;
+  if (isObj(res.peer) && str(res.peer.library)) {
+    entry.peer = { library: str(res.peer.library)! };
+    const version = str(res.peer.version), note = str(res.peer.note);
+    if (version) entry.peer.version = version;
+    if (note) entry.peer.note = note;
+  }
+  return entry;
+}
+
+/**
+ * The latest kernel record per card and family (a complete run over one that stopped early,
+ * a full run over a --quick one, then the newest), sorted by card and family.
+ */
+export function kernelEntries(records: readonly LoadedRecord[], freshness?: FreshnessOf): { entries: KernelEntry[]; skipped: SkippedFile[] } {
+  const skipped: SkippedFile[] = [];
+  const best = new Map<string, { entry: KernelEntry; loaded: LoadedRecord }>();
+  const rank = (e: KernelEntry) => (e.partial ? 0 : 2) + (e.quick ? 0 : 1);
+  for (const loaded of records) {
+    if (loaded.record.kind !== 'kernel') continue;
+    const entry = kernelEntry(loaded);
+    if (typeof entry === 'string') {
+      skipped.push({ file: loaded.file, reason: entry });
+      continue;
+    }
+    const key = `${entry.card}\u0000${entry.family}`;
+    const cur = best.get(key);
+    if (!cur || rank(entry) > rank(cur.entry) || (rank(entry) === rank(cur.entry) && newer(loaded, cur.loaded))) best.set(key, { entry, loaded });
+  }
+  const entries = [...best.values()]
+    .map(({ entry, loaded }) => {
+      const f = freshness?.(loaded.record);
+      return f ? { ...entry, freshness: f } : entry;
+    })
+    .sort((a, b) => (a.card !== b.card ? (a.card < b.card ? -1 : 1) : a.family < b.family ? -1 : a.family > b.family ? 1 : 0));
+  return { entries, skipped };
+}
+
 // ------------------------------------------------------------ the whole page's data
 
 export interface ChartModel {
   tok: TokView;
   environment: EnvEntry[];
+  kernels: KernelEntry[];
   /** Records of kinds this page does not chart yet (kind -> count). */
   otherKinds: Record<string, number>;
   skipped: SkippedFile[];
   recordCount: number;
 }
 
+/** The kinds of record the page charts. */
+export const CHARTED_KINDS: readonly string[] = ['bench', 'environment', 'kernel'];
+
 /** The page's data; `freshness` marks stale records (pnpm chart passes gitFreshness()). */
 export function buildChartModel(loaded: LoadResult, freshness?: FreshnessOf): ChartModel {
   const env = environmentEntries(loaded.records, freshness);
+  const kernels = kernelEntries(loaded.records, freshness);
   const otherKinds: Record<string, number> = {};
   for (const { record } of loaded.records) {
     const kind: string = record.kind;
-    if (kind !== 'bench' && kind !== 'environment') otherKinds[kind] = (otherKinds[kind] ?? 0) + 1;
+    if (!CHARTED_KINDS.includes(kind)) otherKinds[kind] = (otherKinds[kind] ?? 0) + 1;
   }
   return {
     tok: buildTokSeries(benchRuns(loaded.records), freshness),
     environment: env.entries,
+    kernels: kernels.entries,
     otherKinds,
-    skipped: [...loaded.skipped, ...env.skipped],
+    skipped: [...loaded.skipped, ...env.skipped, ...kernels.skipped],
     recordCount: loaded.records.length,
   };
 }

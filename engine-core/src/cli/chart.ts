@@ -38,7 +38,9 @@ async function main(values: FlagValues<typeof CHART_FLAGS>): Promise<number> {
   const freshness = gitFreshness();
   const model = buildChartModel(loaded, freshness);
   const bench = model.tok.series.reduce((n, s) => n + s.points.filter(Boolean).length, 0);
-  console.log(`${loaded.records.length} record(s) in ${rel(resultsDir)}: ${bench} lesson run(s) charted, ${model.environment.length} environment record(s)`);
+  console.log(
+    `${loaded.records.length} record(s) in ${rel(resultsDir)}: ${bench} lesson run(s) charted, ${model.environment.length} environment record(s), ${model.kernels.length} kernel record(s)`,
+  );
   for (const s of model.skipped) console.warn(`  skipped ${s.file}: ${s.reason}`);
   if (bench === 0) console.log('  no lesson runs recorded yet: the tok/s chart says so (nothing is drawn that was not measured)');
 
