@@ -427,7 +427,7 @@ function pagedStep(op: string, q: Tensor, kCache: Tensor, vCache: Tensor, meta: 
 // ---------------------------------------------------------------- lesson 09: FlashAttention kernels
 
 /** Lesson 09's kernel versions, oldest first (native/src/flash.h says what each one adds). */
-export const FLASH_PREFILL_VERSIONS = [1, 2, 3, 4] as const;
+export const FLASH_PREFILL_VERSIONS = [1, 2, 3, 4, 5] as const;
 export const FLASH_DECODE_VERSIONS = [1, 2, 3] as const;
 
 export interface FlashOptions {
@@ -458,7 +458,8 @@ function flashVersion(op: string, v: number | undefined, versions: readonly numb
  * Lesson 09's FlashAttention prefill over the paged pool: pagedAttention's semantics (any packed
  * step: prefill, cached prefix, decode), computed by prefill kernel `version` on CUDA (1: scalar tiles
  * in shared memory with an online softmax; 2: tensor cores; 3: 32 rows per warp; 4: 3-tile copy
- * ring), by the CPU reference on the host.
+ * ring; 5: 64-key tiles, fragments loaded a step ahead, the softmax in one FFMA and ex2 per score),
+ * by the CPU reference on the host.
  */
 export function flashPrefill(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, opts: FlashOptions = {}): Tensor {
   const op = 'flashPrefill';

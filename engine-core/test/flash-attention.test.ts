@@ -39,13 +39,13 @@ describe('lesson 09 ops name what is wrong', () => {
   const s = buildStep(c, 1);
   const t = upload(s, 'cpu');
   it('a version that does not exist', () => {
-    expect(() => ops.flashPrefill(t.q, t.k, t.v, t.meta, undefined, { version: 5 })).toThrow(/flashPrefill: version must be one of 1, 2, 3, 4, got 5/);
+    expect(() => ops.flashPrefill(t.q, t.k, t.v, t.meta, undefined, { version: 6 })).toThrow(/flashPrefill: version must be one of 1, 2, 3, 4, 5, got 6/);
     expect(() => ops.flashDecode(t.q, t.k, t.v, t.meta, undefined, { version: 0 })).toThrow(/flashDecode: version must be one of 1, 2, 3, got 0/);
   });
   it('a version that cannot run the step', () => {
     const f32 = upload(buildStep({ ...c, dtype: 'f32' }, 2), 'cpu');
     expect(() => ops.flashPrefill(f32.q, f32.k, f32.v, f32.meta, undefined, { version: 2 })).toThrow(/prefill v2 \(tensor cores\) needs bf16 or f16, got f32/);
-    expect(() => ops.flashPrefill(f32.q, f32.k, f32.v, f32.meta, undefined, { version: 4 })).toThrow(/prefill v4 \(tensor cores\) needs bf16 or f16, got f32/);
+    expect(() => ops.flashPrefill(f32.q, f32.k, f32.v, f32.meta, undefined, { version: 5 })).toThrow(/prefill v5 \(tensor cores\) needs bf16 or f16, got f32/);
     expect(() => ops.flashDecode(f32.q, f32.k, f32.v, f32.meta, undefined, { version: 3 })).toThrow(/decode v3 \(tensor cores\) needs bf16 or f16/);
     f32.dispose();
     // decode holds maxQLen x group rows per KV head: 70 x 2 is far past 8

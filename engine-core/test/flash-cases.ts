@@ -199,6 +199,10 @@ export const GPU_PREFILL_CASES: FlashCase[] = [
   { seqs: [S(1024, 1024)], kvHeads: 8, group: 2, headDim: 128, blockSize: 16, dtype: 'bf16' },
   { seqs: [S(256, 4096), S(77, 77)], kvHeads: 8, group: 4, headDim: 128, blockSize: 16, dtype: 'bf16', boost: 2 },
   { seqs: [S(1, 5000), S(1, 17), S(1, 64), S(0, 0)], kvHeads: 8, group: 2, headDim: 128, blockSize: 16, dtype: 'bf16' },
+  // cached prefixes that put a warp's first query 1-3 keys before a 64-key tile's end, and a warp's
+  // last query on a tile's first key (prefill v5 masks and skips tiles per warp)
+  { seqs: [S(64, 126), S(40, 101), S(96, 159)], kvHeads: 2, group: 1, headDim: 128, blockSize: 16, dtype: 'bf16' },
+  { seqs: [S(10, 67), S(20, 69)], kvHeads: 2, group: 4, headDim: 128, blockSize: 16, dtype: 'bf16' },
 ];
 
 /** Steps every decode version runs, each with these forced split counts besides the automatic one. */

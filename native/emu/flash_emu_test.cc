@@ -265,6 +265,10 @@ int main(int argc, char** argv) {
       // cached prefixes: the queries are the last q_len of a longer context
       make({{17, 150}, {64, 100}, {1, 90}}, 1, 2, 128, 16, B, false, {0}, 4.0f),
       make({{5, 5}, {0, 12}, {40, 200}}, 2, 3, 64, 32, H, false),
+      // cached prefixes that put a warp's first query one, two and three keys before a 64-key tile's
+      // end, and a warp's last query (4 rows, g4) on a tile's first key (v5 masks and skips per warp)
+      make({{64, 126}, {40, 101}, {96, 159}}, 1, 1, 128, 16, B, false),
+      make({{10, 67}}, 1, 4, 128, 16, B, false),
       // decode: contexts around the 64-key tile and the partitions, forced and automatic splits
       make({{1, 1}, {1, 63}, {1, 64}, {1, 65}, {1, 300}}, 2, 4, 128, 16, B, true, {0, 1, 3, 7}),
       make({{1, 700}, {1, 2}, {0, 9}}, 1, 8, 128, 11, H, true, {0, 5}, 5.0f),

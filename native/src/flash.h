@@ -11,6 +11,10 @@
 //   prefill 3  v2 with 32 rows per warp: each K/V fragment read from shared memory feeds two
 //              mma's (half v2's shared-memory traffic per FLOP); Q re-read from shared memory
 //   prefill 4  v3 with K/V in a 3-buffer ring: copies two tiles ahead, one barrier per tile
+//   prefill 5  v4 with 64-key tiles in a 2-buffer ring, Q/K/V fragments loaded one mma step
+//              ahead (fully unrolled loops), the softmax in raw score units (one FFMA + ex2 per
+//              score), masking only on tiles that cross a warp's diagonal, block-table lookups
+//              a tile ahead
 //   decode 1   scalar, one block per (sequence, KV head): the KV head's query heads share each
 //              16-byte K/V load; the whole context in one block
 //   decode 2   decode 1 split over blocks along the context (flash-decoding) + a combine kernel
@@ -25,7 +29,7 @@
 
 namespace aios::flash {
 
-constexpr int kPrefillVersions = 4;
+constexpr int kPrefillVersions = 5;
 constexpr int kDecodeVersions = 3;
 constexpr int64_t kDecodeTile = 64;          // keys per decode tile; a split covers whole tiles
 constexpr int64_t kMinTilesPerSplit = 4;     // the automatic split never gives a block fewer keys than 4 tiles

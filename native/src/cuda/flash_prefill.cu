@@ -1,5 +1,5 @@
 // Lesson 09, prefill: FlashAttention over the paged KV pool, for a packed
-// varlen causal step with grouped-query attention. Two versions side by side:
+// varlen causal step with grouped-query attention. Versions side by side:
 //
 //   v1  the algorithm with scalar arithmetic. A block takes 32 query rows of
 //       one head; it walks the visible keys 32 at a time, staging each K and V
@@ -21,6 +21,10 @@
 //   v4  v3 with K and V in a ring of 3 tile buffers: the copies of tile j+2 are
 //       in flight while tiles j and j+1 are computed, and one barrier per tile
 //       instead of two.
+//   v5  v4 with FlashAttention-2's tile (128 rows x 64 keys) in a ring of 2, every
+//       ldmatrix issued one mma step before its use, the softmax as one FFMA and
+//       one ex2 per score, the mask only where a tile crosses a warp's diagonal
+//       (its own kernel, prefill_v5_kernel, below v2-v4's).
 //
 // All: grid (heads, sequences, row tiles), the row tile slowest, so the tiles
 // with the most keys (the last rows) of every head and sequence start first; rows past a sequence's query run and keys past its context are zero-
@@ -411,6 +415,260 @@ template <> struct TcConfig<2> { static constexpr int MT = 1, BN = 64, STAGES = 
 template <> struct TcConfig<3> { static constexpr int MT = 2, BN = 32, STAGES = 1; };
 template <> struct TcConfig<4> { static constexpr int MT = 2, BN = 32, STAGES = 3; };
 
+// ------------------------------------------------------------------ v5: FA2's tile on v4's ring
+
+// v4's block (4 warps x 32 rows = 128 rows, Q re-read from shared memory, K and V of a tile
+// together in a cp.async ring) with:
+//   - 64-key tiles in a ring of 2 (v4: 32 keys, 3 buffers): the per-tile costs that do not grow
+//     with the keys (barrier, row maxima and their shuffles, the vote, the rescale, the copy
+//     bookkeeping) are paid once per 64 keys; 102 KB of shared memory, still 2 blocks per SM.
+//   - fragments loaded one step ahead: Q K^T and P V are fully unrolled and each ldmatrix is
+//     issued a step (4 mma's) before the mma's that use it, so its latency hides behind the
+//     tensor cores (v3/v4 kept the Q K^T loop rolled: every k-step waited on its loads).
+//   - the softmax in raw score units: the row maximum is taken before any scaling and
+//     p = 2^(s * scale log2 e - m * scale log2 e) is one FFMA and one ex2 (v4: a multiply, a
+//     subtract and the ex2); the mask is applied only on tiles that cross the warp's diagonal
+//     (a warp-uniform branch), and a warp skips a tile none of its rows can see.
+//   - the block-table lookups of tile j+2 made before P V_j and used at the top of the next
+//     iteration, so their global-load latency hides behind P V (made after the softmax, not
+//     before it: their 8 registers during Q K^T and the softmax made ptxas spill).
+constexpr int kV5Warps = 4, kV5Threads = 32 * kV5Warps, kV5Rows = 128, kV5Keys = 64, kV5Stages = 2;
+template <int D> constexpr size_t v5_smem() {
+  return 2 * size_t(D + 8) * (kV5Rows + 2 * kV5Keys * kV5Stages);
+}
+
+template <class T, int D>
+__global__ void __launch_bounds__(kV5Threads, (D == 64 ? 2 : 1)) prefill_v5_kernel(PagedAttentionArgs a, float scale_log2) {
+  constexpr int MT = 2, BM = kV5Rows, BN = kV5Keys, STAGES = kV5Stages, S = D + 8, CHUNKS = D / 8;
+  constexpr int KS = D / 16, NP = BN / 16, KK = BN / 16, DP = D / 16;  // k-steps of Q K^T, key pairs of n-tiles, k-steps of P V, dim pairs
+  T* Qs = reinterpret_cast<T*>(smem_base());  // [BM][S]
+  T* KVs = Qs + BM * S;                        // [STAGES][K, V][BN][S]
+
+  const int b = int(blockIdx.y);
+  const int64_t kvh = blockIdx.x, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
+  const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
+  const int64_t ctx = ldg(a.context_lens + b);
+  const int64_t rows = q_len * group;                            // packed rows: (token r / group, head r % group)
+  const int64_t m0 = int64_t(gridDim.z - 1 - blockIdx.z) * BM;  // the tiles with the most keys start first
+  if (m0 >= rows) return;
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int first_pos = int(ctx - q_len);
+  const int64_t last_row = (m0 + BM < rows ? m0 + BM : rows) - 1;
+  const int n_end = first_pos + int(last_row / group) + 1;  // keys the tile's last row sees
+  const int n_tiles = (n_end + BN - 1) / BN;
+  const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  const T* q = static_cast<const T*>(a.q);
+  const T* kc = static_cast<const T*>(a.k_cache);
+  const T* vc = static_cast<const T*>(a.v_cache);
+
+  constexpr int kRowStep = kV5Threads / CHUNKS, kLoads = BN / kRowStep;
+  const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+#pragma unroll
+  for (int i = 0; i < BM / kRowStep; ++i) {
+    const int row = ld_row + i * kRowStep;
+    const int64_t pr = m0 + row;
+    const bool valid = pr < rows;
+    const T* src = valid ? q + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + ld_col : q;
+    cp_async16(Qs + row * S + ld_col, src, valid);
+  }
+  int32_t slots[kLoads];  // pool slots of this thread's K/V rows in the next tile to copy (-1: past the context)
+  auto locate = [&](int tile) {
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const int key = tile * BN + ld_row + i * kRowStep;
+      slots[i] = key < n_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+    }
+  };
+  auto k_buf = [&](int tile) { return KVs + (tile % STAGES) * 2 * BN * S; };
+  auto v_buf = [&](int tile) { return k_buf(tile) + BN * S; };
+  auto load = [&](int tile) {
+    T* kd = k_buf(tile);
+    T* vd = v_buf(tile);
+#pragma unroll
+    for (int i = 0; i < kLoads; ++i) {
+      const bool valid = slots[i] >= 0;
+      const int64_t off = valid ? (slots[i] * Hkv + kvh) * D + ld_col : 0;
+      cp_async16(kd + (ld_row + i * kRowStep) * S + ld_col, kc + off, valid);
+      cp_async16(vd + (ld_row + i * kRowStep) * S + ld_col, vc + off, valid);
+    }
+  };
+
+  float o[MT][D / 8][4];  // output accumulators: 8 dims per n-tile; [0,1] row g, [2,3] row g+8 of each m-tile
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+  float m_run[MT][2], l_run[MT][2];  // running maximum in raw score units; this thread's part of the row sum
+  const int64_t wrow = m0 + warp * 16 * MT;
+  const bool warp_active = wrow < rows;  // a warp whose rows are all padding skips the math
+  const int64_t wlast = (wrow + 16 * MT < rows ? wrow + 16 * MT : rows) - 1;
+  const int warp_first_pos = first_pos + int(wrow / group);   // keys 0..this are seen by every row of the warp
+  const int warp_last_pos = first_pos + int(wlast / group);   // no row of the warp sees a key past this
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h2 = 0; h2 < 2; ++h2) {
+      m_run[mt][h2] = kNegInf;
+      l_run[mt][h2] = 0.0f;
+    }
+  const T* q_warp = Qs + (warp * 16 * MT + (lane & 15)) * S + (lane >> 4) * 8;  // + mt*16 rows, + ks*16 dims
+  const int k_lane = ((lane & 7) + ((lane >> 4) << 3)) * S + ((lane >> 3) & 1) * 8;  // + p*16 keys, + ks*16 dims
+  const int v_lane = ((lane & 7) + ((lane >> 3) & 1) * 8) * S + (lane >> 4) * 8;      // + kk*16 keys, + dp*16 dims
+
+  // S = Q K_j^T, in raw units. A step is one 16-key pair of n-tiles at one 16-dim k-step: its
+  // 4 mma's run while the next step's fragments load.
+  auto qk = [&](const T* Kt, float (&s)[MT][BN / 8][4]) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < BN / 8; ++i) s[mt][i][0] = s[mt][i][1] = s[mt][i][2] = s[mt][i][3] = 0.0f;
+    uint32_t qa[2][MT][4], kb[2][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(qa[0][mt], q_warp + mt * 16 * S);
+    ldmatrix_x4(kb[0], Kt + k_lane);
+#pragma unroll
+    for (int step = 0; step < KS * NP; ++step) {
+      const int ks = step / NP, p = step % NP;
+      if (step + 1 < KS * NP) {
+        if (p == 0 && ks + 1 < KS)
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(qa[(ks + 1) & 1][mt], q_warp + mt * 16 * S + (ks + 1) * 16);
+        const int ks1 = (step + 1) / NP, p1 = (step + 1) % NP;
+        ldmatrix_x4(kb[(step + 1) & 1], Kt + k_lane + p1 * 16 * S + ks1 * 16);
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_16816<T>(s[mt][2 * p], qa[ks & 1][mt], kb[step & 1][0], kb[step & 1][1]);
+        mma_16816<T>(s[mt][2 * p + 1], qa[ks & 1][mt], kb[step & 1][2], kb[step & 1][3]);
+      }
+    }
+  };
+
+  // The online softmax of tile j, in registers; P as A fragments into pf.
+  uint32_t pf[MT][KK][4];
+  auto softmax = [&](float (&s)[MT][BN / 8][4], int j) {
+    const int n0 = j * BN;
+    if (n0 + BN - 1 > warp_first_pos) {  // the tile crosses some row's diagonal (or the context's end)
+      const int wr = int(wrow - m0) + int(m0), grp = int(group);  // rows and positions fit 32 bits
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int h2 = 0; h2 < 2; ++h2) {
+          const int pos = first_pos + (wr + mt * 16 + g + 8 * h2) / grp, last = (pos < n_end ? pos : n_end - 1) - n0 - 2 * t4;
+#pragma unroll
+          for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+              if (nt * 8 + e > last) s[mt][nt][2 * h2 + e] = kNegInf;
+        }
+    }
+    float alpha[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int h2 = 0; h2 < 2; ++h2) {
+        float mx = kNegInf;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * h2], s[mt][nt][2 * h2 + 1]));
+        mx = quad_max(mx);
+        const float m_new = fmaxf(m_run[mt][h2], mx);
+        const float m_scaled = m_new == kNegInf ? 0.0f : m_new * scale_log2;  // a row with nothing visible yet stays at zero
+        alpha[mt][h2] = exp2_fast(m_run[mt][h2] * scale_log2 - m_scaled);   // rescales what was summed under the old max
+        m_run[mt][h2] = m_new;
+        float psum = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < BN / 8; ++nt)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            float& v = s[mt][nt][2 * h2 + e];
+            v = exp2_fast(fmaf(v, scale_log2, -m_scaled));
+            psum += v;
+          }
+        l_run[mt][h2] = l_run[mt][h2] * alpha[mt][h2] + psum;
+      }
+    bool moved = false;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) moved |= alpha[mt][0] != 1.0f || alpha[mt][1] != 1.0f;
+    if (warp_any(moved))
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+          o[mt][i][0] *= alpha[mt][0];
+          o[mt][i][1] *= alpha[mt][0];
+          o[mt][i][2] *= alpha[mt][1];
+          o[mt][i][3] *= alpha[mt][1];
+        }
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int kk = 0; kk < KK; ++kk) {
+        pf[mt][kk][0] = pack2<T>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+        pf[mt][kk][1] = pack2<T>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+        pf[mt][kk][2] = pack2<T>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+        pf[mt][kk][3] = pack2<T>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+      }
+  };
+
+  // O += P V_j; a step is one 16-dim pair of n-tiles at one 16-key k-step, its V fragment loaded a step ahead.
+  auto pv = [&](const T* Vt) {
+    uint32_t vb[2][4];
+    ldmatrix_x4_trans(vb[0], Vt + v_lane);
+#pragma unroll
+    for (int step = 0; step < KK * DP; ++step) {
+      const int kk = step / DP, dp = step % DP;
+      if (step + 1 < KK * DP) {
+        const int kk1 = (step + 1) / DP, dp1 = (step + 1) % DP;
+        ldmatrix_x4_trans(vb[(step + 1) & 1], Vt + v_lane + kk1 * 16 * S + dp1 * 16);
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        mma_16816<T>(o[mt][2 * dp], pf[mt][kk], vb[step & 1][0], vb[step & 1][1]);
+        mma_16816<T>(o[mt][2 * dp + 1], pf[mt][kk], vb[step & 1][2], vb[step & 1][3]);
+      }
+    }
+  };
+
+  // One commit group per tile (Q rides with tile 0): at the top of iteration j the only group
+  // in flight is tile j's, so "tile j landed" is "no group pending". Tile j+1 goes into the
+  // buffers of tile j-1, which the barrier says every warp is done with.
+  locate(0);
+  load(0);
+  cp_async_commit();
+  if (n_tiles > 1) locate(1);
+  for (int j = 0; j < n_tiles; ++j) {
+    cp_async_wait<0>();
+    __syncthreads();  // tile j (and Q) landed for every thread; every warp is done with tile j-1's buffers
+    if (j + 1 < n_tiles) load(j + 1);  // slots located during iteration j-1 (or before the loop)
+    cp_async_commit();
+    const bool work = warp_active && j * BN <= warp_last_pos;  // some row of the warp sees a key of tile j
+    float s[MT][BN / 8][4];
+    if (work) {
+      qk(k_buf(j), s);
+      softmax(s, j);
+    }
+    if (j + 2 < n_tiles) locate(j + 2);  // its global loads land while P V runs
+    if (work) pv(v_buf(j));
+  }
+
+  cp_async_wait<0>();  // nothing is pending on a valid step; a step whose context is shorter than its queries may have a copy left
+  if (!warp_active) return;
+  T* out = static_cast<T*>(a.out);
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int h2 = 0; h2 < 2; ++h2) {
+      const int64_t pr = wrow + mt * 16 + g + 8 * h2;
+      const float l = quad_sum(l_run[mt][h2]);
+      if (pr >= rows) continue;
+      const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      uint32_t* dst = reinterpret_cast<uint32_t*>(out + ((q_start + pr / group) * Hq + kvh * group + pr % group) * D + 2 * t4);
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) stg(dst + i * 4, pack2<T>(o[mt][i][2 * h2] * inv, o[mt][i][2 * h2 + 1] * inv));
+    }
+}
+
 }  // namespace
 }  // namespace flash
 
@@ -456,7 +714,18 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
       };
       if (version == 2) with_dim(TcConfig<2>{});
       else if (version == 3) with_dim(TcConfig<3>{});
-      else with_dim(TcConfig<4>{});
+      else if (version == 4) with_dim(TcConfig<4>{});
+      else {
+        auto run5 = [&](auto dim) {
+          constexpr int D = decltype(dim)::value;
+          const int64_t group = a.q_heads / a.kv_heads;
+          const dim3 grid(unsigned(a.kv_heads), unsigned(a.num_seqs), unsigned((a.max_q_len * group + kV5Rows - 1) / kV5Rows));
+          check_grid(grid);
+          launch(prefill_v5_kernel<T, D>, grid, dim3(kV5Threads), v5_smem<D>(), st, "flash_prefill v5", a, scale_log2);
+        };
+        if (a.head_dim == 64) run5(std::integral_constant<int, 64>{});
+        else run5(std::integral_constant<int, 128>{});
+      }
     });
   }
 }
