@@ -391,8 +391,11 @@ export function kernelEntry(loaded: LoadedRecord): KernelEntry | string {
 }
 
 /**
- * The latest kernel record per card and family (a complete run over one that stopped early,
- * a full run over a --quick one, then the newest), sorted by card and family.
+ * Per card, family and phase (prefill, decode), the latest kernel record that measured it (a
+ * complete run over one that stopped early, a full run over a --quick one, then the newest):
+ * a later run of the prefill shapes alone does not hide the decode shapes of an earlier one.
+ * Where one record wins both phases it is one entry; otherwise one entry per phase, each
+ * naming its own record. Sorted by card and family.
  */
 export function kernelEntries(records: readonly LoadedRecord[], freshness?: FreshnessOf): { entries: KernelEntry[]; skipped: SkippedFile[] } {
   const skipped: SkippedFile[] = [];
@@ -405,16 +408,32 @@ export function kernelEntries(records: readonly LoadedRecord[], freshness?: Fres
       skipped.push({ file: loaded.file, reason: entry });
       continue;
     }
-    const key = `${entry.card}\u0000${entry.family}`;
-    const cur = best.get(key);
-    if (!cur || rank(entry) > rank(cur.entry) || (rank(entry) === rank(cur.entry) && newer(loaded, cur.loaded))) best.set(key, { entry, loaded });
+    for (const phase of ['prefill', 'decode'] as const) {
+      if (entry[phase].length === 0) continue;
+      const key = `${entry.card}\u0000${entry.family}\u0000${phase}`;
+      const cur = best.get(key);
+      if (!cur || rank(entry) > rank(cur.entry) || (rank(entry) === rank(cur.entry) && newer(loaded, cur.loaded))) best.set(key, { entry, loaded });
+    }
   }
-  const entries = [...best.values()]
-    .map(({ entry, loaded }) => {
-      const f = freshness?.(loaded.record);
-      return f ? { ...entry, freshness: f } : entry;
-    })
-    .sort((a, b) => (a.card !== b.card ? (a.card < b.card ? -1 : 1) : a.family < b.family ? -1 : a.family > b.family ? 1 : 0));
+  const byFamily = new Map<string, { prefill?: { entry: KernelEntry; loaded: LoadedRecord }; decode?: { entry: KernelEntry; loaded: LoadedRecord } }>();
+  for (const [key, won] of best) {
+    const [card, family, phase] = key.split('\u0000') as [string, string, 'prefill' | 'decode'];
+    const k = `${card}\u0000${family}`;
+    byFamily.set(k, { ...byFamily.get(k), [phase]: won });
+  }
+  const withFreshness = (entry: KernelEntry, loaded: LoadedRecord): KernelEntry => {
+    const f = freshness?.(loaded.record);
+    return f ? { ...entry, freshness: f } : entry;
+  };
+  const entries: KernelEntry[] = [];
+  for (const { prefill, decode } of byFamily.values()) {
+    if (prefill && decode && prefill.loaded === decode.loaded) entries.push(withFreshness(prefill.entry, prefill.loaded));
+    else {
+      if (prefill) entries.push(withFreshness({ ...prefill.entry, decode: [] }, prefill.loaded));
+      if (decode) entries.push(withFreshness({ ...decode.entry, prefill: [] }, decode.loaded));
+    }
+  }
+  entries.sort((a, b) => (a.card !== b.card ? (a.card < b.card ? -1 : 1) : a.family < b.family ? -1 : a.family > b.family ? 1 : 0));
   return { entries, skipped };
 }
 
