@@ -8,87 +8,29 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { cudaAvailable } from '@aios/engine-core';
-import { LLM } from '@aios/engine-core/engine/llm.ts';
-import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { Recipe } from '@aios/engine-core/engine/types.ts';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
-import type { Tensor } from '@aios/engine-core';
 import { recipe as baseline } from '@aios/lesson-03-baseline-engine';
 import { recipe as kvCache } from '@aios/lesson-04-kv-cache';
 import { recipe as preallocated } from '@aios/lesson-05-preallocated-cache';
 
+import { type Rows, compareRows as compare, runForced } from '../../../engine-core/test/forced-path.ts';
 import { pagedRecipe } from '../src/recipe.ts';
 
 const hasGpu = cudaAvailable();
 if (!hasGpu) console.log('lessons 03-06 equivalence.gpu.test: skipped: no usable CUDA device on this machine');
 
-// Prompt lengths that cross 16-token block boundaries, distinct so a sequence is known by its length.
-const PROMPT_LENGTHS = [11, 40, 70];
-const STEPS = 12;
-const prompts = PROMPT_LENGTHS.map((n, p) => Array.from({ length: n }, (_, i) => (p * 7919 + i * 977 + 13) % 150_000));
-const forced = PROMPT_LENGTHS.map((_, p) => Array.from({ length: STEPS }, (_, j) => (p * 104_729 + j * 8_191 + 5) % 150_000));
-
-/** Row `step` of prompt `p`'s logits, in the order the engine produced them. */
-type Rows = Map<string, Float32Array>;
-
-/** The recipe with its sampler replaced: record the row, return the forced token. */
-function recording(base: Recipe, rows: Rows): Recipe {
-  return {
-    ...base,
-    build(ctx) {
-      const parts = base.build(ctx);
-      return {
-        ...parts,
-        sampler: {
-          sample(logits: Tensor, seqs: readonly Sequence[]): number[] {
-            const all = logits.toArray() as Float32Array;
-            const V = logits.shape[1]!;
-            return seqs.map((s, i) => {
-              const p = PROMPT_LENGTHS.indexOf(s.promptIds.length);
-              rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
-              return forced[p]![s.outputIds.length]!;
-            });
-          },
-        },
-      };
-    },
-  };
-}
+// Prompt lengths that cross 16-token block boundaries, distinct so a sequence is known by its length
+// (the forced path: engine-core/test/forced-path.ts).
+const path = { promptLengths: [11, 40, 70], steps: 12 };
 
 /** What each run's parts said about themselves (the paged pool's size and basis). */
 const described: string[] = [];
 
 function run(recipe: Recipe): Rows {
-  const rows: Rows = new Map();
-  const llm = LLM.create({ recipe: recording(recipe, rows), model: ensureDefaultModel('cpu', () => {}), device: 'cuda:0', dtype: 'bf16', log: () => {} });
-  try {
-    const outs = llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: STEPS, ignoreEos: true }), { decodeText: false });
-    outs.forEach((o, p) => expect(o.tokenIds).toEqual(forced[p]));
-    described.push(...(llm.parts.describe?.() ?? []));
-  } finally {
-    llm.dispose();
-  }
-  return rows;
-}
-
-function compare(a: Rows, b: Rows): { relError: number; maxAbs: number; argmaxAgreement: number } {
-  let num = 0, den = 0, maxAbs = 0, same = 0;
-  expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-  for (const [key, x] of a) {
-    const y = b.get(key)!;
-    let ax = 0, ay = 0;
-    for (let v = 0; v < x.length; v++) {
-      const d = x[v]! - y[v]!;
-      num += d * d;
-      den += y[v]! * y[v]!;
-      maxAbs = Math.max(maxAbs, Math.abs(d));
-      if (x[v]! > x[ax]!) ax = v;
-      if (y[v]! > y[ay]!) ay = v;
-    }
-    if (ax === ay) same++;
-  }
-  return { relError: Math.sqrt(num / den), maxAbs, argmaxAgreement: same / a.size };
+  const out = runForced(recipe, path, { model: ensureDefaultModel('cpu', () => {}), device: 'cuda:0' });
+  described.push(...out.described);
+  return out.rows;
 }
 
 describe.skipIf(!hasGpu)('lessons 03-06 on CUDA (bf16)', () => {
@@ -100,7 +42,7 @@ describe.skipIf(!hasGpu)('lessons 03-06 on CUDA (bf16)', () => {
   }, 300_000);
 
   it('produce a logits row for every step of every prompt', () => {
-    for (const r of Object.values(rows)) expect(r.size).toBe(PROMPT_LENGTHS.length * STEPS);
+    for (const r of Object.values(rows)) expect(r.size).toBe(path.promptLengths.length * path.steps);
     // The pool was sized from the card's free memory, not a CPU default.
     expect(described.join('\n')).toMatch(/KV pool: \d+ blocks .*GiB free after weights and a 256-token warm-up/);
   });

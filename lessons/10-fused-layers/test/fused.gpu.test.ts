@@ -9,7 +9,7 @@ import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { recipe as continuous } from '@aios/lesson-08-continuous-batching';
 import { recipe as flash } from '@aios/lesson-09-flash-attention';
 
-import { type Rows, compareRows, runForced } from '../../08-continuous-batching/test/forced-path.ts';
+import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { recipe as fused } from '../src/recipe.ts';
 
 const hasGpu = cudaAvailable();

@@ -8,7 +8,7 @@ import { cudaAvailable } from '@aios/engine-core';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { recipe as fused } from '@aios/lesson-10-fused-layers';
 
-import { type Rows, compareRows, runForced } from '../../08-continuous-batching/test/forced-path.ts';
+import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { recipe as graphs } from '../src/recipe.ts';
 
 const hasGpu = cudaAvailable();

@@ -4,11 +4,11 @@
 // greedy paths diverge at near ties.
 import { expect } from 'vitest';
 
-import type { Device, Tensor } from '@aios/engine-core';
-import { LLM } from '@aios/engine-core/engine/llm.ts';
-import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
-import type { EngineOptions, Recipe } from '@aios/engine-core/engine/types.ts';
+import type { Device, Tensor } from '../src/index.ts';
+import { LLM } from '../src/engine/llm.ts';
+import { SamplingParams } from '../src/engine/sampling-params.ts';
+import type { Sequence } from '../src/engine/sequence.ts';
+import type { EngineOptions, Recipe } from '../src/engine/types.ts';
 
 export type Rows = Map<string, Float32Array>;
 
@@ -59,8 +59,8 @@ export function runForced(recipe: Recipe, path: ForcedPath, opts: { model: strin
   }
 }
 
-export function compareRows(a: Rows, b: Rows): { relError: number; argmaxAgreement: number } {
-  let num = 0, den = 0, same = 0;
+export function compareRows(a: Rows, b: Rows): { relError: number; maxAbs: number; argmaxAgreement: number } {
+  let num = 0, den = 0, same = 0, maxAbs = 0;
   expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
   for (const [key, x] of a) {
     const y = b.get(key)!;
@@ -69,10 +69,11 @@ export function compareRows(a: Rows, b: Rows): { relError: number; argmaxAgreeme
       const d = x[v]! - y[v]!;
       num += d * d;
       den += y[v]! * y[v]!;
+      maxAbs = Math.max(maxAbs, Math.abs(d));
       if (x[v]! > x[ax]!) ax = v;
       if (y[v]! > y[ay]!) ay = v;
     }
     if (ax === ay) same++;
   }
-  return { relError: Math.sqrt(num / den), argmaxAgreement: same / a.size };
+  return { relError: Math.sqrt(num / den), maxAbs, argmaxAgreement: same / a.size };
 }
