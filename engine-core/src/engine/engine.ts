@@ -62,7 +62,8 @@ export class Engine {
   private readonly live = new Map<number, RequestState>();
   private readonly eos: Set<number>;
   private counters = emptyStats();
-  private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
+  /** KV accounting over the steps since resetStats; `last` is the latest step's, read once per step. */
+  private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0, last: { reservedBytes: 0, usedBytes: 0 } };
 
   constructor(
     readonly parts: EngineParts,
@@ -174,7 +175,7 @@ export class Engine {
     const s = { ...this.counters };
     if (this.parts.kvStats && this.kv.steps > 0)
       s.kvCache = {
-        ...this.parts.kvStats(),
+        ...this.kv.last,
         peakReservedBytes: this.kv.peakReserved,
         peakUsedBytes: this.kv.peakUsed,
         meanReservedBytes: this.kv.sumReserved / this.kv.steps,
@@ -185,7 +186,7 @@ export class Engine {
 
   resetStats(): void {
     this.counters = emptyStats();
-    this.kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
+    this.kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0, last: { reservedBytes: 0, usedBytes: 0 } };
   }
 
   private account(phase: StepPhase, tokens: number, seconds: number, enqueue: number, sync: number): void {
@@ -210,6 +211,7 @@ export class Engine {
       this.kv.sumReserved += kv.reservedBytes;
       this.kv.sumUsed += kv.usedBytes;
       this.kv.steps++;
+      this.kv.last = { reservedBytes: kv.reservedBytes, usedBytes: kv.usedBytes };
     }
   }
 

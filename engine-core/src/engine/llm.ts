@@ -105,12 +105,12 @@ export class LLM {
     }
     const stats = { ...engine.stats(), partial, seconds: (performance.now() - t0) / 1000, peakMemoryBytes: allocatorStats(this.device).peakBytesInUse };
     // A deadline leaves requests running: end them (their blocks go back) and report them unfinished.
-    const unfinished = seqs.filter((s) => !s.finished).map((s) => ({ seq: s, endMs: performance.now() }));
-    for (const { seq } of unfinished) engine.abort(seq.id);
+    const unfinished = new Set(seqs.filter((s) => !s.finished));
+    for (const seq of unfinished) engine.abort(seq.id); // finishes it as 'abort' at this time
 
     const decodeText = opts.decodeText ?? true;
     const outputs = seqs.map((s): GenerationOutput => {
-      const cut = unfinished.find((u) => u.seq === s);
+      const cut = unfinished.has(s);
       // A stop-string finish has its text cut at the stop string; the tokens are kept as generated.
       const text = s.finishReason === 'stop' && s.params.stop.length ? s.text : decodeText ? this.tokenizer.decode(s.outputIds, { skipSpecialTokens: true }) : '';
       return {
@@ -119,7 +119,7 @@ export class LLM {
         text,
         finishReason: cut ? undefined : s.finishReason,
         firstTokenMs: s.timings.firstTokenMs - t0,
-        totalMs: (cut ? cut.endMs : s.timings.finishedMs) - t0,
+        totalMs: s.timings.finishedMs - t0,
         preemptions: s.preemptions,
       };
     });

@@ -58,8 +58,6 @@ export interface SchedulerStats {
   /** Paged schedulers: KV blocks in use and in all. */
   usedBlocks?: number;
   totalBlocks?: number;
-  /** Sequences preempted so far (their blocks freed, recomputed later). */
-  preemptions?: number;
 }
 
 /** Runs the model for a step and returns f32 logits [n, vocab]: one row per sequence that samples (samplesAt), in plan order. */

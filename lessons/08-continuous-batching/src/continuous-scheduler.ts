@@ -20,7 +20,6 @@ export class ContinuousBatchingScheduler implements PagedScheduler {
   private readonly waiting: Sequence[] = [];
   /** In admission order: the last one is the newest, the first to be preempted. */
   private readonly running: Sequence[] = [];
-  private preemptions = 0;
 
   constructor(
     readonly blocks: BlockManager,
@@ -78,7 +77,6 @@ export class ContinuousBatchingScheduler implements PagedScheduler {
     seq.cachedTokens = 0;
     seq.status = 'waiting';
     this.waiting.unshift(seq);
-    this.preemptions++;
   }
 
   finished(seq: Sequence): void {
@@ -103,7 +101,7 @@ export class ContinuousBatchingScheduler implements PagedScheduler {
   }
 
   stats(): SchedulerStats {
-    return { waiting: this.waiting.length, running: this.running.length, usedBlocks: this.blocks.usedBlocks, totalBlocks: this.blocks.numBlocks, preemptions: this.preemptions };
+    return { waiting: this.waiting.length, running: this.running.length, usedBlocks: this.blocks.usedBlocks, totalBlocks: this.blocks.numBlocks };
   }
 }
 
