@@ -62,8 +62,7 @@ export class Engine {
   private readonly live = new Map<number, RequestState>();
   private readonly eos: Set<number>;
   private counters = emptyStats();
-  /** KV accounting over the steps since resetStats; `last` is the latest step's, read once per step. */
-  private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0, last: { reservedBytes: 0, usedBytes: 0 } };
+  private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
 
   constructor(
     readonly parts: EngineParts,
@@ -175,7 +174,7 @@ export class Engine {
     const s = { ...this.counters };
     if (this.parts.kvStats && this.kv.steps > 0)
       s.kvCache = {
-        ...this.kv.last,
+        ...this.parts.kvStats(), // the memory held now
         peakReservedBytes: this.kv.peakReserved,
         peakUsedBytes: this.kv.peakUsed,
         meanReservedBytes: this.kv.sumReserved / this.kv.steps,
@@ -184,9 +183,14 @@ export class Engine {
     return s;
   }
 
+  /** What a progress line needs, without stats()'s copy and KV query: for every step. */
+  progress(): { finishedRequests: number; outputTokens: number } {
+    return { finishedRequests: this.counters.finishedRequests, outputTokens: this.counters.outputTokens };
+  }
+
   resetStats(): void {
     this.counters = emptyStats();
-    this.kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0, last: { reservedBytes: 0, usedBytes: 0 } };
+    this.kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
   }
 
   private account(phase: StepPhase, tokens: number, seconds: number, enqueue: number, sync: number): void {
@@ -211,7 +215,6 @@ export class Engine {
       this.kv.sumReserved += kv.reservedBytes;
       this.kv.sumUsed += kv.usedBytes;
       this.kv.steps++;
-      this.kv.last = { reservedBytes: kv.reservedBytes, usedBytes: kv.usedBytes };
     }
   }
 

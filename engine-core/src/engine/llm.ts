@@ -100,7 +100,7 @@ export class LLM {
         break;
       }
       engine.step();
-      const s = engine.stats();
+      const s = engine.progress();
       opts.onProgress?.({ finishedRequests: s.finishedRequests, totalRequests: seqs.length, outputTokens: s.outputTokens, elapsedSeconds: (performance.now() - t0) / 1000 });
     }
     const stats = { ...engine.stats(), partial, seconds: (performance.now() - t0) / 1000, peakMemoryBytes: allocatorStats(this.device).peakBytesInUse };

@@ -4,12 +4,13 @@
 // reads a sequence's rows in place, through the slot table its block table
 // gives (ops.attention's kvSlots): no copy of the cache, however scattered its
 // blocks are.
-import { Tensor, dtypeSize, ops } from '@aios/engine-core';
+import { Tensor, ops } from '@aios/engine-core';
 import type { KVCacheStats } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { KVStore, KVView } from '@aios/lesson-04-kv-cache';
 
 import { BlockManager } from './block-manager.ts';
+import { KVPool } from './kv-pool.ts';
 
 export interface PagedStoreOptions {
   numLayers: number;
@@ -19,33 +20,22 @@ export interface PagedStoreOptions {
   blockSize: number;
   dtype: Tensor['dtype'];
   device: Tensor['device'];
+  /** How the pool's size was chosen, for the demo's line (poolLine). */
+  basis?: string;
 }
 
 export class PagedKVStore implements KVStore {
   readonly name = 'paged';
   readonly blocks: BlockManager;
-  readonly pool: Tensor;
+  readonly pool: KVPool;
   readonly bytesPerToken: number;
-  private readonly layerK: Tensor[] = [];
-  private readonly layerV: Tensor[] = [];
   /** The slot indices of the forward in flight, built on layer 0 and reused by the others. */
   private current: { seqId: number; start: number; newSlots: Tensor; allSlots: Tensor } | undefined;
 
   constructor(readonly opts: PagedStoreOptions) {
     this.blocks = new BlockManager(opts.numBlocks, opts.blockSize);
-    const slots = opts.numBlocks * opts.blockSize;
-    this.pool = Tensor.empty([opts.numLayers, 2, slots, opts.kvHeads, opts.headDim], { dtype: opts.dtype, device: opts.device });
-    for (let l = 0; l < opts.numLayers; l++) {
-      const layer = this.pool.select(0, l);
-      this.layerK.push(layer.select(0, 0));
-      this.layerV.push(layer.select(0, 1));
-    }
-    this.bytesPerToken = PagedKVStore.bytesPerToken(opts);
-  }
-
-  /** K and V of one token across all layers. */
-  static bytesPerToken(o: Pick<PagedStoreOptions, 'numLayers' | 'kvHeads' | 'headDim' | 'dtype'>): number {
-    return 2 * o.numLayers * o.kvHeads * o.headDim * dtypeSize(o.dtype);
+    this.pool = new KVPool(opts, opts.numBlocks, opts.blockSize, opts.device);
+    this.bytesPerToken = KVPool.bytesPerToken(opts);
   }
 
   append(seq: Sequence, layer: number, k: Tensor, v: Tensor, start: number): KVView {
@@ -53,9 +43,10 @@ export class PagedKVStore implements KVStore {
     if (layer === 0) this.beginForward(seq, start, T);
     const cur = this.current!;
     if (cur.seqId !== seq.id || cur.start !== start) throw new Error(`paged cache: layer ${layer} of sequence ${seq.id} at ${start} outside its forward`);
-    ops.scatterRows(k, cur.newSlots, this.layerK[layer]!);
-    ops.scatterRows(v, cur.newSlots, this.layerV[layer]!);
-    return { k: this.layerK[layer]!, v: this.layerV[layer]!, slots: cur.allSlots, done: () => {} };
+    const kPool = this.pool.k(layer), vPool = this.pool.v(layer);
+    ops.scatterRows(k, cur.newSlots, kPool);
+    ops.scatterRows(v, cur.newSlots, vPool);
+    return { k: kPool, v: vPool, slots: cur.allSlots, done: () => {} };
   }
 
   private beginForward(seq: Sequence, start: number, tokens: number): void {
@@ -64,7 +55,7 @@ export class PagedKVStore implements KVStore {
       throw new Error(`paged cache: sequence ${seq.id} has ${this.blocks.length(seq.id)} tokens cached, the forward starts at ${start}`);
     this.blocks.append(seq.id, tokens); // throws OutOfBlocksError, changing nothing, when full
     // One upload: the new tokens' slots are the last `tokens` of the sequence's slot table.
-    const allSlots = Tensor.fromArray(Int32Array.from(this.blocks.slots(seq.id)), [start + tokens], { dtype: 'i32', device: this.pool.device });
+    const allSlots = Tensor.fromArray(Int32Array.from(this.blocks.slots(seq.id)), [start + tokens], { dtype: 'i32', device: this.opts.device });
     this.current = { seqId: seq.id, start, newSlots: allSlots.narrow(0, start, tokens), allSlots };
   }
 
@@ -85,7 +76,7 @@ export class PagedKVStore implements KVStore {
   }
 
   get poolBytes(): number {
-    return this.pool.numel * this.pool.itemSize;
+    return this.pool.bytes;
   }
 
   dispose(): void {

@@ -1,11 +1,10 @@
 // Lesson 06: lesson 05's engine with per-sequence buffers replaced by one
 // paged pool, sized from the memory the weights and a warm-up forward leave.
-import os from 'node:os';
-
 import { allocatorStats, native, deviceIndex } from '@aios/engine-core';
 import type { EngineContext, Recipe } from '@aios/engine-core/engine/types.ts';
-import { type KVStore, type StoreSetup, withKVStore } from '@aios/lesson-04-kv-cache';
+import { type StoreSetup, withKVStore } from '@aios/lesson-04-kv-cache';
 
+import { KVPool, fixedPoolBytes } from './kv-pool.ts';
 import { PagedKVStore } from './paged-cache.ts';
 
 export interface PagedOptions {
@@ -22,18 +21,11 @@ export const DEFAULT_PAGED: PagedOptions = { blockSize: 16, gpuMemoryUtilization
 
 /** The pool's size in blocks and why: AIOS_KV_CACHE_BYTES, the CPU default, or the GPU's free memory after weights and a warm-up forward. */
 export function poolBlocks(ctx: EngineContext, setup: StoreSetup, opts: PagedOptions): { numBlocks: number; basis: string } {
-  const bytesPerToken = PagedKVStore.bytesPerToken({ numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype });
-  const perBlock = bytesPerToken * opts.blockSize;
+  const perBlock = KVPool.bytesPerToken({ numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype }) * opts.blockSize;
   let bytes: number, basis: string;
-  const env = process.env.AIOS_KV_CACHE_BYTES;
-  if (env) {
-    bytes = Number(env);
-    if (!(bytes > 0)) throw new Error(`AIOS_KV_CACHE_BYTES must be a positive number of bytes, got ${env}`);
-    basis = 'AIOS_KV_CACHE_BYTES';
-  } else if (ctx.device === 'cpu') {
-    bytes = Math.min(opts.cpuPoolBytes, os.freemem() / 4);
-    basis = `CPU default of ${(opts.cpuPoolBytes / 2 ** 20).toFixed(0)} MiB`;
-  } else {
+  const fixed = fixedPoolBytes(ctx.device, opts.cpuPoolBytes);
+  if (fixed) ({ bytes, basis } = fixed);
+  else {
     setup.warmUp(opts.warmupTokens);
     const { free, total } = native.memGetInfo(deviceIndex(ctx.device));
     // What is still free once the weights and the warm-up's activations (kept by our caching allocator) are
@@ -48,7 +40,6 @@ export function poolBlocks(ctx: EngineContext, setup: StoreSetup, opts: PagedOpt
 }
 
 export function pagedRecipe(opts: PagedOptions = DEFAULT_PAGED): Recipe {
-  const bases = new WeakMap<KVStore, string>();
   return withKVStore('paged-kv-cache', 6, 'one paged KV pool sized from free memory; block tables', (ctx, setup) => {
     const { numBlocks, basis } = poolBlocks(ctx, setup, opts);
     const store = new PagedKVStore({
@@ -59,15 +50,15 @@ export function pagedRecipe(opts: PagedOptions = DEFAULT_PAGED): Recipe {
       blockSize: opts.blockSize,
       dtype: ctx.dtype,
       device: ctx.device,
+      basis,
     });
-    bases.set(store, basis);
     return store;
-  }, (store) => (store instanceof PagedKVStore ? [poolLine(store, bases.get(store) ?? '')] : []));
+  }, (store) => (store instanceof PagedKVStore ? [poolLine(store)] : []));
 }
 
 /** "KV pool: N blocks of 16 tokens = X GiB (basis)". */
-export function poolLine(store: PagedKVStore, basis: string): string {
-  return `KV pool: ${store.blocks.numBlocks} blocks of ${store.opts.blockSize} tokens = ${(store.poolBytes / 2 ** 30).toFixed(2)} GiB (${basis})`;
+export function poolLine(store: PagedKVStore): string {
+  return `KV pool: ${store.blocks.numBlocks} blocks of ${store.opts.blockSize} tokens = ${(store.poolBytes / 2 ** 30).toFixed(2)} GiB (${store.opts.basis ?? 'size given'})`;
 }
 
 export const recipe: Recipe = pagedRecipe();

@@ -9,7 +9,7 @@ import type { EngineContext, ModelRunner, StepPlan } from '@aios/engine-core/eng
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 
-import { KVPool, type PoolSize, sizePool } from './kv-pool.ts';
+import { type KVPool, type PoolSize, poolFor, sizePool } from './kv-pool.ts';
 import type { PagedAttentionOp } from './packed-attention.ts';
 import { StepInputBuffer } from './step-input.ts';
 import { type StepModel, type StepModelFactory, plainStepModel } from './step-model.ts';
@@ -30,7 +30,7 @@ export class BatchedRunner implements ModelRunner {
     const maxBlocksPerSeq = Math.ceil(cfg.maxPositionEmbeddings / options.blockSize);
     this.input = new StepInputBuffer({ maxTokens: options.maxNumBatchedTokens, maxSeqs: options.maxNumSeqs, maxBlocksPerSeq }, options.blockSize, ctx.device);
     this.poolSize = sizePool(ctx, (tokens) => this.warmUp(tokens));
-    this.pool = KVPool.forModel(ctx, this.poolSize.numBlocks);
+    this.pool = poolFor(ctx, this.poolSize.numBlocks);
     this.model.prepare?.(this.pool, this.input);
   }
 
@@ -53,7 +53,7 @@ export class BatchedRunner implements ModelRunner {
     const seqs: Sequence[] = [];
     for (let left = tokens; left > 0; left -= perSeq)
       seqs.push(new Sequence(Array.from({ length: Math.min(perSeq, left) }, (_, i) => (i * 7919 + seqs.length) % cfg.vocabSize), new SamplingParams({ maxTokens: 1 })));
-    const scratch = KVPool.forModel(this.ctx, seqs.reduce((n, s) => n + Math.ceil(s.length / options.blockSize), 0));
+    const scratch = poolFor(this.ctx, seqs.reduce((n, s) => n + Math.ceil(s.length / options.blockSize), 0));
     let next = 0;
     const blockTables = seqs.map((s) => Array.from({ length: Math.ceil(s.length / options.blockSize) }, () => next++));
     try {

@@ -1,60 +1,20 @@
-// The KV pool: physical memory for every sequence's keys and values, one
-// tensor [layers, 2, slots, kvHeads, headDim] cut into blocks of blockSize
-// slots. The model runner owns it (as an operating system's kernel owns the
-// physical pages); which blocks belong to whom is the scheduler's business
-// (its block manager), and reaches the runner as block tables in each step plan.
-import os from 'node:os';
-
-import { type Device, type DType, Tensor, allocatorStats, deviceIndex, dtypeSize, emptyCache, native, resetPeakStats } from '@aios/engine-core';
+// Sizing the KV pool of the batched runtime. The pool (lesson 06's KVPool) is
+// owned by the model runner, as an operating system's kernel owns the physical
+// pages; which blocks belong to whom is the scheduler's business (its block
+// manager), and reaches the runner as block tables in each step plan.
+import { allocatorStats, deviceIndex, emptyCache, native, resetPeakStats } from '@aios/engine-core';
 import type { EngineContext } from '@aios/engine-core/engine/types.ts';
+import { DEFAULT_PAGED, KVPool, type PoolShape, fixedPoolBytes } from '@aios/lesson-06-paged-kv-cache';
 
-export class KVPool {
-  readonly tensor: Tensor;
-  private readonly keys: Tensor[] = [];
-  private readonly values: Tensor[] = [];
+export { KVPool };
 
-  constructor(
-    readonly numLayers: number,
-    readonly numBlocks: number,
-    readonly blockSize: number,
-    readonly kvHeads: number,
-    readonly headDim: number,
-    dtype: DType,
-    device: Device,
-  ) {
-    this.tensor = Tensor.empty([numLayers, 2, numBlocks * blockSize, kvHeads, headDim], { dtype, device });
-    for (let l = 0; l < numLayers; l++) {
-      const layer = this.tensor.select(0, l);
-      this.keys.push(layer.select(0, 0));
-      this.values.push(layer.select(0, 1));
-    }
-  }
+/** The pool of a model's shape and the engine's block size (the class is lesson 06's). */
+export function poolFor(ctx: EngineContext, numBlocks: number): KVPool {
+  return new KVPool(poolShape(ctx), numBlocks, ctx.options.blockSize, ctx.device);
+}
 
-  static forModel(ctx: EngineContext, numBlocks: number): KVPool {
-    return new KVPool(ctx.cfg.numLayers, numBlocks, ctx.options.blockSize, ctx.cfg.numKvHeads, ctx.cfg.headDim, ctx.dtype, ctx.device);
-  }
-
-  /** K and V of one token in every layer. */
-  static bytesPerToken(ctx: EngineContext): number {
-    return 2 * ctx.cfg.numLayers * ctx.cfg.numKvHeads * ctx.cfg.headDim * dtypeSize(ctx.dtype);
-  }
-
-  /** Layer l's keys: [slots, kvHeads, headDim]. */
-  k(layer: number): Tensor {
-    return this.keys[layer]!;
-  }
-
-  v(layer: number): Tensor {
-    return this.values[layer]!;
-  }
-
-  get bytes(): number {
-    return this.tensor.numel * this.tensor.itemSize;
-  }
-
-  dispose(): void {
-    this.tensor.dispose();
-  }
+export function poolShape(ctx: EngineContext): PoolShape {
+  return { numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype };
 }
 
 export interface PoolSize {
@@ -72,21 +32,11 @@ export interface PoolSize {
  * pool it allocated for it (not activations). Elsewhere: a fixed size.
  */
 export function sizePool(ctx: EngineContext, warmUp: (tokens: number) => number): PoolSize {
-  const perBlock = KVPool.bytesPerToken(ctx) * ctx.options.blockSize;
+  const perBlock = KVPool.bytesPerToken(poolShape(ctx)) * ctx.options.blockSize;
   let bytes: number, basis: string;
-  const env = process.env.AIOS_KV_CACHE_BYTES;
-  if (env) {
-    bytes = Number(env);
-    if (!(bytes > 0)) throw new Error(`AIOS_KV_CACHE_BYTES must be a positive number of bytes, got ${env}`);
-    basis = 'AIOS_KV_CACHE_BYTES';
-  } else if (ctx.options.kvCacheBytes !== undefined) {
-    bytes = ctx.options.kvCacheBytes;
-    basis = 'the kvCacheBytes engine option';
-  } else if (ctx.device === 'cpu') {
-    const cpuDefault = 256 * 2 ** 20;
-    bytes = Math.min(cpuDefault, os.freemem() / 4);
-    basis = 'CPU default of 256 MiB';
-  } else {
+  const fixed = fixedPoolBytes(ctx.device, DEFAULT_PAGED.cpuPoolBytes, ctx.options.kvCacheBytes);
+  if (fixed) ({ bytes, basis } = fixed);
+  else {
     const dev = deviceIndex(ctx.device);
     const weights = allocatorStats(ctx.device).bytesInUse;
     resetPeakStats(ctx.device);

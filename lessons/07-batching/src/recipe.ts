@@ -2,12 +2,12 @@
 // replaced: a static-batch scheduler that owns the block manager, and a runner
 // that owns the KV pool and runs every scheduled sequence in one packed forward.
 // The sampler stays lesson 03's.
-import { dtypeSize } from '@aios/engine-core';
 import type { EngineContext, EngineParts, Recipe } from '@aios/engine-core/engine/types.ts';
 import { HostSampler } from '@aios/lesson-03-baseline-engine';
-import { BlockManager } from '@aios/lesson-06-paged-kv-cache';
+import { BlockManager, KVPool } from '@aios/lesson-06-paged-kv-cache';
 
 import { BatchedRunner } from './batched-runner.ts';
+import { poolShape } from './kv-pool.ts';
 import type { PagedAttentionOp } from './packed-attention.ts';
 import type { StepModelFactory } from './step-model.ts';
 import { type PagedScheduler, type SchedulerLimits, StaticBatchScheduler } from './static-batch-scheduler.ts';
@@ -38,7 +38,7 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
         const { options } = ctx;
         const blocks = new BlockManager(runner.pool.numBlocks, options.blockSize);
         const scheduler = parts.scheduler(blocks, { maxNumSeqs: options.maxNumSeqs, maxNumBatchedTokens: options.maxNumBatchedTokens });
-        const bytesPerToken = 2 * ctx.cfg.numLayers * ctx.cfg.numKvHeads * ctx.cfg.headDim * dtypeSize(ctx.dtype);
+        const bytesPerToken = KVPool.bytesPerToken(poolShape(ctx));
         return {
           runner,
           scheduler,
