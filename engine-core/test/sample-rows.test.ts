@@ -70,6 +70,14 @@ describe.each(devices)(`sampleRows on %s (seed ${seed})`, (device) => {
     w.forEach((wi, i) => expect(Math.abs(counts[i] - (wi / total) * draws), `token ${i}`).toBeLessThanOrEqual(1));
   });
 
+  it('a row with a NaN gives the argmax op\'s answer (NaN counts as the largest), greedy or sampled, never a stale id', () => {
+    const n = 3000;
+    const logits = randomArray(2 * n, seed + 5, 3);
+    logits[17] = NaN;
+    logits[n + 2345] = NaN;
+    expect(draw(device, logits, 2, n, [0, 0.7], [0.5, 0.5])).toEqual([17, 2345]);
+  });
+
   it('refuses logits that are not 2-d f32 and mismatched row counts', () => {
     const x = Tensor.zeros([2, 5], { dtype: 'bf16', device });
     const t = Tensor.zeros([2], { dtype: 'f32', device });

@@ -10,8 +10,9 @@
 // waits for its group, so a read before the wait sees NaN. Shared memory
 // starts as NaN. Every global access goes through the checked ldg/stg of
 // flash_common.cuh and must fall inside a buffer the test registered.
-// What it does not model: timing, memory ordering between threads (they run
-// in a fixed order between barriers), or the hardware's exact rounding in mma.
+// What it does not model: timing, memory ordering between threads (each runs
+// to its next synchronization point before another starts), or the hardware's
+// exact rounding in mma.
 #pragma once
 #include <math.h>
 

@@ -606,13 +606,14 @@ Napi::Value FlashDecode(const Napi::CallbackInfo& info) {
     }
 #ifdef AIOS_WITH_CUDA
     cudaStream_t st = a.stream();  // also makes the device current, whose SM count the plan reads
-    const int64_t need = aios::cuda::flash_decode_plan(p, version, splits).workspace_bytes;
+    const aios::flash::DecodePlan plan = aios::cuda::flash_decode_plan(p, version, splits);  // once: sizes and launches
+    const int64_t need = plan.workspace_bytes;
     void* ws = nullptr;
     if (need > 0) {
       if (!a.has_more()) a.fail("this launch splits the context and needs a workspace of " + std::to_string(need) + " bytes");
       ws = a.buffer("workspace", need).ptr;
     }
-    aios::cuda::flash_decode(st, p, version, splits, ws, need);
+    aios::cuda::flash_decode(st, p, version, plan, ws, need);
 #endif
   });
 }

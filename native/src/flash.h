@@ -21,6 +21,9 @@
 //   decode 3   decode 2 on tensor cores with a multi-stage cp.async pipeline
 // Prefill versions run any step (decode too); decode versions need max_q_len * group within
 // their row limit (a decode step has max_q_len 1).
+// max_q_len and max_context_len are launch bounds the host promises: a sequence whose
+// queries or context exceed them on the device is not caught (the CPU reference throws),
+// its extra rows or keys are left out. Lesson 11's buckets keep within them by construction.
 #pragma once
 #include <cstdint>
 #include <string>

@@ -9,40 +9,22 @@
 
 namespace aios::cpu {
 
+// The unfused ops themselves, composed: the fused kernels' definition, so "rounds
+// where the unfused ops round" holds by construction.
 void add_rmsnorm(const void* x, void* residual, const void* weight, void* out, int64_t rows, int64_t dim, float eps,
                  DType dt) {
-  dispatch_float(dt, [&](auto tag) {
-    using T = decltype(tag);
-    auto* w = static_cast<const T*>(weight);
-    for (int64_t r = 0; r < rows; ++r) {
-      auto* xr = static_cast<const T*>(x) + r * dim;
-      auto* res = static_cast<T*>(residual) + r * dim;
-      auto* o = static_cast<T*>(out) + r * dim;
-      float sum_sq = 0.0f;
-      for (int64_t i = 0; i < dim; ++i) {
-        res[i] = from_float<T>(to_float(xr[i]) + to_float(res[i]));  // the stored sum, as ops.add would round it
-        const float v = to_float(res[i]);
-        sum_sq += v * v;
-      }
-      const float inv_rms = 1.0f / std::sqrt(sum_sq / float(dim) + eps);
-      for (int64_t i = 0; i < dim; ++i) o[i] = from_float<T>(to_float(res[i]) * inv_rms * to_float(w[i]));
-    }
-  });
+  add(x, residual, residual, rows * dim, dt);
+  rmsnorm(residual, weight, out, rows, dim, eps, dt);
 }
 
 void silu_mul(const void* gate_up, void* out, int64_t rows, int64_t inter, DType dt) {
-  dispatch_float(dt, [&](auto tag) {
-    using T = decltype(tag);
-    for (int64_t r = 0; r < rows; ++r) {
-      auto* g = static_cast<const T*>(gate_up) + r * 2 * inter;
-      auto* o = static_cast<T*>(out) + r * inter;
-      for (int64_t i = 0; i < inter; ++i) {
-        const float v = to_float(g[i]);
-        const float s = to_float(from_float<T>(v / (1.0f + std::exp(-v))));  // rounded where ops.silu stores it
-        o[i] = from_float<T>(s * to_float(g[inter + i]));
-      }
-    }
-  });
+  const int64_t row_bytes = inter * int64_t(dtype_size(dt));
+  for (int64_t r = 0; r < rows; ++r) {
+    const char* g = static_cast<const char*>(gate_up) + r * 2 * row_bytes;
+    char* o = static_cast<char*>(out) + r * row_bytes;
+    silu(g, o, inter, dt);        // silu(gate), stored as ops.silu stores it
+    mul(o, g + row_bytes, o, inter, dt);  // times up
+  }
 }
 
 void qk_norm_rope_store(const QkNormRopeStoreArgs& a) {

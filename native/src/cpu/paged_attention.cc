@@ -97,10 +97,10 @@ void sample_rows(const float* x, const float* temperature, const float* uniform,
     const float* row = x + r * n;
     const float t = temperature[r];
     if (!(t >= 0.0f)) throw Error("sample_rows: temperature of row " + std::to_string(r) + " is " + std::to_string(t));
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; ++i)
-      if (row[i] > row[best]) best = i;
-    if (t == 0.0f) { out[r] = int32_t(best); continue; }
+    int32_t best32 = 0;
+    argmax(row, &best32, 1, n, DType::F32);  // the argmax op's order: NaN counts as the largest
+    const int64_t best = best32;
+    if (t == 0.0f) { out[r] = best32; continue; }
     // Sums in double: a float32 running sum over 150k terms drifts by more than
     // the smallest probabilities, and the reference should not.
     const float mx = row[best], inv_t = 1.0f / t;

@@ -55,6 +55,16 @@ template <bool kMax> __device__ float block_reduce(float v, float* scratch) {
   return r;
 }
 
+// Argmax order: NaN counts as the largest value; ties go to the lower index (as on the CPU).
+__device__ __forceinline__ bool better(float v, int64_t i, float bv, int64_t bi) {
+  if (isnan(v)) return !isnan(bv) || i < bi;
+  if (isnan(bv)) return false;
+  return v > bv || (v == bv && i < bi);
+}
+
+// Threads for a kernel that gives one block to a row of n values.
+inline int row_threads(int64_t n) { return n >= 1024 ? 1024 : (n >= 256 ? 256 : 128); }
+
 __device__ __forceinline__ int64_t load_index(const void* idx, bool idx64, int64_t i) {
   return idx64 ? static_cast<const int64_t*>(idx)[i] : int64_t(static_cast<const int32_t*>(idx)[i]);
 }

@@ -66,12 +66,6 @@ template <class T> __global__ void softmax_kernel(const T* x, T* out, int64_t n)
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = from_f<T>(__expf(to_f(xr[i]) - mx) * inv);
 }
 
-// NaN counts as the largest value; ties go to the lower index (as on the CPU).
-__device__ __forceinline__ bool better(float v, int64_t i, float bv, int64_t bi) {
-  if (isnan(v)) return !isnan(bv) || i < bi;
-  if (isnan(bv)) return false;
-  return v > bv || (v == bv && i < bi);
-}
 
 template <class T> __global__ void argmax_kernel(const T* x, int32_t* out, int64_t n) {
   __shared__ float best_v[32];
@@ -103,7 +97,6 @@ template <class T> __global__ void argmax_kernel(const T* x, int32_t* out, int64
   }
 }
 
-int row_threads(int64_t n) { return n >= 1024 ? 1024 : (n >= 256 ? 256 : 128); }
 
 }  // namespace
 

@@ -373,5 +373,9 @@ namespace aios::AIOS_FLASH_NS {
 void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version);
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
                   int64_t workspace_bytes);
+// The same launch with the plan already made (and the arguments already checked): the addon
+// sizes the workspace from the plan and launches it, without planning twice.
+void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
+                  void* workspace, int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
 }  // namespace aios::AIOS_FLASH_NS

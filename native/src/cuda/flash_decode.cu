@@ -62,6 +62,7 @@ template <class T, int D> struct ScalarShape {
   static constexpr int KPP = kDecThreads / TPK;           // keys per pass of the block
   static constexpr int KPT = kChunk / KPP;                // keys per thread per chunk
   static constexpr int KB = KPT < 8 ? KPT : 8;            // loads in flight per thread (registers bound it)
+  static_assert(KPT % KB == 0, "a chunk's keys come in whole batches of KB loads");
   static constexpr size_t smem = sizeof(float) * (size_t(kScalarRows) * kChunk + 3 * kScalarRows + size_t(KPP) * kScalarRows * D);
   static_assert(TPK <= 32 && 32 % TPK == 0, "a key row must be read by lanes of one warp");
 };
@@ -436,11 +437,15 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
 
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
                   int64_t workspace_bytes) {
-  using namespace flash;
   const std::string why = aios::flash::decode_unsupported(a, version);
   if (!why.empty()) throw Error("flash_decode: " + why);
+  flash_decode(st, a, version, flash_decode_plan(a, version, splits), workspace, workspace_bytes);
+}
+
+void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
+                  void* workspace, int64_t workspace_bytes) {
+  using namespace flash;
   if (a.num_seqs == 0 || a.num_tokens == 0 || a.max_q_len == 0) return;
-  const DecodePlan plan = flash_decode_plan(a, version, splits);
   if (plan.splits > 1 && (!workspace || workspace_bytes < plan.workspace_bytes))
     throw Error("flash_decode: " + std::to_string(plan.splits) + " splits need a workspace of " +
                 std::to_string(plan.workspace_bytes) + " bytes, got " + std::to_string(workspace ? workspace_bytes : 0));

@@ -7,8 +7,6 @@ namespace aios::cuda {
 
 namespace {
 
-int threads_for_row(int64_t dim) { return dim >= 1024 ? 1024 : dim >= 256 ? 256 : 128; }
-
 // One block per row: store x + residual, then normalize what was stored.
 template <class T> __global__ void add_rmsnorm_kernel(const T* x, T* residual, const T* w, T* out, int64_t dim, float eps) {
   __shared__ float scratch[32];
@@ -83,7 +81,7 @@ void add_rmsnorm(cudaStream_t st, const void* x, void* residual, const void* wei
   if (rows == 0) return;
   dispatch_float(dt, [&](auto tag) {
     using T = decltype(tag);
-    add_rmsnorm_kernel<T><<<unsigned(rows), threads_for_row(dim), 0, st>>>(static_cast<const T*>(x), static_cast<T*>(residual),
+    add_rmsnorm_kernel<T><<<unsigned(rows), row_threads(dim), 0, st>>>(static_cast<const T*>(x), static_cast<T*>(residual),
                                                                           static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
   });
   check_launch("add_rmsnorm");

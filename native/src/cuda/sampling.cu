@@ -14,10 +14,6 @@ namespace {
 
 constexpr int kThreads = 1024;
 
-__device__ __forceinline__ bool earlier_max(float v, int64_t i, float bv, int64_t bi) {
-  return v > bv || (v == bv && i < bi) || (bv != bv && v == v);  // NaN loses
-}
-
 __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* x, const float* temperature,
                                                                 const float* uniform, int32_t* out, int64_t n) {
   __shared__ float best_v[32];
@@ -33,12 +29,12 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* x, c
   int64_t bi = n;
   for (int64_t i = threadIdx.x; i < n; i += kThreads) {
     const float v = row[i];
-    if (earlier_max(v, i, bv, bi)) { bv = v; bi = i; }
+    if (better(v, i, bv, bi)) { bv = v; bi = i; }
   }
   for (int o = 16; o > 0; o >>= 1) {
     const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
     const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (earlier_max(ov, oi, bv, bi)) { bv = ov; bi = oi; }
+    if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
   }
   if (lane == 0) { best_v[warp] = bv; best_i[warp] = bi; }
   __syncthreads();
@@ -48,18 +44,19 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* x, c
     for (int o = 16; o > 0; o >>= 1) {
       const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
       const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (earlier_max(ov, oi, bv, bi)) { bv = ov; bi = oi; }
+      if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
     }
     if (lane == 0) { best_v[0] = bv; best_i[0] = bi; }
   }
   __syncthreads();
   const float mx = best_v[0];
   const int64_t argmax = best_i[0] < n ? best_i[0] : 0;
+  // The argmax first: a sampled row keeps it if no thread finds the crossing below
+  // (a NaN in the row, or a uniform of 1): never the previous step's token. The
+  // barriers of step 2 order this write before the crossing thread's.
+  if (threadIdx.x == 0) out[r] = int32_t(argmax);
   const float t = temperature[r];
-  if (!(t > 0.0f)) {
-    if (threadIdx.x == 0) out[r] = int32_t(argmax);
-    return;
-  }
+  if (!(t > 0.0f)) return;
   const float inv_t = 1.0f / t;
 
   // 2. Each thread's chunk sum, then an inclusive scan over the threads.
