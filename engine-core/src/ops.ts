@@ -429,6 +429,8 @@ function pagedStep(op: string, q: Tensor, kCache: Tensor, vCache: Tensor, meta: 
 /** Lesson 09's kernel versions, oldest first (native/src/flash.h says what each one adds). */
 export const FLASH_PREFILL_VERSIONS = [1, 2, 3, 4, 5] as const;
 export const FLASH_DECODE_VERSIONS = [1, 2, 3] as const;
+/** The relative error a flash kernel may show against the CPU reference (and lesson 08's kernel), per dtype. */
+export const FLASH_TOLERANCE: Record<'bf16' | 'f16' | 'f32', number> = { bf16: 1.5e-2, f16: 3e-3, f32: 1e-5 };
 
 export interface FlashOptions {
   /** Defaults to 1/sqrt(headDim); must be positive. */

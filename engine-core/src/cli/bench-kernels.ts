@@ -21,9 +21,11 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { type Device, DeviceTimer, emptyCache, parseDevice, synchronize } from '../backend.ts';
-import { type KernelRecord, type KernelShapeResult, type KernelTiming, currentCommit, hardwareInfo, loadRecords, resultsDir, writeRecord } from '../bench/records.ts';
+import { type KernelRecord, type KernelShapeResult, type KernelTiming, currentCommit, hardwareInfo, writeRecord } from '../bench/records.ts';
 import { type DType, dtypeSize } from '../dtype.ts';
 import * as ops from '../ops.ts';
+import { FLASH_TOLERANCE } from '../ops.ts';
+import { cardRates } from '../bench/harness.ts';
 import { mulberry32 } from '../random.ts';
 import { Tensor } from '../tensor.ts';
 
@@ -191,7 +193,7 @@ function relError(got: Float32Array, ref: Float32Array): number | null {
   return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
 }
 
-const TOLERANCE = 1.5e-2;  // bf16 (engine-core/test/flash-cases.ts FLASH_TOLERANCE)
+const TOLERANCE = FLASH_TOLERANCE.bf16;
 
 // ---------------------------------------------------------------- one shape
 
@@ -276,11 +278,10 @@ interface PeerFile {
   shapes: Record<string, KernelTiming>;
 }
 
+/** The card's copy bandwidth from its lesson-00 record, chosen as every roofline chooses it (cardRates). */
 function lesson00Copy(card: string): { gbPerS?: number; file?: string } {
-  const envs = loadRecords(resultsDir()).records.filter((r) => r.record.kind === 'environment' && r.record.hardware.card === card);
-  const last = envs[envs.length - 1];
-  const copy = (last?.record.results as { copy?: { gbPerS?: number } } | undefined)?.copy?.gbPerS;
-  return { gbPerS: copy, file: last?.file };
+  const rates = cardRates(card);
+  return { gbPerS: rates?.bandwidthGBps, file: rates?.source };
 }
 
 async function main(): Promise<number> {
