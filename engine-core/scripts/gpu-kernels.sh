@@ -24,12 +24,9 @@ mkdir -p "$LOGS"
 SUMMARY=$OUT/summary.txt
 : > "$SUMMARY"
 export PYTHONUNBUFFERED=1
-SECONDS=0
 DEADLINE_S=${DEADLINE_S:-560}
-# budget N: N seconds, or what is left before the deadline (keeping 20 s for the summary), at least 5
-budget() { local left=$((DEADLINE_S - SECONDS - 20)); ((left < $1)) && echo $((left > 5 ? left : 5)) || echo "$1"; }
-step() { echo "== $* (${SECONDS}s)" | tee -a "$SUMMARY"; }
-note() { echo "$*" | tee -a "$SUMMARY"; }
+RESERVE_S=20  # seconds kept for the summary and the tar
+source "$(dirname "$0")/gpu-lib.sh"  # budget, step, note
 [[ -n "${AIOS_COMMIT:-}" || -d .git ]] || note "warning: AIOS_COMMIT is not set and there is no .git: the record's commit will say 'unknown'"
 
 step "card"

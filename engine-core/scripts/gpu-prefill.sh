@@ -19,12 +19,9 @@ mkdir -p "$LOGS"
 SUMMARY=$OUT/summary.txt
 : > "$SUMMARY"
 export PYTHONUNBUFFERED=1
-SECONDS=0
 DEADLINE_S=${DEADLINE_S:-150}
-# budget N: N seconds, or what is left before the deadline (keeping 12 s for the end), at least 3
-budget() { local left=$((DEADLINE_S - SECONDS - 12)); ((left < $1)) && echo $((left > 3 ? left : 3)) || echo "$1"; }
-step() { echo "== $* (${SECONDS}s)" | tee -a "$SUMMARY"; }
-note() { echo "$*" | tee -a "$SUMMARY"; }
+RESERVE_S=12  # seconds kept for the summary and the tar
+source "$(dirname "$0")/gpu-lib.sh"  # budget, step, note
 [[ -n "${AIOS_COMMIT:-}" || -d .git ]] || note "warning: AIOS_COMMIT is not set and there is no .git: the record's commit will say 'unknown'"
 
 step "card"
@@ -106,4 +103,4 @@ for (const s of r.results.shapes.filter((x) => x.phase === "prefill")) {
   const e = !v("v5") ? "-" : v("v5").error ?? (typeof v("v5").relErrVsLesson08 === "number" ? v("v5").relErrVsLesson08.toExponential(1) : "NaN");
   console.log(`${s.name.padEnd(22)} ${f(v4)} ${f(v5)} ${f(p)}  ${v4 && v5 ? (v5 / v4).toFixed(2) : "  -"}   ${p && v5 ? (100 * v5 / p).toFixed(0).padStart(3) + "%" : "   -"}                ${e}`);
 }' "$RECORD" 2>&1 | tee -a "$SUMMARY"
-note "total ${SECONDS}s"
+note "total $((SECONDS - GPU_LIB_T0))s"
