@@ -25,12 +25,15 @@ import {
   benchRecordFor,
   cardRates,
   compareWithPrevious,
+  estimateRun,
   findLatestRecord,
+  measureWorkload,
   modelInfo,
   rooflineFor,
   runWorkload,
   summarizeRun,
   toBenchRecord,
+  warmUp,
 } from '../src/bench/harness.ts';
 import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, limitsTag, recordEngineShape, resultsDir, writeRecord } from '../src/bench/records.ts';
 import { batchedRoofline, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
@@ -92,12 +95,12 @@ interface Fake {
   runner: () => FakeRunner;
 }
 
-function fakeRecipe(opts: { lesson?: number; sleep?: (call: number) => number; kv?: boolean } = {}): Fake {
+function fakeRecipe(opts: { lesson?: number; sleep?: (call: number) => number; kv?: boolean; shape?: Recipe['shape'] } = {}): Fake {
   let runner: FakeRunner | undefined;
   const recipe: Recipe = {
     name: 'fake-serial',
     lesson: opts.lesson ?? 3,
-    shape: 'sequential',
+    shape: opts.shape ?? 'sequential',
     summary: 'a test recipe: one sequence at a time, fixed logits',
     build(ctx): EngineParts {
       runner = new FakeRunner(ctx.cfg.vocabSize, opts.sleep);
@@ -232,6 +235,29 @@ describe('runWorkload', () => {
     expect(r.promptTokens).toBe(496 + 210);
     expect(r.stats.prefillTokens).toBe(496 + 210);
     expect(r.workload.name).toBe('course-2of32');
+  });
+});
+
+describe('measureWorkload', () => {
+  it('warms up once, estimates, runs the workload `repeats` times and keeps the median run', () => {
+    const llm = makeLLM(fakeRecipe({ sleep: (call) => (call >= 30 && call < 48 ? 3 : 0) })); // the calls of one run are slower
+    const lines: string[] = [];
+    const m = measureWorkload(llm, tinyWorkload(), { repeats: 3, progress: false, log: (l) => lines.push(l) });
+    expect(m.repeats.count).toBe(3);
+    expect(m.repeats.outputTokPerS).toHaveLength(3);
+    expect(m.result.outputTokPerS).toBe(m.repeats.outputTokPerS[m.repeats.resultsRun]);
+    expect(m.result.outputTokPerS).toBe(m.repeats.medianOutputTokPerS);
+    expect(m.result.warmup).toMatchObject({ requests: 2 });
+    expect(lines[0]).toMatch(/^estimate: about .* per run, .* for 3 runs \(timed on 2 requests .* summed over the 3 requests one at a time\)/);
+    llm.dispose();
+  });
+
+  it('estimates a batching engine by its decode steps, not request by request', () => {
+    const llm = makeLLM(fakeRecipe({ shape: 'batched' }));
+    warmUp(llm, tinyWorkload());
+    // Three requests of 6 output tokens: 5 decode steps with all three in each.
+    expect(estimateRun(llm, tinyWorkload()).basis).toMatch(/, 5 decode steps of 3 requests at most$/);
+    llm.dispose();
   });
 });
 

@@ -242,23 +242,47 @@ export function describeRepeats(r: RepeatsSummary): string {
 }
 
 /**
- * Runs the workload `repeats` times (one warm-up before the first run only) and keeps
- * every run's rate; the median run stands for them in the record.
+ * Runs the workload `repeats` times, none of them warmed up here (measureWorkload warms up
+ * once before), and keeps every run's rate; the median run stands for them in the record.
  */
-export function runRepeated(llm: LLM, workload: Workload, opts: RunOptions & { repeats?: number } = {}): RepeatedRun {
+export function runRepeated(llm: LLM, workload: Workload, opts: Omit<RunOptions, 'warmup'> & { repeats?: number } = {}): RepeatedRun {
   const count = opts.repeats ?? 1;
   if (!Number.isInteger(count) || count < 1) throw new RangeError(`runRepeated: repeats must be an integer >= 1, got ${count}`);
   const log = opts.log ?? console.log;
   const runs: BenchRunResult[] = [];
   for (let i = 0; i < count; i++) {
-    const r = runWorkload(llm, workload, { ...opts, warmup: i === 0 ? (opts.warmup ?? true) : false, ...(count > 1 ? { label: `run ${i + 1} of ${count}` } : {}) });
+    const r = runWorkload(llm, workload, { ...opts, warmup: false, ...(count > 1 ? { label: `run ${i + 1} of ${count}` } : {}) });
     if (count > 1) log(`  run ${i + 1} of ${count}: ${r.outputTokPerS.toFixed(1)} output tok/s in ${r.seconds.toFixed(2)} s${r.partial ? ' (partial)' : ''}`);
     runs.push(r);
   }
   const repeats = summarizeRepeats(runs);
-  const median = runs[repeats.resultsRun]!;
-  // The warm-up ran before the first run only; the record says so whichever run it keeps.
-  return { runs, median: { ...median, warmup: runs[0]!.warmup }, repeats };
+  return { runs, median: runs[repeats.resultsRun]!, repeats };
+}
+
+export interface MeasuredWorkload {
+  /** The median run, with the warm-up that preceded the runs. */
+  result: BenchRunResult;
+  repeats: RepeatsSummary;
+  estimate: Estimate;
+}
+
+/**
+ * What `pnpm lesson N` and `pnpm bench` do with a lesson: warm up (untimed), estimate the run
+ * from a calibration and print the estimate (`label` first), then run the workload `repeats`
+ * times and keep the median run.
+ */
+export function measureWorkload(llm: LLM, workload: Workload, opts: Omit<RunOptions, 'warmup'> & { repeats: number; label?: string }): MeasuredWorkload {
+  const log = opts.log ?? console.log;
+  const warm = warmUp(llm, workload); // the calibration must not pay the one-time costs
+  const estimate = estimateRun(llm, workload);
+  const budget = opts.timeBudgetS;
+  const perRun = budget !== undefined ? Math.min(estimate.seconds, budget) : estimate.seconds;
+  log(
+    `${opts.label ? `${opts.label} ` : ''}estimate: about ${formatSeconds(perRun)} per run${opts.repeats > 1 ? `, ${formatSeconds(perRun * opts.repeats)} for ${opts.repeats} runs` : ''}` +
+      `${budget !== undefined && estimate.seconds > budget ? ` (the time budget stops each run at ${budget} s)` : ''} (${estimate.basis})`,
+  );
+  const rep = runRepeated(llm, workload, opts);
+  return { result: { ...rep.median, warmup: warm }, repeats: rep.repeats, estimate };
 }
 
 // ------------------------------------------------------------ estimate
@@ -275,8 +299,8 @@ export interface Estimate {
  * requests (the workload's shortest and longest prompts, 3 output tokens each) time a
  * prefill and a decode step at two context lengths; prefill and step times are taken as
  * linear in the context between and beyond them, and summed over the workload's requests
- * as if served one at a time (an upper bound for an engine that batches). Run it after a
- * warm-up (warmUp), or one-time costs inflate it.
+ * one at a time, or, for an engine that batches (recipe.shape), over its decode steps.
+ * Run it after a warm-up (warmUp), or one-time costs inflate it.
  */
 export function estimateRun(llm: LLM, workload: Workload): Estimate {
   const reqs = workload.requests;
@@ -296,15 +320,28 @@ export function estimateRun(llm: LLM, workload: Workload): Estimate {
   const prefillAt = (T: number): number => Math.max(0, a.prefill + prefillPerToken * (T - a.T));
   const stepAt = (ctx: number): number => Math.max(0, a.step + stepPerToken * (ctx - a.T - 1));
   let seconds = 0;
+  const timed = `timed on 2 requests (${a.T} and ${b.T} prompt tokens: decode steps of ${(1000 * a.step).toFixed(1)} and ${(1000 * b.step).toFixed(1)} ms)`;
+  if (llm.recipe.shape === 'batched') {
+    // Many requests per step: the prefills, then as many decode steps as the longest request
+    // needs, or as the slots allow; each step costs one request's step at the mean context
+    // (a lower bound where the device, not the host, sets a step's time).
+    let outputs = 0, longest = 0, context = 0;
+    for (const r of reqs) {
+      seconds += prefillAt(r.promptIds.length);
+      outputs += r.params.maxTokens - 1;
+      longest = Math.max(longest, r.params.maxTokens - 1);
+      context += r.promptIds.length + r.params.maxTokens / 2;
+    }
+    const steps = Math.max(longest, Math.ceil(outputs / llm.options.maxNumSeqs));
+    seconds += steps * stepAt(context / reqs.length);
+    return { seconds, basis: `${timed}, ${steps} decode steps of ${Math.min(reqs.length, llm.options.maxNumSeqs)} requests at most` };
+  }
   for (const r of reqs) {
     const T = r.promptIds.length, n = r.params.maxTokens;
     // Decode steps j = 1 .. n-1 attend over T + j tokens: their mean context is T + n / 2.
     seconds += prefillAt(T) + (n - 1) * stepAt(T + n / 2);
   }
-  return {
-    seconds,
-    basis: `timed on 2 requests (${a.T} and ${b.T} prompt tokens: decode steps of ${(1000 * a.step).toFixed(1)} and ${(1000 * b.step).toFixed(1)} ms), summed over the ${reqs.length} requests one at a time`,
-  };
+  return { seconds, basis: `${timed}, summed over the ${reqs.length} requests one at a time` };
 }
 
 export interface RecordInfo {

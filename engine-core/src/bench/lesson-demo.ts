@@ -10,12 +10,13 @@
 //   6. the record (median run and every run's rate) and the comparison with the
 //      previous lesson's record on the same card
 //
-// A lesson adds its own flags through LessonDemoOptions.flags (they appear in its
-// --help and in `pnpm lesson`'s listing) and reads them in `configure` and `after`.
+// Every lesson takes the same flags (DEMO_FLAGS); a lesson adds lines after its run
+// with LessonDemoOptions.after. What the engine's parts say about themselves
+// (EngineParts.describe: the pool, the workspace, the graphs) is printed for every lesson.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { type Device, defaultDevice, native, parseDevice } from '../backend.ts';
+import { type Device, defaultDevice, emptyCache, native, parseDevice } from '../backend.ts';
 import { type CommandSpec, type FlagSpecs, type FlagValues, UsageError, choiceFlag, deviceFlag, intFlag, positiveFlag, runCli } from '../cli/args.ts';
 import { FIRST_WORKLOAD_LESSON, LESSONS, lessonDir } from '../cli/lessons.ts';
 import type { DType } from '../dtype.ts';
@@ -31,13 +32,10 @@ import {
   benchRecordFor,
   compareWithPrevious,
   describeRepeats,
-  estimateRun,
   findLatestRecord,
-  formatSeconds,
   modelInfo,
-  runRepeated,
+  measureWorkload,
   summarizeRun,
-  warmUp,
 } from './harness.ts';
 import { hardwareInfo, limitsTag, writeRecord } from './records.ts';
 import { WORKLOAD_NAMES, type Workload, type WorkloadName, firstRequests, workload as makeWorkload } from './workloads.ts';
@@ -96,15 +94,11 @@ const DEMO_FLAGS = {
   'no-check': { type: 'boolean', help: "skip the equivalence check against lesson 02's plain forward" },
 } as const satisfies FlagSpecs;
 
-export type LessonDemoFlags<F extends FlagSpecs = FlagSpecs> = FlagValues<typeof DEMO_FLAGS & F>;
+export type LessonDemoFlags = FlagValues<typeof DEMO_FLAGS>;
 
-export interface LessonDemoOptions<F extends FlagSpecs = FlagSpecs> {
-  /** Flags this lesson adds to the common ones; their values are recorded in the record's settings.flags. */
-  flags?: F;
-  /** The recipe to run, given every flag (default: the recipe as passed): where a lesson's flags change its engine. */
-  configure?: (recipe: Recipe, flags: LessonDemoFlags<F>) => Recipe;
-  /** Lesson-specific lines after the run (copy counts, pool sizes...). */
-  after?: (llm: LLM, result: BenchRunResult, flags: LessonDemoFlags<F>) => void;
+export interface LessonDemoOptions {
+  /** Lesson-specific lines after the run (what concatenation copied, say). */
+  after?: (llm: LLM, result: BenchRunResult) => void;
 }
 
 export const SAMPLE_PROMPTS = ['Write a haiku about memory bandwidth.', 'What is 17 * 23?', 'Name three uses of a GPU.'];
@@ -163,6 +157,8 @@ export async function plainForwardTokens(modelDir: string, device: Device, dtype
     return greedy(model, promptIds, { maxTokens, eosTokenIds }).tokens;
   } finally {
     model.dispose();
+    // Back to the driver: the engine built next sizes its KV pool from the memory left free.
+    emptyCache(device);
   }
 }
 
@@ -199,11 +195,11 @@ function pad2(n: number): string {
 }
 
 /** The command spec of lesson N's demo: the shared flags plus the lesson's own. */
-export function lessonDemoSpec(recipe: Recipe, extra: FlagSpecs = {}): CommandSpec {
+export function lessonDemoSpec(recipe: Recipe): CommandSpec {
   return {
     command: `pnpm lesson ${recipe.lesson}`,
     summary: `Lesson ${pad2(recipe.lesson)} (${recipe.name}): ${recipe.summary}. Checks the engine against lesson 02, prints samples, runs a workload, records it on a GPU.`,
-    flags: { ...DEMO_FLAGS, ...extra },
+    flags: DEMO_FLAGS,
     notes: [
       `On the CPU (no GPU, or --device cpu) the default is a short workload and 1 run; on a GPU, the course workload and ${GPU_DEFAULT_REPEATS} runs.`,
       'Examples:',
@@ -213,15 +209,12 @@ export function lessonDemoSpec(recipe: Recipe, extra: FlagSpecs = {}): CommandSp
   };
 }
 
-async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemoOptions<F>, values: LessonDemoFlags<F>): Promise<number> {
-  // The shared flags, typed; `values` (with the lesson's own) goes to the lesson's callbacks.
-  const v = values as unknown as FlagValues<typeof DEMO_FLAGS>;
+async function lessonMain(recipe: Recipe, opts: LessonDemoOptions, v: LessonDemoFlags): Promise<number> {
   const device = deviceFlag(v.device, parseDevice) ?? defaultDevice();
   const choice = chooseWorkload(device, v.workload, v.requests);
   const repeats = chooseRepeats(device, v.repeats);
   const timeBudgetS = positiveFlag('time-budget', v['time-budget']);
   const record = chooseRecord(device, v);
-  const recipe = opts.configure ? opts.configure(recipe0, values) : recipe0;
   const work = choice.workload;
   const label = `Lesson ${pad2(recipe.lesson)}`;
 
@@ -252,7 +245,7 @@ async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemo
     reference = await plainForwardTokens(dir, device, dtype, firstPrompt, SAMPLE_TOKENS, tokenizer.eosTokenIds);
   }
 
-  const llm = LLM.create({ recipe, model: dir, device, dtype, engine: chooseEngineOptions(v) });
+  const llm = LLM.create({ recipe, model: dir, device, dtype, tokenizer, engine: chooseEngineOptions(v) });
   let mismatch = false;
   try {
     const greedy = new SamplingParams({ temperature: 0, maxTokens: SAMPLE_TOKENS });
@@ -272,19 +265,10 @@ async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemo
     console.log();
 
     console.log('warm-up and calibration...');
-    // The calibration must not pay the one-time costs the warm-up exists for.
-    const warm = warmUp(llm, work);
-    const est = estimateRun(llm, work);
-    const perRun = timeBudgetS !== undefined ? Math.min(est.seconds, timeBudgetS) : est.seconds;
-    console.log(
-      `estimate: about ${formatSeconds(perRun)} per run${repeats > 1 ? `, ${formatSeconds(perRun * repeats)} for ${repeats} runs` : ''}` +
-        `${timeBudgetS !== undefined && est.seconds > timeBudgetS ? ` (the time budget stops each run at ${timeBudgetS} s)` : ''} (${est.basis})`,
-    );
-
-    // Warmed up above: the runs start at once (engine-core/scripts/gpu-profile-attention.sh counts the forwards before the first run).
+    // engine-core/scripts/gpu-profile-attention.sh counts the forwards before the first run.
     const onProgress = profileStep(process.env.AIOS_PROFILE_STEP);
-    const rep = runRepeated(llm, work, { repeats, warmup: false, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), ...(onProgress ? { onProgress } : {}), progress: !v['no-progress'] });
-    const result: BenchRunResult = { ...rep.median, warmup: warm };
+    const rep = measureWorkload(llm, work, { repeats, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), ...(onProgress ? { onProgress } : {}), progress: !v['no-progress'] });
+    const result: BenchRunResult = rep.result;
     console.log(summarizeRun(result));
     if (repeats > 1) console.log(`repeats: ${describeRepeats(rep.repeats)}`);
     const st = result.stats;
@@ -299,7 +283,9 @@ async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemo
       console.log(`KV cache at its peak: ${(kv.peakReservedBytes / 2 ** 20).toFixed(1)} MiB reserved for ${(kv.peakUsedBytes / 2 ** 20).toFixed(1)} MiB of tokens`);
       console.log(`KV cache on average over the steps: ${(kv.meanReservedBytes / 2 ** 20).toFixed(2)} MiB reserved for ${(kv.meanUsedBytes / 2 ** 20).toFixed(2)} MiB of tokens (${(100 * (kv.meanReservedBytes / kv.meanUsedBytes - 1)).toFixed(1)}% more)`);
     }
-    opts.after?.(llm, result, values);
+    for (const line of llm.parts.describe?.() ?? []) console.log(line);
+    if (result.stats.preemptions > 0) console.log(`preemptions: ${result.stats.preemptions} (a preempted sequence's cache is dropped and recomputed when blocks free up)`);
+    opts.after?.(llm, result);
 
     if (recipe.lesson - 1 >= FIRST_WORKLOAD_LESSON) {
       const card = hardwareInfo(device).card;
@@ -311,12 +297,7 @@ async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemo
     } else console.log(`this run: ${result.outputTokPerS.toFixed(1)} tok/s (lesson ${pad2(recipe.lesson)} is the first engine lesson: lessons before it run no workload)`);
 
     if (record && result.outputTokens > 0) {
-      const extra = Object.keys(opts.flags ?? {});
-      const flags = Object.fromEntries(extra.map((k) => [k, (values as Record<string, unknown>)[k] ?? null]));
-      const rec = benchRecordFor(llm, result, {
-        repeats: rep.repeats,
-        settings: { workloadChoice: choice.why, ...(extra.length ? { flags } : {}) },
-      });
+      const rec = benchRecordFor(llm, result, { repeats: rep.repeats, settings: { workloadChoice: choice.why } });
       if (rec.roofline) console.log(`roofline on this card: ${rec.roofline.outputTokPerS.toFixed(0)} tok/s (${((100 * result.outputTokPerS) / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
       console.log(`recorded ${writeRecord(rec)}`);
     } else if (!record) console.log('(not recorded: pass --record to write bench-results/)');
@@ -334,6 +315,6 @@ async function lessonMain<F extends FlagSpecs>(recipe0: Recipe, opts: LessonDemo
  * Runs lesson N's demo with the command line's flags. Never throws: a bad flag is
  * reported with the usage (exit 2), a failure with its message (exit 1).
  */
-export function runLessonDemo<F extends FlagSpecs = FlagSpecs>(recipe: Recipe, opts: LessonDemoOptions<F> = {}): void {
-  void runCli(lessonDemoSpec(recipe, opts.flags), (values) => lessonMain(recipe, opts, values as LessonDemoFlags<F>));
+export function runLessonDemo(recipe: Recipe, opts: LessonDemoOptions = {}): void {
+  void runCli(lessonDemoSpec(recipe), (values) => lessonMain(recipe, opts, values));
 }

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { defaultDevice, parseDevice } from '../backend.ts';
-import { type BenchRunResult, benchRecordFor, describeRepeats, estimateRun, formatSeconds, rooflineFor, runRepeated, summarizeRun, warmUp } from '../bench/harness.ts';
+import { type BenchRunResult, benchRecordFor, describeRepeats, measureWorkload, rooflineFor, summarizeRun } from '../bench/harness.ts';
 import { ENGINE_RUN_FLAGS, chooseEngineOptions, chooseRecord, chooseRepeats, chooseWorkload } from '../bench/lesson-demo.ts';
 import { type Qwen3Config, PRESETS, loadConfig, paramCount } from '../model/config.ts';
 import { DEFAULT_MODELS } from '../model/resolve.ts';
@@ -188,12 +188,8 @@ async function main(values: FlagValues<typeof BENCH_FLAGS>): Promise<number> {
       entry.recipe = recipe.name;
       console.log(`\n${label} ${recipe.name}: ${recipe.summary}`);
       llm = LLM.create({ recipe, device, engine: chooseEngineOptions(values), ...(values.model ? { model: values.model } : {}) });
-      const warm = warmUp(llm, workload); // the calibration must not pay the one-time costs
-      const est = estimateRun(llm, workload);
-      const perRun = timeBudgetS !== undefined ? Math.min(est.seconds, timeBudgetS) : est.seconds;
-      console.log(`${label} estimate: about ${formatSeconds(perRun)} per run, ${formatSeconds(perRun * repeats)} in all (${est.basis})`);
-      const rep = runRepeated(llm, workload, { repeats, warmup: false, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), progress: !values['no-progress'] });
-      const result: BenchRunResult = { ...rep.median, warmup: warm };
+      const rep = measureWorkload(llm, workload, { repeats, label, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), progress: !values['no-progress'] });
+      const result: BenchRunResult = rep.result;
       entry.result = result;
       const times = previous?.result ? ` = ${(result.outputTokPerS / previous.result.outputTokPerS).toFixed(2)}x lesson ${String(previous.lesson).padStart(2, '0')}` : '';
       console.log(`${label} ${summarizeRun(result)}${times}`);

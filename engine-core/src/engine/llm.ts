@@ -23,6 +23,8 @@ export interface LLMOptions {
   model?: string;
   device?: Device;
   dtype?: DType;
+  /** The model folder's tokenizer, where the caller has loaded it already (default: loaded from the folder). */
+  tokenizer?: Tokenizer;
   /** The engine's limits (max sequences and tokens per step, memory share, block size); defaults: DEFAULT_ENGINE_OPTIONS. */
   engine?: Partial<EngineOptions>;
   log?: (s: string) => void;
@@ -54,7 +56,7 @@ export class LLM {
     const { dir, random } = resolveModel({ model: opts.model, device, log: opts.log });
     const cfg = loadConfig(dir);
     const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
-    const tokenizer = Tokenizer.fromDir(dir);
+    const tokenizer = opts.tokenizer ?? Tokenizer.fromDir(dir);
     const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer, options, log: opts.log ?? console.log });
     return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, options, parts, random);
   }

@@ -1,11 +1,6 @@
-// `pnpm lesson 6`: a few generations, the course workload, the record, the comparison,
-// and how the pool was sized.
+// `pnpm lesson 6`: a few generations, the course workload, the record, the comparison.
 import { runLessonDemo } from '@aios/engine-core/bench/lesson-demo.ts';
 
 import { recipe } from './recipe.ts';
 
-runLessonDemo(recipe, {
-  after: (llm) => {
-    for (const line of llm.parts.describe?.() ?? []) console.log(line);
-  },
-});
+runLessonDemo(recipe);

@@ -4,8 +4,4 @@ import { runLessonDemo } from '@aios/engine-core/bench/lesson-demo.ts';
 
 import { recipe } from './recipe.ts';
 
-runLessonDemo(recipe, {
-  after: (llm) => {
-    for (const line of llm.parts.describe?.() ?? []) console.log(line);
-  },
-});
+runLessonDemo(recipe);
