@@ -18,7 +18,6 @@ import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
 import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RepeatsSummary, type RunResults, currentCommit, hardwareInfo, limitsTag, loadRecords, resultsDir } from './records.ts';
 
-export type { RepeatsSummary } from './records.ts';
 import { type CardRates, type EngineShape, type Roofline, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
 

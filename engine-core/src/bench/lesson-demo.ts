@@ -17,7 +17,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { type Device, defaultDevice, emptyCache, native, parseDevice } from '../backend.ts';
-import { type CommandSpec, type FlagSpecs, type FlagValues, UsageError, choiceFlag, deviceFlag, intFlag, positiveFlag, runCli } from '../cli/args.ts';
+import { type CommandSpec, DEVICE_FLAG, type FlagSpecs, type FlagValues, MODEL_FLAG, RECORD_FLAGS, UsageError, choiceFlag, chooseRecord, deviceFlag, intFlag, positiveFlag, runCli } from '../cli/args.ts';
 import { FIRST_WORKLOAD_LESSON, LESSONS, lessonDir } from '../cli/lessons.ts';
 import type { DType } from '../dtype.ts';
 import { LLM } from '../engine/llm.ts';
@@ -47,14 +47,13 @@ export const GPU_DEFAULT_REPEATS = 3;
 
 /** The flags every engine lesson and `pnpm bench` share. */
 export const ENGINE_RUN_FLAGS = {
-  model: { type: 'string', value: 'DIR', help: 'a Hugging Face Qwen3 folder (default: AIOS_MODEL, else the embedded random-weight model)' },
-  device: { type: 'string', value: 'cpu|cuda|cuda:N', help: 'where to run (default: cuda:0 when CUDA is usable, else cpu; AIOS_DEVICE)' },
+  ...MODEL_FLAG,
+  ...DEVICE_FLAG,
   workload: { type: 'string', value: WORKLOAD_NAMES.join('|'), help: `the workload (default: course on a GPU; on the CPU its first ${CPU_DEFAULT_REQUESTS} requests, about a minute)` },
   requests: { type: 'string', value: 'N', help: "only the workload's first N requests (recorded as e.g. course-4of32)" },
   repeats: { type: 'string', value: 'N', help: `run the workload N times; the record keeps the median and the spread (default ${GPU_DEFAULT_REPEATS} on a GPU, 1 on the CPU)` },
   'time-budget': { type: 'string', value: 'S', help: 'stop starting new steps after S seconds of each run (the record says partial)' },
-  record: { type: 'boolean', help: 'write the record to bench-results/ (the default on a GPU)' },
-  'no-record': { type: 'boolean', help: 'write no record (the default on the CPU)' },
+  ...RECORD_FLAGS,
   'no-progress': { type: 'boolean', help: 'no progress bar, a line every 10% (and every 5 s) instead' },
   'max-num-seqs': { type: 'string', value: 'N', help: `most sequences in one step (default ${DEFAULT_ENGINE_OPTIONS.maxNumSeqs}; the batched lessons 07 on)` },
   'max-num-batched-tokens': { type: 'string', value: 'N', help: `most tokens in one step (default ${DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens}; lessons 07 on)` },
@@ -108,7 +107,6 @@ export interface WorkloadChoice {
   workload: Workload;
   /** Why this workload: "the CPU default (...)", or "--workload course". */
   why: string;
-  cpuDefault: boolean;
 }
 
 /** The workload a run uses: --workload / --requests when given; the course workload on a GPU; its first requests on the CPU. */
@@ -116,13 +114,12 @@ export function chooseWorkload(device: Device, workloadFlag: string | undefined,
   const name = choiceFlag('workload', workloadFlag, WORKLOAD_NAMES);
   let w = makeWorkload((name ?? 'course') as WorkloadName);
   const requests = intFlag('requests', requestsFlag, { min: 1, max: w.requests.length });
-  if (requests !== undefined) return { workload: firstRequests(w, requests), why: `--requests ${requests}`, cpuDefault: false };
-  if (name !== undefined || device !== 'cpu') return { workload: w, why: name ? `--workload ${name}` : 'the default on a GPU', cpuDefault: false };
+  if (requests !== undefined) return { workload: firstRequests(w, requests), why: `--requests ${requests}` };
+  if (name !== undefined || device !== 'cpu') return { workload: w, why: name ? `--workload ${name}` : 'the default on a GPU' };
   w = firstRequests(w, CPU_DEFAULT_REQUESTS);
   return {
     workload: w,
     why: `the CPU default: the course workload's first ${CPU_DEFAULT_REQUESTS} of ${w.subset!.of} requests, about a minute for lesson 03 on 2 cores (--workload course for all of them)`,
-    cpuDefault: true,
   };
 }
 
@@ -131,11 +128,7 @@ export function chooseRepeats(device: Device, repeatsFlag: string | undefined): 
   return intFlag('repeats', repeatsFlag, { min: 1, max: 100 }) ?? (device === 'cpu' ? 1 : GPU_DEFAULT_REPEATS);
 }
 
-/** --record / --no-record, or the default for the device (records are kept of GPU runs). */
-export function chooseRecord(device: Device, values: { record?: boolean; 'no-record'?: boolean }): boolean {
-  if (values.record && values['no-record']) throw new UsageError('--record and --no-record together');
-  return values['no-record'] ? false : (values.record ?? device !== 'cpu');
-}
+export { chooseRecord };
 
 // ------------------------------------------------------------ the equivalence check
 

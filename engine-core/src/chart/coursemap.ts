@@ -7,7 +7,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 
 import { FIRST_WORKLOAD_LESSON, type LessonInfo } from '../cli/lessons.ts';
 
-export { FIRST_WORKLOAD_LESSON };
 import { type Freshness, type FreshnessOf, benchRuns, buildTokSeries, environmentEntries, type LoadedRecord, selectLatest } from './data.ts';
 import { fmt, fmtMultiplier } from './page.ts';
 

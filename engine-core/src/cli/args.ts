@@ -58,6 +58,28 @@ export const COMMON_FLAGS = {
   verbose: { type: 'boolean', help: 'print the stack trace of an error' },
 } as const satisfies FlagSpecs;
 
+/** --model, as every command that loads a model reads it. */
+export const MODEL_FLAG = {
+  model: { type: 'string', value: 'DIR', help: 'a Hugging Face Qwen3 folder (default: AIOS_MODEL, else the embedded random-weight model)' },
+} as const satisfies FlagSpecs;
+
+/** --device, as every command that runs on a device reads it (deviceFlag parses it). */
+export const DEVICE_FLAG = {
+  device: { type: 'string', value: 'cpu|cuda|cuda:N', help: 'where to run (default: cuda:0 when CUDA is usable, else cpu; AIOS_DEVICE)' },
+} as const satisfies FlagSpecs;
+
+/** --record / --no-record (chooseRecord reads them). */
+export const RECORD_FLAGS = {
+  record: { type: 'boolean', help: 'write the record to bench-results/ (the default on a GPU)' },
+  'no-record': { type: 'boolean', help: 'write no record (the default on the CPU)' },
+} as const satisfies FlagSpecs;
+
+/** --record / --no-record, or the default for the device (records are kept of GPU runs). */
+export function chooseRecord(device: string, values: { record?: boolean; 'no-record'?: boolean }): boolean {
+  if (values.record && values['no-record']) throw new UsageError('--record and --no-record together');
+  return values['no-record'] ? false : (values.record ?? device !== 'cpu');
+}
+
 function allFlags(spec: CommandSpec): FlagSpecs {
   return { ...spec.flags, ...COMMON_FLAGS };
 }

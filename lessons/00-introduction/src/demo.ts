@@ -9,16 +9,15 @@ import os from 'node:os';
 
 import { defaultDevice, deviceIndex, native, parseDevice } from '@aios/engine-core';
 import { currentCommit, hardwareInfo, writeRecord, type RecordBase } from '@aios/engine-core/bench/records.ts';
-import { type FlagValues, UsageError, deviceFlag, runCli } from '@aios/engine-core/cli/args.ts';
+import { DEVICE_FLAG, type FlagValues, RECORD_FLAGS, UsageError, chooseRecord, deviceFlag, runCli } from '@aios/engine-core/cli/args.ts';
 
 import { measureCopy, measureGemm, measureOpOverhead, type CopyResult, type GemmResult, type OverheadResult } from './measure.ts';
 
 const FLAGS = {
   quick: { type: 'boolean', help: 'smaller sizes and fewer iterations (seconds instead of a minute on a GPU)' },
-  record: { type: 'boolean', help: 'write the environment record to bench-results/ (the default on a GPU)' },
-  'no-record': { type: 'boolean', help: 'write no record (the default on the CPU)' },
+  ...RECORD_FLAGS,
   baseline: { type: 'string', value: 'FILE', help: "PyTorch's numbers from scripts/torch_baseline.py, put beside ours" },
-  device: { type: 'string', value: 'cpu|cuda|cuda:N', help: 'where to measure (default: cuda:0 when CUDA is usable, else cpu; AIOS_DEVICE)' },
+  ...DEVICE_FLAG,
 } as const;
 
 /** What PyTorch (cuBLAS) measured on the same card in the same session: scripts/torch_baseline.py writes it. */
@@ -41,7 +40,6 @@ export interface EnvironmentRecord extends RecordBase {
 }
 
 function main(args: FlagValues<typeof FLAGS>): void {
-  if (args.record && args['no-record']) throw new UsageError('--record and --no-record together');
   if (args.baseline !== undefined && !existsSync(args.baseline)) throw new UsageError(`--baseline: no file ${args.baseline}`);
   const device = deviceFlag(args.device, parseDevice) ?? defaultDevice();
   const info = native.backendInfo();
@@ -89,7 +87,7 @@ function main(args: FlagValues<typeof FLAGS>): void {
     console.log(`           ours / theirs: gemm ${(100 * baseline.gemmRatio).toFixed(1)}%, copy ${(100 * baseline.copyRatio).toFixed(1)}%`);
   }
 
-  const record = args['no-record'] ? false : (args.record ?? gpu);
+  const record = chooseRecord(device, args);
   if (record) {
     const rec: EnvironmentRecord = {
       schema: 1,

@@ -1,7 +1,7 @@
 // Lesson 01: what an LLM does with text, one piece at a time.
 //   pnpm lesson 1 [--model DIR] [--device cpu|cuda] [--text "..."]
 import { Tensor, defaultDevice, formatShape, ops, parseDevice } from '@aios/engine-core';
-import { type FlagValues, deviceFlag, runCli } from '@aios/engine-core/cli/args.ts';
+import { DEVICE_FLAG, type FlagValues, MODEL_FLAG, deviceFlag, runCli } from '@aios/engine-core/cli/args.ts';
 import { loadConfig, paramCount } from '@aios/engine-core/model/config.ts';
 import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
 import { resolveModel } from '@aios/engine-core/model/resolve.ts';
@@ -11,8 +11,8 @@ import { decoderLayerStepByStep, formatSteps } from './walkthrough.ts';
 
 const DEFAULT_TEXT = 'The quick brown fox jumps over the lazy dog. 你好!';
 const FLAGS = {
-  model: { type: 'string', value: 'DIR', help: 'a Hugging Face Qwen3 folder (default: AIOS_MODEL, else the embedded random-weight model)' },
-  device: { type: 'string', value: 'cpu|cuda|cuda:N', help: 'where to run (default: cuda:0 when CUDA is usable, else cpu; AIOS_DEVICE)' },
+  ...MODEL_FLAG,
+  ...DEVICE_FLAG,
   text: { type: 'string', value: 'TEXT', help: `the text to tokenize and run (default: ${JSON.stringify(DEFAULT_TEXT)})` },
 } as const;
 

@@ -1,7 +1,7 @@
 // Lesson 02: the whole Qwen3 forward and greedy generation, no engine, no cache.
 //   pnpm lesson 2 [--model DIR] [--device cpu|cuda] [--prompt "..."] [--max-tokens N]
 import { defaultDevice, parseDevice } from '@aios/engine-core';
-import { type FlagValues, deviceFlag, intFlag, runCli } from '@aios/engine-core/cli/args.ts';
+import { DEVICE_FLAG, type FlagValues, MODEL_FLAG, deviceFlag, intFlag, runCli } from '@aios/engine-core/cli/args.ts';
 import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
 import { resolveModel } from '@aios/engine-core/model/resolve.ts';
 import { Tokenizer } from '@aios/engine-core/tokenizer.ts';
@@ -10,8 +10,8 @@ import { greedyGenerate } from './generate.ts';
 
 const DEFAULT_PROMPT = 'Explain in one sentence what a GPU is.';
 const FLAGS = {
-  model: { type: 'string', value: 'DIR', help: 'a Hugging Face Qwen3 folder (default: AIOS_MODEL, else the embedded random-weight model)' },
-  device: { type: 'string', value: 'cpu|cuda|cuda:N', help: 'where to run (default: cuda:0 when CUDA is usable, else cpu; AIOS_DEVICE)' },
+  ...MODEL_FLAG,
+  ...DEVICE_FLAG,
   prompt: { type: 'string', value: 'TEXT', help: `the user message (default: ${JSON.stringify(DEFAULT_PROMPT)})` },
   'max-tokens': { type: 'string', value: 'N', help: 'tokens to generate (default 32)' },
 } as const;
