@@ -14,6 +14,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 import { REPO_ROOT } from '../src/bench/records.ts';
+import { markdownLinks } from './code-refs.ts';
 import { markdownFiles } from './markdown.ts';
 
 export interface Quote {
@@ -24,19 +25,20 @@ export interface Quote {
   field: string | undefined;
 }
 
-const LINK = /\[([^\]]+)\]\(([^)\s]*bench-results\/[^)\s#]+\.json)(?:#([^)\s]+))?\)/g;
 
-/** Record links outside generated sections. */
+/** Record links outside generated sections: code-refs.ts's link scanner, filtered to records. */
 export function recordLinks(file: string, markdown: string): Quote[] {
-  const out: Quote[] = [];
-  let generated = false;
+  // Lines of the generated sections (<!-- name:start --> to <!-- name:end -->), which `pnpm readme` writes and chart.test.ts checks.
+  const generated = new Set<number>();
+  let inside = false;
   markdown.split('\n').forEach((line, i) => {
-    if (/<!-- [a-z-]+:start -->/.test(line)) generated = true;
-    // Inline code (`[x](...)` written as an example) is not a link.
-    if (!generated) for (const m of line.replace(/`[^`]*`/g, '').matchAll(LINK)) out.push({ file, line: i + 1, text: m[1]!, target: m[2]!, field: m[3] });
-    if (/<!-- [a-z-]+:end -->/.test(line)) generated = false;
+    if (/<!-- [a-z-]+:start -->/.test(line)) inside = true;
+    if (inside) generated.add(i + 1);
+    if (/<!-- [a-z-]+:end -->/.test(line)) inside = false;
   });
-  return out;
+  return markdownLinks(file, markdown)
+    .filter((l) => /(^|\/)bench-results\/[^/]+\.json$/.test(l.path) && !generated.has(l.line))
+    .map((l) => ({ file, line: l.line, text: l.text, target: l.path, field: l.fragment || undefined }));
 }
 
 /** The number a link text quotes ("1,728.3 s" -> 1728.3 with one decimal), or undefined. */
