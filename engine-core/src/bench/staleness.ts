@@ -122,10 +122,17 @@ function git(root: string, args: string[]): string {
   return execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'], maxBuffer: 64 * 2 ** 20 }).toString();
 }
 
-/** Checks records against git, caching each lesson's closure and each (commit, files) answer. */
+/**
+ * Checks records against git with a handful of git calls however many records there
+ * are: per record commit, one log of the files every later commit touched; per checker,
+ * one status of the work tree; each lesson's code closure and each answer cached.
+ */
 export class FreshnessChecker {
   private readonly closures = new Map<string, string[]>();
   private readonly answers = new Map<string, Freshness>();
+  /** Per commit: the commits after it up to HEAD, oldest first, with the files each touched; undefined if git lacks it. */
+  private readonly histories = new Map<string, { commit: string; files: string[] }[] | undefined>();
+  private uncommitted: string[] | undefined;
   private gitOk: boolean | undefined;
 
   constructor(private readonly root: string = REPO_ROOT) {}
@@ -160,27 +167,46 @@ export class FreshnessChecker {
     return { ...answer, dirty };
   }
 
+  private history(commit: string): { commit: string; files: string[] }[] | undefined {
+    if (this.histories.has(commit)) return this.histories.get(commit);
+    let out: { commit: string; files: string[] }[] | undefined;
+    try {
+      git(this.root, ['cat-file', '-e', `${commit}^{commit}`]);
+      // "@<hash>" lines, each followed by the files that commit touched.
+      out = [];
+      for (const line of git(this.root, ['log', '--reverse', '--format=@%h', '--name-only', `${commit}..HEAD`]).split('\n')) {
+        if (line.startsWith('@')) out.push({ commit: line.slice(1), files: [] });
+        else if (line && out.length) out[out.length - 1]!.files.push(line);
+      }
+    } catch {
+      out = undefined;
+    }
+    this.histories.set(commit, out);
+    return out;
+  }
+
+  private workTreeChanges(): string[] {
+    this.uncommitted ??= git(this.root, ['status', '--porcelain', '--untracked-files=no'])
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(3));
+    return this.uncommitted;
+  }
+
   private compute(record: Pick<RecordBase, 'kind' | 'lesson'>, commit: string): Freshness {
     const base = { commit, dirty: false };
     if (!this.hasGit()) return { ...base, state: 'unknown', reason: 'no git repository here to compare with' };
     if (!/^[0-9a-f]{7,40}$/.test(commit)) return { ...base, state: 'unknown', reason: `the record's commit "${commit}" is not a commit id` };
-    try {
-      git(this.root, ['cat-file', '-e', `${commit}^{commit}`]);
-    } catch {
-      return { ...base, state: 'unknown', reason: `git has no commit ${commit} (a shallow clone?)` };
-    }
+    const history = this.history(commit);
+    if (!history) return { ...base, state: 'unknown', reason: `git has no commit ${commit} (a shallow clone?)` };
     const files = this.files(record);
     if (files.length === 0) return { ...base, state: 'unknown', reason: `no code found for lesson ${record.lesson}` };
-    const log = git(this.root, ['log', '--reverse', '--format=%h', `${commit}..HEAD`, '--', ...files]).split('\n').filter(Boolean);
-    if (log.length > 0) {
-      const first = log[0]!;
-      const changed = git(this.root, ['diff-tree', '--no-commit-id', '--name-only', '-r', first, '--', ...files]).split('\n').filter(Boolean);
-      return { ...base, state: 'stale', since: first, changed };
+    const mine = new Set(files);
+    for (const c of history) {
+      const changed = c.files.filter((f) => mine.has(f));
+      if (changed.length > 0) return { ...base, state: 'stale', since: c.commit, changed };
     }
-    const uncommitted = git(this.root, ['status', '--porcelain', '--untracked-files=no', '--', ...files])
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => l.slice(3));
+    const uncommitted = this.workTreeChanges().filter((f) => mine.has(f));
     if (uncommitted.length > 0) return { ...base, state: 'stale', since: 'work tree', changed: uncommitted };
     return { ...base, state: 'fresh' };
   }
