@@ -44,6 +44,24 @@ export interface StepCapacity {
   maxBlocksPerSeq: number;
 }
 
+interface Sections {
+  T: number;
+  B: number;
+  S: number;
+  width: number;
+  ids: number;
+  pos: number;
+  slots: number;
+  cu: number;
+  ctx: number;
+  last: number;
+  bt: number;
+  end: number;
+}
+
+/** A padding row's block table: block 0, which exists in every pool. */
+const PADDING_TABLE: readonly number[] = [0];
+
 /** Token i of a sequence, prompt then output, without building the joined list. */
 function tokenAt(seq: Sequence, i: number): number {
   const p = seq.promptIds.length;
@@ -74,58 +92,25 @@ export class StepInputBuffer {
     const seqs = plan.sequences;
     const tables = plan.blockTables;
     if (!tables || tables.length !== seqs.length) throw new Error(`StepInputBuffer: the plan carries ${tables?.length ?? 'no'} block tables for ${seqs.length} sequences`);
-    const B = seqs.length;
     const T = plan.newTokens.reduce((a, b) => a + b, 0);
     const S = seqs.reduce((n, _, i) => n + (samplesAt(plan, i) ? 1 : 0), 0);
-    const width = Math.max(1, ...tables.map((t) => t.length));
-    const { maxTokens, maxSeqs, maxBlocksPerSeq } = this.capacity;
-    if (T > maxTokens || B > maxSeqs || width > maxBlocksPerSeq)
-      throw new Error(`StepInputBuffer: a step of ${T} tokens, ${B} sequences and ${width}-block tables exceeds the buffer's ${maxTokens}, ${maxSeqs} and ${maxBlocksPerSeq}`);
-
-    // Sections, packed back to back in the order the comment above lists them.
-    const h = this.host;
-    const ids = 0, pos = T, slots = 2 * T, cu = 3 * T, ctx = cu + B + 1, last = ctx + B, bt = last + S, end = bt + B * width;
-    const bs = this.blockSize;
-    let t = 0, s = 0;
-    h[cu] = 0;
+    const sec = this.sections(T, seqs.length, S, Math.max(1, ...tables.map((t) => t.length)));
+    const h = this.host, bs = this.blockSize;
+    let t = 0, s = 0, maxQLen = 0, maxContextLen = 0;
+    h[sec.cu] = 0;
     seqs.forEach((seq, b) => {
       const start = seq.cachedTokens, n = plan.newTokens[b]!, table = tables[b]!;
       if (n < 1 || start + n > seq.length) throw new Error(`StepInputBuffer: sequence ${seq.id} has ${seq.length} tokens, ${start} cached, and the plan runs ${n} more`);
       if (table.length * bs < start + n) throw new Error(`StepInputBuffer: sequence ${seq.id}'s ${table.length} blocks hold ${table.length * bs} tokens, the step needs ${start + n}`);
-      for (let i = 0; i < n; i++, t++) {
-        const p = start + i;
-        h[ids + t] = tokenAt(seq, p);
-        h[pos + t] = p;
-        h[slots + t] = table[Math.floor(p / bs)]! * bs + (p % bs);
-      }
-      h[cu + b + 1] = t;
-      h[ctx + b] = start + n;
-      if (samplesAt(plan, b)) h[last + s++] = t - 1;
-      for (let i = 0; i < width; i++) h[bt + b * width + i] = i < table.length ? table[i]! : -1;
+      for (let i = 0; i < n; i++) this.writeToken(sec, t++, tokenAt(seq, start + i), start + i, table);
+      h[sec.cu + b + 1] = t;
+      h[sec.ctx + b] = start + n;
+      if (samplesAt(plan, b)) h[sec.last + s++] = t - 1;
+      this.writeTable(sec, b, table);
+      maxQLen = Math.max(maxQLen, n);
+      maxContextLen = Math.max(maxContextLen, start + n);
     });
-    this.device.narrow(0, 0, end).write(h.subarray(0, end)); // the step's one upload
-    const d = this.device;
-    let maxQLen = 0, maxContextLen = 0;
-    for (let b = 0; b < B; b++) {
-      maxQLen = Math.max(maxQLen, plan.newTokens[b]!);
-      maxContextLen = Math.max(maxContextLen, h[ctx + b]!);
-    }
-    return {
-      ids: d.narrow(0, ids, T),
-      positions: d.narrow(0, pos, T),
-      slotMapping: d.narrow(0, slots, T),
-      lastTokenIndex: d.narrow(0, last, S),
-      meta: {
-        cuSeqlensQ: d.narrow(0, cu, B + 1),
-        contextLens: d.narrow(0, ctx, B),
-        blockTables: d.narrow(0, bt, B * width).view(B, width),
-        blockSize: bs,
-        maxQLen,
-        maxContextLen,
-      },
-      numTokens: T,
-      numSampled: S,
-    };
+    return this.upload(sec, maxQLen, maxContextLen);
   }
 
   /**
@@ -136,51 +121,76 @@ export class StepInputBuffer {
     const { seqs: L, width } = layout;
     const seqs = plan?.sequences ?? [];
     const tables = plan?.blockTables ?? [];
-    const B = seqs.length;
-    if (B > L || L > this.capacity.maxSeqs || L > this.capacity.maxTokens || width > this.capacity.maxBlocksPerSeq)
-      throw new Error(`StepInputBuffer.buildFixed: ${B} sequences in a layout of ${L} rows and ${width}-block tables (capacity ${this.capacity.maxSeqs} sequences, ${this.capacity.maxBlocksPerSeq} blocks)`);
-    if (plan && (tables.length !== B || plan.newTokens.some((n, i) => n !== 1 || !samplesAt(plan, i))))
+    if (seqs.length > L) throw new Error(`StepInputBuffer.buildFixed: ${seqs.length} sequences in a layout of ${L} rows`);
+    if (plan && (tables.length !== seqs.length || plan.newTokens.some((n, i) => n !== 1 || !samplesAt(plan, i))))
       throw new Error('StepInputBuffer.buildFixed: a fixed layout holds decode steps only (one new, sampled token per sequence, block tables given)');
-    const h = this.host, bs = this.blockSize;
-    const ids = 0, pos = L, slots = 2 * L, cu = 3 * L, ctx = cu + L + 1, last = ctx + L, bt = last + L, end = bt + L * width;
-    h[cu] = 0;
+    const sec = this.sections(L, L, L, width);
+    const h = this.host;
+    h[sec.cu] = 0;
     for (let b = 0; b < L; b++) {
-      h[cu + b + 1] = b + 1;
-      h[last + b] = b;
-      if (b < B) {
-        const seq = seqs[b]!, table = tables[b]!, p = seq.cachedTokens;
+      h[sec.cu + b + 1] = b + 1;
+      h[sec.last + b] = b;
+      const seq = seqs[b];
+      if (seq) {
+        const table = tables[b]!, p = seq.cachedTokens;
         if (p + 1 > layout.maxContextLen || table.length > width)
           throw new Error(`StepInputBuffer.buildFixed: sequence ${seq.id} at ${p + 1} tokens and ${table.length} blocks exceeds the layout's ${layout.maxContextLen} tokens and ${width} blocks`);
-        h[ids + b] = tokenAt(seq, p);
-        h[pos + b] = p;
-        h[slots + b] = table[Math.floor(p / bs)]! * bs + (p % bs);
-        h[ctx + b] = p + 1;
-        for (let i = 0; i < width; i++) h[bt + b * width + i] = i < table.length ? table[i]! : -1;
+        this.writeToken(sec, b, tokenAt(seq, p), p, table);
+        h[sec.ctx + b] = p + 1;
+        this.writeTable(sec, b, table);
       } else {
-        h[ids + b] = 0;
-        h[pos + b] = 0;
-        h[slots + b] = -1;
-        h[ctx + b] = 1;
-        for (let i = 0; i < width; i++) h[bt + b * width + i] = i === 0 ? 0 : -1;
+        // Padding: token 0 at position 0, no K/V stored (slot -1), one key of block 0 read.
+        h[sec.ids + b] = 0;
+        h[sec.pos + b] = 0;
+        h[sec.slots + b] = -1;
+        h[sec.ctx + b] = 1;
+        this.writeTable(sec, b, PADDING_TABLE);
       }
     }
-    this.device.narrow(0, 0, end).write(h.subarray(0, end)); // the step's one upload
-    const d = this.device;
+    return this.upload(sec, 1, layout.maxContextLen);
+  }
+
+  /** Where each section starts: packed back to back in the order the comment at the top lists them. */
+  private sections(T: number, B: number, S: number, width: number): Sections {
+    const { maxTokens, maxSeqs, maxBlocksPerSeq } = this.capacity;
+    if (T > maxTokens || B > maxSeqs || width > maxBlocksPerSeq)
+      throw new Error(`StepInputBuffer: a step of ${T} tokens, ${B} sequences and ${width}-block tables exceeds the buffer's ${maxTokens}, ${maxSeqs} and ${maxBlocksPerSeq}`);
+    const cu = 3 * T, ctx = cu + B + 1, last = ctx + B, bt = last + S;
+    return { T, B, S, width, ids: 0, pos: T, slots: 2 * T, cu, ctx, last, bt, end: bt + B * width };
+  }
+
+  /** Row t: the token, its position, its slot (from the sequence's block table). */
+  private writeToken(sec: Sections, t: number, token: number, p: number, table: readonly number[]): void {
+    const h = this.host, bs = this.blockSize;
+    h[sec.ids + t] = token;
+    h[sec.pos + t] = p;
+    h[sec.slots + t] = table[Math.floor(p / bs)]! * bs + (p % bs);
+  }
+
+  /** Sequence b's block table, -1 past its end. */
+  private writeTable(sec: Sections, b: number, table: readonly number[]): void {
+    for (let i = 0; i < sec.width; i++) this.host[sec.bt + b * sec.width + i] = i < table.length ? table[i]! : -1;
+  }
+
+  /** The step's one upload, and its views. */
+  private upload(sec: Sections, maxQLen: number, maxContextLen: number): StepInput {
+    this.device.narrow(0, 0, sec.end).write(this.host.subarray(0, sec.end));
+    const d = this.device, { T, B, S, width } = sec;
     return {
-      ids: d.narrow(0, ids, L),
-      positions: d.narrow(0, pos, L),
-      slotMapping: d.narrow(0, slots, L),
-      lastTokenIndex: d.narrow(0, last, L),
+      ids: d.narrow(0, sec.ids, T),
+      positions: d.narrow(0, sec.pos, T),
+      slotMapping: d.narrow(0, sec.slots, T),
+      lastTokenIndex: d.narrow(0, sec.last, S),
       meta: {
-        cuSeqlensQ: d.narrow(0, cu, L + 1),
-        contextLens: d.narrow(0, ctx, L),
-        blockTables: d.narrow(0, bt, L * width).view(L, width),
-        blockSize: bs,
-        maxQLen: 1,
-        maxContextLen: layout.maxContextLen,
+        cuSeqlensQ: d.narrow(0, sec.cu, B + 1),
+        contextLens: d.narrow(0, sec.ctx, B),
+        blockTables: d.narrow(0, sec.bt, B * width).view(B, width),
+        blockSize: this.blockSize,
+        maxQLen,
+        maxContextLen,
       },
-      numTokens: L,
-      numSampled: L,
+      numTokens: T,
+      numSampled: S,
     };
   }
 
