@@ -37,6 +37,11 @@ export function checkFits(blocks: BlockManager, seq: Sequence): void {
     );
 }
 
+/** Still has prompt (or, after a preemption, recompute) tokens to run before it can decode one at a time. */
+export function needsPrefill(seq: Sequence): boolean {
+  return seq.outputIds.length === 0 || seq.length - seq.cachedTokens > 1;
+}
+
 /**
  * Prefill work for `candidates` (sequences with uncached tokens) under the
  * step's token budget: whole sequences in order while they fit, and a chunk of
@@ -87,7 +92,7 @@ export class StaticBatchScheduler implements PagedScheduler {
     if (this.batch.length === 0) this.admitBatch();
     if (this.batch.length === 0) return undefined;
     // Prefill first: members with uncached tokens, under the token budget.
-    const prefill = planPrefill(this.batch.filter((s) => s.length - s.cachedTokens > 1 || s.outputIds.length === 0), this.blocks, this.limits);
+    const prefill = planPrefill(this.batch.filter(needsPrefill), this.blocks, this.limits);
     if (prefill) return prefill;
     // Then one decode step for every member still running. Its reservation guarantees the block.
     const sequences = [...this.batch];

@@ -14,7 +14,7 @@
 import type { SchedulerStats, StepPlan } from '@aios/engine-core/engine/types.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { BlockManager } from '@aios/lesson-06-paged-kv-cache';
-import { type PagedScheduler, type SchedulerLimits, checkFits, planPrefill } from '@aios/lesson-07-batching';
+import { type PagedScheduler, type SchedulerLimits, checkFits, needsPrefill, planPrefill } from '@aios/lesson-07-batching';
 
 export class ContinuousBatchingScheduler implements PagedScheduler {
   private readonly waiting: Sequence[] = [];
@@ -103,9 +103,4 @@ export class ContinuousBatchingScheduler implements PagedScheduler {
   stats(): SchedulerStats {
     return { waiting: this.waiting.length, running: this.running.length, usedBlocks: this.blocks.usedBlocks, totalBlocks: this.blocks.numBlocks };
   }
-}
-
-/** Still has prompt (or, after a preemption, recompute) tokens to run before it can decode. */
-function needsPrefill(seq: Sequence): boolean {
-  return seq.outputIds.length === 0 || seq.length - seq.cachedTokens > 1;
 }
