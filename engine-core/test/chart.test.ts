@@ -273,7 +273,7 @@ describe('kernel view (lesson 09 on)', () => {
     expect(prefill.logarithmic).toBe(true);
     expect(prefill.labels).toEqual([['0.6B (16/8 heads)', '8 × 2,048 tokens'], ['0.6B (16/8 heads)', '1 × 16,384 tokens']]);
     expect(prefill.datasets.map((d) => [d.label, d.role, d.data])).toEqual([
-      ["lesson 08's kernel (pagedAttention)", 'ours', [7, 7.5]],
+      ["lessons 07-08's kernel (pagedAttention)", 'ours', [7, 7.5]],
       ['lesson 09 v1', 'ours', [9, 9.5]],
       ['lesson 09 v2', 'ours', [120, null]], // failed on the second shape: no bar
       ['PyTorch SDPA (flash backend) 2.11.0, same call', 'baseline', [250, null]], // no peer on the second shape
@@ -287,7 +287,7 @@ describe('kernel view (lesson 09 on)', () => {
     expect(decode.labels).toEqual([['0.6B', 'batch 1', 'ctx 1k'], ['0.6B', 'batch 64', 'ctx 4k']]);
     expect(decode.yTitle).toBe('K/V GB/s (log scale)');
     expect(decode.datasets.map((d) => [d.label, d.role, d.data])).toEqual([
-      ["lesson 08's kernel (pagedAttention)", 'ours', [35, 2000]],
+      ["lessons 07-08's kernel (pagedAttention)", 'ours', [35, 2000]],
       ['lesson 09 v1', 'ours', [46, 1450]],
       ['lesson 09 v2', 'ours', [130, 1445]],
       ['lesson 09 v3', 'ours', [null, 3300]],

@@ -236,7 +236,7 @@ function newestVersion(shapes: readonly KernelShapeEntry[]): string | undefined 
 }
 
 export function versionLabel(v: string, lesson: number): string {
-  return v === 'lesson08' ? "lesson 08's kernel (pagedAttention)" : /^v\d+$/.test(v) ? `lesson ${String(lesson).padStart(2, '0')} ${v}` : v;
+  return v === 'lesson08' ? "lessons 07-08's kernel (pagedAttention)" : /^v\d+$/.test(v) ? `lesson ${String(lesson).padStart(2, '0')} ${v}` : v;
 }
 
 function versionColor(v: string): string {
@@ -336,7 +336,7 @@ function kernelPhaseSpec(e: KernelEntry, phase: 'prefill' | 'decode'): ChartSpec
         : `Lesson ${String(e.lesson).padStart(2, '0')} ${family} decode on ${e.card}: K/V bytes read per second, per shape${e.dtype ? ` (${e.dtype})` : ''}`,
     labels: shapes.map(shapeLabel),
     yTitle: `${phase === 'prefill' ? 'TFLOP/s' : 'K/V GB/s'} (log scale)`,
-    // Rates from lesson 08's kernel to the newest version span one to two decades: a linear axis would flatten the old ones to nothing.
+    // Rates from lessons 07-08's kernel to the newest version span one to two decades: a linear axis would flatten the old ones to nothing.
     logarithmic: true,
     suggestedMin: Math.min(...values) / 1.8,
     suggestedMax: Math.max(...values) * (phase === 'prefill' ? 1.8 : 2.2),
@@ -477,7 +477,7 @@ function kernelDetails(entries: readonly KernelEntry[]): string {
       (e) =>
         `<h2>Kernels: lesson ${String(e.lesson).padStart(2, '0')} ${escapeHtml(e.family)} on ${escapeHtml(e.card)}</h2>` +
         `<p class="sub">${kernelRecordLine(e)} Peer: ${e.peer ? `${escapeHtml(e.peer.library)}${e.peer.version ? ` ${escapeHtml(e.peer.version)}` : ''}${e.peer.note ? ` (${escapeHtml(e.peer.note)})` : ''}` : 'none recorded'}. ` +
-        `${kernelCopyLine(e)} Hover a cell for the min and max over the repeats and the check against lesson 08's kernel; a dash: not measured.</p>` +
+        `${kernelCopyLine(e)} Hover a cell for the min and max over the repeats and the check against lessons 07-08's kernel; a dash: not measured.</p>` +
         kernelTable(e, 'prefill') +
         kernelTable(e, 'decode'),
     )
@@ -510,7 +510,7 @@ function kernelSection(e: KernelEntry, spec: KernelSpecs): string {
   if (dNew && dShares.length) said.push(`decode ${escapeHtml(dNew)} reads K/V at ${pctRange(dShares)} of the copy bandwidth measured in the same call (the % over its bars)`);
   return `${charts}
 <p class="legend">Lesson ${String(e.lesson).padStart(2, '0')}'s ${escapeHtml(e.family)} kernels on the ${escapeHtml(e.card)}, version by version${e.family === 'flash-attention' ? ' (native/src/flash.h says what each adds)' : ''},
-beside lesson 08's kernel and ${escapeHtml(peerLabel(e))}: the same inputs, one call, log scales; bars are medians over the repeats, and a missing bar was not measured.
+beside lessons 07-08's kernel and ${escapeHtml(peerLabel(e))}: the same inputs, one call, log scales; bars are medians over the repeats, and a missing bar was not measured.
 ${said.length ? `In this record ${said.join('; ')}.` : ''}<br>${kernelRecordLine(e)} ${kernelCopyLine(e)}</p>`;
 }
 
