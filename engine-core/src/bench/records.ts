@@ -174,7 +174,8 @@ export interface KernelTiming {
   note?: string;
 }
 
-export interface KernelShapeResult {
+/** One benchmark shape of a kernel record: what was run and what it costs at least. */
+export interface KernelShape {
   name: string;
   phase: 'prefill' | 'decode';
   model: string;
@@ -188,6 +189,9 @@ export interface KernelShapeResult {
   flops: number;
   /** K/V bytes the visible keys occupy (what a decode must read at least). */
   kvBytes: number;
+}
+
+export interface KernelShapeResult extends KernelShape {
   versions: KernelTiming[];
   peer?: KernelTiming;
 }

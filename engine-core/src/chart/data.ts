@@ -14,6 +14,8 @@ import {
   type AnyRecord,
   type BenchRecord,
   type KernelRecord,
+  type KernelShape,
+  type KernelTiming,
   type LoadResult,
   type LoadedRecord,
   type Obj,
@@ -255,34 +257,15 @@ export function environmentEntries(records: readonly LoadedRecord[], freshness?:
 
 // ------------------------------------------------------------ kernel records (lesson 09 on)
 
-/** One kernel version (or the peer library) on one shape, as measured; `rate` is absent where the record has none. */
-export interface KernelTimingEntry {
-  version: string;
-  medianMs?: number;
-  minMs?: number;
-  maxMs?: number;
-  repeats?: number;
-  callsPerRepeat?: number;
-  /** TFLOP/s for a prefill shape, K/V GB/s for a decode shape: the record's own tflops or gbPerS, never recomputed. */
-  rate?: number;
-  /** Relative L2 error against lesson 08's kernel on the same inputs (null: NaN somewhere). */
-  relErrVsLesson08?: number | null;
-  error?: string;
-  note?: string;
-}
+/**
+ * One kernel version (or the peer library) on one shape, as the chart reads it from a record:
+ * the record's fields where present, and `rate`, the record's own tflops (prefill) or gbPerS
+ * (decode), never recomputed, absent where the record has none.
+ */
+export type KernelTimingEntry = Pick<KernelTiming, 'version' | 'relErrVsLesson08' | 'error' | 'note'> &
+  Partial<Pick<KernelTiming, 'medianMs' | 'minMs' | 'maxMs' | 'repeats' | 'callsPerRepeat'>> & { rate?: number };
 
-export interface KernelShapeEntry {
-  name: string;
-  phase: 'prefill' | 'decode';
-  model: string;
-  qHeads: number;
-  kvHeads: number;
-  headDim: number;
-  seqs: number;
-  qLen: number;
-  context: number;
-  flops: number;
-  kvBytes: number;
+export interface KernelShapeEntry extends KernelShape {
   /** In the record's order (lesson08, v1, v2, ...). */
   versions: KernelTimingEntry[];
   /** The peer library on the same inputs, same call; absent where the record has no peer for this shape. */

@@ -21,7 +21,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { type Device, DeviceTimer, emptyCache, parseDevice, synchronize } from '../backend.ts';
-import { type KernelRecord, type KernelShapeResult, type KernelTiming, currentCommit, hardwareInfo, writeRecord } from '../bench/records.ts';
+import { type KernelRecord, type KernelShape, type KernelShapeResult, type KernelTiming, currentCommit, hardwareInfo, writeRecord } from '../bench/records.ts';
 import { type DType, dtypeSize } from '../dtype.ts';
 import * as ops from '../ops.ts';
 import { FLASH_TOLERANCE } from '../ops.ts';
@@ -31,20 +31,6 @@ import { Tensor } from '../tensor.ts';
 
 const USAGE = `usage: pnpm bench:kernels [--only prefill|decode] [--quick | --tiny] [--peer FILE] [--budget-ms N] [--device cuda:N] [--no-record] [--json FILE]
        pnpm bench:kernels --shapes-json FILE`;
-
-export interface KernelShape {
-  name: string;
-  phase: 'prefill' | 'decode';
-  model: string;
-  qHeads: number;
-  kvHeads: number;
-  headDim: number;
-  seqs: number;
-  qLen: number;
-  context: number;
-  flops: number;
-  kvBytes: number;
-}
 
 const HEADS: Record<string, [number, number]> = { '0.6B': [16, 8], '8B': [32, 8] };
 const DTYPE: DType = 'bf16';
