@@ -1,10 +1,10 @@
 // Fixture records for the chart tests: written to a temp folder by each test,
 // never into bench-results/ (they are not measurements).
-import { copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { copyFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { REPO_ROOT, type BenchRecord, type KernelRecord, type KernelShapeResult, type KernelTiming } from '../src/bench/records.ts';
+import { scratchDir } from './scratch.ts';
 
 export const COMMITTED_RESULTS = path.join(REPO_ROOT, 'bench-results');
 
@@ -48,7 +48,7 @@ export function benchRecord(f: BenchFixture): BenchRecord {
 }
 
 export function tempDir(prefix = 'aios-chart-'): string {
-  return mkdtempSync(path.join(os.tmpdir(), prefix));
+  return scratchDir(prefix);
 }
 
 /** Writes records as <i>_<name>.json into a fresh temp dir (plus any extra files) and returns the dir. */

@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './scratch.ts';
 
 import { PRESETS, loadConfig, paramCount, parseQwen3Config, toHfConfig } from '../src/model/config.ts';
 
@@ -43,7 +43,7 @@ describe('parseQwen3Config', () => {
   });
 
   it('reads a folder and reports bad files clearly', () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-config-'));
+    const dir = scratchDir('aios-config-');
     expect(() => loadConfig(dir)).toThrow(/config.json not found/);
     writeFileSync(path.join(dir, 'config.json'), '{ not json');
     expect(() => loadConfig(dir)).toThrow(/config.json: invalid JSON/);

@@ -3,11 +3,12 @@
 // logits), records in a temp AIOS_RESULTS_DIR, and the roofline arithmetic on a
 // hand-computed example.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { scratchDir } from './scratch.ts';
 
 // Before records.ts is imported: its RESULTS_DIR is read once.
 const RESULTS = await vi.hoisted(async () => {
@@ -18,6 +19,7 @@ const RESULTS = await vi.hoisted(async () => {
   process.env.AIOS_RESULTS_DIR = dir;
   return dir;
 });
+afterAll(() => rmSync(RESULTS, { recursive: true, force: true }));
 
 import { Tensor } from '../src/index.ts';
 import {
@@ -375,7 +377,7 @@ function envRec(o: { date: string; card: string; gbPerS: number; tflops: number;
 }
 
 describe('findLatestRecord', () => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-find-'));
+  const dir = scratchDir('aios-find-');
   const H100 = 'NVIDIA H100 80GB HBM3';
   // File names deliberately out of date order: the record's date decides.
   writeJson(dir, 'a.json', benchRec({ lesson: 4, date: '2026-12-03T00:00:00.000Z', tok: 300 }));
@@ -512,7 +514,7 @@ describe('roofline', () => {
   });
 
   it('keeps runs with other engine limits apart: a lesson compares itself with a run of its own limits', () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-limits-'));
+    const dir = scratchDir('aios-limits-');
     const at = (tok: number, date: string, engine?: object) => ({ ...benchRec({ lesson: 7, date, tok, workload: 'throughput' }), settings: engine ? { engine } : {} });
     writeJson(dir, 'default.json', at(9000, '2026-12-01T00:00:00.000Z', { maxNumSeqs: 256, maxNumBatchedTokens: 16384 }));
     writeJson(dir, 'limited.json', at(3600, '2026-12-02T00:00:00.000Z', { maxNumSeqs: 64, maxNumBatchedTokens: 16384 }));
@@ -635,7 +637,7 @@ describe('pnpm bench merge', () => {
   // The fake shards of above, recorded without a roofline (as on a host where the
   // card's lesson-00 record was not at hand), merged by the CLI in a results folder
   // that has the card's lesson-00 record: the CLI adds the whole workload's roofline.
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-merge-'));
+  const dir = scratchDir('aios-merge-');
   const shardDir = path.join(dir, 'shards');
   mkdirSync(shardDir);
   const fake = fakeRecipe({ lesson: 6 });

@@ -3,12 +3,11 @@
 // GPU (engine-core/scripts/golden_logits.py), where PyTorch and transformers are
 // installed (the GPU host's oracle environment). Skips, saying why, elsewhere.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './scratch.ts';
 
 import { cudaAvailable } from '../src/index.ts';
 import { compareWithGolden, readGolden } from '../src/model/golden.ts';
@@ -44,7 +43,7 @@ describe.skipIf(!hasGpu)('Qwen3 forward on CUDA', () => {
   // Measured on an H200 (docs/equivalence.md): f32 8.8e-7 rel. error and 1e-7 row norms; bf16 against f32 1.4e-2 and 4.1e-4.
   it.skipIf(!oracle)('matches transformers on the Qwen3-0.6B shape, short and long prompts: f32 within 5e-6, bf16 within 2e-2', () => {
     const dir = ensureDefaultModel('gpu', () => {});
-    const out = path.join(mkdtempSync(path.join(os.tmpdir(), 'aios-golden-')), 'golden-0.6b-f32.json');
+    const out = path.join(scratchDir('aios-golden-'), 'golden-0.6b-f32.json');
     execFileSync('python3', [path.join(here, '..', 'scripts', 'golden_logits.py'), dir, out, '--dtype', 'float32', '--device', 'cuda'], { stdio: 'inherit', timeout: 600_000 });
     const golden = readGolden(out);
     for (const [dtype, relBound, normBound, argmax] of [['f32', 5e-6, 5e-6, 1], ['bf16', 2e-2, 5e-3, 0.9]] as const) {

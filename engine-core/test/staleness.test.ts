@@ -2,16 +2,16 @@
 // repository shaped like ours (a lesson's recipe importing engine-core and the addon),
 // and on this repository's own history.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './scratch.ts';
 
 import { FreshnessChecker, KERNEL_BENCH_ENTRY_POINTS, codeClosure, describeFreshness, recordEntryPoints } from '../src/bench/staleness.ts';
 
 function repo(): { root: string; write: (file: string, text: string) => void; commit: (msg: string) => string } {
-  const root = mkdtempSync(path.join(os.tmpdir(), 'aios-stale-'));
+  const root = scratchDir('aios-stale-');
   const git = (...args: string[]) => execFileSync('git', args, { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   git('init', '-q');
   git('config', 'user.email', 't@example.com');
@@ -130,7 +130,7 @@ describe('the code a record measured', () => {
     expect(c.check({ kind: 'bench', lesson: 4, commit: 'unknown' })).toMatchObject({ state: 'unknown' });
     expect(c.check({ kind: 'bench', lesson: 4, commit: 'deadbeefdead' })).toMatchObject({ state: 'unknown', reason: 'git has no commit deadbeefdead (a shallow clone?)' });
     expect(c.check({ kind: 'bench', lesson: 9, commit: 'deadbeefdead' }).state).toBe('unknown');
-    const noGit = mkdtempSync(path.join(os.tmpdir(), 'aios-nogit-'));
+    const noGit = scratchDir('aios-nogit-');
     expect(new FreshnessChecker(noGit).check({ kind: 'bench', lesson: 4, commit: 'abcdef123456' })).toMatchObject({ state: 'unknown', reason: 'no git repository here to compare with' });
   });
 
