@@ -19,15 +19,10 @@
 # Set AIOS_COMMIT to the commit being measured where .git is absent.
 set -uo pipefail
 OUT=${OUT:?set OUT}
-LOGS=$OUT/logs
-mkdir -p "$LOGS"
-SUMMARY=$OUT/summary.txt
-: > "$SUMMARY"
-export PYTHONUNBUFFERED=1
 DEADLINE_S=${DEADLINE_S:-560}
 RESERVE_S=20  # seconds kept for the summary and the tar
-source "$(dirname "$0")/gpu-lib.sh"  # budget, step, note
-[[ -n "${AIOS_COMMIT:-}" || -d .git ]] || note "warning: AIOS_COMMIT is not set and there is no .git: the record's commit will say 'unknown'"
+source "$(dirname "$0")/gpu-lib.sh"  # summary_start, budget, step, note, sdpa_peer, kernel_record
+summary_start
 
 step "card"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu,power.draw,memory.used --format=csv > "$LOGS/nvidia-smi.txt" 2>&1
@@ -78,12 +73,7 @@ grep -E '^FAIL' "$OUT/checks.log" | head -25 | tee -a "$SUMMARY"
 grep -E 'Tests |Test Files' "$LOGS/gpu-tests.log" | tee -a "$SUMMARY"
 
 step "PyTorch SDPA (flash backend): the peer"
-tsx engine-core/src/cli/bench-kernels.ts --shapes-json "$LOGS/shapes.json" > /dev/null 2>&1
-timeout "$(budget 120)" python3 engine-core/scripts/sdpa_peer.py "$LOGS/shapes.json" "$OUT/sdpa.json" > "$LOGS/sdpa.log" 2>&1
-note "sdpa_peer exit $?: $(head -1 "$LOGS/sdpa.log")"
-grep -E 'ERROR|Error' "$LOGS/sdpa.log" | head -5 | tee -a "$SUMMARY"
-PEER=()
-[[ -s "$OUT/sdpa.json" ]] && PEER=(--peer "$OUT/sdpa.json")
+sdpa_peer 120
 
 step "kernel bench"
 touch "$LOGS/.before-bench"
@@ -91,13 +81,7 @@ timeout "$(budget 240)" tsx engine-core/src/cli/bench-kernels.ts "${PEER[@]}" --
 note "bench exit $? (1: a version failed its check or errored; 124: cut at its timeout; see bench.log)"
 grep -E 'ERROR|FAIL|NaN!' "$OUT/bench.log" | head -20 | tee -a "$SUMMARY"
 sed -n '/^shape /,$p' "$OUT/bench.log" | tee -a "$SUMMARY"
-find bench-results -maxdepth 1 -name '*_lesson09_kernel_*.json' -newer "$LOGS/.before-bench" -exec cp {} "$OUT/" \;
-if ls "$OUT"/*_lesson09_kernel_*.json > /dev/null 2>&1; then
-  rm -f "$OUT/kernel-partial.json"
-  note "record: $(cd "$OUT" && ls *_lesson09_kernel_*.json)"
-else
-  note "no complete record; what was measured is in kernel-partial.json (settings.partial says how far it got)"
-fi
+kernel_record "$LOGS/.before-bench"
 
 step "done"
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$LOGS"

@@ -4,7 +4,8 @@
 # Lesson runs under a deadline (gpu-batched, gpu-final, gpu-graphs):
 #   DEADLINE_S, LESSON_LOGS set; then   run_lesson NAME EXPECTED_S LESSON_ARGS...
 # Steps with a summary file (gpu-kernels, gpu-prefill):
-#   SUMMARY, DEADLINE_S, RESERVE_S set; then   step TITLE, note TEXT, $(budget N)
+#   DEADLINE_S, RESERVE_S set; summary_start; then   step TITLE, note TEXT, $(budget N),
+#   sdpa_peer SECS BENCH_ARGS..., kernel_record MARKER
 
 GPU_LIB_T0=$SECONDS
 
@@ -34,3 +35,39 @@ run_lesson() {
 budget() { local left=$((DEADLINE_S - (SECONDS - GPU_LIB_T0) - RESERVE_S)); ((left < $1)) && echo $((left > 3 ? left : 3)) || echo "$1"; }
 step() { echo "== $* ($((SECONDS - GPU_LIB_T0))s)" | tee -a "$SUMMARY"; }
 note() { echo "$*" | tee -a "$SUMMARY"; }
+
+# summary_start: $SUMMARY (read first, emptied) and $LOGS (the details, tarred at the end) under $OUT.
+summary_start() {
+  LOGS=$OUT/logs
+  mkdir -p "$LOGS"
+  SUMMARY=$OUT/summary.txt
+  : > "$SUMMARY"
+  export PYTHONUNBUFFERED=1
+  [[ -n "${AIOS_COMMIT:-}" || -d .git ]] || note "warning: AIOS_COMMIT is not set and there is no .git: the record's commit will say 'unknown'"
+}
+
+# sdpa_peer SECS BENCH_ARGS...: PyTorch SDPA (flash backend) on the shapes bench-kernels would run
+# with BENCH_ARGS, into $OUT/sdpa.json; sets PEER to the bench's --peer argument (empty if it failed).
+sdpa_peer() {
+  local secs=$1; shift
+  tsx engine-core/src/cli/bench-kernels.ts "$@" --shapes-json "$LOGS/shapes.json" > /dev/null 2>&1
+  timeout "$(budget "$secs")" python3 engine-core/scripts/sdpa_peer.py "$LOGS/shapes.json" "$OUT/sdpa.json" > "$LOGS/sdpa.log" 2>&1
+  note "sdpa_peer exit $?: $(head -1 "$LOGS/sdpa.log")"
+  grep -E 'ERROR|Error' "$LOGS/sdpa.log" | head -5 | tee -a "$SUMMARY"
+  PEER=()
+  if [[ -s "$OUT/sdpa.json" ]]; then PEER=(--peer "$OUT/sdpa.json"); fi
+}
+
+# kernel_record MARKER: the kernel record the bench wrote after MARKER (a file touched before it)
+# is copied to $OUT and kernel-partial.json dropped; else kernel-partial.json stays. Sets RECORD
+# to whichever holds the numbers.
+kernel_record() {
+  RECORD=$(find bench-results -maxdepth 1 -name '*_lesson09_kernel_*.json' -newer "$1" | head -1)
+  if [[ -n "$RECORD" ]]; then
+    cp "$RECORD" "$OUT/" && rm -f "$OUT/kernel-partial.json"
+    note "record: $(basename "$RECORD")"
+  else
+    RECORD=$OUT/kernel-partial.json
+    note "no complete record; what was measured is in kernel-partial.json (settings.partial says how far it got)"
+  fi
+}

@@ -14,15 +14,10 @@
 # if the bench was cut short), logs.tar.gz. Set AIOS_COMMIT to the commit being measured.
 set -uo pipefail
 OUT=${OUT:?set OUT}
-LOGS=$OUT/logs
-mkdir -p "$LOGS"
-SUMMARY=$OUT/summary.txt
-: > "$SUMMARY"
-export PYTHONUNBUFFERED=1
 DEADLINE_S=${DEADLINE_S:-150}
 RESERVE_S=12  # seconds kept for the summary and the tar
-source "$(dirname "$0")/gpu-lib.sh"  # budget, step, note
-[[ -n "${AIOS_COMMIT:-}" || -d .git ]] || note "warning: AIOS_COMMIT is not set and there is no .git: the record's commit will say 'unknown'"
+source "$(dirname "$0")/gpu-lib.sh"  # summary_start, budget, step, note, sdpa_peer, kernel_record
+summary_start
 
 step "card"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu,power.draw,memory.used --format=csv > "$LOGS/nvidia-smi.txt" 2>&1
@@ -69,26 +64,14 @@ grep -E '^FAIL' "$OUT/checks.log" | head -15 | tee -a "$SUMMARY"
 grep -E 'Tests ' "$LOGS/gpu-tests.log" | tee -a "$SUMMARY"
 
 step "PyTorch SDPA (flash backend) on the prefill shapes"
-tsx engine-core/src/cli/bench-kernels.ts --only prefill --shapes-json "$LOGS/shapes.json" > /dev/null 2>&1
-timeout "$(budget 35)" python3 engine-core/scripts/sdpa_peer.py "$LOGS/shapes.json" "$OUT/sdpa.json" > "$LOGS/sdpa.log" 2>&1
-note "sdpa_peer exit $?: $(head -1 "$LOGS/sdpa.log")"
-grep -E 'ERROR|Error' "$LOGS/sdpa.log" | head -5 | tee -a "$SUMMARY"
-PEER=()
-[[ -s "$OUT/sdpa.json" ]] && PEER=(--peer "$OUT/sdpa.json")
+sdpa_peer 35 --only prefill
 
 step "kernel bench, prefill shapes"
 touch "$LOGS/.before-bench"
 timeout "$(budget 60)" tsx engine-core/src/cli/bench-kernels.ts --only prefill "${PEER[@]}" --json "$OUT/kernel-partial.json" > "$OUT/bench.log" 2>&1
 note "bench exit $? (1: a version failed its check or errored; 124: cut at its timeout; see bench.log)"
 grep -E 'ERROR|FAIL|NaN!' "$OUT/bench.log" | head -10 | tee -a "$SUMMARY"
-RECORD=$(find bench-results -maxdepth 1 -name '*_lesson09_kernel_*.json' -newer "$LOGS/.before-bench" | head -1)
-if [[ -n "$RECORD" ]]; then
-  cp "$RECORD" "$OUT/" && rm -f "$OUT/kernel-partial.json"
-  note "record: $(basename "$RECORD")"
-else
-  RECORD=$OUT/kernel-partial.json
-  note "no complete record; what was measured is in kernel-partial.json (settings.partial says how far it got)"
-fi
+kernel_record "$LOGS/.before-bench"
 
 step "done; table"
 tar -czf "$OUT/logs.tar.gz" -C "$OUT" logs && rm -rf "$LOGS"
