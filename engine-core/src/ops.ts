@@ -299,20 +299,26 @@ export interface AttentionOptions {
   kvSlots?: Tensor;
 }
 
+/** An attention's q, k and v (or caches): each [layout], of the first one's dtype and device. */
+function headTensors(op: string, layout: string, tensors: readonly (readonly [string, Tensor])[]): void {
+  for (const [name, t] of tensors) {
+    elementwiseInput(op, name, t);
+    if (t.ndim !== 3) throw new OpError(op, `${name} must be [${layout}], got ${formatShape(t.shape)}`);
+  }
+  const [firstName, first] = tensors[0]!;
+  for (const [name, t] of tensors.slice(1)) {
+    sameDtype(op, firstName, first, name, t);
+    sameDevice(op, firstName, first, name, t);
+  }
+}
+
 /**
  * Naive grouped-query attention over materialized scores: q [qLen, qHeads, D],
  * k and v [kvLen, kvHeads, D], out [qLen, qHeads, D].
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, out?: Tensor, opts: AttentionOptions = {}): Tensor {
   const op = 'attention';
-  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) {
-    elementwiseInput(op, name, t);
-    if (t.ndim !== 3) throw new OpError(op, `${name} must be [tokens, heads, headDim], got ${formatShape(t.shape)}`);
-  }
-  sameDtype(op, 'q', q, 'k', k);
-  sameDtype(op, 'q', q, 'v', v);
-  sameDevice(op, 'q', q, 'k', k);
-  sameDevice(op, 'q', q, 'v', v);
+  headTensors(op, 'tokens, heads, headDim', [['q', q], ['k', k], ['v', v]]);
   const [qLen, qHeads, headDim] = q.shape as [number, number, number];
   const [kvRows, kvHeads] = k.shape as [number, number, number];
   shapeIs(op, 'k', k, [kvRows, kvHeads, headDim]);
@@ -388,14 +394,7 @@ export function pagedAttention(q: Tensor, kCache: Tensor, vCache: Tensor, meta: 
 
 /** The binding's arguments for one paged-attention step, checked (shared by pagedAttention and lesson 09's kernels). */
 function pagedStep(op: string, q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out: Tensor | undefined, scaleOpt: number | undefined): { args: Parameters<typeof native.pagedAttention>; out: Tensor } {
-  for (const [name, t] of [['q', q], ['kCache', kCache], ['vCache', vCache]] as const) {
-    elementwiseInput(op, name, t);
-    if (t.ndim !== 3) throw new OpError(op, `${name} must be [rows, heads, headDim], got ${formatShape(t.shape)}`);
-  }
-  sameDtype(op, 'q', q, 'kCache', kCache);
-  sameDtype(op, 'q', q, 'vCache', vCache);
-  sameDevice(op, 'q', q, 'kCache', kCache);
-  sameDevice(op, 'q', q, 'vCache', vCache);
+  headTensors(op, 'rows, heads, headDim', [['q', q], ['kCache', kCache], ['vCache', vCache]]);
   const [tokens, qHeads, headDim] = q.shape as [number, number, number];
   const [slots, kvHeads] = kCache.shape as [number, number, number];
   shapeIs(op, 'kCache', kCache, [slots, kvHeads, headDim]);
