@@ -109,7 +109,7 @@ export declare function pagedAttention(dtype: number, numSeqs: number, numTokens
   scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
   cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O): void;
 /**
- * Lesson 09's FlashAttention prefill kernel `version` (1 scalar tiled, 2 tensor cores) on CUDA buffers,
+ * Lesson 09's FlashAttention prefill kernel `version` (1 scalar tiled, 2-5 tensor cores) on CUDA buffers,
  * the CPU reference on host buffers; the other arguments are pagedAttention's.
  */
 export declare function flashPrefill(version: number, dtype: number, numSeqs: number, numTokens: number, qHeads: number,

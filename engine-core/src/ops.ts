@@ -306,7 +306,8 @@ function headTensors(op: string, layout: string, tensors: readonly (readonly [st
     if (t.ndim !== 3) throw new OpError(op, `${name} must be [${layout}], got ${formatShape(t.shape)}`);
   }
   const [firstName, first] = tensors[0]!;
-  for (const [name, t] of tensors.slice(1)) {
+  for (let i = 1; i < tensors.length; i++) {
+    const [name, t] = tensors[i]!;
     sameDtype(op, firstName, first, name, t);
     sameDevice(op, firstName, first, name, t);
   }
@@ -507,6 +508,7 @@ export function flashDecode(q: Tensor, kCache: Tensor, vCache: Tensor, meta: Pag
   if (!Number.isInteger(splits) || splits < 0) throw new OpError(op, `splits must be a non-negative integer, got ${splits}`);
   const step = pagedStep(op, q, kCache, vCache, meta, out, opts.scale);
   let ws = opts.workspace;
+  let launchSplits = splits;
   if (ws !== undefined) {
     tensorArg(op, 'workspace', ws);
     if (ws.dtype !== 'f32') throw new OpError(op, `workspace must be f32, got ${ws.dtype}`);
@@ -516,9 +518,10 @@ export function flashDecode(q: Tensor, kCache: Tensor, vCache: Tensor, meta: Pag
     const [numTokens, qHeads, headDim] = q.shape as [number, number, number];
     const plan = flashDecodePlan({ device: q.device, version, splits, numSeqs: meta.contextLens.numel, numTokens, qHeads, kvHeads: kCache.shape[1]!, headDim, maxQLen: meta.maxQLen, maxContextLen: meta.maxContextLen });
     if (plan.workspaceBytes > 0) ws = Tensor.empty([Math.ceil(plan.workspaceBytes / 4)], { dtype: 'f32', device: q.device });
+    launchSplits = plan.splits; // the split just chosen, so the launch does not search for it again
   }
   try {
-    native.flashDecode(version, splits, ...step.args, ws?.storage, ws?.byteOffset);
+    native.flashDecode(version, launchSplits, ...step.args, ws?.storage, ws?.byteOffset);
   } finally {
     if (ws !== undefined && opts.workspace === undefined) ws.dispose();
   }

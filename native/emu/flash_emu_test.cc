@@ -23,7 +23,8 @@
 
 namespace aios::emu {
 void flash_prefill(int st, const PagedAttentionArgs& a, int version);
-void flash_decode(int st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace, int64_t workspace_bytes);
+void flash_decode(int st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan, void* workspace,
+                  int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
 }  // namespace aios::emu
 
@@ -171,7 +172,7 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       const auto t0 = std::chrono::steady_clock::now();
       std::string error;
       try {
-        if (c.decode) aios::emu::flash_decode(0, a, ver, splits, ws.data(), plan.workspace_bytes);
+        if (c.decode) aios::emu::flash_decode(0, a, ver, plan, ws.data(), plan.workspace_bytes);
         else aios::emu::flash_prefill(0, a, ver);
       } catch (const std::exception& e) {
         error = e.what();

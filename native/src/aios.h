@@ -150,7 +150,9 @@ void qk_norm_rope_store(const QkNormRopeStoreArgs& a);
 // One draw per row from softmax(x[r, :] / temperature[r]) by inverse CDF: the
 // first index whose running sum of exp((x - max) / t) reaches uniform[r] times
 // the row's total (uniform[r] in [0, 1), drawn by the caller). A temperature of
-// 0 takes the argmax. The CPU sums in double, in index order; CUDA in float32 chunks.
+// 0 takes the argmax. The CPU sums in double, in index order; CUDA in float32 chunks. A
+// negative or NaN temperature is an error on the CPU; the CUDA kernel cannot report one and
+// takes the argmax (the ops facade rejects it before either runs).
 void sample_rows(const float* x, const float* temperature, const float* uniform, int32_t* out, int64_t rows,
                  int64_t n);
 // out[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :], rows of row_bytes bytes.

@@ -90,8 +90,6 @@ void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a);
 // Lesson 09 (flash_prefill.cu, flash_decode.cu; ../flash.h lists the versions and what each supports).
 void flash_prefill(cudaStream_t st, const PagedAttentionArgs& a, int version);
 ::aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
-void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
-                  int64_t workspace_bytes);
 void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, const ::aios::flash::DecodePlan& plan,
                   void* workspace, int64_t workspace_bytes);
 void argmax(cudaStream_t st, const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);

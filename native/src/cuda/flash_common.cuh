@@ -371,10 +371,8 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st,
 namespace aios::AIOS_FLASH_NS {
 // The lesson-09 entry points (declared for the addon in cuda/backend.h, for the emulator in emu/emu.h).
 void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version);
-void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
-                  int64_t workspace_bytes);
-// The same launch with the plan already made (and the arguments already checked): the addon
-// sizes the workspace from the plan and launches it, without planning twice.
+// Decode launches from a plan (flash_decode_plan): the caller sizes the workspace from the same
+// plan it launches, so the contexts are divided once per call.
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
                   void* workspace, int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);

@@ -435,16 +435,13 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
   return aios::flash::decode_plan(a, version, splits, resident);
 }
 
-void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, int64_t splits, void* workspace,
-                  int64_t workspace_bytes) {
-  const std::string why = aios::flash::decode_unsupported(a, version);
-  if (!why.empty()) throw Error("flash_decode: " + why);
-  flash_decode(st, a, version, flash_decode_plan(a, version, splits), workspace, workspace_bytes);
-}
-
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
                   void* workspace, int64_t workspace_bytes) {
   using namespace flash;
+  // Checked here, not only in the binding: the dispatch below launches nothing for a version the
+  // dtype or head size cannot run, and the combine would then read an unwritten workspace.
+  const std::string why = aios::flash::decode_unsupported(a, version);
+  if (!why.empty()) throw Error("flash_decode: " + why);
   if (a.num_seqs == 0 || a.num_tokens == 0 || a.max_q_len == 0) return;
   if (plan.splits > 1 && (!workspace || workspace_bytes < plan.workspace_bytes))
     throw Error("flash_decode: " + std::to_string(plan.splits) + " splits need a workspace of " +
