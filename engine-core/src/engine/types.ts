@@ -83,8 +83,8 @@ export interface KVCacheStats {
 
 /**
  * The engine's limits, as vLLM and nano-vllm name them. Lessons 03-06 run one
- * request at a time and use only what they need (lesson 06: the memory share
- * and the block size); the batched runtime (lesson 07 on) uses all of them.
+ * request at a time and use only what they need (lesson 06: the memory share, the
+ * block size and kvCacheBytes); the batched runtime (lesson 07 on) uses all of them.
  */
 export interface EngineOptions {
   /** Most sequences in one step (vLLM's max_num_seqs). */

@@ -82,14 +82,14 @@ export class BlockManager {
     this.tables.set(seqId, table);
     this.lengths.set(seqId, len + tokens);
     const slots: number[] = [];
-    for (let p = len; p < len + tokens; p++) slots.push(this.slot(table, p));
+    for (let p = len; p < len + tokens; p++) slots.push(slotOf(table, p, this.blockSize));
     return slots;
   }
 
   /** Physical slots of positions [0, length) of a sequence: what attention reads. */
   slots(seqId: number): number[] {
     const table = this.blockTable(seqId);
-    return Array.from({ length: this.length(seqId) }, (_, p) => this.slot(table, p));
+    return Array.from({ length: this.length(seqId) }, (_, p) => slotOf(table, p, this.blockSize));
   }
 
   /** Returns a sequence's blocks to the free list. */
@@ -100,8 +100,9 @@ export class BlockManager {
     this.tables.delete(seqId);
     this.lengths.delete(seqId);
   }
+}
 
-  private slot(table: readonly number[], position: number): number {
-    return table[Math.floor(position / this.blockSize)]! * this.blockSize + (position % this.blockSize);
-  }
+/** The pool slot of a sequence's token at `position`: its block (from the block table) times the block size, plus the offset in it. */
+export function slotOf(table: readonly number[], position: number, blockSize: number): number {
+  return table[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
 }

@@ -6,6 +6,7 @@
 import os from 'node:os';
 
 import { type Device, type DType, Tensor, dtypeSize } from '@aios/engine-core';
+import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 
 export interface PoolShape {
   numLayers: number;
@@ -54,6 +55,30 @@ export class KVPool {
   dispose(): void {
     this.tensor.dispose();
   }
+}
+
+/** The pool shape of a model and dtype. */
+export function poolShape(ctx: Pick<EngineContext, 'cfg' | 'dtype'>): PoolShape {
+  return { numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype };
+}
+
+export interface PoolSize {
+  numBlocks: number;
+  /** One line: where the number comes from. */
+  basis: string;
+}
+
+/** Whole blocks of `blockSize` tokens in `bytes`; an error naming the basis when not one fits. */
+export function blocksIn(bytes: number, basis: string, shape: PoolShape, blockSize: number): PoolSize {
+  const perBlock = KVPool.bytesPerToken(shape) * blockSize;
+  const numBlocks = Math.floor(bytes / perBlock);
+  if (numBlocks < 1) throw new Error(`KV pool: no memory left for even one block (${basis}: ${Math.floor(bytes)} bytes, ${perBlock} per block)`);
+  return { numBlocks, basis };
+}
+
+/** "KV pool: N blocks of 16 tokens = X GiB (basis)": the line the demos print. */
+export function poolLine(pool: KVPool, basis: string): string {
+  return `KV pool: ${pool.numBlocks} blocks of ${pool.blockSize} tokens = ${(pool.bytes / 2 ** 30).toFixed(2)} GiB (${basis})`;
 }
 
 /**

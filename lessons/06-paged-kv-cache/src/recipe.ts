@@ -4,39 +4,42 @@ import { allocatorStats, native, deviceIndex } from '@aios/engine-core';
 import type { EngineContext, Recipe } from '@aios/engine-core/engine/types.ts';
 import { type StoreSetup, withKVStore } from '@aios/lesson-04-kv-cache';
 
-import { KVPool, fixedPoolBytes } from './kv-pool.ts';
+import { type PoolSize, blocksIn, fixedPoolBytes, poolLine, poolShape } from './kv-pool.ts';
 import { PagedKVStore } from './paged-cache.ts';
 
+/**
+ * What lesson 06 adds to the engine options (block size, memory share and kvCacheBytes come
+ * from there, as for every lesson with a pool).
+ */
 export interface PagedOptions {
-  blockSize: number;
-  /** Fraction of the GPU's memory the engine may use in all (weights, activations, KV pool), as vLLM's gpu_memory_utilization. */
-  gpuMemoryUtilization: number;
   /** Tokens of the warm-up forward that measures activation memory. */
   warmupTokens: number;
   /** KV pool bytes on the CPU backend (no free-memory query there); AIOS_KV_CACHE_BYTES overrides. */
   cpuPoolBytes: number;
 }
 
-export const DEFAULT_PAGED: PagedOptions = { blockSize: 16, gpuMemoryUtilization: 0.9, warmupTokens: 2048, cpuPoolBytes: 256 * 2 ** 20 };
+export const DEFAULT_PAGED: PagedOptions = { warmupTokens: 2048, cpuPoolBytes: 256 * 2 ** 20 };
 
-/** The pool's size in blocks and why: AIOS_KV_CACHE_BYTES, the CPU default, or the GPU's free memory after weights and a warm-up forward. */
-export function poolBlocks(ctx: EngineContext, setup: StoreSetup, opts: PagedOptions): { numBlocks: number; basis: string } {
-  const perBlock = KVPool.bytesPerToken({ numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype }) * opts.blockSize;
+/**
+ * The pool's size in blocks and why: AIOS_KV_CACHE_BYTES, the kvCacheBytes engine option, the CPU
+ * default, or the GPU's free memory after weights and a warm-up forward, minus the share of the
+ * card the gpuMemoryUtilization engine option leaves alone.
+ */
+export function poolBlocks(ctx: EngineContext, setup: StoreSetup, opts: PagedOptions): PoolSize {
+  const { blockSize, gpuMemoryUtilization: util, kvCacheBytes } = ctx.options;
   let bytes: number, basis: string;
-  const fixed = fixedPoolBytes(ctx.device, opts.cpuPoolBytes);
+  const fixed = fixedPoolBytes(ctx.device, opts.cpuPoolBytes, kvCacheBytes);
   if (fixed) ({ bytes, basis } = fixed);
   else {
     setup.warmUp(opts.warmupTokens);
     const { free, total } = native.memGetInfo(deviceIndex(ctx.device));
     // What is still free once the weights and the warm-up's activations (kept by our caching allocator) are
     // taken, minus the share of the card we leave alone.
-    bytes = free - (1 - opts.gpuMemoryUtilization) * total;
+    bytes = free - (1 - util) * total;
     const inUse = allocatorStats(ctx.device).bytesReserved;
-    basis = `${(free / 2 ** 30).toFixed(1)} GiB free after weights and a ${opts.warmupTokens}-token warm-up (engine holds ${(inUse / 2 ** 30).toFixed(2)} GiB), minus ${(100 * (1 - opts.gpuMemoryUtilization)).toFixed(0)}% of ${(total / 2 ** 30).toFixed(1)} GiB`;
+    basis = `${(free / 2 ** 30).toFixed(1)} GiB free after weights and a ${opts.warmupTokens}-token warm-up (engine holds ${(inUse / 2 ** 30).toFixed(2)} GiB), minus ${(100 * (1 - util)).toFixed(0)}% of ${(total / 2 ** 30).toFixed(1)} GiB`;
   }
-  const numBlocks = Math.floor(bytes / perBlock);
-  if (numBlocks < 1) throw new Error(`paged KV cache: no memory left for even one block (${basis}: ${bytes} bytes, ${perBlock} per block)`);
-  return { numBlocks, basis };
+  return blocksIn(bytes, basis, poolShape(ctx), blockSize);
 }
 
 export function pagedRecipe(opts: PagedOptions = DEFAULT_PAGED): Recipe {
@@ -47,18 +50,13 @@ export function pagedRecipe(opts: PagedOptions = DEFAULT_PAGED): Recipe {
       kvHeads: ctx.cfg.numKvHeads,
       headDim: ctx.cfg.headDim,
       numBlocks,
-      blockSize: opts.blockSize,
+      blockSize: ctx.options.blockSize,
       dtype: ctx.dtype,
       device: ctx.device,
       basis,
     });
     return store;
-  }, (store) => (store instanceof PagedKVStore ? [poolLine(store)] : []));
-}
-
-/** "KV pool: N blocks of 16 tokens = X GiB (basis)". */
-export function poolLine(store: PagedKVStore): string {
-  return `KV pool: ${store.blocks.numBlocks} blocks of ${store.opts.blockSize} tokens = ${(store.poolBytes / 2 ** 30).toFixed(2)} GiB (${store.opts.basis ?? 'size given'})`;
+  }, (store) => (store instanceof PagedKVStore ? [poolLine(store.pool, store.opts.basis ?? 'size given')] : []));
 }
 
 export const recipe: Recipe = pagedRecipe();

@@ -34,7 +34,7 @@ function run(recipe: Recipe): Rows {
 }
 
 describe.skipIf(!hasGpu)('lessons 03-06 on CUDA (bf16)', () => {
-  const paged = pagedRecipe({ blockSize: 16, gpuMemoryUtilization: 0.9, warmupTokens: 256, cpuPoolBytes: 8 * 2 ** 20 });
+  const paged = pagedRecipe({ warmupTokens: 256, cpuPoolBytes: 8 * 2 ** 20 });
   let rows: { baseline: Rows; kvCache: Rows; preallocated: Rows; paged: Rows };
   // In a hook, not the describe body: a skipped suite's body still runs while tests are collected.
   beforeAll(() => {

@@ -1,7 +1,8 @@
 // Lessons 03-06 compute the same function: on the CPU in f32 every recipe
 // produces the same tokens, greedy and sampled (a sampled token flips at the
 // smallest change in the logits), and the paged cache holds at most one block
-// of slack per sequence where the preallocated one reserves the maximum length.
+// of slack per sequence where the preallocated one reserves the maximum length;
+// its pool follows the engine options (block size, kvCacheBytes).
 import { describe, expect, it } from 'vitest';
 
 import { LLM } from '@aios/engine-core/engine/llm.ts';
@@ -13,7 +14,7 @@ import { recipe as preallocated } from '@aios/lesson-05-preallocated-cache';
 
 import { pagedRecipe } from '../src/recipe.ts';
 
-const paged = pagedRecipe({ blockSize: 16, gpuMemoryUtilization: 0.9, warmupTokens: 64, cpuPoolBytes: 8 * 2 ** 20 });
+const paged = pagedRecipe({ warmupTokens: 64, cpuPoolBytes: 8 * 2 ** 20 });
 const recipes: Recipe[] = [baseline, kvCache, preallocated, paged];
 const prompts = [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5], Array.from({ length: 40 }, (_, i) => (i * 977) % 150000), 'The engine computes the same function in every lesson.'];
 
@@ -55,5 +56,23 @@ describe('lessons 03-06 on the CPU (f32)', () => {
     // Everything is returned at the end.
     expect(pg.reservedBytes).toBe(0);
     expect(pre.reservedBytes).toBe(0);
+  });
+});
+
+describe("lesson 06's pool follows the engine options", () => {
+  it('takes its block size and kvCacheBytes from them (the record says so)', () => {
+    const llm = LLM.create({ recipe: paged, device: 'cpu', dtype: 'f32', log: () => {}, engine: { blockSize: 8, kvCacheBytes: 3 * 2 ** 20 } });
+    try {
+      const lines = llm.parts.describe?.() ?? [];
+      const { numLayers, numKvHeads, headDim } = llm.cfg;
+      const perBlock = 8 * 2 * numLayers * numKvHeads * headDim * 4; // f32
+      expect(lines).toContain(`KV pool: ${Math.floor((3 * 2 ** 20) / perBlock)} blocks of 8 tokens = 0.00 GiB (the kvCacheBytes engine option)`);
+      // A sequence of 40 + 12 tokens peaks at 7 blocks of 8 (51 cached tokens), not 4 of 16.
+      const out = llm.generateWithStats([prompts[1]!], [new SamplingParams({ temperature: 0, maxTokens: 12, ignoreEos: true })], { decodeText: false });
+      const kv = out.stats.kvCache!;
+      expect(kv.peakReservedBytes / kv.peakUsedBytes).toBeCloseTo(56 / 51, 10);
+    } finally {
+      llm.dispose();
+    }
   });
 });

@@ -9,7 +9,7 @@ import type { EngineContext, ModelRunner, StepPlan } from '@aios/engine-core/eng
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 
-import { type KVPool, type PoolSize, poolFor, sizePool } from './kv-pool.ts';
+import { type KVPool, poolFor, sizePool } from './kv-pool.ts';
 import type { PagedAttentionOp } from './packed-attention.ts';
 import { StepInputBuffer } from './step-input.ts';
 import { type StepModel, type StepModelFactory, plainStepModel } from './step-model.ts';
@@ -17,7 +17,8 @@ import { type StepModel, type StepModelFactory, plainStepModel } from './step-mo
 export class BatchedRunner implements ModelRunner {
   readonly model: StepModel;
   readonly pool: KVPool;
-  readonly poolSize: PoolSize;
+  /** How the pool's size was chosen (sizePool), for the demo's line. */
+  readonly poolBasis: string;
   private readonly input: StepInputBuffer;
 
   constructor(
@@ -29,8 +30,9 @@ export class BatchedRunner implements ModelRunner {
     this.model = model(ctx, attention);
     const maxBlocksPerSeq = Math.ceil(cfg.maxPositionEmbeddings / options.blockSize);
     this.input = new StepInputBuffer({ maxTokens: options.maxNumBatchedTokens, maxSeqs: options.maxNumSeqs, maxBlocksPerSeq }, options.blockSize, ctx.device);
-    this.poolSize = sizePool(ctx, (tokens) => this.warmUp(tokens));
-    this.pool = poolFor(ctx, this.poolSize.numBlocks);
+    const size = sizePool(ctx, (tokens) => this.warmUp(tokens));
+    this.poolBasis = size.basis;
+    this.pool = poolFor(ctx, size.numBlocks);
     this.model.prepare?.(this.pool, this.input);
   }
 

@@ -4,23 +4,13 @@
 // manager), and reaches the runner as block tables in each step plan.
 import { allocatorStats, deviceIndex, emptyCache, native, resetPeakStats } from '@aios/engine-core';
 import type { EngineContext } from '@aios/engine-core/engine/types.ts';
-import { DEFAULT_PAGED, KVPool, type PoolShape, fixedPoolBytes } from '@aios/lesson-06-paged-kv-cache';
+import { DEFAULT_PAGED, KVPool, type PoolSize, blocksIn, fixedPoolBytes, poolShape } from '@aios/lesson-06-paged-kv-cache';
 
-export { KVPool };
+export { KVPool, type PoolSize };
 
 /** The pool of a model's shape and the engine's block size (the class is lesson 06's). */
 export function poolFor(ctx: EngineContext, numBlocks: number): KVPool {
   return new KVPool(poolShape(ctx), numBlocks, ctx.options.blockSize, ctx.device);
-}
-
-export function poolShape(ctx: EngineContext): PoolShape {
-  return { numLayers: ctx.cfg.numLayers, kvHeads: ctx.cfg.numKvHeads, headDim: ctx.cfg.headDim, dtype: ctx.dtype };
-}
-
-export interface PoolSize {
-  numBlocks: number;
-  /** One line: where the number comes from. */
-  basis: string;
 }
 
 /**
@@ -32,7 +22,6 @@ export interface PoolSize {
  * pool it allocated for it (not activations). Elsewhere: a fixed size.
  */
 export function sizePool(ctx: EngineContext, warmUp: (tokens: number) => number): PoolSize {
-  const perBlock = KVPool.bytesPerToken(poolShape(ctx)) * ctx.options.blockSize;
   let bytes: number, basis: string;
   const fixed = fixedPoolBytes(ctx.device, DEFAULT_PAGED.cpuPoolBytes, ctx.options.kvCacheBytes);
   if (fixed) ({ bytes, basis } = fixed);
@@ -52,7 +41,5 @@ export function sizePool(ctx: EngineContext, warmUp: (tokens: number) => number)
       `${gib(free)} free with ${gib(weights)} of weights loaded, minus ${(100 * (1 - util)).toFixed(0)}% of ${gib(total)} left alone, ` +
       `minus ${gib(activations)} of activations measured in a ${tokens}-token warm-up step`;
   }
-  const numBlocks = Math.floor(bytes / perBlock);
-  if (numBlocks < 1) throw new Error(`KV pool: no memory left for even one block (${basis}: ${Math.floor(bytes)} bytes, ${perBlock} per block)`);
-  return { numBlocks, basis };
+  return blocksIn(bytes, basis, poolShape(ctx), ctx.options.blockSize);
 }

@@ -4,10 +4,9 @@
 // The sampler stays lesson 03's.
 import type { EngineContext, EngineParts, Recipe } from '@aios/engine-core/engine/types.ts';
 import { HostSampler } from '@aios/lesson-03-baseline-engine';
-import { BlockManager, KVPool } from '@aios/lesson-06-paged-kv-cache';
+import { BlockManager, KVPool, poolLine } from '@aios/lesson-06-paged-kv-cache';
 
 import { BatchedRunner } from './batched-runner.ts';
-import { poolShape } from './kv-pool.ts';
 import type { PagedAttentionOp } from './packed-attention.ts';
 import type { StepModelFactory } from './step-model.ts';
 import { type PagedScheduler, type SchedulerLimits, StaticBatchScheduler } from './static-batch-scheduler.ts';
@@ -38,14 +37,14 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
         const { options } = ctx;
         const blocks = new BlockManager(runner.pool.numBlocks, options.blockSize);
         const scheduler = parts.scheduler(blocks, { maxNumSeqs: options.maxNumSeqs, maxNumBatchedTokens: options.maxNumBatchedTokens });
-        const bytesPerToken = KVPool.bytesPerToken(poolShape(ctx));
+        const bytesPerToken = KVPool.bytesPerToken(runner.pool.shape);
         return {
           runner,
           scheduler,
           sampler: new HostSampler(),
           kvStats: () => ({ reservedBytes: scheduler.reservedBlocks() * options.blockSize * bytesPerToken, usedBytes: blocks.usedTokens * bytesPerToken }),
           describe: () => [
-            `KV pool: ${runner.pool.numBlocks} blocks of ${options.blockSize} tokens = ${(runner.pool.bytes / 2 ** 30).toFixed(2)} GiB (${runner.poolSize.basis})`,
+            poolLine(runner.pool, runner.poolBasis),
             `limits: ${options.maxNumSeqs} sequences and ${options.maxNumBatchedTokens} tokens per step`,
             ...(runner.model.describe?.() ?? []),
           ],

@@ -10,9 +10,8 @@ import type { Scheduler, SchedulerStats, StepPlan } from '@aios/engine-core/engi
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { BlockManager } from '@aios/lesson-06-paged-kv-cache';
 
-/** A scheduler that owns paged memory: the recipe reads its block manager for KV accounting. */
+/** A scheduler that manages paged memory (the recipe hands it the block manager). */
 export interface PagedScheduler extends Scheduler {
-  readonly blocks: BlockManager;
   /** Blocks held back from other sequences: allocated ones, plus any reservation a design keeps beyond them. */
   reservedBlocks(): number;
 }
@@ -71,8 +70,8 @@ export class StaticBatchScheduler implements PagedScheduler {
   private readonly waiting: Sequence[] = [];
   /** The current batch, in admission order; finished members leave it (their slots idle until it ends). */
   private batch: Sequence[] = [];
+  /** Blocks the batch's members reserved on admission: each one's worstCaseBlocks. */
   private reserved = 0;
-  private readonly reservations = new Map<number, number>();
 
   constructor(
     readonly blocks: BlockManager,
@@ -108,7 +107,6 @@ export class StaticBatchScheduler implements PagedScheduler {
       if (this.reserved + need > this.blocks.numBlocks) break;
       this.waiting.shift();
       this.reserved += need;
-      this.reservations.set(seq.id, need);
       seq.status = 'running';
       this.batch.push(seq);
     }
@@ -129,8 +127,7 @@ export class StaticBatchScheduler implements PagedScheduler {
     if (i < 0) return;
     this.batch.splice(i, 1);
     this.blocks.free(seq.id);
-    this.reserved -= this.reservations.get(seq.id) ?? 0;
-    this.reservations.delete(seq.id);
+    this.reserved -= worstCaseBlocks(this.blocks, seq);
   }
 
   reservedBlocks(): number {

@@ -13,6 +13,7 @@ import { type Device, Tensor } from '@aios/engine-core';
 import type { PagedAttentionMeta } from '@aios/engine-core/ops.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { type StepPlan, samplesAt } from '@aios/engine-core/engine/types.ts';
+import { slotOf } from '@aios/lesson-06-paged-kv-cache';
 
 export interface StepInput {
   ids: Tensor;
@@ -161,10 +162,10 @@ export class StepInputBuffer {
 
   /** Row t: the token, its position, its slot (from the sequence's block table). */
   private writeToken(sec: Sections, t: number, token: number, p: number, table: readonly number[]): void {
-    const h = this.host, bs = this.blockSize;
+    const h = this.host;
     h[sec.ids + t] = token;
     h[sec.pos + t] = p;
-    h[sec.slots + t] = table[Math.floor(p / bs)]! * bs + (p % bs);
+    h[sec.slots + t] = slotOf(table, p, this.blockSize);
   }
 
   /** Sequence b's block table, -1 past its end. */

@@ -29,7 +29,7 @@ describe.skipIf(!hasGpu)('lessons 07-08 on CUDA (bf16) against lesson 06', () =>
       described.push(...out.described);
       return out.rows;
     };
-    const paged = pagedRecipe({ blockSize: 16, gpuMemoryUtilization: 0.9, warmupTokens: 256, cpuPoolBytes: 8 * 2 ** 20 });
+    const paged = pagedRecipe({ warmupTokens: 256, cpuPoolBytes: 8 * 2 ** 20 });
     rows = { paged: run(paged), batching: run(batching), continuous: run(continuous) };
   }, 300_000);
 

@@ -14,7 +14,7 @@ import { recipe as batching } from '@aios/lesson-07-batching';
 
 import { recipe as continuous } from '../src/recipe.ts';
 
-const paged = pagedRecipe({ blockSize: 16, gpuMemoryUtilization: 0.9, warmupTokens: 64, cpuPoolBytes: 8 * 2 ** 20 });
+const paged = pagedRecipe({ warmupTokens: 64, cpuPoolBytes: 8 * 2 ** 20 });
 
 // Prompt lengths on both sides of block boundaries, one of a single token; output lengths all different.
 const PROMPT_LENGTHS = [11, 40, 1, 33, 16, 70, 5];
