@@ -26,7 +26,13 @@ export function defaultVersions(dtype: DType): Required<FlashVersions> {
 
 /** The op, for given kernel versions (by default the newest the model's dtype allows). */
 export function flashAttentionOp(versions: FlashVersions = {}): PagedAttentionOp {
-  const pick = (dtype: DType) => ({ ...defaultVersions(dtype), ...versions });
+  // Resolved once per dtype: the op runs in every layer of every step.
+  const resolved = new Map<DType, Required<FlashVersions>>();
+  const pick = (dtype: DType): Required<FlashVersions> => {
+    let v = resolved.get(dtype);
+    if (!v) resolved.set(dtype, (v = { ...defaultVersions(dtype), ...versions }));
+    return v;
+  };
   const op: PagedAttentionOp = (q, k, v, meta, out, workspace) => {
     // A head size the kernels are not built for (the tiny test model's 32) runs lesson 07's kernel.
     if (!FLASH_HEAD_DIMS.includes(q.shape[2]!)) return straightforwardAttention(q, k, v, meta, out);

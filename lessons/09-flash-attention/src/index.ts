@@ -1,2 +1,2 @@
 export { recipe, lesson09Parts } from './recipe.ts';
-export { flashAttention, flashAttentionOp, defaultVersions, type FlashVersions } from './flash-attention.ts';
+export { FLASH_HEAD_DIMS, flashAttention, flashAttentionOp, defaultVersions, type FlashVersions } from './flash-attention.ts';
