@@ -36,8 +36,8 @@ export class GraphStepModel implements StepModel {
   private readonly captured: Captured[] = [];
   private captureSeconds = 0;
   private captureBytes = 0;
-  /** Decode steps replayed as graphs and run eagerly (no bucket fits), for the demo. */
-  readonly counts = { replayed: 0, eager: 0 };
+  /** Decode steps replayed as graphs, run eagerly in a bucket's padded layout (the CPU), and run eagerly as they are (no bucket fits). */
+  readonly counts = { replayed: 0, padded: 0, eager: 0 };
 
   constructor(
     readonly ctx: EngineContext,
@@ -90,6 +90,7 @@ export class GraphStepModel implements StepModel {
       this.counts.replayed++;
       return this.inner.workspace.logits.narrow(0, 0, B);
     }
+    this.counts.padded++;
     return this.inner.forwardStep(step, pool).narrow(0, 0, B); // the CPU: the same layout, run eagerly
   }
 
@@ -115,7 +116,8 @@ export class GraphStepModel implements StepModel {
     const graphs = this.ctx.device === 'cpu'
       ? `no CUDA graphs on the CPU: decode steps run eagerly in the graphs' ${n} padded layouts`
       : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
-    return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed, ${this.counts.eager} eager (no bucket fit)`];
+    const padded = this.counts.padded ? `, ${this.counts.padded} in padded layouts` : '';
+    return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed${padded}, ${this.counts.eager} eager (no bucket fit)`];
   }
 
   dispose(): void {

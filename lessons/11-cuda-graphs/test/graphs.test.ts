@@ -45,8 +45,9 @@ describe('lesson 11 on the CPU', () => {
       const ref = run(fused, params).tokens;
       const r = run(graphs, params, { maxNumSeqs: 8 });
       expect(r.tokens).toEqual(ref);
-      // Every decode step found a bucket (5 sequences at most: bucket 8).
+      // Every decode step found a bucket (5 sequences at most: bucket 8) and ran in its padded layout.
       expect(r.counts?.eager).toBe(0);
+      expect(r.counts?.padded).toBeGreaterThanOrEqual(Math.max(...MAX) - 1);
       expect(r.described.join('\n')).toMatch(/no CUDA graphs on the CPU: decode steps run eagerly in the graphs' \d+ padded layouts/);
       const tight = run(graphs, params, { maxNumSeqs: 8, kvCacheBytes: 6 * BLOCK_BYTES });
       expect(tight.stats.preemptions).toBeGreaterThan(0);
