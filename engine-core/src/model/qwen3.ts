@@ -220,10 +220,14 @@ export class Qwen3Model<Ctx extends ForwardContext = ForwardContext> {
   }
 
   dispose(): void {
-    const w = this.weights;
-    for (const t of [w.embed, w.norm, w.lmHead, this.rope.cos, this.rope.sin]) t.dispose();
-    for (const l of w.layers) for (const t of Object.values(l)) t.dispose();
+    disposeWeights(this.weights, this.rope);
   }
+}
+
+/** Frees a model's weights, whatever its layers hold, and its rotary tables (a tied LM head is the embedding: a second dispose is a no-op). */
+export function disposeWeights(w: { embed: Tensor; norm: Tensor; lmHead: Tensor; layers: readonly object[] }, rope: RotaryTables): void {
+  for (const t of [w.embed, w.norm, w.lmHead, rope.cos, rope.sin]) t.dispose();
+  for (const l of w.layers) for (const t of Object.values(l) as Tensor[]) t.dispose();
 }
 
 function loadWeights(dir: string, cfg: Qwen3Config, device: Device, dtype: DType): Qwen3Weights {

@@ -19,7 +19,7 @@
 import { type Device, type DType, Tensor, ops } from '@aios/engine-core';
 import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
 import type { Qwen3Config } from '@aios/engine-core/model/config.ts';
-import { Qwen3Model } from '@aios/engine-core/model/qwen3.ts';
+import { Qwen3Model, disposeWeights } from '@aios/engine-core/model/qwen3.ts';
 import type { RotaryTables } from '@aios/engine-core/model/rope.ts';
 import type { KVPool, PagedAttentionOp, StepInput, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
 import { straightforwardAttention } from '@aios/lesson-07-batching';
@@ -133,6 +133,7 @@ export class FusedStepModel implements StepModel {
     const rows = (t: Tensor, n: number) => t.narrow(0, 0, n);
     const residual = rows(ws.residual, T), normed = rows(ws.normed, T), qkv = rows(ws.qkv, T), q = rows(ws.q, T), attn = rows(ws.attn, T);
     const o = rows(ws.o, T), gateUp = rows(ws.gateUp, T), act = rows(ws.act, T), down = rows(ws.down, T);
+    const attnRows = attn.view(T, Hq * D); // the o projection's input: the heads side by side
     const w = this.weights;
 
     ops.embedding(w.embed, step.ids, residual);
@@ -146,7 +147,7 @@ export class FusedStepModel implements StepModel {
         q,
       );
       this.attention(q, kCache, vCache, step.meta, attn, this.attentionScratch);
-      ops.matmul(attn.view(T, Hq * D), L.oProj, o);
+      ops.matmul(attnRows, L.oProj, o);
       ops.addRmsnorm(o, residual, L.postNorm, eps, normed);
       ops.matmul(normed, L.gateUpProj, gateUp);
       ops.siluMul(gateUp, act);
@@ -168,9 +169,7 @@ export class FusedStepModel implements StepModel {
   dispose(): void {
     this.workspace.dispose();
     this.attentionScratch?.dispose();
-    const w = this.weights;
-    for (const t of [w.embed, w.norm, w.lmHead, this.rope.cos, this.rope.sin]) t.dispose();
-    for (const l of w.layers) for (const t of Object.values(l)) t.dispose();
+    disposeWeights(this.weights, this.rope);
   }
 }
 
