@@ -515,15 +515,18 @@ describe('roofline', () => {
 
   it('keeps runs with other engine limits apart: a lesson compares itself with a run of its own limits', () => {
     const dir = scratchDir('aios-limits-');
-    const at = (tok: number, date: string, engine?: object) => ({ ...benchRec({ lesson: 7, date, tok, workload: 'throughput' }), settings: engine ? { engine } : {} });
+    const at = (tok: number, date: string, engine?: object) => ({ ...benchRec({ lesson: 7, date, tok, workload: 'throughput' }), settings: engine ? { engineShape: 'batched', engine } : {} });
     writeJson(dir, 'default.json', at(9000, '2026-12-01T00:00:00.000Z', { maxNumSeqs: 256, maxNumBatchedTokens: 16384 }));
     writeJson(dir, 'limited.json', at(3600, '2026-12-02T00:00:00.000Z', { maxNumSeqs: 64, maxNumBatchedTokens: 16384 }));
     writeJson(dir, 'old.json', at(100, '2026-11-01T00:00:00.000Z'));
     expect(limitsTag({ maxNumSeqs: 64, maxNumBatchedTokens: 16384 })).toBe('64 seqs/step');
     expect(limitsTag({ maxNumSeqs: 256, maxNumBatchedTokens: 16384 })).toBe('');
     expect(limitsTag(undefined)).toBe('');
-    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', limits: '', dir })?.file).toBe('default.json');
-    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', limits: '64 seqs/step', dir })?.file).toBe('limited.json');
+    // One request at a time, the step limits mean nothing; the pool's options still do.
+    expect(limitsTag({ maxNumSeqs: 64, maxNumBatchedTokens: 16384 }, 'sequential')).toBe('');
+    expect(limitsTag({ maxNumSeqs: 64, blockSize: 8, gpuMemoryUtilization: 0.5 }, 'sequential')).toBe('8-token blocks, 50% of memory');
+    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', engine: { maxNumSeqs: 256, maxNumBatchedTokens: 16384 }, dir })?.file).toBe('default.json');
+    expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', engine: { maxNumSeqs: 64, maxNumBatchedTokens: 16384 }, dir })?.file).toBe('limited.json');
     expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', dir })?.file).toBe('limited.json');
   });
 

@@ -14,9 +14,9 @@ import cliProgress from 'cli-progress';
 import { type Device, synchronize } from '../backend.ts';
 import type { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
-import type { GenerateProgress, GenerateStats } from '../engine/types.ts';
+import type { EngineOptions, GenerateProgress, GenerateStats } from '../engine/types.ts';
 import { type Qwen3Config, paramCount } from '../model/config.ts';
-import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RepeatsSummary, type RunResults, currentCommit, hardwareInfo, limitsTag, loadRecords, resultsDir } from './records.ts';
+import { type AnyRecord, type BenchRecord, type EnvironmentRecord, type HardwareInfo, type LoadedRecord, type RepeatsSummary, type RunResults, currentCommit, hardwareInfo, limitsTag, loadRecords, recordEngineShape, recordLimitsTag, resultsDir } from './records.ts';
 
 import { type CardRates, type EngineShape, type Roofline, ratesFromEnvironment, workloadRoofline } from './roofline.ts';
 import type { Workload } from './workloads.ts';
@@ -417,8 +417,8 @@ export interface RecordQuery {
   workload?: string;
   /** Bench records: model.name. */
   model?: string;
-  /** Bench records: only runs with these engine limits (limitsTag); undefined: any. */
-  limits?: string;
+  /** Bench records: only runs with these engine options, as far as each record's engine uses them (limitsTag); undefined: any. */
+  engine?: Partial<EngineOptions>;
   /** Bench records: prefer the newest complete run over a newer partial one (default false: the newest, whatever it is). */
   preferComplete?: boolean;
   /** Environment records: skip --quick runs when a full one exists (default true). */
@@ -438,7 +438,7 @@ export function findLatestRecord(q: RecordQuery): LoadedRecord<AnyRecord> | unde
     if (r.kind === 'bench') {
       if (q.workload !== undefined && r.workload !== q.workload) return false;
       if (q.model !== undefined && r.model?.name !== q.model) return false;
-      if (q.limits !== undefined && limitsTag(r.settings.engine) !== q.limits) return false;
+      if (q.engine !== undefined && recordLimitsTag(r) !== limitsTag(q.engine, recordEngineShape(r))) return false;
     }
     return true;
   });

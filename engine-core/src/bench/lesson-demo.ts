@@ -37,7 +37,7 @@ import {
   measureWorkload,
   summarizeRun,
 } from './harness.ts';
-import { hardwareInfo, limitsTag, writeRecord } from './records.ts';
+import { hardwareInfo, writeRecord } from './records.ts';
 import { WORKLOAD_NAMES, type Workload, type WorkloadName, firstRequests, workload as makeWorkload } from './workloads.ts';
 
 /** The CPU default: the course workload's first requests, sized so lesson 03 (the slowest) runs about a minute on 2 cores. */
@@ -283,9 +283,8 @@ async function lessonMain(recipe: Recipe, opts: LessonDemoOptions, v: LessonDemo
     if (recipe.lesson - 1 >= FIRST_WORKLOAD_LESSON) {
       const card = hardwareInfo(device).card;
       // The run the chart and the README show for the previous lesson: same card, workload and model, complete if one is.
-      // Same limits too: a run at 64 sequences a step is another experiment than one at 256.
-      const limits = limitsTag(llm.options);
-      const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name, model: modelInfo(llm).name, limits, preferComplete: true });
+      // Same engine options too, where its engine uses them: a run at 64 sequences a step is another experiment than one at 256.
+      const prev = findLatestRecord({ kind: 'bench', lesson: recipe.lesson - 1, card, workload: work.name, model: modelInfo(llm).name, engine: llm.options, preferComplete: true });
       console.log(compareWithPrevious(prev, result, recipe.lesson - 1));
     } else console.log(`this run: ${result.outputTokPerS.toFixed(1)} tok/s (lesson ${pad2(recipe.lesson)} is the first engine lesson: lessons before it run no workload)`);
 

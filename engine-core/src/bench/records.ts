@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type Device, deviceIndex, native } from '../backend.ts';
-import { DEFAULT_ENGINE_OPTIONS, type EngineShape } from '../engine/types.ts';
+import { DEFAULT_ENGINE_OPTIONS, type EngineOptions, type EngineShape } from '../engine/types.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench-results');
@@ -298,17 +298,30 @@ export function recordEngineShape(record: BenchRecord): EngineShape {
 }
 
 /**
- * The engine limits a record ran with (its settings.engine), where they are not the defaults: "64 seqs/step",
- * "4096 tokens/step". Empty for default limits and for records from before the limits were
- * recorded (lessons 03-06, which serve one request at a time and do not use them). Runs with
- * different limits are different experiments: the chart draws them as separate lines and a
- * lesson compares itself only with a run of the same limits.
+ * The engine options a record ran with (its settings.engine) that its engine uses, where they
+ * are not the defaults: "64 seqs/step", "4096 tokens/step", "16-token blocks", "90% of memory",
+ * "1.00 GiB KV". An engine of one request at a time (lessons 03-06) has no step limits to tag.
+ * Empty for the defaults and for records from before the options were recorded. Runs with
+ * different options are different experiments: the chart draws them as separate lines and a
+ * lesson compares itself only with a run of the same options.
  */
-export function limitsTag(engine: unknown): string {
+export function limitsTag(engine: unknown, shape: EngineShape = 'batched'): string {
   if (!engine || typeof engine !== 'object') return '';
-  const e: { maxNumSeqs?: unknown; maxNumBatchedTokens?: unknown } = engine;
+  const e: Partial<Record<keyof EngineOptions, unknown>> = engine;
+  const d = DEFAULT_ENGINE_OPTIONS;
   const parts: string[] = [];
-  if (typeof e.maxNumSeqs === 'number' && e.maxNumSeqs !== DEFAULT_ENGINE_OPTIONS.maxNumSeqs) parts.push(`${e.maxNumSeqs} seqs/step`);
-  if (typeof e.maxNumBatchedTokens === 'number' && e.maxNumBatchedTokens !== DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens) parts.push(`${e.maxNumBatchedTokens} tokens/step`);
+  const differs = (k: keyof EngineOptions) => typeof e[k] === 'number' && e[k] !== d[k];
+  if (shape === 'batched') {
+    if (differs('maxNumSeqs')) parts.push(`${e.maxNumSeqs} seqs/step`);
+    if (differs('maxNumBatchedTokens')) parts.push(`${e.maxNumBatchedTokens} tokens/step`);
+  }
+  if (differs('blockSize')) parts.push(`${e.blockSize}-token blocks`);
+  if (differs('gpuMemoryUtilization')) parts.push(`${Math.round(100 * (e.gpuMemoryUtilization as number))}% of memory`);
+  if (differs('kvCacheBytes')) parts.push(`${((e.kvCacheBytes as number) / 2 ** 30).toFixed(2)} GiB KV`);
   return parts.join(', ');
+}
+
+/** The options tag of a bench record, for the engine that wrote it. */
+export function recordLimitsTag(record: BenchRecord): string {
+  return limitsTag(record.settings.engine, recordEngineShape(record));
 }

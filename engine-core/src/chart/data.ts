@@ -21,7 +21,7 @@ import {
   type Obj,
   type SkippedFile,
   isObj,
-  limitsTag,
+  recordLimitsTag,
 } from '../bench/records.ts';
 import { type Freshness, FreshnessChecker } from '../bench/staleness.ts';
 
@@ -44,7 +44,7 @@ export function benchRuns(records: readonly LoadedRecord[]): LoadedRecord<BenchR
 
 /** Runs in the same series measure the same thing: the same workload of the same model on the same card. */
 export function seriesKey(r: BenchRecord): string {
-  return [r.hardware.card, r.workload, r.model.name, limitsTag(r.settings.engine)].join('\u0000');
+  return [r.hardware.card, r.workload, r.model.name, recordLimitsTag(r)].join('\u0000');
 }
 
 function newer(a: LoadedRecord, b: LoadedRecord): boolean {
@@ -162,7 +162,7 @@ export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], fresh
     }
     series.push({
       key,
-      label: `${first.hardware.card} · ${first.workload}${ambiguous ? ` · ${first.model.name}` : ''}${limitsTag(first.settings.engine) ? ` · ${limitsTag(first.settings.engine)}` : ''}`,
+      label: `${first.hardware.card} · ${first.workload}${ambiguous ? ` · ${first.model.name}` : ''}${recordLimitsTag(first) ? ` · ${recordLimitsTag(first)}` : ''}`,
       card: first.hardware.card,
       workload: first.workload,
       model: first.model.name,
