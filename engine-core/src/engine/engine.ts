@@ -24,7 +24,7 @@ export interface RequestOptions {
 /** What one request got from one step. */
 export interface RequestDelta {
   id: number;
-  /** The tokens sampled this step (one, or none for an abort). */
+  /** The token sampled this step. */
   tokenIds: number[];
   /** New text (with detokenize or stop strings), held back while it could still be the start of a stop string. */
   text: string;
@@ -49,6 +49,8 @@ interface RequestState {
   detokenize: boolean;
   /** Characters of seq.text already handed out in deltas. */
   emitted: number;
+  /** The longest stop string's length (0: none): how far back a new token's text can complete one. */
+  longestStop: number;
 }
 
 function emptyStats(): GenerateStats {
@@ -86,7 +88,7 @@ export class Engine {
     const seq = new Sequence(ids, params);
     this.parts.scheduler.add(seq); // a paged scheduler refuses a request that could never fit its pool
     const detokenize = opts.detokenize ?? false;
-    const state: RequestState = { seq, detokenize, emitted: 0 };
+    const state: RequestState = { seq, detokenize, emitted: 0, longestStop: Math.max(0, ...params.stop.map((s) => s.length)) };
     if (detokenize || params.stop.length) state.decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true });
     this.live.set(seq.id, state);
     return seq.id;
@@ -232,8 +234,7 @@ export class Engine {
    */
   private cutAtStopString(state: RequestState, before: number): boolean {
     const seq = state.seq;
-    const longest = Math.max(...seq.params.stop.map((s) => s.length));
-    const from = Math.max(0, before - longest + 1);
+    const from = Math.max(0, before - state.longestStop + 1);
     let cut = -1;
     for (const s of seq.params.stop) {
       const at = seq.text.indexOf(s, from);
@@ -247,7 +248,7 @@ export class Engine {
   private newText(state: RequestState): string {
     if (!state.detokenize) return '';
     const seq = state.seq;
-    const hold = seq.finished || !seq.params.stop.length ? 0 : Math.max(...seq.params.stop.map((s) => s.length)) - 1;
+    const hold = seq.finished || !state.longestStop ? 0 : state.longestStop - 1;
     const end = Math.max(state.emitted, seq.text.length - hold);
     const text = seq.text.slice(state.emitted, end);
     state.emitted = end;

@@ -83,7 +83,7 @@ export class LLM {
         try {
           seqs.push(engine.sequence(engine.addRequest(prompt, list[i]!))!);
         } catch (e) {
-          if (e instanceof RangeError) throw new RangeError(e.message.replace(/^addRequest: /, `generate: prompt ${i}: `));
+          if (e instanceof RangeError) throw new RangeError(`generate: prompt ${i}: ${e.message.replace(/^addRequest: /, '')}`);
           throw e;
         }
       });

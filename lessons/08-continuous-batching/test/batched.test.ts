@@ -90,7 +90,7 @@ describe('lessons 07 and 08 on the CPU (f32)', () => {
   it('refuses a request that could never fit the pool, naming the numbers', () => {
     const llm = create(continuous, { kvCacheBytes: 2 * BLOCK_BYTES });
     try {
-      expect(() => llm.generate([prompts[5]!], new SamplingParams({ maxTokens: 4 }))).toThrow(/needs up to 5 KV blocks \(70 prompt \+ 4 max tokens, 16 per block\) but the pool holds 2/);
+      expect(() => llm.generate([prompts[5]!], new SamplingParams({ maxTokens: 4 }))).toThrow(/^generate: prompt 0: the request needs up to 5 KV blocks \(70 prompt \+ 4 max tokens, 16 per block\) but the pool holds 2/);
       expect(llm.parts.scheduler.stats?.()).toMatchObject({ usedBlocks: 0, waiting: 0, running: 0 });
     } finally {
       llm.dispose();
