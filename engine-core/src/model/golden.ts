@@ -2,6 +2,8 @@
 // (engine-core/scripts/golden_logits.py writes them).
 import { readFileSync } from 'node:fs';
 
+import * as ops from '../ops.ts';
+import { Tensor } from '../tensor.ts';
 import type { Qwen3Model } from './qwen3.ts';
 
 export interface GoldenPrompt {
@@ -44,17 +46,25 @@ export function readGolden(file: string): GoldenFixture {
 
 export function compareWithGolden(model: Qwen3Model, golden: GoldenFixture): GoldenComparison {
   let num = 0, den = 0, positions = 0, agree = 0, maxNorm = 0, maxPosition = 0;
-  for (const p of golden.prompts) {
+  for (const [i, p] of golden.prompts.entries()) {
+    const at = p.positions ?? p.ids.map((_, j) => j);
+    if (at.length !== p.sampledLogits.length || at.some((pos) => !Number.isInteger(pos) || pos < 0 || pos >= p.ids.length))
+      throw new Error(`golden prompt ${i}: ${at.length} positions in [0, ${p.ids.length}) expected for its ${p.sampledLogits.length} rows of logits`);
+    // Only the compared rows come back to the host: a long prompt's full logits are [tokens, 151,936] floats.
     const logits = model.forwardLogits(p.ids);
-    const rows = logits.toArray() as Float32Array;
-    logits.dispose();
+    let kept = logits;
+    if (p.positions) {
+      const idx = Tensor.fromArray(Int32Array.from(at), [at.length], { dtype: 'i32', device: logits.device });
+      kept = ops.gatherRows(logits, idx);
+      idx.dispose();
+      logits.dispose();
+    }
+    const rows = kept.toArray() as Float32Array;
+    kept.dispose();
     const V = model.cfg.vocabSize;
-    const at = p.positions ?? p.ids.map((_, i) => i);
-    for (let k = 0; k < at.length; k++) {
-      const pos = at[k]!;
-      maxPosition = Math.max(maxPosition, pos);
-      const row = rows.subarray(pos * V, (pos + 1) * V);
-      const t = k;
+    for (let t = 0; t < at.length; t++) {
+      maxPosition = Math.max(maxPosition, at[t]!);
+      const row = rows.subarray(t * V, (t + 1) * V);
       golden.vocabSample.forEach((v, j) => {
         const g = p.sampledLogits[t]![j]!;
         num += (row[v]! - g) ** 2;
