@@ -14,11 +14,11 @@
 set -uo pipefail
 OUT=${OUT:?set OUT}
 LOGS=$OUT/logs; mkdir -p "$LOGS"
-export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
+source "$(dirname "$0")/gpu-lib.sh"  # make_model
 REPEATS=${REPEATS:-3}
 REPEATS3=${REPEATS3:-1}
 BUDGET3=${BUDGET3:-240}
-tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$LOGS/model.log" 2>&1
+make_model "$LOGS/model.log"
 if [[ "${LESSON0:-0}" == 1 ]]; then
   python3 lessons/00-introduction/scripts/torch_baseline.py "$LOGS/torch.json" > /dev/null 2>&1
   tsx engine-core/src/cli/lesson.ts 0 --baseline "$LOGS/torch.json" --record > "$LOGS/lesson0.log" 2>&1; grep -E "^(copy|gemm|per op|recorded)" "$LOGS/lesson0.log"

@@ -15,10 +15,11 @@ stamp() { echo "[$((SECONDS - GPU_LIB_T0)) s] $*"; }
 # room N: true when N more seconds fit before DEADLINE_S (counted from sourcing this file).
 room() { (( SECONDS - GPU_LIB_T0 + $1 <= DEADLINE_S )); }
 
-# The seeded random Qwen3-0.6B model the lessons default to on a GPU (made once per machine).
+# make_model LOG: the seeded random Qwen3-0.6B model the lessons default to on a GPU (made once per
+# machine, its output in LOG); on failure the log's tail, and a non-zero status.
 make_model() {
   export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
-  tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$1" 2>&1 || tail -5 "$1"
+  tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$1" 2>&1 || { tail -5 "$1"; return 1; }
 }
 
 # run_lesson NAME EXPECTED_S ARGS...: `pnpm lesson ARGS` into $LESSON_LOGS/NAME.log if EXPECTED_S

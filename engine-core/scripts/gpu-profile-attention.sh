@@ -11,8 +11,8 @@ set -uo pipefail
 OUT=${OUT:?set OUT}
 STEP=${STEP:-60}
 LAYERS=28
-export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
-tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$OUT/model.log" 2>&1 || { tail -5 "$OUT/model.log"; exit 1; }
+source "$(dirname "$0")/gpu-lib.sh"  # make_model
+make_model "$OUT/model.log" || exit 1
 # Attention launches before the step: the harness's warm-up (2 requests x (1 prefill + 3 decode steps)), the
 # estimate's calibration (2 requests x (1 prefill + 2 decode steps), estimateRun), then request 1's prefill and
 # STEP - 1 decode steps, 28 layers each (WARMUP_MAX_TOKENS in bench/harness.ts and the demo's order in
