@@ -71,29 +71,24 @@ export class HostSampler implements Sampler {
     // Greedy and plain temperature rows: drawn where the logits are, only the ids come back.
     const params = Tensor.fromArray(host, [2, rows], { dtype: 'f32', device: logits.device });
     const ids = ops.sampleRows(logits, params.select(0, 0), params.select(0, 1));
-    let tokens: number[];
+    // Top-k / top-p rows need the sorted row on the host: their rows are gathered now, queued
+    // behind the draw, so the step waits for the device once.
+    const idx = truncated.length ? Tensor.fromArray(Int32Array.from(truncated), [truncated.length], { dtype: 'i32', device: logits.device }) : undefined;
+    const picked = idx ? ops.gatherRows(logits, idx) : undefined;
     try {
-      tokens = Array.from(ids.toArray() as Int32Array);
+      const tokens = Array.from(ids.toArray() as Int32Array);
+      if (picked) {
+        const V = logits.shape[1]!;
+        const values = picked.toArray() as Float32Array;
+        truncated.forEach((i, k) => {
+          const p = sequences[i]!.params;
+          tokens[i] = sampleRow(values.subarray(k * V, (k + 1) * V), p.temperature, p.topK, p.topP, this.generator(sequences[i]!));
+        });
+      }
+      return tokens;
     } finally {
-      ids.dispose();
-      params.dispose();
+      for (const t of [ids, params, picked, idx]) t?.dispose();
     }
-    if (truncated.length === 0) return tokens;
-    // Top-k / top-p rows need the sorted row on the host: read back those rows only.
-    const V = logits.shape[1]!;
-    const idx = Tensor.fromArray(Int32Array.from(truncated), [truncated.length], { dtype: 'i32', device: logits.device });
-    const picked = ops.gatherRows(logits, idx);
-    try {
-      const values = picked.toArray() as Float32Array;
-      truncated.forEach((i, k) => {
-        const p = sequences[i]!.params;
-        tokens[i] = sampleRow(values.subarray(k * V, (k + 1) * V), p.temperature, p.topK, p.topP, this.generator(sequences[i]!));
-      });
-    } finally {
-      picked.dispose();
-      idx.dispose();
-    }
-    return tokens;
   }
 
   /** The engine calls this when a sequence finishes (or is aborted): its stream goes. */

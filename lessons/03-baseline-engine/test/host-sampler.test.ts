@@ -64,4 +64,28 @@ describe('HostSampler', () => {
     expect(again).toEqual(first);
     logits.dispose();
   });
+
+  it('resolves greedy, plain-temperature and top-k/top-p rows of one step, each by its own rule', () => {
+    // Row r's largest logit is at index r (and the runner-up at r + 1): a row read from the wrong place shows.
+    const V = 8, rows = 4;
+    const values = new Float32Array(rows * V);
+    for (let r = 0; r < rows; r++) {
+      values[r * V + r] = 5;
+      values[r * V + r + 1] = 4.9;
+    }
+    const logits = Tensor.fromArray(values, [rows, V], { device: 'cpu' });
+    const seqs = [
+      new Sequence([1], new SamplingParams({ temperature: 0, maxTokens: 50 })),
+      new Sequence([1], new SamplingParams({ temperature: 1, topK: 1, seed: 3, maxTokens: 50 })),
+      new Sequence([1], new SamplingParams({ temperature: 1, topK: 2, seed: 4, maxTokens: 50 })),
+      new Sequence([1], new SamplingParams({ temperature: 1, topP: 0.3, seed: 5, maxTokens: 50 })),
+    ];
+    const sampler = new HostSampler();
+    const draws = Array.from({ length: 30 }, () => sampler.sample(logits, seqs));
+    expect(new Set(draws.map((d) => d[0]))).toEqual(new Set([0])); // greedy: the argmax
+    expect(new Set(draws.map((d) => d[1]))).toEqual(new Set([1])); // top-1: the argmax of its own row
+    expect(new Set(draws.map((d) => d[2]))).toEqual(new Set([2, 3])); // top-2 of row 2: both occur, nothing else
+    expect(new Set(draws.map((d) => d[3]))).toEqual(new Set([3])); // the 30% nucleus of row 3 is its top token alone
+    logits.dispose();
+  });
 });
