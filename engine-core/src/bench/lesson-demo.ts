@@ -23,7 +23,7 @@ import type { DType } from '../dtype.ts';
 import { LLM } from '../engine/llm.ts';
 import { SamplingParams } from '../engine/sampling-params.ts';
 import { DEFAULT_ENGINE_OPTIONS, type EngineOptions, type GenerateProgress, type Recipe } from '../engine/types.ts';
-import { loadConfig } from '../model/config.ts';
+import { defaultDtype, loadConfig } from '../model/config.ts';
 import { Qwen3Model } from '../model/qwen3.ts';
 import { resolveModel } from '../model/resolve.ts';
 import { Tokenizer } from '../tokenizer.ts';
@@ -213,7 +213,7 @@ async function lessonMain(recipe: Recipe, opts: LessonDemoOptions, v: LessonDemo
 
   console.log(`${label} (${recipe.name}): ${recipe.summary}\n`);
   const { dir } = resolveModel({ model: v.model, device });
-  const dtype: DType = device === 'cpu' ? 'f32' : loadConfig(dir).dtype;
+  const dtype: DType = defaultDtype(device, loadConfig(dir));
   const w = work.totals;
   const check = !v['no-check'];
   const samples = !v['no-samples'];

@@ -6,7 +6,7 @@
 // generate is a loop over the Engine's step() (engine.ts); the recipe decides the parts.
 import { type Device, allocatorStats, defaultDevice, resetPeakStats } from '../backend.ts';
 import type { DType } from '../dtype.ts';
-import { type Qwen3Config, loadConfig } from '../model/config.ts';
+import { type Qwen3Config, defaultDtype, loadConfig } from '../model/config.ts';
 import type { RandomModelInfo } from '../model/random.ts';
 import { resolveModel } from '../model/resolve.ts';
 import { Tokenizer } from '../tokenizer.ts';
@@ -55,7 +55,7 @@ export class LLM {
     const device = opts.device ?? defaultDevice();
     const { dir, random } = resolveModel({ model: opts.model, device, log: opts.log });
     const cfg = loadConfig(dir);
-    const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
+    const dtype = opts.dtype ?? defaultDtype(device, cfg);
     const tokenizer = opts.tokenizer ?? Tokenizer.fromDir(dir);
     const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer, options, log: opts.log ?? console.log });
     return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, options, parts, random);

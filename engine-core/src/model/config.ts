@@ -3,6 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
+import type { Device } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 
 export interface Qwen3Config {
@@ -177,4 +178,9 @@ export function weightShapes(cfg: Qwen3Config): [string, number[]][] {
 /** Parameter count (tied embeddings counted once). */
 export function paramCount(cfg: Qwen3Config): number {
   return weightShapes(cfg).reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
+}
+
+/** The dtype a model runs in unless told: the checkpoint's on a GPU, f32 on the CPU backend (its reference kernels are f32). */
+export function defaultDtype(device: Device, cfg: Qwen3Config): DType {
+  return device === 'cpu' ? 'f32' : cfg.dtype;
 }

@@ -10,7 +10,7 @@ import { type Device, defaultDevice } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import * as ops from '../ops.ts';
 import { Tensor } from '../tensor.ts';
-import { type Qwen3Config, loadConfig, weightShapes } from './config.ts';
+import { type Qwen3Config, defaultDtype, loadConfig, weightShapes } from './config.ts';
 import { type RotaryTables, rotaryTables } from './rope.ts';
 import { openCheckpoint } from './safetensors.ts';
 
@@ -166,7 +166,7 @@ export class Qwen3Model<Ctx extends ForwardContext = ForwardContext> {
   static load<Ctx extends ForwardContext = ForwardContext>(dir: string, opts: LoadOptions<Ctx> = {}): Qwen3Model<Ctx> {
     const cfg = loadConfig(dir);
     const device = opts.device ?? defaultDevice();
-    const dtype = opts.dtype ?? (device === 'cpu' ? 'f32' : cfg.dtype);
+    const dtype = opts.dtype ?? defaultDtype(device, cfg);
     const weights = loadWeights(dir, cfg, device, dtype);
     const rope = rotaryTables(cfg.headDim, cfg.ropeTheta, opts.maxPositions ?? cfg.maxPositionEmbeddings, device);
     const attention = opts.attention ?? (new RecomputeAttention() as unknown as AttentionBackend<Ctx>);
