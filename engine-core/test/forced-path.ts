@@ -8,7 +8,7 @@ import type { Device, Tensor } from '../src/index.ts';
 import { LLM } from '../src/engine/llm.ts';
 import { SamplingParams } from '../src/engine/sampling-params.ts';
 import type { Sequence } from '../src/engine/sequence.ts';
-import type { EngineOptions, Recipe } from '../src/engine/types.ts';
+import type { EngineOptions, Recipe, SampleResult } from '../src/engine/types.ts';
 
 export type Rows = Map<string, Float32Array>;
 
@@ -36,14 +36,15 @@ export function runForced(recipe: Recipe, path: ForcedPath, opts: { model: strin
       return {
         ...parts,
         sampler: {
-          sample(logits: Tensor, seqs: readonly Sequence[]): number[] {
+          sample(logits: Tensor, seqs: readonly Sequence[]): SampleResult {
             const all = logits.toArray() as Float32Array;
             const V = logits.shape[1]!;
-            return seqs.map((s, i) => {
+            const tokens = seqs.map((s, i) => {
               const p = path.promptLengths.indexOf(s.promptIds.length);
               rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
               return forced[p]![s.outputIds.length]!;
             });
+            return { tokens };
           },
         },
       };

@@ -45,7 +45,7 @@ import { recordProblem } from '../src/chart/data.ts';
 import { LLM } from '../src/engine/llm.ts';
 import { SamplingParams } from '../src/engine/sampling-params.ts';
 import type { Sequence } from '../src/engine/sequence.ts';
-import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, Sampler, StepPlan } from '../src/engine/types.ts';
+import type { EngineParts, GenerateProgress, KVCacheStats, ModelRunner, Recipe, SampleResult, Sampler, StepPlan } from '../src/engine/types.ts';
 import { samplesAt } from '../src/engine/types.ts';
 import { type Qwen3Config, PRESETS, paramCount } from '../src/model/config.ts';
 import { ensureDefaultModel } from '../src/model/resolve.ts';
@@ -80,15 +80,30 @@ class FakeRunner implements ModelRunner {
   dispose(): void {}
 }
 
+/** Greedy, with log-probs from a host log-softmax; it refuses min-p, to test how the engine treats a refusal. */
 class Greedy implements Sampler {
-  sample(logits: Tensor, sequences: readonly Sequence[]): number[] {
+  unsupported(params: SamplingParams): string | undefined {
+    return params.minP > 0 ? 'the test sampler has no minP' : undefined;
+  }
+
+  sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult {
     const V = logits.shape[1]!;
     const all = logits.toArray() as Float32Array;
-    return sequences.map((_, i) => {
+    const result: SampleResult = { tokens: [], logprobs: [] };
+    sequences.forEach((seq, i) => {
+      const row = all.subarray(i * V, (i + 1) * V);
       let best = 0;
-      for (let v = 1; v < V; v++) if (all[i * V + v]! > all[i * V + best]!) best = v;
-      return best;
+      for (let v = 1; v < V; v++) if (row[v]! > row[best]!) best = v;
+      result.tokens.push(best);
+      const n = seq.params.logprobs;
+      if (n === undefined) return void result.logprobs!.push(undefined);
+      let sum = 0;
+      for (const x of row) sum += Math.exp(x - row[best]!);
+      const lp = (t: number) => ({ token: t, logprob: row[t]! - row[best]! - Math.log(sum) });
+      const order = Array.from(row.keys()).sort((a, b) => row[b]! - row[a]! || a - b);
+      result.logprobs!.push({ ...lp(best), top: order.slice(0, n).map(lp) });
     });
+    return result;
   }
 }
 
@@ -149,6 +164,37 @@ describe('LLM stop strings', () => {
       // Generation ends with the token that completes the stop string.
       expect(llm.tokenizer.decode(out.tokenIds, { skipSpecialTokens: true })).toBe(full.text.slice(0, at + stop.length));
     }
+    llm.dispose();
+  });
+});
+
+describe('Engine sampler contract', () => {
+  it('carries log-probs to the deltas and the outputs of the requests that asked, and none to the others', () => {
+    const llm = makeLLM(fakeRecipe());
+    const prompt = [100, 101, 102];
+    const [asked, plain] = llm.generate([prompt, prompt], [
+      new SamplingParams({ temperature: 0, maxTokens: 5, ignoreEos: true, logprobs: 3 }),
+      new SamplingParams({ temperature: 0, maxTokens: 5, ignoreEos: true }),
+    ]);
+    expect(asked!.logprobs).toHaveLength(5);
+    asked!.logprobs!.forEach((lp, i) => {
+      expect(lp.token).toBe(asked!.tokenIds[i]);
+      expect(lp.top).toHaveLength(3);
+      expect(lp.top[0]!.token).toBe(lp.token); // greedy: the chosen token is the most likely
+      expect(lp.logprob).toBeLessThanOrEqual(0);
+    });
+    expect(plain!.logprobs).toBeUndefined();
+    const id = llm.engine.addRequest(prompt, new SamplingParams({ temperature: 0, maxTokens: 1, logprobs: 0 }));
+    const delta = llm.engine.step().deltas.find((d) => d.id === id)!;
+    expect(delta.logprobs).toEqual([{ token: delta.tokenIds[0], logprob: expect.any(Number), top: [] }]);
+    llm.dispose();
+  });
+
+  it("refuses a request whose parameters the recipe's sampler cannot honour, naming why, and queues nothing", () => {
+    const llm = makeLLM(fakeRecipe());
+    expect(() => llm.engine.addRequest([1, 2], new SamplingParams({ minP: 0.1 }))).toThrow(/addRequest: the test sampler has no minP/);
+    expect(() => llm.generate([[1], [2]], [new SamplingParams(), new SamplingParams({ minP: 0.1 })])).toThrow(/generate: prompt 1: the test sampler has no minP/);
+    expect(llm.engine.pending).toBe(0);
     llm.dispose();
   });
 });

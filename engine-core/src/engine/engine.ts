@@ -12,7 +12,7 @@ import type { Qwen3Config } from '../model/config.ts';
 import type { StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
 import { type FinishReason, Sequence } from './sequence.ts';
-import { type EngineParts, type GenerateStats, type StepPhase, samplesAt } from './types.ts';
+import { type EngineParts, type GenerateStats, type SampleResult, type SampledLogprobs, type StepPhase, samplesAt } from './types.ts';
 
 export type Prompt = string | readonly number[];
 
@@ -26,6 +26,8 @@ export interface RequestDelta {
   id: number;
   /** The token sampled this step. */
   tokenIds: number[];
+  /** Its log-probs, when the request asked (SamplingParams.logprobs). */
+  logprobs?: SampledLogprobs[];
   /** New text (with detokenize or stop strings), held back while it could still be the start of a stop string. */
   text: string;
   finished: boolean;
@@ -78,6 +80,8 @@ export class Engine {
   /** Queues a request; returns its id. Bad prompts and lengths are RangeErrors that say what is wrong. */
   addRequest(prompt: Prompt, params: SamplingParams = new SamplingParams(), opts: RequestOptions = {}): number {
     if (!(params instanceof SamplingParams)) throw new TypeError('addRequest: params is not a SamplingParams');
+    const refused = this.parts.sampler.unsupported?.(params);
+    if (refused) throw new RangeError(`addRequest: ${refused}`);
     const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : [...prompt];
     if (ids.length === 0) throw new RangeError('addRequest: the prompt is empty');
     for (const id of ids)
@@ -127,9 +131,9 @@ export class Engine {
     const logits = runner.run(plan); // returns with the forward queued on the device
     const t1 = performance.now();
     const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
-    let tokens: number[];
+    let result: SampleResult;
     try {
-      tokens = sampled.length ? sampler.sample(logits, sampled) : []; // reads the ids back: the step is complete after this
+      result = sampled.length ? sampler.sample(logits, sampled) : { tokens: [] }; // reads the ids back: the step is complete after this
     } finally {
       logits.dispose();
     }
@@ -140,8 +144,10 @@ export class Engine {
 
     const deltas: RequestDelta[] = [];
     sampled.forEach((seq, i) => {
-      const token = tokens[i]!;
-      seq.append(token);
+      const token = result.tokens[i]!;
+      const logprobs = seq.params.logprobs !== undefined ? result.logprobs?.[i] : undefined;
+      if (seq.params.logprobs !== undefined && !logprobs) throw new Error(`Engine.step: the sampler returned no log-probs for request ${seq.id}, which asked for them`);
+      seq.append(token, logprobs);
       this.counters.outputTokens++;
       const state = this.live.get(seq.id)!;
       const p = seq.params;
@@ -151,7 +157,14 @@ export class Engine {
       else if (p.stopTokenIds.includes(token)) seq.finish('stop');
       else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');
       else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
-      deltas.push({ id: seq.id, tokenIds: [token], text: this.newText(state), finished: seq.finished, ...(seq.finished ? { finishReason: seq.finishReason } : {}) });
+      deltas.push({
+        id: seq.id,
+        tokenIds: [token],
+        ...(logprobs ? { logprobs: [logprobs] } : {}),
+        text: this.newText(state),
+        finished: seq.finished,
+        ...(seq.finished ? { finishReason: seq.finishReason } : {}),
+      });
       if (seq.finished) {
         this.retire(state);
         scheduler.finished(seq);

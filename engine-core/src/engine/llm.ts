@@ -123,6 +123,7 @@ export class LLM {
         firstTokenMs: s.timings.firstTokenMs - t0,
         totalMs: s.timings.finishedMs - t0,
         preemptions: s.preemptions,
+        ...(s.params.logprobs !== undefined ? { logprobs: [...s.logprobs] } : {}),
       };
     });
     return { outputs, stats };

@@ -8,6 +8,24 @@ export interface SamplingParamsInit {
   topK?: number;
   /** Keep the smallest set of tokens whose probability reaches p; 1 keeps all. */
   topP?: number;
+  /** Drop tokens whose probability is below minP times the most likely token's; 0 keeps all. */
+  minP?: number;
+  /**
+   * Divides a positive logit (multiplies a negative one) of every token already in
+   * the prompt or the output (the CTRL paper's rule, as Hugging Face and vLLM apply
+   * it); 1 is off.
+   */
+  repetitionPenalty?: number;
+  /** Subtracted from the logit of every token the output already holds (OpenAI's presence_penalty); 0 is off. */
+  presencePenalty?: number;
+  /** Subtracted from a token's logit once per time the output holds it (OpenAI's frequency_penalty); 0 is off. */
+  frequencyPenalty?: number;
+  /**
+   * Return the log-probability of each chosen token and of the `logprobs` most
+   * likely alternatives (0 to 20, as OpenAI allows), under the model's
+   * distribution before temperature, penalties and filters. Undefined: none.
+   */
+  logprobs?: number;
   maxTokens?: number;
   /** Generate maxTokens even past an end-of-sequence token (benchmarks). */
   ignoreEos?: boolean;
@@ -19,10 +37,18 @@ export interface SamplingParamsInit {
   seed?: number;
 }
 
+/** The most alternatives a request may ask log-probabilities for (OpenAI's top_logprobs limit). */
+export const MAX_TOP_LOGPROBS = 20;
+
 export class SamplingParams {
   readonly temperature: number;
   readonly topK: number;
   readonly topP: number;
+  readonly minP: number;
+  readonly repetitionPenalty: number;
+  readonly presencePenalty: number;
+  readonly frequencyPenalty: number;
+  readonly logprobs: number | undefined;
   readonly maxTokens: number;
   readonly ignoreEos: boolean;
   readonly stop: readonly string[];
@@ -39,6 +65,17 @@ export class SamplingParams {
     if (!Number.isInteger(this.topK) || this.topK < 0) fail(`topK must be an integer >= 0 (0 = off), got ${init.topK}`);
     this.topP = init.topP ?? 1.0;
     if (!(this.topP > 0 && this.topP <= 1)) fail(`topP must be in (0, 1], got ${init.topP}`);
+    this.minP = init.minP ?? 0;
+    if (!(this.minP >= 0 && this.minP <= 1)) fail(`minP must be in [0, 1], got ${init.minP}`);
+    this.repetitionPenalty = init.repetitionPenalty ?? 1;
+    if (!(Number.isFinite(this.repetitionPenalty) && this.repetitionPenalty > 0)) fail(`repetitionPenalty must be a finite number > 0 (1 = off), got ${init.repetitionPenalty}`);
+    this.presencePenalty = init.presencePenalty ?? 0;
+    if (!(this.presencePenalty >= -2 && this.presencePenalty <= 2)) fail(`presencePenalty must be in [-2, 2], got ${init.presencePenalty}`);
+    this.frequencyPenalty = init.frequencyPenalty ?? 0;
+    if (!(this.frequencyPenalty >= -2 && this.frequencyPenalty <= 2)) fail(`frequencyPenalty must be in [-2, 2], got ${init.frequencyPenalty}`);
+    this.logprobs = init.logprobs;
+    if (this.logprobs !== undefined && !(Number.isInteger(this.logprobs) && this.logprobs >= 0 && this.logprobs <= MAX_TOP_LOGPROBS))
+      fail(`logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}] (alternatives per token), got ${init.logprobs}`);
     this.maxTokens = init.maxTokens ?? 16;
     if (!Number.isInteger(this.maxTokens) || this.maxTokens < 1) fail(`maxTokens must be an integer >= 1, got ${init.maxTokens}`);
     this.ignoreEos = init.ignoreEos ?? false;
@@ -53,5 +90,10 @@ export class SamplingParams {
 
   get greedy(): boolean {
     return this.temperature === 0;
+  }
+
+  /** Whether any of the three penalties is on (they need the sequence's earlier tokens). */
+  get penalized(): boolean {
+    return this.repetitionPenalty !== 1 || this.presencePenalty !== 0 || this.frequencyPenalty !== 0;
   }
 }

@@ -1,6 +1,7 @@
 // One request's state as it moves through the engine:
 //   waiting -> running -> finished   (a preempted sequence goes back to waiting)
 import type { SamplingParams } from './sampling-params.ts';
+import type { SampledLogprobs } from './types.ts';
 
 export type SequenceStatus = 'waiting' | 'running' | 'finished';
 /** 'abort': the caller (a client that went away, say) ended it. */
@@ -13,6 +14,8 @@ export class Sequence {
   status: SequenceStatus = 'waiting';
   finishReason: FinishReason | undefined;
   readonly outputIds: number[] = [];
+  /** One entry per output token when the request asked for log-probs. */
+  readonly logprobs: SampledLogprobs[] = [];
   /** Text decoded so far (the engine fills it when stop strings need checking or text is asked for). */
   text = '';
   /** How many of this sequence's tokens already have their K/V in the cache (0 again after a preemption). */
@@ -45,9 +48,10 @@ export class Sequence {
     return this.status === 'finished';
   }
 
-  append(token: number): void {
+  append(token: number, logprobs?: SampledLogprobs): void {
     if (this.outputIds.length === 0) this.timings.firstTokenMs = performance.now();
     this.outputIds.push(token);
+    if (logprobs) this.logprobs.push(logprobs);
   }
 
   finish(reason: FinishReason): void {

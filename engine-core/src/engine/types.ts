@@ -6,6 +6,7 @@ import type { DType } from '../dtype.ts';
 import type { Qwen3Config } from '../model/config.ts';
 import type { Tensor } from '../tensor.ts';
 import type { Tokenizer } from '../tokenizer.ts';
+import type { SamplingParams } from './sampling-params.ts';
 import type { FinishReason, Sequence } from './sequence.ts';
 
 /**
@@ -68,9 +69,33 @@ export interface ModelRunner {
   dispose(): void;
 }
 
+/** A token and its log-probability. */
+export interface TokenLogprob {
+  token: number;
+  logprob: number;
+}
+
+/** The chosen token's log-probability and the most likely alternatives' (most likely first). */
+export interface SampledLogprobs extends TokenLogprob {
+  top: TokenLogprob[];
+}
+
+/** What a sampler returns for a step: one token per row, and log-probs for the rows whose request asked. */
+export interface SampleResult {
+  tokens: number[];
+  /** Row i's entry is present when sequences[i].params.logprobs is defined. */
+  logprobs?: (SampledLogprobs | undefined)[];
+}
+
 /** Chooses the next token of each sequence from its logits row. */
 export interface Sampler {
-  sample(logits: Tensor, sequences: readonly Sequence[]): number[];
+  sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult;
+  /**
+   * Why this sampler cannot honour a request's parameters (an earlier lesson's
+   * sampler has no penalties, say), or undefined when it can: the engine refuses
+   * such a request at addRequest rather than ignore what it asked for.
+   */
+  unsupported?(params: SamplingParams): string | undefined;
   /** Frees whatever the sampler keeps for a sequence that finished or stopped (its random stream, say). */
   release?(seq: Sequence): void;
 }
@@ -168,6 +193,8 @@ export interface GenerationOutput {
   totalMs: number;
   /** Times this request was preempted (its cache dropped and recomputed). */
   preemptions: number;
+  /** One entry per output token, when the request asked for log-probs (SamplingParams.logprobs). */
+  logprobs?: SampledLogprobs[];
 }
 
 export interface GenerateStats {

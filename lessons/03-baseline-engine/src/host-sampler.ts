@@ -7,7 +7,8 @@
 // sort. Lesson 12 moves the filters, the generator and log-probabilities onto
 // the GPU.
 import { Tensor, ops } from '@aios/engine-core';
-import type { Sampler } from '@aios/engine-core/engine/types.ts';
+import type { SampleResult, Sampler } from '@aios/engine-core/engine/types.ts';
+import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { mulberry32 } from '@aios/engine-core/random.ts';
 
@@ -54,7 +55,19 @@ export function sampleRow(row: Float32Array, temperature: number, topK: number, 
 export class HostSampler implements Sampler {
   private readonly generators = new Map<number, () => number>();
 
-  sample(logits: Tensor, sequences: readonly Sequence[]): number[] {
+  /** Min-p, the penalties and log-probs come with lesson 12's sampler. */
+  unsupported(params: SamplingParams): string | undefined {
+    const asked = [
+      params.minP > 0 && 'minP',
+      params.repetitionPenalty !== 1 && 'repetitionPenalty',
+      params.presencePenalty !== 0 && 'presencePenalty',
+      params.frequencyPenalty !== 0 && 'frequencyPenalty',
+      params.logprobs !== undefined && 'logprobs',
+    ].filter(Boolean);
+    return asked.length ? `this lesson's sampler (lesson 03's HostSampler) has no ${asked.join(', ')}; lesson 12's GPU sampler does` : undefined;
+  }
+
+  sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult {
     const rows = sequences.length;
     // Per row: the temperature (0 = greedy) and, for a sampled row, one draw from its request's generator.
     const host = new Float32Array(2 * rows);
@@ -85,7 +98,7 @@ export class HostSampler implements Sampler {
           tokens[i] = sampleRow(values.subarray(k * V, (k + 1) * V), p.temperature, p.topK, p.topP, this.generator(sequences[i]!));
         });
       }
-      return tokens;
+      return { tokens };
     } finally {
       for (const t of [ids, params, picked, idx]) t?.dispose();
     }

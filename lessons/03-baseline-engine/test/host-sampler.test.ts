@@ -54,7 +54,7 @@ describe('HostSampler', () => {
     const logits = Tensor.fromArray(Float32Array.from([0.5, 0.4, 0.3, 0.2, 0.1, 0, 0, 0]), [1, 8], { device: 'cpu' });
     const seq = new Sequence([1, 2, 3], new SamplingParams({ temperature: 1, seed: 11, maxTokens: 100 }));
     const sampler = new HostSampler();
-    const draw = (): number[] => Array.from({ length: 40 }, () => sampler.sample(logits, [seq])[0]!);
+    const draw = (): number[] => Array.from({ length: 40 }, () => sampler.sample(logits, [seq]).tokens[0]!);
     const first = draw();
     const more = draw(); // the same stream, further on
     sampler.release(seq);
@@ -81,11 +81,21 @@ describe('HostSampler', () => {
       new Sequence([1], new SamplingParams({ temperature: 1, topP: 0.3, seed: 5, maxTokens: 50 })),
     ];
     const sampler = new HostSampler();
-    const draws = Array.from({ length: 30 }, () => sampler.sample(logits, seqs));
+    const draws = Array.from({ length: 30 }, () => sampler.sample(logits, seqs).tokens);
     expect(new Set(draws.map((d) => d[0]))).toEqual(new Set([0])); // greedy: the argmax
     expect(new Set(draws.map((d) => d[1]))).toEqual(new Set([1])); // top-1: the argmax of its own row
     expect(new Set(draws.map((d) => d[2]))).toEqual(new Set([2, 3])); // top-2 of row 2: both occur, nothing else
     expect(new Set(draws.map((d) => d[3]))).toEqual(new Set([3])); // the 30% nucleus of row 3 is its top token alone
     logits.dispose();
+  });
+});
+
+describe('HostSampler.unsupported', () => {
+  it('names every parameter it cannot honour and points at lesson 12', () => {
+    const sampler = new HostSampler();
+    expect(sampler.unsupported(new SamplingParams({ temperature: 0.7, topK: 5, topP: 0.9, seed: 1 }))).toBeUndefined();
+    expect(sampler.unsupported(new SamplingParams({ minP: 0.1, frequencyPenalty: 1, logprobs: 2 }))).toBe(
+      "this lesson's sampler (lesson 03's HostSampler) has no minP, frequencyPenalty, logprobs; lesson 12's GPU sampler does",
+    );
   });
 });

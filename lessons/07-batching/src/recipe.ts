@@ -2,7 +2,7 @@
 // replaced: a static-batch scheduler that owns the block manager, and a runner
 // that owns the KV pool and runs every scheduled sequence in one packed forward.
 // The sampler stays lesson 03's.
-import type { EngineContext, EngineParts, Recipe } from '@aios/engine-core/engine/types.ts';
+import type { EngineContext, EngineParts, Recipe, Sampler } from '@aios/engine-core/engine/types.ts';
 import { HostSampler } from '@aios/lesson-03-baseline-engine';
 import { BlockManager, KVPool, poolLine } from '@aios/lesson-06-paged-kv-cache';
 
@@ -11,7 +11,7 @@ import type { PagedAttentionOp } from './packed-attention.ts';
 import type { StepModelFactory } from './step-model.ts';
 import { type PagedScheduler, type SchedulerLimits, StaticBatchScheduler } from './static-batch-scheduler.ts';
 
-/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention, 10 the model). */
+/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention, 10 the model, 12 the sampler). */
 export interface BatchedParts {
   /** Builds the scheduler around the block manager of the pool the runner sized. */
   scheduler: (blocks: BlockManager, limits: SchedulerLimits) => PagedScheduler;
@@ -19,6 +19,8 @@ export interface BatchedParts {
   attention?: PagedAttentionOp;
   /** Undefined: engine-core's Qwen3 forward, op by op (PlainStepModel). */
   model?: StepModelFactory;
+  /** Undefined: lesson 03's HostSampler. */
+  sampler?: (ctx: EngineContext) => Sampler;
 }
 
 export const lesson07Parts: BatchedParts = {
@@ -41,7 +43,7 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
         return {
           runner,
           scheduler,
-          sampler: new HostSampler(),
+          sampler: parts.sampler ? parts.sampler(ctx) : new HostSampler(),
           kvStats: () => ({ reservedBytes: scheduler.reservedBlocks() * options.blockSize * bytesPerToken, usedBytes: blocks.usedTokens * bytesPerToken }),
           describe: () => [
             poolLine(runner.pool, runner.poolBasis),
