@@ -12,7 +12,7 @@ import type { Qwen3Config } from '../model/config.ts';
 import type { StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
 import { type FinishReason, Sequence } from './sequence.ts';
-import { type EngineParts, type GenerateStats, type SampleResult, type SampledLogprobs, type StepPhase, samplesAt } from './types.ts';
+import { type EngineParts, type GenerateStats, type PrefixCacheStats, type SampleResult, type SampledLogprobs, type StepPhase, samplesAt } from './types.ts';
 
 export type Prompt = string | readonly number[];
 
@@ -62,11 +62,19 @@ function emptyStats(): GenerateStats {
   };
 }
 
+/** The prefix-cache counters accumulated since `base` was read. */
+function prefixSince(now: PrefixCacheStats, base: PrefixCacheStats | undefined): PrefixCacheStats {
+  const d = (k: keyof PrefixCacheStats): number => now[k] - (base?.[k] ?? 0);
+  return { queries: d('queries'), queryTokens: d('queryTokens'), hits: d('hits'), hitBlocks: d('hitBlocks'), hitTokens: d('hitTokens'), revivedBlocks: d('revivedBlocks'), evictions: d('evictions') };
+}
+
 export class Engine {
   private readonly live = new Map<number, RequestState>();
   private readonly eos: Set<number>;
   private counters = emptyStats();
   private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
+  /** The scheduler's prefix-cache counters at the last resetStats (they count from its start). */
+  private prefixBase: PrefixCacheStats | undefined;
 
   constructor(
     readonly parts: EngineParts,
@@ -75,6 +83,7 @@ export class Engine {
     readonly device: Device,
   ) {
     this.eos = new Set(tokenizer.eosTokenIds);
+    this.prefixBase = parts.scheduler.stats?.().prefixCache;
   }
 
   /** Queues a request; returns its id. Bad prompts and lengths are RangeErrors that say what is wrong. */
@@ -187,6 +196,8 @@ export class Engine {
   /** Counters since the last resetStats(); kvCache when the parts account for one. */
   stats(): GenerateStats {
     const s = { ...this.counters };
+    const prefix = this.parts.scheduler.stats?.().prefixCache;
+    if (prefix) s.prefixCache = prefixSince(prefix, this.prefixBase);
     if (this.parts.kvStats && this.kv.steps > 0)
       s.kvCache = {
         ...this.parts.kvStats(), // the memory held now
@@ -206,6 +217,7 @@ export class Engine {
   resetStats(): void {
     this.counters = emptyStats();
     this.kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
+    this.prefixBase = this.parts.scheduler.stats?.().prefixCache;
   }
 
   private account(phase: StepPhase, tokens: number, seconds: number, enqueue: number, sync: number): void {

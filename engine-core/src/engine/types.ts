@@ -59,6 +59,25 @@ export interface SchedulerStats {
   /** Paged schedulers: KV blocks in use and in all. */
   usedBlocks?: number;
   totalBlocks?: number;
+  /** Schedulers that reuse cached prefixes (lesson 13 on): counters since the scheduler was made. */
+  prefixCache?: PrefixCacheStats;
+}
+
+/** What a prefix cache saved: lookups at admission and what they found. */
+export interface PrefixCacheStats {
+  /** Admissions (new requests, and preempted ones coming back) that looked their prefix up. */
+  queries: number;
+  /** Those sequences' tokens, all told. */
+  queryTokens: number;
+  /** Admissions that found at least one cached block. */
+  hits: number;
+  /** Cached blocks reused, and their tokens: prefill the engine did not run. */
+  hitBlocks: number;
+  hitTokens: number;
+  /** Of the reused blocks, those no sequence held (they were waiting to be evicted). */
+  revivedBlocks: number;
+  /** Cached blocks evicted (least recently used) because the pool needed a free one. */
+  evictions: number;
 }
 
 /** Runs the model for a step and returns f32 logits [n, vocab]: one row per sequence that samples (samplesAt), in plan order. */
@@ -220,6 +239,8 @@ export interface GenerateStats {
   /** True when a deadline stopped the run early. */
   partial: boolean;
   peakMemoryBytes: number;
+  /** Where the scheduler caches prefixes (lesson 13 on): what the run's admissions found. */
+  prefixCache?: PrefixCacheStats;
   /** Peaks, and means over the run's steps (the mean shows what a design holds back on average). */
   kvCache?: KVCacheStats & { peakReservedBytes: number; peakUsedBytes: number; meanReservedBytes: number; meanUsedBytes: number };
 }

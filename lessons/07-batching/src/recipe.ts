@@ -11,10 +11,12 @@ import type { PagedAttentionOp } from './packed-attention.ts';
 import type { StepModelFactory } from './step-model.ts';
 import { type PagedScheduler, type SchedulerLimits, StaticBatchScheduler } from './static-batch-scheduler.ts';
 
-/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention, 10 the model, 12 the sampler). */
+/** The swappable parts of a batched engine: later lessons replace one each (08 the scheduler, 09 the attention, 10 the model, 12 the sampler, 13 the scheduler with its block manager). */
 export interface BatchedParts {
   /** Builds the scheduler around the block manager of the pool the runner sized. */
   scheduler: (blocks: BlockManager, limits: SchedulerLimits) => PagedScheduler;
+  /** Undefined: lesson 06's BlockManager (lesson 13 brings one that shares cached prefix blocks, with its scheduler). */
+  blockManager?: (numBlocks: number, blockSize: number) => BlockManager;
   /** Undefined: the straightforward paged-attention kernel. */
   attention?: PagedAttentionOp;
   /** Undefined: engine-core's Qwen3 forward, op by op (PlainStepModel). */
@@ -37,7 +39,7 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
       const runner = new BatchedRunner(ctx, parts.attention, parts.model);
       try {
         const { options } = ctx;
-        const blocks = new BlockManager(runner.pool.numBlocks, options.blockSize);
+        const blocks = parts.blockManager ? parts.blockManager(runner.pool.numBlocks, options.blockSize) : new BlockManager(runner.pool.numBlocks, options.blockSize);
         const scheduler = parts.scheduler(blocks, { maxNumSeqs: options.maxNumSeqs, maxNumBatchedTokens: options.maxNumBatchedTokens });
         const bytesPerToken = KVPool.bytesPerToken(runner.pool.shape);
         return {

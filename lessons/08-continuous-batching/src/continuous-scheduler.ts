@@ -17,9 +17,9 @@ import type { BlockManager } from '@aios/lesson-06-paged-kv-cache';
 import { type PagedScheduler, type SchedulerLimits, checkFits, needsPrefill, planPrefill } from '@aios/lesson-07-batching';
 
 export class ContinuousBatchingScheduler implements PagedScheduler {
-  private readonly waiting: Sequence[] = [];
+  protected readonly waiting: Sequence[] = [];
   /** In admission order: the last one is the newest, the first to be preempted. */
-  private readonly running: Sequence[] = [];
+  protected readonly running: Sequence[] = [];
 
   constructor(
     readonly blocks: BlockManager,
@@ -36,21 +36,9 @@ export class ContinuousBatchingScheduler implements PagedScheduler {
   }
 
   schedule(): (StepPlan & { preempted?: Sequence[] }) | undefined {
-    // 1. Prefill: running sequences part-way through a chunked prefill, then waiting ones in arrival order.
-    const unfinishedPrefill = this.running.filter(needsPrefill);
-    const room = this.limits.maxNumSeqs - this.running.length;
-    const candidates = [...unfinishedPrefill, ...this.waiting.slice(0, Math.max(0, room))];
-    const prefill = planPrefill(candidates, this.blocks, this.limits);
-    if (prefill) {
-      for (const seq of prefill.sequences) {
-        const w = this.waiting.indexOf(seq);
-        if (w < 0) continue;
-        this.waiting.splice(w, 1);
-        seq.status = 'running';
-        this.running.push(seq);
-      }
-      return prefill;
-    }
+    // 1. Prefill, when any can run.
+    const prefill = this.prefillStep();
+    if (prefill) return prefill;
     // 2. Decode: one token for each running sequence, making room by preemption when the pool is full.
     const preempted: Sequence[] = [];
     const sequences: Sequence[] = [];
@@ -70,8 +58,32 @@ export class ContinuousBatchingScheduler implements PagedScheduler {
     return { sequences, newTokens: sequences.map(() => 1), phase: 'decode', blockTables: sequences.map((s) => this.blocks.blockTable(s.id)), preempted };
   }
 
+  /**
+   * A prefill step, or undefined when none can run: running sequences part-way
+   * through a chunked prefill, then waiting ones in arrival order, admitted
+   * (moved to running) as they are planned. Lesson 13 replaces it with one that
+   * first looks for each waiting sequence's prefix in the cache.
+   */
+  protected prefillStep(): StepPlan | undefined {
+    const unfinishedPrefill = this.running.filter(needsPrefill);
+    const room = this.limits.maxNumSeqs - this.running.length;
+    const candidates = [...unfinishedPrefill, ...this.waiting.slice(0, Math.max(0, room))];
+    const prefill = planPrefill(candidates, this.blocks, this.limits);
+    if (prefill) for (const seq of prefill.sequences) this.admit(seq);
+    return prefill;
+  }
+
+  /** Moves a planned sequence from waiting to running (a no-op for one already running). */
+  protected admit(seq: Sequence): void {
+    const w = this.waiting.indexOf(seq);
+    if (w < 0) return;
+    this.waiting.splice(w, 1);
+    seq.status = 'running';
+    this.running.push(seq);
+  }
+
   /** Frees a running sequence's blocks and puts it back at the front of the queue, to be recomputed. */
-  private preempt(seq: Sequence): void {
+  protected preempt(seq: Sequence): void {
     this.running.splice(this.running.indexOf(seq), 1);
     this.blocks.free(seq.id);
     seq.cachedTokens = 0;

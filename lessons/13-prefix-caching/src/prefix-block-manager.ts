@@ -1,0 +1,347 @@
+// Lesson 06's block manager, with blocks that outlive their sequence. A full
+// block is named by a hash chained over the prefix: sha256 of the previous
+// block's hash and this block's token ids, so the same 16 tokens after two
+// different prefixes are two different blocks (their K/V differ: attention
+// saw different contexts). A table maps each hash to the one physical block
+// that holds it. Blocks are shared between sequences with reference counts;
+// when the last holder lets go of a hashed block it keeps its hash and waits
+// on an evictable list, least recently used first, until either a request
+// with the same prefix revives it or the pool needs a free block and it is
+// evicted (its hash entry goes with it). Blocks without a hash (partly
+// filled, or a duplicate of a block already cached) go to the free list and
+// are handed out before any cached block is evicted.
+//
+// Only full blocks are ever shared: a sequence writes only into blocks it
+// holds alone (the hit is a whole number of blocks, and the tokens after it
+// go into new blocks), so no copy-on-write is needed.
+import { createHash } from 'node:crypto';
+
+import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import type { PrefixCacheStats } from '@aios/engine-core/engine/types.ts';
+import { BlockManager, OutOfBlocksError, slotOf } from '@aios/lesson-06-paged-kv-cache';
+
+/** A full block's identity: base64 of sha256(previous block's hash, the block's token ids as int32). */
+export type BlockHash = string;
+
+/**
+ * The hash of a full block, chained: sha256 over the previous block's hash
+ * (none for a sequence's first block) and the block's token ids. Both inputs
+ * have fixed lengths (44 base64 characters or none; blockSize int32s), so
+ * distinct (prefix, tokens) pairs hash distinct inputs. sha256 rather than a
+ * 64-bit hash: a collision would silently give one request another's K/V.
+ */
+export function hashBlock(prev: BlockHash | undefined, tokens: readonly number[]): BlockHash {
+  const ids = Int32Array.from(tokens);
+  return createHash('sha256')
+    .update(prev ?? '')
+    .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength))
+    .digest('base64');
+}
+
+/** The chained hashes of every full block of a token list. */
+export function blockHashes(tokens: readonly number[], blockSize: number): BlockHash[] {
+  const out: BlockHash[] = [];
+  for (let b = 0; (b + 1) * blockSize <= tokens.length; b++) out.push(hashBlock(out[b - 1], tokens.slice(b * blockSize, (b + 1) * blockSize)));
+  return out;
+}
+
+/** What a lookup found: the cached blocks that hold a sequence's first tokens, in order. */
+export interface CachedPrefix {
+  blocks: number[];
+  /** blocks.length * blockSize: tokens whose K/V need not be computed. */
+  tokens: number;
+  /** How many of the blocks no sequence holds now (they leave the evictable list when claimed). */
+  revived: number;
+  /** The hash of the first full block past the hit (undefined when the hit reaches the lookup's limit). */
+  next: BlockHash | undefined;
+}
+
+interface Holder {
+  table: number[];
+  length: number;
+  /** The sequence, when it came in through admit: its tokens name the blocks it fills. */
+  seq: Sequence | undefined;
+  /** Its first `registered` blocks are hashed (or were found to duplicate a cached block). */
+  registered: number;
+}
+
+export class PrefixCachingBlockManager extends BlockManager {
+  private readonly refs: Int32Array;
+  /** Tokens stored in each block (blockSize for a hashed one). */
+  private readonly filled: Int32Array;
+  private readonly hashOfBlock: (BlockHash | undefined)[];
+  private readonly blockOfHash = new Map<BlockHash, number>();
+  /** Free blocks with no hash: handed out first (last in, first out, as lesson 06). */
+  private readonly uncached: number[];
+  /** Hashed blocks nobody holds, least recently released first (a Set keeps insertion order). */
+  private readonly evictable = new Set<number>();
+  private readonly holders = new Map<number, Holder>();
+  /** Each sequence's chain of full-block hashes, computed once, extended as its outputs fill blocks. */
+  private readonly chains = new WeakMap<Sequence, BlockHash[]>();
+  private liveTokens = 0;
+  private counters: PrefixCacheStats = { queries: 0, queryTokens: 0, hits: 0, hitBlocks: 0, hitTokens: 0, revivedBlocks: 0, evictions: 0 };
+
+  constructor(numBlocks: number, blockSize: number) {
+    super(numBlocks, blockSize);
+    this.refs = new Int32Array(numBlocks);
+    this.filled = new Int32Array(numBlocks);
+    this.hashOfBlock = new Array<BlockHash | undefined>(numBlocks).fill(undefined);
+    this.uncached = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
+  }
+
+  // ------------------------------------------------ lesson 06's interface, over shared blocks
+
+  /** Blocks an allocation may take: never-hashed free ones plus cached ones nobody holds. */
+  override get freeBlocks(): number {
+    return this.uncached.length + this.evictable.size;
+  }
+
+  /** Blocks some sequence holds. */
+  override get usedBlocks(): number {
+    return this.numBlocks - this.freeBlocks;
+  }
+
+  /** Tokens stored in held blocks, a shared block counted once. */
+  override get usedTokens(): number {
+    return this.liveTokens;
+  }
+
+  override has(seqId: number): boolean {
+    return this.holders.has(seqId);
+  }
+
+  override length(seqId: number): number {
+    return this.holders.get(seqId)?.length ?? 0;
+  }
+
+  override blockTable(seqId: number): readonly number[] {
+    return this.holders.get(seqId)?.table ?? [];
+  }
+
+  override canAppend(seqId: number, tokens: number): boolean {
+    const h = this.holders.get(seqId);
+    return this.blocksFor((h?.length ?? 0) + tokens) - (h?.table.length ?? 0) <= this.freeBlocks;
+  }
+
+  override append(seqId: number, tokens: number): number[] {
+    if (!Number.isInteger(tokens) || tokens < 0) throw new RangeError(`BlockManager.append: tokens must be a non-negative integer, got ${tokens}`);
+    let h = this.holders.get(seqId);
+    const len = h?.length ?? 0;
+    const needed = this.blocksFor(len + tokens) - (h?.table.length ?? 0);
+    if (needed > this.freeBlocks) throw new OutOfBlocksError(needed, this.freeBlocks, this.numBlocks);
+    if (!h) {
+      h = { table: [], length: 0, seq: undefined, registered: 0 };
+      this.holders.set(seqId, h);
+    }
+    for (let i = 0; i < needed; i++) h.table.push(this.takeFreeBlock());
+    const slots: number[] = [];
+    for (let p = len; p < len + tokens; p++) {
+      slots.push(slotOf(h.table, p, this.blockSize));
+      this.filled[h.table[Math.floor(p / this.blockSize)]!]!++;
+    }
+    h.length = len + tokens;
+    this.liveTokens += tokens;
+    return slots;
+  }
+
+  override slots(seqId: number): number[] {
+    const h = this.holders.get(seqId);
+    if (!h) return [];
+    return Array.from({ length: h.length }, (_, p) => slotOf(h.table, p, this.blockSize));
+  }
+
+  /**
+   * Lets go of a sequence's blocks. Its computed full blocks are hashed first
+   * (they stay findable); blocks nobody holds any more go to the evictable list,
+   * the sequence's last block first, so that its tail (the part least likely
+   * shared) is evicted before its head.
+   */
+  override free(seqId: number): void {
+    const h = this.holders.get(seqId);
+    if (!h) return;
+    this.cacheFilledBlocks(seqId);
+    for (let i = h.table.length - 1; i >= 0; i--) {
+      const b = h.table[i]!;
+      if (--this.refs[b]! > 0) continue;
+      this.liveTokens -= this.filled[b]!;
+      if (this.hashOfBlock[b] !== undefined) this.evictable.add(b);
+      else {
+        this.filled[b] = 0;
+        this.uncached.push(b);
+      }
+    }
+    this.holders.delete(seqId);
+  }
+
+  // ------------------------------------------------ the prefix cache
+
+  /** The chained hashes of a sequence's first `n` full blocks (computed once per sequence). */
+  chain(seq: Sequence, n: number): readonly BlockHash[] {
+    let c = this.chains.get(seq);
+    if (!c) this.chains.set(seq, (c = []));
+    const bs = this.blockSize;
+    if (n * bs > seq.length) throw new RangeError(`PrefixCachingBlockManager.chain: sequence ${seq.id} has ${seq.length} tokens, not ${n} full blocks of ${bs}`);
+    const p = seq.promptIds, o = seq.outputIds;
+    for (let b = c.length; b < n; b++) {
+      const ids: number[] = new Array(bs);
+      for (let i = 0; i < bs; i++) {
+        const t = b * bs + i;
+        ids[i] = t < p.length ? p[t]! : o[t - p.length]!;
+      }
+      c.push(hashBlock(c[b - 1], ids));
+    }
+    return c;
+  }
+
+  /**
+   * The longest run of cached blocks that holds the sequence's first tokens.
+   * It stops one token short of the sequence's end: its last token is always
+   * computed (its logits pick the next token), and when the sequence fills a
+   * whole number of blocks that means its last block is computed again, in a
+   * block of its own (writing into a shared block could change what another
+   * sequence reads; vLLM makes the same choice). Claims nothing: see admit.
+   */
+  lookup(seq: Sequence): CachedPrefix {
+    const limit = Math.floor((seq.length - 1) / this.blockSize);
+    const chain = this.chain(seq, limit);
+    const blocks: number[] = [];
+    let revived = 0;
+    for (const hash of chain) {
+      const b = this.blockOfHash.get(hash);
+      if (b === undefined) break;
+      blocks.push(b);
+      if (this.refs[b] === 0) revived++;
+    }
+    return { blocks, tokens: blocks.length * this.blockSize, revived, next: chain[blocks.length] };
+  }
+
+  /** Whether a sequence can take a looked-up prefix and `newTokens` more: the revived blocks leave the free pool too. */
+  canAdmit(prefix: CachedPrefix, newTokens: number): boolean {
+    return this.blocksFor(prefix.tokens + newTokens) - prefix.blocks.length + prefix.revived <= this.freeBlocks;
+  }
+
+  /**
+   * Gives a sequence that holds no blocks the prefix a lookup found (one more
+   * reference on each block) and `newTokens` new positions after it. All or
+   * nothing: a stale prefix (a block evicted since the lookup) is an error, a
+   * shortage an OutOfBlocksError, and neither changes anything.
+   */
+  admit(seq: Sequence, prefix: CachedPrefix, newTokens: number): number[] {
+    if (this.holders.has(seq.id)) throw new Error(`PrefixCachingBlockManager.admit: sequence ${seq.id} already holds blocks`);
+    const chain = this.chain(seq, prefix.blocks.length);
+    prefix.blocks.forEach((b, i) => {
+      if (this.hashOfBlock[b] !== chain[i]) throw new Error(`PrefixCachingBlockManager.admit: block ${b} no longer holds sequence ${seq.id}'s block ${i} (evicted since the lookup)`);
+    });
+    const revived = prefix.blocks.filter((b) => this.refs[b] === 0).length;
+    const needed = this.blocksFor(prefix.tokens + newTokens) - prefix.blocks.length + revived;
+    if (needed > this.freeBlocks) throw new OutOfBlocksError(needed, this.freeBlocks, this.numBlocks);
+    for (const b of prefix.blocks) {
+      const before = this.refs[b]!;
+      this.refs[b] = before + 1;
+      if (before === 0) {
+        this.evictable.delete(b);
+        this.liveTokens += this.filled[b]!;
+      }
+    }
+    this.holders.set(seq.id, { table: [...prefix.blocks], length: prefix.tokens, seq, registered: prefix.blocks.length });
+    const c = this.counters;
+    c.queries++;
+    c.queryTokens += seq.length;
+    if (prefix.blocks.length > 0) c.hits++;
+    c.hitBlocks += prefix.blocks.length;
+    c.hitTokens += prefix.tokens;
+    c.revivedBlocks += revived;
+    return this.append(seq.id, newTokens);
+  }
+
+  /**
+   * Hashes a sequence's blocks that filled with computed K/V since the last call
+   * (prompt and output tokens alike), so later requests find them. A block whose
+   * hash is already cached elsewhere (two sequences computed the same prefix at
+   * once) stays unhashed and is freed normally.
+   */
+  cacheFilledBlocks(seqId: number): void {
+    const h = this.holders.get(seqId);
+    if (!h?.seq) return;
+    const full = Math.floor(Math.min(h.seq.cachedTokens, h.length) / this.blockSize);
+    if (full <= h.registered) return;
+    const chain = this.chain(h.seq, full);
+    for (let i = h.registered; i < full; i++) {
+      const b = h.table[i]!, hash = chain[i]!;
+      if (this.hashOfBlock[b] !== undefined || this.blockOfHash.has(hash)) continue;
+      this.hashOfBlock[b] = hash;
+      this.blockOfHash.set(hash, b);
+    }
+    h.registered = full;
+  }
+
+  /** Counters since this manager was made. */
+  stats(): PrefixCacheStats & { cachedBlocks: number; evictableBlocks: number } {
+    return { ...this.counters, cachedBlocks: this.blockOfHash.size, evictableBlocks: this.evictable.size };
+  }
+
+  /** How many sequences hold block `b`. */
+  refCount(b: number): number {
+    return this.refs[b]!;
+  }
+
+  /** The evictable blocks, next to be evicted first. */
+  evictionOrder(): number[] {
+    return [...this.evictable];
+  }
+
+  /**
+   * Checks every invariant and throws naming the first that fails: reference
+   * counts equal the holders' tables, every block is held, evictable or free
+   * exactly once, hashes map both ways, live tokens add up.
+   */
+  audit(): void {
+    const counted = new Int32Array(this.numBlocks);
+    let tokens = 0;
+    for (const [id, h] of this.holders) {
+      if (h.table.length !== this.blocksFor(h.length)) throw new Error(`audit: sequence ${id} has ${h.table.length} blocks for ${h.length} tokens`);
+      for (const b of h.table) counted[b]!++;
+    }
+    const state = new Int8Array(this.numBlocks);
+    for (let b = 0; b < this.numBlocks; b++) {
+      if (counted[b] !== this.refs[b]) throw new Error(`audit: block ${b} has reference count ${this.refs[b]}, held by ${counted[b]} tables`);
+      if (this.refs[b]! > 0) {
+        state[b] = 1;
+        tokens += this.filled[b]!;
+      }
+    }
+    for (const b of this.evictable) {
+      if (state[b]) throw new Error(`audit: block ${b} is evictable and ${state[b] === 1 ? 'held' : 'listed twice'}`);
+      if (this.hashOfBlock[b] === undefined) throw new Error(`audit: evictable block ${b} has no hash`);
+      state[b] = 2;
+    }
+    for (const b of this.uncached) {
+      if (state[b]) throw new Error(`audit: free block ${b} is also ${state[b] === 1 ? 'held' : 'listed elsewhere'}`);
+      if (this.hashOfBlock[b] !== undefined) throw new Error(`audit: free block ${b} still has a hash`);
+      state[b] = 3;
+    }
+    const lost = state.findIndex((s) => s === 0);
+    if (lost >= 0) throw new Error(`audit: block ${lost} is neither held, evictable nor free (leaked)`);
+    for (const [hash, b] of this.blockOfHash) if (this.hashOfBlock[b] !== hash) throw new Error(`audit: hash table entry for block ${b} does not match its hash`);
+    const hashed = this.hashOfBlock.filter((h) => h !== undefined).length;
+    if (hashed !== this.blockOfHash.size) throw new Error(`audit: ${hashed} blocks have hashes, the table has ${this.blockOfHash.size}`);
+    if (tokens !== this.liveTokens) throw new Error(`audit: held blocks store ${tokens} tokens, the count says ${this.liveTokens}`);
+  }
+
+  /** A free block: a never-hashed one, else the least recently used cached one, evicted. */
+  private takeFreeBlock(): number {
+    let b = this.uncached.pop();
+    if (b === undefined) {
+      const oldest = this.evictable.values().next();
+      if (oldest.done) throw new OutOfBlocksError(1, 0, this.numBlocks);
+      b = oldest.value;
+      this.evictable.delete(b);
+      this.blockOfHash.delete(this.hashOfBlock[b]!);
+      this.hashOfBlock[b] = undefined;
+      this.filled[b] = 0;
+      this.counters.evictions++;
+    }
+    this.refs[b] = 1;
+    return b;
+  }
+}

@@ -1,0 +1,96 @@
+// Lesson 08's continuous-batching scheduler, with admission that looks first:
+// a waiting sequence's prefix is looked up in the block cache (the longest run
+// of full blocks whose chained hashes are cached), the blocks found are shared
+// with it, its cachedTokens starts after them, and only the rest is prefilled.
+// The runner needs no change: a prefill that starts at cachedTokens > 0 is the
+// next chunk of a chunked prefill (lesson 07), reading the earlier tokens'
+// K/V through the block table.
+//
+// Two more things make a shared prefix pay off:
+//   - the blocks each sequence filled during the last step (prompt chunks and
+//     decoded tokens alike) are hashed at the start of the next, once their K/V
+//     is computed, so a request that arrives later finds them;
+//   - a waiting sequence whose next uncached block is being computed in this
+//     very step by a sequence admitted before it waits one step and then finds
+//     it cached, instead of computing the same 1,024 tokens again beside it.
+//
+// Preemption, abort and finish go through lesson 08's paths: they free the
+// sequence's blocks, and the manager keeps the hashed ones cached, so a
+// preempted sequence usually finds most of its own blocks when it comes back.
+import type { SchedulerStats, StepPlan } from '@aios/engine-core/engine/types.ts';
+import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import type { BlockManager } from '@aios/lesson-06-paged-kv-cache';
+import { type SchedulerLimits, needsPrefill } from '@aios/lesson-07-batching';
+import { ContinuousBatchingScheduler } from '@aios/lesson-08-continuous-batching';
+
+import { type BlockHash, PrefixCachingBlockManager } from './prefix-block-manager.ts';
+
+export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
+  readonly cache: PrefixCachingBlockManager;
+
+  constructor(blocks: BlockManager, limits: SchedulerLimits) {
+    if (!(blocks instanceof PrefixCachingBlockManager))
+      throw new TypeError('PrefixCachingScheduler: its block manager must be a PrefixCachingBlockManager (the recipe sets BatchedParts.blockManager)');
+    super(blocks, limits);
+    this.cache = blocks;
+  }
+
+  /**
+   * Lesson 08's prefill step (running sequences part-way through a chunked
+   * prefill, then waiting ones in arrival order, under the step's token and
+   * sequence budgets), with each waiting sequence's cached prefix taken first.
+   */
+  protected override prefillStep(): StepPlan | undefined {
+    const cache = this.cache;
+    // The last step's K/V is computed now: its filled blocks become findable.
+    for (const seq of this.running) cache.cacheFilledBlocks(seq.id);
+    const sequences: Sequence[] = [];
+    const newTokens: number[] = [];
+    let budget = this.limits.maxNumBatchedTokens;
+    /** Hashes of the full blocks this step computes. */
+    const inFlight = new Set<BlockHash>();
+    const computes = (seq: Sequence, from: number, n: number) => {
+      const bs = cache.blockSize;
+      const chain = cache.chain(seq, Math.floor((from + n) / bs));
+      for (let b = Math.floor(from / bs); b < chain.length; b++) inFlight.add(chain[b]!);
+    };
+    const take = (seq: Sequence, n: number) => {
+      computes(seq, seq.cachedTokens, n);
+      sequences.push(seq);
+      newTokens.push(n);
+      budget -= n;
+    };
+    const chunk = (left: number) => (left <= budget ? left : sequences.length === 0 ? budget : 0);
+
+    let blocked = false;
+    for (const seq of this.running.filter(needsPrefill)) {
+      const n = chunk(seq.length - seq.cachedTokens);
+      if (n === 0 || sequences.length >= this.limits.maxNumSeqs || !cache.canAppend(seq.id, n)) {
+        blocked = true;
+        break;
+      }
+      cache.append(seq.id, n);
+      take(seq, n);
+    }
+    let room = this.limits.maxNumSeqs - this.running.length;
+    for (const seq of blocked ? [] : [...this.waiting]) {
+      if (room <= 0 || sequences.length >= this.limits.maxNumSeqs) break;
+      const prefix = cache.lookup(seq);
+      if (prefix.next !== undefined && inFlight.has(prefix.next)) continue; // computed by another this step: found cached next step
+      const n = chunk(seq.length - prefix.tokens);
+      if (n === 0 || !cache.canAdmit(prefix, n)) break;
+      cache.admit(seq, prefix, n);
+      seq.cachedTokens = prefix.tokens;
+      this.admit(seq);
+      room--;
+      take(seq, n);
+    }
+    if (sequences.length === 0) return undefined;
+    return { sequences, newTokens, phase: 'prefill', blockTables: sequences.map((s) => cache.blockTable(s.id)) };
+  }
+
+  override stats(): SchedulerStats {
+    const { cachedBlocks: _c, evictableBlocks: _e, ...prefixCache } = this.cache.stats();
+    return { ...super.stats(), prefixCache };
+  }
+}
