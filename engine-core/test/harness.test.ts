@@ -34,6 +34,9 @@ import {
   rooflineFor,
   runWorkload,
   summarizeRun,
+  quantile,
+  firstTokenSummary,
+  describePrefixCache,
   toBenchRecord,
   warmUp,
 } from '../src/bench/harness.ts';
@@ -348,7 +351,10 @@ describe('records', () => {
       meanReservedBytes: 4096,
       meanUsedBytes: (64 * (9 + 26)) / 2,
     });
-    const res = back.results;
+    const { firstTokenMs: ttft, ...res } = back.results;
+    // Time to first token: one request at a time, so the 3 first tokens come in order, each before the run ends.
+    expect(ttft).toMatchObject({ requests: 3 });
+    expect(0 < ttft!.p50 && ttft!.p50 <= ttft!.p99 && ttft!.p99 <= ttft!.max && ttft!.max < 1000 * res.seconds).toBe(true);
     expect(res).toEqual({
       requests: 3,
       finishedRequests: 3,
@@ -365,7 +371,7 @@ describe('records', () => {
       steps: { count: 18, mixedTokens: 0, mixedSeconds: 0, enqueueSeconds: r.stats.enqueueSeconds, syncSeconds: r.stats.syncSeconds, preemptions: 0 },
     });
     expect(r.stats.enqueueSeconds + r.stats.syncSeconds).toBeLessThanOrEqual(r.stats.prefillSeconds + r.stats.decodeSeconds + 1e-9);
-    const { phases, steps: _steps, ...rates } = res;
+    const { phases, steps: _steps, prefixCache: _prefix, ...rates } = res;
     for (const v of [...Object.values(rates), ...Object.values(phases!)]) expect(Number.isFinite(v) && v > 0).toBe(true);
     expect(res.prefillTokPerS).toBeCloseTo(24 / phases!.prefillSeconds, 6);
     expect(res.decodeTokPerS).toBeCloseTo(15 / phases!.decodeSeconds, 6);
@@ -723,5 +729,31 @@ describe('pnpm bench merge', () => {
     const none = spawnSync(tsx, [cli, 'merge'], { env });
     expect(none.status).toBe(2);
     expect(none.stderr.toString()).toMatch(/name the shard records to merge/);
+  });
+});
+
+describe('time to first token and the prefix-cache line', () => {
+  it("quantiles interpolate between ranks as numpy's default does", () => {
+    expect(quantile([4, 1, 3, 2], 0.5)).toBe(2.5);
+    expect(quantile(Array.from({ length: 101 }, (_, i) => i), 0.99)).toBeCloseTo(99, 12);
+    expect(quantile([10, 20], 0.99)).toBeCloseTo(19.9, 12);
+    expect(quantile([7], 0.99)).toBe(7);
+    expect(quantile([], 0.5)).toBeNaN();
+    expect(() => quantile([1], 1.5)).toThrow(/q must be in \[0, 1\]/);
+  });
+
+  it('a summary skips requests that produced no token', () => {
+    expect(firstTokenSummary([30, NaN, 10, 20])).toEqual({ p50: 20, p99: 29.8, mean: 20, max: 30, requests: 3 });
+    expect(firstTokenSummary([NaN])).toBeUndefined();
+  });
+
+  it('says what the cache saved, and nothing for an engine without one', () => {
+    const phases = { prefillTokens: 300, prefillSeconds: 1, decodeTokens: 0, decodeSeconds: 0 };
+    expect(describePrefixCache({ phases, promptTokens: 1000 })).toBeUndefined();
+    const line = describePrefixCache({ phases, promptTokens: 1000, prefixCache: { queries: 4, queryTokens: 1000, hits: 3, hitBlocks: 44, hitTokens: 704, revivedBlocks: 2, evictions: 0 } });
+    expect(line).toBe(
+      'prefix cache: 3 of 4 admissions found cached blocks; 704 of their 1,000 tokens (70.4%) were not prefilled (44 blocks, 2 of them revived from the evictable list); ' +
+        'the prefill ran 300 tokens for 1,000 prompt tokens; 0 cached blocks evicted',
+    );
   });
 });

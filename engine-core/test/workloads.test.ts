@@ -230,3 +230,64 @@ describe('shards', () => {
     expect(() => parseShard('-1/8')).toThrow(/K\/N/);
   });
 });
+
+const PY_SHARED_PREFIX = `
+import json
+from random import randint, seed
+seed(0)
+prefixes = [[randint(0, 10000) for _ in range(1024)] for _ in range(8)]
+questions = [[randint(0, 10000) for _ in range(randint(32, 128))] for _ in range(256)]
+prompts = [prefixes[i % 8] + questions[i] for i in range(256)]
+print(json.dumps(dict(promptTokens=sum(map(len, prompts)), firstLengths=[len(x) for x in prompts[:8]], firstIds=prompts[0][:8], lastIds=prompts[-1][-8:], prefix7=prefixes[7][:4])))
+`;
+
+describe('shared-prefix workload', () => {
+  // Recorded from CPython 3.11.7 with the script above, for machines without python3.
+  const recorded = {
+    promptTokens: 282983,
+    firstLengths: [1058, 1068, 1093, 1074, 1066, 1069, 1134, 1140],
+    firstIds: [6311, 6890, 663, 4242, 8376, 7961, 6634, 4969],
+    lastIds: [378, 6048, 7239, 4013, 2087, 1420, 9802, 8839],
+    prefix7: [2807, 9054, 9525, 8832],
+  };
+
+  it("matches Python's draws: prompt total, lengths, first and last ids, the last prefix", () => {
+    const w = workload('shared-prefix');
+    const r = w.requests;
+    const got = {
+      promptTokens: w.totals.promptTokens,
+      firstLengths: r.slice(0, 8).map((x) => x.promptIds.length),
+      firstIds: r[0]!.promptIds.slice(0, 8),
+      lastIds: r[r.length - 1]!.promptIds.slice(-8),
+      prefix7: r[7]!.promptIds.slice(0, 4),
+    };
+    const expected = python ? JSON.parse(execFileSync(python, ['-c', PY_SHARED_PREFIX]).toString()) : recorded;
+    expect(got).toEqual(expected);
+    if (python) expect(got).toEqual(recorded);
+  });
+
+  it('256 requests, 8 prefixes of 1,024 tokens shared by 32 each, questions of 32-128 tokens all different, 128 greedy output tokens', () => {
+    const w = workload('shared-prefix');
+    expect(w.requests).toHaveLength(256);
+    expect(w.totals.outputTokens).toBe(256 * 128);
+    const byPrefix = new Map<string, number>();
+    const questions = new Set<string>();
+    w.requests.forEach((r, i) => {
+      const q = r.promptIds.slice(1024);
+      expect(q.length).toBeGreaterThanOrEqual(32);
+      expect(q.length).toBeLessThanOrEqual(128);
+      questions.add(q.join(','));
+      const key = r.promptIds.slice(0, 1024).join(',');
+      byPrefix.set(key, (byPrefix.get(key) ?? 0) + 1);
+      expect(r.promptIds.slice(0, 1024)).toEqual(w.requests[i % 8]!.promptIds.slice(0, 1024));
+      expect(r.promptIds.every((t) => Number.isInteger(t) && t >= 0 && t <= 10000)).toBe(true);
+      expect(r.params).toMatchObject({ temperature: 0, ignoreEos: true, maxTokens: 128 });
+    });
+    expect([...byPrefix.values()]).toEqual(Array(8).fill(32));
+    expect(questions.size).toBe(256);
+    // The 8 prefixes differ from their first block on (a prefix cache must not confuse them).
+    expect(new Set(w.requests.slice(0, 8).map((r) => r.promptIds.slice(0, 16).join(','))).size).toBe(8);
+    // Deterministic: a second call gives the same requests.
+    expect(workload('shared-prefix').requests.map((r) => r.promptIds)).toEqual(w.requests.map((r) => r.promptIds));
+  });
+});

@@ -60,6 +60,23 @@ function rate(tokens: number, seconds: number): number {
   return seconds > 0 ? tokens / seconds : 0;
 }
 
+/** The q-th quantile (0..1) of values, interpolated linearly between ranks (numpy's default); NaN for none. */
+export function quantile(values: readonly number[], q: number): number {
+  if (!(q >= 0 && q <= 1)) throw new RangeError(`quantile: q must be in [0, 1], got ${q}`);
+  if (values.length === 0) return NaN;
+  const v = [...values].sort((a, b) => a - b);
+  const pos = q * (v.length - 1);
+  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  return v[lo]! + (v[hi]! - v[lo]!) * (pos - lo);
+}
+
+/** Time-to-first-token figures over the requests that produced a token (undefined when none did). */
+export function firstTokenSummary(firstTokenMs: readonly number[]): RunResults['firstTokenMs'] {
+  const ms = firstTokenMs.filter((t) => Number.isFinite(t));
+  if (ms.length === 0) return undefined;
+  return { p50: quantile(ms, 0.5), p99: quantile(ms, 0.99), mean: ms.reduce((a, b) => a + b, 0) / ms.length, max: Math.max(...ms), requests: ms.length };
+}
+
 /** Two small requests cut from the workload's first ones, with its sampling settings: every kernel the run uses runs once. */
 function warmupRequests(workload: Workload): { prompts: number[][]; params: SamplingParams[] } {
   const src = workload.requests.slice(0, 2);
@@ -175,6 +192,7 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
   const seconds = (performance.now() - t0) / 1000;
   const { outputs, stats } = run;
   const promptTokens = outputs.reduce((n, o) => n + (o.tokenIds.length > 0 ? o.promptTokenIds.length : 0), 0);
+  const firstTokenMs = firstTokenSummary(outputs.filter((o) => o.tokenIds.length > 0).map((o) => o.firstTokenMs));
   return {
     workload,
     partial: stats.partial,
@@ -189,6 +207,8 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
     peakMemoryBytes: stats.peakMemoryBytes,
     phases: { prefillTokens: stats.prefillTokens, prefillSeconds: stats.prefillSeconds, decodeTokens: stats.decodeTokens, decodeSeconds: stats.decodeSeconds },
     steps: { count: stats.steps, mixedTokens: stats.mixedTokens, mixedSeconds: stats.mixedSeconds, enqueueSeconds: stats.enqueueSeconds, syncSeconds: stats.syncSeconds, preemptions: stats.preemptions },
+    ...(firstTokenMs ? { firstTokenMs } : {}),
+    ...(stats.prefixCache ? { prefixCache: stats.prefixCache } : {}),
     timeBudgetS: budget,
     warmup,
     stats,
@@ -200,7 +220,20 @@ export function summarizeRun(r: BenchRunResult): string {
   const part = r.partial ? ` PARTIAL (time budget ${r.timeBudgetS} s: ${r.finishedRequests}/${r.requests} requests finished)` : '';
   return (
     `${r.workload.name}: ${r.outputTokPerS.toFixed(1)} output tok/s (${r.outputTokens} tokens in ${r.seconds.toFixed(2)} s; ` +
-    `prefill ${r.prefillTokPerS.toFixed(0)} tok/s, decode ${r.decodeTokPerS.toFixed(1)} tok/s, peak memory ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB)${part}`
+    `prefill ${r.prefillTokPerS.toFixed(0)} tok/s, decode ${r.decodeTokPerS.toFixed(1)} tok/s, ` +
+    `${r.firstTokenMs ? `time to first token p50 ${r.firstTokenMs.p50.toFixed(0)} ms, p99 ${r.firstTokenMs.p99.toFixed(0)} ms, ` : ''}peak memory ${(r.peakMemoryBytes / 2 ** 20).toFixed(0)} MiB)${part}`
+  );
+}
+
+/** One line on what a prefix cache saved in a run, or undefined when the engine has none. */
+export function describePrefixCache(r: Pick<BenchRunResult, 'prefixCache' | 'phases' | 'promptTokens'>): string | undefined {
+  const pc = r.prefixCache;
+  if (!pc) return undefined;
+  const pct = (a: number, b: number) => (b > 0 ? `${((100 * a) / b).toFixed(1)}%` : '0%');
+  return (
+    `prefix cache: ${pc.hits} of ${pc.queries} admissions found cached blocks; ${pc.hitTokens.toLocaleString('en-US')} of their ${pc.queryTokens.toLocaleString('en-US')} tokens ` +
+    `(${pct(pc.hitTokens, pc.queryTokens)}) were not prefilled (${pc.hitBlocks.toLocaleString('en-US')} blocks, ${pc.revivedBlocks.toLocaleString('en-US')} of them revived from the evictable list); ` +
+    `the prefill ran ${r.phases.prefillTokens.toLocaleString('en-US')} tokens for ${r.promptTokens.toLocaleString('en-US')} prompt tokens; ${pc.evictions.toLocaleString('en-US')} cached blocks evicted`
   );
 }
 

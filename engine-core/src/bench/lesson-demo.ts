@@ -31,6 +31,7 @@ import {
   type BenchRunResult,
   benchRecordFor,
   compareWithPrevious,
+  describePrefixCache,
   describeRepeats,
   findLatestRecord,
   modelInfo,
@@ -198,6 +199,7 @@ export function lessonDemoSpec(recipe: Recipe): CommandSpec {
       'Examples:',
       `  pnpm lesson ${recipe.lesson} --requests 4 --no-samples     a quick look`,
       `  pnpm lesson ${recipe.lesson} --workload long --time-budget 120`,
+      `  pnpm lesson ${recipe.lesson} --workload shared-prefix     256 requests behind 8 shared 1,024-token prefixes (what lesson 13 caches)`,
     ],
   };
 }
@@ -277,6 +279,8 @@ async function lessonMain(recipe: Recipe, opts: LessonDemoOptions, v: LessonDemo
       console.log(`KV cache on average over the steps: ${(kv.meanReservedBytes / 2 ** 20).toFixed(2)} MiB reserved for ${(kv.meanUsedBytes / 2 ** 20).toFixed(2)} MiB of tokens (${(100 * (kv.meanReservedBytes / kv.meanUsedBytes - 1)).toFixed(1)}% more)`);
     }
     for (const line of llm.parts.describe?.() ?? []) console.log(line);
+    const prefix = describePrefixCache(result);
+    if (prefix) console.log(prefix);
     if (result.stats.preemptions > 0) console.log(`preemptions: ${result.stats.preemptions} (a preempted sequence's cache is dropped and recomputed when blocks free up)`);
     opts.after?.(llm, result);
 

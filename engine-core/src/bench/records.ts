@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { type Device, deviceIndex, native } from '../backend.ts';
-import { DEFAULT_ENGINE_OPTIONS, type EngineOptions, type EngineShape } from '../engine/types.ts';
+import { DEFAULT_ENGINE_OPTIONS, type EngineOptions, type EngineShape, type PrefixCacheStats } from '../engine/types.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const DEFAULT_RESULTS_DIR = path.join(REPO_ROOT, 'bench-results');
@@ -113,6 +113,14 @@ export interface RunResults {
    * where the time went: host seconds queueing the steps' work and then waiting for the device.
    */
   steps?: { count: number; mixedTokens: number; mixedSeconds: number; enqueueSeconds: number; syncSeconds: number; preemptions: number };
+  /**
+   * Time to first token over the requests that produced one (records from 2026-12-01 on):
+   * milliseconds from the start of the timed generate() (every request is queued then) to the
+   * request's first token; percentiles interpolated linearly between ranks, as numpy's default.
+   */
+  firstTokenMs?: { p50: number; p99: number; mean: number; max: number; requests: number };
+  /** Engines with a prefix cache (lesson 13 on): what the run's admissions found cached (phases.prefillTokens is what ran). */
+  prefixCache?: PrefixCacheStats;
 }
 
 /** The same workload run several times: what a record keeps of all of them. */

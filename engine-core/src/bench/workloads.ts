@@ -8,6 +8,10 @@
 //   course      32 requests, prompt lengths uniform in [64, 512], 128 output tokens
 //               each, greedy (so lessons can be compared token for token), ignore_eos,
 //               seed 0, drawn with the same generator.
+//   shared-prefix  256 requests over 8 different 1,024-token system prefixes (32 each,
+//               dealt round-robin), each followed by a unique question of 32-128
+//               tokens, 128 output tokens, greedy, ignore_eos, seed 0, the same
+//               generator: what a prefix cache (lesson 13) is for.
 //
 // PythonRandom is a port of CPython's Mersenne Twister (Modules/_randommodule.c)
 // and of the integer methods of Lib/random.py that these workloads use.
@@ -127,8 +131,8 @@ export class PythonRandom {
   }
 }
 
-export type WorkloadName = 'course' | 'throughput' | 'long';
-export const WORKLOAD_NAMES: readonly WorkloadName[] = ['course', 'throughput', 'long'];
+export type WorkloadName = 'course' | 'throughput' | 'long' | 'shared-prefix';
+export const WORKLOAD_NAMES: readonly WorkloadName[] = ['course', 'throughput', 'long', 'shared-prefix'];
 
 export interface WorkloadRequest {
   promptIds: number[];
@@ -239,8 +243,49 @@ export function longContextWorkload(): Workload {
   };
 }
 
+/** The shared-prefix workload's shape. */
+export const SHARED_PREFIX = { prefixes: 8, prefixTokens: 1024, requests: 256, questionTokens: [32, 128], outputTokens: 128 } as const;
+
+/**
+ * Many requests behind few system prompts (a chat service's, or an agent's tools
+ * description): Python's random, draw for draw,
+ *
+ *   seed(0)
+ *   prefixes = [[randint(0, 10000) for _ in range(1024)] for _ in range(8)]
+ *   questions = [[randint(0, 10000) for _ in range(randint(32, 128))] for _ in range(256)]
+ *   prompts = [prefixes[i % 8] + questions[i] for i in range(256)]
+ *
+ * with 128 output tokens each, greedy, ignore_eos. The prefixes are dealt
+ * round-robin, so every prefix appears among the first requests and each is
+ * shared by exactly 32.
+ */
+export function sharedPrefixWorkload(): Workload {
+  const { prefixes: P, prefixTokens, requests: R, questionTokens, outputTokens } = SHARED_PREFIX;
+  const rng = new PythonRandom(0);
+  const prefixes: number[][] = [];
+  for (let p = 0; p < P; p++) prefixes.push(Array.from({ length: prefixTokens }, () => rng.randint(0, 10000)));
+  const requests: WorkloadRequest[] = [];
+  for (let i = 0; i < R; i++) {
+    const len = rng.randint(questionTokens[0], questionTokens[1]);
+    const question: number[] = [];
+    for (let t = 0; t < len; t++) question.push(rng.randint(0, 10000));
+    requests.push({ promptIds: [...prefixes[i % P]!, ...question], params: new SamplingParams({ temperature: 0, ignoreEos: true, maxTokens: outputTokens }) });
+  }
+  return {
+    name: 'shared-prefix',
+    base: 'shared-prefix',
+    description:
+      'shared prefixes: 256 requests over 8 different 1,024-token system prefixes (request i uses prefix i mod 8), each followed by a unique 32-128-token question, ' +
+      '128 output tokens each, greedy, ignore_eos, Python random seed 0',
+    requests,
+    totals: totalsOf(requests),
+  };
+}
+
 export function workload(name: WorkloadName): Workload {
   switch (name) {
+    case 'shared-prefix':
+      return sharedPrefixWorkload();
     case 'long':
       return longContextWorkload();
     case 'course':

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 import { defaultDevice, parseDevice } from '../backend.ts';
-import { type BenchRunResult, benchRecordFor, describeRepeats, measureWorkload, rooflineFor, summarizeRun } from '../bench/harness.ts';
+import { type BenchRunResult, benchRecordFor, describePrefixCache, describeRepeats, measureWorkload, rooflineFor, summarizeRun } from '../bench/harness.ts';
 import { ENGINE_RUN_FLAGS, chooseEngineOptions, chooseRecord, chooseRepeats, chooseWorkload } from '../bench/lesson-demo.ts';
 import { type Qwen3Config, PRESETS, loadConfig, paramCount } from '../model/config.ts';
 import { DEFAULT_MODELS } from '../model/resolve.ts';
@@ -194,6 +194,8 @@ async function main(values: FlagValues<typeof BENCH_FLAGS>): Promise<number> {
       const times = previous?.result ? ` = ${(result.outputTokPerS / previous.result.outputTokPerS).toFixed(2)}x lesson ${String(previous.lesson).padStart(2, '0')}` : '';
       console.log(`${label} ${summarizeRun(result)}${times}`);
       if (repeats > 1) console.log(`${label} ${describeRepeats(rep.repeats)}`);
+      const prefix = describePrefixCache(result);
+      if (prefix) console.log(`${label} ${prefix}`);
       if (record) {
         const rec = benchRecordFor(llm, result, { repeats: rep.repeats, settings: { workloadChoice: values.shard === undefined ? choice.why : `--shard ${values.shard}` } });
         if (rec.roofline) console.log(`${label} roofline ${rec.roofline.outputTokPerS.toFixed(0)} tok/s on this card (${((100 * result.outputTokPerS) / rec.roofline.outputTokPerS).toFixed(1)}% of it): ${rec.roofline.basis}`);
