@@ -29,7 +29,7 @@ run_lesson() {
   if ! room "$secs"; then stamp "$name skipped: the deadline"; return; fi
   timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0))) tsx engine-core/src/cli/lesson.ts "$@" --no-progress > "$LESSON_LOGS/$name.log" 2>&1
   stamp "$name exit $?"
-  grep -E "^(course|throughput|long)[^ ]*:|^repeats:|steps: the host|^roofline|^lesson .* on this card|^KV pool|^preemptions|^equivalence check: (the|DIFF)|^workspace|graphs|^decode steps" "$LESSON_LOGS/$name.log" | cut -c1-300
+  grep -E "^(course|throughput|long|shared-prefix)[^ ]*:|^repeats:|steps: the host|^roofline|^lesson .* on this card|^KV pool|^preemptions|^prefix cache|^equivalence check: (the|DIFF)|^workspace|graphs|^decode steps" "$LESSON_LOGS/$name.log" | cut -c1-300
 }
 
 # $(budget N): N seconds, or what is left before the deadline keeping RESERVE_S for the end, at least 3.

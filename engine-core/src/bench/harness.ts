@@ -174,6 +174,8 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
   const display = progressDisplay(workload, (opts.progress ?? true) && process.stdout.isTTY === true, log, opts.label ?? '');
   const prompts = workload.requests.map((r) => r.promptIds);
   const params = workload.requests.map((r) => r.params);
+  // Every run starts cold: what the warm-up, the calibration or an earlier repeat left in a prefix cache goes.
+  llm.parts.scheduler.dropCache?.();
   const t0 = performance.now();
   let run: ReturnType<LLM['generateWithStats']>;
   try {

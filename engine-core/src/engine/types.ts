@@ -51,6 +51,11 @@ export interface Scheduler {
   readonly pending: number;
   /** Queue and memory figures for progress lines and metrics. */
   stats?(): SchedulerStats;
+  /**
+   * Forgets what it keeps cached between requests (lesson 13's prefix blocks), so that
+   * a timed run starts cold and its repeats measure the same thing. Call it with nothing pending.
+   */
+  dropCache?(): void;
 }
 
 export interface SchedulerStats {

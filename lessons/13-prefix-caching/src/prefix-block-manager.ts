@@ -275,6 +275,19 @@ export class PrefixCachingBlockManager extends BlockManager {
     h.registered = full;
   }
 
+  /** Forgets every cached block nobody holds (they become plain free blocks); returns how many. */
+  dropCached(): number {
+    const n = this.evictable.size;
+    for (const b of this.evictable) {
+      this.blockOfHash.delete(this.hashOfBlock[b]!);
+      this.hashOfBlock[b] = undefined;
+      this.filled[b] = 0;
+      this.uncached.push(b);
+    }
+    this.evictable.clear();
+    return n;
+  }
+
   /** Counters since this manager was made. */
   stats(): PrefixCacheStats & { cachedBlocks: number; evictableBlocks: number } {
     return { ...this.counters, cachedBlocks: this.blockOfHash.size, evictableBlocks: this.evictable.size };

@@ -132,6 +132,19 @@ describe('PrefixCachingBlockManager', () => {
     m.audit();
   });
 
+  it('dropCached forgets the cached blocks nobody holds, and only those', () => {
+    const m = new PrefixCachingBlockManager(8, BS);
+    const a = seqOf(ids(8)), b = seqOf(ids(8, 50));
+    prefill(m, a);
+    prefill(m, b);
+    m.free(a.id);
+    expect(m.dropCached()).toBe(2);
+    expect(m.stats()).toMatchObject({ cachedBlocks: 2, evictableBlocks: 0 }); // b's blocks, held, stay hashed
+    expect(m.lookup(seqOf(ids(9))).tokens).toBe(0);
+    expect(m.lookup(seqOf(ids(9, 50))).tokens).toBe(8);
+    m.audit();
+  });
+
   it('two sequences that computed the same block: the second copy stays uncached and is freed normally', () => {
     const m = new PrefixCachingBlockManager(8, BS);
     const a = seqOf(ids(6)), b = seqOf(ids(6));

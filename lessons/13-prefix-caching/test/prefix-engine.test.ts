@@ -5,6 +5,8 @@
 // a pool small enough to force preemptions; the counters say what was reused.
 import { describe, expect, it } from 'vitest';
 
+import { runRepeated } from '@aios/engine-core/bench/harness.ts';
+import { type Workload, sharedPrefixWorkload } from '@aios/engine-core/bench/workloads.ts';
 import { LLM } from '@aios/engine-core/engine/llm.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import type { EngineOptions, Recipe } from '@aios/engine-core/engine/types.ts';
@@ -109,6 +111,30 @@ describe('lesson 13 on the CPU (f32)', () => {
       const sched = llm.parts.scheduler as PrefixCachingScheduler;
       sched.cache.audit();
       expect(sched.cache.usedBlocks).toBe(0);
+    } finally {
+      llm.dispose();
+    }
+  });
+
+  it("the harness starts every run cold: two repeats of the shared-prefix workload's first 16 requests find the same", () => {
+    const full = sharedPrefixWorkload();
+    const requests = full.requests.slice(0, 16).map((r) => ({ promptIds: r.promptIds, params: new SamplingParams({ temperature: 0, ignoreEos: true, maxTokens: 3 }) }));
+    const w: Workload = {
+      ...full,
+      name: 'shared-prefix-16-short',
+      requests,
+      totals: { requests: 16, promptTokens: requests.reduce((n, r) => n + r.promptIds.length, 0), outputTokens: 48 },
+    };
+    const llm = create(prefixCaching);
+    try {
+      llm.generate(w.requests.map((r) => r.promptIds), requests[0]!.params); // warms the cache: the runs must not see it
+      const { runs } = runRepeated(llm, w, { repeats: 2, progress: false, log: () => {} });
+      for (const r of runs) {
+        // Requests 0-7 compute the 8 prefixes; 8-15 wait one step and find all 1,024 tokens of theirs.
+        expect(r.prefixCache).toMatchObject({ queries: 16, hits: 8, hitTokens: 8 * 1024 });
+        expect(r.phases.prefillTokens).toBe(w.totals.promptTokens - 8 * 1024);
+        expect(r.firstTokenMs?.requests).toBe(16);
+      }
     } finally {
       llm.dispose();
     }

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# On the GPU host, after `source .gpu/setup.sh`: lesson 13 (prefix caching) in one call.
+#   1. its bf16 GPU test: lesson 13's greedy tokens equal the baseline's with shared prefixes;
+#   2. the shared-prefix workload (256 requests over 8 shared 1,024-token prefixes), 3 runs each,
+#      on the baseline (lesson 12, or lesson 11 while lesson 12 has no recipe) and on lesson 13;
+#   3. the throughput workload (no shared prefixes), 3 runs each, on both;
+#   4. the bars (engine-core/scripts/prefix-bars.ts): >= 85% fewer prefill tokens, >= 2x tok/s and a
+#      lower p50 time to first token on shared-prefix; throughput no slower.
+# Records and logs in $OUT/prefix.tar.gz (the records also in bench-results/). DEADLINE_S bounds it.
+set -uo pipefail
+OUT=${OUT:?set OUT}
+LESSON_LOGS=$OUT/prefix; mkdir -p "$LESSON_LOGS"
+DEADLINE_S=${DEADLINE_S:-540}
+source "$(dirname "$0")/gpu-lib.sh"
+BASE=12; [[ -f lessons/12-sampling/src/recipe.ts ]] || BASE=11
+stamp "baseline: lesson $BASE"
+make_model "$LESSON_LOGS/model.log"
+stamp "model ready"
+RESULTS_MARK=$LESSON_LOGS/.mark; touch "$RESULTS_MARK"
+timeout 150 vitest run lessons/13-prefix-caching/test/prefix.gpu.test.ts > "$LESSON_LOGS/prefix-gpu-test.log" 2>&1
+stamp "lesson 13 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/prefix-gpu-test.log")"; grep -E "lesson 13 (first|second) call|×|AssertionError" "$LESSON_LOGS/prefix-gpu-test.log" | head -8
+run_lesson lesson$BASE-shared-prefix 60 $BASE --workload shared-prefix --no-samples --no-check --repeats 3 --record
+run_lesson lesson13-shared-prefix 45 13 --workload shared-prefix --no-samples --repeats 3 --record
+run_lesson lesson$BASE-throughput 70 $BASE --workload throughput --no-samples --no-check --repeats 3 --time-budget 60 --record
+run_lesson lesson13-throughput 70 13 --workload throughput --no-samples --no-check --repeats 3 --time-budget 60 --record
+tsx engine-core/scripts/prefix-bars.ts "$BASE" | tee "$LESSON_LOGS/bars.txt"
+stamp "bars exit ${PIPESTATUS[0]}"
+find bench-results -maxdepth 1 -name '*_bench_*.json' -newer "$RESULTS_MARK" -exec cp {} "$LESSON_LOGS/" \;
+tar -czf "$OUT/prefix.tar.gz" -C "$OUT" prefix && rm -rf "$LESSON_LOGS"
+stamp done
