@@ -30,8 +30,8 @@ export type BlockHash = string;
  * distinct (prefix, tokens) pairs hash distinct inputs. sha256 rather than a
  * 64-bit hash: a collision would silently give one request another's K/V.
  */
-export function hashBlock(prev: BlockHash | undefined, tokens: readonly number[]): BlockHash {
-  const ids = Int32Array.from(tokens);
+export function hashBlock(prev: BlockHash | undefined, tokens: readonly number[] | Int32Array): BlockHash {
+  const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
   return createHash('sha256')
     .update(prev ?? '')
     .update(new Uint8Array(ids.buffer, ids.byteOffset, ids.byteLength))
@@ -79,6 +79,8 @@ export class PrefixCachingBlockManager extends BlockManager {
   /** Each sequence's chain of full-block hashes, computed once, extended as its outputs fill blocks. */
   private readonly chains = new WeakMap<Sequence, BlockHash[]>();
   private liveTokens = 0;
+  /** One block's token ids, as hashed (reused: hashing ~20,000 blocks a run should not allocate 20,000 arrays). */
+  private readonly scratch: Int32Array;
   private counters: PrefixCacheStats = { queries: 0, queryTokens: 0, hits: 0, hitBlocks: 0, hitTokens: 0, revivedBlocks: 0, evictions: 0 };
 
   constructor(numBlocks: number, blockSize: number) {
@@ -87,6 +89,7 @@ export class PrefixCachingBlockManager extends BlockManager {
     this.filled = new Int32Array(numBlocks);
     this.hashOfBlock = new Array<BlockHash | undefined>(numBlocks).fill(undefined);
     this.uncached = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
+    this.scratch = new Int32Array(blockSize);
   }
 
   // ------------------------------------------------ lesson 06's interface, over shared blocks
@@ -181,9 +184,8 @@ export class PrefixCachingBlockManager extends BlockManager {
     if (!c) this.chains.set(seq, (c = []));
     const bs = this.blockSize;
     if (n * bs > seq.length) throw new RangeError(`PrefixCachingBlockManager.chain: sequence ${seq.id} has ${seq.length} tokens, not ${n} full blocks of ${bs}`);
-    const p = seq.promptIds, o = seq.outputIds;
+    const p = seq.promptIds, o = seq.outputIds, ids = this.scratch;
     for (let b = c.length; b < n; b++) {
-      const ids: number[] = new Array(bs);
       for (let i = 0; i < bs; i++) {
         const t = b * bs + i;
         ids[i] = t < p.length ? p[t]! : o[t - p.length]!;
