@@ -592,6 +592,20 @@ describe('README course map', () => {
   });
 });
 
+describe('time to first token on the chart page', () => {
+  it("shows a run's p50 / p99 where its record has them, and nothing where it has not", () => {
+    const withTtft = benchRecord({ lesson: 13, tok: 900, workload: 'shared-prefix' });
+    withTtft.results.firstTokenMs = { p50: 812.25, p99: 1490.5, mean: 900, max: 1500, requests: 256 };
+    const without = benchRecord({ lesson: 12, tok: 400, workload: 'shared-prefix' });
+    const model = buildChartModel(loadRecords(writeFixtures([without, withTtft])));
+    const points = model.tok.series[0]!.points.filter((p) => p !== null);
+    expect(points.map((p) => p!.firstTokenMs)).toEqual([undefined, { p50: 812.25, p99: 1490.5 }]);
+    const html = renderPage(model);
+    expect(html).toContain('<th>time to first token p50 / p99, ms</th>');
+    expect(html).toContain(`<td class="num">${fmt(812.25)} / ${fmt(1490.5)}</td>`);
+  });
+});
+
 describe('pnpm chart', () => {
   it('writes index.html from AIOS_RESULTS_DIR without touching README.md', () => {
     const dir = writeFixtures(standardFixture());

@@ -86,6 +86,8 @@ export interface TokPoint {
   date: string;
   /** Present when the record ran the workload more than once: tokPerS is then the median run's. */
   repeats?: { count: number; min: number; max: number; spreadPct: number };
+  /** Time to first token of the record's run, where it has one (records from 2026-12-01 on). */
+  firstTokenMs?: { p50: number; p99: number };
   freshness?: Freshness;
 }
 
@@ -184,6 +186,8 @@ export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], fresh
       };
       if (r.repeats && r.repeats.count > 1)
         point.repeats = { count: r.repeats.count, min: r.repeats.minOutputTokPerS, max: r.repeats.maxOutputTokPerS, spreadPct: r.repeats.spreadPct };
+      const ttft = r.results.firstTokenMs;
+      if (ttft && Number.isFinite(ttft.p50) && Number.isFinite(ttft.p99)) point.firstTokenMs = { p50: ttft.p50, p99: ttft.p99 };
       const f = freshness?.(r);
       if (f) point.freshness = f;
       if (prev) {

@@ -393,11 +393,12 @@ function tokTable(model: ChartModel): string {
           `<td>${p.partial ? '<b>partial</b>' : 'complete'}</td>` +
           `<td class="num">${p.repeats ? `${p.repeats.count}: ${fmt(p.repeats.min)} to ${fmt(p.repeats.max)} (${p.repeats.spreadPct.toFixed(1)}%)` : '1'}</td>` +
           `<td class="num">${s.roofline ? fmt(s.roofline.tokPerS) : ''}</td>` +
+          `<td class="num">${p.firstTokenMs ? `${fmt(p.firstTokenMs.p50)} / ${fmt(p.firstTokenMs.p99)}` : ''}</td>` +
           `<td><code>${escapeHtml(p.file)}</code></td><td><code>${escapeHtml(p.commit)}</code></td>` +
           `<td class="${p.freshness?.state ?? 'unchecked'}">${p.freshness ? escapeHtml(describeFreshness(p.freshness)) : 'not checked'}</td></tr>`,
       );
     }
-  return `<table><thead><tr><th>card · workload</th><th>lesson</th><th>output tok/s</th><th>over previous</th><th>run</th><th>runs: slowest to fastest (spread)</th><th>roofline tok/s</th><th>record</th><th>commit</th><th>still true of the code?</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  return `<table><thead><tr><th>card · workload</th><th>lesson</th><th>output tok/s</th><th>over previous</th><th>run</th><th>runs: slowest to fastest (spread)</th><th>roofline tok/s</th><th>time to first token p50 / p99, ms</th><th>record</th><th>commit</th><th>still true of the code?</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
 }
 
 function envTable(entries: EnvEntry[]): string {
