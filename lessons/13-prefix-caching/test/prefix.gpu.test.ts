@@ -1,16 +1,21 @@
 // Lesson 13 on CUDA (bf16, the Qwen3-0.6B shape): requests behind shared
 // prefixes get the greedy tokens of lesson 11 (no prefix cache), in one batch
 // (most of them prefill only their question, reading the prefix's K/V that
-// another request computed) and again on the warm cache of a second call.
+// another request computed) and again on the warm cache of a second call; and,
+// down one forced token path, every logits row agrees with lesson 11's within
+// bf16 tolerance (what to read if a near tie ever flips a greedy token).
 import { describe, expect, it } from 'vitest';
 
 import { cudaAvailable } from '@aios/engine-core';
 import { LLM } from '@aios/engine-core/engine/llm.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { Recipe } from '@aios/engine-core/engine/types.ts';
+import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
+import type { Recipe, SampleResult } from '@aios/engine-core/engine/types.ts';
+import type { Tensor } from '@aios/engine-core/tensor.ts';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { recipe as baseline } from '@aios/lesson-11-cuda-graphs';
 
+import { type Rows, compareRows } from '../../../engine-core/test/forced-path.ts';
 import { recipe as prefixCaching } from '../src/recipe.ts';
 
 const hasGpu = cudaAvailable();
@@ -54,5 +59,48 @@ describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against les
     }
     expect(first!.stats.prefixCache!.hitTokens).toBeGreaterThanOrEqual(12 * 288); // 4 more requests per prefix find at least its first 288 tokens
     expect(second!.stats.prefixCache!.hitTokens).toBeGreaterThan(first!.stats.prefixCache!.hitTokens);
+  }, 600_000);
+
+  it("agrees with lesson 11's logits within bf16 tolerance down a forced token path", () => {
+    const lengths = prompts.map((p) => p.length);
+    expect(new Set(lengths).size).toBe(prompts.length); // a sequence is known by its prompt length
+    const forced = prompts.map((_, i) => Array.from({ length: 8 }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000));
+    const forcedRun = (recipe: Recipe): Rows => {
+      const rows: Rows = new Map();
+      const recording: Recipe = {
+        ...recipe,
+        build(ctx) {
+          const parts = recipe.build(ctx);
+          return {
+            ...parts,
+            sampler: {
+              sample(logits: Tensor, seqs: readonly Sequence[]): SampleResult {
+                const all = logits.toArray() as Float32Array;
+                const V = logits.shape[1]!;
+                return {
+                  tokens: seqs.map((s, i) => {
+                    const p = lengths.indexOf(s.promptIds.length);
+                    rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
+                    return forced[p]![s.outputIds.length]!;
+                  }),
+                };
+              },
+            },
+          };
+        },
+      };
+      const model = ensureDefaultModel('gpu', () => {});
+      const llm = LLM.create({ recipe: recording, model, device: 'cuda:0', dtype: 'bf16', engine: { maxNumBatchedTokens: 4096, maxNumSeqs: 32 }, log: () => {} });
+      try {
+        llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true }), { decodeText: false }).forEach((o, p) => expect(o.tokenIds).toEqual(forced[p]));
+        return rows;
+      } finally {
+        llm.dispose();
+      }
+    };
+    const c = compareRows(forcedRun(prefixCaching), forcedRun(baseline));
+    console.log(`lesson 13 vs 11 on CUDA bf16, forced path: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+    expect(c.relError).toBeLessThan(2e-2);
+    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
   }, 600_000);
 });
