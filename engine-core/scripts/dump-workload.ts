@@ -1,6 +1,6 @@
 // A workload's requests as JSON, for a peer engine to run exactly the same prompts and budgets
 // (engine-core/scripts/hf_peer.py):
-//   tsx engine-core/scripts/dump-workload.ts course|throughput|long OUT.json
+//   tsx engine-core/scripts/dump-workload.ts course|throughput|long|shared-prefix OUT.json
 import { writeFileSync } from 'node:fs';
 
 import { WORKLOAD_NAMES, isWorkloadName, workload } from '../src/bench/workloads.ts';
