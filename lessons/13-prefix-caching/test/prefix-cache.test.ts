@@ -206,6 +206,25 @@ describe('PrefixCachingScheduler', () => {
     expect(s.stats().prefixCache).toMatchObject({ queries: 2, queryTokens: 18 + 19, hits: 1, hitBlocks: 4, hitTokens: 16, revivedBlocks: 0 });
   });
 
+  it("groups a decode step's sequences by their first block (shared prefixes side by side), whatever their admission order", () => {
+    const m = new PrefixCachingBlockManager(64, BS);
+    const s = new PrefixCachingScheduler(m, limits);
+    const x = ids(8, 100), y = ids(8, 200);
+    const seqs = [seqOf([...x, 1]), seqOf([...y, 2]), seqOf([...x, 3]), seqOf([...y, 4]), seqOf([...x, 5])];
+    for (const q of seqs) s.add(q);
+    const rand = mulberry32(3);
+    let plan;
+    while ((plan = s.schedule()) && plan.phase !== 'decode') {
+      const sampled = plan.sequences.filter((_, i) => samplesAt(plan!, i));
+      plan.sequences.forEach((q, i) => (q.cachedTokens += plan!.newTokens[i]!));
+      for (const q of sampled) q.append(Math.floor(rand() * 6));
+    }
+    expect(plan!.sequences).toHaveLength(5);
+    const first = plan!.blockTables!.map((t) => t[0]);
+    expect(plan!.sequences.map((q) => q.promptIds[0])).toEqual(first[0] === m.blockTable(seqs[0]!.id)[0] ? [100, 100, 100, 200, 200] : [200, 200, 100, 100, 100]);
+    plan!.sequences.forEach((q, i) => expect(plan!.blockTables![i]).toEqual(m.blockTable(q.id)));
+  });
+
   it('a sequence whose prefix another computes in the same step waits one step, then finds it', () => {
     const m = new PrefixCachingBlockManager(64, BS);
     const s = new PrefixCachingScheduler(m, limits);
