@@ -225,6 +225,45 @@ describe('PrefixCachingScheduler', () => {
     plan!.sequences.forEach((q, i) => expect(plan!.blockTables![i]).toEqual(m.blockTable(q.id)));
   });
 
+  it('a preempted sequence keeps its computed blocks cached and finds them when it comes back', () => {
+    const m = new PrefixCachingBlockManager(7, BS);
+    const s = new PrefixCachingScheduler(m, { maxNumSeqs: 4, maxNumBatchedTokens: 64 });
+    const a = seqOf(ids(12, 100), 6), b = seqOf(ids(12, 200), 6);
+    s.add(a);
+    s.add(b);
+    const rand = mulberry32(5);
+    const preempted: Sequence[] = [];
+    let readmitted = 0;
+    let guard = 0;
+    while (s.pending > 0 && guard++ < 100) {
+      const before = s.stats().prefixCache!;
+      const plan = s.schedule()!;
+      preempted.push(...(plan.preempted ?? []));
+      if (plan.phase === 'prefill' && plan.sequences.includes(b) && preempted.includes(b)) {
+        // b's readmission: its first blocks were cached when it was preempted, and are found again.
+        const after = s.stats().prefixCache!;
+        expect(after.hitTokens - before.hitTokens).toBe(b.cachedTokens);
+        expect(b.cachedTokens).toBeGreaterThanOrEqual(BS);
+        expect(after.revivedBlocks - before.revivedBlocks).toBe(b.cachedTokens / BS);
+        readmitted++;
+      }
+      const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
+      plan.sequences.forEach((q, i) => (q.cachedTokens += plan.newTokens[i]!));
+      for (const q of sampled) {
+        q.append(Math.floor(rand() * 6));
+        if (q.outputIds.length >= q.params.maxTokens) {
+          q.finish('length');
+          s.finished(q);
+        }
+      }
+      m.audit();
+    }
+    expect(preempted).toContain(b);
+    expect(readmitted).toBeGreaterThan(0);
+    expect(s.pending).toBe(0);
+    expect(s.stats().prefixCache!.queries).toBe(2 + preempted.length);
+  });
+
   it('a sequence whose prefix another computes in the same step waits one step, then finds it', () => {
     const m = new PrefixCachingBlockManager(64, BS);
     const s = new PrefixCachingScheduler(m, limits);
