@@ -37,14 +37,15 @@ describe('lesson 12 through the engine (CPU, tiny model)', () => {
   });
 
   it('a seeded request: the same tokens alone and inside a batch of 64', () => {
-    const mine = new SamplingParams({ temperature: 0.9, topK: 40, topP: 0.95, minP: 0.01, repetitionPenalty: 1.1, maxTokens: 12, ignoreEos: true, seed: 4242 });
+    const init = { temperature: 0.9, topK: 40, topP: 0.95, minP: 0.01, repetitionPenalty: 1.1, maxTokens: 12, ignoreEos: true, seed: 4242 };
+    const mine = new SamplingParams(init);
     const alone = generate(sampling, [prompt(99, 23)], [mine])[0]!.tokenIds;
     const prompts = Array.from({ length: 64 }, (_, i) => (i === 37 ? prompt(99, 23) : prompt(i, 5 + (i % 17))));
     const params = prompts.map((_, i) => (i === 37 ? mine : new SamplingParams({ temperature: (i % 4) * 0.4, topP: i % 3 ? 0.9 : 1, maxTokens: 3 + (i % 11), ignoreEos: true, seed: i % 5 ? i : undefined })));
     const batched = generate(sampling, prompts, params)[37]!.tokenIds;
     expect(batched).toEqual(alone);
     // Not a constant: another seed gives another sequence.
-    expect(generate(sampling, [prompt(99, 23)], [new SamplingParams({ ...mine, seed: 4243 })])[0]!.tokenIds).not.toEqual(alone);
+    expect(generate(sampling, [prompt(99, 23)], [new SamplingParams({ ...init, seed: 4243 })])[0]!.tokenIds).not.toEqual(alone);
   });
 
   it('log-probs reach the outputs: one per token, the chosen token among them, the top most likely first', () => {
@@ -60,8 +61,8 @@ describe('lesson 12 through the engine (CPU, tiny model)', () => {
   });
 
   it('accepts every SamplingParams setting (nothing unsupported)', () => {
-    const all = new SamplingParams({ temperature: 0.5, topK: 3, topP: 0.5, minP: 0.2, repetitionPenalty: 1.3, presencePenalty: 1, frequencyPenalty: -1, logprobs: 20, seed: 9 });
-    expect(new GpuSampler().unsupported(all)).toBeUndefined();
+    const all = { temperature: 0.5, topK: 3, topP: 0.5, minP: 0.2, repetitionPenalty: 1.3, presencePenalty: 1, frequencyPenalty: -1, logprobs: 20, seed: 9 };
+    expect(new GpuSampler().unsupported(new SamplingParams(all))).toBeUndefined();
     const [out] = generate(sampling, [prompt(5, 4)], [new SamplingParams({ ...all, maxTokens: 4, ignoreEos: true })]);
     expect(out!.tokenIds).toHaveLength(4);
   });
