@@ -153,10 +153,13 @@ __device__ __forceinline__ void race_step(float v, int32_t i, bool greedy, float
     return;
   }
   if (isnan(v) || v < threshold || (v - mx) * inv_t < log_min_p) return;
-  // x / T plus Gumbel noise; __fmul_rn / __fsub_rn keep the compiler from fusing them into
-  // an FMA, so the score rounds as the CPU reference's does.
-  const float u = philox::open_uniform(bits);
-  const float score = __fsub_rn(__fmul_rn(v, inv_t), __logf(-__logf(u)));
+  // x / T plus Gumbel noise -log(E), E = -log(u) exponential. The inner log is the accurate
+  // logf: u close to 1 gives the smallest E, the likeliest winners, and __logf's absolute error
+  // (about 2^-22) there is larger than E itself (it could return 0 and a score of +inf). The
+  // outer log's argument is E, away from 1 where it matters, so __logf is accurate enough.
+  // __fmul_rn / __fsub_rn keep the compiler from fusing an FMA: the score rounds as the CPU's.
+  const float e = -logf(philox::open_uniform(bits));
+  const float score = __fsub_rn(__fmul_rn(v, inv_t), __logf(e));
   if (better(score, i, best, best_i)) { best = score; best_i = i; }
 }
 
