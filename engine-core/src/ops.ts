@@ -675,6 +675,7 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
   let anyFiltered = false, anyLogprobs = false;
   rows.forEach((s, r) => {
     checkSampleRow(op, r, s);
+    if (s.logprobs > n) throw new OpError(op, `row ${r}: ${s.logprobs} log-prob alternatives asked of a vocabulary of ${n}`);
     const w = r * SAMPLE_PARAM_WORDS;
     f32[w] = s.temperature;
     packed[w + 1] = s.topK;

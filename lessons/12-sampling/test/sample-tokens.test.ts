@@ -156,6 +156,7 @@ describe('sampleTokens on the CPU: seeds, greedy, penalties, log-probs', () => {
     expect(() => ops.sampleTokens(t, [spec({}), spec({ topP: 0 })])).toThrow(/row 1: topP must be in \(0, 1\]/);
     expect(() => ops.sampleTokens(t, [spec({ logprobs: 21 }), spec({})])).toThrow(/row 0: logprobs must be an integer in \[-1, 20\]/);
     expect(() => ops.sampleTokens(t, [spec({ seed: -1 }), spec({})])).toThrow(/seed must be an integer/);
+    expect(() => ops.sampleTokens(t, [spec({}), spec({ logprobs: 5 })])).toThrow(/row 1: 5 log-prob alternatives asked of a vocabulary of 4/);
     expect(() => ops.sampleTokens(t, ok, new Int32Array([2, 0, 0, 1]))).toThrow(/penalty entry 0 \(row 2, token 0.*outside 2 rows x 4 tokens/);
     expect(() => ops.sampleTokens(t, ok, new Int32Array([0, 4, 0, 1]))).toThrow(/penalty entry 0/);
     expect(() => ops.sampleTokens(t, ok, new Int32Array([0, 1, 0]))).toThrow(/4 words per entry/);
