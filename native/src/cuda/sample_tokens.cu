@@ -25,7 +25,8 @@ namespace {
 using sample_rules::order_key;
 
 constexpr int kRaceThreads = 256;
-static_assert(kSampleChunk % (4 * kRaceThreads) == 0, "a race block's chunk is whole float4s per thread");
+constexpr int kGroupsPerThread = int(kSampleChunk / (4 * kRaceThreads));
+static_assert(kSampleChunk == int64_t(kGroupsPerThread) * 4 * kRaceThreads, "a race block's chunk is whole groups of 4 per thread");
 constexpr int kRowThreads = 1024;  // threshold and log-prob kernels: one block per row
 constexpr int kWarps = kRowThreads / 32;
 constexpr int kBins = 256;
@@ -178,23 +179,34 @@ __global__ void __launch_bounds__(kRaceThreads) race_kernel(const float* logits,
   const float* row = logits + r * n;
   const int64_t begin = int64_t(blockIdx.x) * kSampleChunk;
   const int64_t end = begin + kSampleChunk < n ? begin + kSampleChunk : n;
+  const uint32_t seed_lo = p.seed_lo, seed_hi = p.seed_hi, position = p.position;
   float best = -INFINITY;
   int32_t best_i = int32_t(n);
-  // Each thread takes groups of 4 consecutive entries: one float4 load, one Philox call.
-  for (int64_t g = begin / 4 + threadIdx.x; 4 * g < end; g += kRaceThreads) {
-    const int64_t i0 = 4 * g;
-    float v[4];
+  // Each thread takes kGroupsPerThread groups of 4 consecutive entries, 256 groups apart: all
+  // its loads are issued first (one float4 each, four in flight per thread), then each group
+  // gets one Philox call for its four entries.
+  float v[kGroupsPerThread][4];
+  const int64_t g0 = begin / 4 + threadIdx.x;
+#pragma unroll
+  for (int k = 0; k < kGroupsPerThread; ++k) {
+    const int64_t g = g0 + int64_t(k) * kRaceThreads, i0 = 4 * g;
+    if (i0 >= end) continue;
     if (vec4) {
       const float4 q = reinterpret_cast<const float4*>(row)[g];
-      v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+      v[k][0] = q.x; v[k][1] = q.y; v[k][2] = q.z; v[k][3] = q.w;
     } else {
-      for (int j = 0; j < 4; ++j) v[j] = i0 + j < end ? row[i0 + j] : 0.0f;
+      for (int j = 0; j < 4; ++j) v[k][j] = i0 + j < end ? row[i0 + j] : 0.0f;
     }
+  }
+#pragma unroll
+  for (int k = 0; k < kGroupsPerThread; ++k) {
+    const int64_t g = g0 + int64_t(k) * kRaceThreads, i0 = 4 * g;
+    if (i0 >= end) continue;
     philox::Words4 bits{{0u, 0u, 0u, 0u}};
-    if (!greedy) bits = philox::sample_bits(p.seed_lo, p.seed_hi, p.position, uint32_t(g));
+    if (!greedy) bits = philox::sample_bits(seed_lo, seed_hi, position, uint32_t(g));
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      if (i0 + j < end) race_step(v[j], int32_t(i0 + j), greedy, threshold, mx, inv_t, log_min_p, bits.v[j], best, best_i);
+      if (i0 + j < end) race_step(v[k][j], int32_t(i0 + j), greedy, threshold, mx, inv_t, log_min_p, bits.v[j], best, best_i);
   }
   // Block reduction in the argmax order.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
