@@ -157,6 +157,9 @@ export class Engine {
       else if (p.stopTokenIds.includes(token)) seq.finish('stop');
       else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');
       else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
+      // A finish that keeps the whole text: what the decoder held back (a character's first bytes) is
+      // its text now, so the deltas add up to decode(tokens), as the offline output's text is.
+      if (seq.finished && state.decoder && !(seq.finishReason === 'stop' && p.stop.length && !p.stopTokenIds.includes(token))) seq.text += state.decoder.flush();
       deltas.push({
         id: seq.id,
         tokenIds: [token],
