@@ -136,7 +136,7 @@ describe('lesson 15: the openai client against the server (CPU)', () => {
       fetch(`${url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
     const bad = await post('{"model": ');
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error.message).toMatch(/JSON/);
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/JSON/);
     const expectError = async (p: Promise<unknown>, status: number, message: RegExp) => {
       const e = await p.then(() => undefined, (err: unknown) => err);
       expect(e).toBeInstanceOf(OpenAI.APIError);
@@ -173,7 +173,7 @@ describe('lesson 15: the openai client against the server (CPU)', () => {
       expect((await err(new OpenAI({ baseURL: base, apiKey: 'wrong', maxRetries: 0 }).models.list()))?.status).toBe(401);
       const none = await fetch(`${base}/models`);
       expect(none.status).toBe(401);
-      expect((await none.json()).error.code).toBe('invalid_api_key');
+      expect(((await none.json()) as { error: { code: string } }).error.code).toBe('invalid_api_key');
       expect((await good.completions.create({ prompt: 'x', model: m, n: 2, max_tokens: 2 })).choices).toHaveLength(2);
       expect((await fetch(`${base.replace('/v1', '')}/metrics`)).status).toBe(200);
     } finally {
