@@ -209,7 +209,23 @@ export interface KernelRecord extends RecordBase {
   };
 }
 
-export type AnyRecord = BenchRecord | EnvironmentRecord | KernelRecord;
+/**
+ * Another engine (Hugging Face transformers, vLLM...) run on the same model and
+ * workload on the same card, in the same call as ours where possible: drawn on
+ * the chart as a reference line, never mixed into a lesson's series. `lesson` is
+ * the lesson whose bar it is measured against (issue 11: lesson 11).
+ */
+export interface PeerRecord extends RecordBase {
+  kind: 'peer';
+  /** Who ran: the library, its version, how it was called (e.g. "generate_batch"). */
+  peer: { library: string; version?: string; mode: string; note?: string };
+  workload: string;
+  model: { name: string; dtype: string; params?: number; randomWeights: boolean };
+  partial: boolean;
+  results: Pick<RunResults, 'requests' | 'finishedRequests' | 'promptTokens' | 'outputTokens' | 'seconds' | 'outputTokPerS'>;
+}
+
+export type AnyRecord = BenchRecord | EnvironmentRecord | KernelRecord | PeerRecord;
 
 export interface LoadedRecord<R extends AnyRecord = AnyRecord> {
   /** The file name inside the results folder (what a reader greps for). */
@@ -260,6 +276,14 @@ export function recordProblem(json: unknown): string | undefined {
     }
     if (json.roofline !== undefined && (!isObj(json.roofline) || !finitePositive(json.roofline.outputTokPerS)))
       return 'roofline.outputTokPerS must be a positive number when roofline is present';
+  }
+  if (json.kind === 'peer') {
+    if (!isObj(json.peer) || typeof json.peer.library !== 'string' || !json.peer.library || typeof json.peer.mode !== 'string' || !json.peer.mode)
+      return 'peer record without peer.library and peer.mode';
+    if (typeof json.workload !== 'string' || !json.workload) return 'peer record without a workload';
+    if (!isObj(json.model) || typeof json.model.name !== 'string') return 'peer record without model.name';
+    if (typeof json.partial !== 'boolean') return 'peer record without partial: true|false';
+    if (!finitePositive(json.results.outputTokPerS)) return `results.outputTokPerS is ${JSON.stringify(json.results.outputTokPerS)}, expected a positive number`;
   }
   if (json.kind === 'kernel') {
     if (typeof json.family !== 'string' || !json.family) return 'kernel record without a family';
