@@ -91,6 +91,11 @@ export class EngineLoop {
     return this.engine.pending;
   }
 
+  /** Resolves once the loop has stopped stepping (no work, and its last turn over). */
+  async idle(): Promise<void> {
+    while (this.running) await yieldToEventLoop();
+  }
+
   /** Aborts everything and stops stepping. */
   close(): void {
     this.closed = true;
