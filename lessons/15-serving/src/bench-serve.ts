@@ -8,12 +8,13 @@
 // cost of serving. The engine loop's own time between steps is recorded too.
 import path from 'node:path';
 import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { defaultDevice, parseDevice } from '@aios/engine-core/backend.ts';
 import { modelInfo } from '@aios/engine-core/bench/harness.ts';
 import { ENGINE_RUN_FLAGS, chooseEngineOptions } from '@aios/engine-core/bench/lesson-demo.ts';
-import { type ServeRateResult, type ServeRecord, currentCommit, hardwareInfo, writeRecord, resultsDir } from '@aios/engine-core/bench/records.ts';
+import { REPO_ROOT, type ServeRateResult, type ServeRecord, currentCommit, hardwareInfo, writeRecord, resultsDir } from '@aios/engine-core/bench/records.ts';
 import { type Workload, firstRequests, throughputWorkload } from '@aios/engine-core/bench/workloads.ts';
 import { type CommandSpec, DEVICE_FLAG, type FlagSpecs, type FlagValues, MODEL_FLAG, RECORD_FLAGS, UsageError, chooseRecord, deviceFlag, intFlag, runCli } from '@aios/engine-core/cli/args.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
@@ -83,11 +84,21 @@ export function parseRates(s: string): number[] {
   });
 }
 
+/**
+ * Node flags that let a child run TypeScript: the parent's own where tsx started it
+ * (its execArgv carries tsx's loader), else tsx's loader from the repository's node_modules (under vitest).
+ */
+function typeScriptExecArgv(): string[] {
+  if (process.execArgv.some((a) => /[\/]tsx[\/]dist[\/]/.test(a))) return process.execArgv.filter((a, i, all) => a !== '--eval' && all[i - 1] !== '--eval');
+  const loader = path.join(REPO_ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs');
+  if (!existsSync(loader)) throw new Error(`the load client needs tsx to run TypeScript: start this under tsx, or install it (${loader} is missing)`);
+  return ['--import', pathToFileURL(loader).href];
+}
+
 /** Runs the load in a child process (load-client.ts): the client's stream parsing stays off the server's event loop and cores. */
 function loadInChild(job: LoadJob): Promise<RequestTiming[]> {
   return new Promise((resolve, reject) => {
-    // The parent's execArgv carries tsx's loader, so the child runs TypeScript as the parent does.
-    const child = fork(fileURLToPath(new URL('./load-client.ts', import.meta.url)), [], { execArgv: process.execArgv, env: { ...process.env, AIOS_LOAD_CLIENT: '1' } });
+    const child = fork(fileURLToPath(new URL('./load-client.ts', import.meta.url)), [], { execArgv: typeScriptExecArgv(), env: { ...process.env, AIOS_LOAD_CLIENT: '1' } });
     let answered = false;
     child.once('message', (m: { timings?: RequestTiming[]; error?: string }) => {
       answered = true;

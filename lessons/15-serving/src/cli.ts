@@ -53,7 +53,7 @@ export function serverFromFlags(values: FlagValues<typeof SERVE_FLAGS>, recipe: 
   return { server, port, host };
 }
 
-async function main(values: FlagValues<typeof SERVE_FLAGS>): Promise<number> {
+export async function serveMain(values: FlagValues<typeof SERVE_FLAGS>): Promise<number> {
   const { server, port, host } = serverFromFlags(values);
   const r = server.llm.recipe;
   console.log(`pnpm serve: lesson ${String(r.lesson).padStart(2, '0')} ${r.name} on ${server.llm.device}, model ${server.modelName} (${server.llm.dtype}, ${server.llm.cfg.maxPositionEmbeddings} positions)`);
@@ -71,5 +71,5 @@ async function main(values: FlagValues<typeof SERVE_FLAGS>): Promise<number> {
 }
 
 export function runServeCli(argv?: readonly string[]): Promise<number> {
-  return runCli(SERVE_SPEC, main, argv ? { argv } : {});
+  return runCli(SERVE_SPEC, serveMain, argv ? { argv } : {});
 }
