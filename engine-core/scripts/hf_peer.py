@@ -136,15 +136,16 @@ def main():
     reqs = w["requests"]
     cfg = json.load(open(os.path.join(args.model_dir, "config.json")))
     pad_id = cfg.get("pad_token_id") or 0
-    attn = "sdpa" if args.mode == "generate" else "sdpa_paged"
+    # generate_batch needs a paged attention: transformers 5 names them "paged|<backend>".
+    attn = "sdpa" if args.mode == "generate" else "paged|sdpa"
     log(f"transformers {transformers.__version__}, torch {torch.__version__}, {torch.cuda.get_device_name(0)}; {args.mode} on {w['name']} ({len(reqs)} requests)")
     try:
         model = load(args.model_dir, attn)
     except Exception as e:  # older versions name the paged implementation differently
         if args.mode != "generate_batch":
             raise
-        log(f"attn_implementation={attn} refused ({e}); trying paged_attention")
-        attn = "paged_attention"
+        log(f"attn_implementation={attn} refused ({str(e)[:300]}); trying sdpa_paged (transformers 4.5x's name)")
+        attn = "sdpa_paged"
         model = load(args.model_dir, attn)
     params = sum(p.numel() for p in model.parameters())
 
