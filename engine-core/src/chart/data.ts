@@ -20,6 +20,7 @@ import {
   type LoadedRecord,
   type Obj,
   type PeerRecord,
+  type ServeRecord,
   type SkippedFile,
   isObj,
   recordLimitsTag,
@@ -472,6 +473,8 @@ export interface ChartModel {
   tok: TokView;
   environment: EnvEntry[];
   kernels: KernelEntry[];
+  /** Lesson 15's serving benchmarks: the newest per card, model and workload. */
+  serve: ServeEntry[];
   /** Records of kinds this page does not chart yet (kind -> count). */
   otherKinds: Record<string, number>;
   skipped: SkippedFile[];
@@ -479,7 +482,41 @@ export interface ChartModel {
 }
 
 /** The kinds of record the page charts. */
-export const CHARTED_KINDS: readonly string[] = ['bench', 'environment', 'kernel', 'peer'];
+export const CHARTED_KINDS: readonly string[] = ['bench', 'environment', 'kernel', 'peer', 'serve'];
+
+/** A serving benchmark as the page draws it: the offline rate and, per request rate, what the clients saw. */
+export interface ServeEntry {
+  file: string;
+  card: string;
+  model: string;
+  workload: string;
+  servedLesson: number;
+  date: string;
+  offlineTokPerS: number;
+  rates: ServeRecord['results']['rates'];
+}
+
+/** The newest serve record of each card + model + workload. */
+export function serveEntries(records: readonly LoadedRecord[]): ServeEntry[] {
+  const newest = new Map<string, LoadedRecord<ServeRecord>>();
+  for (const r of records) {
+    if (r.record.kind !== 'serve') continue;
+    const rec = r.record;
+    const key = `${rec.hardware.card}\u0000${rec.model.name}\u0000${rec.workload}`;
+    const seen = newest.get(key);
+    if (!seen || seen.record.date < rec.date) newest.set(key, r as LoadedRecord<ServeRecord>);
+  }
+  return [...newest.values()].map(({ file, record: r }) => ({
+    file,
+    card: r.hardware.card,
+    model: r.model.name,
+    workload: r.workload,
+    servedLesson: r.servedLesson,
+    date: r.date,
+    offlineTokPerS: r.results.offline.outputTokPerS,
+    rates: r.results.rates,
+  }));
+}
 
 /** The page's data; `freshness` marks stale records (pnpm chart passes gitFreshness()). */
 export function buildChartModel(loaded: LoadResult, freshness?: FreshnessOf): ChartModel {
@@ -494,6 +531,7 @@ export function buildChartModel(loaded: LoadResult, freshness?: FreshnessOf): Ch
     tok: buildTokSeries(benchRuns(loaded.records), freshness, peerRuns(loaded.records)),
     environment: env.entries,
     kernels: kernels.entries,
+    serve: serveEntries(loaded.records),
     otherKinds,
     skipped: [...loaded.skipped, ...env.skipped, ...kernels.skipped],
     recordCount: loaded.records.length,

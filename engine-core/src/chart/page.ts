@@ -12,7 +12,7 @@ import path from 'node:path';
 
 import { LESSONS } from '../cli/lessons.ts';
 import { describeFreshness } from '../bench/staleness.ts';
-import type { ChartModel, EnvEntry, KernelEntry, KernelShapeEntry, KernelTimingEntry, TokView } from './data.ts';
+import type { ChartModel, EnvEntry, KernelEntry, KernelShapeEntry, KernelTimingEntry, ServeEntry, TokView } from './data.ts';
 
 // ------------------------------------------------------------ formatting
 
@@ -364,6 +364,26 @@ export function chartSpecs(model: ChartModel): PageSpecs {
 }
 
 // ------------------------------------------------------------ HTML
+
+/** Lesson 15's serving benchmarks: one table per record, a row per request rate (client-side latencies, ms). */
+export function serveTables(entries: readonly ServeEntry[]): string {
+  const ms = (x: { p50: number; p99: number }) => `<td class="num">${fmt(x.p50)}</td><td class="num">${fmt(x.p99)}</td>`;
+  return entries
+    .map((e) => {
+      const rows = e.rates
+        .map(
+          (r) =>
+            `<tr><td>${r.rate === null ? 'unbounded' : `${fmt(r.rate)} req/s`}</td><td class="num">${fmt(r.outputTokPerS)}</td><td class="num">${fmt((100 * r.outputTokPerS) / e.offlineTokPerS)}%</td>` +
+            `${ms(r.ttftMs)}${ms(r.tpotMs)}${ms(r.itlMs)}<td class="num">${fmt(r.loop.stepMsMean)} / ${fmt(r.loop.overheadMsMean)}</td></tr>`,
+        )
+        .join('');
+      return (
+        `<p class="sub">${escapeHtml(e.card)}, ${escapeHtml(e.model)}, workload ${escapeHtml(e.workload)}, lesson ${String(e.servedLesson).padStart(2, '0')}'s engine; offline ${fmt(e.offlineTokPerS)} tok/s (${escapeHtml(e.file)})</p>` +
+        `<table><tr><th>rate</th><th>output tok/s</th><th>of offline</th><th>TTFT p50</th><th>TTFT p99</th><th>TPOT p50</th><th>TPOT p99</th><th>ITL p50</th><th>ITL p99</th><th>loop ms/step: step / around</th></tr>${rows}</table>`
+      );
+    })
+    .join('');
+}
 
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -775,6 +795,7 @@ ${tokSection}
 <h2>Per-op and per-kernel records</h2>
 ${envSection}
 ${kernelsSection}
+${model.serve.length ? `<h2>Serving (lesson 15): requests at given rates through the HTTP server</h2>${serveTables(model.serve)}` : ''}
 </main>
 <section id="details">
 ${model.tok.series.length ? `<h2>Lesson runs</h2>${tokTable(model)}` : ''}

@@ -1,8 +1,9 @@
 // Lesson 13 end to end on the CPU (tiny model, f32): the greedy tokens equal
-// lesson 11's (the engine without a prefix cache) for prompts that share whole
+// lesson 12's (the engine without a prefix cache) for prompts that share whole
 // blocks, share part of a block, or repeat another prompt exactly (block-aligned
-// or not), in one batch and again on the warm cache of a second call, and under
-// a pool small enough to force preemptions; the counters say what was reused.
+// or not), in one batch and again on the warm cache of a second call, seeded
+// samples too, and under a pool small enough to force preemptions; the counters
+// say what was reused.
 import { describe, expect, it } from 'vitest';
 
 import { runRepeated } from '@aios/engine-core/bench/harness.ts';
@@ -10,7 +11,7 @@ import { type Workload, sharedPrefixWorkload } from '@aios/engine-core/bench/wor
 import { LLM } from '@aios/engine-core/engine/llm.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import type { EngineOptions, Recipe } from '@aios/engine-core/engine/types.ts';
-import { recipe as graphs } from '@aios/lesson-11-cuda-graphs';
+import { recipe as sampling } from '@aios/lesson-12-sampling';
 
 import { PrefixCachingScheduler } from '../src/prefix-scheduler.ts';
 import { recipe as prefixCaching } from '../src/recipe.ts';
@@ -38,7 +39,7 @@ function create(recipe: Recipe, engine: Partial<EngineOptions> = {}): LLM {
 
 describe('lesson 13 on the CPU (f32)', () => {
   const ref = (() => {
-    const llm = create(graphs);
+    const llm = create(sampling);
     try {
       return llm.generateWithStats(prompts, greedy, { decodeText: false });
     } finally {
@@ -48,7 +49,7 @@ describe('lesson 13 on the CPU (f32)', () => {
   const refTokens = ref.outputs.map((o) => o.tokenIds);
   const promptTokens = prompts.reduce((n, p) => n + p.length, 0);
 
-  it("gives lesson 11's greedy tokens, prefilling less; a second call finds the whole prompts cached", () => {
+  it("gives lesson 12's greedy tokens, prefilling less; a second call finds the whole prompts cached", () => {
     const llm = create(prefixCaching);
     try {
       expect(llm.parts.scheduler).toBeInstanceOf(PrefixCachingScheduler);
@@ -78,7 +79,24 @@ describe('lesson 13 on the CPU (f32)', () => {
     }
   });
 
-  it("gives lesson 11's tokens under a pool that forces preemptions, and every reference comes back", () => {
+  it("gives lesson 12's seeded samples too (its sampler keys each draw by seed and position, not by batch)", () => {
+    const seeded = MAX.map((m, i) => new SamplingParams({ temperature: 0.8, topP: 0.9, maxTokens: m, ignoreEos: true, seed: 40 + i }));
+    const outputs = (recipe: Recipe) => {
+      const llm = create(recipe);
+      try {
+        const r = llm.generateWithStats(prompts, seeded, { decodeText: false });
+        return { tokens: r.outputs.map((o) => o.tokenIds), hit: r.stats.prefixCache?.hitTokens };
+      } finally {
+        llm.dispose();
+      }
+    };
+    const ref = outputs(sampling), got = outputs(prefixCaching);
+    expect(got.tokens).toEqual(ref.tokens);
+    expect(got.hit).toBeGreaterThan(0);
+    expect(ref.tokens).not.toEqual(refTokens); // sampled, not greedy
+  });
+
+  it("gives lesson 12's tokens under a pool that forces preemptions, and every reference comes back", () => {
     const llm = create(prefixCaching, { maxNumSeqs: 8, kvCacheBytes: 9 * BLOCK_BYTES });
     try {
       const { outputs, stats } = llm.generateWithStats(prompts, greedy, { decodeText: false });

@@ -1,8 +1,8 @@
 // Lesson 13 on CUDA (bf16, the Qwen3-0.6B shape): requests behind shared
-// prefixes get the greedy tokens of lesson 11 (no prefix cache), in one batch
+// prefixes get the greedy tokens of lesson 12 (no prefix cache), in one batch
 // (most of them prefill only their question, reading the prefix's K/V that
 // another request computed) and again on the warm cache of a second call; and,
-// down one forced token path, every logits row agrees with lesson 11's within
+// down one forced token path, every logits row agrees with lesson 12's within
 // bf16 tolerance (what to read if a near tie ever flips a greedy token).
 import { describe, expect, it } from 'vitest';
 
@@ -13,7 +13,7 @@ import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { Recipe, SampleResult } from '@aios/engine-core/engine/types.ts';
 import type { Tensor } from '@aios/engine-core/tensor.ts';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
-import { recipe as baseline } from '@aios/lesson-11-cuda-graphs';
+import { recipe as baseline } from '@aios/lesson-12-sampling';
 
 import { type Rows, compareRows } from '../../../engine-core/test/forced-path.ts';
 import { recipe as prefixCaching } from '../src/recipe.ts';
@@ -44,16 +44,16 @@ function run(recipe: Recipe, calls: number) {
   }
 }
 
-describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against lesson 11', () => {
-  it("gives lesson 11's greedy tokens with shared prefixes, in one batch and on a warm cache", () => {
+describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against lesson 12', () => {
+  it("gives lesson 12's greedy tokens with shared prefixes, in one batch and on a warm cache", () => {
     const [ref] = run(baseline, 1);
     const [first, second] = run(prefixCaching, 2);
     const promptTokens = prompts.reduce((n, p) => n + p.length, 0);
     for (const [name, r] of [['first call', first!], ['second call', second!]] as const) {
       const pc = r.stats.prefixCache!;
-      console.log(`lesson 13 ${name}: ${pc.hitTokens} of ${promptTokens} prompt tokens found cached; prefill ran ${r.stats.prefillTokens} (lesson 11: ${ref!.stats.prefillTokens})`);
+      console.log(`lesson 13 ${name}: ${pc.hitTokens} of ${promptTokens} prompt tokens found cached; prefill ran ${r.stats.prefillTokens} (lesson 12: ${ref!.stats.prefillTokens})`);
       const differ = r.tokens.map((t, i) => (JSON.stringify(t) === JSON.stringify(ref!.tokens[i]) ? -1 : i)).filter((i) => i >= 0);
-      if (differ.length) console.log(`lesson 13 ${name}: requests ${differ.join(', ')} differ from lesson 11`);
+      if (differ.length) console.log(`lesson 13 ${name}: requests ${differ.join(', ')} differ from lesson 12`);
       expect(r.tokens).toEqual(ref!.tokens);
       expect(r.stats.prefillTokens).toBe(promptTokens - pc.hitTokens);
     }
@@ -61,7 +61,7 @@ describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against les
     expect(second!.stats.prefixCache!.hitTokens).toBeGreaterThan(first!.stats.prefixCache!.hitTokens);
   }, 600_000);
 
-  it("agrees with lesson 11's logits within bf16 tolerance down a forced token path", () => {
+  it("agrees with lesson 12's logits within bf16 tolerance down a forced token path", () => {
     const lengths = prompts.map((p) => p.length);
     expect(new Set(lengths).size).toBe(prompts.length); // a sequence is known by its prompt length
     const forced = prompts.map((_, i) => Array.from({ length: 8 }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000));
@@ -99,7 +99,7 @@ describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against les
       }
     };
     const c = compareRows(forcedRun(prefixCaching), forcedRun(baseline));
-    console.log(`lesson 13 vs 11 on CUDA bf16, forced path: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+    console.log(`lesson 13 vs 12 on CUDA bf16, forced path: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
     expect(c.relError).toBeLessThan(2e-2);
     expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
   }, 600_000);
