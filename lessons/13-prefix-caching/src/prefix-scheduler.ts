@@ -94,11 +94,12 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
    * block: sequences that share a prefix share its physical blocks, and when
    * they sit next to each other in the step the decode kernel reads those
    * blocks while they are still in the GPU's L2 cache, instead of once per
-   * sequence from memory. The order within the step changes nothing else.
+   * sequence from memory. The order within the step changes nothing else; a
+   * step where no two sequences share a first block keeps lesson 08's order.
    */
   override schedule(): (StepPlan & { preempted?: Sequence[] }) | undefined {
     const plan = super.schedule();
-    if (plan?.phase === 'decode' && plan.blockTables) {
+    if (plan?.phase === 'decode' && plan.blockTables && sharesAFirstBlock(plan.blockTables)) {
       const tables = plan.blockTables;
       const order = plan.sequences.map((_, i) => i).sort((a, b) => (tables[a]![0] ?? -1) - (tables[b]![0] ?? -1) || a - b);
       plan.sequences = order.map((i) => plan.sequences[i]!);
@@ -118,4 +119,15 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
     const { cachedBlocks: _c, evictableBlocks: _e, ...prefixCache } = this.cache.stats();
     return { ...super.stats(), prefixCache };
   }
+}
+
+function sharesAFirstBlock(tables: readonly (readonly number[])[]): boolean {
+  const seen = new Set<number>();
+  for (const t of tables) {
+    const b = t[0];
+    if (b === undefined) continue;
+    if (seen.has(b)) return true;
+    seen.add(b);
+  }
+  return false;
 }
