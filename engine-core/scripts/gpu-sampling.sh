@@ -6,8 +6,8 @@
 #      others, greedy through the engine equal to lesson 11's tokens;
 #   2. the sampler micro-benchmark at 256 x 151,936 (device time and GB/s per path, lesson 11's
 #      sampleRows beside it), into sampler-bench.json;
-#   3. the throughput workload (256 requests, temperature 0.6) for lessons 11 and 12, alternating,
-#      REPEATS runs each (default 3), recorded: lesson 12 must be no slower than lesson 11.
+#   3. the throughput workload (256 requests, temperature 0.6) for lessons 11 and 12, REPEATS runs
+#      each (default 3) in one record each (median and spread): lesson 12 must be no slower than 11.
 # DEADLINE_S bounds the whole script (default 560). Records and logs in $OUT/sampling.tar.gz.
 set -uo pipefail
 OUT=${OUT:?set OUT}
@@ -24,9 +24,8 @@ if room 60; then
   timeout 60 tsx lessons/12-sampling/src/bench-sampler.ts --out "$LESSON_LOGS/sampler-bench.json" > "$LESSON_LOGS/sampler-bench.log" 2>&1
   stamp "sampler bench exit $?"; cut -c1-200 "$LESSON_LOGS/sampler-bench.log" | head -16
 fi
-for i in $(seq 1 "$REPEATS"); do
-  run_lesson "lesson11-throughput-$i" 40 11 --workload throughput --no-samples --no-check --repeats 1 --time-budget 60 --record
-  run_lesson "lesson12-throughput-$i" 40 12 --workload throughput --no-samples --no-check --repeats 1 --time-budget 60 --record
+for n in ${LESSONS:-11 12}; do
+  run_lesson "lesson$n-throughput" 45 "$n" --workload throughput --no-samples --no-check --repeats "$REPEATS" --record
 done
 find bench-results -maxdepth 1 \( -name "*_lesson11_bench_*.json" -o -name "*_lesson12_bench_*.json" \) -newer "$LESSON_LOGS/.start" -exec cp {} "$LESSON_LOGS/" \;
 rm -f "$LESSON_LOGS/.start"
