@@ -12,7 +12,7 @@ import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 
 import { servedRecipe } from '../src/recipe.ts';
 import { type ServingServer, createServer } from '../src/server.ts';
-import { logprobTestRecipe } from './logprob-sampler.ts';
+import { recipe as lesson11Recipe } from '@aios/lesson-11-cuda-graphs';
 
 const ENGINE = { kvCacheBytes: 32 * 2 ** 20 };
 const quiet = () => {};
@@ -22,7 +22,7 @@ let client: OpenAI;
 let model: string;
 
 beforeAll(async () => {
-  server = createServer({ recipe: logprobTestRecipe, device: 'cpu', engine: ENGINE, log: quiet, maxQueue: 256 });
+  server = createServer({ recipe: servedRecipe, device: 'cpu', engine: ENGINE, log: quiet, maxQueue: 256 });
   url = await server.listen(0);
   client = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
   model = server.modelName;
@@ -108,7 +108,7 @@ describe('lesson 15: the openai client against the server (CPU)', () => {
     const r = await client.chat.completions.create({ messages, max_tokens: 5, temperature: 0, logprobs: true, top_logprobs: 3, model });
     const content = r.choices[0]!.logprobs!.content!;
     expect(content).toHaveLength(5);
-    const llm = LLM.create({ recipe: logprobTestRecipe, device: 'cpu', engine: ENGINE, log: quiet });
+    const llm = LLM.create({ recipe: servedRecipe, device: 'cpu', engine: ENGINE, log: quiet });
     try {
       const ids = llm.tokenizer.encodeChat(messages);
       const [off] = llm.generate([ids], new SamplingParams({ temperature: 0, maxTokens: 5, logprobs: 3 }));
@@ -149,15 +149,15 @@ describe('lesson 15: the openai client against the server (CPU)', () => {
     await expectError(client.chat.completions.create({ messages: [], model }), 400, /messages/);
     await expectError(client.chat.completions.create({ messages: msg, model: 'gpt-4o' }), 404, /gpt-4o.*does not exist/);
     await expectError(client.completions.create({ prompt: Array(4000).fill(7), max_tokens: 200, model }), 400, /maximum context length is 4096 tokens.*4200 tokens \(4000 in the prompt, 200 for the completion\)/);
-    await expectError(client.chat.completions.create({ messages: msg, model, min_p: 0.1 } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming), 400, /minP/);
+    await expectError(client.chat.completions.create({ messages: msg, model, min_p: 1.5 } as OpenAI.Chat.ChatCompletionCreateParamsNonStreaming), 400, /min_?p/i);
     await expectError(client.completions.create({ prompt: 'x', model, n: 300 }), 400, /n/);
     await expectError(client.completions.create({ prompt: [1, 999_999], model }), 400, /token id 999999/);
     // The same server is fine afterwards.
     expect((await client.completions.create({ prompt: 'ok', max_tokens: 2, model })).usage!.completion_tokens).toBeGreaterThan(0);
   });
 
-  it("lesson 11's own sampler refuses log-probs and penalties: 400 naming them; a full queue is 429; a wrong or missing key 401", async () => {
-    const s = createServer({ recipe: servedRecipe, device: 'cpu', engine: ENGINE, log: quiet, maxQueue: 2, apiKey: 'sesame' });
+  it("an engine whose sampler cannot honour a request (lesson 11's) refuses it: 400 naming what; a full queue is 429; a wrong or missing key 401", async () => {
+    const s = createServer({ recipe: lesson11Recipe, device: 'cpu', engine: ENGINE, log: quiet, maxQueue: 2, apiKey: 'sesame' });
     try {
       const base = `${await s.listen(0)}/v1`;
       const good = new OpenAI({ baseURL: base, apiKey: 'sesame', maxRetries: 0 });
@@ -225,7 +225,7 @@ describe('lesson 15: the openai client against the server (CPU)', () => {
     });
     const got = await Promise.all(runs);
 
-    const llm = LLM.create({ recipe: logprobTestRecipe, device: 'cpu', engine: ENGINE, log: quiet });
+    const llm = LLM.create({ recipe: servedRecipe, device: 'cpu', engine: ENGINE, log: quiet });
     let offline;
     try {
       offline = llm.generate(prompts, params.map((p) => new SamplingParams({ maxTokens: p.max_tokens, temperature: p.temperature, seed: p.seed, ignoreEos: true })));
