@@ -21,7 +21,8 @@ timeout 150 vitest run lessons/13-prefix-caching/test/prefix.gpu.test.ts > "$LES
 stamp "lesson 13 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/prefix-gpu-test.log")"; grep -E "lesson 13 (first|second) call|lesson 13 vs 12|×|AssertionError" "$LESSON_LOGS/prefix-gpu-test.log" | head -8
 run_lesson lesson$BASE-shared-prefix 60 $BASE --workload shared-prefix --no-samples --no-check --repeats 3 --record
 run_lesson lesson13-shared-prefix 45 13 --workload shared-prefix --no-samples --repeats 3 --record
-run_lesson lesson$BASE-throughput 70 $BASE --workload throughput --no-samples --no-check --repeats 3 --time-budget 60 --record
+# BASE_THROUGHPUT=0: the baseline's throughput record comes from earlier in the same call (gpu-sampling.sh).
+[[ "${BASE_THROUGHPUT:-1}" == 1 ]] && run_lesson lesson$BASE-throughput 70 $BASE --workload throughput --no-samples --no-check --repeats 3 --time-budget 60 --record
 run_lesson lesson13-throughput 70 13 --workload throughput --no-samples --no-check --repeats 3 --time-budget 60 --record
 tsx engine-core/scripts/prefix-bars.ts "$BASE" | tee "$LESSON_LOGS/bars.txt"
 stamp "bars exit ${PIPESTATUS[0]}"

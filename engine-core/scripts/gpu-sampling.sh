@@ -17,16 +17,16 @@ REPEATS=${REPEATS:-3}
 source "$(dirname "$0")/gpu-lib.sh"
 touch "$LESSON_LOGS/.start"
 make_model "$LESSON_LOGS/model.log" && stamp "model ready"
-timeout 200 vitest run lessons/12-sampling/test/sampling.gpu.test.ts > "$LESSON_LOGS/sampling-gpu-test.log" 2>&1
+timeout 150 vitest run lessons/12-sampling/test/sampling.gpu.test.ts > "$LESSON_LOGS/sampling-gpu-test.log" 2>&1
 stamp "lesson 12 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/sampling-gpu-test.log")"
 grep -E "differ between CUDA|×|AssertionError|Error:" "$LESSON_LOGS/sampling-gpu-test.log" | cut -c1-240 | head -20
+for n in ${LESSONS:-11 12}; do
+  run_lesson "lesson$n-throughput" 45 "$n" --workload throughput --no-samples --no-check --repeats "$REPEATS" --record
+done
 if room 60; then
   timeout 60 tsx lessons/12-sampling/src/bench-sampler.ts --out "$LESSON_LOGS/sampler-bench.json" > "$LESSON_LOGS/sampler-bench.log" 2>&1
   stamp "sampler bench exit $?"; cut -c1-200 "$LESSON_LOGS/sampler-bench.log" | head -16
 fi
-for n in ${LESSONS:-11 12}; do
-  run_lesson "lesson$n-throughput" 45 "$n" --workload throughput --no-samples --no-check --repeats "$REPEATS" --record
-done
 find bench-results -maxdepth 1 \( -name "*_lesson11_bench_*.json" -o -name "*_lesson12_bench_*.json" \) -newer "$LESSON_LOGS/.start" -exec cp {} "$LESSON_LOGS/" \;
 rm -f "$LESSON_LOGS/.start"
 tar -czf "$OUT/sampling.tar.gz" -C "$OUT" sampling && rm -rf "$LESSON_LOGS"
