@@ -4,6 +4,7 @@
 import type { Device } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import type { Qwen3Config } from '../model/config.ts';
+import type { Shard } from '../model/shard.ts';
 import type { Tensor } from '../tensor.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import type { SamplingParams } from './sampling-params.ts';
@@ -152,6 +153,12 @@ export interface EngineContext {
   options: EngineOptions;
   /** Progress of long set-up work (sizing the pool, capturing graphs); LLMOptions.log, else console.log. */
   log: (s: string) => void;
+  /**
+   * Lesson 14: this engine's part of a tensor-parallel group. Where present, `cfg` is the
+   * rank's local shape (shard.ts localConfig) and the model combines its partial results
+   * through `shard.comm`.
+   */
+  shard?: Shard;
 }
 
 export interface EngineParts {

@@ -84,6 +84,39 @@ export interface LoadOptions {
   dtype?: DType;
   /** Checked before anything is read; a mismatch names both shapes. */
   expectShape?: readonly number[];
+  /**
+   * Reads only elements [start, start + length) along one dimension (lesson 14:
+   * a rank's rows of a column-parallel weight, or its columns of a row-parallel
+   * one). Only those bytes are read from the file; expectShape is the whole tensor's.
+   */
+  slice?: TensorSlice;
+}
+
+/** A range along one dimension of a stored tensor. */
+export interface TensorSlice {
+  dim: number;
+  start: number;
+  length: number;
+}
+
+/**
+ * The byte runs of a slice, in order: [file offset, length] pairs relative to the
+ * tensor's first byte (one run for a slice of the first dimension, one per outer
+ * index otherwise), and the slice's shape.
+ */
+export function sliceRuns(shape: readonly number[], item: number, slice: TensorSlice, where: string): { shape: number[]; runs: [number, number][] } {
+  const { dim, start, length } = slice;
+  if (!Number.isInteger(dim) || dim < 0 || dim >= shape.length)
+    throw new RangeError(`${where}: slice dimension ${dim} is not a dimension of shape ${formatShape(shape)}`);
+  if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > shape[dim]!)
+    throw new RangeError(`${where}: slice [${start}, ${start + length}) of dimension ${dim} is outside shape ${formatShape(shape)}`);
+  const outer = shape.slice(0, dim).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(dim + 1).reduce((a, b) => a * b, 1) * item;
+  const runs: [number, number][] = [];
+  if (length > 0 && inner > 0) for (let o = 0; o < outer; o++) runs.push([(o * shape[dim]! + start) * inner, length * inner]);
+  const out = [...shape];
+  out[dim] = length;
+  return { shape: out, runs };
 }
 
 export const DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024;
@@ -321,36 +354,46 @@ export class SafetensorsFile implements Disposable {
     const dtype = opts.dtype === undefined ? src : assertDType(opts.dtype, `${where}: requested dtype`);
     const device = opts.device ?? defaultDevice();
 
-    const out = Tensor.empty(info.shape, { dtype, device });
+    const { shape, runs } = opts.slice ? sliceRuns(info.shape, dtypeSize(src), opts.slice, where) : { shape: [...info.shape], runs: [[0, info.byteLength]] as [number, number][] };
+    const bytes = runs.reduce((n, r) => n + r[1], 0);
+    const out = Tensor.empty(shape, { dtype, device });
     try {
-      if (info.byteLength === 0) return out;
-      const buf = this.#chunk.get(info.byteLength);
-      if (dtype === src) {
-        // Raw bytes straight into the storage, chunk by chunk.
-        const step = Math.min(this.#chunk.chunkBytes, buf.length);
-        for (let pos = 0; pos < info.byteLength; pos += step) {
-          const n = Math.min(step, info.byteLength - pos);
-          readFully(fd, buf, n, info.byteOffset + pos, this.file, `tensor ${JSON.stringify(info.name)}`);
-          out.storage.copyFromHost(buf.subarray(0, n), out.byteOffset + pos);
+      if (bytes === 0) return out;
+      const buf = this.#chunk.get(bytes);
+      const cap = Math.min(this.#chunk.chunkBytes, buf.length);
+      const item = dtypeSize(src);
+      // The runs are read back to back into the host buffer, which is uploaded
+      // whenever it is full: a column slice's many short runs cost one upload per chunk.
+      const staging = dtype === src ? undefined : Tensor.empty([Math.max(1, Math.floor(Math.min(cap, bytes) / item))], { dtype: src, device });
+      const flat = out.view(-1);
+      let filled = 0, uploaded = 0;
+      const flush = () => {
+        if (filled === 0) return;
+        if (!staging) out.storage.copyFromHost(buf.subarray(0, filled), out.byteOffset + uploaded);
+        else {
+          // Whole elements as stored into a staging tensor, then cast on the device.
+          const ne = filled / item;
+          staging.storage.copyFromHost(buf.subarray(0, filled), staging.byteOffset);
+          cast(staging.narrow(0, 0, ne), dtype, flat.narrow(0, uploaded / item, ne));
         }
-      } else {
-        // Upload whole elements as stored into a staging tensor, then cast on the device.
-        const item = dtypeSize(src);
-        const stepElems = Math.max(1, Math.floor(Math.min(this.#chunk.chunkBytes, buf.length) / item));
-        const total = out.numel;
-        const staging = Tensor.empty([Math.min(stepElems, total)], { dtype: src, device });
-        const flat = out.view(-1);
-        try {
-          for (let e0 = 0; e0 < total; e0 += stepElems) {
-            const ne = Math.min(stepElems, total - e0);
-            readFully(fd, buf, ne * item, info.byteOffset + e0 * item, this.file, `tensor ${JSON.stringify(info.name)}`);
-            staging.storage.copyFromHost(buf.subarray(0, ne * item), 0);
-            cast(staging.narrow(0, 0, ne), dtype, flat.narrow(0, e0, ne));
+        uploaded += filled;
+        filled = 0;
+      };
+      const step = staging ? Math.max(item, cap - (cap % item)) : cap;
+      try {
+        for (const [at, len] of runs) {
+          for (let pos = 0; pos < len; ) {
+            const n = Math.min(len - pos, step - filled);
+            readFully(fd, buf.subarray(filled), n, info.byteOffset + at + pos, this.file, `tensor ${JSON.stringify(info.name)}`);
+            filled += n;
+            pos += n;
+            if (filled === step) flush();
           }
-        } finally {
-          flat.dispose();
-          staging.dispose();
         }
+        flush();
+      } finally {
+        flat.dispose();
+        staging?.dispose();
       }
       return out;
     } catch (e) {
