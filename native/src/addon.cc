@@ -134,12 +134,20 @@ struct HostView {
 HostView host_view(Napi::Env env, const Napi::Value& v) {
   if (!v.IsTypedArray() && !v.IsDataView() && !v.IsBuffer())
     throw_js(env, "expected a typed array, Buffer or DataView as the host side of the copy");
+  // The info calls give the data pointer directly, which also works for views of a
+  // SharedArrayBuffer (lesson 14's CPU ranks share their collectives' memory that way);
+  // ArrayBuffer().Data() refuses those.
+  void* data = nullptr;
+  size_t bytes = 0;
   if (v.IsTypedArray()) {
-    auto ta = v.As<Napi::TypedArray>();
-    return {static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), int64_t(ta.ByteLength())};
+    napi_typedarray_type type;
+    size_t length = 0;
+    if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok) throw_js(env, "cannot read the typed array");
+    bytes = v.As<Napi::TypedArray>().ByteLength();
+  } else if (napi_get_dataview_info(env, v, &bytes, &data, nullptr, nullptr) != napi_ok) {
+    throw_js(env, "cannot read the DataView");
   }
-  auto dv = v.As<Napi::DataView>();
-  return {static_cast<char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset(), int64_t(dv.ByteLength())};
+  return {static_cast<char*>(data), int64_t(bytes)};
 }
 
 void check_range(Napi::Env env, const Storage& s, int64_t offset, int64_t bytes, const char* what) {

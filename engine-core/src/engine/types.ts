@@ -123,9 +123,14 @@ export interface EngineOptions {
   blockSize: number;
   /** KV pool bytes, instead of sizing it from free memory (the CPU default is 256 MiB; AIOS_KV_CACHE_BYTES overrides). */
   kvCacheBytes?: number;
+  /**
+   * Ranks the model is split over (vLLM's tensor_parallel_size): GPUs cuda:0..N-1 on a GPU,
+   * threads on the CPU. Only a recipe that says `tensorParallel` (lesson 14 on) takes more than 1.
+   */
+  tensorParallelSize: number;
 }
 
-export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = { maxNumSeqs: 256, maxNumBatchedTokens: 16384, gpuMemoryUtilization: 0.9, blockSize: 16 };
+export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = { maxNumSeqs: 256, maxNumBatchedTokens: 16384, gpuMemoryUtilization: 0.9, blockSize: 16, tensorParallelSize: 1 };
 
 /** Fills in defaults and names the option that is out of range. */
 export function engineOptions(partial: Partial<EngineOptions> = {}): EngineOptions {
@@ -136,6 +141,7 @@ export function engineOptions(partial: Partial<EngineOptions> = {}): EngineOptio
   positiveInt('maxNumSeqs', o.maxNumSeqs);
   positiveInt('maxNumBatchedTokens', o.maxNumBatchedTokens);
   positiveInt('blockSize', o.blockSize);
+  positiveInt('tensorParallelSize', o.tensorParallelSize);
   if (o.maxNumBatchedTokens < o.maxNumSeqs)
     throw new RangeError(`engine options: maxNumBatchedTokens (${o.maxNumBatchedTokens}) must be at least maxNumSeqs (${o.maxNumSeqs}): a decode step runs one token per sequence`);
   if (!(o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1))
@@ -186,6 +192,8 @@ export interface Recipe {
   /** One line: what this recipe changes. */
   summary: string;
   shape: EngineShape;
+  /** True where the recipe can split the model over options.tensorParallelSize ranks (lesson 14 on). */
+  tensorParallel?: boolean;
   build(ctx: EngineContext): EngineParts;
 }
 
