@@ -32,8 +32,11 @@ export interface Collectives {
    * (rank 0 calls it before the sampler reads the logits, so a dead rank is an error, not a hang).
    */
   wait(): void;
-  /** Lines for the demo: what carries the collectives. */
+  /** A host-side meeting of the ranks (start-up: every rank has loaded its weights); throws past the timeout. */
+  barrier(what: string, timeoutMs?: number): void;
+  /** One line for the demo: what carries the collectives. */
   describe(): string;
+  dispose(): void;
 }
 
 /** A rank of a tensor-parallel group, as a model running on it sees it. */

@@ -118,6 +118,8 @@ export interface ParallelHooks {
   gatherLogits(local: Tensor): Tensor;
   /** The gathered buffer's first `rows` rows (what a replayed graph left there). */
   logitsRows(rows: number): Tensor;
+  /** Lines for EngineParts.describe (what this rank holds, what carries the collectives). */
+  describe?(): string[];
   dispose(): void;
 }
 
@@ -192,7 +194,7 @@ export class FusedStepModel implements StepModel {
   }
 
   describe(): string[] {
-    return [`workspace: ${(this.workspace.bytes / 2 ** 20).toFixed(0)} MiB for steps of up to ${this.ctx.options.maxNumBatchedTokens} tokens, allocated once`];
+    return [`workspace: ${(this.workspace.bytes / 2 ** 20).toFixed(0)} MiB for steps of up to ${this.ctx.options.maxNumBatchedTokens} tokens, allocated once`, ...(this.parallel?.describe?.() ?? [])];
   }
 
   dispose(): void {
