@@ -142,10 +142,14 @@ export class RankGroup {
     this.stopped = true;
     const c = this.mem.ctrl;
     if (Atomics.load(c, CTRL.abort) === 0) this.writer.stop();
-    const deadline = performance.now() + 30_000;
-    for (let n; (n = Atomics.load(c, CTRL.exited)) < this.workers.length && performance.now() < deadline; ) Atomics.wait(c, CTRL.exited, n, 100);
-    for (const w of this.workers) void w.terminate();
-    this.comm.dispose();
+    // Rank 0 finalizes its communicator while the others finalize theirs (NCCL may wait for the peers).
+    try {
+      this.comm.dispose();
+    } finally {
+      const deadline = performance.now() + 30_000;
+      for (let n; (n = Atomics.load(c, CTRL.exited)) < this.workers.length && performance.now() < deadline; ) Atomics.wait(c, CTRL.exited, n, 100);
+      for (const w of this.workers) void w.terminate();
+    }
   }
 
   /** Marks the group failed (every waiting worker wakes up and stops) and stops it. */
