@@ -22,11 +22,15 @@ import { recipe as lesson11 } from '@aios/lesson-11-cuda-graphs';
 
 import { compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { scratchDir } from '../../../engine-core/test/scratch.ts';
-import { GroupMemory } from '../src/group-memory.ts';
+import { Worker } from 'node:worker_threads';
+
+import { SharedMemoryCollectives } from '../src/collectives.ts';
+import { CTRL, GroupMemory } from '../src/group-memory.ts';
 import { decodePlan, encodePlan } from '../src/plan-channel.ts';
 import { RankGroup } from '../src/rank-group.ts';
 import { lesson14Parts, recipe } from '../src/recipe.ts';
 import { ShardRunner } from '../src/shard-runner.ts';
+import { CASE_N, partOf, runCase } from './collectives-case.ts';
 
 const prompts = [11, 40, 1, 33, 70].map((n, p) => Array.from({ length: n }, (_, i) => (p * 7919 + i * 977 + 13) % 150_000));
 const MAX = [12, 3, 20, 7, 9];
@@ -187,6 +191,33 @@ describe('lesson 14 on the CPU: TP=2 and TP=4 against TP=1', () => {
   it('refuses a split the model does not allow, and a lesson before 14', () => {
     expect(() => LLM.create({ recipe, device: 'cpu', dtype: 'f32', engine: { tensorParallelSize: 3 }, log: () => {} })).toThrow(/over 3 ranks: the 4 query heads do not split evenly/);
     expect(() => LLM.create({ recipe: lesson11, device: 'cpu', dtype: 'f32', engine: { tensorParallelSize: 2 }, log: () => {} })).toThrow(/lesson 11 \(cuda-graphs\) runs on one device/);
+  });
+});
+
+describe('lesson 14: the shared-memory collectives between threads', () => {
+  it('all-reduce (f32 and bf16, in chunks), all-gather and broadcast over 3 ranks give every rank the same right values', () => {
+    const size = 3;
+    const mem = GroupMemory.create({ size, planInts: 4, slotBytes: 1024 });
+    const workers = [1, 2].map((rank) => {
+      const w = new Worker(new URL('../src/boot.mjs', import.meta.url), { workerData: { sab: mem.sab, shape: mem.shape, rank, entry: new URL('./collectives-rank.ts', import.meta.url).href } });
+      w.unref();
+      return w;
+    });
+    const got = runCase(new SharedMemoryCollectives(mem, 0, 20_000));
+    for (let n; (n = Atomics.load(mem.ctrl, CTRL.exited)) < 2; ) Atomics.wait(mem.ctrl, CTRL.exited, n, 100);
+    mem.checkAbort(0);
+    const parts = [0, 1, 2].map((r) => partOf(r));
+    // The sum in rank order, rounded to f32 at each add, as every rank computes it.
+    const sumF32 = parts[0]!.map((_, i) => Math.fround(Math.fround(Math.fround(0 + parts[0]![i]!) + parts[1]![i]!) + parts[2]![i]!));
+    expect(got.f32!.toArray()).toEqual(sumF32);
+    // bf16: the inputs rounded to bf16, summed in f32, the sum rounded once (the CPU reference's add, twice, rounds twice).
+    const bf = parts.map((p) => ops.cast(Tensor.fromArray(p, [CASE_N], { dtype: 'f32', device: 'cpu' }), 'bf16').toArray() as Float32Array);
+    const sumBf = ops.cast(Tensor.fromArray(bf[0]!.map((_, i) => Math.fround(Math.fround(bf[0]![i]! + bf[1]![i]!) + bf[2]![i]!)), [CASE_N], { dtype: 'f32', device: 'cpu' }), 'bf16');
+    expect(got.bf16!.toArray()).toEqual(sumBf.toArray());
+    const all = got.gathered!.toArray() as Float32Array;
+    parts.forEach((p, r) => expect(all.subarray(r * CASE_N, (r + 1) * CASE_N)).toEqual(p));
+    expect(got.b!.toArray()).toEqual(partOf(7));
+    for (const w of workers) void w.terminate();
   });
 });
 
