@@ -13,9 +13,10 @@
 #   bash engine-core/scripts/gpu-tp.sh model 32B only write the model (a 32B file takes minutes: a call of its own
 #                                                if the next part would not fit the call's time; a warm machine keeps it)
 #
-# The random weights are written by `pnpm model random` (the values any file of that seed holds); the big
-# shapes' generator is sequential per tensor, so they are files on disk, not made on the GPUs. Only one big
-# model is kept: writing 14B or 32B removes the other (the x2 host's disk is 128 GiB).
+# The random weights are written by `pnpm model random --jobs $(nproc)` (the bytes the one-thread writer
+# writes, a tensor per thread at a time): the generator is sequential within a tensor, so the big shapes are
+# files on the host's disk, not made on the GPUs. Only one big model is kept: writing 14B or 32B removes the
+# other (the x2 host's disk is 128 GiB).
 # DEADLINE_S bounds the call (default 570). Logs and records in $OUT/tp-<part>.tar.gz.
 set -uo pipefail
 OUT=${OUT:?set OUT}
@@ -43,7 +44,7 @@ big_model() {
   for other in 8b 14b 32b; do [[ $other == "$lower" ]] || rm -rf "$AIOS_CACHE/models/qwen3-$other-random"; done
   df -h "$AIOS_CACHE" | tail -1
   local t0=$SECONDS
-  timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0))) tsx engine-core/src/cli/model.ts random --preset "$preset" --out "$MODEL_DIR" --seed 0 > "$LESSON_LOGS/model-$preset.log" 2>&1
+  timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0))) tsx engine-core/src/cli/model.ts random --preset "$preset" --out "$MODEL_DIR" --seed 0 --jobs "$(nproc)" > "$LESSON_LOGS/model-$preset.log" 2>&1
   local rc=$?
   stamp "model $preset written in $((SECONDS - t0)) s (exit $rc): $(du -sh "$MODEL_DIR" 2>/dev/null | cut -f1)"
   return $rc

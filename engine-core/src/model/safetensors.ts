@@ -632,6 +632,50 @@ class FileWriter {
   }
 }
 
+/** Where a .safetensors file's bytes go: its prefix (length + header), and each tensor's place. */
+export interface SafetensorsLayout {
+  /** The 8-byte header length and the header, padded with spaces to a multiple of 8. */
+  prefix: Buffer;
+  /** Indices of the tensors in file order: wider dtypes first, a stable sort (the reference implementation's order). */
+  order: number[];
+  /** Absolute file offset of each tensor's first byte, by its index in the list given. */
+  offsets: number[];
+  dataBytes: number;
+}
+
+/**
+ * The layout writeSafetensors gives these tensors: a writer that fills tensors in
+ * parallel (random.ts, with jobs) writes each one at its offset and gets the same file.
+ */
+export function safetensorsLayout(
+  tensors: readonly { name: string; dtype: SafetensorsDType; shape: readonly number[] }[],
+  metadata?: Record<string, string>,
+  where = 'safetensorsLayout',
+): SafetensorsLayout {
+  const order = tensors.map((_, i) => i).sort((a, b) => ST_SIZES[tensors[b]!.dtype] - ST_SIZES[tensors[a]!.dtype] || a - b);
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new TypeError(`${where}: metadata ${JSON.stringify(k)} must be a string`);
+    header.__metadata__ = metadata;
+  }
+  const relative: number[] = new Array<number>(tensors.length);
+  let offset = 0;
+  for (const i of order) {
+    const t = tensors[i]!;
+    const nbytes = numelOf(t.shape) * ST_SIZES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + nbytes] };
+    relative[i] = offset;
+    offset += nbytes;
+  }
+  let headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
+  const pad = (8 - (headerBytes.length % 8)) % 8;
+  if (pad) headerBytes = Buffer.concat([headerBytes, Buffer.alloc(pad, 0x20)]);
+  const lenBuf = Buffer.alloc(8);
+  lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
+  const prefix = Buffer.concat([lenBuf, headerBytes]);
+  return { prefix, order, offsets: relative.map((r) => r + prefix.length), dataBytes: offset };
+}
+
 /**
  * Writes a .safetensors file. Tensors are laid out in the order given, except
  * that wider dtypes come first (a stable sort by item size, as the reference
@@ -661,24 +705,9 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsEntr
     }
     return { entry: e, where, dtype, nbytes, order: i };
   });
-  plan.sort((a, b) => ST_SIZES[b.dtype] - ST_SIZES[a.dtype] || a.order - b.order);
-
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata))
-      if (typeof v !== 'string') throw new TypeError(`writeSafetensors ${file}: metadata ${JSON.stringify(k)} must be a string`);
-    header.__metadata__ = metadata;
-  }
-  let offset = 0;
-  for (const p of plan) {
-    header[p.entry.name] = { dtype: p.dtype, shape: [...p.entry.shape], data_offsets: [offset, offset + p.nbytes] };
-    offset += p.nbytes;
-  }
-  let headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
-  const pad = (8 - (headerBytes.length % 8)) % 8;
-  if (pad) headerBytes = Buffer.concat([headerBytes, Buffer.alloc(pad, 0x20)]);
-  const lenBuf = Buffer.alloc(8);
-  lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
+  const layout = safetensorsLayout(plan.map((p) => ({ name: p.entry.name, dtype: p.dtype, shape: p.entry.shape })), metadata, `writeSafetensors ${file}`);
+  const ordered = layout.order.map((i) => plan[i]!);
+  const offset = layout.dataBytes;
 
   let fd: number;
   try {
@@ -688,9 +717,8 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsEntr
   }
   try {
     const w = new FileWriter(fd);
-    w.write(lenBuf);
-    w.write(headerBytes);
-    for (const p of plan) {
+    w.write(layout.prefix);
+    for (const p of ordered) {
       if (p.entry.data !== undefined) {
         w.write(p.entry.data);
         continue;
