@@ -54,8 +54,17 @@ case "$PART" in
   small)
     make_model "$LESSON_LOGS/model.log"
     timeout 200 vitest run lessons/14-tensor-parallelism/test/ > "$LESSON_LOGS/tp-tests.log" 2>&1
-    stamp "lesson 14 tests exit $?: $(grep -E "Tests " "$LESSON_LOGS/tp-tests.log")"
+    rc=$?
+    stamp "lesson 14 tests exit $rc: $(grep -E "Tests " "$LESSON_LOGS/tp-tests.log")"
     grep -E "TP=2 vs TP=1|holds q heads|collectives:|replayed|skipped|×|Error" "$LESSON_LOGS/tp-tests.log" | cut -c1-240 | head -12
+    if ((rc != 0)); then
+      # Tell a graph-capture problem from a sharding one: the GPU test again with eager decode on the ranks.
+      AIOS_TP_EAGER=1 timeout 150 vitest run lessons/14-tensor-parallelism/test/tp.gpu.test.ts > "$LESSON_LOGS/tp-gpu-eager.log" 2>&1
+      rc=$?
+      stamp "GPU test with AIOS_TP_EAGER=1 exit $rc: $(grep -E "Tests " "$LESSON_LOGS/tp-gpu-eager.log")"
+      grep -E "TP=2 vs TP=1|×|Error" "$LESSON_LOGS/tp-gpu-eager.log" | cut -c1-240 | head -6
+      if ((rc == 0)); then export AIOS_TP_EAGER=1; stamp "the runs below decode eagerly on the ranks (AIOS_TP_EAGER=1)"; fi
+    fi
     timeout 120 tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts --tp 2 --preset 8B --out "$LESSON_LOGS/allreduce-8B.json" > "$LESSON_LOGS/allreduce.log" 2>&1
     stamp "all-reduce bench exit $?"; cat "$LESSON_LOGS/allreduce.log" | head -40
     big_model 8B || exit 1
