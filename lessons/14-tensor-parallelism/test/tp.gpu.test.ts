@@ -89,7 +89,7 @@ describe.skipIf(why !== '')('lesson 14: TP=2 against TP=1 on the Qwen3-0.6B shap
     rows = { one: runForced(recipe, path, { model, device: 'cuda:0', engine }).rows, two: two.rows };
   }, 900_000);
 
-  it('each rank replays its decode steps from its CUDA graphs', () => {
+  it.skipIf(process.env.AIOS_TP_EAGER === '1')('each rank replays its decode steps from its CUDA graphs (not with AIOS_TP_EAGER=1)', () => {
     console.log(described.join('\n'));
     expect(described.join('\n')).toMatch(/rank 0 of 2 holds q heads 0\.\.7 of 16/);
     expect(described.join('\n')).toMatch(/decode steps so far: [1-9]\d* replayed, 0 eager/);
