@@ -143,6 +143,17 @@ export declare function flashDecodePlan(device: number, version: number, splits:
 /** One draw per f32 logits row from softmax(x / temperature) at the given uniform numbers (temperature 0: argmax). */
 export declare function sampleRows(rows: number, n: number, logits: S, logitsOff: O, temperature: S, tOff: O,
   uniform: S, uOff: O, out: S, outOff: O): void;
+/**
+ * Lesson 12: one token per f32 logits row, drawn on the device with per-row params (12 words a row,
+ * aios.h SampleRowParams), penalty entries (4 words each) and the workspace of sampleWorkspaceBytes;
+ * out holds rows x 42 words (tokens, chosen log-probs, top ids, top log-probs).
+ */
+export declare function sampleTokens(rows: number, n: number, numPenalties: number, anyFiltered: boolean, anyLogprobs: boolean,
+  logits: S, logitsOff: O, params: S, paramsOff: O, penalties: S, penOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;
+/** Bytes of the workspace sampleTokens needs. */
+export declare function sampleWorkspaceBytes(rows: number, n: number, numPenalties: number): number;
+/** Philox4x32-10 of counter (c0..c3) and key (k0, k1): four uint32 words. */
+export declare function philox4x32(c0: number, c1: number, c2: number, c3: number, k0: number, k1: number): number[];
 /** residual += x; out = rmsnorm(residual) * weight (lesson 10). */
 export declare function addRmsnorm(dtype: number, rows: number, dim: number, eps: number,
   x: S, xOff: O, residual: S, resOff: O, weight: S, wOff: O, out: S, outOff: O): void;

@@ -576,6 +576,169 @@ export function sampleRows(logits: Tensor, temperature: Tensor, uniform: Tensor,
   return o;
 }
 
+// ---------------------------------------------------------------- sampling on the device (lesson 12)
+
+/** Words per row of the packed sampling parameters (aios.h SampleRowParams). */
+export const SAMPLE_PARAM_WORDS = 12;
+/** Words per penalty entry: (row, token, count in the output, 1 if in the prompt). */
+export const SAMPLE_PENALTY_WORDS = 4;
+/** Most log-prob alternatives per row (OpenAI's top_logprobs limit). */
+export const MAX_SAMPLE_LOGPROBS = 20;
+
+/** One row's sampling request, as sampleTokens takes it. */
+export interface SampleRowSpec {
+  /** 0: greedy. */
+  temperature: number;
+  /** 0: off. */
+  topK: number;
+  /** 1: off. */
+  topP: number;
+  /** 0: off. */
+  minP: number;
+  /** 1: off. */
+  repetitionPenalty: number;
+  /** 0: off. */
+  presencePenalty: number;
+  /** 0: off. */
+  frequencyPenalty: number;
+  /** The Philox key: an integer in [0, 2^53). */
+  seed: number;
+  /** The position of the token being drawn (the Philox counter): the sequence's length before it. */
+  position: number;
+  /** -1: no log-probs; 0..20: the chosen token's log-prob and that many alternatives'. */
+  logprobs: number;
+}
+
+/** The int32 words of sampleTokens' output for `rows` rows: tokens, chosen log-probs, 20 top ids and 20 top log-probs per row. */
+export function sampleOutWords(rows: number): number {
+  return rows * (2 + 2 * MAX_SAMPLE_LOGPROBS);
+}
+
+/** Views into sampleTokens' output read back to the host. */
+export interface SampleOut {
+  tokens: Int32Array;
+  /** Row r's chosen token's log-prob (rows that asked). */
+  chosenLogprobs: Float32Array;
+  /** Row r's alternatives at [r * 20, r * 20 + n), most likely first. */
+  topIds: Int32Array;
+  topLogprobs: Float32Array;
+}
+
+export function readSampleOut(words: Int32Array, rows: number): SampleOut {
+  const L = MAX_SAMPLE_LOGPROBS;
+  if (words.length < rows) throw new RangeError(`readSampleOut: ${words.length} words for ${rows} rows`);
+  const full = words.length >= sampleOutWords(rows);
+  const f32 = new Float32Array(words.buffer, words.byteOffset, words.length);
+  return {
+    tokens: words.subarray(0, rows),
+    chosenLogprobs: full ? f32.subarray(rows, 2 * rows) : new Float32Array(0),
+    topIds: full ? words.subarray(2 * rows, 2 * rows + rows * L) : new Int32Array(0),
+    topLogprobs: full ? f32.subarray(2 * rows + rows * L, 2 * rows + 2 * rows * L) : new Float32Array(0),
+  };
+}
+
+function checkSampleRow(op: string, r: number, s: SampleRowSpec): void {
+  const bad = (m: string) => new OpError(op, `row ${r}: ${m}`);
+  if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw bad(`temperature must be finite and >= 0, got ${s.temperature}`);
+  if (!(Number.isInteger(s.topK) && s.topK >= 0 && s.topK <= 0x7fffffff)) throw bad(`topK must be an integer >= 0, got ${s.topK}`);
+  if (!(s.topP > 0 && s.topP <= 1)) throw bad(`topP must be in (0, 1], got ${s.topP}`);
+  if (!(s.minP >= 0 && s.minP <= 1)) throw bad(`minP must be in [0, 1], got ${s.minP}`);
+  if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0)) throw bad(`repetitionPenalty must be finite and > 0, got ${s.repetitionPenalty}`);
+  if (!Number.isFinite(s.presencePenalty) || !Number.isFinite(s.frequencyPenalty)) throw bad('presencePenalty and frequencyPenalty must be finite');
+  if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= Number.MAX_SAFE_INTEGER)) throw bad(`seed must be an integer in [0, 2^53), got ${s.seed}`);
+  if (!(Number.isInteger(s.position) && s.position >= 0 && s.position <= 0xffffffff)) throw bad(`position must be a 32-bit unsigned integer, got ${s.position}`);
+  if (!(Number.isInteger(s.logprobs) && s.logprobs >= -1 && s.logprobs <= MAX_SAMPLE_LOGPROBS))
+    throw bad(`logprobs must be an integer in [-1, ${MAX_SAMPLE_LOGPROBS}], got ${s.logprobs}`);
+}
+
+/**
+ * One token per row of f32 logits [rows, vocab], drawn where the logits are: per row,
+ * penalties (the entries of `penalties`: SAMPLE_PENALTY_WORDS words each, (row, token,
+ * count in the output, 1 if in the prompt), each (row, token) pair at most once) ->
+ * temperature -> top-k -> top-p -> min-p -> one draw by the exponential race with
+ * Philox numbers keyed by (seed, position, token); greedy rows take the argmax. The
+ * parameters and penalties go up in one copy. Returns i32 [sampleOutWords(rows)]
+ * (readSampleOut decodes it); read back only its first `rows` words when no row asked
+ * for log-probs. The logits are left as they were.
+ */
+/** Float32 words of the workspace sampleTokens needs (pass one to read its per-row thresholds afterwards). */
+export function sampleWorkspaceFloats(rows: number, vocab: number, penaltyEntries: number): number {
+  return Math.max(1, Math.ceil(native.sampleWorkspaceBytes(rows, vocab, penaltyEntries) / 4));
+}
+
+export interface SampleTokensOptions {
+  out?: Tensor;
+  /**
+   * f32 [sampleWorkspaceFloats(...)], else one is allocated for the call. Afterwards its first
+   * `rows` floats hold each filtered row's keep-threshold (a logit value; -inf for rows without a
+   * filter) and the next `rows` its penalized maximum, where some row filters.
+   */
+  workspace?: Tensor;
+}
+
+export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], penalties: Int32Array = new Int32Array(0), opts: SampleTokensOptions = {}): Tensor {
+  const op = 'sampleTokens';
+  tensorArg(op, 'logits', logits);
+  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, vocab], got ${logits}`);
+  contiguous(op, 'logits', logits);
+  const [R, n] = logits.shape as [number, number];
+  if (!Array.isArray(rows) || rows.length !== R) throw new OpError(op, `${Array.isArray(rows) ? rows.length : 'no'} row specs for ${R} logits rows`);
+  if (n === 0 && R > 0) throw new OpError(op, 'the rows are empty');
+  if (!(penalties instanceof Int32Array) || penalties.length % SAMPLE_PENALTY_WORDS !== 0)
+    throw new OpError(op, `penalties must be an Int32Array of ${SAMPLE_PENALTY_WORDS} words per entry`);
+  const E = penalties.length / SAMPLE_PENALTY_WORDS;
+  for (let e = 0, w = 0; e < E; e++, w += SAMPLE_PENALTY_WORDS) {
+    const row = penalties[w]!, token = penalties[w + 1]!, count = penalties[w + 2]!, inPrompt = penalties[w + 3]!;
+    if (!(row >= 0 && row < R && token >= 0 && token < n && count >= 0 && (inPrompt === 0 || inPrompt === 1)))
+      throw new OpError(op, `penalty entry ${e} (row ${row}, token ${token}, count ${count}, in prompt ${inPrompt}) is outside ${R} rows x ${n} tokens or malformed`);
+  }
+  // One upload: the rows' parameters, then the penalty entries.
+  const packed = new Int32Array(R * SAMPLE_PARAM_WORDS + penalties.length);
+  const f32 = new Float32Array(packed.buffer);
+  let anyFiltered = false, anyLogprobs = false;
+  rows.forEach((s, r) => {
+    checkSampleRow(op, r, s);
+    if (s.logprobs > n) throw new OpError(op, `row ${r}: ${s.logprobs} log-prob alternatives asked of a vocabulary of ${n}`);
+    const w = r * SAMPLE_PARAM_WORDS;
+    f32[w] = s.temperature;
+    packed[w + 1] = s.topK;
+    f32[w + 2] = s.topP;
+    f32[w + 3] = s.minP;
+    f32[w + 4] = s.repetitionPenalty;
+    f32[w + 5] = s.presencePenalty;
+    f32[w + 6] = s.frequencyPenalty;
+    packed[w + 7] = s.seed % 0x100000000 | 0;
+    packed[w + 8] = Math.floor(s.seed / 0x100000000) | 0;
+    packed[w + 9] = s.position | 0;
+    packed[w + 10] = s.logprobs;
+    if (s.temperature > 0 && (s.topK > 0 || s.topP < 1 || s.minP > 0)) anyFiltered = true;
+    if (s.logprobs >= 0) anyLogprobs = true;
+  });
+  packed.set(penalties, R * SAMPLE_PARAM_WORDS);
+  const o = output(op, opts.out, [sampleOutWords(R)], 'i32', logits);
+  if (R === 0) return o;
+  const wsFloats = sampleWorkspaceFloats(R, n, E);
+  if (opts.workspace !== undefined) {
+    tensorArg(op, 'workspace', opts.workspace);
+    if (opts.workspace.dtype !== 'f32' || !opts.workspace.isContiguous() || opts.workspace.numel < wsFloats)
+      throw new OpError(op, `workspace must be contiguous f32 of at least ${wsFloats} elements, got ${opts.workspace}`);
+    sameDevice(op, 'logits', logits, 'workspace', opts.workspace);
+  }
+  const ws = opts.workspace ?? Tensor.empty([wsFloats], { dtype: 'f32', device: logits.device });
+  const upload = Tensor.fromArray(packed, [packed.length], { dtype: 'i32', device: logits.device });
+  try {
+    native.sampleTokens(R, n, E, anyFiltered, anyLogprobs, logits.storage, logits.byteOffset, upload.storage, upload.byteOffset,
+      upload.storage, upload.byteOffset + 4 * R * SAMPLE_PARAM_WORDS, o.storage, o.byteOffset, ws.storage, ws.byteOffset);
+  } catch (e) {
+    if (opts.out === undefined) o.dispose();
+    throw e;
+  } finally {
+    upload.dispose();
+    if (ws !== opts.workspace) ws.dispose();
+  }
+  return o;
+}
+
 // ---------------------------------------------------------------- fused (lesson 10)
 
 /**

@@ -3,7 +3,7 @@
 import { copyFileSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { REPO_ROOT, type BenchRecord, type KernelRecord, type KernelShapeResult, type KernelTiming } from '../src/bench/records.ts';
+import { REPO_ROOT, type BenchRecord, type KernelRecord, type KernelShapeResult, type KernelTiming, type PeerRecord } from '../src/bench/records.ts';
 import { scratchDir } from './scratch.ts';
 
 export const COMMITTED_RESULTS = path.join(REPO_ROOT, 'bench-results');
@@ -44,6 +44,24 @@ export function benchRecord(f: BenchFixture): BenchRecord {
       peakMemoryBytes: 1e9,
     },
     ...(f.roofline !== undefined ? { roofline: { outputTokPerS: f.roofline, basis: 'fixture roofline' } } : {}),
+  };
+}
+
+/** Another engine's run of a workload, as engine-core/scripts/hf_peer.py writes it. */
+export function peerRecord(f: { mode: string; tok: number; date?: string; card?: string; workload?: string; model?: string; version?: string }): PeerRecord {
+  return {
+    schema: 1,
+    kind: 'peer',
+    lesson: 11,
+    date: f.date ?? '2030-01-02T00:00:00.000Z',
+    commit: 'fixture-peer',
+    hardware: { backend: 'cuda', card: f.card ?? 'NVIDIA H200', gpuCount: 1, cpuCores: 16 },
+    settings: {},
+    peer: { library: 'transformers', version: f.version ?? '4.99.0', mode: f.mode },
+    workload: f.workload ?? 'course',
+    model: { name: f.model ?? 'qwen3-0.6b-random', dtype: 'bf16', randomWeights: true },
+    partial: false,
+    results: { requests: 32, finishedRequests: 32, promptTokens: 9000, outputTokens: 4096, seconds: 4096 / f.tok, outputTokPerS: f.tok },
   };
 }
 

@@ -33,7 +33,7 @@ import {
 import { chartSpecs, fmt, fmtBytes, fmtFlops, fmtMs, fmtMultiplier, fmtPct, kernelSpecs, renderPage, tokChartSpec } from '../src/chart/page.ts';
 import { PAGE_HASH_KEY, readPngText, sha256, writePngText } from '../src/chart/png-stamp.ts';
 import { LESSONS } from '../src/cli/lessons.ts';
-import { benchRecord, COMMITTED_RESULTS, copyEnvironmentRecords, kernelRecord, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
+import { benchRecord, COMMITTED_RESULTS, copyEnvironmentRecords, kernelRecord, peerRecord, standardFixture, tempDir, writeFixtures } from './chart-fixtures.ts';
 
 const H100 = 'NVIDIA H100 80GB HBM3';
 
@@ -170,6 +170,48 @@ describe('buildTokSeries', () => {
 
   it('is empty when there are no bench records', () => {
     expect(buildTokSeries([])).toEqual({ lessons: [], series: [] });
+  });
+
+  it("attaches other engines' runs to the series of their card, workload and model: the newest of each library and mode", () => {
+    const loaded = loadRecords(
+      writeFixtures([
+        ...standardFixture(),
+        peerRecord({ mode: 'generate', tok: 700 }),
+        peerRecord({ mode: 'generate_batch', tok: 3000, date: '2030-01-02T00:00:00.000Z' }),
+        peerRecord({ mode: 'generate_batch', tok: 2500, date: '2030-01-03T00:00:00.000Z', version: '5.0.0' }), // newer: replaces the 3000
+        peerRecord({ mode: 'generate', tok: 900, model: 'qwen3-8b' }), // another model: no series of it
+        peerRecord({ mode: 'generate', tok: 800, workload: 'throughput' }),
+      ]),
+    );
+    expect(loaded.skipped).toEqual([]);
+    const model = buildChartModel(loaded);
+    const [h100, h200, thr] = model.tok.series;
+    expect(h100!.peers).toBeUndefined();
+    expect(h200!.peers!.map((p) => [p.label, p.tokPerS])).toEqual([
+      ['transformers 5.0.0 generate_batch', 2500],
+      ['transformers 4.99.0 generate', 700],
+    ]);
+    expect(thr!.peers!.map((p) => p.tokPerS)).toEqual([800]);
+    expect(model.otherKinds).toEqual({});
+    // Drawn as flat lines of their series' colour, labelled at the left end, never as a lesson's point.
+    const spec = tokChartSpec(model.tok)!;
+    const peers = spec.datasets.filter((d) => d.role === 'peer');
+    expect(peers.map((d) => d.label)).toEqual([
+      'NVIDIA H200 · course: transformers 5.0.0 generate_batch',
+      'NVIDIA H200 · course: transformers 4.99.0 generate',
+      'NVIDIA H200 · throughput: transformers 4.99.0 generate',
+    ]);
+    expect(peers[0]!.data).toEqual(model.tok.lessons.map(() => 2500));
+    expect(peers[0]!.pointLabels![0]).toBe('transformers 5.0.0 generate_batch 2,500');
+    expect(spec.datasets.filter((d) => d.role === 'measured')).toHaveLength(3);
+  });
+
+  it('reports a peer record without its library, mode or rate as skipped, with the reason', () => {
+    const bad = { ...peerRecord({ mode: 'generate', tok: 1 }), peer: { library: 'transformers' } };
+    const zero = peerRecord({ mode: 'generate', tok: 1 });
+    zero.results.outputTokPerS = 0;
+    const { skipped } = loadRecords(writeFixtures([bad, zero]));
+    expect(skipped.map((s) => s.reason)).toEqual(['peer record without peer.library and peer.mode', 'results.outputTokPerS is 0, expected a positive number']);
   });
 });
 

@@ -16,6 +16,7 @@
 #include "aios.h"
 #include "allocator.h"
 #include "flash.h"
+#include "philox.h"
 #include "tp.h"
 #ifdef AIOS_WITH_CUDA
 #include "cuda/backend.h"
@@ -676,6 +677,52 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   });
 }
 
+// Lesson 12. sampleTokens(rows, n, numPenalties, anyFiltered, anyLogprobs, logits, params,
+// penalties, out, workspace): the buffers' sizes follow from the counts (aios.h).
+Napi::Value SampleTokens(const Napi::CallbackInfo& info) {
+  return op(info, "sampleTokens", [&](Args& a) {
+    aios::SampleTokensArgs s;
+    s.rows = a.size("rows");
+    s.n = a.size("n");
+    s.num_penalties = a.size("numPenalties");
+    s.any_filtered = a.flag("anyFiltered");
+    s.any_logprobs = a.flag("anyLogprobs");
+    if (s.n == 0 && s.rows > 0) a.fail("rows must not be empty");
+    s.logits = static_cast<float*>(a.buffer("logits", bytes_of(s.rows * s.n, DType::F32)).ptr);
+    s.params = static_cast<const aios::SampleRowParams*>(a.buffer("params", s.rows * int64_t(sizeof(aios::SampleRowParams))).ptr);
+    s.penalties = static_cast<const aios::SamplePenalty*>(a.buffer("penalties", s.num_penalties * int64_t(sizeof(aios::SamplePenalty))).ptr);
+    s.out = static_cast<int32_t*>(a.buffer("out", bytes_of(aios::sample_out_words(s.rows), DType::I32)).ptr);
+    s.workspace = a.buffer("workspace", aios::sample_workspace_bytes(s.rows, s.n, s.num_penalties)).ptr;
+    AIOS_DISPATCH(a, sample_tokens(s), sample_tokens(st, s));
+  });
+}
+
+Napi::Value SampleWorkspaceBytes(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const int64_t rows = to_i64(env, info[0], "sampleWorkspaceBytes: rows"), n = to_i64(env, info[1], "sampleWorkspaceBytes: n");
+    const int64_t entries = to_i64(env, info[2], "sampleWorkspaceBytes: numPenalties");
+    return Napi::Number::New(env, double(aios::sample_workspace_bytes(rows, n, entries)));
+  });
+}
+
+// philox4x32_10(c0, c1, c2, c3, k0, k1) -> [4 words]: the generator the sampler draws from, for its known-answer test.
+Napi::Value Philox4x32(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    uint32_t w[6];
+    for (int i = 0; i < 6; ++i) {
+      const int64_t v = to_i64(env, info[size_t(i)], "philox4x32: word");
+      if (v > 0xffffffffLL) throw_js(env, "philox4x32: word " + std::to_string(i) + " is over 32 bits");
+      w[i] = uint32_t(v);
+    }
+    const aios::philox::Words4 r = aios::philox::philox4x32_10(w[0], w[1], w[2], w[3], w[4], w[5]);
+    Napi::Array out = Napi::Array::New(env, 4);
+    for (uint32_t i = 0; i < 4; ++i) out.Set(i, Napi::Number::New(env, double(r.v[i])));
+    return out;
+  });
+}
+
 Napi::Value Argmax(const Napi::CallbackInfo& info) {
   return op(info, "argmax", [&](Args& a) {
     DType dt = a.float_dtype("dtype");
@@ -1265,6 +1312,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flashDecodePlan", Napi::Function::New(env, FlashDecodePlan));
   exports.Set("argmax", Napi::Function::New(env, Argmax));
   exports.Set("sampleRows", Napi::Function::New(env, SampleRows));
+  exports.Set("sampleTokens", Napi::Function::New(env, SampleTokens));
+  exports.Set("sampleWorkspaceBytes", Napi::Function::New(env, SampleWorkspaceBytes));
+  exports.Set("philox4x32", Napi::Function::New(env, Philox4x32));
   exports.Set("addRmsnorm", Napi::Function::New(env, AddRmsnorm));
   exports.Set("siluMul", Napi::Function::New(env, SiluMul));
   exports.Set("qkNormRopeStore", Napi::Function::New(env, QkNormRopeStore));

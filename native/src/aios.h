@@ -93,6 +93,65 @@ struct QkNormRopeStoreArgs {
   DType dt = DType::BF16;
 };
 
+// ---- Lesson 12: sampling on the device.
+// One row's sampling parameters, 12 32-bit words per row (engine-core/src/ops.ts
+// packs the same layout: packSampleRows). Order of the steps on a row (vLLM's):
+// penalties -> temperature -> top-k -> top-p -> min-p -> one draw.
+struct SampleRowParams {
+  float temperature;         // 0: greedy (argmax of the penalized row, lowest index on ties, NaN largest)
+  int32_t top_k;             // keep values >= the k-th largest (ties kept); 0: off
+  float top_p;               // keep the values >= t for the largest t whose mass reaches top_p of what top-k kept; 1: off
+  float min_p;               // keep p_i >= min_p * p_max, i.e. (x_i - x_max) / T >= log(min_p); 0: off
+  float repetition_penalty;  // 1: off; applied to the tokens of the penalty list
+  float presence_penalty;    // 0: off
+  float frequency_penalty;   // 0: off
+  uint32_t seed_lo, seed_hi; // the Philox key
+  uint32_t position;         // the token position being sampled: the Philox counter's second word
+  int32_t num_logprobs;      // -1: no log-probs; 0..kMaxSampleLogprobs: the chosen token's and that many alternatives
+  int32_t reserved;          // 0
+};
+static_assert(sizeof(SampleRowParams) == 48, "SampleRowParams is 12 words (the JS packer's layout)");
+constexpr int kSampleParamWords = 12;
+
+// One (row, token) pair a penalty applies to: the token occurs output_count times in the
+// row's output and, when in_prompt is 1, in its prompt. Each pair appears at most once.
+struct SamplePenalty {
+  int32_t row, token, output_count, in_prompt;
+};
+constexpr int kSamplePenaltyWords = 4;
+
+constexpr int kMaxSampleLogprobs = 20;
+// The output, one flat int32 buffer so that one copy brings everything back:
+// [tokens: rows][chosen log-prob: rows, f32 bits][top ids: rows x 20][top log-probs: rows x 20, f32 bits].
+// Log-probs are of the raw logits: log_softmax before penalties, temperature and filters.
+inline int64_t sample_out_words(int64_t rows) { return rows * (2 + 2 * int64_t(kMaxSampleLogprobs)); }
+
+struct SampleTokensArgs {
+  float* logits;                   // [rows, n] f32; penalties are applied in place and undone before returning
+  int64_t rows = 0, n = 0;
+  const SampleRowParams* params;   // [rows]
+  const SamplePenalty* penalties;  // [num_penalties], may be null when 0
+  int64_t num_penalties = 0;
+  int32_t* out;                    // [sample_out_words(rows)]
+  // Scratch of sample_workspace_bytes(rows, n, num_penalties) bytes; after the call its first
+  // `rows` floats hold each row's keep-threshold (-inf: no filter) and the next `rows` its
+  // penalized maximum (tests compare them between backends).
+  void* workspace;
+  // Hints from the host, which packed the params: false lets CUDA skip the threshold or the
+  // log-prob kernel. They must be true when any row filters (top-k, top-p or min-p at a
+  // temperature > 0) or asks for log-probs. The CPU ignores them. Without the threshold
+  // kernel the workspace's thresholds and maxima are not written.
+  bool any_filtered = true, any_logprobs = true;
+};
+
+// Vocabulary entries per block of the CUDA race kernel (each block reduces one chunk of a row).
+constexpr int64_t kSampleChunk = 4096;
+inline int64_t sample_chunks(int64_t n) { return (n + kSampleChunk - 1) / kSampleChunk; }
+inline int64_t sample_workspace_bytes(int64_t rows, int64_t n, int64_t num_penalties) {
+  // thresholds, maxima, per-chunk best (score, index), saved logits of the penalized entries
+  return 4 * (2 * rows + 2 * rows * sample_chunks(n) + num_penalties);
+}
+
 // ---- CPU reference kernels (src/cpu): readable loops, float32 accumulation.
 namespace cpu {
 void fill(void* out, DType dt, int64_t n, double value);
@@ -155,6 +214,11 @@ void qk_norm_rope_store(const QkNormRopeStoreArgs& a);
 // takes the argmax (the ops facade rejects it before either runs).
 void sample_rows(const float* x, const float* temperature, const float* uniform, int32_t* out, int64_t rows,
                  int64_t n);
+// Lesson 12: one token per row drawn by the exponential race (Gumbel-max) over the kept
+// entries with Philox numbers keyed by (seed, position, vocabulary index), penalties and
+// filters as SampleRowParams says, log-probs for the rows that ask. Throws on a penalty
+// entry outside the rows or vocabulary, a repeated (row, token) pair, or out-of-range params.
+void sample_tokens(const SampleTokensArgs& a);
 // out[i, :] = src[idx[i], :] and dst[idx[i], :] = src[i, :], rows of row_bytes bytes.
 void gather_rows(const void* src, int64_t src_rows, const void* idx, DType idx_dt, void* out, int64_t n_idx,
                  int64_t row_bytes);

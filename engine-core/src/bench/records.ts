@@ -211,7 +211,59 @@ export interface KernelRecord extends RecordBase {
   };
 }
 
-export type AnyRecord = BenchRecord | EnvironmentRecord | KernelRecord;
+/**
+ * Another engine (Hugging Face transformers, vLLM...) run on the same model and
+ * workload on the same card, in the same call as ours where possible: drawn on
+ * the chart as a reference line, never mixed into a lesson's series. `lesson` is
+ * the lesson whose bar it is measured against (issue 11: lesson 11).
+ */
+export interface PeerRecord extends RecordBase {
+  kind: 'peer';
+  /** Who ran: the library, its version, how it was called (e.g. "generate_batch"). */
+  peer: { library: string; version?: string; mode: string; note?: string };
+  workload: string;
+  model: { name: string; dtype: string; params?: number; randomWeights: boolean };
+  partial: boolean;
+  results: Pick<RunResults, 'requests' | 'finishedRequests' | 'promptTokens' | 'outputTokens' | 'seconds' | 'outputTokPerS'>;
+}
+
+/** Mean, median and 99th percentile of a latency, in ms. */
+export interface LatencySummary {
+  mean: number;
+  p50: number;
+  p99: number;
+}
+
+/** One request rate of a serving benchmark (`pnpm bench serve`), measured at the client. */
+export interface ServeRateResult {
+  /** Requests per second (Poisson arrivals); null: all sent at once. */
+  rate: number | null;
+  requests: number;
+  seconds: number;
+  outputTokens: number;
+  outputTokPerS: number;
+  requestsPerS: number;
+  /** Time to first token, time per output token after the first, the gaps between tokens, end to end. */
+  ttftMs: LatencySummary;
+  tpotMs: LatencySummary;
+  itlMs: LatencySummary;
+  e2eMs: LatencySummary;
+  /** The server's engine loop during this rate: steps, mean ms inside a step and around it (sending deltas, serving HTTP). */
+  loop: { steps: number; stepMsMean: number; overheadMsMean: number };
+}
+
+/** Lesson 15's serving benchmark: the same engine offline and behind the HTTP server at several rates. */
+export interface ServeRecord extends RecordBase {
+  kind: 'serve';
+  recipe: string;
+  /** The lesson whose engine the server drives. */
+  servedLesson: number;
+  workload: string;
+  model: { name: string; dtype: string; params: number; randomWeights: boolean };
+  results: { offline: { outputTokPerS: number; seconds: number; outputTokens: number }; rates: ServeRateResult[] };
+}
+
+export type AnyRecord = BenchRecord | EnvironmentRecord | KernelRecord | PeerRecord | ServeRecord;
 
 export interface LoadedRecord<R extends AnyRecord = AnyRecord> {
   /** The file name inside the results folder (what a reader greps for). */
@@ -262,6 +314,27 @@ export function recordProblem(json: unknown): string | undefined {
     }
     if (json.roofline !== undefined && (!isObj(json.roofline) || !finitePositive(json.roofline.outputTokPerS)))
       return 'roofline.outputTokPerS must be a positive number when roofline is present';
+  }
+  if (json.kind === 'peer') {
+    if (!isObj(json.peer) || typeof json.peer.library !== 'string' || !json.peer.library || typeof json.peer.mode !== 'string' || !json.peer.mode)
+      return 'peer record without peer.library and peer.mode';
+    if (typeof json.workload !== 'string' || !json.workload) return 'peer record without a workload';
+    if (!isObj(json.model) || typeof json.model.name !== 'string') return 'peer record without model.name';
+    if (typeof json.partial !== 'boolean') return 'peer record without partial: true|false';
+    if (!finitePositive(json.results.outputTokPerS)) return `results.outputTokPerS is ${JSON.stringify(json.results.outputTokPerS)}, expected a positive number`;
+  }
+  if (json.kind === 'serve') {
+    if (typeof json.workload !== 'string' || !json.workload) return 'serve record without a workload';
+    if (!isObj(json.model) || typeof json.model.name !== 'string') return 'serve record without model.name';
+    const r = json.results;
+    if (!isObj(r.offline) || !finitePositive(r.offline.outputTokPerS)) return 'serve record without results.offline.outputTokPerS';
+    if (!Array.isArray(r.rates) || r.rates.length === 0) return 'serve record without results.rates';
+    for (const [i, x] of r.rates.entries()) {
+      if (!isObj(x) || !(x.rate === null || finitePositive(x.rate))) return `results.rates[${i}].rate must be a positive number or null (unbounded)`;
+      if (!finitePositive(x.outputTokPerS)) return `results.rates[${i}].outputTokPerS must be a positive number`;
+      for (const k of ['ttftMs', 'tpotMs', 'itlMs'])
+        if (!isObj(x[k]) || typeof (x[k] as Obj).p50 !== 'number' || typeof (x[k] as Obj).p99 !== 'number') return `results.rates[${i}].${k} needs p50 and p99`;
+    }
   }
   if (json.kind === 'kernel') {
     if (typeof json.family !== 'string' || !json.family) return 'kernel record without a family';

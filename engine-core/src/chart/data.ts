@@ -6,7 +6,7 @@
 //   selectLatest(runs)       one run per (card, workload, model, lesson): the latest complete one, else the latest partial one
 //   buildTokSeries(runs)     the tok/s view: one series per card + workload (+ model when ambiguous), aligned on lessons,
 //                            each point with its multiplier over the series' previous lesson, partial runs marked,
-//                            the series' roofline as a flat line
+//                            the series' roofline as a flat line, and other engines' runs (peer records) as lines of their own
 //   environmentEntries(...)  the per-op view: lesson 00's copy bandwidth, GEMM rate, op overhead and PyTorch baseline
 //   kernelEntries(...)       the per-kernel view: per shape, each kernel version's time and rate, the peer library's
 //                            (PyTorch SDPA) and the copy bandwidth measured in the same call, as the record has them
@@ -19,6 +19,8 @@ import {
   type LoadResult,
   type LoadedRecord,
   type Obj,
+  type PeerRecord,
+  type ServeRecord,
   type SkippedFile,
   isObj,
   recordLimitsTag,
@@ -98,6 +100,18 @@ export interface TokSeries {
   points: (TokPoint | null)[];
   /** The workload's roofline on this card (from the latest selected run that carries one). */
   roofline?: { tokPerS: number; basis: string; file: string };
+  /** Other engines on the same card, workload and model (the newest record of each library and mode): reference lines. */
+  peers?: PeerLine[];
+}
+
+export interface PeerLine {
+  /** "transformers 4.57 generate_batch". */
+  label: string;
+  tokPerS: number;
+  partial: boolean;
+  file: string;
+  date: string;
+  note?: string;
 }
 
 export interface TokView {
@@ -107,7 +121,34 @@ export interface TokView {
 }
 
 /** The tok/s view from all bench runs (selectLatest is applied here). */
-export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], freshness?: FreshnessOf): TokView {
+/** Peer records (kind "peer") among all records. */
+export function peerRuns(records: readonly LoadedRecord[]): LoadedRecord<PeerRecord>[] {
+  return records.filter((r): r is LoadedRecord<PeerRecord> => r.record.kind === 'peer');
+}
+
+/** The newest peer record of each library + mode on this card, workload and model, as lines. */
+function peerLines(peers: readonly LoadedRecord<PeerRecord>[], card: string, workload: string, model: string): PeerLine[] {
+  const newest = new Map<string, LoadedRecord<PeerRecord>>();
+  for (const p of peers) {
+    const r = p.record;
+    if (r.hardware.card !== card || r.workload !== workload || r.model.name !== model) continue;
+    const key = `${r.peer.library}\u0000${r.peer.mode}`;
+    const had = newest.get(key);
+    if (!had || newer(p, had)) newest.set(key, p);
+  }
+  return [...newest.values()]
+    .map(({ file, record: r }) => ({
+      label: `${r.peer.library}${r.peer.version ? ` ${r.peer.version}` : ''} ${r.peer.mode}`,
+      tokPerS: r.results.outputTokPerS,
+      partial: r.partial,
+      file,
+      date: r.date,
+      ...(r.peer.note ? { note: r.peer.note } : {}),
+    }))
+    .sort((a, b) => b.tokPerS - a.tokPerS);
+}
+
+export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], freshness?: FreshnessOf, peers: readonly LoadedRecord<PeerRecord>[] = []): TokView {
   const selected = selectLatest(runs);
   const lessons = [...new Set(selected.map((r) => r.record.lesson))].sort((a, b) => a - b);
   const groups = new Map<string, LoadedRecord<BenchRecord>[]>();
@@ -160,6 +201,7 @@ export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], fresh
         break;
       }
     }
+    const lines = peerLines(peers, first.hardware.card, first.workload, first.model.name);
     series.push({
       key,
       label: `${first.hardware.card} · ${first.workload}${ambiguous ? ` · ${first.model.name}` : ''}${recordLimitsTag(first) ? ` · ${recordLimitsTag(first)}` : ''}`,
@@ -168,6 +210,7 @@ export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], fresh
       model: first.model.name,
       points,
       ...(roofline ? { roofline } : {}),
+      ...(lines.length ? { peers: lines } : {}),
     });
   }
   return { lessons, series };
@@ -426,6 +469,8 @@ export interface ChartModel {
   tok: TokView;
   environment: EnvEntry[];
   kernels: KernelEntry[];
+  /** Lesson 15's serving benchmarks: the newest per card, model and workload. */
+  serve: ServeEntry[];
   /** Records of kinds this page does not chart yet (kind -> count). */
   otherKinds: Record<string, number>;
   skipped: SkippedFile[];
@@ -433,7 +478,41 @@ export interface ChartModel {
 }
 
 /** The kinds of record the page charts. */
-export const CHARTED_KINDS: readonly string[] = ['bench', 'environment', 'kernel'];
+export const CHARTED_KINDS: readonly string[] = ['bench', 'environment', 'kernel', 'peer', 'serve'];
+
+/** A serving benchmark as the page draws it: the offline rate and, per request rate, what the clients saw. */
+export interface ServeEntry {
+  file: string;
+  card: string;
+  model: string;
+  workload: string;
+  servedLesson: number;
+  date: string;
+  offlineTokPerS: number;
+  rates: ServeRecord['results']['rates'];
+}
+
+/** The newest serve record of each card + model + workload. */
+export function serveEntries(records: readonly LoadedRecord[]): ServeEntry[] {
+  const newest = new Map<string, LoadedRecord<ServeRecord>>();
+  for (const r of records) {
+    if (r.record.kind !== 'serve') continue;
+    const rec = r.record;
+    const key = `${rec.hardware.card}\u0000${rec.model.name}\u0000${rec.workload}`;
+    const seen = newest.get(key);
+    if (!seen || seen.record.date < rec.date) newest.set(key, r as LoadedRecord<ServeRecord>);
+  }
+  return [...newest.values()].map(({ file, record: r }) => ({
+    file,
+    card: r.hardware.card,
+    model: r.model.name,
+    workload: r.workload,
+    servedLesson: r.servedLesson,
+    date: r.date,
+    offlineTokPerS: r.results.offline.outputTokPerS,
+    rates: r.results.rates,
+  }));
+}
 
 /** The page's data; `freshness` marks stale records (pnpm chart passes gitFreshness()). */
 export function buildChartModel(loaded: LoadResult, freshness?: FreshnessOf): ChartModel {
@@ -445,9 +524,10 @@ export function buildChartModel(loaded: LoadResult, freshness?: FreshnessOf): Ch
     if (!CHARTED_KINDS.includes(kind)) otherKinds[kind] = (otherKinds[kind] ?? 0) + 1;
   }
   return {
-    tok: buildTokSeries(benchRuns(loaded.records), freshness),
+    tok: buildTokSeries(benchRuns(loaded.records), freshness, peerRuns(loaded.records)),
     environment: env.entries,
     kernels: kernels.entries,
+    serve: serveEntries(loaded.records),
     otherKinds,
     skipped: [...loaded.skipped, ...env.skipped, ...kernels.skipped],
     recordCount: loaded.records.length,

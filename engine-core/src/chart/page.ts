@@ -12,7 +12,7 @@ import path from 'node:path';
 
 import { LESSONS } from '../cli/lessons.ts';
 import { describeFreshness } from '../bench/staleness.ts';
-import type { ChartModel, EnvEntry, KernelEntry, KernelShapeEntry, KernelTimingEntry, TokView } from './data.ts';
+import type { ChartModel, EnvEntry, KernelEntry, KernelShapeEntry, KernelTimingEntry, ServeEntry, TokView } from './data.ts';
 
 // ------------------------------------------------------------ formatting
 
@@ -60,7 +60,8 @@ export function lessonLabel(n: number): string {
 
 // ------------------------------------------------------------ chart specs
 
-export type DatasetRole = 'measured' | 'roofline' | 'ours' | 'baseline';
+/** 'peer': another engine's run of the same workload (a reference line, as a roofline is). */
+export type DatasetRole = 'measured' | 'roofline' | 'peer' | 'ours' | 'baseline';
 
 export interface DatasetSpec {
   label: string;
@@ -152,6 +153,16 @@ export function tokChartSpec(tok: TokView): ChartSpec | null {
         color,
         pointLabels: tok.lessons.map((_, j) => (j === tok.lessons.length - 1 ? `roofline ${fmt(s.roofline!.tokPerS)}` : null)),
         notes: tok.lessons.map(() => `roofline: ${s.roofline!.basis} (${s.roofline!.file})`),
+      });
+    for (const p of s.peers ?? [])
+      datasets.push({
+        label: `${s.label}: ${p.label}`,
+        role: 'peer',
+        data: tok.lessons.map(() => p.tokPerS),
+        color,
+        labelAt: 'start',
+        pointLabels: tok.lessons.map((_, j) => (j === 0 ? `${p.label} ${fmt(p.tokPerS)}` : null)),
+        notes: tok.lessons.map(() => [`another engine on the same card, model and workload: ${p.label}`, p.partial ? 'partial run' : null, p.note ?? null, `${p.file}`].filter(Boolean).join('; ')),
       });
   });
   const values = datasets.flatMap((d) => [...d.data.filter((v): v is number => v !== null), ...(d.ranges ?? []).flatMap((r) => r ?? [])]);
@@ -353,6 +364,26 @@ export function chartSpecs(model: ChartModel): PageSpecs {
 }
 
 // ------------------------------------------------------------ HTML
+
+/** Lesson 15's serving benchmarks: one table per record, a row per request rate (client-side latencies, ms). */
+export function serveTables(entries: readonly ServeEntry[]): string {
+  const ms = (x: { p50: number; p99: number }) => `<td class="num">${fmt(x.p50)}</td><td class="num">${fmt(x.p99)}</td>`;
+  return entries
+    .map((e) => {
+      const rows = e.rates
+        .map(
+          (r) =>
+            `<tr><td>${r.rate === null ? 'unbounded' : `${fmt(r.rate)} req/s`}</td><td class="num">${fmt(r.outputTokPerS)}</td><td class="num">${fmt((100 * r.outputTokPerS) / e.offlineTokPerS)}%</td>` +
+            `${ms(r.ttftMs)}${ms(r.tpotMs)}${ms(r.itlMs)}<td class="num">${fmt(r.loop.stepMsMean)} / ${fmt(r.loop.overheadMsMean)}</td></tr>`,
+        )
+        .join('');
+      return (
+        `<p class="sub">${escapeHtml(e.card)}, ${escapeHtml(e.model)}, workload ${escapeHtml(e.workload)}, lesson ${String(e.servedLesson).padStart(2, '0')}'s engine; offline ${fmt(e.offlineTokPerS)} tok/s (${escapeHtml(e.file)})</p>` +
+        `<table><tr><th>rate</th><th>output tok/s</th><th>of offline</th><th>TTFT p50</th><th>TTFT p99</th><th>TPOT p50</th><th>TPOT p99</th><th>ITL p50</th><th>ITL p99</th><th>loop ms/step: step / around</th></tr>${rows}</table>`
+      );
+    })
+    .join('');
+}
 
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -588,7 +619,7 @@ const PAGE_SCRIPT = String.raw`
         chart.getDatasetMeta(i).data.forEach(function (el, j) {
           var text = ds.aiosPointLabels[j];
           if (!text || el.skip) return;
-          if (ds.aiosRole === 'roofline') { rooflines.push({ text: text, color: ds.borderColor, y: el.y, start: ds.aiosLabelAt === 'start' }); return; }
+          if (ds.aiosRole === 'roofline' || ds.aiosRole === 'peer') { rooflines.push({ text: text, color: ds.borderColor, y: el.y, start: ds.aiosLabelAt === 'start' }); return; }
           var gap = ds.aiosRole === 'measured' ? 9 : 3;
           var cands = [];
           // Around a reference line, finer steps: a label just clears the line rather than jumping a line height past it.
@@ -629,9 +660,9 @@ const PAGE_SCRIPT = String.raw`
         ds.pointStyle = d.partial.map(function (p, j) { return p ? 'triangle' : stale[j] ? 'rectRot' : 'circle'; });
         ds.pointBackgroundColor = d.partial.map(function (p, j) { return p || stale[j] ? '#ffffff' : d.color; });
       }
-      if (d.role === 'roofline') {
+      if (d.role === 'roofline' || d.role === 'peer') {
         if (spec.type === 'bar') ds.type = 'line';
-        ds.borderDash = [6, 4];
+        ds.borderDash = d.role === 'peer' ? [2, 3] : [6, 4];
         ds.borderWidth = 1.5;
         ds.pointStyle = 'line';
         ds.pointRadius = multi ? 40 : 0;
@@ -715,7 +746,8 @@ export function renderPage(model: ChartModel, opts: PageOptions = {}): string {
 <p class="legend">One line per card and workload (log scale). The label over a point is its multiplier over the same line's previous lesson;
 a hollow triangle is a <b>partial run</b> (stopped by its time budget; it covers the requests that finished); a hollow diamond is a <b>stale</b> record
 (the lesson's code changed after the record's commit: the table below says which commit changed what); the bar through a point spans the slowest and
-fastest of the record's repeated runs (the point is their median); the dashed line is the workload's roofline on that card.</p>`
+fastest of the record's repeated runs (the point is their median); the dashed line is the workload's roofline on that card; a dotted line, labelled
+at its left end, is another engine (a peer record: Hugging Face transformers, say) run on the same card, model and workload.</p>`
     : `<p class="empty" id="tokps-empty"><b>No lesson runs recorded yet.</b> A lesson's point appears here once it has run a workload on a GPU and written a
 <code>bench</code> record to bench-results/ (<code>pnpm lesson N</code>, lessons 03 and on). Nothing is drawn until then: no number on this page is estimated.</p>`;
   const envSection =
@@ -762,6 +794,7 @@ ${tokSection}
 <h2>Per-op and per-kernel records</h2>
 ${envSection}
 ${kernelsSection}
+${model.serve.length ? `<h2>Serving (lesson 15): requests at given rates through the HTTP server</h2>${serveTables(model.serve)}` : ''}
 </main>
 <section id="details">
 ${model.tok.series.length ? `<h2>Lesson runs</h2>${tokTable(model)}` : ''}

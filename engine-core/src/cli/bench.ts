@@ -2,6 +2,7 @@
 // one record per run (docs/benchmarking.md).
 //
 //   pnpm bench [flags]                        (pnpm bench --help lists them)
+//   pnpm bench serve [flags]                  lesson 15's serving benchmark (lessons/15-serving/src/bench-serve.ts)
 //   pnpm bench merge [--model DIR] FILE...    the records of all N shards -> one record of the whole workload
 //
 // --shard K/N runs the K-th of N shards of the workload (bench/shards.ts says when
@@ -40,6 +41,7 @@ const BENCH_SPEC: CommandSpec<typeof BENCH_FLAGS> = {
   notes: [
     'With no flags: every lesson with a recipe; on a GPU the course workload 3 times each, on the CPU the short CPU default once each.',
     'pnpm bench merge [--model DIR] FILE...   the records of all N shards of one run -> the record of the whole workload',
+    'pnpm bench serve [flags]                 the serving benchmark: requests at given rates through lesson 15\'s HTTP server (pnpm bench serve --help)',
   ],
 };
 
@@ -239,5 +241,10 @@ async function main(values: FlagValues<typeof BENCH_FLAGS>): Promise<number> {
   return 0;
 }
 
-if (process.argv[2] === 'merge') void runCli(MERGE_SPEC, (values, files) => merge(files, values.model), { argv: process.argv.slice(3) });
+if (process.argv[2] === 'serve') {
+  // The serving benchmark lives with lesson 15's server; loaded by path, as the lessons' recipes are.
+  const serving = LESSONS.find((l) => l.slug === 'serving')!;
+  const mod = (await import(pathToFileURL(path.join(lessonDir(serving), 'src', 'bench-serve.ts')).href)) as { runBenchServeCli: (argv: readonly string[]) => Promise<number> };
+  await mod.runBenchServeCli(process.argv.slice(3));
+} else if (process.argv[2] === 'merge') void runCli(MERGE_SPEC, (values, files) => merge(files, values.model), { argv: process.argv.slice(3) });
 else void runCli(BENCH_SPEC, main);

@@ -152,11 +152,16 @@ export class Engine {
       const state = this.live.get(seq.id)!;
       const p = seq.params;
       const before = seq.text.length;
-      if (state.decoder) seq.text += state.decoder.push(token);
+      // Ids past the tokenizer's vocabulary (the embedding's padding rows, which a random or badly
+      // trained model can sample) have no text: decode as vLLM does, to nothing.
+      if (state.decoder && token < this.tokenizer.vocabSize) seq.text += state.decoder.push(token);
       if (!p.ignoreEos && this.eos.has(token)) seq.finish('eos');
       else if (p.stopTokenIds.includes(token)) seq.finish('stop');
       else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');
       else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
+      // A finish that keeps the whole text: what the decoder held back (a character's first bytes) is
+      // its text now, so the deltas add up to decode(tokens), as the offline output's text is.
+      if (seq.finished && state.decoder && !(seq.finishReason === 'stop' && p.stop.length && !p.stopTokenIds.includes(token))) seq.text += state.decoder.flush();
       deltas.push({
         id: seq.id,
         tokenIds: [token],

@@ -95,6 +95,7 @@ void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, con
 void argmax(cudaStream_t st, const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
 void sample_rows(cudaStream_t st, const float* x, const float* temperature, const float* uniform, int32_t* out,
                  int64_t rows, int64_t n);
+void sample_tokens(cudaStream_t st, const SampleTokensArgs& a);
 void gather_rows(cudaStream_t st, const void* src, int64_t src_rows, const void* idx, DType idx_dt, void* out,
                  int64_t n_idx, int64_t row_bytes);
 void scatter_rows(cudaStream_t st, const void* src, const void* idx, DType idx_dt, void* dst, int64_t dst_rows,

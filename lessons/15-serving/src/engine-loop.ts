@@ -1,0 +1,147 @@
+// The engine keeps stepping while requests arrive. One loop owns the Engine: it
+// runs a step, hands each delta to the request that it belongs to, then yields to
+// the event loop (setImmediate: after the poll phase, so new connections, request
+// bodies and socket writes are served between two steps), and goes on while there
+// is work. HTTP handlers only submit and abort; they never step the engine.
+//
+//   HTTP handler --submit--> [EngineLoop] --step--> Engine --deltas--> listener (SSE writer)
+//                <--abort--  (client gone: its blocks go back at once)
+//
+// Why a loop on the main thread and not a worker: see the README's "Where the loop
+// runs" (measured on the CPU).
+import type { Engine, Prompt, RequestDelta, StepResult } from '@aios/engine-core/engine/engine.ts';
+import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
+
+/** Receives one request's deltas, in order, as the engine samples them. */
+export interface DeltaListener {
+  onDelta(delta: RequestDelta): void;
+  /** The loop failed (a bug in a step): the request is over, with this error. */
+  onError(error: Error): void;
+}
+
+/** Thrown by submit when the bounded queue has no room: the server answers 429. */
+export class QueueFullError extends Error {
+  override name = 'QueueFullError';
+}
+
+export interface StepTiming {
+  /** Seconds inside engine.step(). */
+  stepSeconds: number;
+  /** Seconds the loop spent around the step: handing deltas out (SSE writes) and yielding, before the next step. */
+  overheadSeconds: number;
+  result: StepResult;
+}
+
+export interface EngineLoopOptions {
+  /** The most requests waiting to be scheduled (admitted and not yet running); one more is a QueueFullError. */
+  maxQueue: number;
+  /** Called after every step (metrics). */
+  onStep?: (t: StepTiming) => void;
+}
+
+const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export class EngineLoop {
+  private readonly listeners = new Map<number, DeltaListener>();
+  private running = false;
+  private closed = false;
+  /** Steps run and their seconds, for /metrics and the serving benchmark. */
+  readonly totals = { steps: 0, stepSeconds: 0, overheadSeconds: 0 };
+
+  constructor(
+    readonly engine: Engine,
+    readonly options: EngineLoopOptions,
+  ) {
+    if (!Number.isInteger(options.maxQueue) || options.maxQueue < 1) throw new RangeError(`EngineLoop: maxQueue must be a positive integer, got ${options.maxQueue}`);
+  }
+
+  /** Requests waiting to be scheduled (the scheduler's count where it keeps one, else every unfinished request). */
+  get waiting(): number {
+    return this.engine.parts.scheduler.stats?.().waiting ?? this.engine.pending;
+  }
+
+  /**
+   * Checks that `count` more requests fit the queue; submit checks again for each.
+   * A request of n choices asks for n places at once, so it is refused whole, not half-queued.
+   */
+  reserve(count: number): void {
+    if (this.closed) throw new QueueFullError('the server is shutting down');
+    const waiting = this.waiting;
+    if (waiting + count > this.options.maxQueue)
+      throw new QueueFullError(`the queue is full: ${waiting} requests are waiting and this one needs ${count} more place${count > 1 ? 's' : ''} (at most ${this.options.maxQueue}; --max-queue)`);
+  }
+
+  /** Queues a request (RangeError: the engine refused it, with its reason); returns its id. The loop starts if idle. */
+  submit(prompt: Prompt, params: SamplingParams, listener: DeltaListener): number {
+    this.reserve(1);
+    const id = this.engine.addRequest(prompt, params, { detokenize: true });
+    this.listeners.set(id, listener);
+    this.kick();
+    return id;
+  }
+
+  /** Ends a request now (its client went away): its blocks are free when this returns. */
+  abort(id: number): boolean {
+    this.listeners.delete(id);
+    return this.engine.abort(id);
+  }
+
+  /** Unfinished requests. */
+  get pending(): number {
+    return this.engine.pending;
+  }
+
+  /** Resolves once the loop has stopped stepping (no work, and its last turn over). */
+  async idle(): Promise<void> {
+    while (this.running) await yieldToEventLoop();
+  }
+
+  /** Aborts everything and stops stepping. */
+  close(): void {
+    this.closed = true;
+    for (const id of [...this.listeners.keys()]) this.abort(id);
+  }
+
+  private kick(): void {
+    if (this.running) return;
+    this.running = true;
+    void this.run();
+  }
+
+  private async run(): Promise<void> {
+    // Start on a fresh turn: every request that arrived in this turn joins the first step.
+    await yieldToEventLoop();
+    let last = performance.now();
+    try {
+      while (!this.closed && this.engine.hasWork) {
+        const t0 = performance.now();
+        const result = this.engine.step();
+        const t1 = performance.now();
+        for (const d of result.deltas) {
+          const l = this.listeners.get(d.id);
+          if (d.finished) this.listeners.delete(d.id);
+          l?.onDelta(d);
+        }
+        await yieldToEventLoop();
+        const t2 = performance.now();
+        // The first step after idle has no "before": its overhead is from the step's end only.
+        const overhead = (t0 - last) / 1000 + (t2 - t1) / 1000;
+        last = t2;
+        this.totals.steps++;
+        this.totals.stepSeconds += (t1 - t0) / 1000;
+        this.totals.overheadSeconds += overhead;
+        this.options.onStep?.({ stepSeconds: (t1 - t0) / 1000, overheadSeconds: overhead, result });
+      }
+    } catch (e) {
+      // A step that throws is a bug, not a request's fault: end every request with the error, keep serving.
+      const error = e instanceof Error ? e : new Error(String(e));
+      for (const [id, l] of [...this.listeners]) {
+        this.abort(id);
+        l.onError(error);
+      }
+    } finally {
+      this.running = false;
+    }
+    if (!this.closed && this.engine.hasWork) this.kick();
+  }
+}
