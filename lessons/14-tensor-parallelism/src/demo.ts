@@ -1,5 +1,5 @@
 // `pnpm lesson 14 [--tp N]`: a few generations, the course workload, the record,
-// the comparison with lesson 13 (or 11), and what each rank holds.
+// the comparison with lesson 13's record, and what each rank holds.
 import { runLessonDemo } from '@aios/engine-core/bench/lesson-demo.ts';
 
 import { recipe } from './recipe.ts';

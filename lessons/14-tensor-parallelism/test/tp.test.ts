@@ -19,6 +19,7 @@ import { openCheckpoint, writeSafetensors } from '@aios/engine-core/model/safete
 import { localConfig, shardLayout } from '@aios/engine-core/model/shard.ts';
 import { batchedRecipe, StepInputBuffer } from '@aios/lesson-07-batching';
 import { recipe as lesson11 } from '@aios/lesson-11-cuda-graphs';
+import { recipe as lesson12 } from '@aios/lesson-12-sampling';
 
 import { compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { scratchDir } from '../../../engine-core/test/scratch.ts';
@@ -158,7 +159,7 @@ describe('lesson 14 on the CPU: TP=2 and TP=4 against TP=1', () => {
   for (const [name, params] of [['greedy', greedy], ['seeded samples', sampled]] as const)
     it(`${name}: the same tokens over 1, 2 and 4 ranks (threads)`, () => {
       const ref = run(recipe, params, { maxNumSeqs: 8 });
-      expect(ref.tokens).toEqual(run(lesson11, params, { maxNumSeqs: 8 }).tokens); // one rank is lesson 11
+      expect(ref.tokens).toEqual(run(lesson12, params, { maxNumSeqs: 8 }).tokens); // one rank is lesson 12
       for (const tp of [2, 4]) {
         const r = run(recipe, params, { maxNumSeqs: 8, tensorParallelSize: tp });
         expect(r.tokens).toEqual(ref.tokens);
