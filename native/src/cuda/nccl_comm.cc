@@ -54,11 +54,12 @@ ncclDataType_t nccl_type(DType dt) {
   throw Error("NCCL " + where(c) + ": " + msg + "; the communicator was aborted");
 }
 
-// Sleeps a little between polls once the first few have failed: collectives are
-// accepted within microseconds, a peer's set-up can take seconds.
+// Sleeps a little between polls once the first thousand have failed: collectives are
+// accepted within microseconds and a decode step's wait is milliseconds (a 20 us nap
+// adds little to either); a peer's set-up can take seconds.
 void backoff(int polls) {
   if (polls < 1000) std::this_thread::yield();
-  else std::this_thread::sleep_for(std::chrono::microseconds(100));
+  else std::this_thread::sleep_for(std::chrono::microseconds(20));
 }
 
 // Polls the communicator until the call that returned `first` is accepted.
