@@ -39,6 +39,9 @@ export interface BackendInfo {
   cudaCompiled: boolean;
   cublas: boolean;
   cudaUsable: boolean;
+  /** Whether the NCCL communicator was built (lesson 14), and NCCL's version. */
+  nccl: boolean;
+  ncclVersion?: string;
   deviceCount: number;
   driverVersion?: number;
   runtimeVersion?: number;
@@ -166,3 +169,27 @@ export declare function gatherRows(idxDtype: number, srcRows: number, nIdx: numb
   src: S, srcOff: O, idx: S, idxOff: O, out: S, outOff: O): void;
 export declare function scatterRows(idxDtype: number, dstRows: number, nIdx: number, rowBytes: number,
   src: S, srcOff: O, idx: S, idxOff: O, dst: S, dstOff: O): void;
+
+// ---- tensor parallelism (lesson 14)
+
+/** One rank's part of a vocab-parallel embedding: rows [start, start + rows) of the table; other ids give zero rows. */
+export declare function embeddingShard(dtype: number, idDtype: number, nIds: number, vocab: number, start: number, rows: number, dim: number,
+  table: Storage, tableOffset: number, ids: Storage, idsOffset: number, out: Storage, outOffset: number): void;
+/** A new communicator's 128-byte id (throws where the addon was built without NCCL). */
+export declare function ncclUniqueId(): Uint8Array;
+/**
+ * This thread's rank of an NCCL communicator on a CUDA device. Collectives are
+ * queued on the device's stream; every call, and wait(), gives up after
+ * timeoutMs and aborts the communicator (a dead peer ends in an exception, not a hang).
+ */
+export declare class NcclComm {
+  constructor(device: number, nranks: number, rank: number, id: Uint8Array, timeoutMs: number);
+  allReduce(dtype: number, count: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;
+  allGather(dtype: number, countPerRank: number, nranks: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;
+  broadcast(dtype: number, count: number, root: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;
+  /** Waits for everything queued on the stream, polling, with the timeout. */
+  wait(): void;
+  abort(): void;
+  dispose(): void;
+  readonly disposed: boolean;
+}

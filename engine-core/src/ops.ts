@@ -130,6 +130,29 @@ export function embedding(table: Tensor, ids: Tensor, out?: Tensor): Tensor {
   return o;
 }
 
+/**
+ * Lesson 14's vocab-parallel lookup: `table` holds rows [start, start + rows) of a
+ * `vocab`-row embedding; out[i, :] is ids[i]'s row where this table holds it, zeros
+ * elsewhere (summing every rank's out gives the full lookup).
+ */
+export function embeddingShard(table: Tensor, ids: Tensor, vocab: number, start: number, out?: Tensor): Tensor {
+  const op = 'embeddingShard';
+  tensorArg(op, 'table', table);
+  tensorArg(op, 'ids', ids);
+  if (table.ndim !== 2) throw new OpError(op, `table must be 2-d [rows, dim], got ${formatShape(table.shape)}`);
+  floatDtype(op, 'table', table);
+  contiguous(op, 'table', table);
+  if (!isIndex(ids.dtype)) throw new OpError(op, `ids must be i32 or i64, got ${ids.dtype}`);
+  contiguous(op, 'ids', ids);
+  sameDevice(op, 'table', table, 'ids', ids);
+  const [rows, dim] = table.shape as [number, number];
+  if (!Number.isInteger(start) || start < 0 || start + rows > vocab) throw new OpError(op, `rows [${start}, ${start + rows}) are not inside the vocabulary of ${vocab}`);
+  const o = output(op, out, [...ids.shape, dim], table.dtype, table);
+  native.embeddingShard(dtypeCode(table.dtype), dtypeCode(ids.dtype), ids.numel, vocab, start, rows, dim, table.storage, table.byteOffset,
+    ids.storage, ids.byteOffset, o.storage, o.byteOffset);
+  return o;
+}
+
 /** out[i, :] = src[idx[i], :] over the first dimension. */
 export function gatherRows(src: Tensor, idx: Tensor, out?: Tensor): Tensor {
   const op = 'gatherRows';

@@ -5,6 +5,7 @@
 import { expect } from 'vitest';
 
 import type { Device, Tensor } from '../src/index.ts';
+import type { DType } from '../src/dtype.ts';
 import { LLM } from '../src/engine/llm.ts';
 import { SamplingParams } from '../src/engine/sampling-params.ts';
 import type { Sequence } from '../src/engine/sequence.ts';
@@ -26,7 +27,7 @@ export function forcedPrompts(p: ForcedPath): { prompts: number[][]; forced: num
 }
 
 /** Runs a recipe down the path; returns every logits row, keyed "prompt:step", and what the parts said about themselves. */
-export function runForced(recipe: Recipe, path: ForcedPath, opts: { model: string; device: Device; engine?: Partial<EngineOptions> }): { rows: Rows; described: string[] } {
+export function runForced(recipe: Recipe, path: ForcedPath, opts: { model?: string; device: Device; dtype?: DType; engine?: Partial<EngineOptions> }): { rows: Rows; described: string[] } {
   const { prompts, forced } = forcedPrompts(path);
   const rows: Rows = new Map();
   const recording: Recipe = {
@@ -50,7 +51,7 @@ export function runForced(recipe: Recipe, path: ForcedPath, opts: { model: strin
       };
     },
   };
-  const llm = LLM.create({ recipe: recording, model: opts.model, device: opts.device, dtype: 'bf16', ...(opts.engine ? { engine: opts.engine } : {}), log: () => {} });
+  const llm = LLM.create({ recipe: recording, ...(opts.model ? { model: opts.model } : {}), device: opts.device, dtype: opts.dtype ?? 'bf16', ...(opts.engine ? { engine: opts.engine } : {}), log: () => {} });
   try {
     const outs = llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: path.steps, ignoreEos: true }), { decodeText: false });
     outs.forEach((o, p) => expect(o.tokenIds).toEqual(forced[p]));

@@ -320,6 +320,7 @@ describe('records', () => {
     const llm = makeLLM(fake);
     const r = runWorkload(llm, tinyWorkload(), { timeBudgetS: 60, progress: false, log: quiet });
     const rec = benchRecordFor(llm, r, { settings: { note: 'test' } });
+    expect(rec.gpus).toBe(0); // the CPU: no GPU used
     const file = writeRecord(rec);
     expect(path.dirname(file)).toBe(RESULTS);
     expect(path.basename(file)).toMatch(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d-\d{3}Z_lesson05_bench_.+\.json$/);
@@ -489,6 +490,10 @@ describe('findLatestRecord', () => {
     expect(roof).toEqual(workloadRoofline(llm.cfg, w, rates, 'sequential'));
     expect(rooflineFor(llm.cfg, w, { shape: 'batched', card: H100, dir })).toEqual(workloadRoofline(llm.cfg, w, rates, 'batched'));
     expect(rooflineFor(llm.cfg, w, { shape: 'sequential', card: 'no such card', dir })).toBeUndefined();
+    // N GPUs: N times the bandwidth and the GEMM rate (collectives free: an upper bound).
+    const two = rooflineFor(llm.cfg, w, { shape: 'batched', card: H100, dir, gpus: 2 })!;
+    expect(two).toEqual(workloadRoofline(llm.cfg, w, { ...rates, bandwidthGBps: 6200, gemmTflops: 1300, source: 'i.json x 2 GPUs' }, 'batched'));
+    expect(two.outputTokPerS).toBeGreaterThan(rooflineFor(llm.cfg, w, { shape: 'batched', card: H100, dir })!.outputTokPerS);
   });
 });
 
@@ -577,6 +582,9 @@ describe('roofline', () => {
     // One request at a time, the step limits mean nothing; the pool's options still do.
     expect(limitsTag({ maxNumSeqs: 64, maxNumBatchedTokens: 16384 }, 'sequential')).toBe('');
     expect(limitsTag({ maxNumSeqs: 64, blockSize: 8, gpuMemoryUtilization: 0.5 }, 'sequential')).toBe('8-token blocks, 50% of memory');
+    // Lesson 14: a run over several GPUs is its own series, named by its GPU count.
+    expect(limitsTag({ maxNumSeqs: 256, maxNumBatchedTokens: 16384, tensorParallelSize: 2 })).toBe('2 GPUs (tensor parallel)');
+    expect(limitsTag({ maxNumSeqs: 256, maxNumBatchedTokens: 16384, tensorParallelSize: 1 })).toBe('');
     expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', engine: { maxNumSeqs: 256, maxNumBatchedTokens: 16384 }, dir })?.file).toBe('default.json');
     expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', engine: { maxNumSeqs: 64, maxNumBatchedTokens: 16384 }, dir })?.file).toBe('limited.json');
     expect(findLatestRecord({ kind: 'bench', lesson: 7, workload: 'throughput', dir })?.file).toBe('limited.json');

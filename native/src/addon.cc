@@ -17,6 +17,7 @@
 #include "allocator.h"
 #include "flash.h"
 #include "philox.h"
+#include "tp.h"
 #ifdef AIOS_WITH_CUDA
 #include "cuda/backend.h"
 #endif
@@ -134,12 +135,20 @@ struct HostView {
 HostView host_view(Napi::Env env, const Napi::Value& v) {
   if (!v.IsTypedArray() && !v.IsDataView() && !v.IsBuffer())
     throw_js(env, "expected a typed array, Buffer or DataView as the host side of the copy");
+  // The info calls give the data pointer directly, which also works for views of a
+  // SharedArrayBuffer (lesson 14's CPU ranks share their collectives' memory that way);
+  // ArrayBuffer().Data() refuses those.
+  void* data = nullptr;
+  size_t bytes = 0;
   if (v.IsTypedArray()) {
-    auto ta = v.As<Napi::TypedArray>();
-    return {static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), int64_t(ta.ByteLength())};
+    napi_typedarray_type type;
+    size_t length = 0;
+    if (napi_get_typedarray_info(env, v, &type, &length, &data, nullptr, nullptr) != napi_ok) throw_js(env, "cannot read the typed array");
+    bytes = v.As<Napi::TypedArray>().ByteLength();
+  } else if (napi_get_dataview_info(env, v, &bytes, &data, nullptr, nullptr) != napi_ok) {
+    throw_js(env, "cannot read the DataView");
   }
-  auto dv = v.As<Napi::DataView>();
-  return {static_cast<char*>(dv.ArrayBuffer().Data()) + dv.ByteOffset(), int64_t(dv.ByteLength())};
+  return {static_cast<char*>(data), int64_t(bytes)};
 }
 
 void check_range(Napi::Env env, const Storage& s, int64_t offset, int64_t bytes, const char* what) {
@@ -744,6 +753,8 @@ template <bool kScatter> Napi::Value MoveRows(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- devices, streams, events
 
+void tensor_parallel_info(Napi::Object o);  // lesson 14, below
+
 Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
@@ -762,6 +773,7 @@ Napi::Value BackendInfo(const Napi::CallbackInfo& info) {
   o.Set("cublas", false);
 #endif
   o.Set("cudaUsable", cuda_usable());
+  tensor_parallel_info(o);
 #ifdef AIOS_CUDA_ARCHS
   o.Set("cudaArchitectures", AIOS_CUDA_ARCHS);
 #endif
@@ -941,16 +953,25 @@ Napi::Value Profiler(const Napi::CallbackInfo& info) {
   });
 }
 
+// What the addon keeps per JavaScript environment. The addon is loaded once per
+// environment (the main thread and every worker thread of lesson 14's ranks):
+// a constructor reference belongs to the environment that made it, so it lives
+// here, not in a static.
+struct EnvData {
+  Napi::FunctionReference graph;
+};
+
+EnvData& env_data(Napi::Env env) { return *env.GetInstanceData<EnvData>(); }
+
 // An executable CUDA graph (lesson 11): graphBegin(device) starts recording the
 // device's stream, graphEnd(device) returns one of these; launch() replays it on
 // the stream, dispose() frees it (the finalizer does if JS forgets).
 class Graph : public Napi::ObjectWrap<Graph> {
  public:
-  static Napi::FunctionReference* constructor;
   static Napi::Function Init(Napi::Env env) {
     Napi::Function f = DefineClass(env, "Graph", {InstanceMethod<&Graph::Launch>("launch"), InstanceMethod<&Graph::Dispose>("dispose"),
                                                   InstanceAccessor<&Graph::Disposed>("disposed")});
-    constructor = new Napi::FunctionReference(Napi::Persistent(f));
+    env_data(env).graph = Napi::Persistent(f);
     return f;
   }
   Graph(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Graph>(info) {}
@@ -985,7 +1006,6 @@ class Graph : public Napi::ObjectWrap<Graph> {
 #endif
   }
 };
-Napi::FunctionReference* Graph::constructor = nullptr;
 
 Napi::Value GraphBegin(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -1002,7 +1022,7 @@ Napi::Value GraphEnd(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     int d = device_arg(info, 0);
     if (d == kCpu) throw_js(info.Env(), "graphEnd: CUDA graphs need a CUDA device");
-    Napi::Object obj = Graph::constructor->New({});
+    Napi::Object obj = env_data(info.Env()).graph.New({});
     Graph* g = Graph::Unwrap(obj);
     g->device = d;
 #ifdef AIOS_WITH_CUDA
@@ -1084,7 +1104,180 @@ class Event : public Napi::ObjectWrap<Event> {
 #endif
 };
 
+// ---------------------------------------------------------------- tensor parallelism (lesson 14)
+
+Napi::Value EmbeddingShard(const Napi::CallbackInfo& info) {
+  return op(info, "embeddingShard", [&](Args& a) {
+    DType dt = a.float_dtype("dtype");
+    DType idt = a.index_dtype("idDtype");
+    int64_t n = a.size("nIds"), vocab = a.size("vocab"), start = a.size("start"), rows = a.size("rows"), dim = a.size("dim");
+    if (start + rows > vocab) a.fail("rows [" + std::to_string(start) + ", " + std::to_string(start + rows) + ") exceed the vocabulary of " + std::to_string(vocab));
+    Buf table = a.buffer("table", bytes_of(rows * dim, dt));
+    Buf ids = a.buffer("ids", bytes_of(n, idt));
+    Buf out = a.buffer("out", bytes_of(n * dim, dt));
+    AIOS_DISPATCH(a, embedding_shard(table.ptr, dt, ids.ptr, idt, out.ptr, n, vocab, start, rows, dim),
+                  embedding_shard(st, table.ptr, dt, ids.ptr, idt, out.ptr, n, vocab, start, rows, dim));
+  });
+}
+
+[[noreturn]] void no_nccl(Napi::Env env, const char* what) {
+  throw_js(env, std::string(what) + ": this addon was built without NCCL (no nccl.h / libnccl found at build time; "
+                                    "install NCCL, or set NCCL_HOME, and rebuild the addon)");
+}
+
+// ncclUniqueId(): the 128 bytes rank 0 makes and hands to the other ranks.
+Napi::Value NcclUniqueId(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_NCCL
+    auto out = Napi::Uint8Array::New(info.Env(), aios::nccl::kUniqueIdBytes);
+    aios::nccl::unique_id(out.Data());
+    return out;
+#else
+    no_nccl(info.Env(), "ncclUniqueId");
+#endif
+  });
+}
+
+// new NcclComm(device, nranks, rank, idBytes, timeoutMs): this thread's rank of a
+// communicator. Collectives run on the device's stream; each call, and wait(),
+// gives up after timeoutMs, aborting the communicator (see nccl_comm.cc).
+class NcclComm : public Napi::ObjectWrap<NcclComm> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "NcclComm",
+                       {InstanceMethod<&NcclComm::AllReduce>("allReduce"), InstanceMethod<&NcclComm::AllGather>("allGather"),
+                        InstanceMethod<&NcclComm::Broadcast>("broadcast"), InstanceMethod<&NcclComm::Wait>("wait"),
+                        InstanceMethod<&NcclComm::Abort>("abort"), InstanceMethod<&NcclComm::Dispose>("dispose"),
+                        InstanceAccessor<&NcclComm::Disposed>("disposed")});
+  }
+  NcclComm(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NcclComm>(info) {
+    guarded(info, [&] {
+      Napi::Env env = info.Env();
+#ifdef AIOS_WITH_NCCL
+      device_ = device_arg(info, 0);
+      if (device_ == kCpu) throw_js(env, "NcclComm: NCCL needs a CUDA device");
+      const int64_t nranks = to_i64(env, info[1], "NcclComm(nranks)"), rank = to_i64(env, info[2], "NcclComm(rank)");
+      if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().ByteLength() != size_t(aios::nccl::kUniqueIdBytes))
+        throw_js(env, "NcclComm(id): expected the 128-byte Uint8Array that ncclUniqueId() returned");
+      if (!info[4].IsNumber() || !(info[4].As<Napi::Number>().DoubleValue() > 0)) throw_js(env, "NcclComm(timeoutMs): expected a positive number");
+      timeout_ms_ = info[4].As<Napi::Number>().DoubleValue();
+      auto id = info[3].As<Napi::Uint8Array>();
+      comm_ = aios::nccl::init(device_, int(nranks), int(rank), id.Data(), timeout_ms_);
+#else
+      no_nccl(env, "NcclComm");
+#endif
+    });
+  }
+  ~NcclComm() override { Release(); }
+
+ private:
+  void Release() {
+#ifdef AIOS_WITH_NCCL
+    if (comm_) { try { aios::nccl::destroy(comm_); } catch (...) {} }
+    comm_ = nullptr;
+#endif
+  }
+#ifdef AIOS_WITH_NCCL
+  aios::nccl::Comm* live(Args& a) {
+    if (!comm_) a.fail("the communicator was disposed");
+    return comm_;
+  }
+  void same_device(Args& a) {
+    if (a.device() != device_) a.fail("the buffers are on device " + std::to_string(a.device()) + ", the communicator on cuda:" + std::to_string(device_));
+  }
+#endif
+  // allReduce(dtype, count, send, sendOffset, recv, recvOffset): recv = the sum over ranks of send.
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    return op(info, "allReduce", [&](Args& a) {
+#ifdef AIOS_WITH_NCCL
+      DType dt = a.dtype("dtype");
+      int64_t n = a.size("count");
+      Buf send = a.buffer("send", bytes_of(n, dt));
+      Buf recv = a.buffer("recv", bytes_of(n, dt));
+      same_device(a);
+      aios::nccl::all_reduce_sum(live(a), a.stream(), send.ptr, recv.ptr, n, dt, timeout_ms_);
+#else
+      no_nccl(info.Env(), "allReduce");
+#endif
+    });
+  }
+  // allGather(dtype, countPerRank, nranks, send, sendOffset, recv, recvOffset): recv [nranks x countPerRank].
+  Napi::Value AllGather(const Napi::CallbackInfo& info) {
+    return op(info, "allGather", [&](Args& a) {
+#ifdef AIOS_WITH_NCCL
+      DType dt = a.dtype("dtype");
+      int64_t n = a.size("countPerRank"), ranks = a.size("nranks");
+      Buf send = a.buffer("send", bytes_of(n, dt));
+      Buf recv = a.buffer("recv", bytes_of(n * ranks, dt));
+      same_device(a);
+      aios::nccl::all_gather(live(a), a.stream(), send.ptr, recv.ptr, n, dt, timeout_ms_);
+#else
+      no_nccl(info.Env(), "allGather");
+#endif
+    });
+  }
+  // broadcast(dtype, count, root, send, sendOffset, recv, recvOffset): every rank's recv = root's send.
+  Napi::Value Broadcast(const Napi::CallbackInfo& info) {
+    return op(info, "broadcast", [&](Args& a) {
+#ifdef AIOS_WITH_NCCL
+      DType dt = a.dtype("dtype");
+      int64_t n = a.size("count"), root = a.size("root");
+      Buf send = a.buffer("send", bytes_of(n, dt));
+      Buf recv = a.buffer("recv", bytes_of(n, dt));
+      same_device(a);
+      aios::nccl::broadcast(live(a), a.stream(), send.ptr, recv.ptr, n, dt, int(root), timeout_ms_);
+#else
+      no_nccl(info.Env(), "broadcast");
+#endif
+    });
+  }
+  Napi::Value Wait(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_NCCL
+      if (!comm_) throw_js(info.Env(), "NcclComm.wait: the communicator was disposed");
+      aios::nccl::wait(comm_, aios::cuda::context(device_).stream, timeout_ms_);
+#endif
+      return info.Env().Undefined();
+    });
+  }
+  void Abort(const Napi::CallbackInfo&) {
+#ifdef AIOS_WITH_NCCL
+    if (comm_) aios::nccl::abort(comm_);
+#endif
+  }
+  void Dispose(const Napi::CallbackInfo&) { Release(); }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) {
+#ifdef AIOS_WITH_NCCL
+    return Napi::Boolean::New(info.Env(), comm_ == nullptr);
+#else
+    return Napi::Boolean::New(info.Env(), true);
+#endif
+  }
+  int device_ = kCpu;
+  double timeout_ms_ = 0;
+#ifdef AIOS_WITH_NCCL
+  aios::nccl::Comm* comm_ = nullptr;
+#endif
+};
+
+// backendInfo's NCCL fields and the exports above.
+void InitTensorParallel(Napi::Env env, Napi::Object exports) {
+  exports.Set("embeddingShard", Napi::Function::New(env, EmbeddingShard));
+  exports.Set("ncclUniqueId", Napi::Function::New(env, NcclUniqueId));
+  exports.Set("NcclComm", NcclComm::Init(env));
+}
+
+void tensor_parallel_info(Napi::Object o) {
+#ifdef AIOS_WITH_NCCL
+  o.Set("nccl", true);
+  o.Set("ncclVersion", aios::nccl::version());
+#else
+  o.Set("nccl", false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new EnvData());
   exports.Set("Storage", Storage::Init(env));
   exports.Set("Event", Event::Init(env));
   exports.Set("Graph", Graph::Init(env));
@@ -1127,6 +1320,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("qkNormRopeStore", Napi::Function::New(env, QkNormRopeStore));
   exports.Set("gatherRows", Napi::Function::New(env, MoveRows<false>));
   exports.Set("scatterRows", Napi::Function::New(env, MoveRows<true>));
+  InitTensorParallel(env, exports);
   return exports;
 }
 

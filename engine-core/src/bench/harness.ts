@@ -491,9 +491,13 @@ export function cardRates(card: string, dir?: string): CardRates | undefined {
 }
 
 /** The roofline of a model's workload on a card for an engine of the given shape, if the card has a lesson-00 record. */
-export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { shape: EngineShape; card: string; dir?: string }): Roofline | undefined {
+export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { shape: EngineShape; card: string; dir?: string; gpus?: number }): Roofline | undefined {
   const rates = cardRates(opts.card, opts.dir);
-  return rates ? workloadRoofline(cfg, workload, rates, opts.shape) : undefined;
+  if (!rates) return undefined;
+  // N cards read N times the bytes and multiply N times the FLOPs per second (the collectives cost nothing here: an upper bound).
+  const n = opts.gpus ?? 1;
+  const scaled = n > 1 ? { ...rates, bandwidthGBps: n * rates.bandwidthGBps, gemmTflops: n * rates.gemmTflops, source: `${rates.source ?? 'lesson 00'} x ${n} GPUs` } : rates;
+  return workloadRoofline(cfg, workload, scaled, opts.shape);
 }
 
 
@@ -504,8 +508,9 @@ export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { shape:
 export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<RecordInfo> = {}): BenchRecord {
   const lesson = extra.lesson ?? llm.recipe.lesson;
   const hardware = extra.hardware ?? hardwareInfo(llm.device);
-  const roofline = extra.roofline ?? rooflineFor(llm.cfg, result.workload, { shape: llm.recipe.shape, card: hardware.card });
-  return toBenchRecord(result, {
+  const gpus = llm.device === 'cpu' ? 0 : llm.options.tensorParallelSize;
+  const roofline = extra.roofline ?? rooflineFor(llm.cfg, result.workload, { shape: llm.recipe.shape, card: hardware.card, gpus });
+  const record = toBenchRecord(result, {
     ...extra,
     lesson,
     recipe: extra.recipe ?? llm.recipe.name,
@@ -515,6 +520,7 @@ export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<
     settings: { dtype: llm.dtype, engineShape: llm.recipe.shape, engine: { ...llm.options }, ...extra.settings },
     ...(roofline ? { roofline } : {}),
   });
+  return { ...record, gpus };
 }
 
 /** "lesson 4 on this card: 96.1 tok/s; this run: 812.3 tok/s (8.45x)", or a line saying there is nothing to compare with. */

@@ -59,16 +59,18 @@ export const ENGINE_RUN_FLAGS = {
   'max-num-seqs': { type: 'string', value: 'N', help: `most sequences in one step (default ${DEFAULT_ENGINE_OPTIONS.maxNumSeqs}; the batched lessons 07 on)` },
   'max-num-batched-tokens': { type: 'string', value: 'N', help: `most tokens in one step (default ${DEFAULT_ENGINE_OPTIONS.maxNumBatchedTokens}; lessons 07 on)` },
   'gpu-memory-utilization': { type: 'string', value: 'F', help: `share of the GPU's memory the engine may use, in (0, 1] (default ${DEFAULT_ENGINE_OPTIONS.gpuMemoryUtilization})` },
+  tp: { type: 'string', value: 'N', help: 'split the model over N ranks: GPUs cuda:0..N-1, or N threads on the CPU (lesson 14 on; default 1)' },
 } as const satisfies FlagSpecs;
 
 /** The engine limits the flags set (undefined: the default). */
-export function chooseEngineOptions(values: { 'max-num-seqs'?: string; 'max-num-batched-tokens'?: string; 'gpu-memory-utilization'?: string }): Partial<EngineOptions> {
+export function chooseEngineOptions(values: { 'max-num-seqs'?: string; 'max-num-batched-tokens'?: string; 'gpu-memory-utilization'?: string; tp?: string }): Partial<EngineOptions> {
   const util = positiveFlag('gpu-memory-utilization', values['gpu-memory-utilization']);
   if (util !== undefined && util > 1) throw new UsageError(`--gpu-memory-utilization must be in (0, 1], got ${util}`);
   return {
     maxNumSeqs: intFlag('max-num-seqs', values['max-num-seqs'], { min: 1 }),
     maxNumBatchedTokens: intFlag('max-num-batched-tokens', values['max-num-batched-tokens'], { min: 1 }),
     gpuMemoryUtilization: util,
+    tensorParallelSize: intFlag('tp', values.tp, { min: 1 }),
   };
 }
 

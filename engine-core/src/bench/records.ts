@@ -154,6 +154,8 @@ export interface BenchRecord extends RecordBase {
   results: Omit<RunResults, 'phases'> & Partial<Pick<RunResults, 'phases'>>;
   /** Present when the workload ran more than once: every run's rate; `results` is then the median run. */
   repeats?: RepeatsSummary;
+  /** GPUs the run used (its tensor-parallel ranks; 0 on the CPU). Absent in records from before lesson 14: 1 on a GPU. */
+  gpus?: number;
   /** The fastest this workload could run on this card (bytes and FLOPs counted), if computed. */
   roofline?: { outputTokPerS: number; /** The minimum seconds (records from 2026-11-27 on). */ seconds?: number; basis: string };
 }
@@ -399,6 +401,7 @@ export function limitsTag(engine: unknown, shape: EngineShape = 'batched'): stri
   if (differs('blockSize')) parts.push(`${e.blockSize}-token blocks`);
   if (differs('gpuMemoryUtilization')) parts.push(`${Math.round(100 * (e.gpuMemoryUtilization as number))}% of memory`);
   if (differs('kvCacheBytes')) parts.push(`${((e.kvCacheBytes as number) / 2 ** 30).toFixed(2)} GiB KV`);
+  if (differs('tensorParallelSize')) parts.push(`${e.tensorParallelSize} GPUs (tensor parallel)`);
   return parts.join(', ');
 }
 

@@ -114,7 +114,7 @@ function merge(files: string[], modelDir: string | undefined): number {
     // roofline: compute the whole workload's here, as the harness would have.
     if (!merged.roofline) {
       const cfg = recordConfig(merged.model, modelDir);
-      const roof = cfg && rooflineFor(cfg, makeWorkload(merged.workload as WorkloadName), { shape: recordEngineShape(merged), card: merged.hardware.card });
+      const roof = cfg && rooflineFor(cfg, makeWorkload(merged.workload as WorkloadName), { shape: recordEngineShape(merged), card: merged.hardware.card, ...(merged.gpus ? { gpus: merged.gpus } : {}) });
       if (roof) merged.roofline = { ...roof };
       else console.log(`(no roofline: ${cfg ? `no lesson-00 record for ${merged.hardware.card}` : `the config of ${merged.model.name} is unknown here; pass --model DIR`})`);
     }
@@ -188,6 +188,11 @@ async function main(values: FlagValues<typeof BENCH_FLAGS>): Promise<number> {
     try {
       const recipe = await loadRecipe(info, recipeFile(info)!);
       entry.recipe = recipe.name;
+      const tp = chooseEngineOptions(values).tensorParallelSize ?? 1;
+      if (tp > 1 && !recipe.tensorParallel) {
+        console.log(`\n${label} ${recipe.name}: skipped (--tp ${tp}: this lesson runs on one device; tensor parallelism starts with lesson 14)`);
+        continue;
+      }
       console.log(`\n${label} ${recipe.name}: ${recipe.summary}`);
       llm = LLM.create({ recipe, device, engine: chooseEngineOptions(values), ...(values.model ? { model: values.model } : {}) });
       const rep = measureWorkload(llm, workload, { repeats, label, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), progress: !values['no-progress'] });

@@ -11,6 +11,7 @@ const MODEL_FLAGS = {
   preset: { type: 'string', value: PRESET_NAMES, help: 'random: the shape to write (docs/models.md lists them)' },
   out: { type: 'string', value: 'DIR', help: 'random: the folder to write (created; written under a temporary name, then renamed)' },
   seed: { type: 'string', value: 'N', help: 'random: the seed of the weights (default 0; the same preset and seed give the same bytes)' },
+  jobs: { type: 'string', value: 'N', help: 'random: compute the weights on N threads (the same bytes; default 1)' },
 } as const;
 
 const SPEC: CommandSpec<typeof MODEL_FLAGS> = {
@@ -21,7 +22,7 @@ const SPEC: CommandSpec<typeof MODEL_FLAGS> = {
   notes: ['Examples:', '  pnpm model random --preset 1.7B --out models/qwen3-1.7b-random --seed 0', '  pnpm model info models/qwen3-1.7b-random'],
 };
 
-function main(values: { preset?: string; out?: string; seed?: string }, positionals: string[]): number {
+function main(values: { preset?: string; out?: string; seed?: string; jobs?: string }, positionals: string[]): number {
   const [command, ...rest] = positionals;
   if (command === 'random') {
     if (rest.length) throw new UsageError(`random takes flags only, got "${rest[0]}"`);
@@ -32,13 +33,14 @@ function main(values: { preset?: string; out?: string; seed?: string }, position
     const cfg = PRESETS[values.preset];
     console.log(`Writing Qwen3 ${values.preset} (${(paramCount(cfg) / 1e6).toFixed(1)}M parameters, bf16, seed ${seed}) to ${values.out}`);
     const t0 = performance.now();
-    writeRandomModel(values.out, cfg, { preset: values.preset, seed }, console.log);
+    const jobs = intFlag('jobs', values.jobs, { min: 1, max: 1024 }) ?? 1;
+    writeRandomModel(values.out, cfg, { preset: values.preset, seed }, console.log, { jobs });
     console.log(`done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return 0;
   }
   if (command === 'info') {
     if (rest.length !== 1) throw new UsageError('info needs one model folder: pnpm model info DIR');
-    if (values.preset || values.out || values.seed) throw new UsageError('info takes no --preset, --out or --seed');
+    if (values.preset || values.out || values.seed || values.jobs) throw new UsageError('info takes no --preset, --out, --seed or --jobs');
     const cfg = loadConfig(rest[0]!);
     console.log(JSON.stringify({ ...cfg, parameters: paramCount(cfg) }, null, 2));
     return 0;

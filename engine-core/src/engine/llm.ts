@@ -52,6 +52,8 @@ export class LLM {
 
   static create(opts: LLMOptions): LLM {
     const options = engineOptions(opts.engine);
+    if (options.tensorParallelSize > 1 && !opts.recipe.tensorParallel)
+      throw new RangeError(`lesson ${opts.recipe.lesson} (${opts.recipe.name}) runs on one device: tensor parallelism over ${options.tensorParallelSize} ranks starts with lesson 14`);
     const device = opts.device ?? defaultDevice();
     const { dir, random } = resolveModel({ model: opts.model, device, log: opts.log });
     const cfg = loadConfig(dir);

@@ -4,6 +4,7 @@
 import type { Device } from '../backend.ts';
 import type { DType } from '../dtype.ts';
 import type { Qwen3Config } from '../model/config.ts';
+import type { Shard } from '../model/shard.ts';
 import type { Tensor } from '../tensor.ts';
 import type { Tokenizer } from '../tokenizer.ts';
 import type { SamplingParams } from './sampling-params.ts';
@@ -146,9 +147,14 @@ export interface EngineOptions {
   blockSize: number;
   /** KV pool bytes, instead of sizing it from free memory (the CPU default is 256 MiB; AIOS_KV_CACHE_BYTES overrides). */
   kvCacheBytes?: number;
+  /**
+   * Ranks the model is split over (vLLM's tensor_parallel_size): GPUs cuda:0..N-1 on a GPU,
+   * threads on the CPU. Only a recipe that says `tensorParallel` (lesson 14 on) takes more than 1.
+   */
+  tensorParallelSize: number;
 }
 
-export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = { maxNumSeqs: 256, maxNumBatchedTokens: 16384, gpuMemoryUtilization: 0.9, blockSize: 16 };
+export const DEFAULT_ENGINE_OPTIONS: Readonly<EngineOptions> = { maxNumSeqs: 256, maxNumBatchedTokens: 16384, gpuMemoryUtilization: 0.9, blockSize: 16, tensorParallelSize: 1 };
 
 /** Fills in defaults and names the option that is out of range. */
 export function engineOptions(partial: Partial<EngineOptions> = {}): EngineOptions {
@@ -159,6 +165,7 @@ export function engineOptions(partial: Partial<EngineOptions> = {}): EngineOptio
   positiveInt('maxNumSeqs', o.maxNumSeqs);
   positiveInt('maxNumBatchedTokens', o.maxNumBatchedTokens);
   positiveInt('blockSize', o.blockSize);
+  positiveInt('tensorParallelSize', o.tensorParallelSize);
   if (o.maxNumBatchedTokens < o.maxNumSeqs)
     throw new RangeError(`engine options: maxNumBatchedTokens (${o.maxNumBatchedTokens}) must be at least maxNumSeqs (${o.maxNumSeqs}): a decode step runs one token per sequence`);
   if (!(o.gpuMemoryUtilization > 0 && o.gpuMemoryUtilization <= 1))
@@ -176,6 +183,12 @@ export interface EngineContext {
   options: EngineOptions;
   /** Progress of long set-up work (sizing the pool, capturing graphs); LLMOptions.log, else console.log. */
   log: (s: string) => void;
+  /**
+   * Lesson 14: this engine's part of a tensor-parallel group. Where present, `cfg` is the
+   * rank's local shape (shard.ts localConfig) and the model combines its partial results
+   * through `shard.comm`.
+   */
+  shard?: Shard;
 }
 
 export interface EngineParts {
@@ -203,6 +216,8 @@ export interface Recipe {
   /** One line: what this recipe changes. */
   summary: string;
   shape: EngineShape;
+  /** True where the recipe can split the model over options.tensorParallelSize ranks (lesson 14 on). */
+  tensorParallel?: boolean;
   build(ctx: EngineContext): EngineParts;
 }
 

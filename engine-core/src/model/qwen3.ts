@@ -13,6 +13,7 @@ import { Tensor } from '../tensor.ts';
 import { type Qwen3Config, defaultDtype, loadConfig, weightShapes } from './config.ts';
 import { type RotaryTables, rotaryTables } from './rope.ts';
 import { openCheckpoint } from './safetensors.ts';
+import { type ShardLayout, localConfig, weightSlice } from './shard.ts';
 
 export interface LayerWeights {
   inputNorm: Tensor;
@@ -145,6 +146,12 @@ export interface LoadOptions<Ctx extends ForwardContext> {
   layerFactory?: LayerFactory<Ctx>;
   /** Rotary table length; defaults to the config's max_position_embeddings. */
   maxPositions?: number;
+  /**
+   * Lesson 14: load only this rank's slice of each weight (shard.ts); the model's
+   * cfg is then the rank's local shape. Its forward alone is not the model's:
+   * the ranks' partial sums must be combined (lesson 14's model does).
+   */
+  shard?: ShardLayout;
 }
 
 export class Qwen3Model<Ctx extends ForwardContext = ForwardContext> {
@@ -164,10 +171,11 @@ export class Qwen3Model<Ctx extends ForwardContext = ForwardContext> {
 
   /** Loads config.json and the safetensors weights of a Hugging Face Qwen3 folder onto a device. */
   static load<Ctx extends ForwardContext = ForwardContext>(dir: string, opts: LoadOptions<Ctx> = {}): Qwen3Model<Ctx> {
-    const cfg = loadConfig(dir);
+    const full = loadConfig(dir);
     const device = opts.device ?? defaultDevice();
-    const dtype = opts.dtype ?? defaultDtype(device, cfg);
-    const weights = loadWeights(dir, cfg, device, dtype);
+    const dtype = opts.dtype ?? defaultDtype(device, full);
+    const weights = loadWeights(dir, full, device, dtype, opts.shard);
+    const cfg = opts.shard ? localConfig(full, opts.shard) : full;
     const rope = rotaryTables(cfg.headDim, cfg.ropeTheta, opts.maxPositions ?? cfg.maxPositionEmbeddings, device);
     const attention = opts.attention ?? (new RecomputeAttention() as unknown as AttentionBackend<Ctx>);
     return new Qwen3Model(cfg, weights, rope, device, dtype, attention, opts.layerFactory);
@@ -230,13 +238,14 @@ export function disposeWeights(w: { embed: Tensor; norm: Tensor; lmHead: Tensor;
   for (const l of w.layers) for (const t of Object.values(l) as Tensor[]) t.dispose();
 }
 
-function loadWeights(dir: string, cfg: Qwen3Config, device: Device, dtype: DType): Qwen3Weights {
+function loadWeights(dir: string, cfg: Qwen3Config, device: Device, dtype: DType, shard?: ShardLayout): Qwen3Weights {
   const ckpt = openCheckpoint(dir);
   const loaded: Tensor[] = [];
   try {
     const shapes = new Map(weightShapes(cfg));
     const get = (name: string): Tensor => {
-      const t = ckpt.load(name, { device, dtype, expectShape: shapes.get(name)! });
+      const slice = shard && weightSlice(name, cfg, shard);
+      const t = ckpt.load(name, { device, dtype, expectShape: shapes.get(name)!, ...(slice && { slice }) });
       loaded.push(t);
       return t;
     };

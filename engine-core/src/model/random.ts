@@ -5,11 +5,12 @@
 // (initializer_range 0.02), so activations keep a realistic scale through all
 // layers; norm weights are 1 plus a small perturbation (a real init has exact
 // ones, which would hide a norm that forgets its weight from the golden test).
-import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 
 import { type Qwen3Config, toHfConfig, weightShapes } from './config.ts';
-import { writeSafetensors } from './safetensors.ts';
+import { safetensorsLayout, writeSafetensors } from './safetensors.ts';
 import { xoshiro128 } from '../random.ts';
 import { qwen3TokenizerDir } from '../tokenizer.ts';
 
@@ -55,7 +56,7 @@ export function* randomWeightChunks(name: string, numel: number, seed: number, c
  * Written to a temporary folder and renamed into place, so an interrupted run
  * never leaves a half-written model that looks complete.
  */
-export function writeRandomModel(outDir: string, cfg: Qwen3Config, info: RandomModelInfo, log: (s: string) => void = () => {}): void {
+export function writeRandomModel(outDir: string, cfg: Qwen3Config, info: RandomModelInfo, log: (s: string) => void = () => {}, opts: { jobs?: number } = {}): void {
   if (cfg.dtype !== 'bf16') throw new Error('writeRandomModel: random checkpoints are written in bf16');
   const tmp = `${outDir}.partial-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
@@ -70,6 +71,13 @@ export function writeRandomModel(outDir: string, cfg: Qwen3Config, info: RandomM
     for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(tokDir, f), path.join(tmp, f));
     const shapes = weightShapes(cfg);
     const total = shapes.reduce((n, [, s]) => n + s.reduce((a, b) => a * b, 1), 0);
+    const metadata = { format: 'pt', aios_random_weights: JSON.stringify(info) };
+    if ((opts.jobs ?? 1) > 1) {
+      writeWeightsParallel(path.join(tmp, 'model.safetensors'), shapes, info.seed, metadata, opts.jobs!, total, log);
+      rmSync(outDir, { recursive: true, force: true });
+      renameSync(tmp, outDir);
+      return;
+    }
     let written = 0, lastPct = -1;
     writeSafetensors(
       path.join(tmp, 'model.safetensors'),
@@ -95,13 +103,52 @@ export function writeRandomModel(outDir: string, cfg: Qwen3Config, info: RandomM
           },
         };
       }),
-      { format: 'pt', aios_random_weights: JSON.stringify(info) },
+      metadata,
     );
     rmSync(outDir, { recursive: true, force: true });
     renameSync(tmp, outDir);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
+  }
+}
+
+/**
+ * The same file as writeSafetensors writes for these weights, filled by `jobs`
+ * worker threads: each takes the next tensor (largest first) and writes its values
+ * at the tensor's offset. Each tensor's values are its own seeded stream, so the
+ * order the tensors are computed in changes no byte (a test compares the two files).
+ * The 32B shape's 64 GB takes minutes on one core.
+ */
+function writeWeightsParallel(file: string, shapes: [string, number[]][], seed: number, metadata: Record<string, string>, jobs: number, total: number, log: (s: string) => void): void {
+  const layout = safetensorsLayout(shapes.map(([name, shape]) => ({ name, dtype: 'BF16' as const, shape })), metadata);
+  const fd = openSync(file, 'w');
+  try {
+    for (let done = 0; done < layout.prefix.length; ) done += writeSync(fd, layout.prefix, done, layout.prefix.length - done, done);
+    ftruncateSync(fd, layout.prefix.length + layout.dataBytes);
+  } finally {
+    closeSync(fd);
+  }
+  const tensors = shapes
+    .map(([name, shape], i) => ({ name, numel: shape.reduce((a, b) => a * b, 1), offset: layout.offsets[i]! }))
+    .sort((a, b) => b.numel - a.numel);
+  // [0] next tensor, [1] failed, [2] workers finished, [3] progress (64 Ki values); a message from byte 32.
+  const statusBuf = new SharedArrayBuffer(32 + 1024);
+  const status = new Int32Array(statusBuf, 0, 8);
+  const workers = Array.from({ length: jobs }, () => new Worker(new URL('./random-boot.mjs', import.meta.url), { workerData: { file, seed, tensors, status: statusBuf } }));
+  let lastPct = -1;
+  for (let n; (n = Atomics.load(status, 2)) < jobs; ) {
+    Atomics.wait(status, 2, n, 1000);
+    const pct = Math.floor((100 * Atomics.load(status, 3) * 2 ** 16) / total);
+    if (pct >= lastPct + 10 && pct <= 100) {
+      lastPct = pct;
+      log(`  writing weights (${jobs} threads): ${pct}%`);
+    }
+  }
+  for (const w of workers) void w.terminate();
+  if (Atomics.load(status, 1) !== 0) {
+    const bytes = new Uint8Array(statusBuf, 32, 1024);
+    throw new Error(`writing the random weights failed: ${new TextDecoder().decode(bytes.subarray(0, bytes.indexOf(0) < 0 ? 1024 : bytes.indexOf(0)))}`);
   }
 }
 

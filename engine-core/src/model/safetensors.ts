@@ -84,6 +84,39 @@ export interface LoadOptions {
   dtype?: DType;
   /** Checked before anything is read; a mismatch names both shapes. */
   expectShape?: readonly number[];
+  /**
+   * Reads only elements [start, start + length) along one dimension (lesson 14:
+   * a rank's rows of a column-parallel weight, or its columns of a row-parallel
+   * one). Only those bytes are read from the file; expectShape is the whole tensor's.
+   */
+  slice?: TensorSlice;
+}
+
+/** A range along one dimension of a stored tensor. */
+export interface TensorSlice {
+  dim: number;
+  start: number;
+  length: number;
+}
+
+/**
+ * The byte runs of a slice, in order: [file offset, length] pairs relative to the
+ * tensor's first byte (one run for a slice of the first dimension, one per outer
+ * index otherwise), and the slice's shape.
+ */
+export function sliceRuns(shape: readonly number[], item: number, slice: TensorSlice, where: string): { shape: number[]; runs: [number, number][] } {
+  const { dim, start, length } = slice;
+  if (!Number.isInteger(dim) || dim < 0 || dim >= shape.length)
+    throw new RangeError(`${where}: slice dimension ${dim} is not a dimension of shape ${formatShape(shape)}`);
+  if (!Number.isInteger(start) || !Number.isInteger(length) || start < 0 || length < 0 || start + length > shape[dim]!)
+    throw new RangeError(`${where}: slice [${start}, ${start + length}) of dimension ${dim} is outside shape ${formatShape(shape)}`);
+  const outer = shape.slice(0, dim).reduce((a, b) => a * b, 1);
+  const inner = shape.slice(dim + 1).reduce((a, b) => a * b, 1) * item;
+  const runs: [number, number][] = [];
+  if (length > 0 && inner > 0) for (let o = 0; o < outer; o++) runs.push([(o * shape[dim]! + start) * inner, length * inner]);
+  const out = [...shape];
+  out[dim] = length;
+  return { shape: out, runs };
 }
 
 export const DEFAULT_CHUNK_BYTES = 32 * 1024 * 1024;
@@ -321,36 +354,46 @@ export class SafetensorsFile implements Disposable {
     const dtype = opts.dtype === undefined ? src : assertDType(opts.dtype, `${where}: requested dtype`);
     const device = opts.device ?? defaultDevice();
 
-    const out = Tensor.empty(info.shape, { dtype, device });
+    const { shape, runs } = opts.slice ? sliceRuns(info.shape, dtypeSize(src), opts.slice, where) : { shape: [...info.shape], runs: [[0, info.byteLength]] as [number, number][] };
+    const bytes = runs.reduce((n, r) => n + r[1], 0);
+    const out = Tensor.empty(shape, { dtype, device });
     try {
-      if (info.byteLength === 0) return out;
-      const buf = this.#chunk.get(info.byteLength);
-      if (dtype === src) {
-        // Raw bytes straight into the storage, chunk by chunk.
-        const step = Math.min(this.#chunk.chunkBytes, buf.length);
-        for (let pos = 0; pos < info.byteLength; pos += step) {
-          const n = Math.min(step, info.byteLength - pos);
-          readFully(fd, buf, n, info.byteOffset + pos, this.file, `tensor ${JSON.stringify(info.name)}`);
-          out.storage.copyFromHost(buf.subarray(0, n), out.byteOffset + pos);
+      if (bytes === 0) return out;
+      const buf = this.#chunk.get(bytes);
+      const cap = Math.min(this.#chunk.chunkBytes, buf.length);
+      const item = dtypeSize(src);
+      // The runs are read back to back into the host buffer, which is uploaded
+      // whenever it is full: a column slice's many short runs cost one upload per chunk.
+      const staging = dtype === src ? undefined : Tensor.empty([Math.max(1, Math.floor(Math.min(cap, bytes) / item))], { dtype: src, device });
+      const flat = out.view(-1);
+      let filled = 0, uploaded = 0;
+      const flush = () => {
+        if (filled === 0) return;
+        if (!staging) out.storage.copyFromHost(buf.subarray(0, filled), out.byteOffset + uploaded);
+        else {
+          // Whole elements as stored into a staging tensor, then cast on the device.
+          const ne = filled / item;
+          staging.storage.copyFromHost(buf.subarray(0, filled), staging.byteOffset);
+          cast(staging.narrow(0, 0, ne), dtype, flat.narrow(0, uploaded / item, ne));
         }
-      } else {
-        // Upload whole elements as stored into a staging tensor, then cast on the device.
-        const item = dtypeSize(src);
-        const stepElems = Math.max(1, Math.floor(Math.min(this.#chunk.chunkBytes, buf.length) / item));
-        const total = out.numel;
-        const staging = Tensor.empty([Math.min(stepElems, total)], { dtype: src, device });
-        const flat = out.view(-1);
-        try {
-          for (let e0 = 0; e0 < total; e0 += stepElems) {
-            const ne = Math.min(stepElems, total - e0);
-            readFully(fd, buf, ne * item, info.byteOffset + e0 * item, this.file, `tensor ${JSON.stringify(info.name)}`);
-            staging.storage.copyFromHost(buf.subarray(0, ne * item), 0);
-            cast(staging.narrow(0, 0, ne), dtype, flat.narrow(0, e0, ne));
+        uploaded += filled;
+        filled = 0;
+      };
+      const step = staging ? Math.max(item, cap - (cap % item)) : cap;
+      try {
+        for (const [at, len] of runs) {
+          for (let pos = 0; pos < len; ) {
+            const n = Math.min(len - pos, step - filled);
+            readFully(fd, buf.subarray(filled), n, info.byteOffset + at + pos, this.file, `tensor ${JSON.stringify(info.name)}`);
+            filled += n;
+            pos += n;
+            if (filled === step) flush();
           }
-        } finally {
-          flat.dispose();
-          staging.dispose();
         }
+        flush();
+      } finally {
+        flat.dispose();
+        staging?.dispose();
       }
       return out;
     } catch (e) {
@@ -589,6 +632,50 @@ class FileWriter {
   }
 }
 
+/** Where a .safetensors file's bytes go: its prefix (length + header), and each tensor's place. */
+export interface SafetensorsLayout {
+  /** The 8-byte header length and the header, padded with spaces to a multiple of 8. */
+  prefix: Buffer;
+  /** Indices of the tensors in file order: wider dtypes first, a stable sort (the reference implementation's order). */
+  order: number[];
+  /** Absolute file offset of each tensor's first byte, by its index in the list given. */
+  offsets: number[];
+  dataBytes: number;
+}
+
+/**
+ * The layout writeSafetensors gives these tensors: a writer that fills tensors in
+ * parallel (random.ts, with jobs) writes each one at its offset and gets the same file.
+ */
+export function safetensorsLayout(
+  tensors: readonly { name: string; dtype: SafetensorsDType; shape: readonly number[] }[],
+  metadata?: Record<string, string>,
+  where = 'safetensorsLayout',
+): SafetensorsLayout {
+  const order = tensors.map((_, i) => i).sort((a, b) => ST_SIZES[tensors[b]!.dtype] - ST_SIZES[tensors[a]!.dtype] || a - b);
+  const header: Record<string, unknown> = {};
+  if (metadata !== undefined) {
+    for (const [k, v] of Object.entries(metadata)) if (typeof v !== 'string') throw new TypeError(`${where}: metadata ${JSON.stringify(k)} must be a string`);
+    header.__metadata__ = metadata;
+  }
+  const relative: number[] = new Array<number>(tensors.length);
+  let offset = 0;
+  for (const i of order) {
+    const t = tensors[i]!;
+    const nbytes = numelOf(t.shape) * ST_SIZES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + nbytes] };
+    relative[i] = offset;
+    offset += nbytes;
+  }
+  let headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
+  const pad = (8 - (headerBytes.length % 8)) % 8;
+  if (pad) headerBytes = Buffer.concat([headerBytes, Buffer.alloc(pad, 0x20)]);
+  const lenBuf = Buffer.alloc(8);
+  lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
+  const prefix = Buffer.concat([lenBuf, headerBytes]);
+  return { prefix, order, offsets: relative.map((r) => r + prefix.length), dataBytes: offset };
+}
+
 /**
  * Writes a .safetensors file. Tensors are laid out in the order given, except
  * that wider dtypes come first (a stable sort by item size, as the reference
@@ -618,24 +705,9 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsEntr
     }
     return { entry: e, where, dtype, nbytes, order: i };
   });
-  plan.sort((a, b) => ST_SIZES[b.dtype] - ST_SIZES[a.dtype] || a.order - b.order);
-
-  const header: Record<string, unknown> = {};
-  if (metadata !== undefined) {
-    for (const [k, v] of Object.entries(metadata))
-      if (typeof v !== 'string') throw new TypeError(`writeSafetensors ${file}: metadata ${JSON.stringify(k)} must be a string`);
-    header.__metadata__ = metadata;
-  }
-  let offset = 0;
-  for (const p of plan) {
-    header[p.entry.name] = { dtype: p.dtype, shape: [...p.entry.shape], data_offsets: [offset, offset + p.nbytes] };
-    offset += p.nbytes;
-  }
-  let headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
-  const pad = (8 - (headerBytes.length % 8)) % 8;
-  if (pad) headerBytes = Buffer.concat([headerBytes, Buffer.alloc(pad, 0x20)]);
-  const lenBuf = Buffer.alloc(8);
-  lenBuf.writeBigUInt64LE(BigInt(headerBytes.length));
+  const layout = safetensorsLayout(plan.map((p) => ({ name: p.entry.name, dtype: p.dtype, shape: p.entry.shape })), metadata, `writeSafetensors ${file}`);
+  const ordered = layout.order.map((i) => plan[i]!);
+  const offset = layout.dataBytes;
 
   let fd: number;
   try {
@@ -645,9 +717,8 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsEntr
   }
   try {
     const w = new FileWriter(fd);
-    w.write(lenBuf);
-    w.write(headerBytes);
-    for (const p of plan) {
+    w.write(layout.prefix);
+    for (const p of ordered) {
       if (p.entry.data !== undefined) {
         w.write(p.entry.data);
         continue;

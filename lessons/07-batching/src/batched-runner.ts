@@ -31,9 +31,19 @@ export class BatchedRunner implements ModelRunner {
     const maxBlocksPerSeq = Math.ceil(cfg.maxPositionEmbeddings / options.blockSize);
     this.input = new StepInputBuffer({ maxTokens: options.maxNumBatchedTokens, maxSeqs: options.maxNumSeqs, maxBlocksPerSeq }, options.blockSize, ctx.device);
     const size = sizePool(ctx, (tokens) => this.warmUp(tokens));
-    this.poolBasis = size.basis;
-    this.pool = poolFor(ctx, size.numBlocks);
+    const numBlocks = this.agreeOnBlocks(size.numBlocks);
+    this.poolBasis = numBlocks === size.numBlocks ? size.basis : `${size.basis}; ${numBlocks} blocks agreed with the other ranks`;
+    this.pool = poolFor(ctx, numBlocks);
     this.model.prepare?.(this.pool, this.input);
+  }
+
+  /**
+   * The pool's block count given what this process sized: the same here. Lesson 14's
+   * ranks each size their own pool and must agree on one count (the scheduler's
+   * block tables index every rank's pool), so its runner overrides this.
+   */
+  protected agreeOnBlocks(numBlocks: number): number {
+    return numBlocks;
   }
 
   run(plan: StepPlan): Tensor {

@@ -23,6 +23,8 @@ export interface BatchedParts {
   model?: StepModelFactory;
   /** Undefined: lesson 03's HostSampler. */
   sampler?: (ctx: EngineContext) => Sampler;
+  /** Undefined: BatchedRunner. Lesson 14's runner also hands each step to the other ranks. */
+  runner?: (ctx: EngineContext, attention: PagedAttentionOp | undefined, model: StepModelFactory | undefined) => BatchedRunner;
 }
 
 export const lesson07Parts: BatchedParts = {
@@ -36,7 +38,7 @@ export function batchedRecipe(name: string, lesson: number, summary: string, par
     summary,
     shape: 'batched',
     build(ctx: EngineContext): EngineParts {
-      const runner = new BatchedRunner(ctx, parts.attention, parts.model);
+      const runner = parts.runner ? parts.runner(ctx, parts.attention, parts.model) : new BatchedRunner(ctx, parts.attention, parts.model);
       try {
         const { options } = ctx;
         const blocks = parts.blockManager ? parts.blockManager(runner.pool.numBlocks, options.blockSize) : new BlockManager(runner.pool.numBlocks, options.blockSize);

@@ -46,10 +46,11 @@ export interface FusedWeights {
 
 /**
  * Loads a checkpoint (separate q/k/v and gate/up tensors, as Hugging Face stores
- * them) and stacks them into the fused matrices, freeing the separate ones.
+ * them) and stacks them into the fused matrices, freeing the separate ones. A rank
+ * of a tensor-parallel group (lesson 14, ctx.shard) loads and stacks its slices only.
  */
 export function loadFusedWeights(ctx: EngineContext): { weights: FusedWeights; rope: RotaryTables } {
-  const model = Qwen3Model.load(ctx.modelDir, { device: ctx.device, dtype: ctx.dtype });
+  const model = Qwen3Model.load(ctx.modelDir, { device: ctx.device, dtype: ctx.dtype, ...(ctx.shard && { shard: ctx.shard.layout }) });
   const w = model.weights;
   const layers = w.layers.map((l): FusedLayerWeights => {
     const qkvProj = ops.concat([l.qProj, l.kProj, l.vProj], 0);
@@ -102,6 +103,26 @@ export class Workspace {
   }
 }
 
+/**
+ * How the forward's partial results are combined when the model is split over
+ * several GPUs (lesson 14's tensor parallelism); absent, one GPU holds all of it.
+ * Each hook writes into buffers allocated once, so the forward still allocates
+ * nothing and a CUDA graph can capture it, collectives included.
+ */
+export interface ParallelHooks {
+  /** The embedding lookup of this rank's vocabulary rows, summed over the ranks into out. */
+  embed(embed: Tensor, ids: Tensor, out: Tensor): void;
+  /** After a row-parallel GEMM (o, down): sums the ranks' partial outputs in place. */
+  reduce(partial: Tensor): void;
+  /** This rank's logits [rows, its vocabulary] -> every rank's, [rows, vocab], in a buffer of the hooks'. */
+  gatherLogits(local: Tensor): Tensor;
+  /** The gathered buffer's first `rows` rows (what a replayed graph left there). */
+  logitsRows(rows: number): Tensor;
+  /** Lines for EngineParts.describe (what this rank holds, what carries the collectives). */
+  describe?(): string[];
+  dispose(): void;
+}
+
 export class FusedStepModel implements StepModel {
   readonly weights: FusedWeights;
   readonly rope: RotaryTables;
@@ -113,6 +134,8 @@ export class FusedStepModel implements StepModel {
   constructor(
     readonly ctx: EngineContext,
     attention: PagedAttentionOp | undefined,
+    /** Lesson 14: where the ranks combine their parts; undefined on one GPU. */
+    readonly parallel?: ParallelHooks,
   ) {
     ({ weights: this.weights, rope: this.rope } = loadFusedWeights(ctx));
     this.attention = attention ?? straightforwardAttention;
@@ -136,7 +159,8 @@ export class FusedStepModel implements StepModel {
     const attnRows = attn.view(T, Hq * D); // the o projection's input: the heads side by side
     const w = this.weights;
 
-    ops.embedding(w.embed, step.ids, residual);
+    if (this.parallel) this.parallel.embed(w.embed, step.ids, residual);
+    else ops.embedding(w.embed, step.ids, residual);
     w.layers.forEach((L, l) => {
       if (l === 0) ops.rmsnorm(residual, L.inputNorm, eps, normed);
       else ops.addRmsnorm(down, residual, L.inputNorm, eps, normed);
@@ -148,10 +172,12 @@ export class FusedStepModel implements StepModel {
       );
       this.attention(q, kCache, vCache, step.meta, attn, this.attentionScratch);
       ops.matmul(attnRows, L.oProj, o);
+      this.parallel?.reduce(o);
       ops.addRmsnorm(o, residual, L.postNorm, eps, normed);
       ops.matmul(normed, L.gateUpProj, gateUp);
       ops.siluMul(gateUp, act);
       ops.matmul(act, L.downProj, down);
+      this.parallel?.reduce(down);
     });
     ops.addRmsnorm(down, residual, w.norm, eps, normed);
     const last = rows(ws.last, S), logits = rows(ws.logits, S);
@@ -159,15 +185,21 @@ export class FusedStepModel implements StepModel {
       ops.gatherRows(normed, step.lastTokenIndex, last);
       ops.matmul(last, w.lmHead, logits, { outDtype: 'f32' });
     }
-    return logits;
+    return this.parallel ? this.parallel.gatherLogits(logits) : logits;
+  }
+
+  /** The first `rows` logits rows the last forward (or graph replay) wrote. */
+  logitsRows(rows: number): Tensor {
+    return this.parallel ? this.parallel.logitsRows(rows) : this.workspace.logits.narrow(0, 0, rows);
   }
 
   describe(): string[] {
-    return [`workspace: ${(this.workspace.bytes / 2 ** 20).toFixed(0)} MiB for steps of up to ${this.ctx.options.maxNumBatchedTokens} tokens, allocated once`];
+    return [`workspace: ${(this.workspace.bytes / 2 ** 20).toFixed(0)} MiB for steps of up to ${this.ctx.options.maxNumBatchedTokens} tokens, allocated once`, ...(this.parallel?.describe?.() ?? [])];
   }
 
   dispose(): void {
     this.workspace.dispose();
+    this.parallel?.dispose();
     this.attentionScratch?.dispose();
     disposeWeights(this.weights, this.rope);
   }

@@ -10,7 +10,7 @@
 import { captureGraph, deviceIndex, native, synchronize } from '@aios/engine-core';
 import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
 import type { FixedLayout, KVPool, PagedAttentionOp, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
-import { FusedStepModel } from '@aios/lesson-10-fused-layers';
+import { FusedStepModel, type ParallelHooks } from '@aios/lesson-10-fused-layers';
 import type { Tensor } from '@aios/engine-core';
 
 /** Batch buckets: 1, 2, 4, 8, then every 16 up to the engine's limit (and the limit itself). */
@@ -42,8 +42,10 @@ export class GraphStepModel implements StepModel {
   constructor(
     readonly ctx: EngineContext,
     attention: PagedAttentionOp | undefined,
+    /** Lesson 14: the fused forward's tensor-parallel hooks (each rank captures and replays its own graphs). */
+    parallel?: ParallelHooks,
   ) {
-    this.inner = new FusedStepModel(ctx, attention);
+    this.inner = new FusedStepModel(ctx, attention, parallel);
   }
 
   /** Records one graph per (batch bucket, context bucket). On the CPU there are no graphs: decode steps still use the padded layouts. */
@@ -88,7 +90,7 @@ export class GraphStepModel implements StepModel {
     if (fit.graph) {
       fit.graph.launch();
       this.counts.replayed++;
-      return this.inner.workspace.logits.narrow(0, 0, B);
+      return this.inner.logitsRows(B);
     }
     this.counts.padded++;
     return this.inner.forwardStep(step, pool).narrow(0, 0, B); // the CPU: the same layout, run eagerly

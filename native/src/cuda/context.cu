@@ -48,7 +48,9 @@ DeviceInfo device_info(int device) {
   return info;
 }
 
-static int current_device = -1;  // all ops are issued from the JS thread
+// The current device is per thread (as CUDA's is): lesson 14 runs one rank per
+// worker thread, each on its own device, in one process.
+static thread_local int current_device = -1;
 
 void make_current(int device) {
   if (device != current_device) {

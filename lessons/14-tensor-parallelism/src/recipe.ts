@@ -1,0 +1,36 @@
+// Lesson 14: lesson 12's engine split over N ranks (--tp N): the model is replaced
+// by one that runs on a rank's shard and meets the other ranks through collectives,
+// and the runner by one that hands each step to the other ranks. The scheduler, the
+// pool's design, the attention kernels and lesson 12's sampler (on rank 0, over the
+// gathered logits) stay. Lesson 13 (prefix caching) is written alongside this one:
+// these parts start from lesson 12's, and a later merge may start them from 13's.
+import type { Recipe } from '@aios/engine-core/engine/types.ts';
+import { type BatchedParts, BatchedRunner, batchedRecipe } from '@aios/lesson-07-batching';
+import { lesson12Parts } from '@aios/lesson-12-sampling';
+
+import { tensorParallelModel } from './model.ts';
+import { RankGroup } from './rank-group.ts';
+import { ShardRunner } from './shard-runner.ts';
+
+/** Where the worker threads find these parts (they import this module). */
+const PARTS = { module: import.meta.url, name: 'lesson14Parts' };
+
+export const lesson14Parts: BatchedParts = {
+  ...lesson12Parts,
+  model: tensorParallelModel,
+  runner: (ctx, attention, model) => {
+    if (ctx.options.tensorParallelSize === 1) return new BatchedRunner(ctx, attention, model);
+    const group = RankGroup.start(ctx, PARTS);
+    try {
+      return new ShardRunner(group.ctx, attention, model, group);
+    } catch (e) {
+      group.abort(`rank 0 could not start: ${e instanceof Error ? e.message : String(e)}`);
+      throw e;
+    }
+  },
+};
+
+export const recipe: Recipe = {
+  ...batchedRecipe('tensor-parallelism', 14, 'the model split over N GPUs (--tp N): column- and row-parallel layers, vocab-parallel embedding and LM head, NCCL all-reduce', lesson14Parts),
+  tensorParallel: true,
+};

@@ -1,0 +1,45 @@
+// A rank's model runner: lesson 07's runner over the rank's shard, with the two
+// things a group adds. Its KV pool's block count is the smallest any rank sized
+// (the scheduler's block tables index every rank's pool), and on rank 0 each
+// step's plan goes to the other ranks before the rank runs it itself, and the
+// step is waited for with the group's timeout before the sampler reads it.
+import type { Tensor } from '@aios/engine-core';
+import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
+import { BatchedRunner, type PagedAttentionOp, type StepModelFactory } from '@aios/lesson-07-batching';
+
+import { agreeOnMin } from './collectives.ts';
+import type { RankGroup } from './rank-group.ts';
+
+export class ShardRunner extends BatchedRunner {
+  constructor(
+    ctx: EngineContext,
+    attention: PagedAttentionOp | undefined,
+    model: StepModelFactory | undefined,
+    /** Rank 0's group (undefined on the other ranks). */
+    readonly group?: RankGroup,
+  ) {
+    super(ctx, attention, model);
+  }
+
+  protected override agreeOnBlocks(numBlocks: number): number {
+    const shard = this.ctx.shard;
+    if (!shard) throw new Error('ShardRunner: the engine context has no shard');
+    return agreeOnMin(shard.comm, numBlocks, this.ctx.device);
+  }
+
+  override run(plan: StepPlan): Tensor {
+    this.group?.writer.publish(plan);
+    const logits = super.run(plan);
+    // A dead peer ends here with the group's timeout instead of in a stream sync that never returns.
+    this.ctx.shard?.comm.wait();
+    return logits;
+  }
+
+  override dispose(): void {
+    try {
+      this.group?.stop();
+    } finally {
+      super.dispose();
+    }
+  }
+}

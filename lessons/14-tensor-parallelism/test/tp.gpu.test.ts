@@ -1,0 +1,104 @@
+// Lesson 14 on GPUs (needs 2 CUDA devices and an addon built with NCCL; skipped
+// otherwise, saying why): the NCCL binding's all-reduce, all-gather and broadcast
+// across two ranks (threads, one GPU each), a peer that never joins ending in the
+// timeout, the vocab-parallel lookup against the CPU reference, and TP=2 logits
+// against TP=1 on the Qwen3-0.6B shape (bf16) with decode replayed from each
+// rank's CUDA graphs.
+import { Worker } from 'node:worker_threads';
+
+import { beforeAll, describe, expect, it } from 'vitest';
+
+import { Tensor, native, ops } from '@aios/engine-core';
+import { dtypeCode } from '@aios/engine-core/dtype.ts';
+import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
+import { mulberry32 } from '@aios/engine-core/random.ts';
+
+import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
+import { CTRL, GroupMemory } from '../src/group-memory.ts';
+import { recipe } from '../src/recipe.ts';
+import { ncclCase } from './nccl-case.ts';
+
+const info = native.backendInfo();
+const why = !info.cudaUsable ? 'no usable CUDA device' : info.deviceCount < 2 ? `${info.deviceCount} CUDA device(s), 2 needed` : !info.nccl ? 'the addon was built without NCCL' : '';
+if (why) console.log(`lesson 14 tp.gpu.test: skipped: ${why}`);
+
+describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
+  it('all-reduce (f32), all-gather (f32) and broadcast (bf16) give every rank the right values', () => {
+    const n = 1 << 20;
+    const mem = GroupMemory.create({ size: 2, planInts: 4, slotBytes: 8 });
+    const ncclId = native.ncclUniqueId();
+    expect(ncclId.length).toBe(128);
+    const w = new Worker(new URL('../src/boot.mjs', import.meta.url), {
+      workerData: { sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-rank.ts', import.meta.url).href, ncclId, n },
+    });
+    w.unref();
+    const comm = new native.NcclComm(0, 2, 0, ncclId, 60_000);
+    const c = ncclCase(0, n);
+    const x = Tensor.fromArray(c.reduceIn, [n], { dtype: 'f32', device: 'cuda:0' });
+    comm.allReduce(dtypeCode('f32'), n, x.storage, x.byteOffset, x.storage, x.byteOffset);
+    const mine = Tensor.fromArray(c.gatherIn, [n], { dtype: 'f32', device: 'cuda:0' });
+    const all = Tensor.empty([2 * n], { dtype: 'f32', device: 'cuda:0' });
+    comm.allGather(dtypeCode('f32'), n, 2, mine.storage, mine.byteOffset, all.storage, all.byteOffset);
+    const b = Tensor.fromArray(c.broadcastBf16, [n], { dtype: 'bf16', device: 'cuda:0' });
+    comm.broadcast(dtypeCode('bf16'), n, 0, b.storage, b.byteOffset, b.storage, b.byteOffset);
+    comm.wait();
+    expect(x.toArray()).toEqual(c.reduceSum);
+    expect(all.toArray()).toEqual(c.gathered);
+    for (let t = 0; Atomics.load(mem.ctrl, CTRL.exited) < 1 && t < 600; t++) Atomics.wait(mem.ctrl, CTRL.exited, 0, 100);
+    mem.checkAbort(0); // rank 1's own checks
+    expect(Atomics.load(mem.ctrl, CTRL.exited)).toBe(1);
+    comm.dispose();
+    expect(comm.disposed).toBe(true);
+    expect(() => comm.wait()).toThrow(/disposed/);
+  }, 120_000);
+
+  it('a peer that never joins ends in the timeout, with a message, not a hang', () => {
+    const t0 = performance.now();
+    expect(() => new native.NcclComm(0, 2, 0, native.ncclUniqueId(), 3000)).toThrow(/rank 0 of 2 \(cuda:0\): communicator set-up was not accepted within 3000 ms .*aborted/);
+    expect(performance.now() - t0).toBeLessThan(60_000);
+  }, 120_000);
+
+  it('names a wrong argument', () => {
+    expect(() => new native.NcclComm(0, 2, 0, new Uint8Array(12), 1000)).toThrow(/128-byte Uint8Array/);
+    expect(() => new native.NcclComm(0, 2, 5, native.ncclUniqueId(), 1000)).toThrow(/rank 5 is outside \[0, 2\)/);
+  });
+
+  it('embeddingShard on CUDA matches the CPU reference (bf16, random rows and ids)', () => {
+    const rnd = mulberry32(14);
+    const vocab = 4096, dim = 256, start = 1024, rows = 1024;
+    const tableHost = Float32Array.from({ length: rows * dim }, () => rnd() * 2 - 1);
+    const idsHost = Int32Array.from({ length: 333 }, () => Math.floor(rnd() * vocab));
+    const [cpu, gpu] = (['cpu', 'cuda:0'] as const).map((device) => {
+      const table = Tensor.fromArray(tableHost, [rows, dim], { dtype: 'bf16', device });
+      const ids = Tensor.fromArray(idsHost, [idsHost.length], { dtype: 'i32', device });
+      return ops.embeddingShard(table, ids, vocab, start).toArray();
+    });
+    expect(gpu).toEqual(cpu);
+  });
+});
+
+describe.skipIf(why !== '')('lesson 14: TP=2 against TP=1 on the Qwen3-0.6B shape (bf16)', () => {
+  const path = { promptLengths: [11, 40, 130, 1, 900], steps: 10 };
+  let rows: { one: Rows; two: Rows };
+  let described: string[] = [];
+  beforeAll(() => {
+    const model = ensureDefaultModel('gpu', () => {});
+    const engine = { maxNumBatchedTokens: 2048, maxNumSeqs: 32 };
+    const two = runForced(recipe, path, { model, device: 'cuda:0', engine: { ...engine, tensorParallelSize: 2 } });
+    described = two.described;
+    rows = { one: runForced(recipe, path, { model, device: 'cuda:0', engine }).rows, two: two.rows };
+  }, 900_000);
+
+  it.skipIf(process.env.AIOS_TP_EAGER === '1')('each rank replays its decode steps from its CUDA graphs (not with AIOS_TP_EAGER=1)', () => {
+    console.log(described.join('\n'));
+    expect(described.join('\n')).toMatch(/rank 0 of 2 holds q heads 0\.\.7 of 16/);
+    expect(described.join('\n')).toMatch(/decode steps so far: [1-9]\d* replayed, 0 eager/);
+  });
+
+  it('agrees with TP=1 within bf16 tolerance', () => {
+    const c = compareRows(rows.two, rows.one);
+    console.log(`lesson 14 TP=2 vs TP=1 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toFixed(3)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+    expect(c.relError).toBeLessThan(2e-2);
+    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+  });
+});

@@ -1,0 +1,63 @@
+// Tensor parallelism (lesson 14): the one op a sharded model needs beyond the
+// others (a vocab-parallel embedding lookup) and the NCCL communicator the ranks
+// sum and gather through. Kept apart from aios.h so that lesson 14's additions
+// stay in their own files.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "aios.h"
+
+namespace aios {
+
+namespace cpu {
+// One rank's part of a vocab-parallel embedding: the rank holds rows [start,
+// start + rows) of the [vocab, dim] table. out[i, :] = table[ids[i] - start, :]
+// where ids[i] falls in the rank's rows, else zeros (another rank holds that
+// row; the all-reduce that follows sums the ranks' outputs into the full lookup).
+// An id outside [0, vocab) throws, as the plain embedding does.
+void embedding_shard(const void* table, DType dt, const void* ids, DType id_dt, void* out, int64_t n_ids,
+                     int64_t vocab, int64_t start, int64_t rows, int64_t dim);
+}  // namespace cpu
+
+}  // namespace aios
+
+#ifdef AIOS_WITH_CUDA
+#include <cuda_runtime.h>
+
+namespace aios::cuda {
+// Same as the CPU's; an id outside [0, vocab) yields a zero row (the device cannot throw).
+void embedding_shard(cudaStream_t st, const void* table, DType dt, const void* ids, DType id_dt, void* out,
+                     int64_t n_ids, int64_t vocab, int64_t start, int64_t rows, int64_t dim);
+}  // namespace aios::cuda
+#endif
+
+#ifdef AIOS_WITH_NCCL
+namespace aios::nccl {
+
+constexpr int kUniqueIdBytes = 128;  // NCCL_UNIQUE_ID_BYTES
+
+std::string version();
+// A fresh id for a new communicator (rank 0 makes it and hands its bytes to the others).
+void unique_id(uint8_t out[kUniqueIdBytes]);
+
+// One rank's membership of a communicator, on one device. Every call below
+// waits at most timeout_ms for NCCL to accept it; past that, or on an error,
+// the communicator is aborted (so that no rank waits on it forever) and the
+// call throws aios::Error naming the rank and what was being done.
+struct Comm;
+Comm* init(int device, int nranks, int rank, const uint8_t id[kUniqueIdBytes], double timeout_ms);
+int rank_of(const Comm* c);
+// Sum over the ranks, element-wise, in place allowed (send == recv).
+void all_reduce_sum(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, double timeout_ms);
+// recv [nranks x count]: rank r's `count` elements at r x count.
+void all_gather(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, double timeout_ms);
+void broadcast(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, int root, double timeout_ms);
+// Waits until everything queued on the stream (collectives included) is done,
+// polling so that a peer that never arrives ends in a timeout, not a hang.
+void wait(Comm* c, cudaStream_t st, double timeout_ms);
+void abort(Comm* c);
+void destroy(Comm* c);  // finalizes and frees (frees only, if aborted); c is gone after
+
+}  // namespace aios::nccl
+#endif
