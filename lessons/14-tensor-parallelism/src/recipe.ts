@@ -1,12 +1,12 @@
-// Lesson 14: lesson 12's engine split over N ranks (--tp N): the model is replaced
+// Lesson 14: lesson 13's engine split over N ranks (--tp N): the model is replaced
 // by one that runs on a rank's shard and meets the other ranks through collectives,
-// and the runner by one that hands each step to the other ranks. The scheduler, the
-// pool's design, the attention kernels and lesson 12's sampler (on rank 0, over the
-// gathered logits) stay. Lesson 13 (prefix caching) is written alongside this one:
-// these parts start from lesson 12's, and a later merge may start them from 13's.
+// and the runner by one that hands each step to the other ranks. The scheduler (lesson
+// 13's, with its prefix cache: it runs on rank 0 only, the other ranks follow its
+// plans), the pool's design, the attention kernels and lesson 12's sampler (on rank 0,
+// over the gathered logits) stay.
 import type { Recipe } from '@aios/engine-core/engine/types.ts';
 import { type BatchedParts, BatchedRunner, batchedRecipe } from '@aios/lesson-07-batching';
-import { lesson12Parts } from '@aios/lesson-12-sampling';
+import { lesson13Parts } from '@aios/lesson-13-prefix-caching';
 
 import { tensorParallelModel } from './model.ts';
 import { RankGroup } from './rank-group.ts';
@@ -16,7 +16,7 @@ import { ShardRunner } from './shard-runner.ts';
 const PARTS = { module: import.meta.url, name: 'lesson14Parts' };
 
 export const lesson14Parts: BatchedParts = {
-  ...lesson12Parts,
+  ...lesson13Parts,
   model: tensorParallelModel,
   runner: (ctx, attention, model) => {
     if (ctx.options.tensorParallelSize === 1) return new BatchedRunner(ctx, attention, model);

@@ -14,7 +14,7 @@ export const SERVE_FLAGS = {
   ...DEVICE_FLAG,
   port: { type: 'string', value: 'N', help: 'the TCP port (default 8000; 0: any free port)' },
   host: { type: 'string', value: 'ADDR', help: 'the address to bind (default 127.0.0.1: this machine only; 0.0.0.0 for every interface)' },
-  tp: { type: 'string', value: 'N', help: 'tensor-parallel GPUs (default 1; more needs lesson 14\'s engine)' },
+  tp: { type: 'string', value: 'N', help: 'tensor-parallel GPUs (default 1): the model split over N GPUs, lesson 14' },
   'api-key': { type: 'string', value: 'KEY', help: 'require Authorization: Bearer KEY on /v1 routes (default: none)' },
   'max-queue': { type: 'string', value: 'N', help: `most requests waiting for the scheduler; more get 429 (default ${DEFAULT_MAX_QUEUE})` },
   'served-model-name': { type: 'string', value: 'NAME', help: "the name clients pass as `model` (default: the model folder's name)" },
@@ -37,13 +37,13 @@ export function serverFromFlags(values: FlagValues<typeof SERVE_FLAGS>, recipe: 
   const host = values.host ?? '127.0.0.1';
   if (host.trim() === '') throw new UsageError('--host must be an address, got ""');
   const tp = intFlag('tp', values.tp, { min: 1 }) ?? 1;
-  if (tp !== 1) throw new UsageError(`--tp ${tp}: the served engine (lesson ${recipe.lesson}, ${recipe.name}) runs on one GPU; tensor parallelism comes with lesson 14`);
+  if (tp !== 1 && !recipe.tensorParallel) throw new UsageError(`--tp ${tp}: the served engine (lesson ${recipe.lesson}, ${recipe.name}) runs on one GPU; tensor parallelism comes with lesson 14`);
   if (values['api-key'] !== undefined && values['api-key'].trim() === '') throw new UsageError('--api-key must not be empty');
   const maxQueue = intFlag('max-queue', values['max-queue'], { min: 1 }) ?? DEFAULT_MAX_QUEUE;
   const server = createServer({
     recipe,
     device,
-    engine: chooseEngineOptions(values),
+    engine: { ...chooseEngineOptions(values), tensorParallelSize: tp },
     maxQueue,
     log,
     ...(values.model !== undefined ? { model: values.model } : {}),

@@ -9,9 +9,10 @@ import { runCli } from '@aios/engine-core/cli/args.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import { serveEntries } from '@aios/engine-core/chart/data.ts';
 import { serveTables } from '@aios/engine-core/chart/page.ts';
+import { recipe as lesson11Recipe } from '@aios/lesson-11-cuda-graphs';
 
 import { parseRates, poissonArrivals, quantile, runServeBench } from '../src/bench-serve.ts';
-import { SERVE_SPEC, serveMain } from '../src/cli.ts';
+import { SERVE_SPEC, serveMain, serverFromFlags } from '../src/cli.ts';
 import { servedRecipe } from '../src/recipe.ts';
 import { createServer } from '../src/server.ts';
 
@@ -72,8 +73,10 @@ describe('pnpm bench serve (CPU)', () => {
     expect(out.join('\n')).toMatch(/--api-key KEY/);
     expect(await runCli(SERVE_SPEC, serveMain, { argv: ['--port', 'eighty'], io, setExitCode: false })).toBe(2);
     expect(err.join('\n')).toMatch(/--port must be an integer from 0 to 65535, got "eighty"/);
-    expect(await runCli(SERVE_SPEC, serveMain, { argv: ['--tp', '2'], io, setExitCode: false })).toBe(2);
-    expect(err.join('\n')).toMatch(/--tp 2.*lesson 14/);
+    expect(await runCli(SERVE_SPEC, serveMain, { argv: ['--tp', '0'], io, setExitCode: false })).toBe(2);
+    expect(err.join('\n')).toMatch(/--tp must be .*got "0"/);
+    // An engine without tensor parallelism refuses --tp 2 before it loads anything.
+    expect(() => serverFromFlags({ tp: '2' }, lesson11Recipe)).toThrow(/--tp 2: the served engine \(lesson 11, cuda-graphs\) runs on one GPU; tensor parallelism comes with lesson 14/);
     expect(await runCli(SERVE_SPEC, serveMain, { argv: ['--portt', '1'], io, setExitCode: false })).toBe(2);
     expect(err.join('\n')).toMatch(/did you mean --port/);
     expect(err.join('\n')).not.toMatch(/    at /);
