@@ -28,13 +28,13 @@ source "$(dirname "$0")/gpu-lib.sh"
 export AIOS_CACHE=${AIOS_CACHE:-/tmp/aios-cache}
 
 # The addon must have NCCL: rebuild once if the install predates it, else stop saying why.
-nccl_ready() { node -e "process.exit(require('@aios/native').backendInfo().nccl ? 0 : 1)" 2>/dev/null; }
+nccl_ready() { node -e "process.exit(require('./native').backendInfo().nccl ? 0 : 1)" 2>/dev/null; }
 if ! nccl_ready; then
-  (cd native && npx cmake-js compile --log-level warn) > "$LESSON_LOGS/native-build.log" 2>&1
+  (cd native && ./node_modules/.bin/cmake-js compile --log-level warn) > "$LESSON_LOGS/native-build.log" 2>&1
   grep -E "aios: (NCCL|backends)" "$LESSON_LOGS/native-build.log"
   nccl_ready || { stamp "the addon has no NCCL (see native-build.log): nothing to run"; exit 1; }
 fi
-stamp "$(node -e "const i=require('@aios/native').backendInfo(); console.log('GPUs', i.deviceCount, 'NCCL', i.ncclVersion)")"
+stamp "$(node -e "const i=require('./native').backendInfo(); console.log('GPUs', i.deviceCount, 'NCCL', i.ncclVersion)")"
 
 # big_model PRESET: the seeded random model of that shape in the cache (written once), its folder in MODEL_DIR.
 big_model() {
