@@ -1,14 +1,39 @@
-// Lesson 14's communicator: NCCL, in non-blocking mode, so that the host never
-// sits inside NCCL waiting for a peer that may be gone. Every call returns at
-// once (ncclInProgress) and is polled with ncclCommGetAsyncError until it is
-// accepted or a deadline passes; the wait for the queued collectives polls the
-// stream the same way. On an error or a timeout the communicator is aborted
-// (ncclCommAbort), which also releases the peers' kernels stuck on it, and the
-// call throws: a rank that dies ends the others with a message, not a hang.
+// Lesson 14's communicator: NCCL, set up so that the host never sits inside NCCL
+// waiting for a peer that may be gone, and so that a collective costs the host
+// only what NCCL's own enqueue costs.
+//
+//   set-up     a non-blocking communicator (ncclCommInitRankConfig, blocking = 0),
+//              polled with ncclCommGetAsyncError until a deadline: a peer that never
+//              joins ends in a timeout. It is then split (ncclCommSplit, one colour)
+//              into a *blocking* child, again polled with the deadline (the split runs
+//              on the parent's terms). Connections are made during set-up
+//              (NCCL_RUNTIME_CONNECT=0 unless the caller set it), so that no later
+//              collective waits on the host for a peer to connect.
+//   collectives on the blocking child. Why not on the non-blocking parent: NCCL
+//              (2.28, src/group.cc) runs every group of a non-blocking communicator on
+//              a thread it creates for that call and returns ncclInProgress; the caller
+//              must poll until the thread is done. That thread per call is what
+//              measured 60-75 us per all-reduce of 8 KiB..2 MiB (lesson 14's README),
+//              where NVLink needs ~10-20 us, and it puts the kernel launch on another
+//              thread than the one capturing a CUDA graph. On the blocking child a
+//              collective is enqueued on the calling thread and returns.
+//   waits      wait() polls the stream (cudaStreamQuery) until a deadline: a peer
+//              that stopped calling the same collectives ends in a timeout.
+//   abort      ncclCommAbort tells the rank's kernels to quit, then frees the
+//              communicator; the freeing waits until every CUDA graph that captured
+//              its collectives is destroyed (NCCL's commDestroySync), so it runs on a
+//              helper thread and is waited for with a bound: an error path must not
+//              hang because a graph is still alive.
+//   destroy    the same bound: finalize + destroy (or abort) on a helper thread; if it
+//              does not finish (a graph that captured this communicator is still
+//              alive), it is left running and the call throws, saying so.
 #include <nccl.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -18,7 +43,8 @@
 namespace aios::nccl {
 
 struct Comm {
-  ncclComm_t comm = nullptr;
+  ncclComm_t setup = nullptr;  // non-blocking: set-up under a deadline
+  ncclComm_t comm = nullptr;   // blocking child: the collectives
   int device = 0, nranks = 0, rank = 0;
   bool aborted = false;
 };
@@ -49,26 +75,62 @@ ncclDataType_t nccl_type(DType dt) {
   throw Error("NCCL: unknown dtype");
 }
 
-[[noreturn]] void abort_and_throw(Comm* c, const std::string& msg) {
-  abort(c);
-  throw Error("NCCL " + where(c) + ": " + msg + "; the communicator was aborted");
+// Runs `work` on a helper thread and waits for it at most `bound`; true if it finished.
+// Past the bound the thread is left to finish on its own (it holds only what it copied).
+template <class F>
+bool run_bounded(F work, std::chrono::milliseconds bound) {
+  auto done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([work, done]() mutable {
+    work();
+    done->store(true, std::memory_order_release);
+  }).detach();
+  const auto deadline = Clock::now() + bound;
+  while (!done->load(std::memory_order_acquire)) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  return true;
 }
 
-// Sleeps a little between polls once the first thousand have failed: collectives are
-// accepted within microseconds and a decode step's wait is milliseconds (a 20 us nap
-// adds little to either); a peer's set-up can take seconds.
+// How long an abort or a destroy may take before the caller stops waiting for it.
+constexpr std::chrono::milliseconds kTeardownBound{10'000};
+
+const char* kGraphsAlive =
+    "NCCL frees a communicator only once every CUDA graph that captured its collectives is destroyed: "
+    "dispose the graphs (the model) before the communicator";
+
+// Aborts both communicators; false if freeing them did not finish within the bound.
+bool abort_bounded(Comm* c) {
+  if (c->aborted) return true;
+  c->aborted = true;
+  ncclComm_t child = c->comm, setup = c->setup;
+  return run_bounded([child, setup] {
+    if (child) ncclCommAbort(child);
+    if (setup) ncclCommAbort(setup);
+  }, kTeardownBound);
+}
+
+[[noreturn]] void abort_and_throw(Comm* c, const std::string& msg) {
+  const bool freed = abort_bounded(c);
+  throw Error("NCCL " + where(c) + ": " + msg + "; the communicator was aborted" +
+              (freed ? "" : std::string(" (its freeing is still waiting: ") + kGraphsAlive + ")"));
+}
+
+// Sleeps a little between polls once the first thousand have failed: a decode step's
+// wait is milliseconds (a 20 us nap adds little); a peer's set-up can take seconds.
 void backoff(int polls) {
   if (polls < 1000) std::this_thread::yield();
   else std::this_thread::sleep_for(std::chrono::microseconds(20));
 }
 
-// Polls the communicator until the call that returned `first` is accepted.
-void settle(Comm* c, ncclResult_t first, const char* what, double timeout_ms) {
-  if (first != ncclSuccess && first != ncclInProgress) abort_and_throw(c, std::string(what) + " failed: " + describe(first));
+// Polls a non-blocking communicator until the call that returned `first` is done.
+void settle(Comm* c, ncclComm_t comm, ncclResult_t first, const char* what, double timeout_ms) {
+  if (first == ncclSuccess) return;
+  if (first != ncclInProgress) abort_and_throw(c, std::string(what) + " failed: " + describe(first));
   const auto deadline = Clock::now() + std::chrono::duration<double, std::milli>(timeout_ms);
   for (int polls = 0;; ++polls) {
     ncclResult_t state = ncclSuccess;
-    const ncclResult_t r = ncclCommGetAsyncError(c->comm, &state);
+    const ncclResult_t r = ncclCommGetAsyncError(comm, &state);
     if (r != ncclSuccess) abort_and_throw(c, std::string(what) + ": ncclCommGetAsyncError failed: " + describe(r));
     if (state == ncclSuccess) return;
     if (state != ncclInProgress) abort_and_throw(c, std::string(what) + " failed: " + describe(state));
@@ -79,10 +141,21 @@ void settle(Comm* c, ncclResult_t first, const char* what, double timeout_ms) {
   }
 }
 
+// A collective on the blocking child: it returns once enqueued. (ncclInProgress only if
+// NCCL_COMM_BLOCKING=0 in the environment overrode the child's config: then poll.)
+void enqueued(Comm* c, ncclResult_t r, const char* what, double timeout_ms) {
+  if (r == ncclSuccess) return;
+  settle(c, c->comm, r, what, timeout_ms);
+}
+
 void check_count(Comm* c, int64_t count, const char* what) {
   if (c->aborted) throw Error("NCCL " + where(c) + ": " + what + " on an aborted communicator");
   if (count < 0) throw Error("NCCL " + where(c) + ": " + what + ": negative count");
 }
+
+// Connections made at set-up, under its deadline, rather than by the first collective of
+// each algorithm (which, on a blocking communicator, would wait for the peer unbounded).
+void connect_at_setup() { setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0); }
 
 }  // namespace
 
@@ -94,6 +167,7 @@ std::string version() {
 
 void unique_id(uint8_t out[kUniqueIdBytes]) {
   static_assert(sizeof(ncclUniqueId) == kUniqueIdBytes, "NCCL_UNIQUE_ID_BYTES changed");
+  connect_at_setup();
   ncclUniqueId id;
   const ncclResult_t r = ncclGetUniqueId(&id);
   if (r != ncclSuccess) throw Error("NCCL: ncclGetUniqueId failed: " + describe(r));
@@ -103,20 +177,26 @@ void unique_id(uint8_t out[kUniqueIdBytes]) {
 Comm* init(int device, int nranks, int rank, const uint8_t id_bytes[kUniqueIdBytes], double timeout_ms) {
   if (nranks < 1 || rank < 0 || rank >= nranks)
     throw Error("NCCL: rank " + std::to_string(rank) + " is outside [0, " + std::to_string(nranks) + ")");
+  connect_at_setup();
   cuda::make_current(device);  // NCCL binds the communicator to the calling thread's current device
-  auto* c = new Comm{nullptr, device, nranks, rank, false};
+  auto* c = new Comm{nullptr, nullptr, device, nranks, rank, false};
   ncclUniqueId id;
   std::memcpy(&id, id_bytes, kUniqueIdBytes);
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;
-  const ncclResult_t r = ncclCommInitRankConfig(&c->comm, nranks, id, rank, &config);
+  const ncclResult_t r = ncclCommInitRankConfig(&c->setup, nranks, id, rank, &config);
   if (r != ncclSuccess && r != ncclInProgress) {
-    if (c->comm) ncclCommAbort(c->comm);
+    if (c->setup) ncclCommAbort(c->setup);
     delete c;
     throw Error("NCCL rank " + std::to_string(rank) + ": ncclCommInitRankConfig failed: " + describe(r));
   }
   try {
-    settle(c, r, "communicator set-up", timeout_ms);
+    settle(c, c->setup, r, "communicator set-up", timeout_ms);
+    // The split is collective; it runs as the parent's non-blocking work, so the parent is polled.
+    ncclConfig_t child = NCCL_CONFIG_INITIALIZER;
+    child.blocking = 1;
+    settle(c, c->setup, ncclCommSplit(c->setup, /*color=*/0, /*key=*/rank, &c->comm, &child), "communicator split (blocking collectives)", timeout_ms);
+    if (!c->comm) abort_and_throw(c, "communicator split returned no communicator");
   } catch (...) {
     delete c;
     throw;
@@ -128,21 +208,21 @@ int rank_of(const Comm* c) { return c->rank; }
 
 void all_reduce_sum(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, double timeout_ms) {
   check_count(c, count, "allReduce");
-  cuda::make_current(c->device);
-  settle(c, ncclAllReduce(send, recv, size_t(count), nccl_type(dt), ncclSum, c->comm, st), "allReduce", timeout_ms);
+  cuda::make_current(c->device);  // a thread-local compare: cudaSetDevice only if another device was current
+  enqueued(c, ncclAllReduce(send, recv, size_t(count), nccl_type(dt), ncclSum, c->comm, st), "allReduce", timeout_ms);
 }
 
 void all_gather(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, double timeout_ms) {
   check_count(c, count, "allGather");
   cuda::make_current(c->device);
-  settle(c, ncclAllGather(send, recv, size_t(count), nccl_type(dt), c->comm, st), "allGather", timeout_ms);
+  enqueued(c, ncclAllGather(send, recv, size_t(count), nccl_type(dt), c->comm, st), "allGather", timeout_ms);
 }
 
 void broadcast(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, int root, double timeout_ms) {
   check_count(c, count, "broadcast");
   if (root < 0 || root >= c->nranks) throw Error("NCCL " + where(c) + ": broadcast root " + std::to_string(root) + " is not a rank");
   cuda::make_current(c->device);
-  settle(c, ncclBroadcast(send, recv, size_t(count), nccl_type(dt), root, c->comm, st), "broadcast", timeout_ms);
+  enqueued(c, ncclBroadcast(send, recv, size_t(count), nccl_type(dt), root, c->comm, st), "broadcast", timeout_ms);
 }
 
 void wait(Comm* c, cudaStream_t st, double timeout_ms) {
@@ -167,29 +247,40 @@ void wait(Comm* c, cudaStream_t st, double timeout_ms) {
 }
 
 void abort(Comm* c) {
-  if (c->aborted || !c->comm) return;
-  c->aborted = true;
-  ncclCommAbort(c->comm);
+  if (!abort_bounded(c)) throw Error("NCCL " + where(c) + ": the abort did not finish within 10 s: " + kGraphsAlive);
 }
 
 void destroy(Comm* c) {
   if (!c) return;
-  if (!c->aborted && c->comm) {
-    // Finalize flushes what is queued; it is non-blocking too, so poll it with a bound.
-    const ncclResult_t r = ncclCommFinalize(c->comm);
-    bool ok = r == ncclSuccess || r == ncclInProgress;
-    const auto deadline = Clock::now() + std::chrono::seconds(10);
-    for (int polls = 0; ok; ++polls) {
-      ncclResult_t state = ncclSuccess;
-      ncclCommGetAsyncError(c->comm, &state);
-      if (state == ncclSuccess) break;
-      if (state != ncclInProgress || Clock::now() > deadline) ok = false;
-      else backoff(polls);
-    }
-    if (ok) ncclCommDestroy(c->comm);
-    else ncclCommAbort(c->comm);
+  const std::string who = where(c);
+  bool finished = true;
+  if (!c->aborted) {
+    c->aborted = true;
+    ncclComm_t child = c->comm, setup = c->setup;
+    finished = run_bounded([child, setup] {
+      // The blocking child: finalize (flushes what is queued) then destroy. The parent
+      // is non-blocking: its finalize is polled.
+      if (child) {
+        if (ncclCommFinalize(child) == ncclSuccess) ncclCommDestroy(child);
+        else ncclCommAbort(child);
+      }
+      if (setup) {
+        const ncclResult_t r = ncclCommFinalize(setup);
+        bool ok = r == ncclSuccess || r == ncclInProgress;
+        for (int polls = 0; ok; ++polls) {
+          ncclResult_t state = ncclSuccess;
+          ncclCommGetAsyncError(setup, &state);
+          if (state == ncclSuccess) break;
+          if (state != ncclInProgress) ok = false;
+          else backoff(polls);
+        }
+        if (ok) ncclCommDestroy(setup);
+        else ncclCommAbort(setup);
+      }
+    }, kTeardownBound);
   }
   delete c;
+  if (!finished) throw Error("NCCL " + who + ": freeing the communicator did not finish within 10 s (left running): " + kGraphsAlive);
 }
 
 }  // namespace aios::nccl
