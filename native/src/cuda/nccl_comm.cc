@@ -8,7 +8,8 @@
 //              into a *blocking* child, again polled with the deadline (the split runs
 //              on the parent's terms). Connections are made during set-up
 //              (NCCL_RUNTIME_CONNECT=0 unless the caller set it), so that no later
-//              collective waits on the host for a peer to connect.
+//              collective waits on the host for a peer to connect; captured collectives
+//              do not register buffers (NCCL_GRAPH_REGISTER=0, connect_at_setup says why).
 //   collectives on the blocking child. Why not on the non-blocking parent: NCCL
 //              (2.28, src/group.cc) runs every group of a non-blocking communicator on
 //              a thread it creates for that call and returns ncclInProgress; the caller
@@ -153,9 +154,22 @@ void check_count(Comm* c, int64_t count, const char* what) {
   if (count < 0) throw Error("NCCL " + where(c) + ": " + what + ": negative count");
 }
 
-// Connections made at set-up, under its deadline, rather than by the first collective of
-// each algorithm (which, on a blocking communicator, would wait for the peer unbounded).
-void connect_at_setup() { setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0); }
+// NCCL's settings for this process, unless its environment sets them (read once, at the
+// first communicator):
+//   NCCL_RUNTIME_CONNECT=0  connections made at set-up, under its deadline, rather than by
+//                           the first collective of each algorithm (which, on a blocking
+//                           communicator, would wait for the peer without a bound);
+//   NCCL_GRAPH_REGISTER=0   a collective captured in a CUDA graph goes through NCCL's own
+//                           buffers as an eager one does, instead of registering the user's
+//                           buffers with the peers at capture (src/register/coll_reg.cc: an
+//                           IPC exchange through the peers' proxies, one more host-side step
+//                           inside a capture, for ranks that are threads of one process and
+//                           buffers from cudaMalloc). Decode's all-reduces are small: the copy
+//                           registration saves does not matter there.
+void connect_at_setup() {
+  setenv("NCCL_RUNTIME_CONNECT", "0", /*overwrite=*/0);
+  setenv("NCCL_GRAPH_REGISTER", "0", /*overwrite=*/0);
+}
 
 }  // namespace
 
