@@ -2,7 +2,7 @@
 # On the nvidia-h200-x2 host (2 GPUs, NCCL), after `source .gpu/setup.sh` (keep the NCCL variables it
 # exports: NVLink multicast off): lesson 14, tensor parallelism. One call per part:
 #
-#   bash engine-core/scripts/gpu-tp.sh check     (~1.5 min) the GPU tests of lesson 14 (NCCL collectives across 2
+#   bash engine-core/scripts/gpu-tp.sh check     the GPU tests of lesson 14 (NCCL collectives across 2
 #                                                ranks, an all-reduce captured in each rank's CUDA graph and
 #                                                replayed, freeing in the wrong order an error not a hang, the
 #                                                set-up timeout, TP=2 vs TP=1 logits on the 0.6B shape with the
