@@ -60,7 +60,7 @@ case "$PART" in
     make_model "$LESSON_LOGS/model.log"
     # The GPU tests only (the CPU file runs in CI). Short NCCL bounds: a rank that waits fails in
     # seconds with a message (the step timeout's default is 5 minutes), well inside this timeout.
-    AIOS_TP_TIMEOUT_MS=60000 AIOS_TP_CAPTURE_TIMEOUT_MS=30000 timeout -k 5 200 vitest run lessons/14-tensor-parallelism/test/tp.gpu.test.ts > "$LESSON_LOGS/tp-tests.log" 2>&1
+    AIOS_TP_TIMEOUT_MS=60000 AIOS_TP_CAPTURE_TIMEOUT_MS=30000 timeout -k 5 120 vitest run lessons/14-tensor-parallelism/test/tp.gpu.test.ts > "$LESSON_LOGS/tp-tests.log" 2>&1
     rc=$?
     stamp "lesson 14 GPU tests exit $rc: $(grep -E "Tests " "$LESSON_LOGS/tp-tests.log")"
     grep -E "TP=2 vs TP=1|holds q heads|collectives:|replayed|no decode graphs|could not capture|skipped|×|Error|did not finish" "$LESSON_LOGS/tp-tests.log" | cut -c1-300 | head -16
@@ -81,8 +81,8 @@ case "$PART" in
       stamp done; exit 0
     fi
     big_model 8B || exit 1
-    run_lesson lesson14-8B-throughput-tp1 150 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --record
-    run_lesson lesson14-8B-throughput-tp2 150 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --record
+    run_lesson lesson14-8B-throughput-tp1 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --record
+    run_lesson lesson14-8B-throughput-tp2 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --tp 2 --record
     for n in 1 2; do
       r=$(grep -E "^throughput[^ ]*:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "[0-9.]+ output tok/s" | head -1 | cut -d' ' -f1)
       eval "TP$n=${r:-0}"
