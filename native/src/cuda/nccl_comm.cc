@@ -2,15 +2,14 @@
 // waiting for a peer that may be gone, and so that a collective costs the host
 // only what NCCL's own enqueue costs.
 //
-//   set-up     a non-blocking communicator (ncclCommInitRankConfig, blocking = 0),
-//              polled with ncclCommGetAsyncError until a deadline: a peer that never
-//              joins ends in a timeout. It is then split (ncclCommSplit, one colour)
-//              into a *blocking* child, again polled with the deadline (the split runs
-//              on the parent's terms). Connections are made during set-up
+//   set-up     a blocking communicator (ncclCommInitRankConfig, blocking = 1) made on a
+//              helper thread, waited for with a deadline: a peer that never joins ends
+//              in a timeout and a message (the helper thread is left inside NCCL).
+//              Connections are made during set-up
 //              (NCCL_RUNTIME_CONNECT=0 unless the caller set it), so that no later
 //              collective waits on the host for a peer to connect; captured collectives
 //              do not register buffers (NCCL_GRAPH_REGISTER=0, connect_at_setup says why).
-//   collectives on the blocking child. Why not on the non-blocking parent: NCCL
+//   collectives on the blocking communicator. Why not a non-blocking one: NCCL
 //              (2.28, src/group.cc) runs every group of a non-blocking communicator on
 //              a thread it creates for that call and returns ncclInProgress; the caller
 //              must poll until the thread is done. That thread per call is what
@@ -44,8 +43,7 @@
 namespace aios::nccl {
 
 struct Comm {
-  ncclComm_t setup = nullptr;  // non-blocking: set-up under a deadline
-  ncclComm_t comm = nullptr;   // blocking child: the collectives
+  ncclComm_t comm = nullptr;  // blocking: the collectives
   int device = 0, nranks = 0, rank = 0;
   bool aborted = false;
 };
@@ -104,10 +102,9 @@ const char* kGraphsAlive =
 bool abort_bounded(Comm* c) {
   if (c->aborted) return true;
   c->aborted = true;
-  ncclComm_t child = c->comm, setup = c->setup;
-  return run_bounded([child, setup] {
-    if (child) ncclCommAbort(child);
-    if (setup) ncclCommAbort(setup);
+  ncclComm_t comm = c->comm;
+  return run_bounded([comm] {
+    if (comm) ncclCommAbort(comm);
   }, kTeardownBound);
 }
 
@@ -193,28 +190,50 @@ Comm* init(int device, int nranks, int rank, const uint8_t id_bytes[kUniqueIdByt
     throw Error("NCCL: rank " + std::to_string(rank) + " is outside [0, " + std::to_string(nranks) + ")");
   connect_at_setup();
   cuda::make_current(device);  // NCCL binds the communicator to the calling thread's current device
-  auto* c = new Comm{nullptr, nullptr, device, nranks, rank, false};
+  auto* c = new Comm{nullptr, device, nranks, rank, false};
+  // A blocking communicator, made on a helper thread that this one waits for with the
+  // deadline: a peer that never joins leaves that thread inside NCCL (detached; there is
+  // no communicator yet to abort) and this call throws. A non-blocking parent split into
+  // a blocking child was the first design; NCCL 2.28 returned no child from the split
+  // (measured on the x2 host at commit a65cf75).
+  struct Pending {
+    std::atomic<bool> done{false};
+    ncclComm_t comm = nullptr;
+    ncclResult_t result = ncclSuccess;
+    std::string error;
+  };
+  auto pending = std::make_shared<Pending>();
   ncclUniqueId id;
   std::memcpy(&id, id_bytes, kUniqueIdBytes);
-  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-  config.blocking = 0;
-  const ncclResult_t r = ncclCommInitRankConfig(&c->setup, nranks, id, rank, &config);
-  if (r != ncclSuccess && r != ncclInProgress) {
-    if (c->setup) ncclCommAbort(c->setup);
-    delete c;
-    throw Error("NCCL rank " + std::to_string(rank) + ": ncclCommInitRankConfig failed: " + describe(r));
+  std::thread([pending, id, device, nranks, rank] {
+    try {
+      cuda::make_current(device);  // NCCL binds the communicator to the calling thread's current device
+      ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+      config.blocking = 1;
+      pending->result = ncclCommInitRankConfig(&pending->comm, nranks, id, rank, &config);
+    } catch (const std::exception& e) {
+      pending->error = e.what();
+      pending->result = ncclInternalError;
+    }
+    pending->done.store(true, std::memory_order_release);
+  }).detach();
+  const auto deadline = Clock::now() + std::chrono::duration<double, std::milli>(timeout_ms);
+  while (!pending->done.load(std::memory_order_acquire)) {
+    if (Clock::now() > deadline) {
+      delete c;
+      throw Error("NCCL rank " + std::to_string(rank) + " of " + std::to_string(nranks) + ": communicator set-up did not finish within " +
+                  std::to_string(int64_t(timeout_ms)) + " ms (a peer rank may have died or not joined)");
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
-  try {
-    settle(c, c->setup, r, "communicator set-up", timeout_ms);
-    // The split is collective; it runs as the parent's non-blocking work, so the parent is polled.
-    ncclConfig_t child = NCCL_CONFIG_INITIALIZER;
-    child.blocking = 1;
-    settle(c, c->setup, ncclCommSplit(c->setup, /*color=*/0, /*key=*/rank, &c->comm, &child), "communicator split (blocking collectives)", timeout_ms);
-    if (!c->comm) abort_and_throw(c, "communicator split returned no communicator");
-  } catch (...) {
+  if (pending->result != ncclSuccess || !pending->comm) {
+    if (pending->comm) ncclCommAbort(pending->comm);
     delete c;
-    throw;
+    throw Error("NCCL rank " + std::to_string(rank) + ": ncclCommInitRankConfig failed: " +
+                (pending->error.empty() ? describe(pending->result) : pending->error));
   }
+  c->comm = pending->comm;
+  cuda::make_current(device);
   return c;
 }
 
@@ -270,26 +289,12 @@ void destroy(Comm* c) {
   bool finished = true;
   if (!c->aborted) {
     c->aborted = true;
-    ncclComm_t child = c->comm, setup = c->setup;
-    finished = run_bounded([child, setup] {
-      // The blocking child: finalize (flushes what is queued) then destroy. The parent
-      // is non-blocking: its finalize is polled.
-      if (child) {
-        if (ncclCommFinalize(child) == ncclSuccess) ncclCommDestroy(child);
-        else ncclCommAbort(child);
-      }
-      if (setup) {
-        const ncclResult_t r = ncclCommFinalize(setup);
-        bool ok = r == ncclSuccess || r == ncclInProgress;
-        for (int polls = 0; ok; ++polls) {
-          ncclResult_t state = ncclSuccess;
-          ncclCommGetAsyncError(setup, &state);
-          if (state == ncclSuccess) break;
-          if (state != ncclInProgress) ok = false;
-          else backoff(polls);
-        }
-        if (ok) ncclCommDestroy(setup);
-        else ncclCommAbort(setup);
+    ncclComm_t comm = c->comm;
+    finished = run_bounded([comm] {
+      // Finalize flushes what is queued, then destroy; abort if the finalize fails.
+      if (comm) {
+        if (ncclCommFinalize(comm) == ncclSuccess) ncclCommDestroy(comm);
+        else ncclCommAbort(comm);
       }
     }, kTeardownBound);
   }
