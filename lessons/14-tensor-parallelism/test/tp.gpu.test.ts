@@ -87,7 +87,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
 
   it('a peer that never joins ends in the timeout, with a message, not a hang', () => {
     const t0 = performance.now();
-    expect(() => new native.NcclComm(0, 2, 0, native.ncclUniqueId(), 3000)).toThrow(/rank 0 of 2 \(cuda:0\): communicator set-up was not accepted within 3000 ms .*aborted/);
+    expect(() => new native.NcclComm(0, 2, 0, native.ncclUniqueId(), 3000)).toThrow(/rank 0 of 2 \(cuda:0\): communicator set-up did not finish within 3000 ms .*no communicator was made/);
     expect(performance.now() - t0).toBeLessThan(60_000);
   }, 120_000);
 

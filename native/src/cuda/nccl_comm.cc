@@ -220,9 +220,10 @@ Comm* init(int device, int nranks, int rank, const uint8_t id_bytes[kUniqueIdByt
   const auto deadline = Clock::now() + std::chrono::duration<double, std::milli>(timeout_ms);
   while (!pending->done.load(std::memory_order_acquire)) {
     if (Clock::now() > deadline) {
+      const std::string who = where(c);
       delete c;
-      throw Error("NCCL rank " + std::to_string(rank) + " of " + std::to_string(nranks) + ": communicator set-up did not finish within " +
-                  std::to_string(int64_t(timeout_ms)) + " ms (a peer rank may have died or not joined)");
+      throw Error("NCCL " + who + ": communicator set-up did not finish within " + std::to_string(int64_t(timeout_ms)) +
+                  " ms (a peer rank may have died or not joined); no communicator was made");
     }
     std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
