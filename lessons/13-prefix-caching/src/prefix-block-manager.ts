@@ -80,6 +80,8 @@ interface Holder {
   seq: Sequence | undefined;
   /** Its first `registered` blocks are hashed (or were found to duplicate a cached block). */
   registered: number;
+  /** The sequence's hash chain (the array chains holds for it), kept here to skip the WeakMap on every fill. */
+  chain: BlockHash[] | undefined;
 }
 
 export class PrefixCachingBlockManager extends BlockManager {
@@ -96,6 +98,15 @@ export class PrefixCachingBlockManager extends BlockManager {
   /** Each sequence's chain of full-block hashes, computed once, extended as its outputs fill blocks. */
   private readonly chains = new WeakMap<Sequence, BlockHash[]>();
   private liveTokens = 0;
+  /**
+   * Sequences given positions since the last cacheFilled() that complete a
+   * block past those hashed: once their step has run, those blocks have K/V to
+   * hash. Kept as appends happen so that a step visits only the sequences that
+   * filled a block (in a decode step, about one in blockSize), not all.
+   */
+  private readonly filling: number[] = [];
+  /** Blocks that start two or more holders' tables: while none does, no two sequences share a first block. */
+  private sharedFirst = 0;
   /** One block's token ids, as hashed (reused: hashing ~20,000 blocks a run should not allocate 20,000 arrays). */
   private readonly scratch: Int32Array;
   private counters: PrefixCacheStats = { queries: 0, queryTokens: 0, hits: 0, hitBlocks: 0, hitTokens: 0, revivedBlocks: 0, evictions: 0 };
@@ -150,7 +161,7 @@ export class PrefixCachingBlockManager extends BlockManager {
     const needed = this.blocksFor(len + tokens) - (h?.table.length ?? 0);
     if (needed > this.freeBlocks) throw new OutOfBlocksError(needed, this.freeBlocks, this.numBlocks);
     if (!h) {
-      h = { table: [], length: 0, seq: undefined, registered: 0 };
+      h = { table: [], length: 0, seq: undefined, registered: 0, chain: undefined };
       this.holders.set(seqId, h);
     }
     for (let i = 0; i < needed; i++) h.table.push(this.takeFreeBlock());
@@ -163,6 +174,8 @@ export class PrefixCachingBlockManager extends BlockManager {
       this.filled[h.table[Math.floor(p / bs)]!]! += next - p;
       p = next;
     }
+    // A full block past the hashed ones once this step has run: hash it at the next cacheFilled().
+    if (h.seq && Math.floor((len + tokens) / bs) > h.registered) this.filling.push(seqId);
     h.length = len + tokens;
     this.liveTokens += tokens;
     return slots;
@@ -184,6 +197,7 @@ export class PrefixCachingBlockManager extends BlockManager {
     const h = this.holders.get(seqId);
     if (!h) return;
     this.cacheFilledBlocks(seqId);
+    if (h.table.length > 0 && this.refs[h.table[0]!] === 2) this.sharedFirst--;
     for (let i = h.table.length - 1; i >= 0; i--) {
       const b = h.table[i]!;
       if (--this.refs[b]! > 0) continue;
@@ -201,16 +215,19 @@ export class PrefixCachingBlockManager extends BlockManager {
 
   /** The chained hashes of a sequence's first `n` full blocks (computed once per sequence). */
   chain(seq: Sequence, n: number): readonly BlockHash[] {
-    let c = this.chains.get(seq);
-    if (!c) this.chains.set(seq, (c = []));
+    return this.extendChain(seq, this.chainOf(seq), n);
+  }
+
+  /** Hashes a sequence's blocks past those its chain `c` holds, up to `n`. */
+  private extendChain(seq: Sequence, c: BlockHash[], n: number): BlockHash[] {
+    if (c.length >= n) return c;
     const bs = this.blockSize;
     if (n * bs > seq.length) throw new RangeError(`PrefixCachingBlockManager.chain: sequence ${seq.id} has ${seq.length} tokens, not ${n} full blocks of ${bs}`);
-    const p = seq.promptIds, o = seq.outputIds, ids = this.scratch;
+    const p = seq.promptIds, o = seq.outputIds, ids = this.scratch, np = p.length;
     for (let b = c.length; b < n; b++) {
-      for (let i = 0; i < bs; i++) {
-        const t = b * bs + i;
-        ids[i] = t < p.length ? p[t]! : o[t - p.length]!;
-      }
+      const start = b * bs;
+      if (start + bs <= np) for (let i = 0; i < bs; i++) ids[i] = p[start + i]!;
+      else for (let i = 0; i < bs; i++) ids[i] = start + i < np ? p[start + i]! : o[start + i - np]!;
       c.push(hashBlock(c[b - 1], ids));
     }
     return c;
@@ -266,7 +283,8 @@ export class PrefixCachingBlockManager extends BlockManager {
         this.liveTokens += this.filled[b]!;
       }
     }
-    this.holders.set(seq.id, { table: [...prefix.blocks], length: prefix.tokens, seq, registered: prefix.blocks.length });
+    if (prefix.blocks.length > 0 && this.refs[prefix.blocks[0]!] === 2) this.sharedFirst++;
+    this.holders.set(seq.id, { table: [...prefix.blocks], length: prefix.tokens, seq, registered: prefix.blocks.length, chain: this.chains.get(seq) });
     const c = this.counters;
     c.queries++;
     c.queryTokens += seq.length;
@@ -288,7 +306,7 @@ export class PrefixCachingBlockManager extends BlockManager {
     if (!h?.seq) return;
     const full = Math.floor(Math.min(h.seq.cachedTokens, h.length) / this.blockSize);
     if (full <= h.registered) return;
-    const chain = this.chain(h.seq, full);
+    const chain = this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), full);
     for (let i = h.registered; i < full; i++) {
       const b = h.table[i]!, hash = chain[i]!;
       if (this.hashOfBlock[b] !== undefined || this.blockOfHash.has(hash)) continue;
@@ -296,6 +314,27 @@ export class PrefixCachingBlockManager extends BlockManager {
       this.blockOfHash.set(hash, b);
     }
     h.registered = full;
+  }
+
+  /**
+   * cacheFilledBlocks for every sequence whose last step completed a block
+   * (the scheduler calls it at the start of a step, once the last one has run).
+   */
+  cacheFilled(): void {
+    const f = this.filling;
+    for (let i = 0; i < f.length; i++) this.cacheFilledBlocks(f[i]!);
+    f.length = 0;
+  }
+
+  /** Whether some block starts the tables of two or more sequences (only then can a step hold two sequences with the same first block). */
+  get sharesFirstBlocks(): boolean {
+    return this.sharedFirst > 0;
+  }
+
+  private chainOf(seq: Sequence): BlockHash[] {
+    let c = this.chains.get(seq);
+    if (!c) this.chains.set(seq, (c = []));
+    return c;
   }
 
   /** Forgets every cached block nobody holds (they become plain free blocks); returns how many. */
@@ -356,6 +395,10 @@ export class PrefixCachingBlockManager extends BlockManager {
       if (this.hashOfBlock[b] !== undefined) throw new Error(`audit: free block ${b} still has a hash`);
       state[b] = 3;
     }
+    const firsts = new Map<number, number>();
+    for (const h of this.holders.values()) if (h.table.length > 0) firsts.set(h.table[0]!, (firsts.get(h.table[0]!) ?? 0) + 1);
+    const shared = [...firsts.values()].filter((n) => n > 1).length;
+    if (shared !== this.sharedFirst) throw new Error(`audit: ${shared} blocks start two or more tables, the count says ${this.sharedFirst}`);
     const lost = state.findIndex((s) => s === 0);
     if (lost >= 0) throw new Error(`audit: block ${lost} is neither held, evictable nor free (leaked)`);
     for (const [hash, b] of this.blockOfHash) if (this.hashOfBlock[b] !== hash) throw new Error(`audit: hash table entry for block ${b} does not match its hash`);

@@ -27,8 +27,6 @@ import { type BlockHash, PrefixCachingBlockManager } from './prefix-block-manage
 
 export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
   readonly cache: PrefixCachingBlockManager;
-  /** The last plan's sequences that fill at least one block in their step. */
-  private readonly filling: Sequence[] = [];
 
   constructor(blocks: BlockManager, limits: SchedulerLimits) {
     if (!(blocks instanceof PrefixCachingBlockManager))
@@ -45,10 +43,9 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
   protected override prefillStep(): StepPlan | undefined {
     const cache = this.cache;
     // The last step's K/V is computed now: the blocks it filled become findable.
-    // Only the sequences whose step crossed a block boundary have any (in a
-    // decode step, one in blockSize of them), so only those are visited.
-    for (const seq of this.filling) cache.cacheFilledBlocks(seq.id);
-    this.filling.length = 0;
+    // The manager noted which sequences filled one (in a decode step, about one
+    // in blockSize of them), so only those are visited.
+    cache.cacheFilled();
     // A decode step's usual case: nothing waits and nothing is part-way through a prefill.
     if (this.waiting.length === 0 && !this.running.some(needsPrefill)) return undefined;
     const sequences: Sequence[] = [];
@@ -106,9 +103,8 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
    */
   override schedule(): (StepPlan & { preempted?: Sequence[] }) | undefined {
     const plan = super.schedule();
-    if (!plan) return plan;
-    this.noteFilling(plan);
-    if (plan.phase === 'decode' && plan.blockTables && sharesAFirstBlock(plan.blockTables, this.cache)) {
+    // Without a block that starts two tables (the manager counts them), no two sequences share a first block.
+    if (plan?.phase === 'decode' && plan.blockTables && this.cache.sharesFirstBlocks && sharesAFirstBlock(plan.blockTables)) {
       const tables = plan.blockTables;
       const order = plan.sequences.map((_, i) => i).sort((a, b) => (tables[a]![0] ?? -1) - (tables[b]![0] ?? -1) || a - b);
       plan.sequences = order.map((i) => plan.sequences[i]!);
@@ -116,21 +112,6 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
       plan.blockTables = order.map((i) => tables[i]!);
     }
     return plan;
-  }
-
-  /**
-   * Remembers the plan's sequences whose step fills a block (its K/V is
-   * computed once the step has run, so they are hashed at the next step's
-   * start). A sequence that misses its turn (its step failed) is caught up the
-   * next time it fills a block, or when it is freed: cacheFilledBlocks hashes
-   * every full block past those already hashed.
-   */
-  private noteFilling(plan: StepPlan): void {
-    const bs = this.cache.blockSize;
-    plan.sequences.forEach((seq, i) => {
-      const from = seq.cachedTokens;
-      if (Math.floor((from + plan.newTokens[i]!) / bs) > Math.floor(from / bs)) this.filling.push(seq);
-    });
   }
 
   /** Empties the cache between timed runs (the harness asks, so repeats start cold). */
@@ -145,13 +126,7 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
   }
 }
 
-function sharesAFirstBlock(tables: readonly (readonly number[])[], cache: PrefixCachingBlockManager): boolean {
-  // Two tables can start with the same block only if some first block has more
-  // than one holder: checking that first costs no allocation, and with no shared
-  // prefixes (the usual decode step) it is the whole check.
-  let any = false;
-  for (const t of tables) if (t.length > 0 && cache.refCount(t[0]!) > 1) any = true;
-  if (!any) return false;
+function sharesAFirstBlock(tables: readonly (readonly number[])[]): boolean {
   const seen = new Set<number>();
   for (const t of tables) {
     const b = t[0];

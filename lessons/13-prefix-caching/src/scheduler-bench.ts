@@ -10,6 +10,7 @@
 //
 // --blocks defaults to 72,138: the pool lesson 13's throughput run had on an
 // H200 (16-token blocks), so the free lists and the cache are as big as there.
+import { PerformanceObserver } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
@@ -47,20 +48,36 @@ interface RunResult {
   schedule: number;
   /** Microseconds per step in the rest: token appends, finished(), the KV accounting. */
   rest: number;
+  /** Microseconds per step of garbage collection pauses during the run (on the engine they land in whatever runs then, mostly runner.run). */
+  gc: number;
+  /** Microseconds per step of the process's CPU time (user + system): unlike the wall times, not inflated while other processes hold the cores. */
+  cpu: number;
   /** Each step's sequence ids and token counts, to check both schedulers planned the same steps. */
   shape: string[];
 }
 
 /** One pass over the workload, as Engine.step does it, minus the forward and the sampler. */
+/** Made once: generating it allocates ~280,000 ids, whose collection would land in the timed steps. */
+const workload = throughputWorkload();
+
+/** Garbage collection pauses, in milliseconds, summed as they are reported. */
+let gcMs = 0;
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcMs += e.duration;
+}).observe({ entryTypes: ['gc'] });
+
+/** Lets the observer's callbacks for the pauses so far run. */
+const settle = () => new Promise<void>((r) => setTimeout(r, 20));
+
 function runOnce(built: Built, record = false): RunResult {
   const { scheduler, blocks } = built;
-  const workload = throughputWorkload();
   const seqs = workload.requests.map((r) => new Sequence(r.promptIds, r.params));
   const base = seqs[0]!.id;
   for (const s of seqs) scheduler.add(s);
   let token = 12345;
   let tSchedule = 0, tRest = 0, steps = 0, kvSum = 0;
   const shape: string[] = [];
+  const cpu0 = process.cpuUsage();
   while (scheduler.pending > 0) {
     const t0 = performance.now();
     const plan: (StepPlan & { preempted?: Sequence[] }) | undefined = scheduler.schedule();
@@ -82,10 +99,11 @@ function runOnce(built: Built, record = false): RunResult {
     tSchedule += t1 - t0;
     tRest += t2 - t1;
     steps++;
-    if (record) shape.push(`${plan.phase}:${plan.sequences.map((s, i) => `${s.id - base}+${plan.newTokens[i]}`).join(',')}`);
+    if (record) shape.push(`${plan.phase}:${plan.sequences.map((s, i) => `${s.id - base}+${plan.newTokens[i]}/${plan.blockTables![i]!.length}`).join(',')}`);
   }
+  const cpu = process.cpuUsage(cpu0);
   if (kvSum <= 0) throw new Error('no KV accounted');
-  return { steps, schedule: (tSchedule * 1000) / steps, rest: (tRest * 1000) / steps, shape };
+  return { steps, schedule: (tSchedule * 1000) / steps, rest: (tRest * 1000) / steps, gc: 0, cpu: (cpu.user + cpu.system) / steps, shape };
 }
 
 function median(xs: number[]): number {
@@ -93,7 +111,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function main(): void {
+async function main(): Promise<void> {
   const { values } = parseArgs({ options: { reps: { type: 'string', default: '7' }, blocks: { type: 'string', default: '72138' }, only: { type: 'string' } } });
   const only = values.only === undefined ? undefined : `lesson ${values.only}`;
   const reps = Number(values.reps), numBlocks = Number(values.blocks);
@@ -104,7 +122,17 @@ function main(): void {
   // A fresh scheduler per run (a warm prefix cache would change lesson 13's work); one warm-up each,
   // then the two interleaved so that a busy neighbour on the machine slows both alike.
   const shapes = names.filter((n) => only === undefined || n === only).map((n) => runOnce(builders[n](numBlocks), true).shape);
-  for (let r = 0; r < reps; r++) for (const n of names) if (only === undefined || n === only) results.get(n)!.push(runOnce(builders[n](numBlocks)));
+  for (let r = 0; r < reps; r++)
+    for (const n of names) {
+      if (only !== undefined && n !== only) continue;
+      const built = builders[n](numBlocks);
+      await settle();
+      const gc0 = gcMs;
+      const res = runOnce(built);
+      await settle();
+      res.gc = ((gcMs - gc0) * 1000) / res.steps;
+      results.get(n)!.push(res);
+    }
   const [a, b] = shapes.length === 2 ? shapes : [shapes[0], shapes[0]];
   const same = a!.length === b!.length && a!.every((s, i) => s === b![i]);
   console.log(`throughput workload, ${numBlocks} blocks of ${blockSize}, ${reps} runs each (median), host only (no model)`);
@@ -112,9 +140,11 @@ function main(): void {
     const rs = results.get(n)!;
     if (rs.length === 0) continue;
     const sch = median(rs.map((r) => r.schedule)), rest = median(rs.map((r) => r.rest)), tot = median(rs.map((r) => r.schedule + r.rest));
-    console.log(`  ${n}: ${rs[0]!.steps} steps; schedule ${sch.toFixed(1)} us/step, rest ${rest.toFixed(1)} us/step, total ${tot.toFixed(1)} us/step (runs: ${rs.map((r) => (r.schedule + r.rest).toFixed(1)).join(' ')})`);
+    const gc = median(rs.map((r) => r.gc)), cpu = median(rs.map((r) => r.cpu));
+    const best = Math.min(...rs.map((r) => r.schedule + r.rest));
+    console.log(`  ${n}: ${rs[0]!.steps} steps; median schedule ${sch.toFixed(1)} + rest ${rest.toFixed(1)} = ${tot.toFixed(1)} us/step; best run ${best.toFixed(1)} us/step; GC pauses ${gc.toFixed(1)} us/step; CPU time ${cpu.toFixed(1)} us/step (runs: ${rs.map((r) => (r.schedule + r.rest).toFixed(1)).join(' ')})`);
   }
-  if (shapes.length === 2) console.log(`  plans: ${same ? 'the same steps (sequences, order, token counts) under both' : 'DIFFERENT steps under the two schedulers'}`);
+  if (shapes.length === 2) console.log(`  plans: ${same ? 'the same steps (sequences, order, token counts, block-table widths) under both' : 'DIFFERENT steps under the two schedulers'}`);
 }
 
-main();
+await main();
