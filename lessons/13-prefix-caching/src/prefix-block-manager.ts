@@ -326,6 +326,29 @@ export class PrefixCachingBlockManager extends BlockManager {
     f.length = 0;
   }
 
+  /**
+   * Computes, ahead of time, the hashes that the next cacheFilled() and the
+   * next lookups will need: the blocks the sequences noted by append complete
+   * in the step now running (a hash depends only on token ids, all known once
+   * the step is scheduled), and the prompts of `waiting` sequences, first to
+   * last, until `tokenBudget` tokens of them are covered (about what the next
+   * step can admit). Only the per-sequence chains grow: nothing becomes
+   * findable before its K/V is computed, so no decision changes.
+   */
+  hashAhead(waiting: readonly Sequence[], tokenBudget: number): void {
+    const f = this.filling, bs = this.blockSize;
+    for (let i = 0; i < f.length; i++) {
+      const h = this.holders.get(f[i]!);
+      if (h?.seq) this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), Math.floor(Math.min(h.length, h.seq.length) / bs));
+    }
+    let left = tokenBudget;
+    for (let i = 0; i < waiting.length && left > 0; i++) {
+      const seq = waiting[i]!;
+      this.chain(seq, Math.floor((seq.length - 1) / bs)); // what lookup(seq) hashes
+      left -= seq.length;
+    }
+  }
+
   /** Whether some block starts the tables of two or more sequences (only then can a step hold two sequences with the same first block). */
   get sharesFirstBlocks(): boolean {
     return this.sharedFirst > 0;
