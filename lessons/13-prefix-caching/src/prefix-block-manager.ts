@@ -99,12 +99,21 @@ export class PrefixCachingBlockManager extends BlockManager {
   private readonly chains = new WeakMap<Sequence, BlockHash[]>();
   private liveTokens = 0;
   /**
-   * Sequences given positions since the last cacheFilled() that complete a
-   * block past those hashed: once their step has run, those blocks have K/V to
-   * hash. Kept as appends happen so that a step visits only the sequences that
-   * filled a block (in a decode step, about one in blockSize), not all.
+   * Sequences given positions since the last stepDone() that complete a block
+   * past those hashed: once their step has run, those blocks have K/V to hash.
+   * Kept as appends happen so that a step visits only the sequences that filled
+   * a block (in a decode step, about one in blockSize), not all.
    */
   private readonly filling: number[] = [];
+  /**
+   * Sequences whose finished steps filled blocks not yet filed in the hash
+   * table, in the order they filled them. Filing waits for the first thing that
+   * reads the table (a lookup, an admission, a free, an eviction, stats, audit)
+   * or for cacheFilled(): the table is the same at every read as if each step's
+   * blocks were filed when the step ended, and a decode step with nobody
+   * waiting does the filing while the device computes (Scheduler.overlap).
+   */
+  private toFile: number[] = [];
   /** Blocks that start two or more holders' tables: while none does, no two sequences share a first block. */
   private sharedFirst = 0;
   /** One block's token ids, as hashed (reused: hashing ~20,000 blocks a run should not allocate 20,000 arrays). */
@@ -196,7 +205,8 @@ export class PrefixCachingBlockManager extends BlockManager {
   override free(seqId: number): void {
     const h = this.holders.get(seqId);
     if (!h) return;
-    this.cacheFilledBlocks(seqId);
+    this.cacheFilled();
+    this.fileFilledBlocks(h);
     if (h.table.length > 0 && this.refs[h.table[0]!] === 2) this.sharedFirst--;
     for (let i = h.table.length - 1; i >= 0; i--) {
       const b = h.table[i]!;
@@ -242,6 +252,7 @@ export class PrefixCachingBlockManager extends BlockManager {
    * sequence reads; vLLM makes the same choice). Claims nothing: see admit.
    */
   lookup(seq: Sequence): CachedPrefix {
+    this.cacheFilled();
     const limit = Math.floor((seq.length - 1) / this.blockSize);
     const chain = this.chain(seq, limit);
     const blocks: number[] = [];
@@ -268,6 +279,7 @@ export class PrefixCachingBlockManager extends BlockManager {
    */
   admit(seq: Sequence, prefix: CachedPrefix, newTokens: number): number[] {
     if (this.holders.has(seq.id)) throw new Error(`PrefixCachingBlockManager.admit: sequence ${seq.id} already holds blocks`);
+    this.cacheFilled();
     const chain = this.chain(seq, prefix.blocks.length);
     prefix.blocks.forEach((b, i) => {
       if (this.hashOfBlock[b] !== chain[i]) throw new Error(`PrefixCachingBlockManager.admit: block ${b} no longer holds sequence ${seq.id}'s block ${i} (evicted since the lookup)`);
@@ -302,8 +314,13 @@ export class PrefixCachingBlockManager extends BlockManager {
    * once) stays unhashed and is freed normally.
    */
   cacheFilledBlocks(seqId: number): void {
+    this.cacheFilled();
     const h = this.holders.get(seqId);
-    if (!h?.seq) return;
+    if (h) this.fileFilledBlocks(h);
+  }
+
+  private fileFilledBlocks(h: Holder): void {
+    if (!h.seq) return;
     const full = Math.floor(Math.min(h.seq.cachedTokens, h.length) / this.blockSize);
     if (full <= h.registered) return;
     const chain = this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), full);
@@ -317,13 +334,26 @@ export class PrefixCachingBlockManager extends BlockManager {
   }
 
   /**
-   * cacheFilledBlocks for every sequence whose last step completed a block
-   * (the scheduler calls it at the start of a step, once the last one has run).
+   * Marks the end of a step (the scheduler calls it as the next one is
+   * scheduled): the blocks that step filled have their K/V now, and are filed
+   * in the table before anything next reads it (see toFile).
    */
-  cacheFilled(): void {
+  stepDone(): void {
     const f = this.filling;
-    for (let i = 0; i < f.length; i++) this.cacheFilledBlocks(f[i]!);
+    for (let i = 0; i < f.length; i++) this.toFile.push(f[i]!);
     f.length = 0;
+    if (this.toFile.length > 4 * this.numBlocks) this.cacheFilled(); // nothing has read the table for a long time: keep the list bounded
+  }
+
+  /** Files the blocks of finished steps (cacheFilledBlocks for each sequence stepDone noted, in order). */
+  cacheFilled(): void {
+    const f = this.toFile;
+    if (f.length === 0) return;
+    this.toFile = [];
+    for (let i = 0; i < f.length; i++) {
+      const h = this.holders.get(f[i]!);
+      if (h) this.fileFilledBlocks(h);
+    }
   }
 
   /**
@@ -362,6 +392,7 @@ export class PrefixCachingBlockManager extends BlockManager {
 
   /** Forgets every cached block nobody holds (they become plain free blocks); returns how many. */
   dropCached(): number {
+    this.cacheFilled();
     const n = this.evictable.size;
     for (const b of this.evictable) {
       this.blockOfHash.delete(this.hashOfBlock[b]!);
@@ -375,6 +406,7 @@ export class PrefixCachingBlockManager extends BlockManager {
 
   /** Counters since this manager was made. */
   stats(): PrefixCacheStats & { cachedBlocks: number; evictableBlocks: number } {
+    this.cacheFilled();
     return { ...this.counters, cachedBlocks: this.blockOfHash.size, evictableBlocks: this.evictable.size };
   }
 
@@ -394,6 +426,7 @@ export class PrefixCachingBlockManager extends BlockManager {
    * exactly once, hashes map both ways, live tokens add up.
    */
   audit(): void {
+    this.cacheFilled();
     const counted = new Int32Array(this.numBlocks);
     let tokens = 0;
     for (const [id, h] of this.holders) {
@@ -434,6 +467,7 @@ export class PrefixCachingBlockManager extends BlockManager {
   private takeFreeBlock(): number {
     let b = this.uncached.pop();
     if (b === undefined) {
+      this.cacheFilled(); // an eviction reads the table
       const oldest = this.evictable.values().next();
       if (oldest.done) throw new OutOfBlocksError(1, 0, this.numBlocks);
       b = oldest.value;

@@ -42,10 +42,11 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
    */
   protected override prefillStep(): StepPlan | undefined {
     const cache = this.cache;
-    // The last step's K/V is computed now: the blocks it filled become findable.
+    // The last step's K/V is computed now: the blocks it filled become findable
+    // (filed in the table before the first lookup, or during this step's overlap).
     // The manager noted which sequences filled one (in a decode step, about one
     // in blockSize of them), so only those are visited.
-    cache.cacheFilled();
+    cache.stepDone();
     // A decode step's usual case: nothing waits and nothing is part-way through a prefill.
     if (this.waiting.length === 0 && !this.running.some(needsPrefill)) return undefined;
     const sequences: Sequence[] = [];
@@ -115,12 +116,14 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
   }
 
   /**
-   * While the device runs the step: hashes the blocks it fills and the prompts
-   * the next step may look up (sha256 per block, the one costly part of prefix
-   * caching on the host), so the next schedule() finds them hashed and only
-   * files them in the table.
+   * While the device runs the step: files the last step's blocks in the table
+   * (unless a lookup already did), then hashes the blocks this step fills and
+   * the prompts the next step may look up (sha256 per block, the one costly
+   * part of prefix caching on the host), so that a decode step's schedule()
+   * neither hashes nor files anything.
    */
   overlap(): void {
+    this.cache.cacheFilled();
     this.cache.hashAhead(this.waiting, this.limits.maxNumBatchedTokens);
   }
 
