@@ -48,7 +48,7 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
     // in blockSize of them), so only those are visited.
     cache.stepDone();
     // A decode step's usual case: nothing waits and nothing is part-way through a prefill.
-    if (this.waiting.length === 0 && !this.running.some(needsPrefill)) return undefined;
+    if (this.waiting.length === 0 && !anyNeedsPrefill(this.running)) return undefined;
     const sequences: Sequence[] = [];
     const newTokens: number[] = [];
     let budget = this.limits.maxNumBatchedTokens;
@@ -147,5 +147,10 @@ function sharesAFirstBlock(tables: readonly (readonly number[])[]): boolean {
     if (seen.has(b)) return true;
     seen.add(b);
   }
+  return false;
+}
+
+function anyNeedsPrefill(seqs: readonly Sequence[]): boolean {
+  for (let i = 0; i < seqs.length; i++) if (needsPrefill(seqs[i]!)) return true;
   return false;
 }
