@@ -52,13 +52,18 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
     const sequences: Sequence[] = [];
     const newTokens: number[] = [];
     let budget = this.limits.maxNumBatchedTokens;
-    /** Hashes of the full blocks this step computes. */
-    const inFlight = new Set<BlockHash>();
+    /** The full blocks this step computes: blocks [from, to) of each taken sequence's hash chain. */
+    const computed: { chain: readonly BlockHash[]; from: number; to: number }[] = [];
     const computes = (seq: Sequence, from: number, n: number) => {
       const bs = cache.blockSize;
       const chain = cache.chain(seq, Math.floor((from + n) / bs));
-      for (let b = Math.floor(from / bs); b < chain.length; b++) inFlight.add(chain[b]!);
+      const first = Math.floor(from / bs);
+      if (chain.length > first) computed.push({ chain, from: first, to: chain.length });
     };
+    // A chained hash fixes its block's index (it hashes every block before it), so
+    // only the taken sequences that compute block `index` are compared: no set of
+    // every hash the step computes (a prefill step computes up to a thousand blocks).
+    const inFlight = (hash: BlockHash, index: number) => computed.some((c) => c.from <= index && index < c.to && c.chain[index] === hash);
     const take = (seq: Sequence, n: number) => {
       computes(seq, seq.cachedTokens, n);
       sequences.push(seq);
@@ -81,7 +86,7 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
     for (const seq of blocked ? [] : [...this.waiting]) {
       if (room <= 0 || sequences.length >= this.limits.maxNumSeqs) break;
       const prefix = cache.lookup(seq);
-      if (prefix.next !== undefined && inFlight.has(prefix.next)) continue; // computed by another this step: found cached next step
+      if (prefix.next !== undefined && inFlight(prefix.next, prefix.blocks.length)) continue; // computed by another this step: found cached next step
       const n = chunk(seq.length - prefix.tokens);
       if (n === 0 || !cache.canAdmit(prefix, n)) break;
       cache.admit(seq, prefix, n);

@@ -48,6 +48,9 @@ interface RunResult {
   schedule: number;
   /** Microseconds per step in the rest: token appends, finished(), the KV accounting. */
   rest: number;
+  /** Microseconds per decode step on the step's path (schedule + rest), and per prefill step. */
+  decode: number;
+  prefill: number;
   /** Microseconds per step in scheduler.overlap(): host work the engine runs while the device computes the step. */
   overlap: number;
   /** Microseconds per step of garbage collection pauses during the run (on the engine they land in whatever runs then, mostly runner.run). */
@@ -77,7 +80,7 @@ function runOnce(built: Built, record = false): RunResult {
   const base = seqs[0]!.id;
   for (const s of seqs) scheduler.add(s);
   let token = 12345;
-  let tSchedule = 0, tRest = 0, tOverlap = 0, steps = 0, kvSum = 0;
+  let tSchedule = 0, tRest = 0, tOverlap = 0, steps = 0, kvSum = 0, tDecode = 0, decodeSteps = 0;
   const shape: string[] = [];
   const cpu0 = process.cpuUsage();
   while (scheduler.pending > 0) {
@@ -104,12 +107,16 @@ function runOnce(built: Built, record = false): RunResult {
     tSchedule += t1 - t0;
     tOverlap += t1b - t1;
     tRest += t2 - t1b;
+    if (plan.phase === 'decode') {
+      tDecode += t1 - t0 + (t2 - t1b);
+      decodeSteps++;
+    }
     steps++;
     if (record) shape.push(`${plan.phase}:${plan.sequences.map((s, i) => `${s.id - base}+${plan.newTokens[i]}/${plan.blockTables![i]!.length}`).join(',')}`);
   }
   const cpu = process.cpuUsage(cpu0);
   if (kvSum <= 0) throw new Error('no KV accounted');
-  return { steps, schedule: (tSchedule * 1000) / steps, rest: (tRest * 1000) / steps, overlap: (tOverlap * 1000) / steps, gc: 0, cpu: (cpu.user + cpu.system) / steps, shape };
+  return { steps, schedule: (tSchedule * 1000) / steps, rest: (tRest * 1000) / steps, overlap: (tOverlap * 1000) / steps, decode: (tDecode * 1000) / decodeSteps, prefill: ((tSchedule + tRest - tDecode) * 1000) / (steps - decodeSteps), gc: 0, cpu: (cpu.user + cpu.system) / steps, shape };
 }
 
 function median(xs: number[]): number {
@@ -147,8 +154,9 @@ async function main(): Promise<void> {
     if (rs.length === 0) continue;
     const sch = median(rs.map((r) => r.schedule)), rest = median(rs.map((r) => r.rest)), tot = median(rs.map((r) => r.schedule + r.rest));
     const gc = median(rs.map((r) => r.gc)), cpu = median(rs.map((r) => r.cpu)), ov = median(rs.map((r) => r.overlap));
+    const dec = median(rs.map((r) => r.decode)), pre = median(rs.map((r) => r.prefill));
     const best = Math.min(...rs.map((r) => r.schedule + r.rest));
-    console.log(`  ${n}: ${rs[0]!.steps} steps; host time on the step's path: median schedule ${sch.toFixed(1)} + rest ${rest.toFixed(1)} = ${tot.toFixed(1)} us/step; best run ${best.toFixed(1)} us/step; overlapped with the device ${ov.toFixed(1)} us/step; GC pauses ${gc.toFixed(1)} us/step; CPU time (all of it) ${cpu.toFixed(1)} us/step (runs: ${rs.map((r) => (r.schedule + r.rest).toFixed(1)).join(' ')})`);
+    console.log(`  ${n}: ${rs[0]!.steps} steps; host time on the step's path: median schedule ${sch.toFixed(1)} + rest ${rest.toFixed(1)} = ${tot.toFixed(1)} us/step (decode steps ${dec.toFixed(1)}, prefill steps ${pre.toFixed(0)}); best run ${best.toFixed(1)} us/step; overlapped with the device ${ov.toFixed(1)} us/step; GC pauses ${gc.toFixed(1)} us/step; CPU time (all of it) ${cpu.toFixed(1)} us/step (runs: ${rs.map((r) => (r.schedule + r.rest).toFixed(1)).join(' ')})`);
   }
   if (shapes.length === 2) console.log(`  plans: ${same ? 'the same steps (sequences, order, token counts, block-table widths) under both' : 'DIFFERENT steps under the two schedulers'}`);
 }
