@@ -44,8 +44,21 @@ export function hashBlock(prev: BlockHash | undefined, tokens: readonly number[]
   // no arrays per block (this runs once for every block any sequence fills).
   hashIds.set(tokens);
   if (prev !== undefined) hashInput.write(prev, 0, 'latin1');
-  return oneShotHash('sha256', hashInput.subarray(prev === undefined ? HASH_CHARS : 0, HASH_CHARS + bytes), 'base64');
+  return oneShotHash('sha256', hashView(prev === undefined, bytes), 'base64');
 }
+
+/** hashInput's first `HASH_CHARS + bytes` bytes, or (first) those after the previous hash's place; the last two views are kept (one block size in use). */
+function hashView(first: boolean, bytes: number): Buffer {
+  if (bytes !== viewBytes) {
+    viewBytes = bytes;
+    chainedView = hashInput.subarray(0, HASH_CHARS + bytes);
+    firstView = hashInput.subarray(HASH_CHARS, HASH_CHARS + bytes);
+  }
+  return first ? firstView : chainedView;
+}
+let viewBytes = -1;
+let chainedView: Buffer;
+let firstView: Buffer;
 
 /** A BlockHash's length: 32 bytes in base64. */
 const HASH_CHARS = 44;
@@ -174,13 +187,13 @@ export class PrefixCachingBlockManager extends BlockManager {
       this.holders.set(seqId, h);
     }
     for (let i = 0; i < needed; i++) h.table.push(this.takeFreeBlock());
-    const slots: number[] = [];
-    for (let p = len; p < len + tokens; p++) slots.push(slotOf(h.table, p, this.blockSize));
-    // Each block's fill, one add per block touched (a prefill chunk spans many tokens, few blocks).
-    const bs = this.blockSize;
+    // The new positions' slots and each block's fill, block by block (a prefill
+    // chunk spans many tokens but few blocks; a decode step, one token of one block).
+    const bs = this.blockSize, table = h.table, slots: number[] = [];
     for (let p = len, end = len + tokens; p < end; ) {
-      const next = Math.min(end, (Math.floor(p / bs) + 1) * bs);
-      this.filled[h.table[Math.floor(p / bs)]!]! += next - p;
+      const i = Math.floor(p / bs), b = table[i]!, next = Math.min(end, (i + 1) * bs);
+      for (let q = p; q < next; q++) slots.push(b * bs + (q - i * bs));
+      this.filled[b]! += next - p;
       p = next;
     }
     // A full block past the hashed ones once this step has run: hash it at the next cacheFilled().
