@@ -113,14 +113,17 @@ export class PrefixCachingBlockManager extends BlockManager {
   private liveTokens = 0;
   /**
    * Sequences given positions since the last stepDone() that complete a block
-   * past those hashed: once their step has run, those blocks have K/V to hash.
-   * Kept as appends happen so that a step visits only the sequences that filled
-   * a block (in a decode step, about one in blockSize), not all.
+   * past those hashed, as pairs (sequence id, its full blocks once the step has
+   * run): then those blocks have K/V to hash. Kept as appends happen so that a
+   * step visits only the sequences that filled a block (in a decode step, about
+   * one in blockSize), not all.
    */
   private readonly filling: number[] = [];
   /**
    * Sequences whose finished steps filled blocks not yet filed in the hash
-   * table, in the order they filled them. Filing waits for the first thing that
+   * table, in the order they filled them, as filling's pairs (each filed up to
+   * the blocks its step completed, not further: a later step's blocks wait for
+   * their own turn, as they would have). Filing waits for the first thing that
    * reads the table (a lookup, an admission, a free, an eviction, stats, audit)
    * or for cacheFilled(): the table is the same at every read as if each step's
    * blocks were filed when the step ended, and a decode step with nobody
@@ -197,7 +200,8 @@ export class PrefixCachingBlockManager extends BlockManager {
       p = next;
     }
     // A full block past the hashed ones once this step has run: hash it at the next cacheFilled().
-    if (h.seq && Math.floor((len + tokens) / bs) > h.registered) this.filling.push(seqId);
+    const full = Math.floor((len + tokens) / bs);
+    if (h.seq && full > h.registered) this.filling.push(seqId, full);
     h.length = len + tokens;
     this.liveTokens += tokens;
     return slots;
@@ -332,9 +336,10 @@ export class PrefixCachingBlockManager extends BlockManager {
     if (h) this.fileFilledBlocks(h);
   }
 
-  private fileFilledBlocks(h: Holder): void {
+  /** Files a holder's computed full blocks past those already filed, the first `upTo` at most. */
+  private fileFilledBlocks(h: Holder, upTo = Infinity): void {
     if (!h.seq) return;
-    const full = Math.floor(Math.min(h.seq.cachedTokens, h.length) / this.blockSize);
+    const full = Math.min(upTo, Math.floor(Math.min(h.seq.cachedTokens, h.length) / this.blockSize));
     if (full <= h.registered) return;
     const chain = this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), full);
     for (let i = h.registered; i < full; i++) {
@@ -363,9 +368,9 @@ export class PrefixCachingBlockManager extends BlockManager {
     const f = this.toFile;
     if (f.length === 0) return;
     this.toFile = [];
-    for (let i = 0; i < f.length; i++) {
+    for (let i = 0; i < f.length; i += 2) {
       const h = this.holders.get(f[i]!);
-      if (h) this.fileFilledBlocks(h);
+      if (h) this.fileFilledBlocks(h, f[i + 1]!);
     }
   }
 
@@ -380,9 +385,9 @@ export class PrefixCachingBlockManager extends BlockManager {
    */
   hashAhead(waiting: readonly Sequence[], tokenBudget: number): void {
     const f = this.filling, bs = this.blockSize;
-    for (let i = 0; i < f.length; i++) {
+    for (let i = 0; i < f.length; i += 2) {
       const h = this.holders.get(f[i]!);
-      if (h?.seq) this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), Math.floor(Math.min(h.length, h.seq.length) / bs));
+      if (h?.seq) this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), Math.min(f[i + 1]!, Math.floor(h.seq.length / bs)));
     }
     let left = tokenBudget;
     for (let i = 0; i < waiting.length && left > 0; i++) {

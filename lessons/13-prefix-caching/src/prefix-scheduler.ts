@@ -8,11 +8,16 @@
 //
 // Two more things make a shared prefix pay off:
 //   - the blocks each sequence filled during the last step (prompt chunks and
-//     decoded tokens alike) are hashed at the start of the next, once their K/V
-//     is computed, so a request that arrives later finds them;
+//     decoded tokens alike) become findable once their K/V is computed, so a
+//     request that arrives later finds them (they are hashed while the device
+//     computes the step, and filed in the table before the next lookup);
 //   - a waiting sequence whose next uncached block is being computed in this
 //     very step by a sequence admitted before it waits one step and then finds
 //     it cached, instead of computing the same 1,024 tokens again beside it.
+//
+// The host cost of a step stays lesson 08's: a decode step visits only the
+// sequences that filled a block, and the sha256 work runs in overlap(), which
+// the engine calls while the device computes (scheduler-bench.ts measures it).
 //
 // Preemption, abort and finish go through lesson 08's paths: they free the
 // sequence's blocks, and the manager keeps the hashed ones cached, so a
