@@ -105,8 +105,8 @@ export class PrefixCachingBlockManager extends BlockManager {
   private readonly blockOfHash = new Map<BlockHash, number>();
   /** Free blocks with no hash: handed out first (last in, first out, as lesson 06). */
   private readonly uncached: number[];
-  /** Hashed blocks nobody holds, least recently released first (a Set keeps insertion order). */
-  private readonly evictable = new Set<number>();
+  /** Hashed blocks nobody holds, least recently released first. */
+  private readonly evictable: BlockQueue;
   private readonly holders = new Map<number, Holder>();
   /** Each sequence's chain of full-block hashes, computed once, extended as its outputs fill blocks. */
   private readonly chains = new WeakMap<Sequence, BlockHash[]>();
@@ -143,6 +143,7 @@ export class PrefixCachingBlockManager extends BlockManager {
     this.hashOfBlock = new Array<BlockHash | undefined>(numBlocks).fill(undefined);
     this.uncached = Array.from({ length: numBlocks }, (_, i) => numBlocks - 1 - i);
     this.scratch = new Int32Array(blockSize);
+    this.evictable = new BlockQueue(numBlocks);
   }
 
   // ------------------------------------------------ lesson 06's interface, over shared blocks
@@ -486,9 +487,9 @@ export class PrefixCachingBlockManager extends BlockManager {
     let b = this.uncached.pop();
     if (b === undefined) {
       this.cacheFilled(); // an eviction reads the table
-      const oldest = this.evictable.values().next();
-      if (oldest.done) throw new OutOfBlocksError(1, 0, this.numBlocks);
-      b = oldest.value;
+      const oldest = this.evictable.oldest();
+      if (oldest === undefined) throw new OutOfBlocksError(1, 0, this.numBlocks);
+      b = oldest;
       this.evictable.delete(b);
       this.blockOfHash.delete(this.hashOfBlock[b]!);
       this.hashOfBlock[b] = undefined;
@@ -497,5 +498,71 @@ export class PrefixCachingBlockManager extends BlockManager {
     }
     this.refs[b] = 1;
     return b;
+  }
+}
+
+/**
+ * Blocks in the order they were added, as a doubly linked list threaded through
+ * two arrays indexed by block: add, delete and the oldest are O(1) with no
+ * allocation and no hashing (a Set did the same with a hash table that grows to
+ * every cached block; about 70 blocks join it each time a sequence finishes).
+ */
+class BlockQueue {
+  /** prev/next of block b; numBlocks is the list's head-and-tail sentinel, -1 marks a block not listed. */
+  private readonly prev: Int32Array;
+  private readonly next: Int32Array;
+  private readonly end: number;
+  size = 0;
+
+  constructor(numBlocks: number) {
+    this.prev = new Int32Array(numBlocks + 1).fill(-1);
+    this.next = new Int32Array(numBlocks + 1).fill(-1);
+    this.end = numBlocks;
+    this.prev[this.end] = this.next[this.end] = this.end;
+  }
+
+  has(b: number): boolean {
+    return b !== this.end && this.next[b] !== -1;
+  }
+
+  /** Appends b (the newest); a no-op when it is listed already, as Set.add. */
+  add(b: number): void {
+    if (this.has(b)) return;
+    const last = this.prev[this.end]!;
+    this.next[last] = b;
+    this.prev[b] = last;
+    this.next[b] = this.end;
+    this.prev[this.end] = b;
+    this.size++;
+  }
+
+  delete(b: number): boolean {
+    if (!this.has(b)) return false;
+    const p = this.prev[b]!, n = this.next[b]!;
+    this.next[p] = n;
+    this.prev[n] = p;
+    this.prev[b] = this.next[b] = -1;
+    this.size--;
+    return true;
+  }
+
+  /** The block listed longest, or undefined when none is. */
+  oldest(): number | undefined {
+    const b = this.next[this.end]!;
+    return b === this.end ? undefined : b;
+  }
+
+  clear(): void {
+    for (let b = this.next[this.end]!; b !== this.end; ) {
+      const n = this.next[b]!;
+      this.prev[b] = this.next[b] = -1;
+      b = n;
+    }
+    this.prev[this.end] = this.next[this.end] = this.end;
+    this.size = 0;
+  }
+
+  *[Symbol.iterator](): IterableIterator<number> {
+    for (let b = this.next[this.end]!; b !== this.end; b = this.next[b]!) yield b;
   }
 }
