@@ -124,12 +124,15 @@ export class PrefixCachingBlockManager extends BlockManager {
    * table, in the order they filled them, as filling's pairs (each filed up to
    * the blocks its step completed, not further: a later step's blocks wait for
    * their own turn, as they would have). Filing waits for the first thing that
-   * reads the table (a lookup, an admission, a free, an eviction, stats, audit)
-   * or for cacheFilled(): the table is the same at every read as if each step's
-   * blocks were filed when the step ended, and a decode step with nobody
-   * waiting does the filing while the device computes (Scheduler.overlap).
+   * reads what it would change (a lookup that could find one of these blocks, a
+   * free, an eviction, stats, audit) or for cacheFilled(): the table reads the
+   * same everywhere as if each step's blocks were filed when the step ended,
+   * and a step that reads none of it does the filing while the device computes
+   * (Scheduler.overlap).
    */
   private toFile: number[] = [];
+  /** The first-block hashes of toFile's sequences (built when a lookup asks, dropped when toFile changes). */
+  private toFileFirsts: Set<BlockHash> | undefined;
   /** Blocks that start two or more holders' tables: while none does, no two sequences share a first block. */
   private sharedFirst = 0;
   /** One block's token ids, as hashed (reused: hashing ~20,000 blocks a run should not allocate 20,000 arrays). */
@@ -270,9 +273,9 @@ export class PrefixCachingBlockManager extends BlockManager {
    * sequence reads; vLLM makes the same choice). Claims nothing: see admit.
    */
   lookup(seq: Sequence): CachedPrefix {
-    this.cacheFilled();
     const limit = Math.floor((seq.length - 1) / this.blockSize);
     const chain = this.chain(seq, limit);
+    if (chain.length > 0 && this.fillingMayMatch(chain[0]!)) this.cacheFilled();
     const blocks: number[] = [];
     let revived = 0;
     for (const hash of chain) {
@@ -297,7 +300,8 @@ export class PrefixCachingBlockManager extends BlockManager {
    */
   admit(seq: Sequence, prefix: CachedPrefix, newTokens: number): number[] {
     if (this.holders.has(seq.id)) throw new Error(`PrefixCachingBlockManager.admit: sequence ${seq.id} already holds blocks`);
-    this.cacheFilled();
+    // No filing first: filing gives hashes only to blocks that have none, so the
+    // prefix's blocks (found in the table) read the same either way.
     const chain = this.chain(seq, prefix.blocks.length);
     prefix.blocks.forEach((b, i) => {
       if (this.hashOfBlock[b] !== chain[i]) throw new Error(`PrefixCachingBlockManager.admit: block ${b} no longer holds sequence ${seq.id}'s block ${i} (evicted since the lookup)`);
@@ -360,6 +364,7 @@ export class PrefixCachingBlockManager extends BlockManager {
   stepDone(): void {
     const f = this.filling;
     for (let i = 0; i < f.length; i++) this.toFile.push(f[i]!);
+    if (f.length > 0) this.toFileFirsts = undefined;
     f.length = 0;
     if (this.toFile.length > 4 * this.numBlocks) this.cacheFilled(); // nothing has read the table for a long time: keep the list bounded
   }
@@ -369,10 +374,33 @@ export class PrefixCachingBlockManager extends BlockManager {
     const f = this.toFile;
     if (f.length === 0) return;
     this.toFile = [];
+    this.toFileFirsts = undefined;
     for (let i = 0; i < f.length; i += 2) {
       const h = this.holders.get(f[i]!);
       if (h) this.fileFilledBlocks(h, f[i + 1]!);
     }
+  }
+
+  /**
+   * Whether filing the blocks waiting in toFile could change what a lookup
+   * whose chain starts with `first` finds. A chained hash names its whole
+   * prefix, so a block can lie on that chain only if its sequence's first block
+   * has the same hash: with no shared first block (the throughput workload),
+   * a prefill step's lookups leave the filing of the last step's thousand-odd
+   * prompt blocks to overlap().
+   */
+  private fillingMayMatch(first: BlockHash): boolean {
+    const f = this.toFile;
+    if (f.length === 0) return false;
+    if (!this.toFileFirsts) {
+      const firsts = new Set<BlockHash>();
+      for (let i = 0; i < f.length; i += 2) {
+        const h = this.holders.get(f[i]!);
+        if (h?.seq && h.seq.length >= this.blockSize) firsts.add(this.extendChain(h.seq, (h.chain ??= this.chainOf(h.seq)), 1)[0]!);
+      }
+      this.toFileFirsts = firsts;
+    }
+    return this.toFileFirsts.has(first);
   }
 
   /**
