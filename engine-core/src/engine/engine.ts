@@ -208,6 +208,7 @@ export class Engine {
     const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
     let result: SampleResult;
     try {
+      scheduler.overlap?.(); // host work that hides behind the queued forward
       result = sampled.length ? sampler.sample(logits, sampled) : { tokens: [] }; // reads the ids back: the step is complete after this
     } finally {
       logits.dispose();

@@ -57,6 +57,14 @@ export interface Scheduler {
    * a timed run starts cold and its repeats measure the same thing. Call it with nothing pending.
    */
   dropCache?(): void;
+  /**
+   * Work that may run while the device computes the step just scheduled: the
+   * engine calls it after the runner has queued the step's forward and before
+   * the sampler waits for it, so on a GPU its host time hides behind the
+   * forward's. It must not change what the next schedule() decides (lesson 13
+   * hashes the blocks this step fills, which only fills a cache).
+   */
+  overlap?(): void;
 }
 
 export interface SchedulerStats {

@@ -8,11 +8,16 @@
 //
 // Two more things make a shared prefix pay off:
 //   - the blocks each sequence filled during the last step (prompt chunks and
-//     decoded tokens alike) are hashed at the start of the next, once their K/V
-//     is computed, so a request that arrives later finds them;
+//     decoded tokens alike) become findable once their K/V is computed, so a
+//     request that arrives later finds them (they are hashed while the device
+//     computes the step, and filed in the table before the next lookup);
 //   - a waiting sequence whose next uncached block is being computed in this
 //     very step by a sequence admitted before it waits one step and then finds
 //     it cached, instead of computing the same 1,024 tokens again beside it.
+//
+// The host cost of a step stays lesson 08's: a decode step visits only the
+// sequences that filled a block, and the sha256 work runs in overlap(), which
+// the engine calls while the device computes (scheduler-bench.ts measures it).
 //
 // Preemption, abort and finish go through lesson 08's paths: they free the
 // sequence's blocks, and the manager keeps the hashed ones cached, so a
@@ -42,18 +47,28 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
    */
   protected override prefillStep(): StepPlan | undefined {
     const cache = this.cache;
-    // The last step's K/V is computed now: its filled blocks become findable.
-    for (const seq of this.running) cache.cacheFilledBlocks(seq.id);
+    // The last step's K/V is computed now: the blocks it filled become findable
+    // (filed in the table before the first lookup, or during this step's overlap).
+    // The manager noted which sequences filled one (in a decode step, about one
+    // in blockSize of them), so only those are visited.
+    cache.stepDone();
+    // A decode step's usual case: nothing waits and nothing is part-way through a prefill.
+    if (this.waiting.length === 0 && !anyNeedsPrefill(this.running)) return undefined;
     const sequences: Sequence[] = [];
     const newTokens: number[] = [];
     let budget = this.limits.maxNumBatchedTokens;
-    /** Hashes of the full blocks this step computes. */
-    const inFlight = new Set<BlockHash>();
+    /** The full blocks this step computes: blocks [from, to) of each taken sequence's hash chain. */
+    const computed: { chain: readonly BlockHash[]; from: number; to: number }[] = [];
     const computes = (seq: Sequence, from: number, n: number) => {
       const bs = cache.blockSize;
       const chain = cache.chain(seq, Math.floor((from + n) / bs));
-      for (let b = Math.floor(from / bs); b < chain.length; b++) inFlight.add(chain[b]!);
+      const first = Math.floor(from / bs);
+      if (chain.length > first) computed.push({ chain, from: first, to: chain.length });
     };
+    // A chained hash fixes its block's index (it hashes every block before it), so
+    // only the taken sequences that compute block `index` are compared: no set of
+    // every hash the step computes (a prefill step computes up to a thousand blocks).
+    const inFlight = (hash: BlockHash, index: number) => computed.some((c) => c.from <= index && index < c.to && c.chain[index] === hash);
     const take = (seq: Sequence, n: number) => {
       computes(seq, seq.cachedTokens, n);
       sequences.push(seq);
@@ -76,7 +91,7 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
     for (const seq of blocked ? [] : [...this.waiting]) {
       if (room <= 0 || sequences.length >= this.limits.maxNumSeqs) break;
       const prefix = cache.lookup(seq);
-      if (prefix.next !== undefined && inFlight.has(prefix.next)) continue; // computed by another this step: found cached next step
+      if (prefix.next !== undefined && inFlight(prefix.next, prefix.blocks.length)) continue; // computed by another this step: found cached next step
       const n = chunk(seq.length - prefix.tokens);
       if (n === 0 || !cache.canAdmit(prefix, n)) break;
       cache.admit(seq, prefix, n);
@@ -99,7 +114,8 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
    */
   override schedule(): (StepPlan & { preempted?: Sequence[] }) | undefined {
     const plan = super.schedule();
-    if (plan?.phase === 'decode' && plan.blockTables && sharesAFirstBlock(plan.blockTables)) {
+    // Without a block that starts two tables (the manager counts them), no two sequences share a first block.
+    if (plan?.phase === 'decode' && plan.blockTables && this.cache.sharesFirstBlocks && sharesAFirstBlock(plan.blockTables)) {
       const tables = plan.blockTables;
       const order = plan.sequences.map((_, i) => i).sort((a, b) => (tables[a]![0] ?? -1) - (tables[b]![0] ?? -1) || a - b);
       plan.sequences = order.map((i) => plan.sequences[i]!);
@@ -107,6 +123,18 @@ export class PrefixCachingScheduler extends ContinuousBatchingScheduler {
       plan.blockTables = order.map((i) => tables[i]!);
     }
     return plan;
+  }
+
+  /**
+   * While the device runs the step: files the last step's blocks in the table
+   * (unless a lookup already did), then hashes the blocks this step fills and
+   * the prompts the next step may look up (sha256 per block, the one costly
+   * part of prefix caching on the host), so that a decode step's schedule()
+   * neither hashes nor files anything.
+   */
+  overlap(): void {
+    this.cache.cacheFilled();
+    this.cache.hashAhead(this.waiting, this.limits.maxNumBatchedTokens);
   }
 
   /** Empties the cache between timed runs (the harness asks, so repeats start cold). */
@@ -129,5 +157,10 @@ function sharesAFirstBlock(tables: readonly (readonly number[])[]): boolean {
     if (seen.has(b)) return true;
     seen.add(b);
   }
+  return false;
+}
+
+function anyNeedsPrefill(seqs: readonly Sequence[]): boolean {
+  for (let i = 0; i < seqs.length; i++) if (needsPrefill(seqs[i]!)) return true;
   return false;
 }
