@@ -188,6 +188,13 @@ export class Engine {
     const t0 = performance.now();
     const logits = runner.run(plan); // returns with the forward queued on the device
     this.inFlight = true;
+    try {
+      scheduler.overlap?.(); // host work that hides behind the queued forward (stepAsync: before its wait)
+    } catch (e) {
+      logits.dispose();
+      this.inFlight = false;
+      throw e;
+    }
     return { plan, preempted, logits, t0, t1: performance.now() };
   }
 
@@ -208,7 +215,6 @@ export class Engine {
     const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
     let result: SampleResult;
     try {
-      scheduler.overlap?.(); // host work that hides behind the queued forward
       result = sampled.length ? sampler.sample(logits, sampled) : { tokens: [] }; // reads the ids back: the step is complete after this
     } finally {
       logits.dispose();
