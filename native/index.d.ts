@@ -140,6 +140,19 @@ export interface FlashDecodePlan {
 /** How flashDecode splits the contexts on `device` (from host-known bounds only) and the workspace it needs. */
 export declare function flashDecodePlan(device: number, version: number, splits: number, numSeqs: number, numTokens: number,
   qHeads: number, kvHeads: number, headDim: number, maxQLen: number, maxContextLen: number): FlashDecodePlan;
+/**
+ * Lesson 13's cascade decode of a decode step (maxQLen <= 1): the splits that groups of adjacent
+ * sequences hold in the same blocks read once per group, the rest per sequence, partials combined.
+ * CUDA needs the trailing workspace of flashCascadePlan's workspaceBytes. Returns the keys the CPU
+ * reference read per KV head (the plain decode: sum of the context lengths); -1 on CUDA.
+ */
+export declare function flashCascadeDecode(dtype: number, numSeqs: number, numTokens: number, qHeads: number,
+  kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number,
+  maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, workspace?: S, workspaceOff?: O): number;
+/** The cascade decode's splits (of `partition` keys) and the float32 workspace it needs (from host-known bounds). */
+export declare function flashCascadePlan(numSeqs: number, numTokens: number, qHeads: number, kvHeads: number, headDim: number,
+  maxContextLen: number): FlashDecodePlan;
 /** One draw per f32 logits row from softmax(x / temperature) at the given uniform numbers (temperature 0: argmax). */
 export declare function sampleRows(rows: number, n: number, logits: S, logitsOff: O, temperature: S, tOff: O,
   uniform: S, uOff: O, out: S, outOff: O): void;

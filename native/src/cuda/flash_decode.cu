@@ -45,7 +45,7 @@ template <class T>
 __device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token, int64_t head, int d, float o, float m,
                                                 float l) {
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-  if (k.splits == 1) {
+  if (k.ws_lse == nullptr) {  // one split (the cascade decode always writes partials)
     stg(static_cast<T*>(k.out) + (token * k.Hq + head) * k.D + d, from_f<T>(o * inv));
   } else {
     const int64_t row = (k.split * k.num_tokens + token) * k.Hq + head;
@@ -212,6 +212,58 @@ __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttenti
   }
 }
 
+// ------------------------------------------------------------------ lesson 13: the cascade's group rule
+// flash.h's rule (cascade_leader, cascade_in_group, cascade_covered) with loads from the device's
+// metadata; every thread of a warp computes the same answer, so callers stay convergent.
+
+__device__ __forceinline__ int32_t first_block(const PagedAttentionArgs& a, int64_t b) {
+  return ldg(a.block_tables + b * a.max_blocks_per_seq);
+}
+__device__ __forceinline__ int64_t queries_of(const PagedAttentionArgs& a, int64_t b) {
+  return int64_t(ldg(a.cu_seqlens_q + b + 1)) - ldg(a.cu_seqlens_q + b);
+}
+__device__ __forceinline__ float warp_min(float v) { return -warp_max(-v); }
+
+// The leader of b's run: the lanes look at 32 earlier sequences at a time for one whose first
+// block differs (indices travel as floats through the shuffles: exact below 2^24).
+__device__ int64_t cascade_leader_dev(const PagedAttentionArgs& a, int64_t b) {
+  const int lane = int(threadIdx.x) % 32;
+  const int32_t f = first_block(a, b);
+  for (int64_t base = b - 1;; base -= 32) {
+    const int64_t y = base - lane;
+    const float v = y < 0 ? -1.0f : first_block(a, y) != f ? float(y) : -2.0f;
+    const float m = warp_max(v);  // the nearest differing sequence, -1 past the first, -2 none yet
+    if (m >= -1.0f) return int64_t(m) + 1;
+  }
+}
+// One past the last sequence of the run that starts at leader L.
+__device__ int64_t cascade_run_end_dev(const PagedAttentionArgs& a, int64_t L) {
+  const int lane = int(threadIdx.x) % 32;
+  const int32_t f = first_block(a, L);
+  for (int64_t base = L + 1;; base += 32) {
+    const int64_t y = base + lane;
+    const float v = y >= a.num_seqs ? float(a.num_seqs) : first_block(a, y) != f ? float(y) : 3.0e7f;
+    const float m = warp_min(v);
+    if (m < 3.0e7f) return int64_t(m);
+  }
+}
+__device__ bool cascade_covered_dev(const PagedAttentionArgs& a, int64_t L, int64_t x, int64_t split, int64_t partition) {
+  const int64_t begin = split * partition, end = begin + partition;
+  if (queries_of(a, L) != 1 || queries_of(a, x) != 1 || ldg(a.context_lens + L) < end || ldg(a.context_lens + x) < end)
+    return false;
+  for (int64_t j = begin / a.block_size; j <= (end - 1) / a.block_size; ++j)
+    if (ldg(a.block_tables + L * a.max_blocks_per_seq + j) != ldg(a.block_tables + x * a.max_blocks_per_seq + j)) return false;
+  return true;
+}
+// Whether the cascade's group kernel computes split `split` of sequence b (decode v3 then skips it).
+__device__ bool cascade_split_shared(const PagedAttentionArgs& a, int64_t b, int64_t split, int64_t partition) {
+  if (queries_of(a, b) != 1 || ldg(a.context_lens + b) < (split + 1) * partition) return false;  // cheap exits first
+  const int32_t f = first_block(a, b);
+  const int64_t L = cascade_leader_dev(a, b);
+  if (L == b && !(b + 1 < a.num_seqs && first_block(a, b + 1) == f)) return false;  // a run of one
+  return cascade_covered_dev(a, L, b, split, partition);
+}
+
 // ------------------------------------------------------------------ v3: tensor cores
 
 template <int D> struct MmaShape {
@@ -229,7 +281,7 @@ template <int D> struct MmaShape {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
-                                                                 int64_t splits, float* ws_o, float* ws_lse) {
+                                                                 int64_t splits, float* ws_o, float* ws_lse, int cascade) {
   using Sh = MmaShape<D>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
@@ -243,6 +295,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   if (R > kMmaRows) R = kMmaRows;
   const int64_t k_begin = split * partition;
   if (R <= 0 || k_begin >= ctx) return;
+  if (cascade && cascade_split_shared(a, b, split, partition)) return;  // the group's block writes this split
   const int64_t k_end = ctx < k_begin + partition ? ctx : k_begin + partition;
   const int n_tiles = int((k_end - k_begin + kTile - 1) / kTile);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
@@ -379,6 +432,173 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   }
 }
 
+// ------------------------------------------------------------------ lesson 13: the shared-prefix kernel
+
+// The group kernel's layout: Q of 64 rows (4 warps x 16), K/V tiles of 64 keys in a 2-buffer
+// ring, which members of the current chunk the split covers.
+template <int D> struct CascadeShape {
+  static constexpr int S = MmaShape<D>::S;
+  static constexpr int ROWS = int(aios::flash::kCascadeRows);
+  static constexpr size_t smem = 2 * (size_t(ROWS) * S + 2 * 2 * size_t(kTile) * S) + sizeof(int) * ROWS;
+};
+
+// One block per (split, KV head, sequence); only a group's leader works. It reads the split's
+// keys through the leader's block table once per chunk of 64 query rows (32 members with
+// Qwen3-0.6B's 2 query heads per KV head: one chunk) and writes each covered member's
+// partial output and log-sum-exp for this split. Each warp owns 16 rows over all 64 keys of a
+// tile, so no merge between warps is needed; a covered split lies before every query, so no
+// key is masked.
+template <class T, int D>
+__global__ void __launch_bounds__(kDecThreads) cascade_prefix_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
+                                                                     int64_t splits, float* ws_o, float* ws_lse) {
+  using Sh = MmaShape<D>;
+  constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS;
+  constexpr int ROWS = CascadeShape<D>::ROWS;
+  T* Qs = reinterpret_cast<T*>(smem_base());                 // [ROWS][S]
+  T* KVs = Qs + ROWS * S;                                     // [2 stages][K, V][kTile][S]
+  int* covered_s = reinterpret_cast<int*>(KVs + 2 * 2 * kTile * S);  // [ROWS] members of the chunk
+
+  const int64_t L = blockIdx.z, split = blockIdx.x, kvh = blockIdx.y, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
+  const int64_t k_begin = split * partition;
+  // Leaders of runs of two or more whose own context covers the split; everyone else exits.
+  if (queries_of(a, L) != 1 || ldg(a.context_lens + L) < k_begin + partition) return;
+  const int32_t f = first_block(a, L);
+  if (L > 0 && first_block(a, L - 1) == f) return;
+  if (L + 1 >= a.num_seqs || first_block(a, L + 1) != f) return;
+  const int64_t run_end = cascade_run_end_dev(a, L);
+  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int n_tiles = int(partition / kTile);
+  const int32_t* table = a.block_tables + L * a.max_blocks_per_seq;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  const T* q = static_cast<const T*>(a.q);
+  const T* kc = static_cast<const T*>(a.k_cache);
+  const T* vc = static_cast<const T*>(a.v_cache);
+  const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+  auto load_tile = [&](int tile) {
+    T* Kd = KVs + (tile % 2) * 2 * kTile * S;
+    T* Vd = Kd + kTile * S;
+#pragma unroll
+    for (int i = 0; i < LOADS; ++i) {
+      const int row = ld_row + i * ROW_STEP;
+      const int64_t key = k_begin + int64_t(tile) * kTile + row;
+      const int64_t off = (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + ld_col;
+      cp_async16(Kd + row * S + ld_col, kc + off, true);
+      cp_async16(Vd + row * S + ld_col, vc + off, true);
+    }
+  };
+  const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, split, splits};
+  const int64_t per_chunk = ROWS / group;
+
+  for (int64_t c0 = L; c0 < run_end; c0 += per_chunk) {
+    const int64_t members = run_end - c0 < per_chunk ? run_end - c0 : per_chunk, rows = members * group;
+    if (tid < members) covered_s[tid] = cascade_covered_dev(a, L, c0 + tid, split, partition) ? 1 : 0;
+    __syncthreads();
+    bool any = false;
+    for (int i = 0; i < members; ++i) any = any || covered_s[i] != 0;
+    if (any) {  // the same answer in every thread
+      for (int i = tid; i < ROWS * CHUNKS; i += kDecThreads) {
+        const int row = i / CHUNKS, col = (i % CHUNKS) * 8;
+        const bool valid = row < rows && covered_s[row / group] != 0;
+        const T* src = valid ? q + (int64_t(ldg(a.cu_seqlens_q + c0 + row / group)) * Hq + kvh * group + row % group) * D + col : q;
+        cp_async16(Qs + row * S + col, src, valid);  // rows of no covered member are zeros
+      }
+      load_tile(0);
+      cp_async_commit();
+
+      uint32_t qf[D / 16][4];
+      float o[D / 8][4];
+#pragma unroll
+      for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+      float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};  // rows g and g+8 of this warp
+      for (int t = 0; t < n_tiles; ++t) {
+        cp_async_wait<0>();
+        __syncthreads();  // tile t (and Q) landed for every thread; every warp is done with tile t-1's buffer
+        if (t == 0)
+#pragma unroll
+          for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * S + ks * 16 + (lane >> 4) * 8);
+        if (t + 1 < n_tiles) load_tile(t + 1);  // overlaps this tile's math
+        cp_async_commit();
+
+        const T* Ks = KVs + (t % 2) * 2 * kTile * S;
+        const T* Vs = Ks + kTile * S;
+        float s[kTile / 8][4];
+#pragma unroll
+        for (int nt = 0; nt < kTile / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+          for (int ks = 0; ks < D / 16; ++ks) {
+            uint32_t kf[4];
+            ldmatrix_x4(kf, Ks + (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8);
+            mma_16816<T>(s[2 * kk], qf[ks], kf[0], kf[1]);
+            mma_16816<T>(s[2 * kk + 1], qf[ks], kf[2], kf[3]);
+          }
+        float alpha[2];
+#pragma unroll
+        for (int h2 = 0; h2 < 2; ++h2) {
+          float mx = kNegInf;
+#pragma unroll
+          for (int nt = 0; nt < kTile / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float& v = s[nt][2 * h2 + e];
+              v *= scale_log2;
+              mx = fmaxf(mx, v);
+            }
+          mx = quad_max(mx);
+          const float m_new = fmaxf(m_run[h2], mx);
+          const float m_use = m_new == kNegInf ? 0.0f : m_new;
+          alpha[h2] = exp2_fast(m_run[h2] - m_use);
+          m_run[h2] = m_new;
+          float psum = 0.0f;
+#pragma unroll
+          for (int nt = 0; nt < kTile / 8; ++nt)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float& v = s[nt][2 * h2 + e];
+              v = exp2_fast(v - m_use);
+              psum += v;
+            }
+          l_run[h2] = l_run[h2] * alpha[h2] + psum;
+        }
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) {
+          o[i][0] *= alpha[0];
+          o[i][1] *= alpha[0];
+          o[i][2] *= alpha[1];
+          o[i][3] *= alpha[1];
+        }
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk) {
+          const uint32_t pf[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                                  pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+          for (int dp = 0; dp < D / 16; ++dp) {
+            uint32_t vf[4];
+            ldmatrix_x4_trans(vf, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8);
+            mma_16816<T>(o[2 * dp], pf, vf[0], vf[1]);
+            mma_16816<T>(o[2 * dp + 1], pf, vf[2], vf[3]);
+          }
+        }
+      }
+#pragma unroll
+      for (int h2 = 0; h2 < 2; ++h2) {
+        const float l = quad_sum(l_run[h2]);
+        const int row = warp * 16 + g + 8 * h2;
+        if (row < rows && covered_s[row / group] != 0) {
+          const int64_t token = ldg(a.cu_seqlens_q + c0 + row / group), head = kvh * group + row % group;
+#pragma unroll
+          for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) write_row_value<T>(sink, token, head, i * 8 + 2 * t4 + e, o[i][2 * h2 + e], m_run[h2], l);
+        }
+      }
+    }
+    cp_async_wait<0>();
+    __syncthreads();  // the next chunk rewrites Q, the tiles and covered_s
+  }
+}
+
 // ------------------------------------------------------------------ combine
 
 // One warp per (query token, query head): the splits' outputs weighted by
@@ -458,7 +678,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
       if (version == 3) {
         if constexpr (!std::is_same_v<T, float> && D <= 128)
           launch(decode_mma_kernel<T, D>, grid, dim3(kDecThreads), MmaShape<D>::smem, st, "flash_decode v3", a, scale_log2,
-                 plan.partition, plan.splits, ws_o, ws_lse);
+                 plan.partition, plan.splits, ws_o, ws_lse, 0);
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
                version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
@@ -467,6 +687,41 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
         const dim3 cgrid(unsigned((a.q_heads + 3) / 4), unsigned(a.max_q_len), unsigned(a.num_seqs));
         launch(combine_kernel<T, D>, cgrid, dim3(kDecThreads), 0, st, "flash_decode combine", a, plan.partition, plan.splits,
                static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
+      }
+    });
+  });
+}
+
+// Lesson 13: the group kernel for the shared splits, decode v3 for the rest (skipping the shared
+// ones), the combine over every split. Launch shapes depend only on the host-known bounds.
+void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const aios::flash::DecodePlan& plan, void* workspace,
+                          int64_t workspace_bytes) {
+  using namespace flash;
+  const std::string why = aios::flash::cascade_unsupported(a);
+  if (!why.empty()) throw Error("flash_cascade_decode: " + why);
+  if (a.num_seqs == 0 || a.num_tokens == 0 || a.max_q_len == 0) return;
+  if (plan.partition != aios::flash::kCascadePartition || plan.splits < 1)
+    throw Error("flash_cascade_decode: the plan is not a cascade plan (aios::flash::cascade_plan)");
+  if (!workspace || workspace_bytes < plan.workspace_bytes)
+    throw Error("flash_cascade_decode: needs a workspace of " + std::to_string(plan.workspace_bytes) + " bytes, got " +
+                std::to_string(workspace ? workspace_bytes : 0));
+  if (a.num_seqs > 65535) throw Error("flash_cascade_decode: more than 65535 sequences in one launch");
+  float* ws_o = static_cast<float*>(workspace);
+  float* ws_lse = ws_o + plan.splits * a.num_tokens * a.q_heads * a.head_dim;
+  const float scale_log2 = a.scale * kLog2e;
+  const dim3 grid(unsigned(plan.splits), unsigned(a.kv_heads), unsigned(a.num_seqs));
+  dispatch_half(a.dt, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_dim(a.head_dim, [&](auto dim) {
+      constexpr int D = decltype(dim)::value;
+      if constexpr (D <= 128) {
+        launch(cascade_prefix_kernel<T, D>, grid, dim3(kDecThreads), CascadeShape<D>::smem, st, "flash_cascade_decode shared",
+               a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
+        launch(decode_mma_kernel<T, D>, grid, dim3(kDecThreads), MmaShape<D>::smem, st, "flash_cascade_decode own", a, scale_log2,
+               plan.partition, plan.splits, ws_o, ws_lse, 1);
+        const dim3 cgrid(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs));
+        launch(combine_kernel<T, D>, cgrid, dim3(kDecThreads), 0, st, "flash_cascade_decode combine", a, plan.partition,
+               plan.splits, static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
       }
     });
   });
