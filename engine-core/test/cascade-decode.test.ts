@@ -106,10 +106,11 @@ describe('lesson 13 flashCascadeDecode names what is wrong', () => {
     const ws = Tensor.empty([16], { dtype: 'i32', device: 'cpu' });
     expect(() => ops.flashCascadeDecode(t.q, t.k, t.v, t.meta, undefined, { workspace: ws })).toThrow(/workspace must be f32, got i32/);
     ws.dispose();
-    expect(() => ops.flashCascadePlan({ numSeqs: 2, numTokens: -1, qHeads: 2, kvHeads: 1, headDim: 64, maxContextLen: 50 })).toThrow(/numTokens must be a non-negative integer/);
+    expect(() => ops.flashCascadePlan({ device: 'cpu', numSeqs: 2, numTokens: -1, qHeads: 2, kvHeads: 1, headDim: 64, maxContextLen: 50 })).toThrow(/numTokens must be a non-negative integer/);
   });
-  it('the plan: 256-key splits over the longest context, a workspace for every split', () => {
-    const p = ops.flashCascadePlan({ numSeqs: 256, numTokens: 256, qHeads: 16, kvHeads: 8, headDim: 128, maxContextLen: 1300 });
-    expect(p).toEqual({ splits: 6, partition: 256, workspaceBytes: 6 * 256 * 16 * 129 * 4 });
+  it('the plan: 256-key shared splits over the longest context; the CPU needs no workspace', () => {
+    const p = ops.flashCascadePlan({ device: 'cpu', numSeqs: 256, numTokens: 256, qHeads: 16, kvHeads: 8, headDim: 128, maxContextLen: 1300 });
+    expect(p.sharedSplits).toBe(6);
+    expect(p.workspaceBytes).toBe(0);
   });
 });

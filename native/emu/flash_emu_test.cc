@@ -27,7 +27,8 @@ void flash_prefill(int st, const PagedAttentionArgs& a, int version);
 void flash_decode(int st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan, void* workspace,
                   int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
-void flash_cascade_decode(int st, const PagedAttentionArgs& a, const aios::flash::DecodePlan& plan, void* workspace,
+aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
+void flash_cascade_decode(int st, const PagedAttentionArgs& a, const aios::flash::CascadePlan& plan, void* workspace,
                           int64_t workspace_bytes);
 }  // namespace aios::emu
 
@@ -136,7 +137,7 @@ void run_cascade(const Case& c, aios::PagedAttentionArgs a, const Buf& q, const 
   }
   out.poison();
   a.out = out.bytes.data();
-  const aios::flash::DecodePlan plan = aios::flash::cascade_plan(a);
+  const aios::flash::CascadePlan plan = aios::emu::flash_cascade_plan(a);
   std::vector<float> ws(size_t(plan.workspace_bytes / 4 + 1), NAN);
   aios::emurt::clear_buffers();
   aios::emurt::register_buffer(q.bytes.data(), q.bytes.size(), "q", false);
@@ -158,7 +159,7 @@ void run_cascade(const Case& c, aios::PagedAttentionArgs a, const Buf& q, const 
   const std::string emu_errors = aios::emurt::take_errors();
   const Result r = compare(out, ref);
   report(error.empty() && emu_errors.empty() && r.nan == 0 && r.rel_err < tolerance(c.dt), "cascade", c, r, error, emu_errors, secs,
-         " splits " + std::to_string(plan.splits));
+         " splits " + std::to_string(plan.shared_splits) + " shared + " + std::to_string(plan.own.splits) + " own");
 }
 
 void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
@@ -363,8 +364,8 @@ int main(int argc, char** argv) {
     c.shared = std::move(shared);
     c.name = "shared " + [&] {
       std::string n;
-      for (int x : c.shared) n += std::to_string(x) + ",";
-      return n;
+      for (size_t i = 0; i < c.shared.size() && i < 8; ++i) n += std::to_string(c.shared[i]) + ",";
+      return n + (c.shared.size() > 8 ? "..." : "");
     }() + " " + c.name;
     return c;
   };
@@ -377,6 +378,15 @@ int main(int argc, char** argv) {
     shared[0] = 0;
     for (int i = 0; i < 40; ++i) seqs[size_t(i)].ctx = 258 + 7 * i;
     cases.push_back(cascade(seqs, shared, 1, 2, 128, 16, B));
+  }
+  {  // 20 groups of 3: windows of 32 sequences with several leaders, groups across a window's edge
+    std::vector<Seq> seqs;
+    std::vector<int> shared;
+    for (int i = 0; i < 60; ++i) {
+      seqs.push_back(Seq{1, 256 + int(rng() % 300)});
+      shared.push_back(i % 3 == 0 ? 0 : 16);
+    }
+    cases.push_back(cascade(seqs, shared, 2, 2, 128, 16, B, 3.0f));
   }
   if (full) {
     cases.push_back(make({{130, 130}, {64, 64}, {63, 63}}, 2, 2, 128, 16, B, false));

@@ -1,8 +1,8 @@
 // Reference of lesson 13's cascade decode: a decode step's attention computed
 // the way the CUDA kernels divide it (flash.h, "cascade"), in readable loops.
-// Every context is cut into kCascadePartition-key splits. A split that a group
-// of sequences holds in the same blocks is read once and attended by all the
-// group's queries; every other split is read by its own sequence. Each
+// The first splits of kCascadePartition keys that a group of sequences holds
+// in the same blocks are read once and attended by all the group's queries;
+// the rest of each context is read by its own sequence. Each
 // (query, split) gives a partial result: the softmax-weighted values of the
 // split's keys and the log-sum-exp of its scores. Merging the partials of a
 // query, each weighted by exp(lse - max lse), gives exactly softmax attention
@@ -90,17 +90,18 @@ int64_t cascade_decode(const PagedAttentionArgs& a) {
       partials[size_t(token * Hq + head)].push_back(std::move(p));
     };
 
-    // 1. The shared splits: per group leader, split and KV head, one load for all covered members.
+    // 1. The shared splits: per group leader, split and KV head, one load for all the members sharing it.
+    std::vector<int64_t> shared(size_t(a.num_seqs));
+    for (int64_t b = 0; b < a.num_seqs; ++b) shared[size_t(b)] = aios::flash::cascade_shared_splits(a, b);
     for (int64_t L = 0; L < a.num_seqs; ++L) {
       if (aios::flash::cascade_leader(a, L) != L || !aios::flash::cascade_in_group(a, L)) continue;
       int64_t run_end = L + 1;
       while (run_end < a.num_seqs && aios::flash::cascade_first_block(a, run_end) == aios::flash::cascade_first_block(a, L))
         ++run_end;
-      for (int64_t split = 0; (split + 1) * P <= a.context_lens[L]; ++split) {
+      for (int64_t split = 0; split < shared[size_t(L)]; ++split) {  // the leader shares at least what any member does
         std::vector<int64_t> members;
         for (int64_t x = L; x < run_end; ++x)
-          if (aios::flash::cascade_covered(a, L, x, split, P)) members.push_back(x);
-        if (members.empty()) continue;
+          if (shared[size_t(x)] > split) members.push_back(x);
         for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
           const KeyTile tile = load(L, kvh, split * P, (split + 1) * P);
           for (const int64_t x : members)
@@ -109,19 +110,14 @@ int64_t cascade_decode(const PagedAttentionArgs& a) {
       }
     }
 
-    // 2. Every other split, per sequence: its own suffix, and what it shares with no one.
+    // 2. Each sequence's own keys, past its shared splits.
     for (int64_t b = 0; b < a.num_seqs; ++b) {
       if (a.cu_seqlens_q[b + 1] == a.cu_seqlens_q[b]) continue;  // no query this step
-      const int64_t ctx = a.context_lens[b];
-      const bool grouped = aios::flash::cascade_in_group(a, b);
-      const int64_t L = aios::flash::cascade_leader(a, b);
-      for (int64_t split = 0; split * P < ctx; ++split) {
-        if (grouped && aios::flash::cascade_covered(a, L, b, split, P)) continue;  // done in 1.
-        const int64_t end = std::min(ctx, (split + 1) * P);
-        for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
-          const KeyTile tile = load(b, kvh, split * P, end);
-          for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) attend(tile, a.cu_seqlens_q[b], h);
-        }
+      const int64_t begin = shared[size_t(b)] * P, ctx = a.context_lens[b];
+      if (begin >= ctx) continue;
+      for (int64_t kvh = 0; kvh < Hkv; ++kvh) {
+        const KeyTile tile = load(b, kvh, begin, ctx);
+        for (int64_t h = kvh * group; h < (kvh + 1) * group; ++h) attend(tile, a.cu_seqlens_q[b], h);
       }
     }
 
