@@ -69,12 +69,12 @@ int64_t cascade_decode(const PagedAttentionArgs& a) {
     };
     // Query row (token, head) over every key of the tile (all lie before the query: no mask).
     auto attend = [&](const KeyTile& t, int64_t token, int64_t head) {
-      const T* q = Q + (token * Hq + head) * D;
-      std::vector<float> s(size_t(t.keys));
+      std::vector<float> q(static_cast<size_t>(D)), s(static_cast<size_t>(t.keys));
+      for (int64_t d = 0; d < D; ++d) q[size_t(d)] = to_float(Q[(token * Hq + head) * D + d]);
       float mx = -std::numeric_limits<float>::infinity();
       for (int64_t j = 0; j < t.keys; ++j) {
         float dot = 0.0f;
-        for (int64_t d = 0; d < D; ++d) dot += to_float(q[d]) * t.k[size_t(j * D + d)];
+        for (int64_t d = 0; d < D; ++d) dot += q[size_t(d)] * t.k[size_t(j * D + d)];
         s[size_t(j)] = dot * a.scale;
         mx = std::fmax(mx, s[size_t(j)]);
       }
