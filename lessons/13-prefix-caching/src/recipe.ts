@@ -19,8 +19,12 @@ export const prefixCachingParts: BatchedParts = {
   scheduler: (blocks, limits) => new PrefixCachingScheduler(blocks, limits),
 };
 
-/** Lesson 13: prefix caching, and the cascade decode reading each shared prefix once per step. */
-export const lesson13Parts: BatchedParts = { ...prefixCachingParts, attention: cascadeAttentionOp(lesson12Parts.attention) };
+/**
+ * Lesson 13: prefix caching, and the cascade decode reading each shared prefix once per step
+ * (AIOS_CASCADE=0 in the environment leaves lesson 12's attention: an A/B run of the same bench).
+ */
+export const lesson13Parts: BatchedParts =
+  process.env.AIOS_CASCADE === '0' ? prefixCachingParts : { ...prefixCachingParts, attention: cascadeAttentionOp(lesson12Parts.attention) };
 
 export const recipe: Recipe = batchedRecipe('prefix-caching', 13, 'full KV blocks cached by a hash chained over the prefix, shared by reference count, evicted LRU: a request prefills only what is not cached; a decode step reads a shared prefix once (cascade)', lesson13Parts);
 /** Lesson 13 without the cascade decode: the comparison its tests and the README make. */
