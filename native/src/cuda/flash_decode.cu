@@ -264,11 +264,14 @@ __device__ bool cascade_shares_split_dev(const PagedAttentionArgs& a, int64_t L,
   return true;
 }
 // c_b of flash.h: how many leading shared splits of sequence b its group computes.
+// The first loads are independent (one round trip), and a sequence whose neighbours hold other
+// first blocks, every sequence of a step without shared prefixes, stops there.
 __device__ int64_t cascade_shared_splits_dev(const PagedAttentionArgs& a, int64_t b) {
-  if (queries_of(a, b) != 1) return 0;
+  const int64_t q0 = ldg(a.cu_seqlens_q + b), q1 = ldg(a.cu_seqlens_q + b + 1);
   const int32_t f = first_block(a, b);
-  const int64_t L = cascade_leader_dev(a, b);
-  if (L == b && !(b + 1 < a.num_seqs && first_block(a, b + 1) == f)) return 0;  // a run of one
+  const int32_t before = b > 0 ? first_block(a, b - 1) : f ^ 1, after = b + 1 < a.num_seqs ? first_block(a, b + 1) : f ^ 1;
+  if (q1 - q0 != 1 || (before != f && after != f)) return 0;  // not decoding, or a run of one
+  const int64_t L = before == f ? cascade_leader_dev(a, b) : b;
   if (queries_of(a, L) != 1) return 0;
   const int64_t cl = ldg(a.context_lens + L), cb = ldg(a.context_lens + b);
   const int64_t by_ctx = (cl < cb ? cl : cb) / aios::flash::kCascadePartition;
@@ -327,6 +330,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     if (shared_end >= k_end) return;
     if (shared_end > k_begin) k_begin = shared_end;  // a multiple of the tile, as the split's start is
     slot = shared_splits + split;
+    if (shared_end == 0 && gridDim.x == 1) ws_lse = nullptr;  // the whole context in this block: the final output (no combine)
   }
   const int n_tiles = int((k_end - k_begin + kTile - 1) / kTile);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
@@ -498,12 +502,11 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
   const int64_t Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv, k_begin = split * partition;
   const int tid = int(threadIdx.x);
   if (tid < WINDOW) {  // a leader of a run of two or more, decoding, its context past the split
-    const int64_t c = w0 + tid;
-    bool lead = c < a.num_seqs && queries_of(a, c) == 1 && ldg(a.context_lens + c) >= k_begin + partition;
-    if (lead) {
-      const int32_t f = first_block(a, c);
-      lead = (c == 0 || first_block(a, c - 1) != f) && c + 1 < a.num_seqs && first_block(a, c + 1) == f;
-    }
+    const int64_t c = w0 + tid, cc = c < a.num_seqs ? c : 0;  // independent loads: one round trip
+    const int64_t q0 = ldg(a.cu_seqlens_q + cc), q1 = ldg(a.cu_seqlens_q + cc + 1), ctx = ldg(a.context_lens + cc);
+    const int32_t f = first_block(a, cc);
+    const int32_t before = cc > 0 ? first_block(a, cc - 1) : f ^ 1, after = cc + 1 < a.num_seqs ? first_block(a, cc + 1) : f ^ 1;
+    const bool lead = c < a.num_seqs && q1 - q0 == 1 && ctx >= k_begin + partition && before != f && after == f;
     leads_s[tid] = lead ? 1 : 0;
   }
   __syncthreads();
@@ -690,6 +693,7 @@ __global__ void __launch_bounds__(kDecThreads) cascade_combine_kernel(PagedAtten
   if (h >= a.q_heads || queries_of(a, b) != 1) return;  // the whole warp: h is the warp's
   const int64_t ctx = ldg(a.context_lens + b), token = ldg(a.cu_seqlens_q + b), Hq = a.q_heads;
   const int64_t shared = cascade_shared_splits_dev(a, b), shared_end = shared * aios::flash::kCascadePartition;
+  if (shared == 0 && own_splits == 1) return;  // decode v3 wrote this sequence's output itself
   const int64_t n = shared_splits + own_splits;
   auto written = [&](int64_t i) {
     if (i < shared_splits) return i < shared;
