@@ -200,18 +200,21 @@ export declare function embeddingShard(dtype: number, idDtype: number, nIds: num
 /** A new communicator's 128-byte id (throws where the addon was built without NCCL). */
 export declare function ncclUniqueId(): Uint8Array;
 /**
- * This thread's rank of an NCCL communicator on a CUDA device. Collectives are
- * queued on the device's stream; every call, and wait(), gives up after
- * timeoutMs and aborts the communicator (a dead peer ends in an exception, not a hang).
+ * This thread's rank of an NCCL communicator on a CUDA device. The set-up gives
+ * up after timeoutMs; collectives are enqueued on the device's stream and return;
+ * wait() gives up after timeoutMs (or its own, shorter, bound) and aborts the
+ * communicator (a dead peer ends in an exception, not a hang).
  */
 export declare class NcclComm {
   constructor(device: number, nranks: number, rank: number, id: Uint8Array, timeoutMs: number);
   allReduce(dtype: number, count: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;
   allGather(dtype: number, countPerRank: number, nranks: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;
   broadcast(dtype: number, count: number, root: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;
-  /** Waits for everything queued on the stream, polling, with the timeout. */
-  wait(): void;
+  /** Waits for everything queued on the stream, polling, with the communicator's timeout or `timeoutMs`. */
+  wait(timeoutMs?: number): void;
+  /** Throws if NCCL's freeing does not finish within 10 s (a CUDA graph that captured the communicator is still alive). */
   abort(): void;
+  /** Frees the communicator; throws, as abort() does, rather than hang. Dispose the graphs that captured it first. */
   dispose(): void;
   readonly disposed: boolean;
 }

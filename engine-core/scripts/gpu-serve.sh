@@ -15,7 +15,7 @@ RATES=${RATES:-inf,4,16,64}
 source "$(dirname "$0")/gpu-lib.sh"
 make_model "$LESSON_LOGS/model.log"
 stamp "model ready"
-if room 300; then
+if room 150; then
   timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0) - 60)) tsx engine-core/src/cli/bench.ts serve --rates "$RATES" --record > "$LESSON_LOGS/bench-serve.log" 2>&1
   stamp "bench serve exit $?"
   grep -E "^pnpm bench serve|^offline|^rate|^recorded|FAILED|Error" "$LESSON_LOGS/bench-serve.log" | cut -c1-400

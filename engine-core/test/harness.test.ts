@@ -202,6 +202,42 @@ describe('Engine sampler contract', () => {
   });
 });
 
+describe('Engine.stepAsync', () => {
+  it('gives the tokens step() gives, and refuses a second step while one is in flight', async () => {
+    const sync = makeLLM(fakeRecipe());
+    const prompts = [[100, 101, 102], [7, 8, 9, 10]];
+    const params = new SamplingParams({ temperature: 0, maxTokens: 4, ignoreEos: true });
+    const expected = sync.generate(prompts, params).map((o) => o.tokenIds);
+    sync.dispose();
+    const llm = makeLLM(fakeRecipe());
+    const ids = prompts.map((p) => llm.engine.addRequest(p, params));
+    const got = new Map<number, number[]>(ids.map((id) => [id, []]));
+    while (llm.engine.hasWork) {
+      const next = llm.engine.stepAsync();
+      expect(() => llm.engine.step()).toThrow(/a step is already in flight/);
+      for (const d of (await next).deltas) got.get(d.id)!.push(...d.tokenIds);
+    }
+    expect(ids.map((id) => got.get(id))).toEqual(expected);
+    llm.dispose();
+  });
+
+  it('a request aborted while its step is in flight gets no delta from it and is ended, its blocks freed, when the step is over', async () => {
+    const llm = makeLLM(fakeRecipe());
+    const params = new SamplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true });
+    const id = llm.engine.addRequest([100, 101, 102], params);
+    await llm.engine.stepAsync(); // the prompt's step
+    const next = llm.engine.stepAsync();
+    expect(llm.engine.abort(id)).toBe(true);
+    expect(llm.engine.pending).toBe(1); // still in the step's plan
+    const result = await next;
+    expect(result.deltas.filter((d) => d.id === id)).toEqual([]);
+    expect(llm.engine.pending).toBe(0);
+    expect(llm.engine.hasWork).toBe(false);
+    expect(llm.engine.abort(id)).toBe(false);
+    llm.dispose();
+  });
+});
+
 describe('runWorkload', () => {
   it('runs every request, counts tokens and rates, reports progress after every step', () => {
     const fake = fakeRecipe();

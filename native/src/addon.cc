@@ -1206,8 +1206,9 @@ Napi::Value NcclUniqueId(const Napi::CallbackInfo& info) {
 }
 
 // new NcclComm(device, nranks, rank, idBytes, timeoutMs): this thread's rank of a
-// communicator. Collectives run on the device's stream; each call, and wait(),
-// gives up after timeoutMs, aborting the communicator (see nccl_comm.cc).
+// communicator. Its set-up gives up after timeoutMs; collectives are enqueued on
+// the device's stream and return; wait() gives up after timeoutMs, aborting the
+// communicator (see nccl_comm.cc).
 class NcclComm : public Napi::ObjectWrap<NcclComm> {
  public:
   static Napi::Function Init(Napi::Env env) {
@@ -1298,21 +1299,41 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #endif
     });
   }
+  // wait(timeoutMs?): the communicator's timeout unless a shorter one is given (start-up checks).
   Napi::Value Wait(const Napi::CallbackInfo& info) {
     return guarded(info, [&]() -> Napi::Value {
 #ifdef AIOS_WITH_NCCL
       if (!comm_) throw_js(info.Env(), "NcclComm.wait: the communicator was disposed");
-      aios::nccl::wait(comm_, aios::cuda::context(device_).stream, timeout_ms_);
+      double timeout_ms = timeout_ms_;
+      if (info.Length() > 0 && !info[0].IsUndefined()) {
+        if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() > 0)) throw_js(info.Env(), "NcclComm.wait(timeoutMs): expected a positive number");
+        timeout_ms = info[0].As<Napi::Number>().DoubleValue();
+      }
+      aios::nccl::wait(comm_, aios::cuda::context(device_).stream, timeout_ms);
 #endif
       return info.Env().Undefined();
     });
   }
-  void Abort(const Napi::CallbackInfo&) {
+  Napi::Value Abort(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
 #ifdef AIOS_WITH_NCCL
-    if (comm_) aios::nccl::abort(comm_);
+      if (comm_) aios::nccl::abort(comm_);
 #endif
+      return info.Env().Undefined();
+    });
   }
-  void Dispose(const Napi::CallbackInfo&) { Release(); }
+  // dispose(): frees the communicator; throws (once freed or left running) if NCCL's freeing
+  // did not finish in time, e.g. because a CUDA graph that captured it is still alive.
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_NCCL
+      aios::nccl::Comm* c = comm_;
+      comm_ = nullptr;
+      if (c) aios::nccl::destroy(c);
+#endif
+      return info.Env().Undefined();
+    });
+  }
   Napi::Value Disposed(const Napi::CallbackInfo& info) {
 #ifdef AIOS_WITH_NCCL
     return Napi::Boolean::New(info.Env(), comm_ == nullptr);

@@ -41,10 +41,13 @@ std::string version();
 // A fresh id for a new communicator (rank 0 makes it and hands its bytes to the others).
 void unique_id(uint8_t out[kUniqueIdBytes]);
 
-// One rank's membership of a communicator, on one device. Every call below
-// waits at most timeout_ms for NCCL to accept it; past that, or on an error,
-// the communicator is aborted (so that no rank waits on it forever) and the
-// call throws aios::Error naming the rank and what was being done.
+// One rank's membership of a communicator, on one device. The set-up waits at
+// most timeout_ms for the peers (non-blocking set-up, then a blocking child for
+// the collectives: nccl_comm.cc says why). A collective is enqueued on the
+// stream and returns; wait() waits at most timeout_ms for the stream. Past a
+// deadline, or on an error, the communicator is aborted (so that no rank waits
+// on it forever) and the call throws aios::Error naming the rank and what was
+// being done.
 struct Comm;
 Comm* init(int device, int nranks, int rank, const uint8_t id[kUniqueIdBytes], double timeout_ms);
 int rank_of(const Comm* c);
@@ -56,6 +59,8 @@ void broadcast(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t c
 // Waits until everything queued on the stream (collectives included) is done,
 // polling so that a peer that never arrives ends in a timeout, not a hang.
 void wait(Comm* c, cudaStream_t st, double timeout_ms);
+// Both throw if NCCL's freeing does not finish within 10 s (it waits for every
+// CUDA graph that captured the communicator to be destroyed): never a hang.
 void abort(Comm* c);
 void destroy(Comm* c);  // finalizes and frees (frees only, if aborted); c is gone after
 

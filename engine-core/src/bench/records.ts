@@ -257,7 +257,11 @@ export interface ServeRateResult {
   itlMs: LatencySummary;
   e2eMs: LatencySummary;
   /** The server's engine loop during this rate: steps, mean ms inside a step and around it (sending deltas, serving HTTP). */
-  loop: { steps: number; stepMsMean: number; overheadMsMean: number };
+  /**
+   * The engine loop per step: inside the step (queueing to sampled tokens), around it (between
+   * steps) and, inside the step, handing out the previous step's deltas (records from 2026-11-30T19:45 on).
+   */
+  loop: { steps: number; stepMsMean: number; overheadMsMean: number; dispatchMsMean?: number };
 }
 
 /** Lesson 15's serving benchmark: the same engine offline and behind the HTTP server at several rates. */

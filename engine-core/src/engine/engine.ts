@@ -7,12 +7,13 @@
 //   const engine = new Engine(parts, tokenizer, cfg, device);
 //   const id = engine.addRequest('Hello', new SamplingParams({ maxTokens: 32 }), { detokenize: true });
 //   while (engine.hasWork) for (const d of engine.step().deltas) process.stdout.write(d.text);
-import type { Device } from '../backend.ts';
+import { type Device, synchronizeAsync } from '../backend.ts';
+import type { Tensor } from '../tensor.ts';
 import type { Qwen3Config } from '../model/config.ts';
 import type { StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
 import { type FinishReason, Sequence } from './sequence.ts';
-import { type EngineParts, type GenerateStats, type PrefixCacheStats, type SampleResult, type SampledLogprobs, type StepPhase, samplesAt } from './types.ts';
+import { type EngineParts, type GenerateStats, type PrefixCacheStats, type SampleResult, type SampledLogprobs, type StepPhase, type StepPlan, samplesAt } from './types.ts';
 
 export type Prompt = string | readonly number[];
 
@@ -68,8 +69,25 @@ function prefixSince(now: PrefixCacheStats, base: PrefixCacheStats | undefined):
   return { queries: d('queries'), queryTokens: d('queryTokens'), hits: d('hits'), hitBlocks: d('hitBlocks'), hitTokens: d('hitTokens'), revivedBlocks: d('revivedBlocks'), evictions: d('evictions') };
 }
 
+interface BegunStep {
+  plan: StepPlan & { preempted?: Sequence[] };
+  preempted: number[];
+  logits: Tensor;
+  t0: number;
+  t1: number;
+}
+
+/** What a step that had nothing to run returns. */
+function emptyStep(): StepResult {
+  return { deltas: [], phase: undefined, tokens: 0, preempted: [] };
+}
+
 export class Engine {
   private readonly live = new Map<number, RequestState>();
+  /** True between a step's begin and its finish (stepAsync awaits the device in between). */
+  private inFlight = false;
+  /** Requests aborted while a step was in flight: ended when it finishes. */
+  private readonly abortAfterStep = new Set<number>();
   private readonly eos: Set<number>;
   private counters = emptyStats();
   private kv = { peakReserved: 0, peakUsed: 0, sumReserved: 0, sumUsed: 0, steps: 0 };
@@ -123,11 +141,42 @@ export class Engine {
 
   /** Runs one step: schedule, forward, sample, append; returns what each request got. */
   step(): StepResult {
-    const { scheduler, runner, sampler } = this.parts;
+    const begun = this.begin();
+    return begun ? this.finish(begun) : emptyStep();
+  }
+
+  /**
+   * step(), with the wait for the device's forward spent off the event loop: the step's
+   * kernels are queued when this returns its promise (an async function runs up to its
+   * first await), and the JS thread is free until the device is done, so a server can
+   * hand out the previous step's deltas, and take new requests, while the GPU works.
+   * A request aborted meanwhile is ended once the step is over (its blocks are in the
+   * step's plan); it gets no more deltas.
+   */
+  async stepAsync(): Promise<StepResult> {
+    const begun = this.begin();
+    if (!begun) return emptyStep();
+    try {
+      await synchronizeAsync(this.device);
+    } catch (e) {
+      begun.logits.dispose();
+      this.inFlight = false;
+      const aborted = [...this.abortAfterStep];
+      this.abortAfterStep.clear();
+      for (const id of aborted) this.abort(id);
+      throw e;
+    }
+    return this.finish(begun);
+  }
+
+  /** Schedules the step and queues its forward; undefined when nothing is scheduled. */
+  private begin(): BegunStep | undefined {
+    const { scheduler, runner } = this.parts;
+    if (this.inFlight) throw new Error('Engine: a step is already in flight (await stepAsync() before the next step)');
     const plan = scheduler.schedule();
     if (!plan) {
       if (scheduler.pending > 0) throw new Error(`Engine.step: the scheduler has ${scheduler.pending} pending sequences but scheduled none`);
-      return { deltas: [], phase: undefined, tokens: 0, preempted: [] };
+      return undefined;
     }
     const preempted: number[] = [];
     for (const s of plan.preempted ?? []) {
@@ -138,7 +187,24 @@ export class Engine {
     }
     const t0 = performance.now();
     const logits = runner.run(plan); // returns with the forward queued on the device
-    const t1 = performance.now();
+    this.inFlight = true;
+    return { plan, preempted, logits, t0, t1: performance.now() };
+  }
+
+  /** Samples (reading the ids back completes the step), appends, finishes; then the aborts that waited for the step. */
+  private finish({ plan, preempted, logits, t0, t1 }: BegunStep): StepResult {
+    try {
+      return this.sampleAndAppend(plan, preempted, logits, t0, t1);
+    } finally {
+      this.inFlight = false;
+      const aborted = [...this.abortAfterStep];
+      this.abortAfterStep.clear();
+      for (const id of aborted) this.abort(id);
+    }
+  }
+
+  private sampleAndAppend(plan: StepPlan, preempted: number[], logits: Tensor, t0: number, t1: number): StepResult {
+    const { scheduler, sampler } = this.parts;
     const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
     let result: SampleResult;
     try {
@@ -153,6 +219,7 @@ export class Engine {
 
     const deltas: RequestDelta[] = [];
     sampled.forEach((seq, i) => {
+      if (this.abortAfterStep.has(seq.id)) return; // its client is gone: no token, no delta; finish() ends it
       const token = result.tokens[i]!;
       const logprobs = seq.params.logprobs !== undefined ? result.logprobs?.[i] : undefined;
       if (seq.params.logprobs !== undefined && !logprobs) throw new Error(`Engine.step: the sampler returned no log-probs for request ${seq.id}, which asked for them`);
@@ -192,6 +259,11 @@ export class Engine {
   abort(id: number): boolean {
     const state = this.live.get(id);
     if (!state) return false;
+    if (this.inFlight) {
+      // The step in flight holds its blocks and will write its K/V: end it when the step is over.
+      this.abortAfterStep.add(id);
+      return true;
+    }
     this.parts.scheduler.abort(state.seq);
     this.retire(state);
     state.seq.finish('abort');

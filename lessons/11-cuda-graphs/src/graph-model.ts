@@ -59,24 +59,52 @@ export class GraphStepModel implements StepModel {
     }
     this.ctx.log(`capturing ${layouts.length} decode graphs (batch buckets ${seqs[0]}..${seqs[seqs.length - 1]}, ${seqs.length} of them; contexts up to ${contexts.join(', ')})...`);
     const dev = deviceIndex(device);
-    synchronize(device);
+    this.settle();
     const freeBefore = native.memGetInfo(dev).free;
     const t0 = performance.now();
     let lastLine = t0;
-    layouts.forEach((layout, i) => {
+    for (const [i, layout] of layouts.entries()) {
       const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
       this.inner.forwardStep(step, pool); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
-      synchronize(device);
-      this.captured.push({ layout, graph: captureGraph(device, () => this.inner.forwardStep(step, pool)) });
+      this.settle();
+      const graph = this.capture(() => this.inner.forwardStep(step, pool));
+      if (!graph) break; // capture refused (lesson 14): decode runs eagerly, see eagerBecause
+      this.captured.push({ layout, graph });
       if (performance.now() - lastLine > 2000) {
         this.ctx.log(`  ${i + 1}/${layouts.length} graphs captured`);
         lastLine = performance.now();
       }
-    });
-    synchronize(device);
+    }
+    this.settle();
     this.captureSeconds = (performance.now() - t0) / 1000;
     this.captureBytes = freeBefore - native.memGetInfo(dev).free;
-    this.ctx.log(`captured ${layouts.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory)`);
+    if (this.eagerBecause) {
+      for (const c of this.captured) c.graph?.dispose();
+      this.captured.length = 0;
+      this.ctx.log(`no decode graphs: ${this.eagerBecause}; decode steps run eagerly`);
+    } else this.ctx.log(`captured ${layouts.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory)`);
+  }
+
+  /** Waits for the device's queued work between captures (lesson 14 waits with a deadline instead). */
+  protected settle(): void {
+    synchronize(this.ctx.device);
+  }
+
+  /**
+   * Records one graph. Lesson 14's ranks override this to agree, after every capture,
+   * that all of them captured; returning undefined (with eagerBecause set) ends the
+   * captures and leaves decode eager.
+   */
+  protected capture(record: () => void): InstanceType<typeof native.Graph> | undefined {
+    return captureGraph(this.ctx.device, record);
+  }
+
+  /** Why decode runs eagerly although the device has graphs (a capture was refused), if it does. */
+  protected eagerBecause: string | undefined;
+
+  /** The captured graphs, smallest layout first (lesson 14 replays one to check its collectives). */
+  protected graphs(): InstanceType<typeof native.Graph>[] {
+    return this.captured.flatMap((c) => (c.graph ? [c.graph] : []));
   }
 
   forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
@@ -117,7 +145,9 @@ export class GraphStepModel implements StepModel {
     const n = this.captured.length;
     const graphs = this.ctx.device === 'cpu'
       ? `no CUDA graphs on the CPU: decode steps run eagerly in the graphs' ${n} padded layouts`
-      : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
+      : this.eagerBecause
+        ? `no decode graphs (${this.eagerBecause}): decode steps run eagerly`
+        : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
     const padded = this.counts.padded ? `, ${this.counts.padded} in padded layouts` : '';
     return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed${padded}, ${this.counts.eager} eager (no bucket fit)`];
   }

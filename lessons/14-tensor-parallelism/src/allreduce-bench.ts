@@ -2,7 +2,9 @@
 // tensor-parallel step pays for its 2L + 1 all-reduces (two per decoder layer, one
 // for the embedding), at the message sizes a step of a given model sends, and the
 // bus bandwidth NCCL reaches at large sizes (nccl-tests' busbw: algbw x 2(n-1)/n
-// for an all-reduce over n ranks).
+// for an all-reduce over n ranks). Host and device apart: the host's enqueue time
+// per call (what an eager step pays on the CPU), and the device's time per call
+// with the calls queued ahead of the device (what a graph replay pays).
 //
 //   tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts [--tp N] [--preset 8B] [--iters 50] [--out FILE.json]
 //
@@ -11,7 +13,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, workerData } from 'node:worker_threads';
 
-import { DeviceTimer, Tensor, native, synchronize } from '@aios/engine-core';
+import { Tensor, native, synchronize } from '@aios/engine-core';
 import { dtypeCode } from '@aios/engine-core/dtype.ts';
 import { PRESETS, type PresetName, isPresetName } from '@aios/engine-core/model/config.ts';
 
@@ -28,25 +30,71 @@ interface Spec {
 }
 
 const WARMUP = 5;
+/** The all-reduce that keeps the device busy while the timed calls are queued behind it (~0.9 ms each on H200 NVLink). */
+const BLOCKER_BYTES = 256 * 2 ** 20;
+/** Blockers per size: enough device time to cover `iters` enqueues at up to 150 us each (the same count on every rank). */
+const blockersFor = (iters: number) => Math.ceil((iters * 0.15) / 0.8) + 2;
 
-/** Every rank: for each size, meet, then `WARMUP + iters` all-reduces of `bytes` bf16 bytes; rank 0 times the last `iters`. */
-function runRank(spec: Spec, mem: GroupMemory): number[] {
+/** One size's times, microseconds per call. */
+interface Timing {
+  /** Host time to enqueue one all-reduce (the binding's call, NCCL's enqueue), back to back. */
+  hostUs: number;
+  /** Device time per all-reduce with the calls queued ahead (behind blockers): the host is out of the way. */
+  deviceUs: number;
+  /** Whether the host had queued every timed call before the device reached them (else deviceUs includes idle time). */
+  queuedAhead: boolean;
+  /** CUDA events around back-to-back calls: the larger of host and device time per call. */
+  backToBackUs: number;
+}
+
+/**
+ * Every rank: for each size, meet, then the same all-reduces of `bytes` bf16 bytes:
+ * WARMUP, then `iters` back to back (rank 0 times the host's enqueue and the events
+ * around them), then blockers and `iters` more queued behind them (rank 0 times the
+ * device alone: the host finished queueing while the device was still in the blockers).
+ */
+function runRank(spec: Spec, mem: GroupMemory): Timing[] {
   const device = `cuda:${spec.rank}` as const;
   const comm = new native.NcclComm(spec.rank, spec.shape.size, spec.rank, spec.ncclId, 120_000);
-  const times: number[] = [];
+  const times: Timing[] = [];
   try {
-    const largest = Math.max(...spec.sizes);
+    const largest = Math.max(...spec.sizes, BLOCKER_BYTES);
     const buf = Tensor.full([largest / 2], 1, { dtype: 'bf16', device });
-    const timer = spec.rank === 0 ? new DeviceTimer(device) : undefined;
+    // Rank 0's marks: back to back [0] -> [1]; blockers [2] -> [3]; the queued-ahead calls [3] -> [4].
+    const ev = spec.rank === 0 ? [0, 1, 2, 3, 4].map(() => new native.Event(spec.rank)) : undefined;
+    const allReduce = (bytes: number) => comm.allReduce(dtypeCode('bf16'), bytes / 2, buf.storage, 0, buf.storage, 0);
+    const blockers = blockersFor(spec.iters);
     for (const bytes of spec.sizes) {
-      const n = bytes / 2;
       synchronize(device);
       mem.barrier(spec.rank, `size ${bytes}`, 120_000);
-      for (let i = 0; i < WARMUP; i++) comm.allReduce(dtypeCode('bf16'), n, buf.storage, 0, buf.storage, 0);
-      timer?.start();
-      for (let i = 0; i < spec.iters; i++) comm.allReduce(dtypeCode('bf16'), n, buf.storage, 0, buf.storage, 0);
-      if (timer) times.push(timer.stopMs() / spec.iters);
+      for (let i = 0; i < WARMUP; i++) allReduce(bytes);
       comm.wait();
+      mem.barrier(spec.rank, `size ${bytes} back to back`, 120_000);
+      // Back to back: the host's enqueue time, and the events around the calls.
+      ev?.[0]!.record();
+      const h0 = performance.now();
+      for (let i = 0; i < spec.iters; i++) allReduce(bytes);
+      const hostMs = performance.now() - h0;
+      ev?.[1]!.record();
+      comm.wait();
+      mem.barrier(spec.rank, `size ${bytes} queued ahead`, 120_000);
+      // Queued ahead: blockers first, the timed calls behind them.
+      const q0 = performance.now();
+      ev?.[2]!.record();
+      for (let i = 0; i < blockers; i++) allReduce(BLOCKER_BYTES);
+      ev?.[3]!.record();
+      for (let i = 0; i < spec.iters; i++) allReduce(bytes);
+      const queuedMs = performance.now() - q0;
+      ev?.[4]!.record();
+      comm.wait();
+      if (ev)
+        times.push({
+          hostUs: (1000 * hostMs) / spec.iters,
+          deviceUs: (1000 * ev[3]!.elapsedMs(ev[4]!)) / spec.iters,
+          // The device started the blockers no earlier than q0 and was busy with them for their time.
+          queuedAhead: queuedMs < ev[2]!.elapsedMs(ev[3]!),
+          backToBackUs: (1000 * ev[0]!.elapsedMs(ev[1]!)) / spec.iters,
+        });
     }
     buf.dispose();
     return times;
@@ -91,22 +139,30 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
     w.unref();
     return w;
   });
-  const ms = runRank({ sab: mem.sab, shape, rank: 0, ncclId, sizes, iters, entry }, mem);
+  const timing = runRank({ sab: mem.sab, shape, rank: 0, ncclId, sizes, iters, entry }, mem);
   for (let n; (n = Atomics.load(mem.ctrl, CTRL.exited)) < workers.length; ) Atomics.wait(mem.ctrl, CTRL.exited, n, 100);
   mem.checkAbort(0);
   const busFactor = (2 * (size - 1)) / size;
-  const rows = sizes.map((bytes, i) => ({ bytes, us: 1000 * ms[i]!, algGBps: bytes / (ms[i]! / 1000) / 1e9, busGBps: (busFactor * bytes) / (ms[i]! / 1000) / 1e9 }));
-  console.log(`all-reduce (bf16, sum) through the NCCL binding over ${size} GPUs (${native.deviceInfo(0).name}), NCCL ${info.ncclVersion}, ${iters} back-to-back calls per size, CUDA events:`);
-  console.log('       bytes      us/call   algbw GB/s   busbw GB/s');
-  for (const r of rows) console.log(`${String(r.bytes).padStart(12)} ${r.us.toFixed(1).padStart(12)} ${r.algGBps.toFixed(1).padStart(12)} ${r.busGBps.toFixed(1).padStart(12)}`);
+  const gbps = (bytes: number, us: number) => bytes / (us / 1e6) / 1e9;
+  const rows = sizes.map((bytes, i) => {
+    const t = timing[i]!;
+    return { bytes, hostUs: t.hostUs, deviceUs: t.deviceUs, queuedAhead: t.queuedAhead, us: t.backToBackUs, algGBps: gbps(bytes, t.deviceUs), busGBps: busFactor * gbps(bytes, t.deviceUs) };
+  });
+  console.log(`all-reduce (bf16, sum) through the NCCL binding over ${size} GPUs (${native.deviceInfo(0).name}), NCCL ${info.ncclVersion}, ${iters} calls per size:`);
+  console.log('  host us/call: the host enqueueing one call (the binding + NCCL), back to back, performance.now()');
+  console.log(`  device us/call: CUDA events around ${iters} calls queued behind ${blockersFor(iters)} 256 MiB all-reduces, so the host is out of the way ("no" in queued: the host was not done in time, the figure includes idle time)`);
+  console.log('  back-to-back us/call: CUDA events around calls enqueued back to back (the larger of the two above); bus bandwidth from the device time');
+  console.log('       bytes   host us/call device us/call queued  back-to-back us/call   algbw GB/s   busbw GB/s');
+  for (const r of rows)
+    console.log(`${String(r.bytes).padStart(12)} ${r.hostUs.toFixed(1).padStart(14)} ${r.deviceUs.toFixed(1).padStart(14)} ${(r.queuedAhead ? 'yes' : 'no').padStart(6)} ${r.us.toFixed(1).padStart(21)} ${r.algGBps.toFixed(1).padStart(12)} ${r.busGBps.toFixed(1).padStart(12)}`);
   const peak = Math.max(...rows.map((r) => r.busGBps));
-  console.log(`bus bandwidth: ${peak.toFixed(1)} GB/s at its best size`);
-  console.log(`Qwen3-${presetName} (hidden ${H}, ${cfg.numLayers} layers): ${perStep} all-reduces per step; their time per step at the step's message size:`);
-  const perStepRows = stepTokens.map((t, i) => ({ tokens: t, bytes: sizes[i]!, msPerStep: (perStep * rows[i]!.us) / 1000, busGBps: rows[i]!.busGBps }));
+  console.log(`bus bandwidth: ${peak.toFixed(1)} GB/s at its best size (device time)`);
+  console.log(`Qwen3-${presetName} (hidden ${H}, ${cfg.numLayers} layers): ${perStep} all-reduces per step; per step at the step's message size:`);
+  const perStepRows = stepTokens.map((t, i) => ({ tokens: t, bytes: sizes[i]!, msPerStep: (perStep * rows[i]!.deviceUs) / 1000, hostMsPerStep: (perStep * rows[i]!.hostUs) / 1000, busGBps: rows[i]!.busGBps }));
   for (const r of perStepRows)
-    console.log(`  ${String(r.tokens).padStart(6)} tokens (${(r.bytes / 1024).toFixed(0)} KiB a message): ${r.msPerStep.toFixed(3)} ms a step in all-reduces, at ${r.busGBps.toFixed(1)} GB/s bus bandwidth (${((100 * r.busGBps) / peak).toFixed(0)}% of the best)`);
+    console.log(`  ${String(r.tokens).padStart(6)} tokens (${(r.bytes / 1024).toFixed(0)} KiB a message): ${r.msPerStep.toFixed(3)} ms of device time (${r.busGBps.toFixed(1)} GB/s bus, ${((100 * r.busGBps) / peak).toFixed(0)}% of the best), ${r.hostMsPerStep.toFixed(3)} ms of host enqueue (an eager step pays it; a graph replay does not)`);
   if (values.out) {
-    writeFileSync(values.out, JSON.stringify({ kind: 'allreduce', date: new Date().toISOString(), gpus: size, card: native.deviceInfo(0).name, nccl: info.ncclVersion, dtype: 'bf16', iters, preset: presetName, allReducesPerStep: perStep, rows, perStep: perStepRows, peakBusGBps: peak }, null, 2) + '\n');
+    writeFileSync(values.out, JSON.stringify({ kind: 'allreduce', date: new Date().toISOString(), gpus: size, card: native.deviceInfo(0).name, nccl: info.ncclVersion, dtype: 'bf16', iters, preset: presetName, allReducesPerStep: perStep, blockers: blockersFor(iters), rows, perStep: perStepRows, peakBusGBps: peak }, null, 2) + '\n');
     console.log(`written ${values.out}`);
   }
 }

@@ -14,6 +14,21 @@ import type { Collectives } from '@aios/engine-core/model/shard.ts';
 
 import type { GroupMemory } from './group-memory.ts';
 
+/**
+ * What lesson 14's ranks need of their collectives beyond engine-core's: a wait with
+ * a shorter bound (start-up checks fail fast) and a vote (every rank keeps its CUDA
+ * graphs only if every rank captured).
+ */
+export interface RankCollectives extends Collectives {
+  wait(timeoutMs?: number): void;
+  /** True only if every rank passed ok = true; which rank refused, if one did. */
+  agree(ok: boolean, what: string, timeoutMs?: number): { ok: boolean; refusedBy?: number };
+}
+
+export function isRankCollectives(c: Collectives): c is RankCollectives {
+  return typeof (c as Partial<RankCollectives>).agree === 'function';
+}
+
 function bytesOf(t: Tensor, what: string): number {
   if (!t.isContiguous()) throw new Error(`${what}: the tensor must be contiguous, got strides [${t.strides.join(', ')}]`);
   return t.numel * t.itemSize;
@@ -54,9 +69,10 @@ function sumInto(mem: GroupMemory, dtype: DType, lo: number, hi: number): void {
   } else throw new Error(`allReduce on the CPU: ${dtype} is not supported (f32 and bf16 are)`);
 }
 
-export class SharedMemoryCollectives implements Collectives {
+export class SharedMemoryCollectives implements RankCollectives {
   readonly size: number;
   private readonly slotBytes: number;
+  private votes = 0;
 
   constructor(
     private readonly mem: GroupMemory,
@@ -120,7 +136,11 @@ export class SharedMemoryCollectives implements Collectives {
   }
 
   /** Nothing is queued: every collective above is done when it returns. */
-  wait(): void {}
+  wait(_timeoutMs?: number): void {}
+
+  agree(ok: boolean, what: string, timeoutMs = this.timeoutMs): { ok: boolean; refusedBy?: number } {
+    return this.mem.agree(this.rank, ++this.votes, ok, what, timeoutMs);
+  }
 
   barrier(what: string, timeoutMs = this.timeoutMs): void {
     this.mem.barrier(this.rank, what, timeoutMs);
@@ -133,7 +153,8 @@ export class SharedMemoryCollectives implements Collectives {
   dispose(): void {}
 }
 
-export class NcclCollectives implements Collectives {
+export class NcclCollectives implements RankCollectives {
+  private votes = 0;
   constructor(
     private readonly comm: InstanceType<typeof native.NcclComm>,
     readonly rank: number,
@@ -159,8 +180,14 @@ export class NcclCollectives implements Collectives {
     this.comm.broadcast(dtypeCode(x.dtype), x.numel, root, x.storage, x.byteOffset, x.storage, x.byteOffset);
   }
 
-  wait(): void {
-    this.comm.wait();
+  /** The stream's work done, polling with the communicator's timeout, or `timeoutMs`. */
+  wait(timeoutMs?: number): void {
+    this.comm.wait(timeoutMs);
+  }
+
+  /** A vote through the ranks' shared memory (host values: no device round trip). */
+  agree(ok: boolean, what: string, timeoutMs = this.timeoutMs): { ok: boolean; refusedBy?: number } {
+    return this.mem.agree(this.rank, ++this.votes, ok, what, timeoutMs);
   }
 
   /** A host-side meeting (start-up): the ranks' threads share memory whatever carries the tensors. */

@@ -23,6 +23,10 @@ export const CTRL = {
   planLength: 5,
   /** Ranks that have exited. */
   exited: 6,
+  /** The number of the last vote (agree) some rank refused. */
+  refused: 7,
+  /** 1 + the rank that refused it. */
+  refusedBy: 8,
   size: 16,
 } as const;
 
@@ -98,6 +102,22 @@ export class GroupMemory {
     const n = new DataView(this.sab, this.error.byteOffset, 4).getUint32(0, true);
     const msg = new TextDecoder().decode(this.error.slice(4, 4 + n));
     throw new Error(who - 1 === self ? msg : `tensor-parallel group stopped: rank ${who - 1} failed: ${msg}`);
+  }
+
+  /**
+   * Vote number `vote` (the same on every rank, counting from 1): true only if every
+   * rank said ok. Two barriers: a refusal is written before the first, read between
+   * them, so no rank writes the next vote before every rank has read this one.
+   * Returns the refusing rank too (the first to write, if several refused).
+   */
+  agree(rank: number, vote: number, ok: boolean, what: string, timeoutMs: number): { ok: boolean; refusedBy?: number } {
+    const c = this.ctrl;
+    if (!ok && Atomics.exchange(c, CTRL.refused, vote) !== vote) Atomics.store(c, CTRL.refusedBy, rank + 1);
+    this.barrier(rank, `${what} (votes cast)`, timeoutMs);
+    const refused = Atomics.load(c, CTRL.refused) === vote;
+    const by = Atomics.load(c, CTRL.refusedBy) - 1;
+    this.barrier(rank, `${what} (votes read)`, timeoutMs);
+    return refused ? { ok: false, refusedBy: by } : { ok: true };
   }
 
   /**

@@ -18,11 +18,11 @@ import type { DType } from '@aios/engine-core/dtype.ts';
 import type { EngineContext, EngineOptions } from '@aios/engine-core/engine/types.ts';
 import { type Collectives, localConfig, shardLayout } from '@aios/engine-core/model/shard.ts';
 
-import { NcclCollectives, SharedMemoryCollectives } from './collectives.ts';
+import { NcclCollectives, type RankCollectives, SharedMemoryCollectives } from './collectives.ts';
 import { CTRL, GroupMemory, type GroupShape } from './group-memory.ts';
 import { PlanWriter, planCapacity } from './plan-channel.ts';
 
-function envMs(name: string, fallback: number): number {
+export function envMs(name: string, fallback: number): number {
   const v = process.env[name];
   if (v === undefined) return fallback;
   const n = Number(v);
@@ -34,6 +34,12 @@ function envMs(name: string, fallback: number): number {
 export const timeoutMs = (): number => envMs('AIOS_TP_TIMEOUT_MS', 300_000);
 /** How long a rank waits for the others to load their weights (AIOS_TP_STARTUP_TIMEOUT_MS): a 32B shard takes minutes. */
 export const startupTimeoutMs = (): number => envMs('AIOS_TP_STARTUP_TIMEOUT_MS', 1_800_000);
+
+/**
+ * How long a rank waits for the others at a start-up CUDA graph step (AIOS_TP_CAPTURE_TIMEOUT_MS):
+ * the waits between captures and the replay check fail within this, not the step timeout.
+ */
+export const captureTimeoutMs = (): number => envMs('AIOS_TP_CAPTURE_TIMEOUT_MS', 60_000);
 
 /** CPU collectives go through buffers of this size per rank; bigger tensors in chunks. */
 const CPU_SLOT_BYTES = 4 * 2 ** 20;
@@ -69,7 +75,7 @@ export function rankDevice(device: Device, rank: number, size: number): Device {
 }
 
 /** A rank's collectives: NCCL between GPUs (the addon must have been built with it), shared memory between CPU threads. */
-export function collectivesFor(mem: GroupMemory, rank: number, device: Device, ncclId: Uint8Array | undefined, timeout: number): Collectives {
+export function collectivesFor(mem: GroupMemory, rank: number, device: Device, ncclId: Uint8Array | undefined, timeout: number): RankCollectives {
   if (device === 'cpu') return new SharedMemoryCollectives(mem, rank, timeout);
   if (!ncclId) throw new Error('tensor parallelism on GPUs: no NCCL id was handed to this rank');
   const comm = new native.NcclComm(deviceIndex(device), mem.size, rank, ncclId, timeout);

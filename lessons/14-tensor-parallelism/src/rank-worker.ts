@@ -33,8 +33,14 @@ try {
   mem.fail(spec.rank, `rank ${spec.rank} (${spec.device}): ${e instanceof Error ? e.message : String(e)}`);
 } finally {
   try {
-    runner?.dispose();
-    comm?.dispose();
+    // The model's graphs before the communicator: NCCL frees a communicator only once the graphs that captured it are gone.
+    try {
+      runner?.dispose();
+    } finally {
+      comm?.dispose();
+    }
+  } catch (e) {
+    mem.fail(spec.rank, `rank ${spec.rank} (${spec.device}) at teardown: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
     Atomics.add(mem.ctrl, CTRL.exited, 1);
     Atomics.notify(mem.ctrl, CTRL.exited);

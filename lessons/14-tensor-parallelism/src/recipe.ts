@@ -24,7 +24,12 @@ export const lesson14Parts: BatchedParts = {
     try {
       return new ShardRunner(group.ctx, attention, model, group);
     } catch (e) {
-      group.abort(`rank 0 could not start: ${e instanceof Error ? e.message : String(e)}`);
+      try {
+        group.abort(`rank 0 could not start: ${e instanceof Error ? e.message : String(e)}`);
+      } catch (stopError) {
+        // The start's error says what went wrong; the stop's (a bounded NCCL teardown) goes with it.
+        if (e instanceof Error) e.message += `; stopping the group also failed: ${stopError instanceof Error ? stopError.message : String(stopError)}`;
+      }
       throw e;
     }
   },

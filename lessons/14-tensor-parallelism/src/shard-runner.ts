@@ -35,11 +35,14 @@ export class ShardRunner extends BatchedRunner {
     return logits;
   }
 
+  // The model first: NCCL frees a communicator only once every CUDA graph that captured
+  // its collectives is destroyed (the ranks' decode graphs), so the graphs go before
+  // the group's communicator. The other order waited forever in ncclCommAbort.
   override dispose(): void {
     try {
-      this.group?.stop();
-    } finally {
       super.dispose();
+    } finally {
+      this.group?.stop();
     }
   }
 }

@@ -25,8 +25,9 @@ import { compareRows, runForced } from '../../../engine-core/test/forced-path.ts
 import { scratchDir } from '../../../engine-core/test/scratch.ts';
 import { Worker } from 'node:worker_threads';
 
-import { SharedMemoryCollectives } from '../src/collectives.ts';
+import { type RankCollectives, SharedMemoryCollectives } from '../src/collectives.ts';
 import { CTRL, GroupMemory } from '../src/group-memory.ts';
+import { captureAgreed } from '../src/model.ts';
 import { decodePlan, encodePlan } from '../src/plan-channel.ts';
 import { RankGroup } from '../src/rank-group.ts';
 import { lesson14Parts, recipe } from '../src/recipe.ts';
@@ -218,7 +219,28 @@ describe('lesson 14: the shared-memory collectives between threads', () => {
     const all = got.gathered!.toArray() as Float32Array;
     parts.forEach((p, r) => expect(all.subarray(r * CASE_N, (r + 1) * CASE_N)).toEqual(p));
     expect(got.b!.toArray()).toEqual(partOf(7));
+    // The votes (the CUDA graph agreement): a refusal anywhere is a refusal everywhere, naming the first refuser.
+    expect(got.votes).toEqual([{ ok: true }, { ok: false, refusedBy: 1 }, { ok: true }, { ok: false, refusedBy: expect.any(Number) }, { ok: true }]);
+    expect([1, 2]).toContain(got.votes[3]!.refusedBy);
     for (const w of workers) void w.terminate();
+  });
+
+  it('a capture is kept only if every rank captured: a refusal disposes the graph and says why', () => {
+    const mem = GroupMemory.create({ size: 1, planInts: 4, slotBytes: 8 });
+    const comm = new SharedMemoryCollectives(mem, 0, 5_000);
+    let disposed = 0;
+    const graph = { dispose: () => void disposed++ };
+    expect(captureAgreed(comm, () => graph, 'a decode graph')).toEqual({ graph });
+    const refused = captureAgreed(comm, () => {
+      throw new Error('operation not permitted when stream is capturing');
+    }, 'a decode graph');
+    expect(refused.graph).toBeUndefined();
+    expect(refused.reason).toMatch(/rank 0 could not capture a decode graph: operation not permitted when stream is capturing/);
+    expect(disposed).toBe(0);
+    // Another rank refused (its vote, as the shared memory would give it): this rank's graph goes too.
+    const peerRefused = { ...comm, rank: 0, agree: () => ({ ok: false, refusedBy: 1 }) } as unknown as RankCollectives;
+    expect(captureAgreed(peerRefused, () => graph, 'a decode graph')).toEqual({ reason: 'rank 1 could not capture a decode graph' });
+    expect(disposed).toBe(1);
   });
 });
 

@@ -141,6 +141,7 @@ export async function measureRate(server: ServingServer, url: string, w: Workloa
       steps,
       stepMsMean: (1000 * (server.loop.totals.stepSeconds - loop0.stepSeconds)) / Math.max(1, steps),
       overheadMsMean: (1000 * (server.loop.totals.overheadSeconds - loop0.overheadSeconds)) / Math.max(1, steps),
+      dispatchMsMean: (1000 * (server.loop.totals.dispatchSeconds - loop0.dispatchSeconds)) / Math.max(1, steps),
     },
   };
 }
@@ -151,7 +152,7 @@ export function describeRate(r: ServeRateResult): string {
   return (
     `rate ${r.rate === null ? 'inf' : `${r.rate}/s`}: ${r.outputTokPerS.toFixed(1)} output tok/s (${r.outputTokens} tokens, ${r.requests} requests in ${r.seconds.toFixed(1)} s); ` +
     `TTFT p50 ${fmt(r.ttftMs.p50)} p99 ${fmt(r.ttftMs.p99)} ms, TPOT p50 ${fmt(r.tpotMs.p50)} p99 ${fmt(r.tpotMs.p99)} ms, ITL p50 ${fmt(r.itlMs.p50)} p99 ${fmt(r.itlMs.p99)} ms; ` +
-    `loop: ${r.loop.steps} steps, ${fmt(r.loop.stepMsMean)} ms in the step and ${fmt(r.loop.overheadMsMean)} ms around it per step`
+    `loop: ${r.loop.steps} steps, ${fmt(r.loop.stepMsMean)} ms in the step (${fmt(r.loop.dispatchMsMean ?? 0)} ms of it handing out deltas while the device works) and ${fmt(r.loop.overheadMsMean)} ms around it per step`
   );
 }
 

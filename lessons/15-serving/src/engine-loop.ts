@@ -1,11 +1,15 @@
 // The engine keeps stepping while requests arrive. One loop owns the Engine: it
-// runs a step, hands each delta to the request that it belongs to, then yields to
-// the event loop (setImmediate: after the poll phase, so new connections, request
-// bodies and socket writes are served between two steps), and goes on while there
-// is work. HTTP handlers only submit and abort; they never step the engine.
+// queues a step's forward on the device (Engine.stepAsync), hands the previous
+// step's deltas to their requests (the SSE writes) while the device works, then
+// waits for the step off the event loop (new connections, request bodies and
+// disconnects are served then), and goes on while there is work. HTTP handlers
+// only submit and abort; they never step the engine.
+//
+//   step N:   queue forward N | write deltas N-1 | await device (event loop free) | sample N
+//   step N+1: queue forward N+1 | write deltas N | ...
 //
 //   HTTP handler --submit--> [EngineLoop] --step--> Engine --deltas--> listener (SSE writer)
-//                <--abort--  (client gone: its blocks go back at once)
+//                <--abort--  (client gone: its blocks go back when the step in flight ends)
 //
 // Why a loop on the main thread and not a worker: see the README's "Where the loop
 // runs" (measured on the CPU).
@@ -25,9 +29,9 @@ export class QueueFullError extends Error {
 }
 
 export interface StepTiming {
-  /** Seconds inside engine.step(). */
+  /** Seconds from queueing the step's forward to its sampled tokens (the previous step's deltas are handed out meanwhile). */
   stepSeconds: number;
-  /** Seconds the loop spent around the step: handing deltas out (SSE writes) and yielding, before the next step. */
+  /** Seconds the loop spent between two steps, outside both. */
   overheadSeconds: number;
   result: StepResult;
 }
@@ -45,8 +49,12 @@ export class EngineLoop {
   private readonly listeners = new Map<number, DeltaListener>();
   private running = false;
   private closed = false;
-  /** Steps run and their seconds, for /metrics and the serving benchmark. */
-  readonly totals = { steps: 0, stepSeconds: 0, overheadSeconds: 0 };
+  /**
+   * Steps run and their seconds, for /metrics and the serving benchmark: inside the step
+   * (from queueing its forward to its tokens, the previous step's deltas handed out
+   * meanwhile), around it (the loop between steps), and the hand-out's own share.
+   */
+  readonly totals = { steps: 0, stepSeconds: 0, overheadSeconds: 0, dispatchSeconds: 0 };
 
   constructor(
     readonly engine: Engine,
@@ -80,7 +88,7 @@ export class EngineLoop {
     return id;
   }
 
-  /** Ends a request now (its client went away): its blocks are free when this returns. */
+  /** Ends a request (its client went away): its blocks are free now, or when the step in flight ends. */
   abort(id: number): boolean {
     this.listeners.delete(id);
     return this.engine.abort(id);
@@ -102,6 +110,15 @@ export class EngineLoop {
     for (const id of [...this.listeners.keys()]) this.abort(id);
   }
 
+  /** Hands each delta to its request's listener (a finished request's listener goes). */
+  private dispatch(deltas: readonly RequestDelta[]): void {
+    for (const d of deltas) {
+      const l = this.listeners.get(d.id);
+      if (d.finished) this.listeners.delete(d.id);
+      l?.onDelta(d);
+    }
+  }
+
   private kick(): void {
     if (this.running) return;
     this.running = true;
@@ -112,26 +129,27 @@ export class EngineLoop {
     // Start on a fresh turn: every request that arrived in this turn joins the first step.
     await yieldToEventLoop();
     let last = performance.now();
+    // The deltas of the step before: handed out while the next step runs on the device.
+    let previous: RequestDelta[] = [];
     try {
       while (!this.closed && this.engine.hasWork) {
         const t0 = performance.now();
-        const result = this.engine.step();
+        const next = this.engine.stepAsync(); // the step's kernels are queued when this returns
+        const queued = performance.now();
+        this.dispatch(previous); // SSE writes overlap the device's forward
         const t1 = performance.now();
-        for (const d of result.deltas) {
-          const l = this.listeners.get(d.id);
-          if (d.finished) this.listeners.delete(d.id);
-          l?.onDelta(d);
-        }
-        await yieldToEventLoop();
+        const result = await next; // the wait is off the event loop: requests and disconnects are served here
         const t2 = performance.now();
-        // The first step after idle has no "before": its overhead is from the step's end only.
-        const overhead = (t0 - last) / 1000 + (t2 - t1) / 1000;
+        previous = result.deltas;
+        const overhead = (t0 - last) / 1000;
         last = t2;
         this.totals.steps++;
-        this.totals.stepSeconds += (t1 - t0) / 1000;
+        this.totals.stepSeconds += (t2 - t0) / 1000;
         this.totals.overheadSeconds += overhead;
-        this.options.onStep?.({ stepSeconds: (t1 - t0) / 1000, overheadSeconds: overhead, result });
+        this.totals.dispatchSeconds += (t1 - queued) / 1000;
+        this.options.onStep?.({ stepSeconds: (t2 - t0) / 1000, overheadSeconds: overhead, result });
       }
+      this.dispatch(previous);
     } catch (e) {
       // A step that throws is a bug, not a request's fault: end every request with the error, keep serving.
       const error = e instanceof Error ? e : new Error(String(e));
