@@ -9,6 +9,7 @@
 #   3. the throughput workload (no shared prefixes), 3 runs each, on both;
 #   4. the bars (engine-core/scripts/prefix-bars.ts): >= 85% fewer prefill tokens, >= 2x tok/s and a
 #      lower p50 time to first token on shared-prefix; throughput no slower.
+# PREFIX_TESTS=0 skips step 1 (a caller that ran lesson 13's tests already).
 # CASCADE_AB=1 also runs lesson 13 on shared-prefix with AIOS_CASCADE=0 (its plain decode; no record):
 # the cascade's own gain in the same call.
 # Records and logs in $OUT/prefix.tar.gz (the records also in bench-results/). DEADLINE_S bounds it.
@@ -22,10 +23,12 @@ stamp "baseline: lesson $BASE"
 make_model "$LESSON_LOGS/model.log"
 stamp "model ready"
 RESULTS_MARK=$LESSON_LOGS/.mark; touch "$RESULTS_MARK"
-timeout 150 vitest run lessons/13-prefix-caching/test/prefix.gpu.test.ts > "$LESSON_LOGS/prefix-gpu-test.log" 2>&1
-stamp "lesson 13 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/prefix-gpu-test.log")"; grep -E "lesson 13 (first|second) call|lesson 13 vs 12|×|AssertionError" "$LESSON_LOGS/prefix-gpu-test.log" | head -8
-timeout 150 vitest run lessons/13-prefix-caching/test/cascade.gpu.test.ts > "$LESSON_LOGS/cascade-gpu-test.log" 2>&1
-stamp "lesson 13 cascade GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/cascade-gpu-test.log")"; grep -E "^cascade |cascade micro-benchmark|cascade vs plain|×|AssertionError" "$LESSON_LOGS/cascade-gpu-test.log" | cut -c1-300 | head -14
+if [[ "${PREFIX_TESTS:-1}" == 1 ]]; then  # PREFIX_TESTS=0: the caller ran lesson 13's tests already
+  timeout 150 vitest run lessons/13-prefix-caching/test/prefix.gpu.test.ts > "$LESSON_LOGS/prefix-gpu-test.log" 2>&1
+  stamp "lesson 13 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/prefix-gpu-test.log")"; grep -E "lesson 13 (first|second) call|lesson 13 vs 12|×|AssertionError" "$LESSON_LOGS/prefix-gpu-test.log" | head -8
+  timeout 150 vitest run lessons/13-prefix-caching/test/cascade.gpu.test.ts > "$LESSON_LOGS/cascade-gpu-test.log" 2>&1
+  stamp "lesson 13 cascade GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/cascade-gpu-test.log")"; grep -E "^cascade |cascade micro-benchmark|cascade vs plain|×|AssertionError" "$LESSON_LOGS/cascade-gpu-test.log" | cut -c1-300 | head -14
+fi
 run_lesson lesson$BASE-shared-prefix 60 $BASE --workload shared-prefix --no-samples --no-check --repeats 3 --record
 run_lesson lesson13-shared-prefix 45 13 --workload shared-prefix --no-samples --repeats 3 --record
 [[ "${CASCADE_AB:-0}" == 1 ]] && AIOS_CASCADE=0 run_lesson lesson13-plain-decode-shared-prefix 45 13 --workload shared-prefix --no-samples --no-check --repeats 3

@@ -5,8 +5,8 @@
 //      also under a context bound far past the step's (a captured graph's bucket);
 //   2. a micro-benchmark on the shared-prefix workload's shape (8 groups of 32 sequences over
 //      1,024-token prefixes, Qwen3-0.6B's heads): time per call and keys read, cascade vs decode v3;
-//   3. lesson 13's greedy tokens with and without the cascade (bf16, Qwen3-0.6B), and their logits
-//      down one forced token path (what to read if a near tie ever flips a greedy token).
+//   3. lesson 13's greedy tokens with and without the cascade (bf16, Qwen3-0.6B): the same, or
+//      diverging only at a near tie, and every logits row up to a divergence within bf16 tolerance.
 // Skips, saying so, where no GPU is usable (the emulator checks the kernels in flash-emu.test.ts).
 import { describe, expect, it } from 'vitest';
 
@@ -23,11 +23,11 @@ import { type Rows, compareRows } from '../../../engine-core/test/forced-path.ts
 import { poisoned } from '../../../engine-core/test/helpers.ts';
 import { recipe as cascade, recipeWithoutCascade as plain } from '../src/recipe.ts';
 
-// AIOS_CASCADE_TEST_DEVICE=cpu walks the kernel part on the CPU (the reference against itself):
-// a dry run of the harness on a machine without a GPU.
+// AIOS_CASCADE_TEST_DEVICE=cpu walks the suite on the CPU (the kernel part: the reference against
+// itself; the engine part: the tiny test model in f32): a dry run of the harness without a GPU.
 const dryRun = process.env.AIOS_CASCADE_TEST_DEVICE === 'cpu';
 const hasGpu = cudaAvailable();
-if (!hasGpu) console.log(`lesson 13 cascade.gpu.test: ${dryRun ? 'kernel part dry-run on the CPU; the rest' : 'skipped'}: no usable CUDA device on this machine (flash-emu.test.ts runs the kernels on the CPU emulator)`);
+if (!hasGpu) console.log(`lesson 13 cascade.gpu.test: ${dryRun ? 'dry run on the CPU' : 'skipped'}: no usable CUDA device on this machine (flash-emu.test.ts runs the kernels on the CPU emulator)`);
 const seed = (Date.now() ^ (process.pid << 8)) >>> 0;
 const dev: Device = dryRun ? 'cpu' : 'cuda:0';
 
@@ -119,65 +119,74 @@ const PREFIXES = [ids(300, 1), ids(600, 2), ids(1000, 3)];
 const prompts = Array.from({ length: 18 }, (_, i) => [...PREFIXES[i % 3]!, ...ids(10 + 5 * i, 200 + i)]);
 
 function engine(recipe: Recipe): LLM {
+  // A fixed pool (4 GiB: 37,000 tokens of Qwen3-0.6B, these prompts need under 25,000): the engine
+  // does not measure free memory, which another GPU test file running at the same time may be taking.
+  const limits = { maxNumBatchedTokens: 4096, maxNumSeqs: 32, ...(dryRun ? {} : { kvCacheBytes: 4 * 2 ** 30 }) };
+  if (dryRun) return LLM.create({ recipe, device: 'cpu', dtype: 'f32', engine: limits, log: () => {} }); // the tiny test model
   const model = ensureDefaultModel('gpu', () => {});
-  return LLM.create({ recipe, model, device: dev, dtype: 'bf16', engine: { maxNumBatchedTokens: 4096, maxNumSeqs: 32 }, log: () => {} });
+  return LLM.create({ recipe, model, device: dev, dtype: 'bf16', engine: limits, log: () => {} });
 }
 
-describe.skipIf(!hasGpu)('lesson 13 with and without the cascade decode (bf16, Qwen3-0.6B)', () => {
-  it('gives the same greedy tokens', () => {
-    const greedy = new SamplingParams({ temperature: 0, maxTokens: 32, ignoreEos: true });
-    const run = (recipe: Recipe) => {
-      const llm = engine(recipe);
-      try {
-        return llm.generate(prompts, greedy, { decodeText: false }).map((o) => o.tokenIds);
-      } finally {
-        llm.dispose();
-      }
-    };
-    const without = run(plain), withCascade = run(cascade);
-    const differ = withCascade.map((t, i) => (JSON.stringify(t) === JSON.stringify(without[i]) ? -1 : i)).filter((i) => i >= 0);
-    console.log(`lesson 13 cascade vs plain decode, greedy: ${prompts.length - differ.length} of ${prompts.length} requests identical${differ.length ? ` (differ: ${differ.join(', ')}; see the forced-path test)` : ''}`);
-    expect(withCascade).toEqual(without);
-  }, 600_000);
-
-  it('agrees on the logits within bf16 tolerance down a forced token path', () => {
-    const lengths = prompts.map((p) => p.length);
-    expect(new Set(lengths).size).toBe(prompts.length); // a sequence is known by its prompt length
-    const forced = prompts.map((_, i) => Array.from({ length: 8 }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000));
-    const forcedRun = (recipe: Recipe): Rows => {
-      const rows: Rows = new Map();
-      const recording: Recipe = {
-        ...recipe,
-        build(ctx) {
-          const parts = recipe.build(ctx);
-          return {
-            ...parts,
-            sampler: {
-              sample(logits, seqs: readonly Sequence[]): SampleResult {
-                const all = logits.toArray() as Float32Array, V = logits.shape[1]!;
-                return {
-                  tokens: seqs.map((s, i) => {
-                    const p = lengths.indexOf(s.promptIds.length);
-                    rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
-                    return forced[p]![s.outputIds.length]!;
-                  }),
-                };
-              },
-            },
-          };
+/** Greedy decoding with every logits row recorded ("prompt:step"), one engine per recipe. */
+function greedyRun(recipe: Recipe): { tokens: number[][]; rows: Rows } {
+  const lengths = prompts.map((p) => p.length);
+  const rows: Rows = new Map();
+  const recording: Recipe = {
+    ...recipe,
+    build(ctx) {
+      return {
+        ...recipe.build(ctx),
+        sampler: {
+          sample(logits, seqs: readonly Sequence[]): SampleResult {
+            const all = logits.toArray() as Float32Array, V = logits.shape[1]!;
+            return {
+              tokens: seqs.map((sq, i) => {
+                const row = all.slice(i * V, (i + 1) * V);
+                rows.set(`${lengths.indexOf(sq.promptIds.length)}:${sq.outputIds.length}`, row);
+                let best = 0;
+                for (let v = 1; v < V; v++) if (row[v]! > row[best]!) best = v;
+                return best;
+              }),
+            };
+          },
         },
       };
-      const llm = engine(recording);
-      try {
-        llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true }), { decodeText: false });
-        return rows;
-      } finally {
-        llm.dispose();
+    },
+  };
+  const llm = engine(recording);
+  try {
+    const tokens = llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: 24, ignoreEos: true }), { decodeText: false }).map((o) => o.tokenIds);
+    return { tokens, rows };
+  } finally {
+    llm.dispose();
+  }
+}
+
+describe.skipIf(!hasGpu && !dryRun)('lesson 13 with and without the cascade decode (bf16, Qwen3-0.6B)', () => {
+  it('gives the same greedy tokens (any divergence at a near tie) and logits within bf16 tolerance', () => {
+    expect(new Set(prompts.map((p) => p.length)).size).toBe(prompts.length); // a sequence is known by its prompt length
+    const withCascade = greedyRun(cascade), without = greedyRun(plain);
+    // Rows are comparable up to each request's first differing token (the same context until then).
+    const a: Rows = new Map(), b: Rows = new Map();
+    const differ: string[] = [];
+    prompts.forEach((_, p) => {
+      const x = withCascade.tokens[p]!, y = without.tokens[p]!;
+      let j = 0;
+      while (j < x.length && x[j] === y[j]) j++;
+      for (let k = 0; k <= Math.min(j, x.length - 1); k++) {
+        a.set(`${p}:${k}`, withCascade.rows.get(`${p}:${k}`)!);
+        b.set(`${p}:${k}`, without.rows.get(`${p}:${k}`)!);
       }
-    };
-    const c = compareRows(forcedRun(cascade), forcedRun(plain));
-    console.log(`lesson 13 cascade vs plain decode on CUDA bf16, forced path: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+      if (j < x.length) {
+        const row = without.rows.get(`${p}:${j}`)!;
+        const gap = row[y[j]!]! - row[x[j]!]!; // how far the cascade's pick is below the plain decode's, in the plain row
+        differ.push(`request ${p} at token ${j} (logit gap ${gap.toFixed(3)})`);
+        expect(gap, `request ${p} diverges at token ${j} without a near tie`).toBeLessThan(0.25);
+      }
+    });
+    const c = compareRows(a, b);
+    console.log(`lesson 13 cascade vs plain decode on CUDA bf16: ${prompts.length - differ.length} of ${prompts.length} greedy requests identical${differ.length ? ` (${differ.join('; ')})` : ''}; logits rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
     expect(c.relError).toBeLessThan(2e-2);
-    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+    expect(differ.length).toBeLessThanOrEqual(2);
   }, 600_000);
 });
