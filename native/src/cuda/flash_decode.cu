@@ -247,22 +247,6 @@ __device__ int64_t cascade_run_end_dev(const PagedAttentionArgs& a, int64_t L) {
     if (m < 3.0e7f) return int64_t(m);
   }
 }
-// Whether member x of the group led by L shares split `split` (c_x > split in flash.h's terms):
-// both decoding, both contexts past the split's end, the leading blocks through the split's last
-// key the same ids. The lanes compare 32 blocks at a time.
-__device__ bool cascade_shares_split_dev(const PagedAttentionArgs& a, int64_t L, int64_t x, int64_t split) {
-  const int64_t end = (split + 1) * aios::flash::kCascadePartition;
-  if (queries_of(a, L) != 1 || queries_of(a, x) != 1 || ldg(a.context_lens + L) < end || ldg(a.context_lens + x) < end) return false;
-  const int lane = int(threadIdx.x) % 32;
-  const int64_t blocks = (end + a.block_size - 1) / a.block_size;
-  const int32_t* tl = a.block_tables + L * a.max_blocks_per_seq;
-  const int32_t* tx = a.block_tables + x * a.max_blocks_per_seq;
-  for (int64_t j0 = 0; j0 < blocks; j0 += 32) {
-    const int64_t j = j0 + lane;
-    if (warp_any(j < blocks && ldg(tl + j) != ldg(tx + j))) return false;
-  }
-  return true;
-}
 // c_b of flash.h: how many leading shared splits of sequence b its group computes.
 // The first loads are independent (one round trip), and a sequence whose neighbours hold other
 // first blocks, every sequence of a step without shared prefixes, stops there.
@@ -539,9 +523,20 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
 
     for (int64_t c0 = L; c0 < run_end; c0 += per_chunk) {
       const int64_t members = run_end - c0 < per_chunk ? run_end - c0 : per_chunk, rows = members * group;
-      for (int64_t m = warp; m < members; m += kDecThreads / 32) {  // a warp per member: its lanes compare the tables
-        const bool shares = cascade_shares_split_dev(a, L, c0 + m, split);
-        if (lane == 0) covered_s[m] = shares ? 1 : 0;
+      // Which members share the split (c_x > split in flash.h's terms: decoding, the context past
+      // the split, the same leading block ids through the split's last key; the leader's own part
+      // was checked above): every thread takes (member, block) pairs, so the table reads of the
+      // whole chunk are in flight together; a differing block clears its member.
+      for (int64_t m = tid; m < members; m += kDecThreads) {
+        const int64_t x = c0 + m;
+        covered_s[m] = queries_of(a, x) == 1 && ldg(a.context_lens + x) >= k_begin + partition ? 1 : 0;
+      }
+      __syncthreads();
+      const int64_t blocks = (k_begin + partition + a.block_size - 1) / a.block_size;  // through the split's last key
+#pragma unroll 4
+      for (int64_t i = tid; i < members * blocks; i += kDecThreads) {
+        const int64_t m = i / blocks, j = i % blocks;
+        if (ldg(table + j) != ldg(a.block_tables + (c0 + m) * a.max_blocks_per_seq + j)) covered_s[m] = 0;
       }
       __syncthreads();
       bool any = false;
