@@ -140,6 +140,28 @@ export interface FlashDecodePlan {
 /** How flashDecode splits the contexts on `device` (from host-known bounds only) and the workspace it needs. */
 export declare function flashDecodePlan(device: number, version: number, splits: number, numSeqs: number, numTokens: number,
   qHeads: number, kvHeads: number, headDim: number, maxQLen: number, maxContextLen: number): FlashDecodePlan;
+/**
+ * Lesson 13's cascade decode of a decode step (maxQLen <= 1): the splits that groups of adjacent
+ * sequences hold in the same blocks read once per group, the rest per sequence, partials combined.
+ * CUDA needs the trailing workspace of flashCascadePlan's workspaceBytes. Returns the keys the CPU
+ * reference read per KV head (the plain decode: sum of the context lengths); -1 on CUDA.
+ */
+export declare function flashCascadeDecode(dtype: number, numSeqs: number, numTokens: number, qHeads: number,
+  kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number,
+  maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, workspace?: S, workspaceOff?: O): number;
+export interface FlashCascadePlan {
+  /** Splits of 256 keys over the longest context that groups may share (one block per split, KV head and window of 32 sequences). */
+  sharedSplits: number;
+  /** Lesson 09's v3 split plan for each sequence's own keys. */
+  ownSplits: number;
+  ownPartition: number;
+  /** The float32 workspace for the partials of both (0 on the CPU). */
+  workspaceBytes: number;
+}
+/** The cascade decode's launch shapes on `device` (host-known bounds only) and the workspace it needs. */
+export declare function flashCascadePlan(device: number, numSeqs: number, numTokens: number, qHeads: number, kvHeads: number,
+  headDim: number, maxContextLen: number): FlashCascadePlan;
 /** One draw per f32 logits row from softmax(x / temperature) at the given uniform numbers (temperature 0: argmax). */
 export declare function sampleRows(rows: number, n: number, logits: S, logitsOff: O, temperature: S, tOff: O,
   uniform: S, uOff: O, out: S, outOff: O): void;

@@ -4,7 +4,7 @@
 // preallocated buffers, which is what CUDA-graph capture needs later) and
 // allocates it otherwise. The math lives in native/src/{cpu,cuda}.
 import { type Device, deviceIndex, native } from './backend.ts';
-import type { FlashDecodePlan as NativeFlashDecodePlan } from '@aios/native';
+import type { FlashCascadePlan as NativeFlashCascadePlan, FlashDecodePlan as NativeFlashDecodePlan } from '@aios/native';
 import { type DType, dtypeCode, isFloat, isIndex } from './dtype.ts';
 import { Tensor, copyInto, formatShape } from './tensor.ts';
 
@@ -545,6 +545,71 @@ export function flashDecode(q: Tensor, kCache: Tensor, vCache: Tensor, meta: Pag
   }
   try {
     native.flashDecode(version, launchSplits, ...step.args, ws?.storage, ws?.byteOffset);
+  } finally {
+    if (ws !== undefined && opts.workspace === undefined) ws.dispose();
+  }
+  return step.out;
+}
+
+// ---------------------------------------------------------------- lesson 13: cascade (shared-prefix) decode
+
+export interface CascadeDecodeShape {
+  device: Device;
+  numSeqs: number;
+  numTokens: number;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  maxContextLen: number;
+}
+
+/** The cascade decode's launch shapes on `device` (from host-known bounds only) and its float32 workspace (0 on the CPU). */
+export function flashCascadePlan(s: CascadeDecodeShape): NativeFlashCascadePlan {
+  const op = 'flashCascadePlan';
+  for (const name of ['numSeqs', 'numTokens', 'qHeads', 'kvHeads', 'headDim', 'maxContextLen'] as const) {
+    const v = s[name];
+    if (!Number.isInteger(v) || v < 0) throw new OpError(op, `${name} must be a non-negative integer, got ${v}`);
+  }
+  return native.flashCascadePlan(deviceIndex(s.device), s.numSeqs, s.numTokens, s.qHeads, s.kvHeads, s.headDim, s.maxContextLen);
+}
+
+export interface CascadeDecodeOptions {
+  /** Defaults to 1/sqrt(headDim); must be positive. */
+  scale?: number;
+  /** float32 scratch of at least flashCascadePlan's workspaceBytes (CUDA); without it one is allocated and freed. */
+  workspace?: Tensor;
+  /** Filled on the CPU with the keys the reference read per KV head (the plain decode reads the sum of the contexts). */
+  stats?: { keysRead: number };
+}
+
+/**
+ * Lesson 13's cascade decode: flashDecode's result for a decode step (at most one query per
+ * sequence), computed so that the leading 256-key splits which adjacent sequences hold in the
+ * same blocks (a shared prefix: the same first block id, the same block ids through the split)
+ * are read once for all of them; each sequence's own keys are read by lesson 09's decode v3, and
+ * one combine merges the partial (output, log-sum-exp) pairs. The groups come from the block
+ * tables on the device: no host metadata, and the launch shapes depend only on the bounds (CUDA
+ * graphs capture it). CUDA: bf16/f16, head size 64 or 128, up to 16 query heads per KV head. The
+ * CPU reference on the host (any head size, f32 too).
+ */
+export function flashCascadeDecode(q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, opts: CascadeDecodeOptions = {}): Tensor {
+  const op = 'flashCascadeDecode';
+  if (meta !== null && typeof meta === 'object' && meta.maxQLen > 1) throw new OpError(op, `a decode step has maxQLen 0 or 1, got ${meta.maxQLen}`);
+  const step = pagedStep(op, q, kCache, vCache, meta, out, opts.scale);
+  let ws = opts.workspace;
+  if (ws !== undefined) {
+    tensorArg(op, 'workspace', ws);
+    if (ws.dtype !== 'f32') throw new OpError(op, `workspace must be f32, got ${ws.dtype}`);
+    contiguous(op, 'workspace', ws);
+    sameDevice(op, 'q', q, 'workspace', ws);
+  } else if (q.device !== 'cpu') {
+    const [numTokens, qHeads, headDim] = q.shape as [number, number, number];
+    const plan = flashCascadePlan({ device: q.device, numSeqs: meta.contextLens.numel, numTokens, qHeads, kvHeads: kCache.shape[1]!, headDim, maxContextLen: meta.maxContextLen });
+    ws = Tensor.empty([Math.ceil(plan.workspaceBytes / 4)], { dtype: 'f32', device: q.device });
+  }
+  try {
+    const keysRead = native.flashCascadeDecode(...step.args, ws?.storage, ws?.byteOffset);
+    if (opts.stats) opts.stats.keysRead = keysRead;
   } finally {
     if (ws !== undefined && opts.workspace === undefined) ws.dispose();
   }

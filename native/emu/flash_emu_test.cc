@@ -1,10 +1,11 @@
 // Lesson 09's CUDA kernels, run on the CPU emulator (emu.h) and checked against
 // the CPU reference aios::cpu::paged_attention on fresh random inputs: ragged
 // lengths, lengths not a multiple of the tile or the block, cached prefixes,
-// GQA groups 1..8, decode with forced and automatic splits, bf16/f16/f32.
+// GQA groups 1..8, decode with forced and automatic splits, bf16/f16/f32, and
+// lesson 13's cascade decode on steps whose sequences share their first blocks.
 // Every output starts as NaN, so an unwritten element fails; NaN never passes.
 //
-//   flash_emu [--seed N] [--full] [--only prefill|decode] [--verbose]
+//   flash_emu [--seed N] [--full] [--only prefill|decode|cascade] [--verbose]
 //
 // Prints one line per (case, version) and exits 1 if any failed. Run by
 // engine-core/test/flash-emu.test.ts (CI, no GPU needed).
@@ -26,6 +27,9 @@ void flash_prefill(int st, const PagedAttentionArgs& a, int version);
 void flash_decode(int st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan, void* workspace,
                   int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
+aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
+void flash_cascade_decode(int st, const PagedAttentionArgs& a, const aios::flash::CascadePlan& plan, void* workspace,
+                          int64_t workspace_bytes);
 }  // namespace aios::emu
 
 namespace {
@@ -44,6 +48,10 @@ struct Case {
   float logit_boost = 1.0f;  // multiplies q: larger logits, peakier softmax
   bool decode = false;       // run the decode versions (else the prefill ones)
   std::vector<int64_t> splits = {0};
+  // Lesson 13's cascade decode (instead of the versions): shared[b] leading blocks of sequence
+  // b's table are sequence b-1's (a shared prefix); the CPU cascade reference is checked too.
+  bool cascade = false;
+  std::vector<int> shared;
 };
 
 // Storage for one dtype, as raw 16/32-bit values.
@@ -92,8 +100,70 @@ const char* dt_name(DType dt) { return aios::dtype_name(dt); }
 int failures = 0, runs = 0;
 bool verbose = false;
 
+void report(bool ok, const char* what, const Case& c, const Result& r, const std::string& error, const std::string& emu_errors,
+            double secs, const std::string& extra) {
+  ++runs;
+  if (!ok) ++failures;
+  std::printf("%s %-7s %-5s %s%s: rel_err %.2e (tol %.0e) max_abs %.2e unwritten/NaN %zu  [%.2fs]\n", ok ? "PASS" : "FAIL", what,
+              dt_name(c.dt), c.name.c_str(), extra.c_str(), r.rel_err, tolerance(c.dt), r.max_abs, r.nan, secs);
+  if (!error.empty()) std::printf("    threw: %s\n", error.c_str());
+  if (!emu_errors.empty()) std::printf("    emulator: %s", emu_errors.c_str());
+  std::fflush(stdout);
+}
+
+// The cascade decode (CUDA kernels on the emulator, and the CPU cascade reference) vs paged_attention.
+void run_cascade(const Case& c, aios::PagedAttentionArgs a, const Buf& q, const Buf& k, const Buf& v, const Buf& ref, Buf& out,
+                 std::vector<int32_t>& cu, std::vector<int32_t>& ctx, std::vector<int32_t>& table) {
+  int64_t plain_keys = 0;
+  for (int32_t n : ctx) plain_keys += n;
+  {  // the CPU reference of the cascade
+    out.poison();
+    a.out = out.bytes.data();
+    std::string error;
+    int64_t keys = -1;
+    try {
+      keys = aios::cpu::cascade_decode(a);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    const Result r = compare(out, ref);
+    report(error.empty() && r.nan == 0 && r.rel_err < tolerance(c.dt), "cascade cpu", c, r, error, "", 0.0,
+           " keys read " + std::to_string(keys) + " of " + std::to_string(plain_keys));
+  }
+  const std::string why = aios::flash::cascade_unsupported(a);
+  if (!why.empty()) {
+    if (verbose) std::printf("skip  cascade %s: %s\n", c.name.c_str(), why.c_str());
+    return;
+  }
+  out.poison();
+  a.out = out.bytes.data();
+  const aios::flash::CascadePlan plan = aios::emu::flash_cascade_plan(a);
+  std::vector<float> ws(size_t(plan.workspace_bytes / 4 + 1), NAN);
+  aios::emurt::clear_buffers();
+  aios::emurt::register_buffer(q.bytes.data(), q.bytes.size(), "q", false);
+  aios::emurt::register_buffer(k.bytes.data(), k.bytes.size(), "k_cache", false);
+  aios::emurt::register_buffer(v.bytes.data(), v.bytes.size(), "v_cache", false);
+  aios::emurt::register_buffer(out.bytes.data(), out.bytes.size(), "out", true);
+  aios::emurt::register_buffer(cu.data(), cu.size() * 4, "cu_seqlens_q", false);
+  aios::emurt::register_buffer(ctx.data(), ctx.size() * 4, "context_lens", false);
+  aios::emurt::register_buffer(table.data(), table.size() * 4, "block_tables", false);
+  aios::emurt::register_buffer(ws.data(), size_t(plan.workspace_bytes), "workspace", true);
+  const auto t0 = std::chrono::steady_clock::now();
+  std::string error;
+  try {
+    aios::emu::flash_cascade_decode(0, a, plan, ws.data(), plan.workspace_bytes);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const std::string emu_errors = aios::emurt::take_errors();
+  const Result r = compare(out, ref);
+  report(error.empty() && emu_errors.empty() && r.nan == 0 && r.rel_err < tolerance(c.dt), "cascade", c, r, error, emu_errors, secs,
+         " splits " + std::to_string(plan.shared_splits) + " shared + " + std::to_string(plan.own.splits) + " own");
+}
+
 void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
-  if (!only.empty() && only != (c.decode ? "decode" : "prefill")) return;
+  if (!only.empty() && only != (c.cascade ? "cascade" : c.decode ? "decode" : "prefill")) return;
   const int S = int(c.seqs.size()), Hkv = c.kv_heads, Hq = Hkv * c.group, D = c.head_dim, bs = c.block_size;
   std::vector<int32_t> cu(static_cast<size_t>(S) + 1, 0), ctx(static_cast<size_t>(S));
   int max_q = 0, max_ctx = 0, max_blocks = 1;
@@ -115,7 +185,11 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
   std::vector<int32_t> table(size_t(S) * size_t(max_blocks), -1);  // unused entries are garbage the kernels must not read
   int next = 0;
   for (int b = 0; b < S; ++b)
-    for (int j = 0; j < (ctx[size_t(b)] + bs - 1) / bs; ++j) table[size_t(b) * size_t(max_blocks) + size_t(j)] = ids[size_t(next++)];
+    for (int j = 0; j < (ctx[size_t(b)] + bs - 1) / bs; ++j) {
+      const bool from_prev = c.cascade && b > 0 && j < c.shared[size_t(b)];
+      table[size_t(b) * size_t(max_blocks) + size_t(j)] =
+          from_prev ? table[size_t(b - 1) * size_t(max_blocks) + size_t(j)] : ids[size_t(next++)];
+    }
   const size_t slots = size_t(num_blocks) * size_t(bs);
   std::uniform_real_distribution<float> U(-1.0f, 1.0f);
   Buf q(size_t(T) * Hq * D, c.dt), k(slots * Hkv * D, c.dt), v(slots * Hkv * D, c.dt), ref(size_t(T) * Hq * D, c.dt),
@@ -146,6 +220,10 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
   a.out = ref.bytes.data();
   aios::cpu::paged_attention(a);
 
+  if (c.cascade) {
+    run_cascade(c, a, q, k, v, ref, out, cu, ctx, table);
+    return;
+  }
   const int versions = c.decode ? aios::flash::kDecodeVersions : aios::flash::kPrefillVersions;
   for (int ver = 1; ver <= versions; ++ver) {
     const std::string why = c.decode ? aios::flash::decode_unsupported(a, ver) : aios::flash::prefill_unsupported(a, ver);
@@ -249,7 +327,7 @@ int main(int argc, char** argv) {
     else if (arg == "--verbose") verbose = true;
     else if (arg == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: flash_emu [--seed N] [--full] [--only prefill|decode] [--verbose]\n");
+      std::fprintf(stderr, "usage: flash_emu [--seed N] [--full] [--only prefill|decode|cascade] [--verbose]\n");
       return 2;
     }
   }
@@ -277,6 +355,41 @@ int main(int argc, char** argv) {
       make({{2, 90}, {1, 33}, {2, 2}}, 1, 4, 128, 16, B, true, {0, 3}),  // two queries per sequence (rows 8)
       make({{1, 77}}, 1, 2, 256, 8, B, true, {0, 2}),
   };
+  // Lesson 13's cascade decode: groups of adjacent sequences sharing their first blocks
+  // (block size 16: a 256-key split is 16 blocks), groups of one, members diverging inside a
+  // split, a member whose context stops short of a shared split, a sequence with no query.
+  auto cascade = [&](std::vector<Seq> seqs, std::vector<int> shared, int kvh, int group, int D, int bs, DType dt, float boost = 1.0f) {
+    Case c = make(std::move(seqs), kvh, group, D, bs, dt, true, {0}, boost);
+    c.cascade = true;
+    c.shared = std::move(shared);
+    c.name = "shared " + [&] {
+      std::string n;
+      for (size_t i = 0; i < c.shared.size() && i < 8; ++i) n += std::to_string(c.shared[i]) + ",";
+      return n + (c.shared.size() > 8 ? "..." : "");
+    }() + " " + c.name;
+    return c;
+  };
+  cases.push_back(cascade({{1, 530}, {1, 600}, {1, 513}, {1, 90}, {1, 300}, {1, 700}}, {0, 32, 32, 0, 0, 18}, 2, 2, 128, 16, B));
+  cases.push_back(cascade({{1, 300}, {1, 280}, {1, 256}, {0, 260}, {1, 257}, {1, 40}}, {0, 16, 16, 16, 16, 0}, 1, 4, 64, 16, H, 4.0f));
+  cases.push_back(cascade({{1, 520}, {1, 515}, {1, 777}}, {0, 16, 10}, 1, 2, 128, 32, B));
+  {  // a group of 40: more than one 64-row chunk of the shared block (2 query heads per KV head)
+    std::vector<Seq> seqs(40, Seq{1, 0});
+    std::vector<int> shared(40, 16);
+    shared[0] = 0;
+    for (int i = 0; i < 40; ++i) seqs[size_t(i)].ctx = 258 + 7 * i;
+    cases.push_back(cascade(seqs, shared, 1, 2, 128, 16, B));
+  }
+  // contexts within 4 tiles: one own split, so sequences sharing nothing get decode v3's output directly
+  cases.push_back(cascade({{1, 256}, {1, 256}, {1, 200}, {1, 256}, {1, 100}, {0, 50}}, {0, 16, 12, 0, 0, 0}, 2, 4, 128, 16, B));
+  {  // 20 groups of 3: windows of 32 sequences with several leaders, groups across a window's edge
+    std::vector<Seq> seqs;
+    std::vector<int> shared;
+    for (int i = 0; i < 60; ++i) {
+      seqs.push_back(Seq{1, 256 + int(rng() % 300)});
+      shared.push_back(i % 3 == 0 ? 0 : 16);
+    }
+    cases.push_back(cascade(seqs, shared, 2, 2, 128, 16, B, 3.0f));
+  }
   if (full) {
     cases.push_back(make({{130, 130}, {64, 64}, {63, 63}}, 2, 2, 128, 16, B, false));
     cases.push_back(make({{100, 300}}, 1, 5, 128, 16, B, false));

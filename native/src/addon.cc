@@ -628,6 +628,37 @@ Napi::Value FlashDecode(const Napi::CallbackInfo& info) {
   });
 }
 
+// flashCascadeDecode(<paged_args>, workspace?, workspaceOffset?): lesson 13's cascade decode of a
+// decode step (the splits groups of sequences hold in the same blocks read once per group); CUDA
+// needs the workspace of flashCascadePlan's workspaceBytes. Returns, on the CPU, the keys the
+// reference read per KV head (the plain decode reads sum(contextLens)); on CUDA, -1.
+Napi::Value FlashCascadeDecode(const Napi::CallbackInfo& info) {
+  int64_t keys_read = -1;
+  op(info, "flashCascadeDecode", [&](Args& a) {
+    aios::PagedAttentionArgs p = paged_args(a);
+    check_flash_args(a, p);
+    if (p.max_q_len > 1) a.fail("a decode step has maxQLen 0 or 1, got " + std::to_string(p.max_q_len));
+    if (a.on_cpu()) {
+      keys_read = aios::cpu::cascade_decode(p);
+      return;
+    }
+#ifdef AIOS_WITH_CUDA
+    const std::string why = aios::flash::cascade_unsupported(p);
+    if (!why.empty()) a.fail(why);
+    cudaStream_t st = a.stream();  // also makes the device current, whose SM count the plan reads
+    const aios::flash::CascadePlan plan = aios::cuda::flash_cascade_plan(p);
+    if (!a.has_more()) a.fail("needs a workspace of " + std::to_string(plan.workspace_bytes) + " bytes");
+    void* ws = a.buffer("workspace", plan.workspace_bytes).ptr;
+    aios::cuda::flash_cascade_decode(st, p, plan, ws, plan.workspace_bytes);
+#endif
+  });
+  return Napi::Number::New(info.Env(), double(keys_read));
+}
+
+// flashCascadePlan(device, numSeqs, numTokens, qHeads, kvHeads, headDim, maxContextLen): the cascade's
+// launch shapes on that device (host-known bounds only) and the workspace it needs (0 on the CPU).
+Napi::Value FlashCascadePlan(const Napi::CallbackInfo& info);
+
 int device_arg(const Napi::CallbackInfo& info, size_t i);
 
 // flashDecodePlan(device, version, splits, numSeqs, numTokens, qHeads, kvHeads, headDim, maxQLen, maxContextLen):
@@ -660,6 +691,42 @@ Napi::Value FlashDecodePlan(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("splits", double(plan.splits));
     o.Set("partition", double(plan.partition));
+    o.Set("workspaceBytes", double(plan.workspace_bytes));
+    return o;
+  });
+}
+
+Napi::Value FlashCascadePlan(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const int d = device_arg(info, 0);
+    aios::PagedAttentionArgs p{};
+    p.num_seqs = to_i64(env, info[1], "flashCascadePlan(numSeqs)");
+    p.num_tokens = to_i64(env, info[2], "flashCascadePlan(numTokens)");
+    p.q_heads = to_i64(env, info[3], "flashCascadePlan(qHeads)");
+    p.kv_heads = to_i64(env, info[4], "flashCascadePlan(kvHeads)");
+    p.head_dim = to_i64(env, info[5], "flashCascadePlan(headDim)");
+    p.max_context_len = to_i64(env, info[6], "flashCascadePlan(maxContextLen)");
+    p.max_q_len = 1;
+    p.dt = DType::BF16;  // the plan does not depend on bf16 vs f16
+    if (p.kv_heads == 0 || p.q_heads % p.kv_heads != 0) throw_js(env, "flashCascadePlan: qHeads must be a positive multiple of kvHeads");
+    aios::flash::CascadePlan plan;
+    if (d == kCpu) {
+      plan = aios::flash::cascade_plan(p, aios::flash::decode_plan(p, 1, 0, 1));
+      plan.workspace_bytes = 0;  // the CPU reference keeps its partials itself
+    }
+#ifdef AIOS_WITH_CUDA
+    else {
+      const std::string why = aios::flash::cascade_unsupported(p);
+      if (!why.empty()) throw_js(env, "flashCascadePlan: " + why);
+      aios::cuda::make_current(d);
+      plan = aios::cuda::flash_cascade_plan(p);
+    }
+#endif
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("sharedSplits", double(plan.shared_splits));
+    o.Set("ownSplits", double(plan.own.splits));
+    o.Set("ownPartition", double(plan.own.partition));
     o.Set("workspaceBytes", double(plan.workspace_bytes));
     return o;
   });
@@ -1331,6 +1398,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flashPrefill", Napi::Function::New(env, FlashPrefill));
   exports.Set("flashDecode", Napi::Function::New(env, FlashDecode));
   exports.Set("flashDecodePlan", Napi::Function::New(env, FlashDecodePlan));
+  exports.Set("flashCascadeDecode", Napi::Function::New(env, FlashCascadeDecode));
+  exports.Set("flashCascadePlan", Napi::Function::New(env, FlashCascadePlan));
   exports.Set("argmax", Napi::Function::New(env, Argmax));
   exports.Set("sampleRows", Napi::Function::New(env, SampleRows));
   exports.Set("sampleTokens", Napi::Function::New(env, SampleTokens));

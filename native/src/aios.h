@@ -187,6 +187,14 @@ void attention(const void* q, const void* k, const void* v, void* out, float* sc
 // Throws on metadata that does not describe that (cu_seqlens not rising from 0
 // to num_tokens, a context shorter than its queries, a block id outside the pool).
 void paged_attention(const PagedAttentionArgs& a);
+// paged_attention's checks of the step's metadata (throws what it names).
+void check_paged_metadata(const PagedAttentionArgs& a);
+// Lesson 13: paged_attention's result for a decode step (every sequence 0 or 1 query),
+// computed as the CUDA cascade decode divides it (aios::flash, flash.h): the splits a group
+// of sequences holds in the same blocks read once for the whole group, the rest per
+// sequence, the partial (output, log-sum-exp) pairs combined. Returns how many keys it read
+// (per KV head), which the plain decode would make sum(context_lens).
+int64_t cascade_decode(const PagedAttentionArgs& a);
 // out[r] = index of the largest x[r, :] (the first one on ties), int32.
 void argmax(const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
 

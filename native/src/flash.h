@@ -128,4 +128,76 @@ inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t 
   return p;
 }
 
+// ---- Lesson 13: cascade (shared-prefix) decode
+// Under prefix caching many decoding sequences hold the same first blocks (one system prompt,
+// one document): the plain decode reads those blocks' K/V once per sequence. The cascade decode
+// cuts contexts into kCascadePartition-key "shared splits"; the shared splits a group of
+// sequences holds in the same blocks are computed by one thread block per (group, split, KV
+// head), which reads their K/V once for all the group's queries. Each sequence's remaining keys
+// (its own suffix) go to decode v3 with lesson 09's split plan, and one combine merges the
+// partial (output, log-sum-exp) pairs.
+//
+// The groups come from the block tables alone, on the device (so a captured step needs no
+// host metadata): a group is a maximal run of two or more adjacent sequences with the same
+// first block id (lesson 13's scheduler keeps such sequences adjacent), its leader the run's
+// first sequence. Member x of the group led by L shares its first c_x splits, where c_x is the
+// largest c with: L and x both decoding (one query each), both contexts at least c * partition
+// long, and x's block ids over keys [0, c * partition) equal to L's (equal ids are the same
+// physical K/V; every shared key lies before the query, so the shared part needs no masking).
+// Anything else shares nothing (c_x = 0): then the cascade is the plain decode.
+constexpr int64_t kCascadePartition = 256;  // keys per shared split (4 decode tiles)
+constexpr int64_t kCascadeRows = 64;        // query rows the shared-split block holds (4 warps x 16)
+constexpr int64_t kCascadeWindow = 32;      // sequences whose leaders one shared-split block looks after
+
+/** "" when the CUDA cascade decode can run `a`, else the reason (the CPU reference runs any decode step). */
+inline std::string cascade_unsupported(const PagedAttentionArgs& a) {
+  if (a.max_q_len > 1) return "cascade decode runs decode steps (max_q_len 1), got max_q_len " + std::to_string(a.max_q_len);
+  const std::string why = decode_unsupported(a, 3);  // the suffixes run on decode v3
+  return why.empty() ? "" : "cascade decode: " + why;
+}
+
+// The launch shapes, from host-known bounds only: `shared_splits` shared splits of
+// kCascadePartition keys over max_context_len, then `own` (lesson 09's decode plan for v3, which
+// covers each sequence's keys past its shared splits). The workspace holds the partials of both:
+// [shared_splits + own.splits, num_tokens, q_heads, head_dim] outputs, then the log-sum-exps.
+struct CascadePlan {
+  int64_t shared_splits = 0;
+  DecodePlan own;
+  int64_t workspace_bytes = 0;
+};
+inline CascadePlan cascade_plan(const PagedAttentionArgs& a, const DecodePlan& own) {
+  CascadePlan p;
+  p.shared_splits = a.max_context_len > 0 ? (a.max_context_len + kCascadePartition - 1) / kCascadePartition : 1;
+  p.own = own;
+  p.workspace_bytes = (p.shared_splits + own.splits) * a.num_tokens * a.q_heads * (a.head_dim + 1) * int64_t(sizeof(float));
+  return p;
+}
+
+// The group rule above on host arrays (the CPU reference's; the CUDA kernels evaluate the same
+// rule with loads from the device's copies).
+inline int64_t cascade_first_block(const PagedAttentionArgs& a, int64_t b) { return a.block_tables[b * a.max_blocks_per_seq]; }
+/** The leader of b's run of adjacent sequences with b's first block id. */
+inline int64_t cascade_leader(const PagedAttentionArgs& a, int64_t b) {
+  int64_t L = b;
+  while (L > 0 && cascade_first_block(a, L - 1) == cascade_first_block(a, b)) --L;
+  return L;
+}
+/** Whether b's run has another sequence (a run of one is no group). */
+inline bool cascade_in_group(const PagedAttentionArgs& a, int64_t b) {
+  const int64_t f = cascade_first_block(a, b);
+  return (b > 0 && cascade_first_block(a, b - 1) == f) || (b + 1 < a.num_seqs && cascade_first_block(a, b + 1) == f);
+}
+/** c_b: how many leading kCascadePartition-key splits of sequence b its group computes. */
+inline int64_t cascade_shared_splits(const PagedAttentionArgs& a, int64_t b) {
+  if (a.cu_seqlens_q[b + 1] - a.cu_seqlens_q[b] != 1 || !cascade_in_group(a, b)) return 0;
+  const int64_t L = cascade_leader(a, b);
+  if (a.cu_seqlens_q[L + 1] - a.cu_seqlens_q[L] != 1) return 0;
+  const int64_t shortest = a.context_lens[L] < a.context_lens[b] ? a.context_lens[L] : a.context_lens[b];
+  int64_t equal = 0;  // leading blocks with the same id in both tables
+  const int64_t blocks = (shortest + a.block_size - 1) / a.block_size;
+  while (equal < blocks && a.block_tables[L * a.max_blocks_per_seq + equal] == a.block_tables[b * a.max_blocks_per_seq + equal]) ++equal;
+  const int64_t by_ctx = shortest / kCascadePartition, by_blocks = equal * a.block_size / kCascadePartition;
+  return by_ctx < by_blocks ? by_ctx : by_blocks;
+}
+
 }  // namespace aios::flash

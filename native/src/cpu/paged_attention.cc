@@ -13,9 +13,7 @@
 
 namespace aios::cpu {
 
-namespace {
-
-void check_metadata(const PagedAttentionArgs& a) {
+void check_paged_metadata(const PagedAttentionArgs& a) {
   const int32_t* cu = a.cu_seqlens_q;
   if (cu[0] != 0) throw Error("paged_attention: cu_seqlens_q[0] is " + std::to_string(cu[0]) + ", expected 0");
   if (cu[a.num_seqs] != a.num_tokens)
@@ -45,10 +43,8 @@ void check_metadata(const PagedAttentionArgs& a) {
   }
 }
 
-}  // namespace
-
 void paged_attention(const PagedAttentionArgs& a) {
-  check_metadata(a);
+  check_paged_metadata(a);
   const int64_t Hq = a.q_heads, Hkv = a.kv_heads, D = a.head_dim, group = Hq / Hkv, bs = a.block_size;
   // The sequence of each query row, so rows can be spread over threads independently.
   std::vector<int32_t> seq_of(size_t(a.num_tokens));

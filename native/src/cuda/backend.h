@@ -92,6 +92,10 @@ void flash_prefill(cudaStream_t st, const PagedAttentionArgs& a, int version);
 ::aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
 void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, const ::aios::flash::DecodePlan& plan,
                   void* workspace, int64_t workspace_bytes);
+// Lesson 13 (flash_decode.cu): the cascade decode and its plan (lesson 09's v3 plan for the own keys).
+::aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
+void flash_cascade_decode(cudaStream_t st, const PagedAttentionArgs& a, const ::aios::flash::CascadePlan& plan, void* workspace,
+                          int64_t workspace_bytes);
 void argmax(cudaStream_t st, const void* x, int32_t* out, int64_t rows, int64_t n, DType dt);
 void sample_rows(cudaStream_t st, const float* x, const float* temperature, const float* uniform, int32_t* out,
                  int64_t rows, int64_t n);

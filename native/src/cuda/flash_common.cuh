@@ -376,4 +376,9 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version);
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
                   void* workspace, int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
+// Lesson 13: a decode step with the splits that groups of sequences share read once per group
+// (flash.h, "cascade"); the plan from flash_cascade_plan, its workspace always needed.
+aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
+void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const aios::flash::CascadePlan& plan, void* workspace,
+                          int64_t workspace_bytes);
 }  // namespace aios::AIOS_FLASH_NS

@@ -45,7 +45,7 @@ template <class T>
 __device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token, int64_t head, int d, float o, float m,
                                                 float l) {
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-  if (k.splits == 1) {
+  if (k.ws_lse == nullptr) {  // one split (the cascade decode always writes partials)
     stg(static_cast<T*>(k.out) + (token * k.Hq + head) * k.D + d, from_f<T>(o * inv));
   } else {
     const int64_t row = (k.split * k.num_tokens + token) * k.Hq + head;
@@ -212,6 +212,69 @@ __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttenti
   }
 }
 
+// ------------------------------------------------------------------ lesson 13: the cascade's group rule
+// flash.h's rule (cascade_leader, cascade_in_group, cascade_shared_splits) with loads from the device's
+// metadata; every thread of a warp computes the same answer, so callers stay convergent.
+
+__device__ __forceinline__ int32_t first_block(const PagedAttentionArgs& a, int64_t b) {
+  return ldg(a.block_tables + b * a.max_blocks_per_seq);
+}
+__device__ __forceinline__ int64_t queries_of(const PagedAttentionArgs& a, int64_t b) {
+  return int64_t(ldg(a.cu_seqlens_q + b + 1)) - ldg(a.cu_seqlens_q + b);
+}
+__device__ __forceinline__ float warp_min(float v) { return -warp_max(-v); }
+
+// The leader of b's run: the lanes look at 32 earlier sequences at a time for one whose first
+// block differs (indices travel as floats through the shuffles: exact below 2^24).
+__device__ int64_t cascade_leader_dev(const PagedAttentionArgs& a, int64_t b) {
+  const int lane = int(threadIdx.x) % 32;
+  const int32_t f = first_block(a, b);
+  for (int64_t base = b - 1;; base -= 32) {
+    const int64_t y = base - lane;
+    const float v = y < 0 ? -1.0f : first_block(a, y) != f ? float(y) : -2.0f;
+    const float m = warp_max(v);  // the nearest differing sequence, -1 past the first, -2 none yet
+    if (m >= -1.0f) return int64_t(m) + 1;
+  }
+}
+// One past the last sequence of the run that starts at leader L.
+__device__ int64_t cascade_run_end_dev(const PagedAttentionArgs& a, int64_t L) {
+  const int lane = int(threadIdx.x) % 32;
+  const int32_t f = first_block(a, L);
+  for (int64_t base = L + 1;; base += 32) {
+    const int64_t y = base + lane;
+    const float v = y >= a.num_seqs ? float(a.num_seqs) : first_block(a, y) != f ? float(y) : 3.0e7f;
+    const float m = warp_min(v);
+    if (m < 3.0e7f) return int64_t(m);
+  }
+}
+// c_b of flash.h: how many leading shared splits of sequence b its group computes.
+// The first loads are independent (one round trip), and a sequence whose neighbours hold other
+// first blocks, every sequence of a step without shared prefixes, stops there.
+__device__ int64_t cascade_shared_splits_dev(const PagedAttentionArgs& a, int64_t b) {
+  const int64_t q0 = ldg(a.cu_seqlens_q + b), q1 = ldg(a.cu_seqlens_q + b + 1);
+  const int32_t f = first_block(a, b);
+  const int32_t before = b > 0 ? first_block(a, b - 1) : f ^ 1, after = b + 1 < a.num_seqs ? first_block(a, b + 1) : f ^ 1;
+  if (q1 - q0 != 1 || (before != f && after != f)) return 0;  // not decoding, or a run of one
+  const int64_t L = before == f ? cascade_leader_dev(a, b) : b;
+  if (queries_of(a, L) != 1) return 0;
+  const int64_t cl = ldg(a.context_lens + L), cb = ldg(a.context_lens + b);
+  const int64_t by_ctx = (cl < cb ? cl : cb) / aios::flash::kCascadePartition;
+  if (by_ctx == 0 || L == b) return by_ctx;
+  const int lane = int(threadIdx.x) % 32;
+  const int64_t blocks = (by_ctx * aios::flash::kCascadePartition + a.block_size - 1) / a.block_size;
+  const int32_t* tl = a.block_tables + L * a.max_blocks_per_seq;
+  const int32_t* tb = a.block_tables + b * a.max_blocks_per_seq;
+  for (int64_t j0 = 0; j0 < blocks; j0 += 32) {
+    const int64_t j = j0 + lane;
+    const float m = warp_min(j < blocks && ldg(tl + j) != ldg(tb + j) ? float(j) : 3.0e7f);  // the first differing block
+    if (m < 3.0e7f) {
+      const int64_t by_blocks = int64_t(m) * a.block_size / aios::flash::kCascadePartition;
+      return by_blocks < by_ctx ? by_blocks : by_ctx;
+    }
+  }
+  return by_ctx;
+}
+
 // ------------------------------------------------------------------ v3: tensor cores
 
 template <int D> struct MmaShape {
@@ -229,7 +292,8 @@ template <int D> struct MmaShape {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
-                                                                 int64_t splits, float* ws_o, float* ws_lse) {
+                                                                 int64_t splits, float* ws_o, float* ws_lse,
+                                                                 int64_t shared_splits) {
   using Sh = MmaShape<D>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
@@ -241,9 +305,17 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   const int64_t ctx = ldg(a.context_lens + b);
   int64_t R = q_len * group;
   if (R > kMmaRows) R = kMmaRows;
-  const int64_t k_begin = split * partition;
+  int64_t k_begin = split * partition;
   if (R <= 0 || k_begin >= ctx) return;
   const int64_t k_end = ctx < k_begin + partition ? ctx : k_begin + partition;
+  int64_t slot = split;  // where the partial goes in the workspace
+  if (shared_splits > 0) {  // lesson 13's cascade: the group's blocks did this sequence's first c_b splits
+    const int64_t shared_end = cascade_shared_splits_dev(a, b) * aios::flash::kCascadePartition;
+    if (shared_end >= k_end) return;
+    if (shared_end > k_begin) k_begin = shared_end;  // a multiple of the tile, as the split's start is
+    slot = shared_splits + split;
+    if (shared_end == 0 && gridDim.x == 1) ws_lse = nullptr;  // the whole context in this block: the final output (no combine)
+  }
   const int n_tiles = int((k_end - k_begin + kTile - 1) / kTile);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int64_t first_pos = ctx - q_len;
@@ -363,7 +435,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     }
   }
   __syncthreads();
-  const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, split, splits};
+  const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, slot, splits};
   for (int idx = tid; idx < R * D; idx += kDecThreads) {
     const int r = idx / D, d = idx % D;
     float m = kNegInf;
@@ -376,6 +448,201 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
       acc += f * Os[(w * kMmaRows + r) * D + d];
     }
     write_row_value<T>(sink, q_start + r / group, kvh * group + r % group, d, acc, m, l);
+  }
+}
+
+// ------------------------------------------------------------------ lesson 13: the shared-prefix kernel
+
+// The group kernel's layout: Q of 64 rows (4 warps x 16), K/V tiles of 64 keys in a 2-buffer
+// ring, which members of the current chunk share the split, which sequences of the window lead.
+template <int D> struct CascadeShape {
+  static constexpr int S = MmaShape<D>::S;
+  static constexpr int ROWS = int(aios::flash::kCascadeRows);
+  static constexpr int WINDOW = int(aios::flash::kCascadeWindow);
+  static constexpr size_t smem = 2 * (size_t(ROWS) * S + 2 * 2 * size_t(kTile) * S) + sizeof(int) * (ROWS + WINDOW);
+};
+
+// One block per (shared split, KV head, window of 32 sequences); it serves the groups whose
+// leaders lie in its window, one after another (a window holds one leader or two in practice;
+// one block per sequence would launch mostly blocks that exit, each holding its shared memory
+// while it finds out). Per group it reads the split's keys through the leader's block table
+// once per chunk of 64 query rows (32 members with Qwen3-0.6B's 2 query heads per KV head: one
+// chunk) and writes each sharing member's partial output and log-sum-exp for this split. Each
+// warp owns 16 rows over all 64 keys of a tile, so no merge between warps is needed; a shared
+// split lies before every query, so no key is masked.
+template <class T, int D>
+__global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttentionArgs a, float scale_log2, int64_t splits,
+                                                                     float* ws_o, float* ws_lse) {
+  using Sh = MmaShape<D>;
+  constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS;
+  constexpr int ROWS = CascadeShape<D>::ROWS, WINDOW = CascadeShape<D>::WINDOW;
+  constexpr int64_t partition = aios::flash::kCascadePartition;
+  T* Qs = reinterpret_cast<T*>(smem_base());                         // [ROWS][S]
+  T* KVs = Qs + ROWS * S;                                             // [2 stages][K, V][kTile][S]
+  int* covered_s = reinterpret_cast<int*>(KVs + 2 * 2 * kTile * S);  // [ROWS] members of the chunk sharing the split
+  int* leads_s = covered_s + ROWS;                                    // [WINDOW] which sequences of the window lead a group
+
+  const int64_t split = blockIdx.x, kvh = blockIdx.y, w0 = int64_t(blockIdx.z) * WINDOW;
+  const int64_t Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv, k_begin = split * partition;
+  const int tid = int(threadIdx.x);
+  if (tid < WINDOW) {  // a leader of a run of two or more, decoding, its context past the split
+    const int64_t c = w0 + tid, cc = c < a.num_seqs ? c : 0;  // independent loads: one round trip
+    const int64_t q0 = ldg(a.cu_seqlens_q + cc), q1 = ldg(a.cu_seqlens_q + cc + 1), ctx = ldg(a.context_lens + cc);
+    const int32_t f = first_block(a, cc);
+    const int32_t before = cc > 0 ? first_block(a, cc - 1) : f ^ 1, after = cc + 1 < a.num_seqs ? first_block(a, cc + 1) : f ^ 1;
+    const bool lead = c < a.num_seqs && q1 - q0 == 1 && ctx >= k_begin + partition && before != f && after == f;
+    leads_s[tid] = lead ? 1 : 0;
+  }
+  __syncthreads();
+  for (int li = 0; li < WINDOW; ++li) {
+    if (!leads_s[li]) continue;  // the same in every thread
+    const int64_t L = w0 + li;
+    const int64_t run_end = cascade_run_end_dev(a, L);
+    const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+    const int n_tiles = int(partition / kTile);
+    const int32_t* table = a.block_tables + L * a.max_blocks_per_seq;
+    const int64_t num_blocks = a.num_slots / a.block_size;
+    const T* q = static_cast<const T*>(a.q);
+    const T* kc = static_cast<const T*>(a.k_cache);
+    const T* vc = static_cast<const T*>(a.v_cache);
+    const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+    auto load_tile = [&](int tile) {
+      T* Kd = KVs + (tile % 2) * 2 * kTile * S;
+      T* Vd = Kd + kTile * S;
+#pragma unroll
+      for (int i = 0; i < LOADS; ++i) {
+        const int row = ld_row + i * ROW_STEP;
+        const int64_t key = k_begin + int64_t(tile) * kTile + row;
+        const int64_t off = (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + ld_col;
+        cp_async16(Kd + row * S + ld_col, kc + off, true);
+        cp_async16(Vd + row * S + ld_col, vc + off, true);
+      }
+    };
+    const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, split, splits};
+    const int64_t per_chunk = ROWS / group;
+
+    for (int64_t c0 = L; c0 < run_end; c0 += per_chunk) {
+      const int64_t members = run_end - c0 < per_chunk ? run_end - c0 : per_chunk, rows = members * group;
+      // Which members share the split (c_x > split in flash.h's terms: decoding, the context past
+      // the split, the same leading block ids through the split's last key; the leader's own part
+      // was checked above): every thread takes (member, block) pairs, so the table reads of the
+      // whole chunk are in flight together; a differing block clears its member.
+      for (int64_t m = tid; m < members; m += kDecThreads) {
+        const int64_t x = c0 + m;
+        covered_s[m] = queries_of(a, x) == 1 && ldg(a.context_lens + x) >= k_begin + partition ? 1 : 0;
+      }
+      __syncthreads();
+      const int64_t blocks = (k_begin + partition + a.block_size - 1) / a.block_size;  // through the split's last key
+#pragma unroll 4
+      for (int64_t i = tid; i < members * blocks; i += kDecThreads) {
+        const int64_t m = i / blocks, j = i % blocks;
+        if (ldg(table + j) != ldg(a.block_tables + (c0 + m) * a.max_blocks_per_seq + j)) covered_s[m] = 0;
+      }
+      __syncthreads();
+      bool any = false;
+      for (int i = 0; i < members; ++i) any = any || covered_s[i] != 0;
+      if (any) {  // the same answer in every thread
+        for (int i = tid; i < ROWS * CHUNKS; i += kDecThreads) {
+          const int row = i / CHUNKS, col = (i % CHUNKS) * 8;
+          const bool valid = row < rows && covered_s[row / group] != 0;
+          const T* src = valid ? q + (int64_t(ldg(a.cu_seqlens_q + c0 + row / group)) * Hq + kvh * group + row % group) * D + col : q;
+          cp_async16(Qs + row * S + col, src, valid);  // rows of no covered member are zeros
+        }
+        load_tile(0);
+        cp_async_commit();
+
+        uint32_t qf[D / 16][4];
+        float o[D / 8][4];
+#pragma unroll
+        for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+        float m_run[2] = {kNegInf, kNegInf}, l_run[2] = {0.0f, 0.0f};  // rows g and g+8 of this warp
+        for (int t = 0; t < n_tiles; ++t) {
+          cp_async_wait<0>();
+          __syncthreads();  // tile t (and Q) landed for every thread; every warp is done with tile t-1's buffer
+          if (t == 0)
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], Qs + (warp * 16 + (lane & 15)) * S + ks * 16 + (lane >> 4) * 8);
+          if (t + 1 < n_tiles) load_tile(t + 1);  // overlaps this tile's math
+          cp_async_commit();
+
+          const T* Ks = KVs + (t % 2) * 2 * kTile * S;
+          const T* Vs = Ks + kTile * S;
+          float s[kTile / 8][4];
+#pragma unroll
+          for (int nt = 0; nt < kTile / 8; ++nt) s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+          for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+            for (int ks = 0; ks < D / 16; ++ks) {
+              uint32_t kf[4];
+              ldmatrix_x4(kf, Ks + (kk * 16 + (lane & 7) + ((lane >> 4) << 3)) * S + ks * 16 + ((lane >> 3) & 1) * 8);
+              mma_16816<T>(s[2 * kk], qf[ks], kf[0], kf[1]);
+              mma_16816<T>(s[2 * kk + 1], qf[ks], kf[2], kf[3]);
+            }
+          float alpha[2];
+#pragma unroll
+          for (int h2 = 0; h2 < 2; ++h2) {
+            float mx = kNegInf;
+#pragma unroll
+            for (int nt = 0; nt < kTile / 8; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& v = s[nt][2 * h2 + e];
+                v *= scale_log2;
+                mx = fmaxf(mx, v);
+              }
+            mx = quad_max(mx);
+            const float m_new = fmaxf(m_run[h2], mx);
+            const float m_use = m_new == kNegInf ? 0.0f : m_new;
+            alpha[h2] = exp2_fast(m_run[h2] - m_use);
+            m_run[h2] = m_new;
+            float psum = 0.0f;
+#pragma unroll
+            for (int nt = 0; nt < kTile / 8; ++nt)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) {
+                float& v = s[nt][2 * h2 + e];
+                v = exp2_fast(v - m_use);
+                psum += v;
+              }
+            l_run[h2] = l_run[h2] * alpha[h2] + psum;
+          }
+#pragma unroll
+          for (int i = 0; i < D / 8; ++i) {
+            o[i][0] *= alpha[0];
+            o[i][1] *= alpha[0];
+            o[i][2] *= alpha[1];
+            o[i][3] *= alpha[1];
+          }
+#pragma unroll
+          for (int kk = 0; kk < kTile / 16; ++kk) {
+            const uint32_t pf[4] = {pack2<T>(s[2 * kk][0], s[2 * kk][1]), pack2<T>(s[2 * kk][2], s[2 * kk][3]),
+                                    pack2<T>(s[2 * kk + 1][0], s[2 * kk + 1][1]), pack2<T>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+              uint32_t vf[4];
+              ldmatrix_x4_trans(vf, Vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * S + dp * 16 + (lane >> 4) * 8);
+              mma_16816<T>(o[2 * dp], pf, vf[0], vf[1]);
+              mma_16816<T>(o[2 * dp + 1], pf, vf[2], vf[3]);
+            }
+          }
+        }
+#pragma unroll
+        for (int h2 = 0; h2 < 2; ++h2) {
+          const float l = quad_sum(l_run[h2]);
+          const int row = warp * 16 + g + 8 * h2;
+          if (row < rows && covered_s[row / group] != 0) {
+            const int64_t token = ldg(a.cu_seqlens_q + c0 + row / group), head = kvh * group + row % group;
+#pragma unroll
+            for (int i = 0; i < D / 8; ++i)
+#pragma unroll
+              for (int e = 0; e < 2; ++e) write_row_value<T>(sink, token, head, i * 8 + 2 * t4 + e, o[i][2 * h2 + e], m_run[h2], l);
+          }
+        }
+      }
+      cp_async_wait<0>();
+      __syncthreads();  // the next chunk rewrites Q, the tiles and covered_s
+    }
   }
 }
 
@@ -406,6 +673,45 @@ __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs
   for (int d = lane; d < D; d += 32) {
     float acc = 0.0f;
     for (int64_t s = 0; s < n; ++s) acc += exp2_fast(lse(s) - m_use) * ldg(ws_o + ((s * a.num_tokens + token) * Hq + h) * D + d);
+    stg(out + d, from_f<T>(acc * inv));
+  }
+}
+
+// Lesson 13: one warp per (query token, query head), like combine_kernel, over the slots that
+// were written: the sequence's c_b shared splits (workspace slots 0..c_b-1) and the own splits
+// (slots shared_splits + s) that hold keys past them.
+template <class T, int D>
+__global__ void __launch_bounds__(kDecThreads) cascade_combine_kernel(PagedAttentionArgs a, int64_t shared_splits, int64_t partition,
+                                                                      int64_t own_splits, const float* ws_o, const float* ws_lse) {
+  const int b = int(blockIdx.z), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int64_t h = int64_t(blockIdx.x) * (kDecThreads / 32) + warp;
+  if (h >= a.q_heads || queries_of(a, b) != 1) return;  // the whole warp: h is the warp's
+  const int64_t ctx = ldg(a.context_lens + b), token = ldg(a.cu_seqlens_q + b), Hq = a.q_heads;
+  const int64_t shared = cascade_shared_splits_dev(a, b), shared_end = shared * aios::flash::kCascadePartition;
+  if (shared == 0 && own_splits == 1) return;  // decode v3 wrote this sequence's output itself
+  const int64_t n = shared_splits + own_splits;
+  auto written = [&](int64_t i) {
+    if (i < shared_splits) return i < shared;
+    const int64_t s = i - shared_splits, begin = s * partition > shared_end ? s * partition : shared_end;
+    const int64_t end = (s + 1) * partition < ctx ? (s + 1) * partition : ctx;
+    return begin < end;
+  };
+  auto lse = [&](int64_t i) { return ldg(ws_lse + (i * a.num_tokens + token) * Hq + h); };
+  float mx = kNegInf;
+  for (int64_t i = lane; i < n; i += 32)
+    if (written(i)) mx = fmaxf(mx, lse(i));
+  mx = warp_max(mx);
+  const float m_use = mx == kNegInf ? 0.0f : mx;
+  float wsum = 0.0f;
+  for (int64_t i = lane; i < n; i += 32)
+    if (written(i)) wsum += exp2_fast(lse(i) - m_use);
+  wsum = warp_sum(wsum);
+  const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+  T* out = static_cast<T*>(a.out) + (token * Hq + h) * D;
+  for (int d = lane; d < D; d += 32) {
+    float acc = 0.0f;
+    for (int64_t i = 0; i < n; ++i)
+      if (written(i)) acc += exp2_fast(lse(i) - m_use) * ldg(ws_o + ((i * a.num_tokens + token) * Hq + h) * D + d);
     stg(out + d, from_f<T>(acc * inv));
   }
 }
@@ -458,7 +764,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
       if (version == 3) {
         if constexpr (!std::is_same_v<T, float> && D <= 128)
           launch(decode_mma_kernel<T, D>, grid, dim3(kDecThreads), MmaShape<D>::smem, st, "flash_decode v3", a, scale_log2,
-                 plan.partition, plan.splits, ws_o, ws_lse);
+                 plan.partition, plan.splits, ws_o, ws_lse, int64_t(0));
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
                version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
@@ -466,6 +772,47 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
       if (plan.splits > 1) {
         const dim3 cgrid(unsigned((a.q_heads + 3) / 4), unsigned(a.max_q_len), unsigned(a.num_seqs));
         launch(combine_kernel<T, D>, cgrid, dim3(kDecThreads), 0, st, "flash_decode combine", a, plan.partition, plan.splits,
+               static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
+      }
+    });
+  });
+}
+
+// Lesson 13: the group kernel for the shared splits, decode v3 (lesson 09's split plan) for each
+// sequence's own keys, the combine over both. Launch shapes depend only on the host-known bounds.
+aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a) {
+  return aios::flash::cascade_plan(a, flash_decode_plan(a, 3, 0));
+}
+
+void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const aios::flash::CascadePlan& plan, void* workspace,
+                          int64_t workspace_bytes) {
+  using namespace flash;
+  const std::string why = aios::flash::cascade_unsupported(a);
+  if (!why.empty()) throw Error("flash_cascade_decode: " + why);
+  if (a.num_seqs == 0 || a.num_tokens == 0 || a.max_q_len == 0) return;
+  if (plan.shared_splits < 1 || plan.own.splits < 1 || plan.own.partition % kTile != 0)
+    throw Error("flash_cascade_decode: the plan is not a cascade plan (flash_cascade_plan)");
+  if (!workspace || workspace_bytes < plan.workspace_bytes)
+    throw Error("flash_cascade_decode: needs a workspace of " + std::to_string(plan.workspace_bytes) + " bytes, got " +
+                std::to_string(workspace ? workspace_bytes : 0));
+  if (a.num_seqs > 65535) throw Error("flash_cascade_decode: more than 65535 sequences in one launch");
+  const int64_t slots = plan.shared_splits + plan.own.splits;
+  float* ws_o = static_cast<float*>(workspace);
+  float* ws_lse = ws_o + slots * a.num_tokens * a.q_heads * a.head_dim;
+  const float scale_log2 = a.scale * kLog2e;
+  const int64_t windows = (a.num_seqs + aios::flash::kCascadeWindow - 1) / aios::flash::kCascadeWindow;
+  dispatch_half(a.dt, [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_dim(a.head_dim, [&](auto dim) {
+      constexpr int D = decltype(dim)::value;
+      if constexpr (D <= 128) {
+        launch(cascade_shared_kernel<T, D>, dim3(unsigned(plan.shared_splits), unsigned(a.kv_heads), unsigned(windows)),
+               dim3(kDecThreads), CascadeShape<D>::smem, st, "flash_cascade_decode shared", a, scale_log2, slots, ws_o, ws_lse);
+        launch(decode_mma_kernel<T, D>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)), dim3(kDecThreads),
+               MmaShape<D>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots, ws_o, ws_lse,
+               plan.shared_splits);
+        launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
+               "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,
                static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
       }
     });
