@@ -38,3 +38,14 @@ describe('SamplingParams', () => {
     expect(new SamplingParams({ logprobs: MAX_TOP_LOGPROBS }).logprobs).toBe(MAX_TOP_LOGPROBS);
   });
 });
+
+describe('SamplingParams.with', () => {
+  it('keeps every field it is not asked to change, and checks the changed ones', () => {
+    const p = new SamplingParams({ temperature: 0.7, topK: 5, topP: 0.9, minP: 0.05, repetitionPenalty: 1.1, presencePenalty: 0.5, frequencyPenalty: -0.5, logprobs: 3, maxTokens: 9, ignoreEos: true, stop: ['x'], stopTokenIds: [7], seed: 1 });
+    const q = p.with({ seed: 2 });
+    expect({ ...q, seed: 1 }).toEqual({ ...p });
+    expect(q.seed).toBe(2);
+    expect(new SamplingParams().with({}).logprobs).toBeUndefined();
+    expect(() => p.with({ topP: 0 })).toThrow(/topP must be in \(0, 1\]/);
+  });
+});

@@ -88,6 +88,26 @@ export class SamplingParams {
     if (this.seed !== undefined && (!Number.isInteger(this.seed) || this.seed < 0)) fail(`seed must be a non-negative integer, got ${init.seed}`);
   }
 
+  /** These parameters with some changed (checked again, as the constructor checks them). */
+  with(changes: SamplingParamsInit): SamplingParams {
+    const current: SamplingParamsInit = {
+      temperature: this.temperature,
+      topK: this.topK,
+      topP: this.topP,
+      minP: this.minP,
+      repetitionPenalty: this.repetitionPenalty,
+      presencePenalty: this.presencePenalty,
+      frequencyPenalty: this.frequencyPenalty,
+      maxTokens: this.maxTokens,
+      ignoreEos: this.ignoreEos,
+      stop: [...this.stop],
+      stopTokenIds: [...this.stopTokenIds],
+      ...(this.logprobs !== undefined ? { logprobs: this.logprobs } : {}),
+      ...(this.seed !== undefined ? { seed: this.seed } : {}),
+    };
+    return new SamplingParams({ ...current, ...changes });
+  }
+
   get greedy(): boolean {
     return this.temperature === 0;
   }

@@ -34,7 +34,6 @@ import {
   completionPrompts,
   samplingParams,
 } from './protocol.ts';
-import { SamplingParams as Params } from '@aios/engine-core/engine/sampling-params.ts';
 
 export interface ServerOptions {
   /** The engine to serve: the newest lesson's by default (recipe.ts), a test's own otherwise. */
@@ -332,7 +331,7 @@ export class ServingServer {
           for (let j = 0; j < n; j++) {
             const c = choices[p * n + j]!;
             // With a seed, choice j draws from seed + j: n different samples, each repeatable.
-            const choiceParams = params.seed !== undefined && j > 0 ? withSeed(params, (params.seed + j) % 2 ** 32) : params;
+            const choiceParams = params.seed !== undefined && j > 0 ? params.with({ seed: (params.seed + j) % 2 ** 32 }) : params;
             c.id = this.loop.submit(ids, choiceParams, {
               onDelta: (d) => onDelta(c, d),
               onError: (e) => {
@@ -361,24 +360,6 @@ export class ServingServer {
       void req;
     });
   }
-}
-
-function withSeed(p: SamplingParams, seed: number): SamplingParams {
-  return new Params({
-    temperature: p.temperature,
-    topK: p.topK,
-    topP: p.topP,
-    minP: p.minP,
-    repetitionPenalty: p.repetitionPenalty,
-    presencePenalty: p.presencePenalty,
-    frequencyPenalty: p.frequencyPenalty,
-    ...(p.logprobs !== undefined ? { logprobs: p.logprobs } : {}),
-    maxTokens: p.maxTokens,
-    ignoreEos: p.ignoreEos,
-    stop: [...p.stop],
-    stopTokenIds: [...p.stopTokenIds],
-    seed,
-  });
 }
 
 /** Any error a route throws, as the API's error: Fastify's validation and JSON errors are 400s; anything else unexpected is a 500 that says what. */
