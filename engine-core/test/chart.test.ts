@@ -520,6 +520,23 @@ describe('README course map', () => {
     expect(row(0)).toContain('no workload'); // no environment record in this folder
   });
 
+  it('names the workloads a lesson ran on the card when it has not run the map\'s one', () => {
+    const records = loadRecords(writeFixtures([benchRecord({ lesson: 13, tok: 10, workload: 'shared-prefix' }), benchRecord({ lesson: 13, tok: 9, workload: 'throughput' })])).records;
+    const section = courseMapSection(LESSONS, records, { referenceCard: 'NVIDIA H200' });
+    const row = section.split('\n').find((r) => r.startsWith('| 13 |'))!;
+    expect(row).toContain("not run on this workload yet (on this card: shared-prefix, throughput; see the chart and the lesson's README)");
+  });
+
+  it('says a lesson with only a serving record on the card has run its serving benchmark', () => {
+    const committed = loadRecords(COMMITTED_RESULTS).records;
+    const serve = committed.filter((r) => r.record.kind === 'serve' && r.record.hardware.card === 'NVIDIA H200');
+    expect(serve.length).toBeGreaterThan(0);
+    const lesson = serve[0]!.record.lesson;
+    const section = courseMapSection(LESSONS, serve, { referenceCard: 'NVIDIA H200' });
+    const row = section.split('\n').find((r) => r.startsWith(`| ${String(lesson).padStart(2, '0')} |`))!;
+    expect(row).toContain('not run on this workload yet (on this card: the serving benchmark;');
+  });
+
   it('points to other cards where the reference card has no run', () => {
     const records = loadRecords(writeFixtures([benchRecord({ lesson: 7, tok: 10, card: H100 })])).records;
     const section = courseMapSection(LESSONS, records, { referenceCard: 'NVIDIA H200' });

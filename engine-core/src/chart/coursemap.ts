@@ -67,6 +67,12 @@ export function courseMapSection(lessons: readonly LessonInfo[], records: readon
     const elsewhere = [...new Set(runs.filter((r) => r.record.lesson === l.number).map((r) => r.record.hardware.card))].sort();
     if (elsewhere.length > 0) return `not yet measured on this card (measured on ${elsewhere.join(', ')}: see the chart)`;
     if (l.number < FIRST_WORKLOAD_LESSON) return `no workload (it starts at lesson ${pad(FIRST_WORKLOAD_LESSON)})`;
+    const others = [
+      ...new Set(benchRuns(records).filter((r) => r.record.lesson === l.number && r.record.hardware.card === card && r.record.workload !== workload).map((r) => r.record.workload)),
+    ].sort();
+    if (others.length > 0) return `not run on this workload yet (on this card: ${others.join(', ')}; see the chart and the lesson's README)`;
+    if (records.some((r) => r.record.kind === 'serve' && r.record.lesson === l.number && r.record.hardware.card === card))
+      return "not run on this workload yet (on this card: the serving benchmark; see the chart and the lesson's README)";
     return 'not yet measured';
   };
 
