@@ -757,6 +757,16 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
     if (!(row >= 0 && row < R && token >= 0 && token < n && count >= 0 && (inPrompt === 0 || inPrompt === 1)))
       throw new OpError(op, `penalty entry ${e} (row ${row}, token ${token}, count ${count}, in prompt ${inPrompt}) is outside ${R} rows x ${n} tokens or malformed`);
   }
+  // Each (row, token) at most once: the CUDA kernels penalize and restore each entry's logit
+  // in place, and two entries of one logit would race and leave it changed.
+  if (E > 1) {
+    const seen = new Set<number>();
+    for (let e = 0; e < E; e++) {
+      const key = penalties[e * SAMPLE_PENALTY_WORDS]! * n + penalties[e * SAMPLE_PENALTY_WORDS + 1]!;
+      if (seen.has(key)) throw new OpError(op, `penalty entry ${e} repeats (row ${penalties[e * SAMPLE_PENALTY_WORDS]}, token ${penalties[e * SAMPLE_PENALTY_WORDS + 1]}): each pair at most once`);
+      seen.add(key);
+    }
+  }
   // One upload: the rows' parameters, then the penalty entries.
   const packed = new Int32Array(R * SAMPLE_PARAM_WORDS + penalties.length);
   const f32 = new Float32Array(packed.buffer);

@@ -1,7 +1,7 @@
 // SamplingParams: every field's range is checked at construction, with a message that names the field.
 import { describe, expect, it } from 'vitest';
 
-import { MAX_TOP_LOGPROBS, SamplingParams } from '../src/engine/sampling-params.ts';
+import { GREEDY_BELOW_TEMPERATURE, MAX_TOP_LOGPROBS, SamplingParams } from '../src/engine/sampling-params.ts';
 
 describe('SamplingParams', () => {
   it('defaults to plain sampling at temperature 1 with every filter and penalty off', () => {
@@ -15,7 +15,11 @@ describe('SamplingParams', () => {
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ temperature: -0.1 }, /temperature must be a finite number >= 0, got -0.1/],
     [{ temperature: Infinity }, /temperature/],
-    [{ topK: 1.5 }, /topK must be an integer >= 0/],
+    [{ topK: 1.5 }, /topK must be an integer in \[0, 2\^31 - 1\]/],
+    [{ topK: 3_000_000_000 }, /topK must be an integer in \[0, 2\^31 - 1\]/], // past the kernels' int32
+    [{ temperature: 1e39 }, /temperature must be a finite number/], // infinite as a float32
+    [{ repetitionPenalty: 1e300 }, /repetitionPenalty must be a finite number > 0/],
+    [{ repetitionPenalty: 1e-300 }, /repetitionPenalty must be a finite number > 0/], // 0 as a float32
     [{ topP: 0 }, /topP must be in \(0, 1\], got 0/],
     [{ minP: 1.5 }, /minP must be in \[0, 1\], got 1.5/],
     [{ minP: Number.NaN }, /minP/],
@@ -31,6 +35,12 @@ describe('SamplingParams', () => {
   it.each(bad)('refuses %o', (init, message) => {
     expect(() => new SamplingParams(init as never)).toThrow(RangeError);
     expect(() => new SamplingParams(init as never)).toThrow(message);
+  });
+
+  it('treats a temperature too small to differ from 0 as greedy (1/T would overflow a float32)', () => {
+    expect(new SamplingParams({ temperature: 1e-39 }).greedy).toBe(true);
+    expect(new SamplingParams({ temperature: GREEDY_BELOW_TEMPERATURE / 2 }).greedy).toBe(true);
+    expect(new SamplingParams({ temperature: GREEDY_BELOW_TEMPERATURE }).greedy).toBe(false);
   });
 
   it('accepts the edges of each range', () => {

@@ -159,11 +159,12 @@ export class Engine {
     try {
       await synchronizeAsync(this.device);
     } catch (e) {
+      // The device failed under the step: its sequences' slots were appended but their
+      // tokens never came, so none of them can go on; they end, and their blocks go back.
       begun.logits.dispose();
       this.inFlight = false;
-      const aborted = [...this.abortAfterStep];
       this.abortAfterStep.clear();
-      for (const id of aborted) this.abort(id);
+      for (const seq of begun.plan.sequences) this.abort(seq.id);
       throw e;
     }
     return this.finish(begun);

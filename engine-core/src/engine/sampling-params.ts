@@ -37,6 +37,17 @@ export interface SamplingParamsInit {
   seed?: number;
 }
 
+/**
+ * Below this temperature a request is greedy: 1/T overflows float32 for T under about
+ * 1e-38, and long before that every draw is the argmax anyway (vLLM uses the same bound).
+ */
+export const GREEDY_BELOW_TEMPERATURE = 1e-5;
+
+/** A float32 the kernels can use: finite once rounded to 32 bits. */
+function f32Finite(x: number): boolean {
+  return Number.isFinite(Math.fround(x));
+}
+
 /** The most alternatives a request may ask log-probabilities for (OpenAI's top_logprobs limit). */
 export const MAX_TOP_LOGPROBS = 20;
 
@@ -60,15 +71,15 @@ export class SamplingParams {
       throw new RangeError(`SamplingParams: ${m}`);
     };
     this.temperature = init.temperature ?? 1.0;
-    if (!Number.isFinite(this.temperature) || this.temperature < 0) fail(`temperature must be a finite number >= 0, got ${init.temperature}`);
+    if (!f32Finite(this.temperature) || this.temperature < 0) fail(`temperature must be a finite number >= 0, got ${init.temperature}`);
     this.topK = init.topK ?? 0;
-    if (!Number.isInteger(this.topK) || this.topK < 0) fail(`topK must be an integer >= 0 (0 = off), got ${init.topK}`);
+    if (!Number.isInteger(this.topK) || this.topK < 0 || this.topK > 0x7fffffff) fail(`topK must be an integer in [0, 2^31 - 1] (0 = off), got ${init.topK}`);
     this.topP = init.topP ?? 1.0;
     if (!(this.topP > 0 && this.topP <= 1)) fail(`topP must be in (0, 1], got ${init.topP}`);
     this.minP = init.minP ?? 0;
     if (!(this.minP >= 0 && this.minP <= 1)) fail(`minP must be in [0, 1], got ${init.minP}`);
     this.repetitionPenalty = init.repetitionPenalty ?? 1;
-    if (!(Number.isFinite(this.repetitionPenalty) && this.repetitionPenalty > 0)) fail(`repetitionPenalty must be a finite number > 0 (1 = off), got ${init.repetitionPenalty}`);
+    if (!(f32Finite(this.repetitionPenalty) && Math.fround(this.repetitionPenalty) > 0)) fail(`repetitionPenalty must be a finite number > 0 (1 = off), got ${init.repetitionPenalty}`);
     this.presencePenalty = init.presencePenalty ?? 0;
     if (!(this.presencePenalty >= -2 && this.presencePenalty <= 2)) fail(`presencePenalty must be in [-2, 2], got ${init.presencePenalty}`);
     this.frequencyPenalty = init.frequencyPenalty ?? 0;
@@ -108,8 +119,9 @@ export class SamplingParams {
     return new SamplingParams({ ...current, ...changes });
   }
 
+  /** Temperature 0, or one too small to differ from it (GREEDY_BELOW_TEMPERATURE): the argmax. */
   get greedy(): boolean {
-    return this.temperature === 0;
+    return this.temperature < GREEDY_BELOW_TEMPERATURE;
   }
 
   /** Whether any of the three penalties is on (they need the sequence's earlier tokens). */

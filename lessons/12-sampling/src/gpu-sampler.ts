@@ -17,14 +17,14 @@ import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
  * unseeded requests draw different tokens.
  */
 export function requestSeed(seq: Sequence): number {
-  return seq.params.seed ?? (seq.id * 2654435761) % 0x100000000;
+  return seq.params.seed ?? Math.imul(seq.id, 0x9e3779b1) >>> 0; // exact for any id (a float product loses low bits past 2^53)
 }
 
 /** A sequence's row of the step: its parameters, and the position of the token it draws (its length so far). */
 export function rowSpec(seq: Sequence): SampleRowSpec {
   const p = seq.params;
   return {
-    temperature: p.temperature,
+    temperature: p.greedy ? 0 : p.temperature, // the kernels' greedy is temperature 0
     topK: p.topK,
     topP: p.topP,
     minP: p.minP,
@@ -103,10 +103,11 @@ export class GpuSampler implements Sampler {
       const logprobs = sequences.map((seq, i): SampledLogprobs | undefined => {
         const n = seq.params.logprobs;
         if (n === undefined) return undefined;
+        // A row with fewer non-NaN logits than n marks the missing alternatives with id -1.
         const top = Array.from({ length: n }, (_, j) => ({
           token: read.topIds[i * ops.MAX_SAMPLE_LOGPROBS + j]!,
           logprob: read.topLogprobs[i * ops.MAX_SAMPLE_LOGPROBS + j]!,
-        }));
+        })).filter((t) => t.token >= 0);
         return { token: tokens[i]!, logprob: read.chosenLogprobs[i]!, top };
       });
       return { tokens, logprobs };

@@ -29,6 +29,21 @@ function sampleOnce(logits: Float32Array, rows: SampleRowSpec[], penalties?: Int
   }
 }
 
+describe('log-prob alternatives of a row with fewer usable logits than asked', () => {
+  it('marks the missing ones with id -1 and -Infinity instead of leaving stale memory', () => {
+    const V = 8;
+    const row = new Float32Array(V).fill(Number.NaN);
+    row[3] = 1;
+    row[6] = 2;
+    // Run twice over the same output-sized buffers so stale values from a first call would show.
+    for (let k = 0; k < 2; k++) {
+      const r = sampleOnce(row, [spec({ temperature: 0, logprobs: 5 })]);
+      expect(Array.from(r.topIds.slice(0, 5))).toEqual([6, 3, -1, -1, -1]);
+      expect(Array.from(r.topLogprobs.slice(2, 5))).toEqual([-Infinity, -Infinity, -Infinity]);
+    }
+  });
+});
+
 describe('Philox4x32-10', () => {
   it("gives Random123's published known answers", () => {
     expect(native.philox4x32(0, 0, 0, 0, 0, 0)).toEqual([0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]);

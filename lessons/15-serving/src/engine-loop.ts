@@ -107,7 +107,11 @@ export class EngineLoop {
   /** Aborts everything and stops stepping. */
   close(): void {
     this.closed = true;
-    for (const id of [...this.listeners.keys()]) this.abort(id);
+    const error = new Error('the server is shutting down');
+    for (const [id, l] of [...this.listeners]) {
+      this.abort(id);
+      l.onError(error); // its client gets the error and its response ends
+    }
   }
 
   /** Hands each delta to its request's listener (a finished request's listener goes). */
@@ -115,7 +119,18 @@ export class EngineLoop {
     for (const d of deltas) {
       const l = this.listeners.get(d.id);
       if (d.finished) this.listeners.delete(d.id);
-      l?.onDelta(d);
+      try {
+        l?.onDelta(d);
+      } catch (e) {
+        // One request's writer failed: that request ends with the error; the others go on.
+        this.listeners.delete(d.id);
+        this.engine.abort(d.id);
+        try {
+          l?.onError(e instanceof Error ? e : new Error(String(e)));
+        } catch {
+          // its response is beyond saving; the loop must not be
+        }
+      }
     }
   }
 

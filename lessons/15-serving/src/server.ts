@@ -104,9 +104,10 @@ export class ServingServer {
     return `http://${h}:${addr.port}`;
   }
 
-  /** Aborts what is running, stops listening, frees the engine. */
+  /** Ends every open request (with an error its client sees), waits for the step in flight, stops listening, frees the engine. */
   async close(): Promise<void> {
     this.loop.close();
+    await this.loop.idle();
     await this.app.close();
     this.llm.dispose();
   }
@@ -225,7 +226,9 @@ export class ServingServer {
     const admitted = performance.now();
     const base = { id, object, created: Math.floor(Date.now() / 1000), model: this.modelName };
     const tokenizer = this.llm.tokenizer;
-    const tokenText = (t: number) => tokenizer.decode([t]);
+    // Ids past the tokenizer's vocabulary (the embedding's padding rows, which a random model
+    // can sample or list among its alternatives) have no text, as the engine decodes them.
+    const tokenText = (t: number) => (t >= 0 && t < tokenizer.vocabSize ? tokenizer.decode([t]) : '');
     const logprobsOf = (lps: SampledLogprobs[], textOffset: number) => {
       if (kind === 'chat') {
         const entry = (t: { token: number; logprob: number }) => {

@@ -157,6 +157,11 @@ void sample_tokens(const SampleTokensArgs& a) {
         top_ids[r * kMaxSampleLogprobs + int64_t(j)] = order[j];
         top_logprobs[r * kMaxSampleLogprobs + int64_t(j)] = raw[order[j]] - lse;
       }
+      // Fewer non-NaN logits than alternatives asked: the rest say so (id -1), never stale memory.
+      for (int j = int(k); j < p.num_logprobs; ++j) {
+        top_ids[r * kMaxSampleLogprobs + j] = -1;
+        top_logprobs[r * kMaxSampleLogprobs + j] = -INFINITY;
+      }
     }
   }
 }

@@ -196,8 +196,9 @@ Comm* init(int device, int nranks, int rank, const uint8_t id_bytes[kUniqueIdByt
   // no communicator yet to abort) and this call throws. A non-blocking parent split into
   // a blocking child was the first design; NCCL 2.28 returned no child from the split
   // (measured on the x2 host at commit a65cf75).
+  // 0: waiting; 1: the set-up returned; 2: the caller gave up (then the thread frees what it made).
   struct Pending {
-    std::atomic<bool> done{false};
+    std::atomic<int> state{0};
     ncclComm_t comm = nullptr;
     ncclResult_t result = ncclSuccess;
     std::string error;
@@ -215,11 +216,14 @@ Comm* init(int device, int nranks, int rank, const uint8_t id_bytes[kUniqueIdByt
       pending->error = e.what();
       pending->result = ncclInternalError;
     }
-    pending->done.store(true, std::memory_order_release);
+    int waiting = 0;
+    if (!pending->state.compare_exchange_strong(waiting, 1, std::memory_order_acq_rel) && pending->comm)
+      ncclCommAbort(pending->comm);  // abandoned by the caller's deadline: nobody else will free it
   }).detach();
   const auto deadline = Clock::now() + std::chrono::duration<double, std::milli>(timeout_ms);
-  while (!pending->done.load(std::memory_order_acquire)) {
-    if (Clock::now() > deadline) {
+  while (pending->state.load(std::memory_order_acquire) != 1) {
+    int waiting = 0;
+    if (Clock::now() > deadline && pending->state.compare_exchange_strong(waiting, 2, std::memory_order_acq_rel)) {
       const std::string who = where(c);
       delete c;
       throw Error("NCCL " + who + ": communicator set-up did not finish within " + std::to_string(int64_t(timeout_ms)) +

@@ -315,6 +315,8 @@ __global__ void __launch_bounds__(kRowThreads) logprob_kernel(const float* logit
     int32_t* top_ids = out + 2 * rows + r * kMaxSampleLogprobs;
     float* top_lp = reinterpret_cast<float*>(out + 2 * rows + rows * kMaxSampleLogprobs) + r * kMaxSampleLogprobs;
     for (int j = 0; j < have; ++j) { top_ids[j] = cand_id[j]; top_lp[j] = cand_v[j] - lse; }
+    // Fewer non-NaN logits than alternatives asked: the rest say so (id -1), never stale memory.
+    for (int j = have; j < want; ++j) { top_ids[j] = -1; top_lp[j] = -INFINITY; }
   }
 }
 

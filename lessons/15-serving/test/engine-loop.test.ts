@@ -1,0 +1,76 @@
+// The engine loop's failure paths (CPU, tiny model): one request's writer that throws ends
+// that request only; closing the loop ends every open request with an error its client sees.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { LLM } from '@aios/engine-core/engine/llm.ts';
+import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
+import type { RequestDelta } from '@aios/engine-core/engine/engine.ts';
+
+import { EngineLoop } from '../src/engine-loop.ts';
+import { servedRecipe } from '../src/recipe.ts';
+
+let llm: LLM;
+beforeAll(() => {
+  llm = LLM.create({ recipe: servedRecipe, device: 'cpu', engine: { kvCacheBytes: 32 * 2 ** 20 }, log: () => {} });
+});
+afterAll(() => llm?.dispose());
+
+/** A listener that records what it gets and resolves when its request ends. */
+function recorder(throwAt?: number) {
+  const tokens: number[] = [];
+  let error: Error | undefined;
+  let settle!: () => void;
+  const ended = new Promise<void>((r) => (settle = r));
+  return {
+    tokens,
+    ended,
+    get error() {
+      return error;
+    },
+    listener: {
+      onDelta(d: RequestDelta) {
+        if (throwAt !== undefined && tokens.length === throwAt) throw new Error('this client\'s writer broke');
+        tokens.push(...d.tokenIds);
+        if (d.finished) settle();
+      },
+      onError(e: Error) {
+        error = e;
+        settle();
+      },
+    },
+  };
+}
+
+describe('EngineLoop', () => {
+  const params = new SamplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true });
+
+  it("a writer that throws ends its own request with the error; the others get every token", async () => {
+    const loop = new EngineLoop(llm.engine, { maxQueue: 8 });
+    const bad = recorder(2);
+    const good = recorder();
+    loop.submit([5, 6, 7], params, bad.listener);
+    loop.submit([5, 6, 7], params, good.listener);
+    await Promise.all([bad.ended, good.ended]);
+    await loop.idle();
+    expect(good.error).toBeUndefined();
+    expect(good.tokens).toHaveLength(6);
+    expect(bad.error?.message).toBe("this client's writer broke");
+    expect(bad.tokens).toHaveLength(2);
+    expect(llm.engine.pending).toBe(0);
+    expect(llm.parts.scheduler.stats!().usedBlocks).toBe(0);
+  });
+
+  it('close() ends every open request with an error and frees its blocks', async () => {
+    const loop = new EngineLoop(llm.engine, { maxQueue: 8 });
+    const long = new SamplingParams({ temperature: 0, maxTokens: 500, ignoreEos: true });
+    const open = [recorder(), recorder(), recorder()];
+    for (const r of open) loop.submit([9, 10, 11], long, r.listener);
+    while (open.every((r) => r.tokens.length === 0)) await new Promise((r) => setTimeout(r, 5));
+    loop.close();
+    await Promise.all(open.map((r) => r.ended));
+    await loop.idle();
+    for (const r of open) expect(r.error?.message).toBe('the server is shutting down');
+    expect(llm.engine.pending).toBe(0);
+    expect(llm.parts.scheduler.stats!().usedBlocks).toBe(0);
+  });
+});
