@@ -13,22 +13,25 @@ import type { EngineOptions, Recipe, SampleResult } from '../src/engine/types.ts
 
 export type Rows = Map<string, Float32Array>;
 
-export interface ForcedPath {
-  /** Distinct prompt lengths: a sequence is known by its length. */
-  promptLengths: number[];
-  steps: number;
-}
+/**
+ * The prompts, by their lengths (made up here) or given (a test that needs shared prefixes, say);
+ * either way their lengths must differ: a sequence is known by its length.
+ */
+export type ForcedPath = { promptLengths: number[]; steps: number } | { prompts: number[][]; steps: number };
 
 export function forcedPrompts(p: ForcedPath): { prompts: number[][]; forced: number[][] } {
+  const prompts = 'prompts' in p ? p.prompts : p.promptLengths.map((n, i) => Array.from({ length: n }, (_, t) => (i * 7919 + t * 977 + 13) % 150_000));
+  expect(new Set(prompts.map((q) => q.length)).size, 'forced path: prompt lengths must differ').toBe(prompts.length);
   return {
-    prompts: p.promptLengths.map((n, i) => Array.from({ length: n }, (_, t) => (i * 7919 + t * 977 + 13) % 150_000)),
-    forced: p.promptLengths.map((_, i) => Array.from({ length: p.steps }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000)),
+    prompts,
+    forced: prompts.map((_, i) => Array.from({ length: p.steps }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000)),
   };
 }
 
 /** Runs a recipe down the path; returns every logits row, keyed "prompt:step", and what the parts said about themselves. */
 export function runForced(recipe: Recipe, path: ForcedPath, opts: { model?: string; device: Device; dtype?: DType; engine?: Partial<EngineOptions> }): { rows: Rows; described: string[] } {
   const { prompts, forced } = forcedPrompts(path);
+  const lengths = prompts.map((q) => q.length);
   const rows: Rows = new Map();
   const recording: Recipe = {
     ...recipe,
@@ -41,7 +44,7 @@ export function runForced(recipe: Recipe, path: ForcedPath, opts: { model?: stri
             const all = logits.toArray() as Float32Array;
             const V = logits.shape[1]!;
             const tokens = seqs.map((s, i) => {
-              const p = path.promptLengths.indexOf(s.promptIds.length);
+              const p = lengths.indexOf(s.promptIds.length);
               rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
               return forced[p]![s.outputIds.length]!;
             });

@@ -9,13 +9,11 @@ import { describe, expect, it } from 'vitest';
 import { cudaAvailable } from '@aios/engine-core';
 import { LLM } from '@aios/engine-core/engine/llm.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
-import type { Recipe, SampleResult } from '@aios/engine-core/engine/types.ts';
-import type { Tensor } from '@aios/engine-core/tensor.ts';
+import type { Recipe } from '@aios/engine-core/engine/types.ts';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { recipe as baseline } from '@aios/lesson-12-sampling';
 
-import { type Rows, compareRows } from '../../../engine-core/test/forced-path.ts';
+import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 // The prefix cache alone (lesson 12's decode attention): the cache must not change a token. The
 // cascade decode rounds differently from lesson 12's kernel; cascade.gpu.test.ts checks it, and
 // says whether any token it changes is a near tie.
@@ -65,42 +63,8 @@ describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against les
   }, 600_000);
 
   it("agrees with lesson 12's logits within bf16 tolerance down a forced token path", () => {
-    const lengths = prompts.map((p) => p.length);
-    expect(new Set(lengths).size).toBe(prompts.length); // a sequence is known by its prompt length
-    const forced = prompts.map((_, i) => Array.from({ length: 8 }, (_, j) => (i * 104_729 + j * 8_191 + 5) % 150_000));
-    const forcedRun = (recipe: Recipe): Rows => {
-      const rows: Rows = new Map();
-      const recording: Recipe = {
-        ...recipe,
-        build(ctx) {
-          const parts = recipe.build(ctx);
-          return {
-            ...parts,
-            sampler: {
-              sample(logits: Tensor, seqs: readonly Sequence[]): SampleResult {
-                const all = logits.toArray() as Float32Array;
-                const V = logits.shape[1]!;
-                return {
-                  tokens: seqs.map((s, i) => {
-                    const p = lengths.indexOf(s.promptIds.length);
-                    rows.set(`${p}:${s.outputIds.length}`, all.slice(i * V, (i + 1) * V));
-                    return forced[p]![s.outputIds.length]!;
-                  }),
-                };
-              },
-            },
-          };
-        },
-      };
-      const model = ensureDefaultModel('gpu', () => {});
-      const llm = LLM.create({ recipe: recording, model, device: 'cuda:0', dtype: 'bf16', engine: { maxNumBatchedTokens: 4096, maxNumSeqs: 32 }, log: () => {} });
-      try {
-        llm.generate(prompts, new SamplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true }), { decodeText: false }).forEach((o, p) => expect(o.tokenIds).toEqual(forced[p]));
-        return rows;
-      } finally {
-        llm.dispose();
-      }
-    };
+    const opts = { model: ensureDefaultModel('gpu', () => {}), device: 'cuda:0' as const, dtype: 'bf16' as const, engine: { maxNumBatchedTokens: 4096, maxNumSeqs: 32 } };
+    const forcedRun = (recipe: Recipe): Rows => runForced(recipe, { prompts, steps: 8 }, opts).rows;
     const c = compareRows(forcedRun(prefixCaching), forcedRun(baseline));
     console.log(`lesson 13 vs 12 on CUDA bf16, forced path: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
     expect(c.relError).toBeLessThan(2e-2);
