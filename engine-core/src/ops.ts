@@ -112,17 +112,22 @@ export function concat(tensors: readonly Tensor[], dim: number, out?: Tensor): T
   return o;
 }
 
-/** out[i, :] = table[ids[i], :]. An id outside the vocabulary throws on the CPU; on CUDA it gives a zero row. */
-export function embedding(table: Tensor, ids: Tensor, out?: Tensor): Tensor {
-  const op = 'embedding';
+/** The checks of a row lookup: a contiguous 2-d float table and contiguous integer ids on its device. */
+function checkLookup(op: string, table: Tensor, ids: Tensor, rowsName: string): void {
   tensorArg(op, 'table', table);
   tensorArg(op, 'ids', ids);
-  if (table.ndim !== 2) throw new OpError(op, `table must be 2-d [vocab, dim], got ${formatShape(table.shape)}`);
+  if (table.ndim !== 2) throw new OpError(op, `table must be 2-d [${rowsName}, dim], got ${formatShape(table.shape)}`);
   floatDtype(op, 'table', table);
   contiguous(op, 'table', table);
   if (!isIndex(ids.dtype)) throw new OpError(op, `ids must be i32 or i64, got ${ids.dtype}`);
   contiguous(op, 'ids', ids);
   sameDevice(op, 'table', table, 'ids', ids);
+}
+
+/** out[i, :] = table[ids[i], :]. An id outside the vocabulary throws on the CPU; on CUDA it gives a zero row. */
+export function embedding(table: Tensor, ids: Tensor, out?: Tensor): Tensor {
+  const op = 'embedding';
+  checkLookup(op, table, ids, 'vocab');
   const [vocab, dim] = table.shape as [number, number];
   const o = output(op, out, [...ids.shape, dim], table.dtype, table);
   native.embedding(dtypeCode(table.dtype), dtypeCode(ids.dtype), ids.numel, vocab, dim, table.storage, table.byteOffset,
@@ -137,14 +142,7 @@ export function embedding(table: Tensor, ids: Tensor, out?: Tensor): Tensor {
  */
 export function embeddingShard(table: Tensor, ids: Tensor, vocab: number, start: number, out?: Tensor): Tensor {
   const op = 'embeddingShard';
-  tensorArg(op, 'table', table);
-  tensorArg(op, 'ids', ids);
-  if (table.ndim !== 2) throw new OpError(op, `table must be 2-d [rows, dim], got ${formatShape(table.shape)}`);
-  floatDtype(op, 'table', table);
-  contiguous(op, 'table', table);
-  if (!isIndex(ids.dtype)) throw new OpError(op, `ids must be i32 or i64, got ${ids.dtype}`);
-  contiguous(op, 'ids', ids);
-  sameDevice(op, 'table', table, 'ids', ids);
+  checkLookup(op, table, ids, 'rows');
   const [rows, dim] = table.shape as [number, number];
   if (!Number.isInteger(start) || start < 0 || start + rows > vocab) throw new OpError(op, `rows [${start}, ${start + rows}) are not inside the vocabulary of ${vocab}`);
   const o = output(op, out, [...ids.shape, dim], table.dtype, table);
