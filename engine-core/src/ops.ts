@@ -714,6 +714,44 @@ function checkSampleRow(op: string, r: number, s: SampleRowSpec): void {
     throw bad(`logprobs must be an integer in [-1, ${MAX_SAMPLE_LOGPROBS}], got ${s.logprobs}`);
 }
 
+/** Per vocabulary entry, the last (row group) that named it: O(1) a penalty entry, reused across calls. */
+let penaltyStamp = new Int32Array(0);
+let penaltyStampGeneration = 0;
+
+/**
+ * Throws on a (row, token) pair named twice. O(entries) with a reused stamp per token while
+ * the entries come grouped by row (as the samplers write them); a Set otherwise.
+ */
+function checkPenaltiesUnique(op: string, penalties: Int32Array, E: number, vocab: number): void {
+  const repeat = (e: number) =>
+    new OpError(op, `penalty entry ${e} repeats (row ${penalties[e * SAMPLE_PENALTY_WORDS]}, token ${penalties[e * SAMPLE_PENALTY_WORDS + 1]}): each pair at most once`);
+  let grouped = true;
+  for (let e = 1; e < E && grouped; e++) grouped = penalties[e * SAMPLE_PENALTY_WORDS]! >= penalties[(e - 1) * SAMPLE_PENALTY_WORDS]!;
+  if (!grouped) {
+    const seen = new Set<number>();
+    for (let e = 0; e < E; e++) {
+      const key = penalties[e * SAMPLE_PENALTY_WORDS]! * vocab + penalties[e * SAMPLE_PENALTY_WORDS + 1]!;
+      if (seen.has(key)) throw repeat(e);
+      seen.add(key);
+    }
+    return;
+  }
+  if (penaltyStamp.length < vocab) penaltyStamp = new Int32Array(vocab);
+  let row = -1;
+  for (let e = 0; e < E; e++) {
+    const r = penalties[e * SAMPLE_PENALTY_WORDS]!, token = penalties[e * SAMPLE_PENALTY_WORDS + 1]!;
+    if (r !== row) {
+      row = r;
+      if (++penaltyStampGeneration === 0x7fffffff) {
+        penaltyStamp.fill(0);
+        penaltyStampGeneration = 1;
+      }
+    }
+    if (penaltyStamp[token] === penaltyStampGeneration) throw repeat(e);
+    penaltyStamp[token] = penaltyStampGeneration;
+  }
+}
+
 /**
  * One token per row of f32 logits [rows, vocab], drawn where the logits are: per row,
  * penalties (the entries of `penalties`: SAMPLE_PENALTY_WORDS words each, (row, token,
@@ -757,14 +795,7 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
   }
   // Each (row, token) at most once: the CUDA kernels penalize and restore each entry's logit
   // in place, and two entries of one logit would race and leave it changed.
-  if (E > 1) {
-    const seen = new Set<number>();
-    for (let e = 0; e < E; e++) {
-      const key = penalties[e * SAMPLE_PENALTY_WORDS]! * n + penalties[e * SAMPLE_PENALTY_WORDS + 1]!;
-      if (seen.has(key)) throw new OpError(op, `penalty entry ${e} repeats (row ${penalties[e * SAMPLE_PENALTY_WORDS]}, token ${penalties[e * SAMPLE_PENALTY_WORDS + 1]}): each pair at most once`);
-      seen.add(key);
-    }
-  }
+  if (E > 1) checkPenaltiesUnique(op, penalties, E, n);
   // One upload: the rows' parameters, then the penalty entries.
   const packed = new Int32Array(R * SAMPLE_PARAM_WORDS + penalties.length);
   const f32 = new Float32Array(packed.buffer);

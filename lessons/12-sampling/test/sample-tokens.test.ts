@@ -176,6 +176,10 @@ describe('sampleTokens on the CPU: seeds, greedy, penalties, log-probs', () => {
     expect(() => ops.sampleTokens(t, ok, new Int32Array([0, 4, 0, 1]))).toThrow(/penalty entry 0/);
     expect(() => ops.sampleTokens(t, ok, new Int32Array([0, 1, 0]))).toThrow(/4 words per entry/);
     expect(() => ops.sampleTokens(t, ok, new Int32Array([0, 1, 0, 1, 0, 1, 2, 0]))).toThrow(/penalty entry 1 repeats \(row 0, token 1\)/);
+    // Rows out of order (the checked-with-a-set path), and the same token on two rows (allowed).
+    expect(() => ops.sampleTokens(t, ok, new Int32Array([1, 2, 0, 1, 0, 3, 0, 1, 1, 2, 1, 0]))).toThrow(/penalty entry 2 repeats \(row 1, token 2\)/);
+    ops.sampleTokens(t, ok, new Int32Array([0, 2, 0, 1, 1, 2, 1, 0])).dispose();
+    ops.sampleTokens(t, ok, new Int32Array([1, 2, 0, 1, 0, 2, 1, 0])).dispose();
     expect(() => ops.sampleTokens(t.view(8), ok)).toThrow(/2-d f32/);
     t.dispose();
   });
