@@ -122,7 +122,6 @@ export interface TokView {
   series: TokSeries[];
 }
 
-/** The tok/s view from all bench runs (selectLatest is applied here). */
 /** Peer records (kind "peer") among all records. */
 export function peerRuns(records: readonly LoadedRecord[]): LoadedRecord<PeerRecord>[] {
   return records.filter((r): r is LoadedRecord<PeerRecord> => r.record.kind === 'peer');
@@ -150,6 +149,7 @@ function peerLines(peers: readonly LoadedRecord<PeerRecord>[], card: string, wor
     .sort((a, b) => b.tokPerS - a.tokPerS);
 }
 
+/** The tok/s view from all bench runs (selectLatest is applied here), with the peers' lines of each series. */
 export function buildTokSeries(runs: readonly LoadedRecord<BenchRecord>[], freshness?: FreshnessOf, peers: readonly LoadedRecord<PeerRecord>[] = []): TokView {
   const selected = selectLatest(runs);
   const lessons = [...new Set(selected.map((r) => r.record.lesson))].sort((a, b) => a - b);

@@ -12,7 +12,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { defaultDevice, parseDevice } from '@aios/engine-core/backend.ts';
-import { modelInfo } from '@aios/engine-core/bench/harness.ts';
+import { modelInfo, quantile } from '@aios/engine-core/bench/harness.ts';
 import { ENGINE_RUN_FLAGS, chooseEngineOptions } from '@aios/engine-core/bench/lesson-demo.ts';
 import { REPO_ROOT, type ServeRateResult, type ServeRecord, currentCommit, hardwareInfo, writeRecord, resultsDir } from '@aios/engine-core/bench/records.ts';
 import { type Workload, firstRequests, throughputWorkload } from '@aios/engine-core/bench/workloads.ts';
@@ -49,15 +49,7 @@ export const BENCH_SERVE_SPEC: CommandSpec<typeof BENCH_SERVE_FLAGS> = {
   notes: ['One record of kind "serve" per run in bench-results/ (on a GPU; --record on the CPU).'],
 };
 
-/** The q-quantile (0..1) of values, linear between the two nearest ranks (numpy's default). */
-export function quantile(values: readonly number[], q: number): number {
-  if (values.length === 0) return NaN;
-  const s = [...values].sort((a, b) => a - b);
-  const pos = (s.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.ceil(pos);
-  return s[lo]! + (s[hi]! - s[lo]!) * (pos - lo);
-}
+export { quantile }; // the harness's: p50 and p99 as numpy computes them
 
 const mean = (v: readonly number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
 const summary = (v: readonly number[]) => ({ mean: mean(v), p50: quantile(v, 0.5), p99: quantile(v, 0.99) });

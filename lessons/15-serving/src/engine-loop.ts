@@ -48,6 +48,8 @@ const yieldToEventLoop = () => new Promise<void>((resolve) => setImmediate(resol
 export class EngineLoop {
   private readonly listeners = new Map<number, DeltaListener>();
   private running = false;
+  /** The loop's current run (idle() awaits it). */
+  private turn: Promise<void> | undefined;
   private closed = false;
   /**
    * Steps run and their seconds, for /metrics and the serving benchmark: inside the step
@@ -101,7 +103,7 @@ export class EngineLoop {
 
   /** Resolves once the loop has stopped stepping (no work, and its last turn over). */
   async idle(): Promise<void> {
-    while (this.running) await yieldToEventLoop();
+    while (this.running && this.turn) await this.turn; // a turn that ends with work left starts the next one
   }
 
   /** Aborts everything and stops stepping. */
@@ -137,7 +139,7 @@ export class EngineLoop {
   private kick(): void {
     if (this.running) return;
     this.running = true;
-    void this.run();
+    this.turn = this.run();
   }
 
   private async run(): Promise<void> {
