@@ -206,6 +206,12 @@ describe('buildTokSeries', () => {
     expect(spec.datasets.filter((d) => d.role === 'measured')).toHaveLength(3);
   });
 
+  it('prefers a complete peer run to a newer partial one, as the lessons\' points do', () => {
+    const partial = { ...peerRecord({ mode: 'generate_batch', tok: 50, date: '2030-01-05T00:00:00.000Z' }), partial: true };
+    const model = buildChartModel(loadRecords(writeFixtures([...standardFixture(), peerRecord({ mode: 'generate_batch', tok: 3000 }), partial])));
+    expect(model.tok.series[1]!.peers!.map((p) => p.tokPerS)).toEqual([3000]);
+  });
+
   it('reports a peer record without its library, mode or rate as skipped, with the reason', () => {
     const bad = { ...peerRecord({ mode: 'generate', tok: 1 }), peer: { library: 'transformers' } };
     const zero = peerRecord({ mode: 'generate', tok: 1 });

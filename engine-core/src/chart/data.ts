@@ -135,7 +135,8 @@ function peerLines(peers: readonly LoadedRecord<PeerRecord>[], card: string, wor
     if (r.hardware.card !== card || r.workload !== workload || r.model.name !== model) continue;
     const key = `${r.peer.library}\u0000${r.peer.mode}`;
     const had = newest.get(key);
-    if (!had || newer(p, had)) newest.set(key, p);
+    // As selectLatest: a complete run over a partial one, then the newer.
+    if (!had || (had.record.partial && !r.partial) || (had.record.partial === r.partial && newer(p, had))) newest.set(key, p);
   }
   return [...newest.values()]
     .map(({ file, record: r }) => ({
@@ -504,7 +505,7 @@ export function serveEntries(records: readonly LoadedRecord[]): ServeEntry[] {
     const rec = r.record;
     const key = `${rec.hardware.card}\u0000${rec.model.name}\u0000${rec.workload}`;
     const seen = newest.get(key);
-    if (!seen || seen.record.date < rec.date) newest.set(key, r as LoadedRecord<ServeRecord>);
+    if (!seen || newer(r, seen)) newest.set(key, r as LoadedRecord<ServeRecord>);
   }
   return [...newest.values()].map(({ file, record: r }) => ({
     file,
