@@ -59,7 +59,7 @@ export class LLM {
     const cfg = loadConfig(dir);
     const dtype = opts.dtype ?? defaultDtype(device, cfg);
     const tokenizer = opts.tokenizer ?? Tokenizer.fromDir(dir);
-    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, tokenizer, options, log: opts.log ?? console.log });
+    const parts = opts.recipe.build({ modelDir: dir, cfg, device, dtype, options, log: opts.log ?? console.log });
     return new LLM(opts.recipe, dir, cfg, device, dtype, tokenizer, options, parts, random);
   }
 

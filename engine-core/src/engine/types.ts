@@ -6,7 +6,6 @@ import type { DType } from '../dtype.ts';
 import type { Qwen3Config } from '../model/config.ts';
 import type { Shard } from '../model/shard.ts';
 import type { Tensor } from '../tensor.ts';
-import type { Tokenizer } from '../tokenizer.ts';
 import type { SamplingParams } from './sampling-params.ts';
 import type { FinishReason, Sequence } from './sequence.ts';
 
@@ -187,7 +186,6 @@ export interface EngineContext {
   cfg: Qwen3Config;
   device: Device;
   dtype: DType;
-  tokenizer: Tokenizer;
   options: EngineOptions;
   /** Progress of long set-up work (sizing the pool, capturing graphs); LLMOptions.log, else console.log. */
   log: (s: string) => void;

@@ -5,7 +5,6 @@ import { workerData } from 'node:worker_threads';
 
 import type { Collectives } from '@aios/engine-core/model/shard.ts';
 import { loadConfig } from '@aios/engine-core/model/config.ts';
-import { Tokenizer } from '@aios/engine-core/tokenizer.ts';
 import type { BatchedParts } from '@aios/lesson-07-batching';
 
 import { CTRL, GroupMemory } from './group-memory.ts';
@@ -22,7 +21,7 @@ try {
   const mod = (await import(spec.parts.module)) as Record<string, unknown>;
   const parts = mod[spec.parts.name] as BatchedParts | undefined;
   if (!parts) throw new Error(`${spec.parts.module} does not export ${spec.parts.name}`);
-  const base = { modelDir: spec.modelDir, cfg: loadConfig(spec.modelDir), dtype: spec.dtype, tokenizer: Tokenizer.fromDir(spec.modelDir), options: spec.options, log: () => {} };
+  const base = { modelDir: spec.modelDir, cfg: loadConfig(spec.modelDir), dtype: spec.dtype, options: spec.options, log: () => {} };
   runner = new ShardRunner(shardContext(base, spec.rank, spec.shape.size, spec.device, comm), parts.attention, parts.model);
   const reader = new PlanReader(mem, spec.rank);
   for (let plan = reader.next(); plan; plan = reader.next()) {
