@@ -5,8 +5,7 @@
 // that share nothing, members that diverge inside a 256-key split, members with
 // no query this step. Shared by the CPU suite (cascade-decode.test.ts) and the
 // GPU suite (cascade-decode.gpu.test.ts).
-import type { DType } from '../src/index.ts';
-import type { FlashStep } from './flash-cases.ts';
+import type { FlashCase, FlashStep } from './flash-cases.ts';
 import { randomArray, rng, roundTo } from './helpers.ts';
 
 export interface CascadeGroup {
@@ -16,14 +15,9 @@ export interface CascadeGroup {
   members: readonly (readonly [number, number])[];
 }
 
-export interface CascadeCase {
+/** A flash-attention case's shape, with groups of sequences behind shared prefixes instead of free sequences. */
+export interface CascadeCase extends Omit<FlashCase, 'seqs'> {
   groups: readonly CascadeGroup[];
-  kvHeads: number;
-  group: number;
-  headDim: number;
-  blockSize: number;
-  dtype: DType;
-  boost?: number;
 }
 
 export function cascadeName(c: CascadeCase): string {
