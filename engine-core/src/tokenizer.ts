@@ -44,6 +44,12 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Drop special tokens (`<|im_end|>`, `<|endoftext|>`...) from the text. Default false. */
   skipSpecialTokens?: boolean;
+  /**
+   * Decode ids from vocabSize up to this bound (the model's vocabulary: its embedding's padding
+   * rows, which a random or badly trained model can sample) to no text, as vLLM does, instead
+   * of throwing. Default: vocabSize (every id past the tokenizer's throws).
+   */
+  modelVocabSize?: number;
 }
 
 const REPLACEMENT = '\uFFFD';
@@ -187,9 +193,10 @@ export class Tokenizer {
 
   /** Token ids to text. Throws on an id that is not an integer in [0, vocabSize). */
   decode(ids: readonly number[], options: DecodeOptions = {}): string {
-    this.checkIds(ids, 'decode');
-    if (ids.length === 0) return '';
-    return this.hf.decode(ids as number[], { skip_special_tokens: options.skipSpecialTokens ?? false });
+    this.checkIds(ids, 'decode', options.modelVocabSize);
+    const known = options.modelVocabSize !== undefined ? ids.filter((id) => id < this.vocabSize) : ids;
+    if (known.length === 0) return '';
+    return this.hf.decode(known as number[], { skip_special_tokens: options.skipSpecialTokens ?? false });
   }
 
   /**
@@ -248,12 +255,14 @@ export class Tokenizer {
     return new StreamDecoder(this, promptIds, options);
   }
 
-  private checkIds(ids: readonly number[], what: string): void {
+  /** Throws on an id that is not an integer in [0, bound) (bound: the model's vocabulary where given, else the tokenizer's). */
+  checkIds(ids: readonly number[], what: string, modelVocabSize?: number): void {
     if (!Array.isArray(ids)) throw new TypeError(`${what}: expected an array of token ids`);
+    const bound = Math.max(this.vocabSize, modelVocabSize ?? 0);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i]!;
-      if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize)
-        throw new RangeError(`${what}: token id ${String(id)} at index ${i} is not an integer in [0, ${this.vocabSize})`);
+      if (!Number.isInteger(id) || id < 0 || id >= bound)
+        throw new RangeError(`${what}: token id ${String(id)} at index ${i} is not an integer in [0, ${bound})`);
     }
   }
 }
@@ -296,7 +305,7 @@ export class StreamDecoder {
     promptIds: readonly number[] = [],
     options: DecodeOptions = {},
   ) {
-    this.decodeOpts = { skipSpecialTokens: options.skipSpecialTokens ?? false };
+    this.decodeOpts = { skipSpecialTokens: options.skipSpecialTokens ?? false, ...(options.modelVocabSize !== undefined ? { modelVocabSize: options.modelVocabSize } : {}) };
     this.buf = promptIds.slice(Math.max(0, promptIds.length - StreamDecoder.CONTEXT));
     this.readIdx = this.buf.length;
     const text = this.decode(this.buf);
@@ -305,8 +314,8 @@ export class StreamDecoder {
 
   /** Adds one generated id; returns the text it completes ('' while a character is still incomplete). */
   push(id: number): string {
-    if (!Number.isInteger(id) || id < 0 || id >= this.tokenizer.vocabSize)
-      throw new RangeError(`StreamDecoder.push: token id ${String(id)} is not an integer in [0, ${this.tokenizer.vocabSize})`);
+    this.tokenizer.checkIds([id], 'StreamDecoder.push', this.decodeOpts.modelVocabSize);
+    if (id >= this.tokenizer.vocabSize) return ''; // a padding row of the model's vocabulary: no text
     this.buf.push(id);
     const text = this.decode(this.buf);
     const pending = text.endsWith(REPLACEMENT);

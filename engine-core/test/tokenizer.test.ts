@@ -318,4 +318,15 @@ describe('StreamDecoder', () => {
   it('rejects ids outside the vocabulary', () => {
     expect(() => tok.streamDecoder().push(151669)).toThrow(/StreamDecoder.push: token id 151669/);
   });
+
+  it("decodes the model's padding ids (past the tokenizer's vocabulary, below modelVocabSize) to no text, and still refuses ids past both", () => {
+    const hello = tok.encode('Hello world');
+    const opts = { modelVocabSize: 151_936 };
+    expect(tok.decode([hello[0]!, 151_669, ...hello.slice(1), 151_935], opts)).toBe('Hello world');
+    expect(() => tok.decode([151_669])).toThrow(/not an integer in \[0, 151669\)/);
+    expect(() => tok.decode([151_936], opts)).toThrow(/token id 151936 at index 0 is not an integer in \[0, 151936\)/);
+    const d = tok.streamDecoder([], opts);
+    expect([hello[0]!, 151_700, ...hello.slice(1)].map((id) => d.push(id)).join('') + d.flush()).toBe('Hello world');
+    expect(() => d.push(151_936)).toThrow(/StreamDecoder.push: token id 151936/);
+  });
 });

@@ -120,7 +120,7 @@ export class Engine {
     this.parts.scheduler.add(seq); // a paged scheduler refuses a request that could never fit its pool
     const detokenize = opts.detokenize ?? false;
     const state: RequestState = { seq, detokenize, emitted: 0, longestStop: Math.max(0, ...params.stop.map((s) => s.length)) };
-    if (detokenize || params.stop.length) state.decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true });
+    if (detokenize || params.stop.length) state.decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true, modelVocabSize: this.cfg.vocabSize });
     this.live.set(seq.id, state);
     return seq.id;
   }
@@ -236,9 +236,7 @@ export class Engine {
       const state = this.live.get(seq.id)!;
       const p = seq.params;
       const before = seq.text.length;
-      // Ids past the tokenizer's vocabulary (the embedding's padding rows, which a random or badly
-      // trained model can sample) have no text: decode as vLLM does, to nothing.
-      if (state.decoder && token < this.tokenizer.vocabSize) seq.text += state.decoder.push(token);
+      if (state.decoder) seq.text += state.decoder.push(token);
       if (!p.ignoreEos && this.eos.has(token)) seq.finish('eos');
       else if (p.stopTokenIds.includes(token)) seq.finish('stop');
       else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');

@@ -116,7 +116,7 @@ export class LLM {
     const outputs = seqs.map((s): GenerationOutput => {
       const cut = unfinished.has(s);
       // A stop-string finish has its text cut at the stop string; the tokens are kept as generated.
-      const text = s.finishReason === 'stop' && s.params.stop.length ? s.text : decodeText ? this.tokenizer.decode(s.outputIds.filter((t) => t < this.tokenizer.vocabSize), { skipSpecialTokens: true }) : '';
+      const text = s.finishReason === 'stop' && s.params.stop.length ? s.text : decodeText ? this.tokenizer.decode(s.outputIds, { skipSpecialTokens: true, modelVocabSize: this.cfg.vocabSize }) : '';
       return {
         promptTokenIds: [...s.promptIds],
         tokenIds: [...s.outputIds],

@@ -226,9 +226,9 @@ export class ServingServer {
     const admitted = performance.now();
     const base = { id, object, created: Math.floor(Date.now() / 1000), model: this.modelName };
     const tokenizer = this.llm.tokenizer;
-    // Ids past the tokenizer's vocabulary (the embedding's padding rows, which a random model
-    // can sample or list among its alternatives) have no text, as the engine decodes them.
-    const tokenText = (t: number) => (t >= 0 && t < tokenizer.vocabSize ? tokenizer.decode([t]) : '');
+    // The model's padding ids (past the tokenizer's vocabulary) have no text, as the engine decodes them.
+    const decodeModelIds = { modelVocabSize: this.llm.cfg.vocabSize };
+    const tokenText = (t: number) => tokenizer.decode([t], decodeModelIds);
     const logprobsOf = (lps: SampledLogprobs[], textOffset: number) => {
       if (kind === 'chat') {
         const entry = (t: { token: number; logprob: number }) => {
