@@ -13,7 +13,7 @@ import type { Qwen3Config } from '../model/config.ts';
 import type { StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
 import { type FinishReason, Sequence } from './sequence.ts';
-import { type EngineParts, type GenerateStats, type PrefixCacheStats, type SampleResult, type SampledLogprobs, type StepPhase, type StepPlan, samplesAt } from './types.ts';
+import { type EngineParts, type GenerateStats, type PrefixCacheStats, type QueuedSample, type SampleResult, type SampledLogprobs, type StepPhase, type StepPlan, samplesAt } from './types.ts';
 
 export type Prompt = string | readonly number[];
 
@@ -43,9 +43,28 @@ export interface StepResult {
   tokens: number;
   /** Requests the scheduler preempted to make room (they continue later, from a recompute). */
   preempted: number[];
+  /** Deltas whose text waits for Engine.fillText (stepAsync with deferText), in order. */
+  textToFill?: DeferredText[];
 }
 
-interface RequestState {
+/** A delta whose text is decoded later (Engine.fillText): its request's state and the token it adds. */
+export interface DeferredText {
+  readonly delta: RequestDelta;
+  readonly state: RequestState;
+  readonly token: number;
+}
+
+export interface StepOptions {
+  /**
+   * Leave the text of requests without stop strings for Engine.fillText (their finish never
+   * depends on it): a server decodes it while the next step runs on the device instead of
+   * between steps, when the device waits. Requests with stop strings are decoded in the step.
+   */
+  deferText?: boolean;
+}
+
+/** What the engine keeps per unfinished request (exported opaque: DeferredText holds one). */
+export interface RequestState {
   seq: Sequence;
   /** Present when the request wants text or has stop strings to watch. */
   decoder?: StreamDecoder;
@@ -73,6 +92,10 @@ interface BegunStep {
   plan: StepPlan & { preempted?: Sequence[] };
   preempted: number[];
   logits: Tensor;
+  /** The plan's sequences that sample this step (samplesAt), in plan order. */
+  sampled: Sequence[];
+  /** Their sampling, queued behind the forward (Sampler.queue), when the sampler can. */
+  queued: QueuedSample | undefined;
   t0: number;
   t1: number;
 }
@@ -140,9 +163,9 @@ export class Engine {
   }
 
   /** Runs one step: schedule, forward, sample, append; returns what each request got. */
-  step(): StepResult {
+  step(opts: StepOptions = {}): StepResult {
     const begun = this.begin();
-    return begun ? this.finish(begun) : emptyStep();
+    return begun ? this.finish(begun, opts) : emptyStep();
   }
 
   /**
@@ -153,7 +176,7 @@ export class Engine {
    * A request aborted meanwhile is ended once the step is over (its blocks are in the
    * step's plan); it gets no more deltas.
    */
-  async stepAsync(): Promise<StepResult> {
+  async stepAsync(opts: StepOptions = {}): Promise<StepResult> {
     const begun = this.begin();
     if (!begun) return emptyStep();
     try {
@@ -161,13 +184,29 @@ export class Engine {
     } catch (e) {
       // The device failed under the step: its sequences' slots were appended but their
       // tokens never came, so none of them can go on; they end, and their blocks go back.
+      begun.queued?.discard();
       begun.logits.dispose();
       this.inFlight = false;
       this.abortAfterStep.clear();
       for (const seq of begun.plan.sequences) this.abort(seq.id);
       throw e;
     }
-    return this.finish(begun);
+    return this.finish(begun, opts);
+  }
+
+  /**
+   * Decodes the text of a step's deferred deltas (stepAsync with deferText), filling each
+   * delta's text; call it once per step, in step order, before reading their text.
+   */
+  fillText(result: StepResult): void {
+    const pending = result.textToFill;
+    if (!pending) return;
+    result.textToFill = undefined;
+    for (const { delta, state, token } of pending) {
+      state.seq.text += state.decoder!.push(token);
+      if (delta.finished) state.seq.text += state.decoder!.flush(); // no stop string: the whole text is kept
+      delta.text = this.newText(state);
+    }
   }
 
   /** Schedules the step and queues its forward; undefined when nothing is scheduled. */
@@ -188,21 +227,26 @@ export class Engine {
     }
     const t0 = performance.now();
     const logits = runner.run(plan); // returns with the forward queued on the device
+    const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
+    let queued: QueuedSample | undefined;
     this.inFlight = true;
     try {
+      // The sampling's kernels go right behind the forward's: no gap on the device between them.
+      if (sampled.length && this.parts.sampler.queue) queued = this.parts.sampler.queue(logits, sampled);
       scheduler.overlap?.(); // host work that hides behind the queued forward (stepAsync: before its wait)
     } catch (e) {
+      queued?.discard();
       logits.dispose();
       this.inFlight = false;
       throw e;
     }
-    return { plan, preempted, logits, t0, t1: performance.now() };
+    return { plan, preempted, logits, sampled, queued, t0, t1: performance.now() };
   }
 
   /** Samples (reading the ids back completes the step), appends, finishes; then the aborts that waited for the step. */
-  private finish({ plan, preempted, logits, t0, t1 }: BegunStep): StepResult {
+  private finish(begun: BegunStep, opts: StepOptions): StepResult {
     try {
-      return this.sampleAndAppend(plan, preempted, logits, t0, t1);
+      return this.sampleAndAppend(begun, opts.deferText ?? false);
     } finally {
       this.inFlight = false;
       const aborted = [...this.abortAfterStep];
@@ -211,15 +255,16 @@ export class Engine {
     }
   }
 
-  private sampleAndAppend(plan: StepPlan, preempted: number[], logits: Tensor, t0: number, t1: number): StepResult {
+  private sampleAndAppend({ plan, preempted, logits, sampled, queued, t0, t1 }: BegunStep, deferText: boolean): StepResult {
     const { scheduler, sampler } = this.parts;
-    const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
     let result: SampleResult;
     try {
-      result = sampled.length ? sampler.sample(logits, sampled) : { tokens: [] }; // reads the ids back: the step is complete after this
+      // Reading the ids back completes the step.
+      result = queued ? queued.read() : sampled.length ? sampler.sample(logits, sampled) : { tokens: [] };
     } finally {
       logits.dispose();
     }
+    const textToFill: DeferredText[] = [];
     const t2 = performance.now();
     const tokensRun = plan.newTokens.reduce((a, b) => a + b, 0);
     this.account(plan.phase, tokensRun, (t2 - t0) / 1000, (t1 - t0) / 1000, (t2 - t1) / 1000);
@@ -236,29 +281,32 @@ export class Engine {
       const state = this.live.get(seq.id)!;
       const p = seq.params;
       const before = seq.text.length;
-      if (state.decoder) seq.text += state.decoder.push(token);
+      const later = deferText && state.detokenize && state.decoder !== undefined && !p.stop.length; // its text waits for fillText
+      if (state.decoder && !later) seq.text += state.decoder.push(token);
       if (!p.ignoreEos && this.eos.has(token)) seq.finish('eos');
       else if (p.stopTokenIds.includes(token)) seq.finish('stop');
       else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');
       else if (seq.outputIds.length >= p.maxTokens) seq.finish('length');
       // A finish that keeps the whole text: what the decoder held back (a character's first bytes) is
       // its text now, so the deltas add up to decode(tokens), as the offline output's text is.
-      if (seq.finished && state.decoder && !(seq.finishReason === 'stop' && p.stop.length && !p.stopTokenIds.includes(token))) seq.text += state.decoder.flush();
-      deltas.push({
+      if (!later && seq.finished && state.decoder && !(seq.finishReason === 'stop' && p.stop.length && !p.stopTokenIds.includes(token))) seq.text += state.decoder.flush();
+      const delta: RequestDelta = {
         id: seq.id,
         tokenIds: [token],
         ...(logprobs ? { logprobs: [logprobs] } : {}),
-        text: this.newText(state),
+        text: later ? '' : this.newText(state),
         finished: seq.finished,
         ...(seq.finished ? { finishReason: seq.finishReason } : {}),
-      });
+      };
+      deltas.push(delta);
+      if (later) textToFill.push({ delta, state, token });
       if (seq.finished) {
         this.retire(state);
         scheduler.finished(seq);
         this.counters.finishedRequests++;
       }
     });
-    return { deltas, phase: plan.phase, tokens: tokensRun, preempted };
+    return { deltas, phase: plan.phase, tokens: tokensRun, preempted, ...(textToFill.length ? { textToFill } : {}) };
   }
 
   /** Ends a request now, wherever it is, and frees its blocks; false if it is unknown or already finished. */

@@ -119,9 +119,24 @@ export interface SampleResult {
   logprobs?: (SampledLogprobs | undefined)[];
 }
 
+/** A sampling queued on the device behind the forward (Sampler.queue): read it once the step is done, or discard it. */
+export interface QueuedSample {
+  /** The tokens (reading them back waits for the device). */
+  read(): SampleResult;
+  /** Frees what the sampling holds without reading it (the step failed). */
+  discard(): void;
+}
+
 /** Chooses the next token of each sequence from its logits row. */
 export interface Sampler {
   sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult;
+  /**
+   * sample() in two halves: queue the sampling's device work now, right behind the forward,
+   * and read the tokens later. The engine queues it when it queues the forward, so the
+   * wait for the device (Engine.stepAsync) covers the sampling too and the device runs the
+   * step without a gap between the two. A sampler without it samples at the read.
+   */
+  queue?(logits: Tensor, sequences: readonly Sequence[]): QueuedSample;
   /**
    * Why this sampler cannot honour a request's parameters (an earlier lesson's
    * sampler has no penalties, say), or undefined when it can: the engine refuses

@@ -7,7 +7,7 @@
 // entry crosses the bus and no JS loop runs over the vocabulary.
 import { Tensor, ops } from '@aios/engine-core';
 import type { SampleRowSpec } from '@aios/engine-core/ops.ts';
-import type { SampledLogprobs, SampleResult, Sampler } from '@aios/engine-core/engine/types.ts';
+import type { QueuedSample, SampledLogprobs, SampleResult, Sampler } from '@aios/engine-core/engine/types.ts';
 import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 
@@ -80,6 +80,28 @@ export class PenaltyHistory {
   }
 }
 
+/** The sampled ids, and the log-probs of the rows that asked, from sampleTokens' output (a copy back: it waits for the device). */
+function readSampled(out: Tensor, sequences: readonly Sequence[]): SampleResult {
+  const rows = sequences.length;
+  const withLogprobs = sequences.some((s) => s.params.logprobs !== undefined);
+  // The ids only (4 bytes a row), unless a row asked for log-probs.
+  const view = withLogprobs ? out : out.narrow(0, 0, rows);
+  const read = ops.readSampleOut(view.toArray() as Int32Array, rows);
+  const tokens = Array.from(read.tokens);
+  if (!withLogprobs) return { tokens };
+  const logprobs = sequences.map((seq, i): SampledLogprobs | undefined => {
+    const n = seq.params.logprobs;
+    if (n === undefined) return undefined;
+    // A row with fewer non-NaN logits than n marks the missing alternatives with id -1.
+    const top = Array.from({ length: n }, (_, j) => ({
+      token: read.topIds[i * ops.MAX_SAMPLE_LOGPROBS + j]!,
+      logprob: read.topLogprobs[i * ops.MAX_SAMPLE_LOGPROBS + j]!,
+    })).filter((t) => t.token >= 0);
+    return { token: tokens[i]!, logprob: read.chosenLogprobs[i]!, top };
+  });
+  return { tokens, logprobs };
+}
+
 export class GpuSampler implements Sampler {
   private readonly histories = new Map<number, PenaltyHistory>();
   private scratch = new Int32Array(1024);
@@ -90,30 +112,33 @@ export class GpuSampler implements Sampler {
   }
 
   sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult {
+    return this.queue(logits, sequences).read();
+  }
+
+  /**
+   * Queues the step's sampling kernels behind the forward; read() copies back the ids (and the
+   * log-probs, when a row asked), which waits for the device.
+   */
+  queue(logits: Tensor, sequences: readonly Sequence[]): QueuedSample {
     const rows = sequences.map(rowSpec);
     const penalties = this.penaltyEntries(sequences);
     const out = ops.sampleTokens(logits, rows, penalties);
-    try {
-      const withLogprobs = sequences.some((s) => s.params.logprobs !== undefined);
-      // The ids only (4 bytes a row), unless a row asked for log-probs.
-      const view = withLogprobs ? out : out.narrow(0, 0, rows.length);
-      const read = ops.readSampleOut(view.toArray() as Int32Array, rows.length);
-      const tokens = Array.from(read.tokens);
-      if (!withLogprobs) return { tokens };
-      const logprobs = sequences.map((seq, i): SampledLogprobs | undefined => {
-        const n = seq.params.logprobs;
-        if (n === undefined) return undefined;
-        // A row with fewer non-NaN logits than n marks the missing alternatives with id -1.
-        const top = Array.from({ length: n }, (_, j) => ({
-          token: read.topIds[i * ops.MAX_SAMPLE_LOGPROBS + j]!,
-          logprob: read.topLogprobs[i * ops.MAX_SAMPLE_LOGPROBS + j]!,
-        })).filter((t) => t.token >= 0);
-        return { token: tokens[i]!, logprob: read.chosenLogprobs[i]!, top };
-      });
-      return { tokens, logprobs };
-    } finally {
-      out.dispose();
-    }
+    let done = false;
+    const free = () => {
+      if (!done) out.dispose();
+      done = true;
+    };
+    return {
+      read: (): SampleResult => {
+        if (done) throw new Error('GpuSampler: a queued sample is read once');
+        try {
+          return readSampled(out, sequences);
+        } finally {
+          free();
+        }
+      },
+      discard: free,
+    };
   }
 
   /** The engine calls this when a sequence finishes or is aborted: its history goes. */
