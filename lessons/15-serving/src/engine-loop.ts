@@ -5,8 +5,11 @@
 // disconnects are served then), and goes on while there is work. HTTP handlers
 // only submit and abort; they never step the engine.
 //
-//   step N:   queue forward N | write deltas N-1 | await device (event loop free) | sample N
-//   step N+1: queue forward N+1 | write deltas N | ...
+//   step N:   queue forward N and its sampling | decode and write deltas N-1 | await device (event loop free) | read tokens N
+//   step N+1: queue forward N+1 and its sampling | decode and write deltas N | ...
+//
+// The text of a delta is decoded in the hand-out too (Engine.stepAsync's deferText, for
+// requests without stop strings), not between steps, where the device would wait for it.
 //
 //   HTTP handler --submit--> [EngineLoop] --step--> Engine --deltas--> listener (SSE writer)
 //                <--abort--  (client gone: its blocks go back when the step in flight ends)
@@ -116,9 +119,11 @@ export class EngineLoop {
     }
   }
 
-  /** Hands each delta to its request's listener (a finished request's listener goes). */
-  private dispatch(deltas: readonly RequestDelta[]): void {
-    for (const d of deltas) {
+  /** Decodes the step's deferred text, then hands each delta to its request's listener (a finished request's listener goes). */
+  private dispatch(step: StepResult | undefined): void {
+    if (!step) return;
+    this.engine.fillText(step);
+    for (const d of step.deltas) {
       const l = this.listeners.get(d.id);
       if (d.finished) this.listeners.delete(d.id);
       try {
@@ -146,18 +151,18 @@ export class EngineLoop {
     // Start on a fresh turn: every request that arrived in this turn joins the first step.
     await yieldToEventLoop();
     let last = performance.now();
-    // The deltas of the step before: handed out while the next step runs on the device.
-    let previous: RequestDelta[] = [];
+    // The step before: its deltas are handed out while the next step runs on the device.
+    let previous: StepResult | undefined;
     try {
       while (!this.closed && this.engine.hasWork) {
         const t0 = performance.now();
-        const next = this.engine.stepAsync(); // the step's kernels are queued when this returns
+        const next = this.engine.stepAsync({ deferText: true }); // the step's kernels are queued when this returns
         const queued = performance.now();
         this.dispatch(previous); // SSE writes overlap the device's forward
         const t1 = performance.now();
         const result = await next; // the wait is off the event loop: requests and disconnects are served here
         const t2 = performance.now();
-        previous = result.deltas;
+        previous = result;
         const overhead = (t0 - last) / 1000;
         last = t2;
         this.totals.steps++;

@@ -1,5 +1,7 @@
-// The engine loop's failure paths (CPU, tiny model): one request's writer that throws ends
-// that request only; closing the loop ends every open request with an error its client sees.
+// The engine loop (CPU, tiny model): the text it hands out (decoded during the next step,
+// Engine.stepAsync's deferText) is the text Engine.step decodes in the step; its failure
+// paths: one request's writer that throws ends that request only; closing the loop ends
+// every open request with an error its client sees.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LLM } from '@aios/engine-core/engine/llm.ts';
@@ -18,12 +20,16 @@ afterAll(() => llm?.dispose());
 /** A listener that records what it gets and resolves when its request ends. */
 function recorder(throwAt?: number) {
   const tokens: number[] = [];
+  let text = '';
   let error: Error | undefined;
   let settle!: () => void;
   const ended = new Promise<void>((r) => (settle = r));
   return {
     tokens,
     ended,
+    get text() {
+      return text;
+    },
     get error() {
       return error;
     },
@@ -31,6 +37,7 @@ function recorder(throwAt?: number) {
       onDelta(d: RequestDelta) {
         if (throwAt !== undefined && tokens.length === throwAt) throw new Error('this client\'s writer broke');
         tokens.push(...d.tokenIds);
+        text += d.text;
         if (d.finished) settle();
       },
       onError(e: Error) {
@@ -43,6 +50,25 @@ function recorder(throwAt?: number) {
 
 describe('EngineLoop', () => {
   const params = new SamplingParams({ temperature: 0, maxTokens: 6, ignoreEos: true });
+
+  it("hands out the text Engine.step decodes in the step, with and without stop strings", async () => {
+    const prompts = [[5, 6, 7], [100, 200, 300, 400], [9], [7000, 7001], [42, 43, 44, 45, 46]];
+    // Seeded sampling over the tiny model's whole vocabulary: tokens that split characters across
+    // tokens as well as whole words; two requests with stop strings (decoded in the step either way).
+    const paramsOf = (i: number) => new SamplingParams({ temperature: 1, seed: 100 + i, maxTokens: 40, ignoreEos: true, ...(i % 3 === 1 ? { stop: ['e', 'a'] } : {}) });
+    const expected = new Map<number, string>();
+    const engine = llm.engine;
+    const ids = prompts.map((p, i) => engine.addRequest(p, paramsOf(i), { detokenize: true }));
+    while (engine.hasWork) for (const d of engine.step().deltas) expected.set(d.id, (expected.get(d.id) ?? '') + d.text);
+    const loop = new EngineLoop(engine, { maxQueue: 8 });
+    const got = prompts.map(() => recorder());
+    prompts.forEach((p, i) => loop.submit(p, paramsOf(i), got[i]!.listener));
+    await Promise.all(got.map((r) => r.ended));
+    await loop.idle();
+    const texts = ids.map((id) => expected.get(id) ?? '');
+    expect(texts.join('').length).toBeGreaterThan(20);
+    expect(got.map((r) => r.text)).toEqual(texts);
+  });
 
   it("a writer that throws ends its own request with the error; the others get every token", async () => {
     const loop = new EngineLoop(llm.engine, { maxQueue: 8 });
