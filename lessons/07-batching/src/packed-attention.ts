@@ -2,6 +2,7 @@
 // their slots, then attend through the block tables. Prefill sequences,
 // decode sequences and prefills over a cached prefix all go through the same
 // two calls; nothing here loops over sequences in JavaScript.
+import type { StepPlan } from '@aios/engine-core/engine/types.ts';
 import { type DType, type Device, type Tensor, ops } from '@aios/engine-core';
 import type { AttentionBackend, ForwardContext } from '@aios/engine-core/model/qwen3.ts';
 import type { PagedAttentionMeta } from '@aios/engine-core/ops.ts';
@@ -24,6 +25,23 @@ export interface PackedContext extends ForwardContext {
 export interface PagedAttentionOp {
   (q: Tensor, kCache: Tensor, vCache: Tensor, meta: PagedAttentionMeta, out?: Tensor, workspace?: Tensor): Tensor;
   workspaceBytes?: (shape: { device: Device; dtype: DType; maxNumSeqs: number; maxContextLen: number; qHeads: number; kvHeads: number; headDim: number }) => number;
+  /** An op whose kernels depend on more than the step's shapes (lesson 13's cascade): see AttentionVariants. */
+  variants?: AttentionVariants;
+}
+
+/**
+ * Kernel choices an attention op makes from what a step holds rather than its shapes (lesson 13:
+ * the cascade decode when sequences share a prefix, the plain decode when none do). A captured
+ * graph (lesson 11) bakes one choice in, so the graph model captures each layout once per variant
+ * and, for each step, asks which variant it needs and selects it before running or replaying.
+ */
+export interface AttentionVariants {
+  /** Variants 0..count-1. */
+  readonly count: number;
+  /** The variant a step needs (from its plan; the same answer on every tensor-parallel rank). */
+  of(plan: StepPlan): number;
+  /** Selects the variant the op's next calls run. */
+  select(variant: number): void;
 }
 
 /** Lessons 07-08: the straightforward kernel, one thread block per (token, KV head). */

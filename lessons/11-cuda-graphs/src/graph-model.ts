@@ -9,7 +9,7 @@
 // steps, whose shapes vary without end, run eagerly through lesson 10's forward.
 import { captureGraph, deviceIndex, native, synchronize } from '@aios/engine-core';
 import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
-import type { FixedLayout, KVPool, PagedAttentionOp, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
+import type { AttentionVariants, FixedLayout, KVPool, PagedAttentionOp, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
 import { FusedStepModel, type ParallelHooks } from '@aios/lesson-10-fused-layers';
 import type { Tensor } from '@aios/engine-core';
 
@@ -28,6 +28,8 @@ export function contextBuckets(maxPositions: number): number[] {
 
 interface Captured {
   layout: FixedLayout;
+  /** The attention op's variant the graph recorded (0 for an op without variants). */
+  variant: number;
   graph: InstanceType<typeof native.Graph> | undefined;
 }
 
@@ -38,6 +40,11 @@ export class GraphStepModel implements StepModel {
   private captureBytes = 0;
   /** Decode steps replayed as graphs, run eagerly in a bucket's padded layout (the CPU), and run eagerly as they are (no bucket fits). */
   readonly counts = { replayed: 0, padded: 0, eager: 0 };
+  /** Decode steps per attention variant (an op with variants: lesson 13's plain and cascade decode). */
+  readonly decodeStepsByVariant: number[] = [];
+
+  /** The attention op's step-dependent kernel choices (lesson 13), each captured as graphs of its own. */
+  private readonly variants: AttentionVariants | undefined;
 
   constructor(
     readonly ctx: EngineContext,
@@ -46,32 +53,37 @@ export class GraphStepModel implements StepModel {
     parallel?: ParallelHooks,
   ) {
     this.inner = new FusedStepModel(ctx, attention, parallel);
+    this.variants = attention?.variants;
   }
 
-  /** Records one graph per (batch bucket, context bucket). On the CPU there are no graphs: decode steps still use the padded layouts. */
+  /** Records one graph per (batch bucket, context bucket, attention variant). On the CPU there are no graphs: decode steps still use the padded layouts. */
   prepare(pool: KVPool, input: StepInputBuffer): void {
     const { cfg, options, device } = this.ctx;
     const seqs = batchBuckets(options.maxNumSeqs), contexts = contextBuckets(cfg.maxPositionEmbeddings);
+    const variants = Array.from({ length: this.variants?.count ?? 1 }, (_, v) => v);
     const layouts = contexts.flatMap((c) => seqs.map((b): FixedLayout => ({ seqs: b, width: Math.ceil(c / options.blockSize), maxContextLen: c })));
+    const todo = variants.flatMap((variant) => layouts.map((layout) => ({ layout, variant })));
     if (device === 'cpu') {
-      for (const layout of layouts) this.captured.push({ layout, graph: undefined });
+      for (const t of todo) this.captured.push({ ...t, graph: undefined });
       return;
     }
-    this.ctx.log(`capturing ${layouts.length} decode graphs (batch buckets ${seqs[0]}..${seqs[seqs.length - 1]}, ${seqs.length} of them; contexts up to ${contexts.join(', ')})...`);
+    const perVariant = variants.length > 1 ? `, each for ${variants.length} attention variants` : '';
+    this.ctx.log(`capturing ${todo.length} decode graphs (batch buckets ${seqs[0]}..${seqs[seqs.length - 1]}, ${seqs.length} of them; contexts up to ${contexts.join(', ')}${perVariant})...`);
     const dev = deviceIndex(device);
     this.settle();
     const freeBefore = native.memGetInfo(dev).free;
     const t0 = performance.now();
     let lastLine = t0;
-    for (const [i, layout] of layouts.entries()) {
+    for (const [i, { layout, variant }] of todo.entries()) {
+      this.variants?.select(variant);
       const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
       this.inner.forwardStep(step, pool); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
       this.settle();
       const graph = this.capture(() => this.inner.forwardStep(step, pool));
       if (!graph) break; // capture refused (lesson 14): decode runs eagerly, see eagerBecause
-      this.captured.push({ layout, graph });
+      this.captured.push({ layout, variant, graph });
       if (performance.now() - lastLine > 2000) {
-        this.ctx.log(`  ${i + 1}/${layouts.length} graphs captured`);
+        this.ctx.log(`  ${i + 1}/${todo.length} graphs captured`);
         lastLine = performance.now();
       }
     }
@@ -82,7 +94,7 @@ export class GraphStepModel implements StepModel {
       for (const c of this.captured) c.graph?.dispose();
       this.captured.length = 0;
       this.ctx.log(`no decode graphs: ${this.eagerBecause}; decode steps run eagerly`);
-    } else this.ctx.log(`captured ${layouts.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory)`);
+    } else this.ctx.log(`captured ${todo.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory)`);
   }
 
   /** Waits for the device's queued work between captures (lesson 14 waits with a deadline instead). */
@@ -108,7 +120,10 @@ export class GraphStepModel implements StepModel {
   }
 
   forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
-    const fit = plan.phase === 'decode' ? this.bucketFor(plan) : undefined;
+    const variant = this.variants ? this.variants.of(plan) : 0;
+    this.variants?.select(variant); // eager steps run it too
+    const fit = plan.phase === 'decode' ? this.bucketFor(plan, variant) : undefined;
+    if (plan.phase === 'decode') this.decodeStepsByVariant[variant] = (this.decodeStepsByVariant[variant] ?? 0) + 1;
     if (!fit) {
       if (plan.phase === 'decode') this.counts.eager++;
       return this.inner.forward(plan, input, pool);
@@ -124,8 +139,8 @@ export class GraphStepModel implements StepModel {
     return this.inner.forwardStep(step, pool).narrow(0, 0, B); // the CPU: the same layout, run eagerly
   }
 
-  /** The smallest captured layout that holds the step: enough rows, a long enough context and wide enough tables. */
-  private bucketFor(plan: StepPlan): Captured | undefined {
+  /** The smallest captured layout of the variant that holds the step: enough rows, a long enough context and wide enough tables. */
+  private bucketFor(plan: StepPlan, variant: number): Captured | undefined {
     const B = plan.sequences.length;
     let longest = 0, widest = 0;
     plan.sequences.forEach((s, i) => {
@@ -135,7 +150,7 @@ export class GraphStepModel implements StepModel {
     let best: Captured | undefined;
     for (const c of this.captured) {
       const l = c.layout;
-      if (l.seqs < B || l.maxContextLen < longest || l.width < widest) continue;
+      if (c.variant !== variant || l.seqs < B || l.maxContextLen < longest || l.width < widest) continue;
       if (!best || l.seqs * l.width < best.layout.seqs * best.layout.width) best = c;
     }
     return best;
@@ -149,7 +164,8 @@ export class GraphStepModel implements StepModel {
         ? `no decode graphs (${this.eagerBecause}): decode steps run eagerly`
         : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
     const padded = this.counts.padded ? `, ${this.counts.padded} in padded layouts` : '';
-    return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed${padded}, ${this.counts.eager} eager (no bucket fit)`];
+    const byVariant = (this.variants?.count ?? 1) > 1 ? `; per attention variant ${Array.from({ length: this.variants!.count }, (_, v) => this.decodeStepsByVariant[v] ?? 0).join(' / ')}` : '';
+    return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed${padded}, ${this.counts.eager} eager (no bucket fit)${byVariant}`];
   }
 
   dispose(): void {

@@ -6,6 +6,7 @@
 // Prefill steps, and decode steps the kernel cannot run, go to the attention
 // lesson 12 uses (lesson 09's kernels).
 import { type DType, type Device, type Tensor, ops } from '@aios/engine-core';
+import type { StepPlan } from '@aios/engine-core/engine/types.ts';
 import { type PagedAttentionOp, straightforwardAttention } from '@aios/lesson-07-batching';
 
 /** Head sizes the CUDA cascade kernels are built for (the CPU reference runs any). */
@@ -27,16 +28,38 @@ export interface CascadeStats {
 }
 
 /**
+ * Whether two neighbours of a decode step hold the same first block: a shared prefix the cascade
+ * reads once for both (the kernels look for exactly such runs; a step without one gains nothing).
+ */
+export function sharesPrefix(plan: StepPlan): boolean {
+  const tables = plan.blockTables;
+  if (plan.phase !== 'decode' || !tables) return false;
+  for (let i = 1; i < tables.length; i++) {
+    const first = tables[i]?.[0];
+    if (first !== undefined && first === tables[i - 1]?.[0]) return true;
+  }
+  return false;
+}
+
+/** The op's variants (AttentionVariants): 0 the fallback's decode, 1 the cascade. */
+export const PLAIN_DECODE = 0;
+export const CASCADE_DECODE = 1;
+
+/**
  * The attention op: decode steps (one query per sequence) through the cascade decode, everything
- * else through `fallback` (lesson 07's kernel when undefined). The workspace it asks for covers
+ * else through `fallback` (lesson 07's kernel when undefined). Its variants let a step without a
+ * shared prefix (the throughput workload's every step) skip the cascade's group search and combine,
+ * which cost device time even when they find no group: lesson 11's graph model captures both
+ * variants and selects by sharesPrefix. Called directly, the op runs the cascade. The workspace it asks for covers
  * both: the fallback's and the cascade's largest (partials of every shared and own split).
  * `stats`, on the CPU only, counts the keys read (reading them back costs a copy per call).
  */
 export function cascadeAttentionOp(fallback: PagedAttentionOp | undefined, stats?: CascadeStats): PagedAttentionOp {
   const base = fallback ?? straightforwardAttention;
+  let variant = CASCADE_DECODE;
   const op: PagedAttentionOp = (q: Tensor, k: Tensor, v: Tensor, meta, out, workspace) => {
     const [, qHeads, headDim] = q.shape as [number, number, number];
-    if (!(meta.maxQLen === 1 && cascadeRuns(q.device, q.dtype, qHeads, k.shape[1]!, headDim))) return base(q, k, v, meta, out, workspace);
+    if (!(variant === CASCADE_DECODE && meta.maxQLen === 1 && cascadeRuns(q.device, q.dtype, qHeads, k.shape[1]!, headDim))) return base(q, k, v, meta, out, workspace);
     if (!stats || q.device !== 'cpu') return ops.flashCascadeDecode(q, k, v, meta, out, workspace ? { workspace } : {});
     const counted = { keysRead: 0 };
     const result = ops.flashCascadeDecode(q, k, v, meta, out, { stats: counted });
@@ -44,6 +67,14 @@ export function cascadeAttentionOp(fallback: PagedAttentionOp | undefined, stats
     stats.keysRead += counted.keysRead;
     stats.plainKeys += (meta.contextLens.toArray() as Int32Array).reduce((n, c) => n + c, 0);
     return result;
+  };
+  op.variants = {
+    count: 2,
+    of: (plan) => (sharesPrefix(plan) ? CASCADE_DECODE : PLAIN_DECODE),
+    select: (v) => {
+      if (v !== PLAIN_DECODE && v !== CASCADE_DECODE) throw new RangeError(`cascadeAttentionOp: no variant ${v}`);
+      variant = v;
+    },
   };
   op.workspaceBytes = (s) => {
     let bytes = base.workspaceBytes?.(s) ?? 0;
