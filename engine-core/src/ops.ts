@@ -782,8 +782,37 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
   tensorArg(op, 'logits', logits);
   if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, vocab], got ${logits}`);
   contiguous(op, 'logits', logits);
-  const [R, n] = logits.shape as [number, number];
+  const R = logits.shape[0]!;
   if (!Array.isArray(rows) || rows.length !== R) throw new OpError(op, `${Array.isArray(rows) ? rows.length : 'no'} row specs for ${R} logits rows`);
+  const params = uploadSampleParams(rows, penalties, logits.shape[1]!, logits.device, op);
+  try {
+    return sampleTokensWith(logits, params, opts);
+  } finally {
+    params.dispose();
+  }
+}
+
+/**
+ * sampleTokens' parameters and penalty entries, checked, packed and on the device. Uploading
+ * them is a copy the host waits for, and behind a queued forward it would wait for the
+ * forward: a sampler that queues its kernels behind the forward uploads this before it
+ * (lesson 12's GpuSampler.stage), then launches with sampleTokensWith.
+ */
+export interface SampleParams {
+  readonly rows: number;
+  readonly vocab: number;
+  readonly penaltyEntries: number;
+  readonly anyFiltered: boolean;
+  readonly anyLogprobs: boolean;
+  /** i32: the rows' parameters, then the penalty entries. */
+  readonly packed: Tensor;
+  dispose(): void;
+}
+
+export function uploadSampleParams(rows: readonly SampleRowSpec[], penalties: Int32Array, vocab: number, device: Device, op = 'uploadSampleParams'): SampleParams {
+  if (!Array.isArray(rows)) throw new OpError(op, 'rows must be an array of row specs');
+  const R = rows.length, n = vocab;
+  if (!(Number.isInteger(n) && n >= 0)) throw new OpError(op, `vocab must be a non-negative integer, got ${n}`);
   if (n === 0 && R > 0) throw new OpError(op, 'the rows are empty');
   if (!(penalties instanceof Int32Array) || penalties.length % SAMPLE_PENALTY_WORDS !== 0)
     throw new OpError(op, `penalties must be an Int32Array of ${SAMPLE_PENALTY_WORDS} words per entry`);
@@ -797,28 +826,43 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
   // in place, and two entries of one logit would race and leave it changed.
   if (E > 1) checkPenaltiesUnique(op, penalties, E, n);
   // One upload: the rows' parameters, then the penalty entries.
-  const packed = new Int32Array(R * SAMPLE_PARAM_WORDS + penalties.length);
-  const f32 = new Float32Array(packed.buffer);
+  const words = new Int32Array(Math.max(1, R * SAMPLE_PARAM_WORDS + penalties.length));
+  const f32 = new Float32Array(words.buffer);
   let anyFiltered = false, anyLogprobs = false;
   rows.forEach((s, r) => {
     checkSampleRow(op, r, s);
     if (s.logprobs > n) throw new OpError(op, `row ${r}: ${s.logprobs} log-prob alternatives asked of a vocabulary of ${n}`);
     const w = r * SAMPLE_PARAM_WORDS;
     f32[w] = s.temperature;
-    packed[w + 1] = s.topK;
+    words[w + 1] = s.topK;
     f32[w + 2] = s.topP;
     f32[w + 3] = s.minP;
     f32[w + 4] = s.repetitionPenalty;
     f32[w + 5] = s.presencePenalty;
     f32[w + 6] = s.frequencyPenalty;
-    packed[w + 7] = s.seed % 0x100000000 | 0;
-    packed[w + 8] = Math.floor(s.seed / 0x100000000) | 0;
-    packed[w + 9] = s.position | 0;
-    packed[w + 10] = s.logprobs;
+    words[w + 7] = s.seed % 0x100000000 | 0;
+    words[w + 8] = Math.floor(s.seed / 0x100000000) | 0;
+    words[w + 9] = s.position | 0;
+    words[w + 10] = s.logprobs;
     if (s.temperature > 0 && (s.topK > 0 || s.topP < 1 || s.minP > 0)) anyFiltered = true;
     if (s.logprobs >= 0) anyLogprobs = true;
   });
-  packed.set(penalties, R * SAMPLE_PARAM_WORDS);
+  words.set(penalties, R * SAMPLE_PARAM_WORDS);
+  const packed = Tensor.fromArray(words, [words.length], { dtype: 'i32', device });
+  return { rows: R, vocab: n, penaltyEntries: E, anyFiltered, anyLogprobs, packed, dispose: () => packed.dispose() };
+}
+
+/** sampleTokens with its parameters uploaded already (uploadSampleParams): queues the kernels, waits for nothing. */
+export function sampleTokensWith(logits: Tensor, params: SampleParams, opts: SampleTokensOptions = {}): Tensor {
+  const op = 'sampleTokens';
+  tensorArg(op, 'logits', logits);
+  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, vocab], got ${logits}`);
+  contiguous(op, 'logits', logits);
+  const [R, n] = logits.shape as [number, number];
+  if (params.rows !== R) throw new OpError(op, `${params.rows} row specs for ${R} logits rows`);
+  if (params.vocab !== n) throw new OpError(op, `the parameters were checked for a vocabulary of ${params.vocab}, the logits have ${n}`);
+  sameDevice(op, 'logits', logits, 'parameters', params.packed);
+  const E = params.penaltyEntries;
   const o = output(op, opts.out, [sampleOutWords(R)], 'i32', logits);
   if (R === 0) return o;
   const wsFloats = sampleWorkspaceFloats(R, n, E);
@@ -829,15 +873,14 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
     sameDevice(op, 'logits', logits, 'workspace', opts.workspace);
   }
   const ws = opts.workspace ?? Tensor.empty([wsFloats], { dtype: 'f32', device: logits.device });
-  const upload = Tensor.fromArray(packed, [packed.length], { dtype: 'i32', device: logits.device });
+  const up = params.packed;
   try {
-    native.sampleTokens(R, n, E, anyFiltered, anyLogprobs, logits.storage, logits.byteOffset, upload.storage, upload.byteOffset,
-      upload.storage, upload.byteOffset + 4 * R * SAMPLE_PARAM_WORDS, o.storage, o.byteOffset, ws.storage, ws.byteOffset);
+    native.sampleTokens(R, n, E, params.anyFiltered, params.anyLogprobs, logits.storage, logits.byteOffset, up.storage, up.byteOffset,
+      up.storage, up.byteOffset + 4 * R * SAMPLE_PARAM_WORDS, o.storage, o.byteOffset, ws.storage, ws.byteOffset);
   } catch (e) {
     if (opts.out === undefined) o.dispose();
     throw e;
   } finally {
-    upload.dispose();
     if (ws !== opts.workspace) ws.dispose();
   }
   return o;

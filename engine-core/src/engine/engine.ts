@@ -13,7 +13,7 @@ import type { Qwen3Config } from '../model/config.ts';
 import type { StreamDecoder, Tokenizer } from '../tokenizer.ts';
 import { SamplingParams } from './sampling-params.ts';
 import { type FinishReason, Sequence } from './sequence.ts';
-import { type EngineParts, type GenerateStats, type PrefixCacheStats, type QueuedSample, type SampleResult, type SampledLogprobs, type StepPhase, type StepPlan, samplesAt } from './types.ts';
+import { type EngineParts, type GenerateStats, type PrefixCacheStats, type SampleResult, type StagedSample, type SampledLogprobs, type StepPhase, type StepPlan, samplesAt } from './types.ts';
 
 export type Prompt = string | readonly number[];
 
@@ -94,8 +94,8 @@ interface BegunStep {
   logits: Tensor;
   /** The plan's sequences that sample this step (samplesAt), in plan order. */
   sampled: Sequence[];
-  /** Their sampling, queued behind the forward (Sampler.queue), when the sampler can. */
-  queued: QueuedSample | undefined;
+  /** Their sampling, staged before the forward and queued behind it (Sampler.stage), when the sampler can. */
+  staged: StagedSample | undefined;
   t0: number;
   t1: number;
 }
@@ -184,7 +184,7 @@ export class Engine {
     } catch (e) {
       // The device failed under the step: its sequences' slots were appended but their
       // tokens never came, so none of them can go on; they end, and their blocks go back.
-      begun.queued?.discard();
+      begun.staged?.discard();
       begun.logits.dispose();
       this.inFlight = false;
       this.abortAfterStep.clear();
@@ -226,21 +226,27 @@ export class Engine {
       preempted.push(s.id);
     }
     const t0 = performance.now();
-    const logits = runner.run(plan); // returns with the forward queued on the device
     const sampled = plan.sequences.filter((_, i) => samplesAt(plan, i));
-    let queued: QueuedSample | undefined;
+    // The sampling's parameters go up while the device is idle; its kernels go right behind the forward.
+    const staged = sampled.length && this.parts.sampler.stage ? this.parts.sampler.stage(sampled) : undefined;
+    let logits: Tensor;
+    try {
+      logits = runner.run(plan); // returns with the forward queued on the device
+    } catch (e) {
+      staged?.discard();
+      throw e;
+    }
     this.inFlight = true;
     try {
-      // The sampling's kernels go right behind the forward's: no gap on the device between them.
-      if (sampled.length && this.parts.sampler.queue) queued = this.parts.sampler.queue(logits, sampled);
+      staged?.launch(logits);
       scheduler.overlap?.(); // host work that hides behind the queued forward (stepAsync: before its wait)
     } catch (e) {
-      queued?.discard();
+      staged?.discard();
       logits.dispose();
       this.inFlight = false;
       throw e;
     }
-    return { plan, preempted, logits, sampled, queued, t0, t1: performance.now() };
+    return { plan, preempted, logits, sampled, staged, t0, t1: performance.now() };
   }
 
   /** Samples (reading the ids back completes the step), appends, finishes; then the aborts that waited for the step. */
@@ -255,12 +261,12 @@ export class Engine {
     }
   }
 
-  private sampleAndAppend({ plan, preempted, logits, sampled, queued, t0, t1 }: BegunStep, deferText: boolean): StepResult {
+  private sampleAndAppend({ plan, preempted, logits, sampled, staged, t0, t1 }: BegunStep, deferText: boolean): StepResult {
     const { scheduler, sampler } = this.parts;
     let result: SampleResult;
     try {
       // Reading the ids back completes the step.
-      result = queued ? queued.read() : sampled.length ? sampler.sample(logits, sampled) : { tokens: [] };
+      result = staged ? staged.read() : sampled.length ? sampler.sample(logits, sampled) : { tokens: [] };
     } finally {
       logits.dispose();
     }

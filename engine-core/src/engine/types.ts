@@ -119,8 +119,15 @@ export interface SampleResult {
   logprobs?: (SampledLogprobs | undefined)[];
 }
 
-/** A sampling queued on the device behind the forward (Sampler.queue): read it once the step is done, or discard it. */
-export interface QueuedSample {
+/**
+ * A step's sampling in three parts (Sampler.stage): its parameters go to the device before the
+ * forward is queued (an upload waits for the device's queue, and behind the forward it would
+ * wait for the forward), its kernels are queued right behind the forward, its tokens are read
+ * once the step is done.
+ */
+export interface StagedSample {
+  /** Queues the sampling kernels on these logits (once). */
+  launch(logits: Tensor): void;
   /** The tokens (reading them back waits for the device). */
   read(): SampleResult;
   /** Frees what the sampling holds without reading it (the step failed). */
@@ -131,12 +138,12 @@ export interface QueuedSample {
 export interface Sampler {
   sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult;
   /**
-   * sample() in two halves: queue the sampling's device work now, right behind the forward,
-   * and read the tokens later. The engine queues it when it queues the forward, so the
-   * wait for the device (Engine.stepAsync) covers the sampling too and the device runs the
-   * step without a gap between the two. A sampler without it samples at the read.
+   * sample() in parts (StagedSample): the engine stages it before queueing the forward and
+   * launches it right behind, so the wait for the device (Engine.stepAsync) covers the
+   * sampling too and the device runs the step without a gap. A sampler without it samples
+   * when the step is read.
    */
-  queue?(logits: Tensor, sequences: readonly Sequence[]): QueuedSample;
+  stage?(sequences: readonly Sequence[]): StagedSample;
   /**
    * Why this sampler cannot honour a request's parameters (an earlier lesson's
    * sampler has no penalties, say), or undefined when it can: the engine refuses

@@ -5,9 +5,9 @@
 // the rows that asked. Lesson 03's HostSampler read a top-k/top-p row's whole
 // logits back and drew from a host generator; here nothing per vocabulary
 // entry crosses the bus and no JS loop runs over the vocabulary.
-import { Tensor, ops } from '@aios/engine-core';
+import { type Device, Tensor, ops } from '@aios/engine-core';
 import type { SampleRowSpec } from '@aios/engine-core/ops.ts';
-import type { QueuedSample, SampledLogprobs, SampleResult, Sampler } from '@aios/engine-core/engine/types.ts';
+import type { SampledLogprobs, SampleResult, Sampler, StagedSample } from '@aios/engine-core/engine/types.ts';
 import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 
@@ -111,26 +111,52 @@ export class GpuSampler implements Sampler {
     return undefined;
   }
 
+  /** `device` and `vocabSize` (the model's: the logits' width) are what stage() uploads for; sample() reads them off the logits. */
+  constructor(
+    private readonly device?: Device,
+    private readonly vocabSize?: number,
+  ) {}
+
   sample(logits: Tensor, sequences: readonly Sequence[]): SampleResult {
-    return this.queue(logits, sequences).read();
+    const staged = this.staged(sequences, logits.device, logits.shape[1]!);
+    staged.launch(logits);
+    return staged.read();
   }
 
   /**
-   * Queues the step's sampling kernels behind the forward; read() copies back the ids (and the
-   * log-probs, when a row asked), which waits for the device.
+   * The step's sampling in parts: the rows' parameters and penalty entries uploaded now (the
+   * engine stages before it queues the forward, while the device is idle: the upload waits for
+   * nothing), the kernels queued by launch(), the ids (and the log-probs, when a row asked)
+   * copied back by read(), which waits for the device.
    */
-  queue(logits: Tensor, sequences: readonly Sequence[]): QueuedSample {
-    const rows = sequences.map(rowSpec);
-    const penalties = this.penaltyEntries(sequences);
-    const out = ops.sampleTokens(logits, rows, penalties);
+  stage(sequences: readonly Sequence[]): StagedSample {
+    if (this.device === undefined || this.vocabSize === undefined) throw new Error('GpuSampler.stage: the sampler was made without a device and vocabulary size');
+    return this.staged(sequences, this.device, this.vocabSize);
+  }
+
+  private staged(sequences: readonly Sequence[], device: Device, vocab: number): StagedSample {
+    const params = ops.uploadSampleParams(sequences.map(rowSpec), this.penaltyEntries(sequences), vocab, device);
+    let out: Tensor | undefined;
     let done = false;
     const free = () => {
-      if (!done) out.dispose();
+      if (!done) {
+        out?.dispose();
+        params.dispose();
+      }
       done = true;
     };
     return {
+      launch: (logits: Tensor) => {
+        if (done || out) throw new Error('GpuSampler: a staged sample is launched once, before it is read');
+        try {
+          out = ops.sampleTokensWith(logits, params);
+        } catch (e) {
+          free();
+          throw e;
+        }
+      },
       read: (): SampleResult => {
-        if (done) throw new Error('GpuSampler: a queued sample is read once');
+        if (done || !out) throw new Error('GpuSampler: a staged sample is read once, after its launch');
         try {
           return readSampled(out, sequences);
         } finally {

@@ -6,6 +6,6 @@ import { lesson11Parts } from '@aios/lesson-11-cuda-graphs';
 
 import { GpuSampler } from './gpu-sampler.ts';
 
-export const lesson12Parts: BatchedParts = { ...lesson11Parts, sampler: () => new GpuSampler() };
+export const lesson12Parts: BatchedParts = { ...lesson11Parts, sampler: (ctx) => new GpuSampler(ctx.device, ctx.cfg.vocabSize) };
 
 export const recipe: Recipe = batchedRecipe('sampling', 12, 'sampling on the device: penalties, top-k/top-p/min-p, Philox seeds, log-probs; only the ids read back', lesson12Parts);

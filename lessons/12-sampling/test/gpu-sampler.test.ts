@@ -108,6 +108,32 @@ describe('GpuSampler', () => {
     expect(r.logprobs?.[2]?.top.map((t) => t.token)).toEqual(topIndices(x.subarray(2 * V), 4));
   });
 
+  it('staged (parameters up before the forward, kernels launched after, ids read at the end) gives what sample() gives', () => {
+    const V = 300;
+    const seqs = [0, 1, 2, 3].map((i) => new Sequence(prompt(i, 5), new SamplingParams({ temperature: 0.9, topP: 0.8, seed: 11 + i, presencePenalty: i === 3 ? 0.5 : 0, logprobs: i === 2 ? 3 : undefined })));
+    const x = randomArray(4 * V, 22, 5);
+    const sampler = new GpuSampler('cpu', V);
+    const direct = (() => {
+      const logits = Tensor.fromArray(x, [4, V]);
+      try {
+        return new GpuSampler().sample(logits, seqs);
+      } finally {
+        logits.dispose();
+      }
+    })();
+    const staged = sampler.stage(seqs);
+    expect(() => staged.read()).toThrow(/read once, after its launch/);
+    const logits = Tensor.fromArray(x, [4, V]); // the forward's output, made after the stage
+    staged.launch(logits);
+    expect(() => staged.launch(logits)).toThrow(/launched once/);
+    expect(staged.read()).toEqual(direct);
+    expect(() => staged.read()).toThrow(/read once/);
+    sampler.stage(seqs).discard(); // a failed step: nothing read, nothing left
+    expect(() => sampler.stage([new Sequence([1], new SamplingParams({ logprobs: 3 }))]).launch(Tensor.fromArray(x.subarray(0, 2 * V), [2, V]))).toThrow(/1 row specs for 2 logits rows/);
+    expect(() => new GpuSampler().stage(seqs)).toThrow(/without a device and vocabulary size/);
+    logits.dispose();
+  });
+
   it("keys each row by its request's seed (or id) and the position it draws", () => {
     const seeded = new Sequence([1, 2, 3], new SamplingParams({ seed: 77 }));
     const unseeded = new Sequence([1, 2, 3], new SamplingParams({}));
