@@ -187,6 +187,10 @@ describe.skipIf(!hasGpu && !dryRun)('lesson 13 with and without the cascade deco
     const c = compareRows(a, b);
     console.log(`lesson 13 cascade vs plain decode on CUDA bf16: ${prompts.length - differ.length} of ${prompts.length} greedy requests identical${differ.length ? ` (${differ.join('; ')})` : ''}; logits rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
     expect(c.relError).toBeLessThan(2e-2);
-    expect(differ.length).toBeLessThanOrEqual(2);
+    // How many requests diverge is not bounded: the random-weight model's logits are flat (on the
+    // H200, commit bde932a, 12 of 18 requests met a top-two gap under 0.025 within 18 tokens and
+    // went apart there), and bf16 sums in another order settle such ties either way. Each
+    // divergence is a near tie (checked above), and the rows agree up to it.
+    expect(c.argmaxAgreement).toBeGreaterThan(0.9);
   }, 600_000);
 });
