@@ -12,7 +12,9 @@ REPEATS=${REPEATS:-3}
 source "$(dirname "$0")/gpu-lib.sh"
 touch "$LESSON_LOGS/.mark"
 make_model "$LESSON_LOGS/model.log" && stamp "model ready"
-timeout 150 vitest run lessons/13-prefix-caching/test/cascade.gpu.test.ts lessons/13-prefix-caching/test/prefix.gpu.test.ts > "$LESSON_LOGS/lesson13-gpu-tests.log" 2>&1
+# LESSON13_TESTS=engine: only the engine-level GPU tests (prefix.gpu, and cascade.gpu's with/without run), not the kernel cases.
+if [[ "${LESSON13_TESTS:-all}" == engine ]]; then filter=(-t "lesson 13 (with and without|on CUDA)"); else filter=(); fi
+timeout 150 vitest run lessons/13-prefix-caching/test/cascade.gpu.test.ts lessons/13-prefix-caching/test/prefix.gpu.test.ts "${filter[@]}" > "$LESSON_LOGS/lesson13-gpu-tests.log" 2>&1
 stamp "lesson 13 GPU tests exit $?: $(grep -E "Tests " "$LESSON_LOGS/lesson13-gpu-tests.log")"
 grep -E "^cascade |micro-benchmark|lesson 13 vs|cascade vs plain|✓|×|AssertionError" "$LESSON_LOGS/lesson13-gpu-tests.log" | cut -c1-260 | head -24
 run_lesson lesson12-shared-prefix 30 12 --workload shared-prefix --no-samples --no-check --repeats $REPEATS --record
