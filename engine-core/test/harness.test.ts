@@ -329,7 +329,14 @@ describe('measureWorkload', () => {
   it('warms up once, estimates, runs the workload `repeats` times and keeps the median run', () => {
     const llm = makeLLM(fakeRecipe({ sleep: (call) => (call >= 30 && call < 48 ? 3 : 0) })); // the calls of one run are slower
     const lines: string[] = [];
-    const m = measureWorkload(llm, tinyWorkload(), { repeats: 3, progress: false, log: (l) => lines.push(l) });
+    // onRunStart: once per timed run, after the warm-up and the calibration (their steps come before the first).
+    const events: string[] = [];
+    const m = measureWorkload(llm, tinyWorkload(), { repeats: 3, progress: false, log: (l) => lines.push(l), onRunStart: () => events.push('start'), onProgress: () => events.push('step') });
+    expect(events.filter((e) => e === 'start')).toHaveLength(3);
+    expect(events[0]).toBe('start');
+    const stepsPerRun = events.indexOf('start', 1) - 1;
+    expect(stepsPerRun).toBeGreaterThan(0);
+    expect(events.join(' ')).toBe(Array.from({ length: 3 }, () => ['start', ...Array(stepsPerRun).fill('step')].join(' ')).join(' '));
     expect(m.repeats.count).toBe(3);
     expect(m.repeats.outputTokPerS).toHaveLength(3);
     expect(m.result.outputTokPerS).toBe(m.repeats.outputTokPerS[m.repeats.resultsRun]);

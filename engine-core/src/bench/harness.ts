@@ -34,6 +34,8 @@ export interface RunOptions {
   onProgress?: (p: GenerateProgress) => void;
   /** Shown after the workload's name in the progress lines ("run 2 of 3"). */
   label?: string;
+  /** Called as each timed run starts, after any warm-up (a lesson counts what one run does: lesson 04's copies). */
+  onRunStart?: () => void;
 }
 
 export interface WarmupInfo {
@@ -176,6 +178,7 @@ export function runWorkload(llm: LLM, workload: Workload, opts: RunOptions = {})
   const params = workload.requests.map((r) => r.params);
   // Every run starts cold: what the warm-up, the calibration or an earlier repeat left in a prefix cache goes.
   llm.parts.scheduler.dropCache?.();
+  opts.onRunStart?.();
   const t0 = performance.now();
   let run: ReturnType<LLM['generateWithStats']>;
   try {

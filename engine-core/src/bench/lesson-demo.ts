@@ -101,6 +101,8 @@ export type LessonDemoFlags = FlagValues<typeof DEMO_FLAGS>;
 export interface LessonDemoOptions {
   /** Lesson-specific lines after the run (what concatenation copied, say). */
   after?: (llm: LLM, result: BenchRunResult) => void;
+  /** Called as each timed run of the workload starts (after the samples, the warm-up and the calibration). */
+  onRunStart?: (llm: LLM) => void;
 }
 
 export const SAMPLE_PROMPTS = ['Write a haiku about memory bandwidth.', 'What is 17 * 23?', 'Name three uses of a GPU.'];
@@ -264,7 +266,8 @@ async function lessonMain(recipe: Recipe, opts: LessonDemoOptions, v: LessonDemo
     console.log('warm-up and calibration...');
     // engine-core/scripts/gpu-profile-attention.sh counts the forwards before the first run.
     const onProgress = profileStep(process.env.AIOS_PROFILE_STEP);
-    const rep = measureWorkload(llm, work, { repeats, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), ...(onProgress ? { onProgress } : {}), progress: !v['no-progress'] });
+    const onRunStart = opts.onRunStart ? () => opts.onRunStart!(llm) : undefined;
+    const rep = measureWorkload(llm, work, { repeats, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), ...(onProgress ? { onProgress } : {}), ...(onRunStart ? { onRunStart } : {}), progress: !v['no-progress'] });
     const result: BenchRunResult = rep.result;
     console.log(summarizeRun(result));
     if (repeats > 1) console.log(`repeats: ${describeRepeats(rep.repeats)}`);
