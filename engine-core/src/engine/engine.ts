@@ -52,6 +52,8 @@ export interface DeferredText {
   readonly delta: RequestDelta;
   readonly state: RequestState;
   readonly token: number;
+  /** The token's index in the request's output: the decoder takes them in this order. */
+  readonly index: number;
 }
 
 export interface StepOptions {
@@ -73,6 +75,8 @@ export interface RequestState {
   emitted: number;
   /** The longest stop string's length (0: none): how far back a new token's text can complete one. */
   longestStop: number;
+  /** Output tokens whose text the decoder has taken, in order (a deferred token waits for fillText). */
+  decodedTokens: number;
 }
 
 function emptyStats(): GenerateStats {
@@ -142,7 +146,7 @@ export class Engine {
     const seq = new Sequence(ids, params);
     this.parts.scheduler.add(seq); // a paged scheduler refuses a request that could never fit its pool
     const detokenize = opts.detokenize ?? false;
-    const state: RequestState = { seq, detokenize, emitted: 0, longestStop: Math.max(0, ...params.stop.map((s) => s.length)) };
+    const state: RequestState = { seq, detokenize, emitted: 0, longestStop: Math.max(0, ...params.stop.map((s) => s.length)), decodedTokens: 0 };
     if (detokenize || params.stop.length) state.decoder = this.tokenizer.streamDecoder([], { skipSpecialTokens: true, modelVocabSize: this.cfg.vocabSize });
     this.live.set(seq.id, state);
     return seq.id;
@@ -202,7 +206,9 @@ export class Engine {
     const pending = result.textToFill;
     if (!pending) return;
     result.textToFill = undefined;
-    for (const { delta, state, token } of pending) {
+    for (const { delta, state, token, index } of pending) {
+      if (index !== state.decodedTokens) throw new Error(`Engine.fillText: request ${state.seq.id}'s output token ${index} comes before token ${state.decodedTokens}'s text was filled (fill each step's text once, in step order)`);
+      state.decodedTokens++;
       state.seq.text += state.decoder!.push(token);
       if (delta.finished) state.seq.text += state.decoder!.flush(); // no stop string: the whole text is kept
       delta.text = this.newText(state);
@@ -288,7 +294,13 @@ export class Engine {
       const p = seq.params;
       const before = seq.text.length;
       const later = deferText && state.detokenize && state.decoder !== undefined && !p.stop.length; // its text waits for fillText
-      if (state.decoder && !later) seq.text += state.decoder.push(token);
+      const index = seq.outputIds.length - 1;
+      if (state.decoder && !later) {
+        // A step decoded now after steps left for fillText would put this token's text before theirs.
+        if (index !== state.decodedTokens) throw new Error(`Engine: request ${seq.id} has text of ${index - state.decodedTokens} earlier token(s) waiting for fillText`);
+        state.decodedTokens++;
+        seq.text += state.decoder.push(token);
+      }
       if (!p.ignoreEos && this.eos.has(token)) seq.finish('eos');
       else if (p.stopTokenIds.includes(token)) seq.finish('stop');
       else if (p.stop.length && this.cutAtStopString(state, before)) seq.finish('stop');
@@ -305,7 +317,7 @@ export class Engine {
         ...(seq.finished ? { finishReason: seq.finishReason } : {}),
       };
       deltas.push(delta);
-      if (later) textToFill.push({ delta, state, token });
+      if (later) textToFill.push({ delta, state, token, index });
       if (seq.finished) {
         this.retire(state);
         scheduler.finished(seq);

@@ -36,6 +36,7 @@ export interface StepTiming {
   stepSeconds: number;
   /** Seconds the loop spent between two steps, outside both. */
   overheadSeconds: number;
+  /** The step's result as it came: the text of its deferred deltas is decoded later, when they are handed out (empty here). */
   result: StepResult;
 }
 

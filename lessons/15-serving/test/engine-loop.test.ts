@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LLM } from '@aios/engine-core/engine/llm.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { RequestDelta } from '@aios/engine-core/engine/engine.ts';
+import { Engine, type RequestDelta } from '@aios/engine-core/engine/engine.ts';
+import type { Sampler } from '@aios/engine-core/engine/types.ts';
 
 import { EngineLoop } from '../src/engine-loop.ts';
 import { servedRecipe } from '../src/recipe.ts';
@@ -53,8 +54,8 @@ describe('EngineLoop', () => {
 
   it("hands out the text Engine.step decodes in the step, with and without stop strings", async () => {
     const prompts = [[5, 6, 7], [100, 200, 300, 400], [9], [7000, 7001], [42, 43, 44, 45, 46]];
-    // Seeded sampling over the tiny model's whole vocabulary: tokens that split characters across
-    // tokens as well as whole words; two requests with stop strings (decoded in the step either way).
+    // Seeded sampling over the tiny model's whole vocabulary; two requests with stop strings
+    // (decoded in the step either way). Characters split across tokens: the next test.
     const paramsOf = (i: number) => new SamplingParams({ temperature: 1, seed: 100 + i, maxTokens: 40, ignoreEos: true, ...(i % 3 === 1 ? { stop: ['e', 'a'] } : {}) });
     const expected = new Map<number, string>();
     const engine = llm.engine;
@@ -68,6 +69,43 @@ describe('EngineLoop', () => {
     const texts = ids.map((id) => expected.get(id) ?? '');
     expect(texts.join('').length).toBeGreaterThan(20);
     expect(got.map((r) => r.text)).toEqual(texts);
+  });
+
+  it('decodes a character split across tokens, and a finish on a lone lead byte, as Engine.step does', async () => {
+    const tok = llm.engine.tokenizer;
+    const LEAD = 127, TRAIL = 102, WORD = 963; // byte-level tokens: 0xC3 and 0xA9 ('é' in UTF-8), and 'é' whole
+    expect(tok.decode([LEAD, TRAIL])).toBe('é');
+    expect(tok.decode([LEAD])).toBe('\uFFFD');
+    expect(tok.decode([WORD])).toBe('é');
+    // A scripted sampler (the model's logits are ignored): request i draws scripts[i], known by its prompt.
+    const scripts = [[LEAD, TRAIL, LEAD, TRAIL, LEAD], [WORD, LEAD, TRAIL, WORD], [LEAD, LEAD, TRAIL, 5]];
+    const scripted: Sampler = { sample: (_logits, seqs) => ({ tokens: seqs.map((q) => scripts[q.promptIds[0]! - 50]![q.outputIds.length]!) }) };
+    const engine = new Engine({ ...llm.parts, sampler: scripted }, tok, llm.engine.cfg, llm.engine.device);
+    const paramsOf = (i: number) => new SamplingParams({ temperature: 0, maxTokens: scripts[i]!.length, ignoreEos: true });
+    const expected = new Map<number, string>();
+    const ids = scripts.map((_, i) => engine.addRequest([50 + i, 7, 8], paramsOf(i), { detokenize: true }));
+    while (engine.hasWork) for (const d of engine.step().deltas) expected.set(d.id, (expected.get(d.id) ?? '') + d.text);
+    const texts = ids.map((id) => expected.get(id) ?? '');
+    expect(texts).toEqual(['éé\uFFFD', 'ééé', '\uFFFDé\u0026']); // the held-back lead byte is flushed at the finish
+    const loop = new EngineLoop(engine, { maxQueue: 8 });
+    const got = scripts.map(() => recorder());
+    scripts.forEach((_, i) => loop.submit([50 + i, 7, 8], paramsOf(i), got[i]!.listener));
+    await Promise.all(got.map((r) => r.ended));
+    await loop.idle();
+    expect(got.map((r) => r.text)).toEqual(texts);
+  });
+
+  it('refuses to decode a step in order behind text still waiting for fillText', async () => {
+    const own = LLM.create({ recipe: servedRecipe, device: 'cpu', engine: { kvCacheBytes: 8 * 2 ** 20 }, log: () => {} });
+    try {
+      const engine = own.engine;
+      engine.addRequest([5, 6, 7], new SamplingParams({ temperature: 0, maxTokens: 4, ignoreEos: true }), { detokenize: true });
+      const first = await engine.stepAsync({ deferText: true });
+      expect(first.deltas[0]!.text).toBe('');
+      expect(() => engine.step()).toThrow(/text of 1 earlier token\(s\) waiting for fillText/);
+    } finally {
+      own.dispose();
+    }
   });
 
   it("a writer that throws ends its own request with the error; the others get every token", async () => {
