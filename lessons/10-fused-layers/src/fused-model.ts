@@ -146,6 +146,8 @@ export class FusedStepModel implements StepModel {
   }
 
   forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
+    // An op with step-dependent kernels (lesson 13) runs the choice this step needs, also eagerly.
+    this.attention.variants?.select(this.attention.variants.of(plan));
     return this.forwardStep(input.build(plan), pool);
   }
 

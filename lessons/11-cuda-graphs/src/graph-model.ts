@@ -159,7 +159,7 @@ export class GraphStepModel implements StepModel {
   describe(): string[] {
     const n = this.captured.length;
     const graphs = this.ctx.device === 'cpu'
-      ? `no CUDA graphs on the CPU: decode steps run eagerly in the graphs' ${n} padded layouts`
+      ? `no CUDA graphs on the CPU: decode steps run eagerly in the graphs' ${n} padded layouts${(this.variants?.count ?? 1) > 1 ? ` (${n / this.variants!.count} layouts x ${this.variants!.count} attention variants)` : ''}`
       : this.eagerBecause
         ? `no decode graphs (${this.eagerBecause}): decode steps run eagerly`
         : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;

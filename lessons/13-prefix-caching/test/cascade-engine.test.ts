@@ -31,10 +31,21 @@ const prompts = [
 const MAX = [6, 8, 5, 7, 6, 9, 4];
 const greedy = MAX.map((m) => new SamplingParams({ temperature: 0, maxTokens: m, ignoreEos: true }));
 
+/** Decode steps per attention variant, from the graph model's describe() line. */
+function variantSteps(described: string[]): { plain: number; cascade: number } {
+  const line = described.find((l) => l.startsWith('decode steps so far')) ?? '';
+  const m = /per attention variant (\d+) \/ (\d+)/.exec(line);
+  if (!m) throw new Error(`no per-variant counts in "${line}"`);
+  return { plain: Number(m[1]), cascade: Number(m[2]) };
+}
+
+let layers = 0;
+
 /** The greedy tokens; `described` gets the parts' describe() lines after the run. */
 function tokens(recipe: Recipe, described?: string[]): number[][] {
   const llm = LLM.create({ recipe, device: 'cpu', dtype: 'f32', log: () => {} });
   try {
+    layers = llm.engine.cfg.numLayers;
     const out = llm.generateWithStats(prompts, greedy, { decodeText: false }).outputs.map((o) => o.tokenIds);
     described?.push(...(llm.parts.describe?.() ?? []));
     return out;
@@ -59,14 +70,18 @@ describe('lesson 13 cascade decode on the CPU (f32)', () => {
     expect(tokens(recipeWithoutCascade)).toEqual(ref);
     const stats: CascadeStats = { calls: 0, keysRead: 0, plainKeys: 0 };
     const counted = batchedRecipe('prefix-caching-counted', 13, 'lesson 13 with the cascade counting its keys', { ...prefixCachingParts, attention: cascadeAttentionOp(lesson12Parts.attention, stats) });
-    expect(tokens(counted)).toEqual(ref);
+    const describedCounted: string[] = [];
+    expect(tokens(counted, describedCounted)).toEqual(ref);
+    // The op ran the cascade exactly in the steps that asked for it: once a layer in each (the plain ones went to lesson 12's decode).
+    const countedSteps = variantSteps(describedCounted);
+    expect(countedSteps.plain).toBeGreaterThan(0);
+    expect(stats.calls).toBe(countedSteps.cascade * layers);
     const described: string[] = [];
     expect(tokens(lesson13, described)).toEqual(ref);
     // Decode steps per variant (plain / cascade): both ran, the cascade only where a prefix was shared.
-    const line = described.find((l) => l.startsWith('decode steps so far'));
-    const [plain, cascade] = (/per attention variant (\d+) \/ (\d+)/.exec(line ?? '') ?? []).slice(1).map(Number);
-    expect(plain, line).toBeGreaterThan(0);
-    expect(cascade, line).toBeGreaterThan(plain!);
+    const { plain, cascade } = variantSteps(described);
+    expect(plain).toBeGreaterThan(0);
+    expect(cascade).toBeGreaterThan(plain);
     expect(stats.calls).toBeGreaterThan(0);
     // Every decode step holds P1's and P2's groups while they last: the shared splits are read once.
     expect(stats.keysRead, `${stats.keysRead} of ${stats.plainKeys} keys over ${stats.calls} calls`).toBeLessThan(0.7 * stats.plainKeys);
