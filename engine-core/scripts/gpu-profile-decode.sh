@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# On the GPU host, after `source .gpu/setup.sh`: where a decode step of lesson 11 (or LESSON) spends
+# its device time, kernel by kernel (Nsight Compute, each node of the replayed graph), for issue 11's
+# two open bars: one sequence (the course workload's first request; bar 0.45 ms a step) and 256
+# sequences (the throughput workload once all are decoding; bar 22,000 tok/s). Kernel durations only
+# (gpu__time_duration), the clocks left alone; ncu serializes kernels, so the sum is the device's
+# work, not the step's wall time (the gaps between kernels are what the lesson's own timing adds).
+#   OUT=... bash engine-core/scripts/gpu-profile-decode.sh            -> $OUT/profile-decode.tar.gz
+#   LESSON=12 STEP1=40 STEP256=300 ...                                 another lesson, other steps
+set -uo pipefail
+OUT=${OUT:?set OUT}
+LOGS=$OUT/profile-decode; mkdir -p "$LOGS"
+LESSON=${LESSON:-11}
+source "$(dirname "$0")/gpu-lib.sh"  # make_model, stamp
+make_model "$LOGS/model.log" || exit 1
+profile() {  # NAME STEP LESSON_ARGS...: ncu over timed step STEP of one run, then the summary (top 15 kernels)
+  local name=$1 step=$2; shift 2
+  AIOS_PROFILE_STEP=$step timeout 150 ncu --profile-from-start off --clock-control none --target-processes all \
+    --metrics gpu__time_duration.sum --csv \
+    tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" --no-samples --no-check --repeats 1 --no-record --no-progress \
+    > "$LOGS/$name.csv" 2> "$LOGS/$name.err"
+  stamp "$name (step $step) exit $?"
+  python3 engine-core/scripts/ncu_summary.py "$LOGS/$name.csv" 15
+}
+profile "lesson$LESSON-batch1-step${STEP1:-40}" "${STEP1:-40}" --requests 1
+profile "lesson$LESSON-throughput-step${STEP256:-300}" "${STEP256:-300}" --workload throughput
+tar -czf "$OUT/profile-decode.tar.gz" -C "$OUT" profile-decode && rm -rf "$LOGS"
+stamp done
