@@ -2,11 +2,12 @@
 # On the GPU host, after `source .gpu/setup.sh`: where a decode step of lesson 11 (or LESSON) spends
 # its device time, kernel by kernel (Nsight Compute, each node of the replayed graph), for issue 11's
 # two open bars: one sequence (the course workload's first request; bar 0.45 ms a step) and 256
-# sequences (the throughput workload once all are decoding; bar 22,000 tok/s). Kernel durations only
+# sequences (the throughput workload at step 60: its prompts are in, none has reached its 100-token
+# minimum yet; bar 22,000 tok/s). Kernel durations only
 # (gpu__time_duration), the clocks left alone; ncu serializes kernels, so the sum is the device's
 # work, not the step's wall time (the gaps between kernels are what the lesson's own timing adds).
 #   OUT=... bash engine-core/scripts/gpu-profile-decode.sh            -> $OUT/profile-decode.tar.gz
-#   LESSON=12 STEP1=40 STEP256=300 ...                                 another lesson, other steps
+#   LESSON=12 STEP1=40 STEP256=80 ...                                 another lesson, other steps
 set -uo pipefail
 OUT=${OUT:?set OUT}
 LOGS=$OUT/profile-decode; mkdir -p "$LOGS"
@@ -23,6 +24,6 @@ profile() {  # NAME STEP LESSON_ARGS...: ncu over timed step STEP of one run, th
   python3 engine-core/scripts/ncu_summary.py "$LOGS/$name.csv" 15
 }
 profile "lesson$LESSON-batch1-step${STEP1:-40}" "${STEP1:-40}" --requests 1
-profile "lesson$LESSON-throughput-step${STEP256:-300}" "${STEP256:-300}" --workload throughput
+profile "lesson$LESSON-throughput-step${STEP256:-60}" "${STEP256:-60}" --workload throughput
 tar -czf "$OUT/profile-decode.tar.gz" -C "$OUT" profile-decode && rm -rf "$LOGS"
 stamp done
