@@ -126,7 +126,7 @@ export class GraphStepModel implements StepModel {
     if (plan.phase === 'decode') this.decodeStepsByVariant[variant] = (this.decodeStepsByVariant[variant] ?? 0) + 1;
     if (!fit) {
       if (plan.phase === 'decode') this.counts.eager++;
-      return this.inner.forward(plan, input, pool);
+      return this.inner.forwardStep(input.build(plan), pool); // the variant is selected above: not inner.forward, which would ask again
     }
     const B = plan.sequences.length;
     const step = input.buildFixed(plan, fit.layout); // the real rows, then padding, at the graph's offsets
