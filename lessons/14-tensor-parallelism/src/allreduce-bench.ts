@@ -11,13 +11,14 @@
 // Rank 0 is this thread, ranks 1..N-1 worker threads (one GPU each), as in the engine.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { Worker, isMainThread, workerData } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 
 import { Tensor, native, synchronize } from '@aios/engine-core';
 import { dtypeCode } from '@aios/engine-core/dtype.ts';
 import { PRESETS, type PresetName, isPresetName } from '@aios/engine-core/model/config.ts';
 
-import { CTRL, GroupMemory, type GroupShape } from './group-memory.ts';
+import { GroupMemory, type GroupShape } from './group-memory.ts';
+import { startRank } from './rank-group.ts';
 
 interface Spec {
   sab: SharedArrayBuffer;
@@ -111,8 +112,7 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
   } catch (e) {
     mem.fail(spec.rank, e instanceof Error ? e.message : String(e));
   } finally {
-    Atomics.add(mem.ctrl, CTRL.exited, 1);
-    Atomics.notify(mem.ctrl, CTRL.exited);
+    mem.exit();
   }
 } else if (isMainThread) {
   const { values } = parseArgs({ options: { tp: { type: 'string' }, preset: { type: 'string' }, iters: { type: 'string' }, out: { type: 'string' } } });
@@ -135,12 +135,10 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
   const entry = new URL(import.meta.url).href;
   const workers = Array.from({ length: size - 1 }, (_, i) => {
     const spec: Spec = { sab: mem.sab, shape, rank: i + 1, ncclId, sizes, iters, entry };
-    const w = new Worker(new URL('./boot.mjs', import.meta.url), { workerData: spec });
-    w.unref();
-    return w;
+    return startRank(spec);
   });
   const timing = runRank({ sab: mem.sab, shape, rank: 0, ncclId, sizes, iters, entry }, mem);
-  for (let n; (n = Atomics.load(mem.ctrl, CTRL.exited)) < workers.length; ) Atomics.wait(mem.ctrl, CTRL.exited, n, 100);
+  mem.waitExited(workers.length);
   mem.checkAbort(0);
   const busFactor = (2 * (size - 1)) / size;
   const gbps = (bytes: number, us: number) => bytes / (us / 1e6) / 1e9;

@@ -84,6 +84,23 @@ export class GroupMemory {
     return this.shape.size;
   }
 
+  /** Counts this rank's thread out (it has freed what it holds): what waitExited waits for. */
+  exit(): void {
+    Atomics.add(this.ctrl, CTRL.exited, 1);
+    Atomics.notify(this.ctrl, CTRL.exited);
+  }
+
+  /** Waits until `ranks` threads have counted out (exit), for at most `timeoutMs`; returns how many have. */
+  waitExited(ranks: number, timeoutMs = Infinity): number {
+    const c = this.ctrl, deadline = performance.now() + timeoutMs;
+    let n = Atomics.load(c, CTRL.exited);
+    while (n < ranks && performance.now() < deadline) {
+      Atomics.wait(c, CTRL.exited, n, 100);
+      n = Atomics.load(c, CTRL.exited);
+    }
+    return n;
+  }
+
   /** Records the first failure and wakes every waiting rank. */
   fail(rank: number, message: string): void {
     if (Atomics.compareExchange(this.ctrl, CTRL.abort, 0, rank + 1) === 0) {

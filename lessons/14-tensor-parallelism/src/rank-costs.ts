@@ -7,7 +7,7 @@
 //   tsx lessons/14-tensor-parallelism/src/rank-costs.ts [--steps 2000] [--seqs 64]
 import { fork } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { Worker, isMainThread, workerData } from 'node:worker_threads';
+import { isMainThread, workerData } from 'node:worker_threads';
 
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
@@ -15,6 +15,7 @@ import type { StepPlan } from '@aios/engine-core/engine/types.ts';
 
 import { GroupMemory, type GroupShape } from './group-memory.ts';
 import { PlanReader, PlanWriter, encodePlan, planCapacity } from './plan-channel.ts';
+import { startRank } from './rank-group.ts';
 
 const ACK = 8; // a control slot the echo rank bumps after reading each plan
 
@@ -43,7 +44,7 @@ async function main(): Promise<void> {
   // Threads: start a rank (boot + engine modules + addon), then plans through shared memory.
   const mem = GroupMemory.create(shape);
   let t0 = performance.now();
-  const w = new Worker(new URL('./boot.mjs', import.meta.url), { workerData: { sab: mem.sab, shape, rank: 1, entry: import.meta.url, role: 'thread-echo' } });
+  const w = startRank({ sab: mem.sab, shape, rank: 1, entry: import.meta.url, role: 'thread-echo' });
   mem.barrier(0, 'thread rank ready', 60_000);
   const threadStartMs = performance.now() - t0;
   const writer = new PlanWriter(mem);

@@ -74,6 +74,17 @@ export function rankDevice(device: Device, rank: number, size: number): Device {
   return `cuda:${first + rank}`;
 }
 
+/**
+ * Starts a rank's worker thread: boot.mjs registers tsx and imports `workerData.entry` (a failed
+ * import goes into the group's memory as rank `rank`'s failure). Unref'd: a stuck rank never
+ * keeps the process alive.
+ */
+export function startRank<T extends { sab: SharedArrayBuffer; shape: GroupShape; rank: number; entry: string }>(workerData: T): Worker {
+  const w = new Worker(new URL('./boot.mjs', import.meta.url), { workerData });
+  w.unref();
+  return w;
+}
+
 /** A rank's collectives: NCCL between GPUs (the addon must have been built with it), shared memory between CPU threads. */
 export function collectivesFor(mem: GroupMemory, rank: number, device: Device, ncclId: Uint8Array | undefined, timeout: number): RankCollectives {
   if (device === 'cpu') return new SharedMemoryCollectives(mem, rank, timeout);
@@ -122,9 +133,7 @@ export class RankGroup {
     try {
       for (let rank = 1; rank < size; rank++) {
         const spec: RankSpec = { sab: mem.sab, shape, rank, modelDir: ctx.modelDir, device: devices[rank]!, dtype: ctx.dtype, options: ctx.options, parts, timeoutMs: timeout, entry, ...(ncclId ? { ncclId } : {}) };
-        const w = new Worker(new URL('./boot.mjs', import.meta.url), { workerData: spec });
-        w.unref(); // a stuck rank never keeps the process alive
-        workers.push(w);
+        workers.push(startRank(spec));
       }
       const comm = collectivesFor(mem, 0, devices[0]!, ncclId, timeout);
       return new RankGroup(mem, workers, comm, shardContext(ctx, 0, size, devices[0]!, comm));
@@ -152,8 +161,7 @@ export class RankGroup {
     try {
       this.comm.dispose();
     } finally {
-      const deadline = performance.now() + 30_000;
-      for (let n; (n = Atomics.load(c, CTRL.exited)) < this.workers.length && performance.now() < deadline; ) Atomics.wait(c, CTRL.exited, n, 100);
+      this.mem.waitExited(this.workers.length, 30_000);
       for (const w of this.workers) void w.terminate();
     }
   }

@@ -7,7 +7,7 @@ import type { Collectives } from '@aios/engine-core/model/shard.ts';
 import { loadConfig } from '@aios/engine-core/model/config.ts';
 import type { BatchedParts } from '@aios/lesson-07-batching';
 
-import { CTRL, GroupMemory } from './group-memory.ts';
+import { GroupMemory } from './group-memory.ts';
 import { PlanReader } from './plan-channel.ts';
 import { type RankSpec, collectivesFor, shardContext } from './rank-group.ts';
 import { ShardRunner } from './shard-runner.ts';
@@ -41,7 +41,6 @@ try {
   } catch (e) {
     mem.fail(spec.rank, `rank ${spec.rank} (${spec.device}) at teardown: ${e instanceof Error ? e.message : String(e)}`);
   } finally {
-    Atomics.add(mem.ctrl, CTRL.exited, 1);
-    Atomics.notify(mem.ctrl, CTRL.exited);
+    mem.exit();
   }
 }

@@ -1,7 +1,7 @@
 // A rank of the shared-memory collectives test (tp.test.ts), in a worker thread.
 import { workerData } from 'node:worker_threads';
 
-import { CTRL, GroupMemory } from '../src/group-memory.ts';
+import { GroupMemory } from '../src/group-memory.ts';
 import { SharedMemoryCollectives } from '../src/collectives.ts';
 import { runCase } from './collectives-case.ts';
 
@@ -11,6 +11,5 @@ try {
 } catch (e) {
   mem.fail(workerData.rank as number, e instanceof Error ? e.message : String(e));
 } finally {
-  Atomics.add(mem.ctrl, CTRL.exited, 1);
-  Atomics.notify(mem.ctrl, CTRL.exited);
+  mem.exit();
 }

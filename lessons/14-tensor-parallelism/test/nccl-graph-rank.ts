@@ -7,7 +7,7 @@ import { workerData } from 'node:worker_threads';
 import { captureGraph, Tensor, native } from '@aios/engine-core';
 import { dtypeCode } from '@aios/engine-core/dtype.ts';
 
-import { CTRL, GroupMemory } from '../src/group-memory.ts';
+import { GroupMemory } from '../src/group-memory.ts';
 import { ncclCase } from './nccl-case.ts';
 
 const { sab, shape, ncclId, n } = workerData as { sab: SharedArrayBuffer; shape: { size: number; planInts: number; slotBytes: number }; ncclId: Uint8Array; n: number };
@@ -31,6 +31,5 @@ try {
 } catch (e) {
   mem.fail(1, e instanceof Error ? e.message : String(e));
 } finally {
-  Atomics.add(mem.ctrl, CTRL.exited, 1);
-  Atomics.notify(mem.ctrl, CTRL.exited);
+  mem.exit();
 }

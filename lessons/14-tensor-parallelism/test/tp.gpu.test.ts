@@ -6,8 +6,6 @@
 // ending in the timeout, the vocab-parallel lookup against the CPU reference, and
 // TP=2 logits against TP=1 on the Qwen3-0.6B shape (bf16) with decode replayed
 // from each rank's CUDA graphs.
-import { Worker } from 'node:worker_threads';
-
 import { beforeAll, describe, expect, it } from 'vitest';
 
 import { Tensor, captureGraph, native, ops } from '@aios/engine-core';
@@ -17,6 +15,7 @@ import { mulberry32 } from '@aios/engine-core/random.ts';
 
 import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { CTRL, GroupMemory } from '../src/group-memory.ts';
+import { startRank } from '../src/rank-group.ts';
 import { recipe } from '../src/recipe.ts';
 import { ncclCase } from './nccl-case.ts';
 
@@ -30,10 +29,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
     const mem = GroupMemory.create({ size: 2, planInts: 4, slotBytes: 8 });
     const ncclId = native.ncclUniqueId();
     expect(ncclId.length).toBe(128);
-    const w = new Worker(new URL('../src/boot.mjs', import.meta.url), {
-      workerData: { sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-rank.ts', import.meta.url).href, ncclId, n },
-    });
-    w.unref();
+    startRank({ sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-rank.ts', import.meta.url).href, ncclId, n });
     const comm = new native.NcclComm(0, 2, 0, ncclId, 60_000);
     const c = ncclCase(0, n);
     const x = Tensor.fromArray(c.reduceIn, [n], { dtype: 'f32', device: 'cuda:0' });
@@ -46,7 +42,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
     comm.wait();
     expect(x.toArray()).toEqual(c.reduceSum);
     expect(all.toArray()).toEqual(c.gathered);
-    for (let t = 0; Atomics.load(mem.ctrl, CTRL.exited) < 1 && t < 600; t++) Atomics.wait(mem.ctrl, CTRL.exited, 0, 100);
+    mem.waitExited(1, 60_000);
     mem.checkAbort(0); // rank 1's own checks
     expect(Atomics.load(mem.ctrl, CTRL.exited)).toBe(1);
     comm.dispose();
@@ -58,10 +54,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
     const n = 1 << 16;
     const mem = GroupMemory.create({ size: 2, planInts: 4, slotBytes: 8 });
     const ncclId = native.ncclUniqueId();
-    const w = new Worker(new URL('../src/boot.mjs', import.meta.url), {
-      workerData: { sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-graph-rank.ts', import.meta.url).href, ncclId, n },
-    });
-    w.unref();
+    startRank({ sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-graph-rank.ts', import.meta.url).href, ncclId, n });
     const comm = new native.NcclComm(0, 2, 0, ncclId, 60_000);
     const c = ncclCase(0, n);
     const x = Tensor.fromArray(c.reduceIn, [n], { dtype: 'f32', device: 'cuda:0' });
@@ -74,7 +67,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
       expect(y.toArray()).toEqual(c.reduceSum);
       y.storage.copyFromHost(new Uint8Array(n * 4), y.byteOffset);
     }
-    for (let t = 0; Atomics.load(mem.ctrl, CTRL.exited) < 1 && t < 600; t++) Atomics.wait(mem.ctrl, CTRL.exited, 0, 100);
+    mem.waitExited(1, 60_000);
     mem.checkAbort(0); // rank 1's replays and its own (right-order) teardown
     // The wrong order: NCCL frees a communicator only once the graphs that captured it are
     // destroyed; this graph is alive, so the freeing cannot finish: an error within the bound.

@@ -23,13 +23,12 @@ import { recipe as lesson12 } from '@aios/lesson-12-sampling';
 
 import { compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { scratchDir } from '../../../engine-core/test/scratch.ts';
-import { Worker } from 'node:worker_threads';
 
 import { type RankCollectives, SharedMemoryCollectives } from '../src/collectives.ts';
-import { CTRL, GroupMemory } from '../src/group-memory.ts';
+import { GroupMemory } from '../src/group-memory.ts';
 import { captureAgreed } from '../src/model.ts';
 import { decodePlan, encodePlan } from '../src/plan-channel.ts';
-import { RankGroup } from '../src/rank-group.ts';
+import { RankGroup, startRank } from '../src/rank-group.ts';
 import { lesson14Parts, recipe } from '../src/recipe.ts';
 import { ShardRunner } from '../src/shard-runner.ts';
 import { CASE_N, partOf, runCase } from './collectives-case.ts';
@@ -200,13 +199,9 @@ describe('lesson 14: the shared-memory collectives between threads', () => {
   it('all-reduce (f32 and bf16, in chunks), all-gather and broadcast over 3 ranks give every rank the same right values', () => {
     const size = 3;
     const mem = GroupMemory.create({ size, planInts: 4, slotBytes: 1024 });
-    const workers = [1, 2].map((rank) => {
-      const w = new Worker(new URL('../src/boot.mjs', import.meta.url), { workerData: { sab: mem.sab, shape: mem.shape, rank, entry: new URL('./collectives-rank.ts', import.meta.url).href } });
-      w.unref();
-      return w;
-    });
+    const workers = [1, 2].map((rank) => startRank({ sab: mem.sab, shape: mem.shape, rank, entry: new URL('./collectives-rank.ts', import.meta.url).href }));
     const got = runCase(new SharedMemoryCollectives(mem, 0, 20_000));
-    for (let n; (n = Atomics.load(mem.ctrl, CTRL.exited)) < 2; ) Atomics.wait(mem.ctrl, CTRL.exited, n, 100);
+    mem.waitExited(2);
     mem.checkAbort(0);
     const parts = [0, 1, 2].map((r) => partOf(r));
     // The sum in rank order, rounded to f32 at each add, as every rank computes it.
