@@ -471,6 +471,33 @@ export interface FlashDecodeOptions extends FlashOptions {
   workspace?: Tensor;
 }
 
+/** The plan functions' bounds: each a non-negative integer (or absent, for the names in `optional`). */
+function planBounds<S extends object>(op: string, s: S, names: readonly (keyof S & string)[], optional: readonly (keyof S & string)[] = []): void {
+  for (const name of names) {
+    const v = s[name];
+    if (v === undefined && optional.includes(name)) continue;
+    if (!Number.isInteger(v) || (v as number) < 0) throw new OpError(op, `${name} must be a non-negative integer, got ${String(v)}`);
+  }
+}
+
+/**
+ * A decode's float32 scratch: the caller's, checked, or (CUDA, none given) one of `bytes()`
+ * allocated for the launch (owned: the caller frees it after); none on the CPU, or where
+ * `bytes()` says the launch needs none (undefined).
+ */
+function decodeWorkspace(op: string, q: Tensor, given: Tensor | undefined, bytes: () => number | undefined): { ws: Tensor | undefined; owned: boolean } {
+  if (given !== undefined) {
+    tensorArg(op, 'workspace', given);
+    if (given.dtype !== 'f32') throw new OpError(op, `workspace must be f32, got ${given.dtype}`);
+    contiguous(op, 'workspace', given);
+    sameDevice(op, 'q', q, 'workspace', given);
+    return { ws: given, owned: false };
+  }
+  if (q.device === 'cpu') return { ws: undefined, owned: false };
+  const n = bytes();
+  return n !== undefined ? { ws: Tensor.empty([Math.ceil(n / 4)], { dtype: 'f32', device: q.device }), owned: true } : { ws: undefined, owned: false };
+}
+
 function flashVersion(op: string, v: number | undefined, versions: readonly number[]): number {
   const version = v ?? versions[versions.length - 1]!;
   if (!versions.includes(version)) throw new OpError(op, `version must be one of ${versions.join(', ')}, got ${v}`);
@@ -509,10 +536,7 @@ export interface FlashDecodeShape {
 export function flashDecodePlan(s: FlashDecodeShape): NativeFlashDecodePlan {
   const op = 'flashDecodePlan';
   const version = flashVersion(op, s.version, FLASH_DECODE_VERSIONS);
-  for (const name of ['splits', 'numSeqs', 'numTokens', 'qHeads', 'kvHeads', 'headDim', 'maxQLen', 'maxContextLen'] as const) {
-    const v = s[name] ?? 0;
-    if (!Number.isInteger(v) || v < 0) throw new OpError(op, `${name} must be a non-negative integer, got ${v}`);
-  }
+  planBounds(op, s, ['splits', 'numSeqs', 'numTokens', 'qHeads', 'kvHeads', 'headDim', 'maxQLen', 'maxContextLen'], ['splits']);
   return native.flashDecodePlan(deviceIndex(s.device), version, s.splits ?? 0, s.numSeqs, s.numTokens, s.qHeads, s.kvHeads, s.headDim, s.maxQLen, s.maxContextLen);
 }
 
@@ -528,23 +552,17 @@ export function flashDecode(q: Tensor, kCache: Tensor, vCache: Tensor, meta: Pag
   const splits = opts.splits ?? 0;
   if (!Number.isInteger(splits) || splits < 0) throw new OpError(op, `splits must be a non-negative integer, got ${splits}`);
   const step = pagedStep(op, q, kCache, vCache, meta, out, opts.scale);
-  let ws = opts.workspace;
   let launchSplits = splits;
-  if (ws !== undefined) {
-    tensorArg(op, 'workspace', ws);
-    if (ws.dtype !== 'f32') throw new OpError(op, `workspace must be f32, got ${ws.dtype}`);
-    contiguous(op, 'workspace', ws);
-    sameDevice(op, 'q', q, 'workspace', ws);
-  } else if (q.device !== 'cpu') {
+  const { ws, owned } = decodeWorkspace(op, q, opts.workspace, () => {
     const [numTokens, qHeads, headDim] = q.shape as [number, number, number];
     const plan = flashDecodePlan({ device: q.device, version, splits, numSeqs: meta.contextLens.numel, numTokens, qHeads, kvHeads: kCache.shape[1]!, headDim, maxQLen: meta.maxQLen, maxContextLen: meta.maxContextLen });
-    if (plan.workspaceBytes > 0) ws = Tensor.empty([Math.ceil(plan.workspaceBytes / 4)], { dtype: 'f32', device: q.device });
     launchSplits = plan.splits; // the split just chosen, so the launch does not search for it again
-  }
+    return plan.workspaceBytes > 0 ? plan.workspaceBytes : undefined; // one split: no workspace
+  });
   try {
     native.flashDecode(version, launchSplits, ...step.args, ws?.storage, ws?.byteOffset);
   } finally {
-    if (ws !== undefined && opts.workspace === undefined) ws.dispose();
+    if (owned) ws!.dispose();
   }
   return step.out;
 }
@@ -564,10 +582,7 @@ export interface CascadeDecodeShape {
 /** The cascade decode's launch shapes on `device` (from host-known bounds only) and its float32 workspace (0 on the CPU). */
 export function flashCascadePlan(s: CascadeDecodeShape): NativeFlashCascadePlan {
   const op = 'flashCascadePlan';
-  for (const name of ['numSeqs', 'numTokens', 'qHeads', 'kvHeads', 'headDim', 'maxContextLen'] as const) {
-    const v = s[name];
-    if (!Number.isInteger(v) || v < 0) throw new OpError(op, `${name} must be a non-negative integer, got ${v}`);
-  }
+  planBounds(op, s, ['numSeqs', 'numTokens', 'qHeads', 'kvHeads', 'headDim', 'maxContextLen']);
   return native.flashCascadePlan(deviceIndex(s.device), s.numSeqs, s.numTokens, s.qHeads, s.kvHeads, s.headDim, s.maxContextLen);
 }
 
@@ -594,22 +609,16 @@ export function flashCascadeDecode(q: Tensor, kCache: Tensor, vCache: Tensor, me
   const op = 'flashCascadeDecode';
   if (meta !== null && typeof meta === 'object' && meta.maxQLen > 1) throw new OpError(op, `a decode step has maxQLen 0 or 1, got ${meta.maxQLen}`);
   const step = pagedStep(op, q, kCache, vCache, meta, out, opts.scale);
-  let ws = opts.workspace;
-  if (ws !== undefined) {
-    tensorArg(op, 'workspace', ws);
-    if (ws.dtype !== 'f32') throw new OpError(op, `workspace must be f32, got ${ws.dtype}`);
-    contiguous(op, 'workspace', ws);
-    sameDevice(op, 'q', q, 'workspace', ws);
-  } else if (q.device !== 'cpu') {
+  const { ws, owned } = decodeWorkspace(op, q, opts.workspace, () => {
     const [numTokens, qHeads, headDim] = q.shape as [number, number, number];
-    const plan = flashCascadePlan({ device: q.device, numSeqs: meta.contextLens.numel, numTokens, qHeads, kvHeads: kCache.shape[1]!, headDim, maxContextLen: meta.maxContextLen });
-    ws = Tensor.empty([Math.ceil(plan.workspaceBytes / 4)], { dtype: 'f32', device: q.device });
-  }
+    // The launch always takes a workspace, even of 0 bytes.
+    return flashCascadePlan({ device: q.device, numSeqs: meta.contextLens.numel, numTokens, qHeads, kvHeads: kCache.shape[1]!, headDim, maxContextLen: meta.maxContextLen }).workspaceBytes;
+  });
   try {
     const keysRead = native.flashCascadeDecode(...step.args, ws?.storage, ws?.byteOffset);
     if (opts.stats) opts.stats.keysRead = keysRead;
   } finally {
-    if (ws !== undefined && opts.workspace === undefined) ws.dispose();
+    if (owned) ws!.dispose();
   }
   return step.out;
 }
