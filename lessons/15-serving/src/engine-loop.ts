@@ -26,6 +26,13 @@ export interface DeltaListener {
   onError(error: Error): void;
 }
 
+/** One engine request for EngineLoop.submitAll. */
+export interface Submission {
+  prompt: Prompt;
+  params: SamplingParams;
+  listener: DeltaListener;
+}
+
 /** Thrown by submit when the bounded queue has no room: the server answers 429. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
@@ -70,28 +77,40 @@ export class EngineLoop {
   }
 
   /** Requests waiting to be scheduled (the scheduler's count where it keeps one, else every unfinished request). */
-  get waiting(): number {
+  private get waiting(): number {
     return this.engine.parts.scheduler.stats?.().waiting ?? this.engine.pending;
   }
 
-  /**
-   * Checks that `count` more requests fit the queue; submit checks again for each.
-   * A request of n choices asks for n places at once, so it is refused whole, not half-queued.
-   */
-  reserve(count: number): void {
-    if (this.closed) throw new QueueFullError('the server is shutting down');
-    const waiting = this.waiting;
-    if (waiting + count > this.options.maxQueue)
-      throw new QueueFullError(`the queue is full: ${waiting} requests are waiting and this one needs ${count} more place${count > 1 ? 's' : ''} (at most ${this.options.maxQueue}; --max-queue)`);
+  /** Queues one request (see submitAll); returns its id. */
+  submit(prompt: Prompt, params: SamplingParams, listener: DeltaListener): number {
+    return this.submitAll([{ prompt, params, listener }])[0]!;
   }
 
-  /** Queues a request (RangeError: the engine refused it, with its reason); returns its id. The loop starts if idle. */
-  submit(prompt: Prompt, params: SamplingParams, listener: DeltaListener): number {
-    this.reserve(1);
-    const id = this.engine.addRequest(prompt, params, { detokenize: true });
-    this.listeners.set(id, listener);
+  /**
+   * Queues a client request's engine requests (its choices) all or none: the queue is
+   * checked once for all of them (QueueFullError), and when the engine refuses one
+   * (a RangeError with its reason) those already queued are aborted. Returns their ids.
+   * The loop starts if idle.
+   */
+  submitAll(requests: readonly Submission[]): number[] {
+    if (this.closed) throw new QueueFullError('the server is shutting down');
+    const count = requests.length;
+    const waiting = this.waiting; // the scheduler's stats: once per client request, not per choice
+    if (waiting + count > this.options.maxQueue)
+      throw new QueueFullError(`the queue is full: ${waiting} requests are waiting and this one needs ${count} more place${count > 1 ? 's' : ''} (at most ${this.options.maxQueue}; --max-queue)`);
+    const ids: number[] = [];
+    try {
+      for (const r of requests) {
+        const id = this.engine.addRequest(r.prompt, r.params, { detokenize: true });
+        this.listeners.set(id, r.listener);
+        ids.push(id);
+      }
+    } catch (e) {
+      for (const id of ids) this.abort(id);
+      throw e;
+    }
     this.kick();
-    return id;
+    return ids;
   }
 
   /** Ends a request (its client went away): its blocks are free now, or when the step in flight ends. */

@@ -217,12 +217,6 @@ export class ServingServer {
     prompts.forEach((_, p) => {
       for (let j = 0; j < n; j++) choices.push({ index: p * n + j, text: '', tokens: 0, logprobs: [] });
     });
-    try {
-      this.loop.reserve(choices.length);
-    } catch (e) {
-      if (e instanceof QueueFullError) throw new ApiError(429, e.message, 'rate_limit_exceeded', null, 'queue_full');
-      throw e;
-    }
     const admitted = performance.now();
     const base = { id, object, created: Math.floor(Date.now() / 1000), model: this.modelName };
     const tokenizer = this.llm.tokenizer;
@@ -323,37 +317,43 @@ export class ServingServer {
         if (d.finished && ++done === choices.length) finishAll();
       };
 
-      // Submit every choice; a refusal (the engine's RangeError) aborts those already queued.
       const fail = (e: unknown) => {
         ended = true;
         abortAll();
         reject(e);
       };
+      // Submit every choice, all or none: a full queue or the engine's refusal (a RangeError) queues none.
       try {
-        prompts.forEach((ids, p) => {
-          for (let j = 0; j < n; j++) {
-            const c = choices[p * n + j]!;
+        const ids = this.loop.submitAll(
+          choices.map((c) => {
+            const p = Math.floor(c.index / n), j = c.index % n;
             // With a seed, choice j draws from seed + j: n different samples, each repeatable.
             const choiceParams = params.seed !== undefined && j > 0 ? params.with({ seed: (params.seed + j) % 2 ** 32 }) : params;
-            c.id = this.loop.submit(ids, choiceParams, {
-              onDelta: (d) => onDelta(c, d),
-              onError: (e) => {
-                if (!stream && !ended) fail(new ApiError(500, `the engine failed: ${e.message}`, 'server_error'));
-                else if (!ended) {
-                  write({ error: new ApiError(500, `the engine failed: ${e.message}`, 'server_error').body().error });
-                  ended = true;
-                  res.end();
-                  resolve(undefined);
-                }
+            return {
+              prompt: prompts[p]!,
+              params: choiceParams,
+              listener: {
+                onDelta: (d: RequestDelta) => onDelta(c, d),
+                onError: (e: Error) => {
+                  if (!stream && !ended) fail(new ApiError(500, `the engine failed: ${e.message}`, 'server_error'));
+                  else if (!ended) {
+                    write({ error: new ApiError(500, `the engine failed: ${e.message}`, 'server_error').body().error });
+                    ended = true;
+                    res.end();
+                    resolve(undefined);
+                  }
+                },
               },
-            });
-          }
-        });
+            };
+          }),
+        );
+        ids.forEach((id, i) => (choices[i]!.id = id));
         this.metrics.promptTokens.inc(promptTokens);
       } catch (e) {
-        if (e instanceof QueueFullError) return fail(new ApiError(429, e.message, 'rate_limit_exceeded', null, 'queue_full'));
-        if (e instanceof RangeError) return fail(new ApiError(400, e.message.replace(/^addRequest: /, ''), 'invalid_request_error'));
-        return fail(e);
+        ended = true;
+        if (e instanceof QueueFullError) return reject(new ApiError(429, e.message, 'rate_limit_exceeded', null, 'queue_full'));
+        if (e instanceof RangeError) return reject(new ApiError(400, e.message.replace(/^addRequest: /, ''), 'invalid_request_error'));
+        return reject(e);
       }
       if (stream) {
         reply.hijack();
