@@ -3,25 +3,16 @@
 // A wrong value it receives fails the group with what it saw.
 import { workerData } from 'node:worker_threads';
 
-import { Tensor, native } from '@aios/engine-core';
-import { dtypeCode } from '@aios/engine-core/dtype.ts';
+import { native } from '@aios/engine-core';
 
 import { GroupMemory } from '../src/group-memory.ts';
-import { ncclCase } from './nccl-case.ts';
+import { ncclCase, ncclCollectives } from './nccl-case.ts';
 
 const { sab, shape, ncclId, n } = workerData as { sab: SharedArrayBuffer; shape: { size: number; planInts: number; slotBytes: number }; ncclId: Uint8Array; n: number };
 const mem = new GroupMemory(sab, shape);
 try {
   const comm = new native.NcclComm(1, 2, 1, ncclId, 60_000);
-  const c = ncclCase(1, n);
-  const x = Tensor.fromArray(c.reduceIn, [n], { dtype: 'f32', device: 'cuda:1' });
-  comm.allReduce(dtypeCode('f32'), n, x.storage, x.byteOffset, x.storage, x.byteOffset);
-  const mine = Tensor.fromArray(c.gatherIn, [n], { dtype: 'f32', device: 'cuda:1' });
-  const all = Tensor.empty([2 * n], { dtype: 'f32', device: 'cuda:1' });
-  comm.allGather(dtypeCode('f32'), n, 2, mine.storage, mine.byteOffset, all.storage, all.byteOffset);
-  const b = Tensor.zeros([n], { dtype: 'bf16', device: 'cuda:1' });
-  comm.broadcast(dtypeCode('bf16'), n, 0, b.storage, b.byteOffset, b.storage, b.byteOffset);
-  comm.wait();
+  const { c, x, all, b } = ncclCollectives(comm, 1, n);
   const expected = ncclCase(0, n);
   const bad = [
     ['allReduce', x.toArray() as Float32Array, c.reduceSum],

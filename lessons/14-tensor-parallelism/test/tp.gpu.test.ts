@@ -8,8 +8,7 @@
 // from each rank's CUDA graphs.
 import { beforeAll, describe, expect, it } from 'vitest';
 
-import { Tensor, captureGraph, native, ops } from '@aios/engine-core';
-import { dtypeCode } from '@aios/engine-core/dtype.ts';
+import { Tensor, native, ops } from '@aios/engine-core';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { mulberry32 } from '@aios/engine-core/random.ts';
 
@@ -17,7 +16,7 @@ import { type Rows, compareRows, runForced } from '../../../engine-core/test/for
 import { CTRL, GroupMemory } from '../src/group-memory.ts';
 import { startRank } from '../src/rank-group.ts';
 import { recipe } from '../src/recipe.ts';
-import { ncclCase } from './nccl-case.ts';
+import { ncclCollectives, replayCapturedAllReduce } from './nccl-case.ts';
 
 const info = native.backendInfo();
 const why = !info.cudaUsable ? 'no usable CUDA device' : info.deviceCount < 2 ? `${info.deviceCount} CUDA device(s), 2 needed` : !info.nccl ? 'the addon was built without NCCL' : '';
@@ -31,15 +30,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
     expect(ncclId.length).toBe(128);
     startRank({ sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-rank.ts', import.meta.url).href, ncclId, n });
     const comm = new native.NcclComm(0, 2, 0, ncclId, 60_000);
-    const c = ncclCase(0, n);
-    const x = Tensor.fromArray(c.reduceIn, [n], { dtype: 'f32', device: 'cuda:0' });
-    comm.allReduce(dtypeCode('f32'), n, x.storage, x.byteOffset, x.storage, x.byteOffset);
-    const mine = Tensor.fromArray(c.gatherIn, [n], { dtype: 'f32', device: 'cuda:0' });
-    const all = Tensor.empty([2 * n], { dtype: 'f32', device: 'cuda:0' });
-    comm.allGather(dtypeCode('f32'), n, 2, mine.storage, mine.byteOffset, all.storage, all.byteOffset);
-    const b = Tensor.fromArray(c.broadcastBf16, [n], { dtype: 'bf16', device: 'cuda:0' });
-    comm.broadcast(dtypeCode('bf16'), n, 0, b.storage, b.byteOffset, b.storage, b.byteOffset);
-    comm.wait();
+    const { c, x, all } = ncclCollectives(comm, 0, n);
     expect(x.toArray()).toEqual(c.reduceSum);
     expect(all.toArray()).toEqual(c.gathered);
     mem.waitExited(1, 60_000);
@@ -56,17 +47,7 @@ describe.skipIf(why !== '')('lesson 14: the NCCL binding across 2 GPUs', () => {
     const ncclId = native.ncclUniqueId();
     startRank({ sab: mem.sab, shape: mem.shape, rank: 1, entry: new URL('./nccl-graph-rank.ts', import.meta.url).href, ncclId, n });
     const comm = new native.NcclComm(0, 2, 0, ncclId, 60_000);
-    const c = ncclCase(0, n);
-    const x = Tensor.fromArray(c.reduceIn, [n], { dtype: 'f32', device: 'cuda:0' });
-    const y = Tensor.zeros([n], { dtype: 'f32', device: 'cuda:0' });
-    const graph = captureGraph('cuda:0', () => comm.allReduce(dtypeCode('f32'), n, x.storage, x.byteOffset, y.storage, y.byteOffset));
-    for (let replay = 1; replay <= 2; replay++) {
-      mem.barrier(0, `replay ${replay}`, 60_000);
-      graph.launch();
-      comm.wait(30_000);
-      expect(y.toArray()).toEqual(c.reduceSum);
-      y.storage.copyFromHost(new Uint8Array(n * 4), y.byteOffset);
-    }
+    const graph = replayCapturedAllReduce(comm, mem, 0, n, (got, want) => expect(got).toEqual(want));
     mem.waitExited(1, 60_000);
     mem.checkAbort(0); // rank 1's replays and its own (right-order) teardown
     // The wrong order: NCCL frees a communicator only once the graphs that captured it are
