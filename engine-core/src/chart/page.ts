@@ -63,6 +63,12 @@ export function lessonLabel(n: number): string {
 /** 'peer': another engine's run of the same workload (a reference line, as a roofline is). */
 export type DatasetRole = 'measured' | 'roofline' | 'peer' | 'ours' | 'baseline';
 
+/**
+ * The roles drawn as reference lines (flat, thin, labelled at an end of the line, kept clear
+ * of the other labels) and the dash of each: the page script draws every role listed here alike.
+ */
+export const REFERENCE_DASH: Partial<Record<DatasetRole, readonly [number, number]>> = { roofline: [6, 4], peer: [2, 3] };
+
 export interface DatasetSpec {
   label: string;
   role: DatasetRole;
@@ -78,7 +84,7 @@ export interface DatasetSpec {
   pointLabels?: (string | null)[];
   /** Extra tooltip line per point. */
   notes?: (string | null)[];
-  /** Roofline datasets: which end of the line its label goes to (default: the right end). */
+  /** Reference lines (REFERENCE_DASH): which end of the line its label goes to (default: the right end). */
   labelAt?: 'start' | 'end';
 }
 
@@ -550,6 +556,7 @@ const PAGE_SCRIPT = String.raw`
 (function () {
   var data = JSON.parse(document.getElementById('aios-data').textContent);
   var specs = data.specs;
+  var REFERENCE_DASH = ${JSON.stringify(REFERENCE_DASH)};
   // Draws the range bars of repeated runs, then each dataset's pointLabels (multipliers,
   // values) near its points and bars, placed so that no two labels overlap: each label
   // takes the first free spot from a list of candidates (above the point, below it,
@@ -585,7 +592,7 @@ const PAGE_SCRIPT = String.raw`
       var obstacles = [];
       if (chart.config.type === 'bar')
         chart.data.datasets.forEach(function (ds, i) {
-          if (ds.aiosRole !== 'roofline' || !chart.isDatasetVisible(i)) return;
+          if (!REFERENCE_DASH[ds.aiosRole] || !chart.isDatasetVisible(i)) return;
           var pts = chart.getDatasetMeta(i).data.filter(function (el) { return !el.skip; });
           if (!pts.length) return;
           var x0 = Math.min.apply(null, pts.map(function (el) { return el.x; })), x1 = Math.max.apply(null, pts.map(function (el) { return el.x; }));
@@ -620,7 +627,7 @@ const PAGE_SCRIPT = String.raw`
         chart.getDatasetMeta(i).data.forEach(function (el, j) {
           var text = ds.aiosPointLabels[j];
           if (!text || el.skip) return;
-          if (ds.aiosRole === 'roofline' || ds.aiosRole === 'peer') { rooflines.push({ text: text, color: ds.borderColor, y: el.y, start: ds.aiosLabelAt === 'start' }); return; }
+          if (REFERENCE_DASH[ds.aiosRole]) { rooflines.push({ text: text, color: ds.borderColor, y: el.y, start: ds.aiosLabelAt === 'start' }); return; }
           var gap = ds.aiosRole === 'measured' ? 9 : 3;
           var cands = [];
           // Around a reference line, finer steps: a label just clears the line rather than jumping a line height past it.
@@ -632,7 +639,7 @@ const PAGE_SCRIPT = String.raw`
           place(text, ds.borderColor, cands);
         });
       });
-      // Roofline labels at the right end of their lines (or the left, where asked), inside the plot.
+      // Reference-line labels (rooflines, peers) at the right end of their lines (or the left, where asked), inside the plot.
       rooflines.sort(function (a, b) { return a.y - b.y; });
       rooflines.forEach(function (l) {
         var cands = [];
@@ -661,9 +668,9 @@ const PAGE_SCRIPT = String.raw`
         ds.pointStyle = d.partial.map(function (p, j) { return p ? 'triangle' : stale[j] ? 'rectRot' : 'circle'; });
         ds.pointBackgroundColor = d.partial.map(function (p, j) { return p || stale[j] ? '#ffffff' : d.color; });
       }
-      if (d.role === 'roofline' || d.role === 'peer') {
+      if (REFERENCE_DASH[d.role]) {
         if (spec.type === 'bar') ds.type = 'line';
-        ds.borderDash = d.role === 'peer' ? [2, 3] : [6, 4];
+        ds.borderDash = REFERENCE_DASH[d.role];
         ds.borderWidth = 1.5;
         ds.pointStyle = 'line';
         ds.pointRadius = multi ? 40 : 0;
