@@ -54,6 +54,11 @@ function newer(a: LoadedRecord, b: LoadedRecord): boolean {
   return da !== db ? da > db : a.file > b.file;
 }
 
+/** Whether `run` stands for its key rather than `cur`: a complete run over a partial one, then the newer. */
+function betterRun(run: LoadedRecord<BenchRecord | PeerRecord>, cur: LoadedRecord<BenchRecord | PeerRecord> | undefined): boolean {
+  return !cur || (cur.record.partial && !run.record.partial) || (cur.record.partial === run.record.partial && newer(run, cur));
+}
+
 /**
  * One run per (series, lesson): the latest complete run; where every run of
  * that lesson stopped early, the latest partial one (the chart marks it).
@@ -63,12 +68,7 @@ export function selectLatest(runs: readonly LoadedRecord<BenchRecord>[]): Loaded
   const best = new Map<string, LoadedRecord<BenchRecord>>();
   for (const run of runs) {
     const key = `${seriesKey(run.record)}\u0000${run.record.lesson}`;
-    const cur = best.get(key);
-    const better =
-      !cur ||
-      (cur.record.partial && !run.record.partial) ||
-      (cur.record.partial === run.record.partial && newer(run, cur));
-    if (better) best.set(key, run);
+    if (betterRun(run, best.get(key))) best.set(key, run);
   }
   return [...best.values()].sort((a, b) => a.record.lesson - b.record.lesson || (seriesKey(a.record) < seriesKey(b.record) ? -1 : 1));
 }
@@ -134,9 +134,7 @@ function peerLines(peers: readonly LoadedRecord<PeerRecord>[], card: string, wor
     const r = p.record;
     if (r.hardware.card !== card || r.workload !== workload || r.model.name !== model) continue;
     const key = `${r.peer.library}\u0000${r.peer.mode}`;
-    const had = newest.get(key);
-    // As selectLatest: a complete run over a partial one, then the newer.
-    if (!had || (had.record.partial && !r.partial) || (had.record.partial === r.partial && newer(p, had))) newest.set(key, p);
+    if (betterRun(p, newest.get(key))) newest.set(key, p); // as selectLatest chooses
   }
   return [...newest.values()]
     .map(({ file, record: r }) => ({
