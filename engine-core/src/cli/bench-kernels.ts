@@ -25,7 +25,7 @@ import { type KernelRecord, type KernelShape, type KernelShapeResult, type Kerne
 import { type DType, dtypeSize } from '../dtype.ts';
 import * as ops from '../ops.ts';
 import { FLASH_TOLERANCE } from '../ops.ts';
-import { cardRates } from '../bench/harness.ts';
+import { cardRates, quantile } from '../bench/harness.ts';
 import { mulberry32 } from '../random.ts';
 import { Tensor } from '../tensor.ts';
 
@@ -129,11 +129,7 @@ interface Timed {
   passMedians: number[];
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
+const median = (xs: readonly number[]): number => quantile(xs, 0.5);
 
 /** Device ms per call of fn(i) (i picks the rotation): events around N calls, median of repeats, two passes. */
 function timeCalls(device: Device, fn: (i: number) => void, budgetMs: number): Timed {
