@@ -6,11 +6,10 @@
 # the bars, then lesson 15's serving benchmark at rates inf, 16 and 64. Records and logs in $OUT/last.tar.gz.
 set -uo pipefail
 OUT=${OUT:?set OUT}
-LESSON_LOGS=$OUT/last; mkdir -p "$LESSON_LOGS"
 DEADLINE_S=${DEADLINE_S:-400}
 REPEATS=${REPEATS:-3}
 source "$(dirname "$0")/gpu-lib.sh"
-touch "$LESSON_LOGS/.mark"
+logs_dir last
 make_model "$LESSON_LOGS/model.log" && stamp "model ready"
 # LESSON13_TESTS=engine: only the engine-level GPU tests (prefix.gpu, and cascade.gpu's with/without run), not the kernel cases.
 if [[ "${LESSON13_TESTS:-all}" == engine ]]; then filter=(-t "lesson 13 (with and without|on CUDA)"); else filter=(); fi
@@ -27,7 +26,5 @@ if room 45; then
   stamp "bench serve exit $?"
   grep -E "^offline|^rate|^recorded|Error" "$LESSON_LOGS/bench-serve.log" | cut -c1-420
 fi
-find bench-results -maxdepth 1 -name '*.json' -newer "$LESSON_LOGS/.mark" -exec cp {} "$LESSON_LOGS/" \;
-rm -f "$LESSON_LOGS/.mark"
-tar -czf "$OUT/last.tar.gz" -C "$OUT" last && rm -rf "$LESSON_LOGS"
+pack_logs
 stamp done

@@ -3,6 +3,8 @@
 #
 # Lesson runs under a deadline (gpu-batched, gpu-final, gpu-graphs):
 #   DEADLINE_S, LESSON_LOGS set; then   run_lesson NAME EXPECTED_S LESSON_ARGS...
+# A call's logs and the records it wrote, tarred (gpu-last, gpu-prefix, gpu-sampling):
+#   logs_dir NAME first (sets LESSON_LOGS), pack_logs [PATTERN...] last.
 # Steps with a summary file (gpu-kernels, gpu-prefill):
 #   DEADLINE_S, RESERVE_S set; summary_start; then   step TITLE, note TEXT, $(budget N),
 #   sdpa_peer SECS BENCH_ARGS..., kernel_record MARKER
@@ -30,6 +32,23 @@ run_lesson() {
   timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0))) tsx engine-core/src/cli/lesson.ts "$@" --no-progress > "$LESSON_LOGS/$name.log" 2>&1
   stamp "$name exit $?"
   grep -E "^(course|throughput|long|shared-prefix)[^ ]*:|^repeats:|steps: the host|^roofline|^lesson .* on this card|^KV pool|^preemptions|^prefix cache|^equivalence check: (the|DIFF)|^workspace|graphs|^decode steps" "$LESSON_LOGS/$name.log" | cut -c1-300
+}
+
+# logs_dir NAME: LESSON_LOGS=$OUT/NAME (made), marked so that pack_logs finds the records written after this.
+logs_dir() {
+  LESSON_LOGS=$OUT/$1
+  mkdir -p "$LESSON_LOGS"
+  touch "$LESSON_LOGS/.mark"
+}
+
+# pack_logs [PATTERN...]: the bench-results/ records named PATTERN (default *.json) written since logs_dir
+# copied into $LESSON_LOGS, which is then tarred to $OUT/NAME.tar.gz and removed.
+pack_logs() {
+  local name p
+  name=$(basename "$LESSON_LOGS")
+  for p in "${@:-*.json}"; do find bench-results -maxdepth 1 -name "$p" -newer "$LESSON_LOGS/.mark" -exec cp {} "$LESSON_LOGS/" \; ; done
+  rm -f "$LESSON_LOGS/.mark"
+  tar -czf "$OUT/$name.tar.gz" -C "$OUT" "$name" && rm -rf "$LESSON_LOGS"
 }
 
 # $(budget N): N seconds, or what is left before the deadline keeping RESERVE_S for the end, at least 3.

@@ -15,14 +15,13 @@
 # Records and logs in $OUT/prefix.tar.gz (the records also in bench-results/). DEADLINE_S bounds it.
 set -uo pipefail
 OUT=${OUT:?set OUT}
-LESSON_LOGS=$OUT/prefix; mkdir -p "$LESSON_LOGS"
 DEADLINE_S=${DEADLINE_S:-540}
 source "$(dirname "$0")/gpu-lib.sh"
+logs_dir prefix
 BASE=12; [[ -f lessons/12-sampling/src/recipe.ts ]] || BASE=11
 stamp "baseline: lesson $BASE"
 make_model "$LESSON_LOGS/model.log"
 stamp "model ready"
-RESULTS_MARK=$LESSON_LOGS/.mark; touch "$RESULTS_MARK"
 if [[ "${PREFIX_TESTS:-1}" == 1 ]]; then  # PREFIX_TESTS=0: the caller ran lesson 13's tests already
   timeout 150 vitest run lessons/13-prefix-caching/test/prefix.gpu.test.ts > "$LESSON_LOGS/prefix-gpu-test.log" 2>&1
   stamp "lesson 13 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/prefix-gpu-test.log")"; grep -E "lesson 13 (first|second) call|lesson 13 vs 12|×|AssertionError" "$LESSON_LOGS/prefix-gpu-test.log" | head -8
@@ -37,6 +36,5 @@ run_lesson lesson13-shared-prefix 45 13 --workload shared-prefix --no-samples --
 run_lesson lesson13-throughput 70 13 --workload throughput --no-samples --no-check --repeats 3 --time-budget 60 --record
 tsx engine-core/scripts/prefix-bars.ts "$BASE" | tee "$LESSON_LOGS/bars.txt"
 stamp "bars exit ${PIPESTATUS[0]}"
-find bench-results -maxdepth 1 -name '*_bench_*.json' -newer "$RESULTS_MARK" -exec cp {} "$LESSON_LOGS/" \;
-tar -czf "$OUT/prefix.tar.gz" -C "$OUT" prefix && rm -rf "$LESSON_LOGS"
+pack_logs '*_bench_*.json'
 stamp done

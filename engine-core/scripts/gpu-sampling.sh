@@ -11,11 +11,10 @@
 # DEADLINE_S bounds the whole script (default 560). Records and logs in $OUT/sampling.tar.gz.
 set -uo pipefail
 OUT=${OUT:?set OUT}
-LESSON_LOGS=$OUT/sampling; mkdir -p "$LESSON_LOGS"
 DEADLINE_S=${DEADLINE_S:-560}
 REPEATS=${REPEATS:-3}
 source "$(dirname "$0")/gpu-lib.sh"
-touch "$LESSON_LOGS/.start"
+logs_dir sampling
 make_model "$LESSON_LOGS/model.log" && stamp "model ready"
 timeout 150 vitest run lessons/12-sampling/test/sampling.gpu.test.ts > "$LESSON_LOGS/sampling-gpu-test.log" 2>&1
 stamp "lesson 12 GPU test exit $?: $(grep -E "Tests " "$LESSON_LOGS/sampling-gpu-test.log")"
@@ -27,7 +26,5 @@ if room 60; then
   timeout 60 tsx lessons/12-sampling/src/bench-sampler.ts --out "$LESSON_LOGS/sampler-bench.json" > "$LESSON_LOGS/sampler-bench.log" 2>&1
   stamp "sampler bench exit $?"; cut -c1-200 "$LESSON_LOGS/sampler-bench.log" | head -16
 fi
-find bench-results -maxdepth 1 \( -name "*_lesson11_bench_*.json" -o -name "*_lesson12_bench_*.json" \) -newer "$LESSON_LOGS/.start" -exec cp {} "$LESSON_LOGS/" \;
-rm -f "$LESSON_LOGS/.start"
-tar -czf "$OUT/sampling.tar.gz" -C "$OUT" sampling && rm -rf "$LESSON_LOGS"
+pack_logs '*_lesson11_bench_*.json' '*_lesson12_bench_*.json'
 stamp done
