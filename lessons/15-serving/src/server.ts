@@ -62,6 +62,7 @@ interface Choice {
   id?: number;
   text: string;
   tokens: number;
+  /** Kept for a non-streamed answer only (a stream sends each delta's as it comes). */
   logprobs: SampledLogprobs[];
   finishReason?: FinishReason;
   lastTokenAt?: number;
@@ -253,6 +254,9 @@ export class ServingServer {
       const write = (data: unknown) => {
         if (!res.destroyed) res.write(`data: ${JSON.stringify(data)}\n\n`);
       };
+      // A delta's chunk is { ...base, choices: [choice], usage? }: the envelope's JSON is built once, each delta stringifies its choice only.
+      const chunkHead = `data: ${JSON.stringify(base).slice(0, -1)},"choices":[`;
+      const chunkTail = `]${includeUsage ? ',"usage":null' : ''}}\n\n`;
       const abortAll = () => {
         for (const c of choices) if (c.id !== undefined && c.finishReason === undefined) this.loop.abort(c.id);
       };
@@ -300,15 +304,14 @@ export class ServingServer {
         const offset = c.text.length;
         c.text += d.text;
         c.tokens += d.tokenIds.length;
-        if (d.logprobs) c.logprobs.push(...d.logprobs);
         if (d.finished) c.finishReason = d.finishReason;
         if (stream) {
           const lp = d.logprobs ? logprobsOf(d.logprobs, offset) : null;
           const finish_reason = d.finished ? finishReasonOf(d.finishReason) : null;
           const choice =
             kind === 'chat' ? { index: c.index, delta: { content: d.text }, logprobs: lp, finish_reason } : { index: c.index, text: d.text, logprobs: lp, finish_reason };
-          write({ ...base, choices: [choice], ...(includeUsage ? { usage: null } : {}) });
-        }
+          if (!res.destroyed) res.write(chunkHead + JSON.stringify(choice) + chunkTail);
+        } else if (d.logprobs) c.logprobs.push(...d.logprobs); // for the one body at the end (a stream sent them already)
         if (d.finished && ++done === choices.length) finishAll();
       };
 
