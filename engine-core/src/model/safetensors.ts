@@ -703,11 +703,10 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsEntr
       if (e.data.byteLength !== nbytes)
         throw new RangeError(`${where}: data has ${e.data.byteLength} bytes, ${dtype} ${formatShape(e.shape)} needs ${nbytes}`);
     }
-    return { entry: e, where, dtype, nbytes, order: i };
+    return { entry: e, where, dtype, nbytes };
   });
   const layout = safetensorsLayout(plan.map((p) => ({ name: p.entry.name, dtype: p.dtype, shape: p.entry.shape })), metadata, `writeSafetensors ${file}`);
   const ordered = layout.order.map((i) => plan[i]!);
-  const offset = layout.dataBytes;
 
   let fd: number;
   try {
@@ -748,7 +747,7 @@ export function writeSafetensors(file: string, entries: readonly SafetensorsEntr
     const msg = errMsg(e);
     throw msg.includes(file) ? e : new Error(`writeSafetensors ${file}: ${msg}`);
   }
-  return offset;
+  return layout.dataBytes;
 }
 
 /**
