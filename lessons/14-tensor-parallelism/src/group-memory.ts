@@ -27,6 +27,8 @@ export const CTRL = {
   refused: 7,
   /** 1 + the rank that refused it. */
   refusedBy: 8,
+  /** Free for a tool of its own (rank-costs.ts: the echo rank's acknowledgements); the engine never touches it. */
+  scratch: 9,
   size: 16,
 } as const;
 

@@ -13,11 +13,11 @@ import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import type { StepPlan } from '@aios/engine-core/engine/types.ts';
 
-import { GroupMemory, type GroupShape } from './group-memory.ts';
+import { CTRL, GroupMemory, type GroupShape } from './group-memory.ts';
 import { PlanReader, PlanWriter, encodePlan, planCapacity } from './plan-channel.ts';
 import { startRank } from './rank-group.ts';
 
-const ACK = 8; // a control slot the echo rank bumps after reading each plan
+const ACK = CTRL.scratch; // the control slot the echo rank bumps after reading each plan
 
 /** A decode step of `seqs` sequences at about 1,000 tokens of context each. */
 function decodePlan(seqs: number): StepPlan {
