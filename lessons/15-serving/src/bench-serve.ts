@@ -18,7 +18,6 @@ import { REPO_ROOT, type ServeRateResult, type ServeRecord, currentCommit, hardw
 import { type Workload, firstRequests, throughputWorkload } from '@aios/engine-core/bench/workloads.ts';
 import { type CommandSpec, DEVICE_FLAG, type FlagSpecs, type FlagValues, MODEL_FLAG, RECORD_FLAGS, UsageError, chooseRecord, deviceFlag, intFlag, runCli } from '@aios/engine-core/cli/args.ts';
 import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
-import type { Recipe } from '@aios/engine-core/engine/types.ts';
 import { mulberry32 } from '@aios/engine-core/random.ts';
 
 import { type LoadJob, type RequestTiming, streamOne } from './load-client.ts';
@@ -49,9 +48,8 @@ export const BENCH_SERVE_SPEC: CommandSpec<typeof BENCH_SERVE_FLAGS> = {
   notes: ['One record of kind "serve" per run in bench-results/ (on a GPU; --record on the CPU).'],
 };
 
-export { quantile }; // the harness's: p50 and p99 as numpy computes them
-
 const mean = (v: readonly number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
+// p50 and p99 as numpy computes them (the harness's quantile).
 const summary = (v: readonly number[]) => ({ mean: mean(v), p50: quantile(v, 0.5), p99: quantile(v, 0.99) });
 
 /** Arrival times in ms from the start: exponential gaps of mean 1000/rate, seeded; all 0 for an unbounded rate. */
@@ -149,7 +147,6 @@ export function describeRate(r: ServeRateResult): string {
 }
 
 export interface ServeBenchOptions {
-  recipe?: Recipe;
   workload: Workload;
   rates: number[];
   seed?: number;
@@ -215,7 +212,7 @@ async function main(values: FlagValues<typeof BENCH_SERVE_FLAGS>): Promise<numbe
     ...(values.model !== undefined ? { model: values.model } : {}),
   });
   try {
-    const result = await runServeBench(server, { recipe, workload: w, rates, seed });
+    const result = await runServeBench(server, { workload: w, rates, seed });
     if (record) {
       const rec: ServeRecord = {
         schema: 1,

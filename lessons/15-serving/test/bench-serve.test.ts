@@ -3,6 +3,7 @@
 // record valid and drawn; and the serve CLI's conventions (help, a bad flag).
 import { describe, expect, it } from 'vitest';
 
+import { quantile } from '@aios/engine-core/bench/harness.ts';
 import { type ServeRecord, recordProblem } from '@aios/engine-core/bench/records.ts';
 import { firstRequests, throughputWorkload } from '@aios/engine-core/bench/workloads.ts';
 import { runCli } from '@aios/engine-core/cli/args.ts';
@@ -11,7 +12,7 @@ import { serveEntries } from '@aios/engine-core/chart/data.ts';
 import { serveTables } from '@aios/engine-core/chart/page.ts';
 import { recipe as lesson11Recipe } from '@aios/lesson-11-cuda-graphs';
 
-import { parseRates, poissonArrivals, quantile, runServeBench } from '../src/bench-serve.ts';
+import { parseRates, poissonArrivals, runServeBench } from '../src/bench-serve.ts';
 import { SERVE_SPEC, serveMain, serverFromFlags } from '../src/cli.ts';
 import { servedRecipe } from '../src/recipe.ts';
 import { createServer } from '../src/server.ts';
