@@ -62,6 +62,15 @@ __device__ __forceinline__ bool better(float v, int64_t i, float bv, int64_t bi)
   return v > bv || (v == bv && i < bi);
 }
 
+// The warp's best (value, index) in the order of `better`, in every lane (int32 or int64 indices).
+template <class I> __device__ __forceinline__ void warp_best(float& v, I& i) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+    const I oi = __shfl_xor_sync(0xffffffffu, i, o);
+    if (better(ov, oi, v, i)) { v = ov; i = oi; }
+  }
+}
+
 // Threads for a kernel that gives one block to a row of n values.
 inline int row_threads(int64_t n) { return n >= 1024 ? 1024 : (n >= 256 ? 256 : 128); }
 

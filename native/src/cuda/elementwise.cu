@@ -77,22 +77,14 @@ template <class T> __global__ void argmax_kernel(const T* x, int32_t* out, int64
     float v = to_f(xr[i]);
     if (better(v, i, bv, bi)) { bv = v; bi = i; }
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-  }
+  warp_best(bv, bi);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
   if (lane == 0) { best_v[warp] = bv; best_i[warp] = bi; }
   __syncthreads();
   if (warp == 0) {
     bv = lane < warps ? best_v[lane] : -INFINITY;
     bi = lane < warps ? best_i[lane] : n;
-    for (int o = 16; o > 0; o >>= 1) {
-      float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-    }
+    warp_best(bv, bi);
     if (lane == 0) out[blockIdx.x] = int32_t(bi >= n ? 0 : bi);
   }
 }

@@ -210,22 +210,14 @@ __global__ void __launch_bounds__(kRaceThreads) race_kernel(const float* logits,
   }
   // Block reduction in the argmax order.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-    if (better(ov, oi, best, best_i)) { best = ov; best_i = oi; }
-  }
+  warp_best(best, best_i);
   if (lane == 0) { s_best[warp] = best; s_idx[warp] = best_i; }
   __syncthreads();
   if (warp == 0) {
     const int warps = kRaceThreads / 32;
     best = lane < warps ? s_best[lane] : -INFINITY;
     best_i = lane < warps ? s_idx[lane] : int32_t(n);
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (better(ov, oi, best, best_i)) { best = ov; best_i = oi; }
-    }
+    warp_best(best, best_i);
     if (lane == 0) { part_score[r * chunks + blockIdx.x] = best; part_idx[r * chunks + blockIdx.x] = best_i; }
   }
 }
@@ -240,11 +232,7 @@ __global__ void combine_kernel(const float* part_score, const int32_t* part_idx,
       best = part_score[r * chunks + c];
       best_i = part_idx[r * chunks + c];
     }
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int32_t oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-    if (better(ov, oi, best, best_i)) { best = ov; best_i = oi; }
-  }
+  warp_best(best, best_i);
   if (threadIdx.x == 0) out[r] = best_i < n ? best_i : 0;  // nothing kept: every logit NaN
 }
 

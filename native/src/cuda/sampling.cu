@@ -31,21 +31,13 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* x, c
     const float v = row[i];
     if (better(v, i, bv, bi)) { bv = v; bi = i; }
   }
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-    const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-  }
+  warp_best(bv, bi);
   if (lane == 0) { best_v[warp] = bv; best_i[warp] = bi; }
   __syncthreads();
   if (warp == 0) {
     bv = best_v[lane];
     bi = best_i[lane];
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
-      const int64_t oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (better(ov, oi, bv, bi)) { bv = ov; bi = oi; }
-    }
+    warp_best(bv, bi);
     if (lane == 0) { best_v[0] = bv; best_i[0] = bi; }
   }
   __syncthreads();
