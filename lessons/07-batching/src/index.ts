@@ -1,6 +1,6 @@
 export { recipe, batchedRecipe, lesson07Parts, type BatchedParts } from './recipe.ts';
 export { BatchedRunner } from './batched-runner.ts';
-export { KVPool, poolFor, sizePool, type PoolSize } from './kv-pool.ts';
+export { KVPool, sizePool } from './kv-pool.ts';
 export { PackedAttention, straightforwardAttention, type AttentionVariants, type PackedContext, type PagedAttentionOp } from './packed-attention.ts';
 export { StaticBatchScheduler, needsPrefill, planPrefill, checkFits, worstCaseBlocks, type PagedScheduler, type SchedulerLimits } from './static-batch-scheduler.ts';
 export { StepInputBuffer, type StepInput, type StepCapacity, type FixedLayout } from './step-input.ts';

@@ -6,7 +6,7 @@ import { allocatorStats, deviceIndex, emptyCache, native, resetPeakStats } from 
 import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 import { DEFAULT_PAGED, KVPool, type PoolSize, blocksIn, fixedPoolBytes, poolShape } from '@aios/lesson-06-paged-kv-cache';
 
-export { KVPool, type PoolSize };
+export { KVPool };
 
 /** The pool of a model's shape and the engine's block size (the class is lesson 06's). */
 export function poolFor(ctx: EngineContext, numBlocks: number): KVPool {
