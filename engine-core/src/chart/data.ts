@@ -123,7 +123,7 @@ export interface TokView {
 }
 
 /** Peer records (kind "peer") among all records. */
-export function peerRuns(records: readonly LoadedRecord[]): LoadedRecord<PeerRecord>[] {
+function peerRuns(records: readonly LoadedRecord[]): LoadedRecord<PeerRecord>[] {
   return records.filter((r): r is LoadedRecord<PeerRecord> => r.record.kind === 'peer');
 }
 

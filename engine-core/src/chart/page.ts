@@ -67,7 +67,7 @@ export type DatasetRole = 'measured' | 'roofline' | 'peer' | 'ours' | 'baseline'
  * The roles drawn as reference lines (flat, thin, labelled at an end of the line, kept clear
  * of the other labels) and the dash of each: the page script draws every role listed here alike.
  */
-export const REFERENCE_DASH: Partial<Record<DatasetRole, readonly [number, number]>> = { roofline: [6, 4], peer: [2, 3] };
+const REFERENCE_DASH: Partial<Record<DatasetRole, readonly [number, number]>> = { roofline: [6, 4], peer: [2, 3] };
 
 export interface DatasetSpec {
   label: string;
