@@ -25,10 +25,10 @@ import { servedRecipe } from './recipe.ts';
 import { type ServingServer, createServer } from './server.ts';
 
 /** On the CPU: the throughput workload's first requests, output lengths cut, so a run takes well under a minute. */
-export const CPU_DEFAULT_REQUESTS = 16;
-export const CPU_MAX_TOKENS = 64;
+const CPU_DEFAULT_REQUESTS = 16;
+const CPU_MAX_TOKENS = 64;
 
-export const BENCH_SERVE_FLAGS = {
+const BENCH_SERVE_FLAGS = {
   ...MODEL_FLAG,
   ...DEVICE_FLAG,
   rates: { type: 'string', value: 'R,R,...', help: 'request rates in requests/s, "inf" for all at once (default: inf,4,16,64 on a GPU; inf,8 on the CPU)' },
@@ -41,7 +41,7 @@ export const BENCH_SERVE_FLAGS = {
   'gpu-memory-utilization': ENGINE_RUN_FLAGS['gpu-memory-utilization'],
 } as const satisfies FlagSpecs;
 
-export const BENCH_SERVE_SPEC: CommandSpec<typeof BENCH_SERVE_FLAGS> = {
+const BENCH_SERVE_SPEC: CommandSpec<typeof BENCH_SERVE_FLAGS> = {
   command: 'pnpm bench serve',
   summary: "The serving benchmark: the throughput workload's requests arrive at each rate (Poisson) at lesson 15's server, streamed; per rate: throughput, TTFT, TPOT, ITL (p50, p99), and the same requests offline for comparison.",
   flags: BENCH_SERVE_FLAGS,
@@ -104,7 +104,7 @@ function loadInChild(job: LoadJob): Promise<RequestTiming[]> {
 }
 
 /** Sends the workload at `rate` and measures it. */
-export async function measureRate(server: ServingServer, url: string, w: Workload, rate: number, seed: number): Promise<ServeRateResult> {
+async function measureRate(server: ServingServer, url: string, w: Workload, rate: number, seed: number): Promise<ServeRateResult> {
   const arrivals = poissonArrivals(w.requests.length, rate, seed);
   const loop0 = { ...server.loop.totals };
   const requests = w.requests.map((r) => ({ promptIds: r.promptIds, maxTokens: r.params.maxTokens, temperature: r.params.temperature, ignoreEos: r.params.ignoreEos }));
@@ -138,7 +138,7 @@ export async function measureRate(server: ServingServer, url: string, w: Workloa
 
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 
-export function describeRate(r: ServeRateResult): string {
+function describeRate(r: ServeRateResult): string {
   return (
     `rate ${r.rate === null ? 'inf' : `${r.rate}/s`}: ${r.outputTokPerS.toFixed(1)} output tok/s (${r.outputTokens} tokens, ${r.requests} requests in ${r.seconds.toFixed(1)} s); ` +
     `TTFT p50 ${fmt(r.ttftMs.p50)} p99 ${fmt(r.ttftMs.p99)} ms, TPOT p50 ${fmt(r.tpotMs.p50)} p99 ${fmt(r.tpotMs.p99)} ms, ITL p50 ${fmt(r.itlMs.p50)} p99 ${fmt(r.itlMs.p99)} ms; ` +
