@@ -1227,8 +1227,7 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
       const int64_t nranks = to_i64(env, info[1], "NcclComm(nranks)"), rank = to_i64(env, info[2], "NcclComm(rank)");
       if (!info[3].IsTypedArray() || info[3].As<Napi::TypedArray>().ByteLength() != size_t(aios::nccl::kUniqueIdBytes))
         throw_js(env, "NcclComm(id): expected the 128-byte Uint8Array that ncclUniqueId() returned");
-      if (!info[4].IsNumber() || !(info[4].As<Napi::Number>().DoubleValue() > 0)) throw_js(env, "NcclComm(timeoutMs): expected a positive number");
-      timeout_ms_ = info[4].As<Napi::Number>().DoubleValue();
+      timeout_ms_ = timeout_arg(env, info[4], "NcclComm(timeoutMs)");
       auto id = info[3].As<Napi::Uint8Array>();
       comm_ = aios::nccl::init(device_, int(nranks), int(rank), id.Data(), timeout_ms_);
 #else
@@ -1250,8 +1249,16 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
     if (!comm_) a.fail("the communicator was disposed");
     return comm_;
   }
-  void same_device(Args& a) {
+  // A collective's last arguments: send (send_count elements) and recv (recv_count), on the communicator's device.
+  std::pair<void*, void*> operands(Args& a, DType dt, int64_t send_count, int64_t recv_count) {
+    Buf send = a.buffer("send", bytes_of(send_count, dt));
+    Buf recv = a.buffer("recv", bytes_of(recv_count, dt));
     if (a.device() != device_) a.fail("the buffers are on device " + std::to_string(a.device()) + ", the communicator on cuda:" + std::to_string(device_));
+    return {send.ptr, recv.ptr};
+  }
+  static double timeout_arg(Napi::Env env, const Napi::Value& v, const char* what) {
+    if (!v.IsNumber() || !(v.As<Napi::Number>().DoubleValue() > 0)) throw_js(env, std::string(what) + ": expected a positive number");
+    return v.As<Napi::Number>().DoubleValue();
   }
 #endif
   // allReduce(dtype, count, send, sendOffset, recv, recvOffset): recv = the sum over ranks of send.
@@ -1260,10 +1267,8 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #ifdef AIOS_WITH_NCCL
       DType dt = a.dtype("dtype");
       int64_t n = a.size("count");
-      Buf send = a.buffer("send", bytes_of(n, dt));
-      Buf recv = a.buffer("recv", bytes_of(n, dt));
-      same_device(a);
-      aios::nccl::all_reduce_sum(live(a), a.stream(), send.ptr, recv.ptr, n, dt, timeout_ms_);
+      const auto [send, recv] = operands(a, dt, n, n);
+      aios::nccl::all_reduce_sum(live(a), a.stream(), send, recv, n, dt, timeout_ms_);
 #else
       no_nccl(info.Env(), "allReduce");
 #endif
@@ -1275,10 +1280,8 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #ifdef AIOS_WITH_NCCL
       DType dt = a.dtype("dtype");
       int64_t n = a.size("countPerRank"), ranks = a.size("nranks");
-      Buf send = a.buffer("send", bytes_of(n, dt));
-      Buf recv = a.buffer("recv", bytes_of(n * ranks, dt));
-      same_device(a);
-      aios::nccl::all_gather(live(a), a.stream(), send.ptr, recv.ptr, n, dt, timeout_ms_);
+      const auto [send, recv] = operands(a, dt, n, n * ranks);
+      aios::nccl::all_gather(live(a), a.stream(), send, recv, n, dt, timeout_ms_);
 #else
       no_nccl(info.Env(), "allGather");
 #endif
@@ -1290,10 +1293,8 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #ifdef AIOS_WITH_NCCL
       DType dt = a.dtype("dtype");
       int64_t n = a.size("count"), root = a.size("root");
-      Buf send = a.buffer("send", bytes_of(n, dt));
-      Buf recv = a.buffer("recv", bytes_of(n, dt));
-      same_device(a);
-      aios::nccl::broadcast(live(a), a.stream(), send.ptr, recv.ptr, n, dt, int(root), timeout_ms_);
+      const auto [send, recv] = operands(a, dt, n, n);
+      aios::nccl::broadcast(live(a), a.stream(), send, recv, n, dt, int(root), timeout_ms_);
 #else
       no_nccl(info.Env(), "broadcast");
 #endif
@@ -1305,10 +1306,7 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #ifdef AIOS_WITH_NCCL
       if (!comm_) throw_js(info.Env(), "NcclComm.wait: the communicator was disposed");
       double timeout_ms = timeout_ms_;
-      if (info.Length() > 0 && !info[0].IsUndefined()) {
-        if (!info[0].IsNumber() || !(info[0].As<Napi::Number>().DoubleValue() > 0)) throw_js(info.Env(), "NcclComm.wait(timeoutMs): expected a positive number");
-        timeout_ms = info[0].As<Napi::Number>().DoubleValue();
-      }
+      if (info.Length() > 0 && !info[0].IsUndefined()) timeout_ms = timeout_arg(info.Env(), info[0], "NcclComm.wait(timeoutMs)");
       aios::nccl::wait(comm_, aios::cuda::context(device_).stream, timeout_ms);
 #endif
       return info.Env().Undefined();
