@@ -42,15 +42,14 @@ std::string version();
 void unique_id(uint8_t out[kUniqueIdBytes]);
 
 // One rank's membership of a communicator, on one device. The set-up waits at
-// most timeout_ms for the peers (non-blocking set-up, then a blocking child for
-// the collectives: nccl_comm.cc says why). A collective is enqueued on the
+// most timeout_ms for the peers (a blocking communicator made on a helper thread:
+// nccl_comm.cc says why). A collective is enqueued on the
 // stream and returns; wait() waits at most timeout_ms for the stream. Past a
 // deadline, or on an error, the communicator is aborted (so that no rank waits
 // on it forever) and the call throws aios::Error naming the rank and what was
 // being done.
 struct Comm;
 Comm* init(int device, int nranks, int rank, const uint8_t id[kUniqueIdBytes], double timeout_ms);
-int rank_of(const Comm* c);
 // Sum over the ranks, element-wise, in place allowed (send == recv).
 void all_reduce_sum(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, double timeout_ms);
 // recv [nranks x count]: rank r's `count` elements at r x count.

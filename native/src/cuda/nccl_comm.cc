@@ -15,7 +15,7 @@
 //              must poll until the thread is done. That thread per call is what
 //              measured 60-75 us per all-reduce of 8 KiB..2 MiB (lesson 14's README),
 //              where NVLink needs ~10-20 us, and it puts the kernel launch on another
-//              thread than the one capturing a CUDA graph. On the blocking child a
+//              thread than the one capturing a CUDA graph. On the blocking communicator a
 //              collective is enqueued on the calling thread and returns.
 //   waits      wait() polls the stream (cudaStreamQuery) until a deadline: a peer
 //              that stopped calling the same collectives ends in a timeout.
@@ -98,7 +98,7 @@ const char* kGraphsAlive =
     "NCCL frees a communicator only once every CUDA graph that captured its collectives is destroyed: "
     "dispose the graphs (the model) before the communicator";
 
-// Aborts both communicators; false if freeing them did not finish within the bound.
+// Aborts the communicator; false if freeing it did not finish within the bound.
 bool abort_bounded(Comm* c) {
   if (c->aborted) return true;
   c->aborted = true;
@@ -121,14 +121,15 @@ void backoff(int polls) {
   else std::this_thread::sleep_for(std::chrono::microseconds(20));
 }
 
-// Polls a non-blocking communicator until the call that returned `first` is done.
-void settle(Comm* c, ncclComm_t comm, ncclResult_t first, const char* what, double timeout_ms) {
+// A collective on the blocking communicator: it returns once enqueued. (ncclInProgress only if
+// NCCL_COMM_BLOCKING=0 in the environment overrode its config: then poll until the call is done.)
+void enqueued(Comm* c, ncclResult_t first, const char* what, double timeout_ms) {
   if (first == ncclSuccess) return;
   if (first != ncclInProgress) abort_and_throw(c, std::string(what) + " failed: " + describe(first));
   const auto deadline = Clock::now() + std::chrono::duration<double, std::milli>(timeout_ms);
   for (int polls = 0;; ++polls) {
     ncclResult_t state = ncclSuccess;
-    const ncclResult_t r = ncclCommGetAsyncError(comm, &state);
+    const ncclResult_t r = ncclCommGetAsyncError(c->comm, &state);
     if (r != ncclSuccess) abort_and_throw(c, std::string(what) + ": ncclCommGetAsyncError failed: " + describe(r));
     if (state == ncclSuccess) return;
     if (state != ncclInProgress) abort_and_throw(c, std::string(what) + " failed: " + describe(state));
@@ -137,13 +138,6 @@ void settle(Comm* c, ncclComm_t comm, ncclResult_t first, const char* what, doub
                              " ms (a peer rank may have died or not joined)");
     backoff(polls);
   }
-}
-
-// A collective on the blocking child: it returns once enqueued. (ncclInProgress only if
-// NCCL_COMM_BLOCKING=0 in the environment overrode the child's config: then poll.)
-void enqueued(Comm* c, ncclResult_t r, const char* what, double timeout_ms) {
-  if (r == ncclSuccess) return;
-  settle(c, c->comm, r, what, timeout_ms);
 }
 
 void check_count(Comm* c, int64_t count, const char* what) {
@@ -241,8 +235,6 @@ Comm* init(int device, int nranks, int rank, const uint8_t id_bytes[kUniqueIdByt
   cuda::make_current(device);
   return c;
 }
-
-int rank_of(const Comm* c) { return c->rank; }
 
 void all_reduce_sum(Comm* c, cudaStream_t st, const void* send, void* recv, int64_t count, DType dt, double timeout_ms) {
   check_count(c, count, "allReduce");
