@@ -111,6 +111,19 @@ void report(bool ok, const char* what, const Case& c, const Result& r, const std
   std::fflush(stdout);
 }
 
+// A fresh emulator run's buffers: the step's inputs and its output (the caller adds a workspace).
+void register_step(const Buf& q, const Buf& k, const Buf& v, const Buf& out, const std::vector<int32_t>& cu,
+                   const std::vector<int32_t>& ctx, const std::vector<int32_t>& table) {
+  aios::emurt::clear_buffers();
+  aios::emurt::register_buffer(q.bytes.data(), q.bytes.size(), "q", false);
+  aios::emurt::register_buffer(k.bytes.data(), k.bytes.size(), "k_cache", false);
+  aios::emurt::register_buffer(v.bytes.data(), v.bytes.size(), "v_cache", false);
+  aios::emurt::register_buffer(out.bytes.data(), out.bytes.size(), "out", true);
+  aios::emurt::register_buffer(cu.data(), cu.size() * 4, "cu_seqlens_q", false);
+  aios::emurt::register_buffer(ctx.data(), ctx.size() * 4, "context_lens", false);
+  aios::emurt::register_buffer(table.data(), table.size() * 4, "block_tables", false);
+}
+
 // The cascade decode (CUDA kernels on the emulator, and the CPU cascade reference) vs paged_attention.
 void run_cascade(const Case& c, aios::PagedAttentionArgs a, const Buf& q, const Buf& k, const Buf& v, const Buf& ref, Buf& out,
                  std::vector<int32_t>& cu, std::vector<int32_t>& ctx, std::vector<int32_t>& table) {
@@ -139,14 +152,7 @@ void run_cascade(const Case& c, aios::PagedAttentionArgs a, const Buf& q, const 
   a.out = out.bytes.data();
   const aios::flash::CascadePlan plan = aios::emu::flash_cascade_plan(a);
   std::vector<float> ws(size_t(plan.workspace_bytes / 4 + 1), NAN);
-  aios::emurt::clear_buffers();
-  aios::emurt::register_buffer(q.bytes.data(), q.bytes.size(), "q", false);
-  aios::emurt::register_buffer(k.bytes.data(), k.bytes.size(), "k_cache", false);
-  aios::emurt::register_buffer(v.bytes.data(), v.bytes.size(), "v_cache", false);
-  aios::emurt::register_buffer(out.bytes.data(), out.bytes.size(), "out", true);
-  aios::emurt::register_buffer(cu.data(), cu.size() * 4, "cu_seqlens_q", false);
-  aios::emurt::register_buffer(ctx.data(), ctx.size() * 4, "context_lens", false);
-  aios::emurt::register_buffer(table.data(), table.size() * 4, "block_tables", false);
+  register_step(q, k, v, out, cu, ctx, table);
   aios::emurt::register_buffer(ws.data(), size_t(plan.workspace_bytes), "workspace", true);
   const auto t0 = std::chrono::steady_clock::now();
   std::string error;
@@ -238,14 +244,7 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       aios::flash::DecodePlan plan;
       if (c.decode) plan = aios::emu::flash_decode_plan(a, ver, splits);
       std::vector<float> ws(size_t(plan.workspace_bytes / 4 + 1), NAN);
-      aios::emurt::clear_buffers();
-      aios::emurt::register_buffer(q.bytes.data(), q.bytes.size(), "q", false);
-      aios::emurt::register_buffer(k.bytes.data(), k.bytes.size(), "k_cache", false);
-      aios::emurt::register_buffer(v.bytes.data(), v.bytes.size(), "v_cache", false);
-      aios::emurt::register_buffer(out.bytes.data(), out.bytes.size(), "out", true);
-      aios::emurt::register_buffer(cu.data(), cu.size() * 4, "cu_seqlens_q", false);
-      aios::emurt::register_buffer(ctx.data(), ctx.size() * 4, "context_lens", false);
-      aios::emurt::register_buffer(table.data(), table.size() * 4, "block_tables", false);
+      register_step(q, k, v, out, cu, ctx, table);
       if (plan.workspace_bytes) aios::emurt::register_buffer(ws.data(), size_t(plan.workspace_bytes), "workspace", true);
       const auto t0 = std::chrono::steady_clock::now();
       std::string error;
