@@ -655,10 +655,6 @@ Napi::Value FlashCascadeDecode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), double(keys_read));
 }
 
-// flashCascadePlan(device, numSeqs, numTokens, qHeads, kvHeads, headDim, maxContextLen): the cascade's
-// launch shapes on that device (host-known bounds only) and the workspace it needs (0 on the CPU).
-Napi::Value FlashCascadePlan(const Napi::CallbackInfo& info);
-
 int device_arg(const Napi::CallbackInfo& info, size_t i);
 
 // flashDecodePlan(device, version, splits, numSeqs, numTokens, qHeads, kvHeads, headDim, maxQLen, maxContextLen):
@@ -696,6 +692,8 @@ Napi::Value FlashDecodePlan(const Napi::CallbackInfo& info) {
   });
 }
 
+// flashCascadePlan(device, numSeqs, numTokens, qHeads, kvHeads, headDim, maxContextLen): the cascade's
+// launch shapes on that device (host-known bounds only) and the workspace it needs (0 on the CPU).
 Napi::Value FlashCascadePlan(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
