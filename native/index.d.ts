@@ -205,6 +205,30 @@ export declare function ncclUniqueId(): Uint8Array;
  * wait() gives up after timeoutMs (or its own, shorter, bound) and aborts the
  * communicator (a dead peer ends in an exception, not a hang).
  */
+/** Whether `device` can read `peer`'s memory directly (peer access: NVLink or PCIe P2P); false without CUDA. */
+export declare function canAccessPeer(device: number, peer: number): boolean;
+/**
+ * This thread's rank of a one-shot all-reduce between the GPUs of this process over peer
+ * access (lesson 14, native/src/cuda/peer_allreduce.cu): for a decode step's small messages,
+ * where NCCL's fixed cost dominates. Every rank makes one, hands addresses() to the others,
+ * then connect()s with every rank's (by rank). allReduce() is enqueued on the device's stream,
+ * in place, and may be captured in a CUDA graph; every rank must make the same calls in the
+ * same order. A peer that does not arrive within timeoutMs ends the kernel with wrong sums and
+ * check() (after the stream is drained) throws, naming the rank.
+ */
+export declare class PeerAllReduce {
+  constructor(device: number, rank: number, nranks: number, capacityBytes: number, timeoutMs: number);
+  /** [staging buffer, flags]: this rank's device addresses, for the other ranks' connect(). */
+  addresses(): BigUint64Array;
+  connect(devices: Int32Array, staging: BigUint64Array, flags: BigUint64Array): void;
+  /** count elements (bytes a multiple of 16, at most `capacity`), summed over the ranks in rank order, in place. */
+  allReduce(dtype: number, count: number, data: Storage, dataOffset: number): void;
+  check(): void;
+  dispose(): void;
+  /** The largest message in bytes. */
+  readonly capacity: number;
+  readonly disposed: boolean;
+}
 export declare class NcclComm {
   constructor(device: number, nranks: number, rank: number, id: Uint8Array, timeoutMs: number);
   allReduce(dtype: number, count: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;

@@ -10,9 +10,10 @@
 #                                                if they fail), then the all-reduce bench: host enqueue us/call
 #                                                and device us/call apart, bus bandwidth
 #   bash engine-core/scripts/gpu-tp.sh small     check's two steps (bus bandwidth and the all-reduce time per step
-#                                                at Qwen3-8B's message sizes),
+#                                                at Qwen3-8B's message sizes, NCCL and the peer all-reduce),
 #                                                then the Qwen3-8B shape on the throughput workload at TP=1 and
-#                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded
+#                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded,
+#                                                and TP=2 again with AIOS_TP_ALLREDUCE=nccl (not recorded)
 #   bash engine-core/scripts/gpu-tp.sh 14B       the seeded random Qwen3-14B (29 GB, written once on the host's
 #   bash engine-core/scripts/gpu-tp.sh 32B       disk), then 32B (64 GB): course and throughput at TP=2, recorded
 #   bash engine-core/scripts/gpu-tp.sh model 32B only write the model (a 32B file takes minutes: a call of its own
@@ -83,6 +84,9 @@ case "$PART" in
     big_model 8B || exit 1
     run_lesson lesson14-8B-throughput-tp1 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --record
     run_lesson lesson14-8B-throughput-tp2 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --tp 2 --record
+    # The same TP=2 run with every all-reduce through NCCL (not recorded): what the peer all-reduce is worth in the step.
+    AIOS_TP_ALLREDUCE=nccl run_lesson lesson14-8B-throughput-tp2-nccl 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
+    grep -hE "^collectives:" "$LESSON_LOGS"/lesson14-8B-throughput-tp2*.log | sort | uniq -c
     for n in 1 2; do
       r=$(grep -E "^throughput[^ ]*:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "[0-9.]+ output tok/s" | head -1 | cut -d' ' -f1)
       eval "TP$n=${r:-0}"

@@ -1344,8 +1344,143 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #endif
 };
 
+// new PeerAllReduce(device, rank, nranks, capacityBytes, timeoutMs): this thread's rank of a
+// one-shot all-reduce over peer access between the GPUs of this process (peer_allreduce.cu):
+// addresses() go to the other ranks, connect() takes every rank's, then allReduce() is
+// enqueued on the device's stream (and may be captured in a CUDA graph); check() throws
+// if a kernel gave up waiting for a peer. No math here: the kernel is in peer_allreduce.cu.
+class PeerAllReduce : public Napi::ObjectWrap<PeerAllReduce> {
+ public:
+  static Napi::Function Init(Napi::Env env) {
+    return DefineClass(env, "PeerAllReduce",
+                       {InstanceMethod<&PeerAllReduce::Addresses>("addresses"), InstanceMethod<&PeerAllReduce::Connect>("connect"),
+                        InstanceMethod<&PeerAllReduce::AllReduce>("allReduce"), InstanceMethod<&PeerAllReduce::Check>("check"),
+                        InstanceMethod<&PeerAllReduce::Dispose>("dispose"), InstanceAccessor<&PeerAllReduce::Capacity>("capacity"),
+                        InstanceAccessor<&PeerAllReduce::Disposed>("disposed")});
+  }
+  PeerAllReduce(const Napi::CallbackInfo& info) : Napi::ObjectWrap<PeerAllReduce>(info) {
+    guarded(info, [&] {
+      Napi::Env env = info.Env();
+#ifdef AIOS_WITH_CUDA
+      device_ = device_arg(info, 0);
+      if (device_ == kCpu) throw_js(env, "PeerAllReduce: needs a CUDA device");
+      const int64_t rank = to_i64(env, info[1], "PeerAllReduce(rank)"), nranks = to_i64(env, info[2], "PeerAllReduce(nranks)");
+      const int64_t capacity = to_i64(env, info[3], "PeerAllReduce(capacityBytes)");
+      if (!info[4].IsNumber()) throw_js(env, "PeerAllReduce(timeoutMs): expected a positive number");
+      impl_ = aios::peer::create(device_, int(rank), int(nranks), capacity, info[4].As<Napi::Number>().DoubleValue());
+      nranks_ = int(nranks);
+#else
+      throw_js(env, "PeerAllReduce: this addon was built without CUDA");
+#endif
+    });
+  }
+  ~PeerAllReduce() override { Release(); }
+
+ private:
+  void Release() {
+#ifdef AIOS_WITH_CUDA
+    if (impl_) { try { aios::peer::destroy(impl_); } catch (...) {} }
+    impl_ = nullptr;
+#endif
+  }
+#ifdef AIOS_WITH_CUDA
+  aios::peer::PeerAllReduce* live(Napi::Env env, const char* what) {
+    if (!impl_) throw_js(env, std::string("PeerAllReduce.") + what + ": disposed");
+    return impl_;
+  }
+#endif
+  // addresses(): BigUint64Array [staging, flags] of this rank.
+  Napi::Value Addresses(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      uint64_t a[2];
+      aios::peer::addresses(live(info.Env(), "addresses"), a);
+      auto out = Napi::BigUint64Array::New(info.Env(), 2);
+      out[0] = a[0];
+      out[1] = a[1];
+      return out;
+#else
+      return info.Env().Undefined();
+#endif
+    });
+  }
+  // connect(devices: Int32Array, staging: BigUint64Array, flags: BigUint64Array): every rank's, by rank.
+  Napi::Value Connect(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      Napi::Env env = info.Env();
+      auto* p = live(env, "connect");
+      if (info.Length() < 3 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+          !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array ||
+          !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array)
+        throw_js(env, "PeerAllReduce.connect(devices, staging, flags): expected an Int32Array and two BigUint64Arrays");
+      auto devices = info[0].As<Napi::Int32Array>();
+      auto staging = info[1].As<Napi::BigUint64Array>(), flags = info[2].As<Napi::BigUint64Array>();
+      if (devices.ElementLength() != size_t(nranks_) || staging.ElementLength() != size_t(nranks_) || flags.ElementLength() != size_t(nranks_))
+        throw_js(env, "PeerAllReduce.connect: expected one device, staging address and flags address per rank (" + std::to_string(nranks_) + ")");
+      aios::peer::connect(p, devices.Data(), staging.Data(), flags.Data());
+#endif
+      return info.Env().Undefined();
+    });
+  }
+  // allReduce(dtype, count, data, dataOffset): data = the sum over ranks, in place.
+  Napi::Value AllReduce(const Napi::CallbackInfo& info) {
+    return op(info, "PeerAllReduce.allReduce", [&](Args& a) {
+#ifdef AIOS_WITH_CUDA
+      DType dt = a.dtype("dtype");
+      int64_t n = a.size("count");
+      Buf data = a.buffer("data", bytes_of(n, dt));
+      if (a.device() != device_) a.fail("the tensor is on device " + std::to_string(a.device()) + ", this rank on cuda:" + std::to_string(device_));
+      aios::peer::all_reduce_sum(live(info.Env(), "allReduce"), a.stream(), data.ptr, n, dt);
+#endif
+    });
+  }
+  Napi::Value Check(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      aios::peer::check(live(info.Env(), "check"));
+#endif
+      return info.Env().Undefined();
+    });
+  }
+  void Dispose(const Napi::CallbackInfo&) { Release(); }
+  Napi::Value Capacity(const Napi::CallbackInfo& info) {
+#ifdef AIOS_WITH_CUDA
+    return Napi::Number::New(info.Env(), impl_ ? double(aios::peer::capacity(impl_)) : 0.0);
+#else
+    return Napi::Number::New(info.Env(), 0);
+#endif
+  }
+  Napi::Value Disposed(const Napi::CallbackInfo& info) {
+#ifdef AIOS_WITH_CUDA
+    return Napi::Boolean::New(info.Env(), impl_ == nullptr);
+#else
+    return Napi::Boolean::New(info.Env(), true);
+#endif
+  }
+  int device_ = kCpu, nranks_ = 0;
+#ifdef AIOS_WITH_CUDA
+  aios::peer::PeerAllReduce* impl_ = nullptr;
+#endif
+};
+
+// canAccessPeer(device, peer): whether device can read peer's memory directly (NVLink or PCIe P2P).
+Napi::Value CanAccessPeer(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+    const int d = device_arg(info, 0), p = device_arg(info, 1);
+    if (d == kCpu || p == kCpu) return Napi::Boolean::New(info.Env(), false);
+    return Napi::Boolean::New(info.Env(), aios::peer::can_access_peer(d, p));
+#else
+    return Napi::Boolean::New(info.Env(), false);
+#endif
+  });
+}
+
 // backendInfo's NCCL fields and the exports above.
 void InitTensorParallel(Napi::Env env, Napi::Object exports) {
+  exports.Set("PeerAllReduce", PeerAllReduce::Init(env));
+  exports.Set("canAccessPeer", Napi::Function::New(env, CanAccessPeer));
   exports.Set("embeddingShard", Napi::Function::New(env, EmbeddingShard));
   exports.Set("ncclUniqueId", Napi::Function::New(env, NcclUniqueId));
   exports.Set("NcclComm", NcclComm::Init(env));

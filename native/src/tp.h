@@ -30,6 +30,31 @@ namespace aios::cuda {
 void embedding_shard(cudaStream_t st, const void* table, DType dt, const void* ids, DType id_dt, void* out,
                      int64_t n_ids, int64_t vocab, int64_t start, int64_t rows, int64_t dim);
 }  // namespace aios::cuda
+
+// A one-shot all-reduce between the GPUs of this process over peer access (NVLink),
+// for a decode step's small activations (peer_allreduce.cu says how and why).
+// Each rank creates its own, hands addresses() to the others (any channel), and
+// connect()s with every rank's; all_reduce_sum is then enqueued on the rank's
+// stream, in place, and may be captured in a CUDA graph. Every rank must make the
+// same calls in the same order (as with NCCL). A peer that does not arrive within
+// timeout_ms ends the kernel; check() (after the stream is drained) throws then.
+namespace aios::peer {
+
+constexpr int kMaxRanks = 8;
+constexpr int kMaxBlocks = 256;
+
+struct PeerAllReduce;
+bool can_access_peer(int device, int peer);
+PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, double timeout_ms);
+void addresses(const PeerAllReduce* p, uint64_t out[2]);  // the staging buffer and the flags
+void connect(PeerAllReduce* p, const int* devices, const uint64_t* staging, const uint64_t* signals);
+int64_t capacity(const PeerAllReduce* p);
+// count elements of dt (bf16, f16, f32) at data: bytes a multiple of 16, at most capacity().
+void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count, DType dt);
+void check(PeerAllReduce* p);
+void destroy(PeerAllReduce* p);
+
+}  // namespace aios::peer
 #endif
 
 #ifdef AIOS_WITH_NCCL

@@ -4,7 +4,10 @@
 //                             into its slot of the shared buffer; the ranks meet at a barrier;
 //                             each sums (or copies) and meets again. What NCCL does on GPUs, in
 //                             plain loops, so the sharding runs in every CI run.
-//   NcclCollectives           GPU ranks: the addon's NCCL communicator, on each rank's stream.
+//   NcclCollectives           GPU ranks: the addon's NCCL communicator, on each rank's stream;
+//                             a decode step's small all-reduces go through the addon's one-shot
+//                             peer all-reduce instead (PeerAllReduce: the GPUs read each other's
+//                             staging buffers over NVLink), where every pair of GPUs has peer access.
 //
 // An all-reduce sums in rank order on every rank, so every rank ends with the
 // same bits: the replicated activations (the residual stream) never drift apart.
@@ -153,19 +156,131 @@ export class SharedMemoryCollectives implements RankCollectives {
   dispose(): void {}
 }
 
+/** How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible) or nccl. */
+export type AllReducePath = 'peer' | 'nccl';
+
+export function allReducePathFromEnv(): AllReducePath {
+  const v = process.env.AIOS_TP_ALLREDUCE ?? 'peer';
+  if (v !== 'peer' && v !== 'nccl') throw new Error(`AIOS_TP_ALLREDUCE must be "peer" or "nccl", got "${v}"`);
+  return v;
+}
+
+/**
+ * The largest all-reduce the peer path takes (AIOS_TP_PEER_MAX_BYTES, default 8 MiB): a decode
+ * step's messages (256 tokens x 5120 x 2 bytes = 2.5 MiB for the largest Qwen3); prefill chunks
+ * (up to 16,384 tokens: 128 MiB) go through NCCL, whose ring moves large messages at bus bandwidth.
+ */
+export function peerMaxBytes(): number {
+  const v = process.env.AIOS_TP_PEER_MAX_BYTES;
+  if (v === undefined) return 8 * 2 ** 20;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 16 || n % 16 !== 0) throw new Error(`AIOS_TP_PEER_MAX_BYTES must be a positive multiple of 16, got "${v}"`);
+  return n;
+}
+
+const PEER_DTYPES: ReadonlySet<DType> = new Set(['bf16', 'f16', 'f32']);
+
+/**
+ * Rank `rank`'s peer all-reduce, connected to every other rank's, or the reason there is none.
+ * A collective: every rank calls it at the same point. The ranks hand each other their device
+ * and addresses through an NCCL all-gather, and vote on the outcome, so they all use the peer
+ * path or all keep NCCL's (different paths on different ranks would never meet).
+ */
+export function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
+  const { rank, size } = coll;
+  let peer: InstanceType<typeof native.PeerAllReduce> | undefined;
+  let mine: string | undefined;
+  const words = new Int32Array(6); // [ok, device, staging lo, hi, flags lo, hi]
+  try {
+    peer = new native.PeerAllReduce(device, rank, size, capacityBytes, coll.timeoutMs);
+    const [staging, flags] = peer.addresses();
+    words.set([1, device, Number(staging! & 0xffffffffn) | 0, Number(staging! >> 32n) | 0, Number(flags! & 0xffffffffn) | 0, Number(flags! >> 32n) | 0]);
+  } catch (e) {
+    mine = `rank ${rank}: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  const dev = `cuda:${device}` as const;
+  const local = Tensor.fromArray(words, [6], { dtype: 'i32', device: dev });
+  const all = Tensor.empty([6 * size], { dtype: 'i32', device: dev });
+  let got: number[];
+  try {
+    coll.allGather(local, all);
+    got = all.toNumbers();
+  } finally {
+    local.dispose();
+    all.dispose();
+  }
+  const u64 = (lo: number, hi: number) => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+  const devices = Int32Array.from({ length: size }, (_, r) => got[6 * r + 1]!);
+  if (mine === undefined && peer) {
+    const missing = Array.from({ length: size }, (_, r) => r).filter((r) => got[6 * r] !== 1);
+    if (missing.length > 0) mine = `rank(s) ${missing.join(', ')} could not set up theirs`;
+    else {
+      const blocked = Array.from(devices).filter((d) => d !== device && !native.canAccessPeer(device, d));
+      if (blocked.length > 0) mine = `cuda:${device} has no peer access to cuda:${blocked.join(', cuda:')}`;
+      else
+        try {
+          peer.connect(devices, BigUint64Array.from({ length: size }, (_, r) => u64(got[6 * r + 2]!, got[6 * r + 3]!)), BigUint64Array.from({ length: size }, (_, r) => u64(got[6 * r + 4]!, got[6 * r + 5]!)));
+        } catch (e) {
+          mine = `rank ${rank}: ${e instanceof Error ? e.message : String(e)}`;
+        }
+    }
+  }
+  const vote = coll.agree(mine === undefined, 'the peer all-reduce');
+  if (vote.ok) return { peer };
+  peer?.dispose();
+  return { why: mine ?? `rank ${vote.refusedBy} could not connect its peer all-reduce` };
+}
+
 export class NcclCollectives implements RankCollectives {
   private votes = 0;
+  private peer?: InstanceType<typeof native.PeerAllReduce>;
+  /** Why the peer all-reduce is not used (undefined when it is). */
+  private peerWhy?: string = 'not set up';
+
   constructor(
     private readonly comm: InstanceType<typeof native.NcclComm>,
     readonly rank: number,
     readonly size: number,
     private readonly mem: GroupMemory,
-    private readonly timeoutMs: number,
+    readonly timeoutMs: number,
   ) {}
 
+  /** Sets up the peer path for small all-reduces (a collective: every rank at once), unless `path` is nccl. */
+  usePeer(device: number, path: AllReducePath = allReducePathFromEnv(), capacityBytes = peerMaxBytes()): void {
+    if (path === 'nccl') {
+      this.peerWhy = 'AIOS_TP_ALLREDUCE=nccl';
+      return;
+    }
+    const { peer, why } = connectPeerAllReduce(this, device, capacityBytes);
+    this.peer = peer;
+    this.peerWhy = why;
+  }
+
+  /** The peer all-reduce when this message goes through it: the same answer on every rank (bytes and dtype only). */
+  private peerFor(x: Tensor, bytes: number): InstanceType<typeof native.PeerAllReduce> | undefined {
+    const p = this.peer;
+    return p && bytes <= p.capacity && bytes % 16 === 0 && x.byteOffset % 16 === 0 && PEER_DTYPES.has(x.dtype) ? p : undefined;
+  }
+
   allReduce(x: Tensor): void {
+    const bytes = bytesOf(x, 'allReduce');
+    const peer = this.peerFor(x, bytes);
+    if (peer) peer.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset);
+    else this.comm.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, x.storage, x.byteOffset);
+  }
+
+  /** NCCL's all-reduce whatever the size (the all-reduce bench compares the two paths). */
+  allReduceNccl(x: Tensor): void {
     bytesOf(x, 'allReduce');
     this.comm.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, x.storage, x.byteOffset);
+  }
+
+  /** The peer path's all-reduce, or an error saying why there is none (the bench). */
+  allReducePeer(x: Tensor): void {
+    const bytes = bytesOf(x, 'allReduce');
+    const peer = this.peerFor(x, bytes);
+    if (!peer) throw new Error(`allReducePeer: ${this.peer ? `${bytes} bytes of ${x.dtype} do not fit the peer path (at most ${this.peer.capacity} bytes, whole 16-byte vectors)` : `no peer all-reduce (${this.peerWhy})`}`);
+    peer.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset);
   }
 
   allGather(input: Tensor, out: Tensor): void {
@@ -180,9 +295,13 @@ export class NcclCollectives implements RankCollectives {
     this.comm.broadcast(dtypeCode(x.dtype), x.numel, root, x.storage, x.byteOffset, x.storage, x.byteOffset);
   }
 
-  /** The stream's work done, polling with the communicator's timeout, or `timeoutMs`. */
+  /**
+   * The stream's work done, polling with the communicator's timeout, or `timeoutMs`; then
+   * whether a peer all-reduce gave up waiting for a peer (its kernels cannot throw).
+   */
   wait(timeoutMs?: number): void {
     this.comm.wait(timeoutMs);
+    this.peer?.check();
   }
 
   /** A vote through the ranks' shared memory (host values: no device round trip). */
@@ -196,11 +315,20 @@ export class NcclCollectives implements RankCollectives {
   }
 
   describe(): string {
-    return `collectives: NCCL ${native.backendInfo().ncclVersion ?? ''} between ${this.size} GPUs, on each rank's stream`;
+    const nccl = `NCCL ${native.backendInfo().ncclVersion ?? ''} between ${this.size} GPUs, on each rank's stream`;
+    return this.peer
+      ? `collectives: ${nccl}; all-reduces up to ${(this.peer.capacity / 2 ** 20).toFixed(0)} MiB one-shot over peer access (the GPUs read each other's staging buffers)`
+      : `collectives: ${nccl} (no peer all-reduce: ${this.peerWhy})`;
   }
 
+  /** The peer path's buffers first (the graphs that captured its kernels are gone by now), then NCCL's. */
   dispose(): void {
-    this.comm.dispose();
+    try {
+      this.peer?.dispose();
+      this.peer = undefined;
+    } finally {
+      this.comm.dispose();
+    }
   }
 }
 

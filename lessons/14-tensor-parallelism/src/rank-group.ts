@@ -90,7 +90,14 @@ export function collectivesFor(mem: GroupMemory, rank: number, device: Device, n
   if (device === 'cpu') return new SharedMemoryCollectives(mem, rank, timeout);
   if (!ncclId) throw new Error('tensor parallelism on GPUs: no NCCL id was handed to this rank');
   const comm = new native.NcclComm(deviceIndex(device), mem.size, rank, ncclId, timeout);
-  return new NcclCollectives(comm, rank, mem.size, mem, timeout);
+  const coll = new NcclCollectives(comm, rank, mem.size, mem, timeout);
+  try {
+    coll.usePeer(deviceIndex(device));
+  } catch (e) {
+    coll.dispose();
+    throw e;
+  }
+  return coll;
 }
 
 /** The engine context of rank `rank`: its device, its local shape, its shard. */

@@ -1,9 +1,11 @@
-// The 2-rank NCCL test (tp.gpu.test.ts, rank 0; nccl-rank.ts and nccl-graph-rank.ts, rank 1):
+// The 2-rank NCCL test (tp.gpu.test.ts, rank 0; nccl-rank.ts, nccl-graph-rank.ts and peer-rank.ts, rank 1):
 // the inputs and expected outputs, the same on both ranks, and the calls both ranks make in the
 // same order. Values are small integers and halves, so sums are exact in f32 and bf16 alike.
 import { Tensor, captureGraph, type native } from '@aios/engine-core';
 import { dtypeCode } from '@aios/engine-core/dtype.ts';
+import { mulberry32 } from '@aios/engine-core/random.ts';
 
+import type { NcclCollectives } from '../src/collectives.ts';
 import type { GroupMemory } from '../src/group-memory.ts';
 
 type NcclComm = InstanceType<typeof native.NcclComm>;
@@ -61,4 +63,57 @@ export function replayCapturedAllReduce(comm: NcclComm, mem: GroupMemory, rank: 
     y.storage.copyFromHost(new Uint8Array(n * 4), y.byteOffset);
   }
   return graph;
+}
+
+/**
+ * Both ranks' side of the peer all-reduce test, on cuda:`rank` (the other rank runs the same
+ * calls): the collectives with the peer path set up, then (1) bf16 all-reduces of three sizes
+ * back to back with one wait (the staging halves alternate; 8 elements is less than one
+ * thread's vector, 1,048,584 more than one block per SM can take in one pass), exact sums;
+ * (2) seeded random bf16 values through the peer path and through NCCL: the same bits; (3) one
+ * captured in a CUDA graph and replayed twice (the epochs live on the device). `check` gets
+ * (what, got, want) and throws on a difference.
+ */
+export function peerAllReduceCase(coll: NcclCollectives, rank: number, check: (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => void): void {
+  const device = `cuda:${rank}` as const;
+  coll.usePeer(rank, 'peer');
+  const exact = [8, 3 * 4096, 256 * 4096 + 8].map((n) => {
+    const c = ncclCase(rank, n);
+    return { c, x: Tensor.fromArray(c.reduceIn, [n], { dtype: 'bf16', device }) };
+  });
+  for (const { x } of exact) coll.allReducePeer(x);
+  coll.wait();
+  for (const { c, x } of exact) {
+    check(`the bf16 sum of ${x.numel} elements`, x.toArray() as Float32Array, c.reduceSum);
+    x.dispose();
+  }
+
+  const n = 256 * 4096;
+  const random = (r: number) => {
+    const next = mulberry32(1234 + r);
+    return Float32Array.from({ length: n }, () => 4 * next() - 2);
+  };
+  const a = Tensor.fromArray(random(rank), [n], { dtype: 'bf16', device });
+  const b = a.clone();
+  coll.allReducePeer(a);
+  coll.allReduceNccl(b);
+  coll.wait();
+  check('random bf16 values: the peer path against NCCL (bits)', a.toArray() as Float32Array, b.toArray() as Float32Array);
+  a.dispose();
+  b.dispose();
+
+  const c = ncclCase(rank, 4096);
+  const y = Tensor.fromArray(c.reduceIn, [4096], { dtype: 'f32', device });
+  const graph = captureGraph(device, () => coll.allReducePeer(y));
+  try {
+    for (let replay = 1; replay <= 2; replay++) {
+      y.write(c.reduceIn);
+      graph.launch();
+      coll.wait(30_000);
+      check(`replay ${replay} of the captured f32 peer all-reduce`, y.toArray() as Float32Array, c.reduceSum);
+    }
+  } finally {
+    graph.dispose();
+    y.dispose();
+  }
 }
