@@ -8,6 +8,7 @@
 # work, not the step's wall time (the gaps between kernels are what the lesson's own timing adds).
 #   OUT=... bash engine-core/scripts/gpu-profile-decode.sh            -> $OUT/profile-decode.tar.gz
 #   LESSON=12 STEP1=40 STEP256=80 ...                                 another lesson, other steps
+#   LESSON=14 PROFILE_ARGS="--model DIR" ONLY=throughput ...          another model (a big shape), one of the two
 set -uo pipefail
 OUT=${OUT:?set OUT}
 LOGS=$OUT/profile-decode; mkdir -p "$LOGS"
@@ -18,12 +19,12 @@ profile() {  # NAME STEP LESSON_ARGS...: ncu over timed step STEP of one run, th
   local name=$1 step=$2; shift 2
   AIOS_PROFILE_STEP=$step timeout 150 ncu --profile-from-start off --clock-control none --target-processes all \
     --metrics gpu__time_duration.sum --csv \
-    tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" --no-samples --no-check --repeats 1 --no-record --no-progress \
+    tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" ${PROFILE_ARGS:-} --no-samples --no-check --repeats 1 --no-record --no-progress \
     > "$LOGS/$name.csv" 2> "$LOGS/$name.err"
   stamp "$name (step $step) exit $?"
   python3 engine-core/scripts/ncu_summary.py "$LOGS/$name.csv" 15
 }
-profile "lesson$LESSON-batch1-step${STEP1:-40}" "${STEP1:-40}" --requests 1
-profile "lesson$LESSON-throughput-step${STEP256:-60}" "${STEP256:-60}" --workload throughput
+[[ ${ONLY:-} == throughput ]] || profile "lesson$LESSON-batch1-step${STEP1:-40}" "${STEP1:-40}" --requests 1
+[[ ${ONLY:-} == batch1 ]] || profile "lesson$LESSON-throughput-step${STEP256:-60}" "${STEP256:-60}" --workload throughput
 tar -czf "$OUT/profile-decode.tar.gz" -C "$OUT" profile-decode && rm -rf "$LOGS"
 stamp done
