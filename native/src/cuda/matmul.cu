@@ -4,14 +4,22 @@
 //
 // Row-major out[M, N] is column-major out^T [N, M] = w (col-major K x N,
 // transposed) times x^T (col-major K x M): so A = w with op T, B = x with op N.
+//
+// Up to 64 tokens of bf16/f16 go to our own weight-streaming kernel instead
+// (gemm_small.cu): at batch 1 cuBLASLt's choices read the weights at about a
+// fifth of the card's bandwidth. AIOS_SMALL_GEMM=0 in the environment keeps
+// every call on cuBLASLt (read once), so a lesson can be timed both ways.
 #include <cublasLt.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <tuple>
 #include <vector>
 
 #include "common.cuh"
+#include "gemm_small.h"
 
 namespace aios::cuda {
 
@@ -39,11 +47,18 @@ struct Plan {
   cublasLtMatmulAlgo_t algo{};
 };
 
+using ShapeKey = std::tuple<int64_t, int64_t, int64_t, int, int>;
+
 struct DeviceLt {
   cublasLtHandle_t handle = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = size_t(32) << 20;  // cuBLAS's own recommendation for Hopper
-  std::map<std::tuple<int64_t, int64_t, int64_t, int, int>, Plan> plans;
+  std::map<ShapeKey, Plan> plans;
+  // The small-M kernel's split-K partials and row-block counters: made with the cuBLASLt
+  // workspace (never inside a graph capture: lesson 11 runs a forward eagerly first), the
+  // counters zeroed once on the device's stream; each launch leaves them zero again.
+  void* small_workspace = nullptr;
+  std::map<ShapeKey, gemm_small::Plan> small_plans;
 };
 
 DeviceLt& device_lt() {
@@ -55,14 +70,37 @@ DeviceLt& device_lt() {
   DeviceLt& lt = per_device[dev];
   if (!lt.handle) {
     check_lt(cublasLtCreate(&lt.handle), "cublasLtCreate");
-    lt.workspace = context(dev).allocator.allocate(lt.workspace_bytes);
+    Context& ctx = context(dev);
+    lt.workspace = ctx.allocator.allocate(lt.workspace_bytes);
     if (!lt.workspace) throw Error("matmul: could not allocate the cuBLASLt workspace");
+    lt.small_workspace = ctx.allocator.allocate(size_t(gemm_small::kWorkspaceBytes));
+    if (!lt.small_workspace) throw Error("matmul: could not allocate the small-M GEMM's workspace");
+    check(cudaMemsetAsync(static_cast<char*>(lt.small_workspace) + gemm_small::kPartialBytes, 0,
+                          size_t(gemm_small::kCounters) * 4, ctx.stream),
+          "matmul: zeroing the small-M GEMM's counters");
   }
   return lt;
 }
 
+bool small_gemm_enabled() {
+  static const bool enabled = [] {
+    const char* v = std::getenv("AIOS_SMALL_GEMM");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return enabled;
+}
+
+bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// Whether the small-M kernel takes this call: its shapes and dtypes, and 16-byte loads of x and w.
+bool small_gemm_takes(const void* x, const void* w, const void* out, int64_t M, int64_t N, int64_t K, DType in_dt,
+                      DType out_dt) {
+  return small_gemm_enabled() && gemm_small::unsupported(M, N, K, in_dt, out_dt).empty() && aligned(x, 16) &&
+         aligned(w, 16) && aligned(out, dtype_size(out_dt));
+}
+
 Plan& plan_for(DeviceLt& lt, int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt) {
-  auto key = std::make_tuple(M, N, K, int(in_dt), int(out_dt));
+  const ShapeKey key = std::make_tuple(M, N, K, int(in_dt), int(out_dt));
   auto it = lt.plans.find(key);
   if (it != lt.plans.end()) return it->second;
   Plan p;
@@ -102,6 +140,13 @@ void matmul_nt(cudaStream_t st, const void* x, const void* w, void* out, int64_t
   if (M == 0 || N == 0) return;
   if (K == 0) { fill(st, out, out_dt, M * N, 0.0); return; }
   DeviceLt& lt = device_lt();
+  if (small_gemm_takes(x, w, out, M, N, K, in_dt, out_dt)) {
+    const ShapeKey key = std::make_tuple(M, N, K, int(in_dt), int(out_dt));
+    auto it = lt.small_plans.find(key);
+    if (it == lt.small_plans.end()) it = lt.small_plans.emplace(key, gemm_small_plan(M, N, K, in_dt, out_dt)).first;
+    gemm_small(st, x, w, out, M, N, K, in_dt, out_dt, it->second, lt.small_workspace);
+    return;
+  }
   Plan& p = plan_for(lt, M, N, K, in_dt, out_dt);
   const float alpha = 1.0f, beta = 0.0f;
   check_lt(cublasLtMatmul(lt.handle, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo, lt.workspace,
