@@ -40,6 +40,37 @@ describe.skipIf(!hasGpu)(`CUDA ops vs the CPU reference (seed ${seed})`, () => {
     expect(relError(gpu.toArray() as Float32Array, cpu.toArray() as Float32Array)).toBeLessThan(1e-2);
   });
 
+  // matmul_nt sends 1..64 bf16/f16 tokens to the weight-streaming kernel (native/src/cuda/gemm_small.cu;
+  // AIOS_SMALL_GEMM=0 would test cuBLASLt here instead): every token-tile kernel, tokens not filling
+  // their tile, N off the 128-row block, K off the 128-wide stage, and split K (N = 1000 and 1024 fill
+  // few blocks, so the plan splits K; the last block of each row block sums the splits). Two runs
+  // give the same bits: CUDA graph replays must reproduce the eager logits exactly.
+  it('small-M matmul (1..64 tokens, split K) matches the CPU and is bit-identical run to run', async () => {
+    const { Tensor, ops } = await import('../src/index.ts');
+    const { randomArray, poisoned } = await import('./helpers.ts');
+    const problems: string[] = [];
+    for (const dtype of ['bf16', 'f16'] as const)
+      for (const [N, K] of [[1000, 1032], [1024, 3072], [77, 8]] as const)
+        for (const M of [1, 3, 8, 16, 17, 33, 64]) {
+          const x = randomArray(M * K, seed + 31 * M + K), w = randomArray(N * K, seed + N + 7 * K, 0.05);
+          const make = (device: 'cpu' | 'cuda:0') =>
+            [Tensor.fromArray(x, [M, K], { dtype, device }), Tensor.fromArray(w, [N, K], { dtype, device })] as const;
+          const [xc, wc] = make('cpu'), [xg, wg] = make('cuda:0');
+          const ref = ops.matmul(xc, wc, undefined, { outDtype: 'f32' }).toArray() as Float32Array;
+          for (const outDtype of [dtype, 'f32'] as const) {
+            const run = () => ops.matmul(xg, wg, poisoned([M, N], outDtype, 'cuda:0'), { outDtype }).toArray() as Float32Array;
+            const first = run(), second = run();
+            const tol = outDtype === 'f32' ? 1e-5 : TOLERANCE[dtype];
+            const err = relError(first, ref);
+            const what = `M=${M} N=${N} K=${K} ${dtype}->${outDtype}`;
+            if (!(err < tol)) problems.push(`${what}: relative error ${err} over ${tol}`);
+            if (first.some((v, i) => !Object.is(v, second[i]))) problems.push(`${what}: two runs differ`);
+          }
+          for (const t of [xc, wc, xg, wg]) t.dispose();
+        }
+    expect(problems.join('\n'), 'small-M matmul problems').toBe('');
+  });
+
   it('pagedAttention at long contexts (decode up to 2,000 keys, a 150-token prefill over a 190-token prefix) matches the CPU', async () => {
     const { Tensor, ops } = await import('../src/index.ts');
     const { randomArray, randomInts } = await import('./helpers.ts');
