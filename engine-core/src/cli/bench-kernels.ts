@@ -69,7 +69,7 @@ export function kernelShapes(quick: boolean, tiny = false): KernelShape[] {
 // ---------------------------------------------------------------- inputs on the device
 
 /** Uniform values in [-1, 1) (never zeros: they can run faster), a 4M-element host draw tiled over the tensor. */
-function randomDevice(shape: number[], dtype: DType, device: Device, seed: number): Tensor {
+export function randomDevice(shape: number[], dtype: DType, device: Device, seed: number): Tensor {
   const numel = shape.reduce((a, b) => a * b, 1);
   const chunkLen = Math.min(numel, 1 << 22);
   const r = mulberry32(seed);
