@@ -35,6 +35,11 @@ inline float ld_coherent(const float* p) {
   if (emurt::check_global(p, 4, false)) memcpy(&v, p, 4);
   return v;
 }
+/** The same, four floats at a 16-byte aligned address. */
+inline void ld_coherent4(const float* p, float (&v)[4]) {
+  v[0] = v[1] = v[2] = v[3] = 0;
+  if (emurt::check_global(p, 16, false)) memcpy(v, p, 16);
+}
 /** atomicAdd; the emulator runs one thread at a time, so a plain read-modify-write is atomic. */
 inline uint32_t atomic_add(uint32_t* p, uint32_t v) {
   uint32_t old = 0;
@@ -49,6 +54,10 @@ inline uint32_t atomic_add(uint32_t* p, uint32_t v) {
 inline void fence_gpu() {}
 #else
 __device__ __forceinline__ float ld_coherent(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ void ld_coherent4(const float* p, float (&v)[4]) {
+  const float4 q = __ldcg(reinterpret_cast<const float4*>(p));
+  v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
 __device__ __forceinline__ uint32_t atomic_add(uint32_t* p, uint32_t v) { return atomicAdd(p, v); }
 __device__ __forceinline__ void fence_gpu() { __threadfence(); }
 #endif
@@ -215,19 +224,46 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __rest
   __syncthreads();
   if (*last_flag == 0) return;
   fence_gpu();
+  // Eight splits' loads issued before their adds, four outputs a thread where N allows 16-byte
+  // loads: this one SM reads splits x 128 x M floats, so bytes in flight set its pace.
+  constexpr int kUnroll = 8;
+  if (N % 4 == 0) {
+    constexpr int kQuads = S::kRows / 4;
+    for (int i = tid; i < kQuads * tokens; i += kThreads) {
+      const int m = i / kQuads;
+      const int64_t n = n_block + 4 * (i % kQuads);
+      if (n >= N) continue;  // N and n multiples of 4: n + 3 < N too
+      const float* p = partials + int64_t(m) * N + n;
+      float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+      for (int64_t s0 = 0; s0 < splits; s0 += kUnroll) {
+        float v[kUnroll][4];
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u) {
+          if (s0 + u < splits) ld_coherent4(p + (s0 + u) * M * N, v[u]);
+          else v[u][0] = v[u][1] = v[u][2] = v[u][3] = 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+          for (int c = 0; c < 4; ++c) sum[c] += v[u][c];
+      }
+#pragma unroll
+      for (int c = 0; c < 4; ++c) stg(out + int64_t(m) * N + n + c, from_f<OutT>(sum[c]));
+    }
+    return;
+  }
   for (int i = tid; i < S::kRows * tokens; i += kThreads) {
     const int m = i / S::kRows;
     const int64_t n = n_block + i % S::kRows;
     if (n >= N) continue;
     const float* p = partials + int64_t(m) * N + n;
     float sum = 0.0f;
-    // Eight loads issued before their adds: the reduction waits one L2 round trip per 8 splits.
-    for (int64_t s0 = 0; s0 < splits; s0 += 8) {
-      float v[8];
+    for (int64_t s0 = 0; s0 < splits; s0 += kUnroll) {
+      float v[kUnroll];
 #pragma unroll
-      for (int u = 0; u < 8; ++u) v[u] = s0 + u < splits ? ld_coherent(p + (s0 + u) * M * N) : 0.0f;
+      for (int u = 0; u < kUnroll; ++u) v[u] = s0 + u < splits ? ld_coherent(p + (s0 + u) * M * N) : 0.0f;
 #pragma unroll
-      for (int u = 0; u < 8; ++u) sum += v[u];
+      for (int u = 0; u < kUnroll; ++u) sum += v[u];
     }
     stg(out + int64_t(m) * N + n, from_f<OutT>(sum));
   }

@@ -27,6 +27,9 @@ constexpr int kThreads = kWarps * 32;
 constexpr int64_t kPartialBytes = int64_t(8) << 20;
 constexpr int64_t kCounters = 4096;
 constexpr int64_t kWorkspaceBytes = kPartialBytes + kCounters * 4;
+// The last block of a row block reads splits x 128 rows x M tokens of partials alone (one SM,
+// about 100-200 GB/s from L2): at most 256 split-tokens (128 KB) keeps that near a microsecond.
+constexpr int64_t kMaxSplitTokens = 256;
 
 /** Token n-tiles of 8 a launch holds for M tokens: 1, 2, 4 or 8 (the kernel's template argument). */
 inline int token_tiles(int64_t M) { return M <= 8 ? 1 : M <= 16 ? 2 : M <= 32 ? 4 : 8; }
@@ -58,28 +61,46 @@ struct Plan {
 };
 
 /**
- * The plan for M x N x K. `splits` 0 picks it: one wave of `resident_blocks` blocks when the
- * row blocks alone are fewer, bounded by the K stages and the partials' workspace; a positive
- * `splits` (tests) is used as given, within the same bounds.
+ * The plan for M x N x K. `splits` 0 picks it: the fewest splits whose blocks fill at least 90%
+ * of the waves of `resident_blocks` they need (else the best filling), bounded by the K stages
+ * and the partials' workspace: a long block in a last, mostly empty wave costs as much as a full
+ * wave. A positive `splits` (tests) is used as given, within the same bounds (the workspace, the
+ * last block's reading, the K stages).
  */
 inline Plan make_plan(int64_t M, int64_t N, int64_t K, int64_t resident_blocks, int64_t splits = 0) {
   Plan p;
   p.token_tiles = token_tiles(M);
   p.row_blocks = (N + kRowsPerBlock - 1) / kRowsPerBlock;
   const int64_t stages = (K + kStageK - 1) / kStageK;
+  int64_t most = stages;
+  if (most > kPartialBytes / (M * N * 4)) most = kPartialBytes / (M * N * 4);
+  if (most > kMaxSplitTokens / M) most = kMaxSplitTokens / M;
+  if (most > 65535) most = 65535;
+  if (p.row_blocks > kCounters || most < 1) most = 1;
+  // Splits as launched: whole stages each, the last split never empty.
+  auto actual = [&](int64_t s) {
+    const int64_t per = (stages + s - 1) / s;
+    return (stages + per - 1) / per;
+  };
   if (splits <= 0) {
-    splits = 1;
-    if (p.row_blocks < resident_blocks) splits = (resident_blocks + p.row_blocks - 1) / p.row_blocks;
+    const int64_t resident = resident_blocks > 0 ? resident_blocks : 1;
+    double best = -1;
+    for (int64_t s = 1; s <= most; ++s) {
+      if (actual(s) != s) continue;
+      const int64_t blocks = p.row_blocks * s, waves = (blocks + resident - 1) / resident;
+      const double filled = double(blocks) / double(waves * resident);
+      if (filled > best + 1e-9) {
+        best = filled;
+        splits = s;
+      }
+      if (filled >= 0.9) break;
+    }
   }
-  const int64_t by_workspace = kPartialBytes / (M * N * 4);
-  if (splits > by_workspace) splits = by_workspace;
-  if (p.row_blocks > kCounters) splits = 1;
-  if (splits > stages) splits = stages;
-  if (splits > 65535) splits = 65535;
+  if (splits > most) splits = most;
   if (splits < 1) splits = 1;
   const int64_t stages_per_split = (stages + splits - 1) / splits;
   p.k_per_split = stages_per_split * kStageK;
-  p.splits = (K + p.k_per_split - 1) / p.k_per_split;  // no empty split
+  p.splits = (K + p.k_per_split - 1) / p.k_per_split;
   p.workspace_bytes = p.splits > 1 ? kWorkspaceBytes : 0;
   return p;
 }
