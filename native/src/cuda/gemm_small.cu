@@ -100,13 +100,6 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __rest
   T* xs = reinterpret_cast<T*>(smem_base());
   uint32_t* last_flag = reinterpret_cast<uint32_t*>(smem_base() + 2 * size_t(S::kBufElems) * sizeof(T));
 
-  // Rows of the x buffers past the last token stay zero (their outputs are never stored).
-  for (int i = tid; i < (S::kTokens - tokens) * S::kStride; i += kThreads) {
-    const int at = tokens * S::kStride + i;
-    xs[at] = from_f<T>(0.0f);
-    xs[S::kBufElems + at] = from_f<T>(0.0f);
-  }
-
   // This lane's two weight rows (a row past N loads nothing: its outputs are not stored).
   const T* wrow[2];
   bool row_ok[2];
@@ -161,7 +154,8 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __rest
       const uint32_t a1[4] = {lo.z, hi.z, lo.w, hi.w};  // k = 8t + {4,5} and {6,7}
 #pragma unroll
       for (int j = 0; j < MT; ++j) {
-        const uint4 xv = *reinterpret_cast<const uint4*>(xb + (8 * j + g) * S::kStride + 32 * q);
+        // Rows past the last token are never staged: zeros (their outputs are not stored either).
+        const uint4 xv = 8 * j + g < tokens ? *reinterpret_cast<const uint4*>(xb + (8 * j + g) * S::kStride + 32 * q) : uint4{0, 0, 0, 0};
         mma_16816<T>(acc[j], a0, xv.x, xv.y);
         mma_16816<T>(acc[j], a1, xv.z, xv.w);
       }
