@@ -4,7 +4,7 @@
 // times its own path, then runs itself again with AIOS_SMALL_GEMM=0 (the switch is
 // read once per process), and the child's timings and outputs come back through files.
 //
-//   tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B] [--m 1,8,16,32,64] [--json FILE]
+//   tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,0.6B-head] [--m 1,8,16,32,64] [--json FILE]
 //                                        [--peak-gbps 4180] [--repeats N]
 //   tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu    a dry run of the harness on toy shapes
 //
@@ -29,13 +29,15 @@ import * as ops from '../ops.ts';
 import { Tensor } from '../tensor.ts';
 import { randomDevice } from './bench-kernels.ts';
 
-const USAGE = `usage: tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B] [--m 1,8,16,32,64] [--json FILE] [--peak-gbps N] [--repeats N] [--device cuda:N]
+const USAGE = `usage: tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,0.6B-head] [--m 1,8,16,32,64] [--json FILE] [--peak-gbps N] [--repeats N] [--device cuda:N]
        tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu`;
 
 /** Qwen3's per-layer projections as [name, N, K] (qkv and gate_up fused, as lesson 10 runs them). */
 const PROJECTIONS: Record<string, [string, number, number][]> = {
   '0.6B': [['qkv', 4096, 1024], ['o', 1024, 2048], ['gate_up', 6144, 1024], ['down', 1024, 3072]],
   '8B': [['qkv', 6144, 4096], ['o', 4096, 4096], ['gate_up', 24576, 4096], ['down', 4096, 12288]],
+  // The logits of every step (tied to the embedding in 0.6B): the largest single read at batch 1.
+  '0.6B-head': [['lm_head', 151936, 1024]],
   tiny: [['qkv', 200, 64], ['down', 72, 136]],
 };
 const POOL_BYTES = 512 << 20;  // weight copies rotate through this: 10x the H200's 50 MB L2
@@ -176,8 +178,8 @@ async function main(): Promise<number> {
   }
   const device = parseDevice(values.device ?? 'cuda');
   if (device === 'cpu' && !values.tiny) throw new Error('bench-gemm times CUDA kernels: it needs a CUDA device (--tiny --device cpu dry-runs the harness)');
-  const models = values.tiny ? ['tiny'] : (values.models ?? '0.6B,8B').split(',');
-  for (const m of models) if (!PROJECTIONS[m]) throw new Error(`--models: unknown model "${m}" (0.6B, 8B)\n${USAGE}`);
+  const models = values.tiny ? ['tiny'] : (values.models ?? '0.6B,8B,0.6B-head').split(',');
+  for (const m of models) if (!PROJECTIONS[m]) throw new Error(`--models: unknown model "${m}" (0.6B, 8B, 0.6B-head)\n${USAGE}`);
   const ms = (values.m ?? (values.tiny ? '1,17' : '1,8,16,32,64')).split(',').map(Number);
   if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new Error(`--m must list positive integers, got "${values.m}"\n${USAGE}`);
   const peak = Number(values['peak-gbps'] ?? 4180);
@@ -228,7 +230,7 @@ async function main(): Promise<number> {
       perLayer.set(layer, { own: l.own + a.usPerCall, cublas: l.cublas + b.usPerCall, bytes: l.bytes + weightBytes(s) });
       rows.push({ ...s, weightBytes: weightBytes(s), small: a, cublas: b, maxAbsDiff: diff, relErrSmall: errOwn, relErrCublas: errCublas });
     }
-    console.log('\nper layer (the four projections back to back):');
+    console.log('\nper layer (the projections back to back; the head alone):');
     for (const [layer, l] of perLayer)
       console.log(`  ${layer.padEnd(12)} small ${l.own.toFixed(1).padStart(7)} us (${((100 * l.bytes) / (l.own * 1e-6) / 1e9 / peak).toFixed(0)}% of peak)   ` +
         `cuBLAS ${l.cublas.toFixed(1).padStart(7)} us (${((100 * l.bytes) / (l.cublas * 1e-6) / 1e9 / peak).toFixed(0)}%)   ${(l.cublas / l.own).toFixed(2)}x`);
