@@ -106,11 +106,11 @@ export declare function softmax(dtype: number, rows: number, n: number, x: S, xO
 export declare function attention(dtype: number, qLen: number, kvLen: number, qHeads: number, kvHeads: number,
   headDim: number, scale: number, causal: boolean, kvRows: number, q: S, qOff: O, k: S, kOff: O, v: S, vOff: O,
   out: S, outOff: O, scores: S, scoresOff: O, kvSlots?: S, kvSlotsOff?: O): void;
-/** Attention of a packed step over a paged pool (aios.h PagedAttentionArgs); the metadata is i32. */
+/** Attention of a packed step over a paged pool (aios.h PagedAttentionArgs); the metadata is i32; seqOrder (undefined: none) only orders decode v3's blocks. */
 export declare function pagedAttention(dtype: number, numSeqs: number, numTokens: number, qHeads: number, kvHeads: number,
   headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number, maxContextLen: number,
   scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
-  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O): void;
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, seqOrder: S | undefined, seqOrderOff: O): void;
 /**
  * Lesson 09's FlashAttention prefill kernel `version` (1 scalar tiled, 2-5 tensor cores) on CUDA buffers,
  * the CPU reference on host buffers; the other arguments are pagedAttention's.
@@ -118,7 +118,7 @@ export declare function pagedAttention(dtype: number, numSeqs: number, numTokens
 export declare function flashPrefill(version: number, dtype: number, numSeqs: number, numTokens: number, qHeads: number,
   kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number,
   maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
-  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O): void;
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, seqOrder: S | undefined, seqOrderOff: O): void;
 /**
  * Lesson 09's decode kernel `version` (1 scalar, 2 split-KV, 3 split-KV on tensor cores) with `splits`
  * blocks per (sequence, KV head) (0: automatic); a launch with more than one split needs the trailing
@@ -127,7 +127,7 @@ export declare function flashPrefill(version: number, dtype: number, numSeqs: nu
 export declare function flashDecode(version: number, splits: number, dtype: number, numSeqs: number, numTokens: number,
   qHeads: number, kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number,
   maxQLen: number, maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O,
-  out: S, outOff: O, cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O,
+  out: S, outOff: O, cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, seqOrder: S | undefined, seqOrderOff: O,
   workspace?: S, workspaceOff?: O): void;
 export interface FlashDecodePlan {
   /** Blocks per (sequence, KV head). */
@@ -149,7 +149,7 @@ export declare function flashDecodePlan(device: number, version: number, splits:
 export declare function flashCascadeDecode(dtype: number, numSeqs: number, numTokens: number, qHeads: number,
   kvHeads: number, headDim: number, blockSize: number, maxBlocksPerSeq: number, numSlots: number, maxQLen: number,
   maxContextLen: number, scale: number, q: S, qOff: O, kCache: S, kOff: O, vCache: S, vOff: O, out: S, outOff: O,
-  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, workspace?: S, workspaceOff?: O): number;
+  cuSeqlensQ: S, cuOff: O, contextLens: S, ctxOff: O, blockTables: S, btOff: O, seqOrder: S | undefined, seqOrderOff: O, workspace?: S, workspaceOff?: O): number;
 export interface FlashCascadePlan {
   /** Splits of 256 keys over the longest context that groups may share (one block per split, KV head and window of 32 sequences). */
   sharedSplits: number;
@@ -223,6 +223,14 @@ export declare class PeerAllReduce {
   connect(devices: Int32Array, staging: BigUint64Array, flags: BigUint64Array): void;
   /** count elements (bytes a multiple of 16, at most `capacity`), summed over the ranks in rank order, in place. */
   allReduce(dtype: number, count: number, data: Storage, dataOffset: number): void;
+  /**
+   * Lesson 10's addRmsnorm fused in: x [rows, dim] summed over the ranks (x left as it was),
+   * residual += the sum, out = RMSNorm(residual) * weight, with the roundings of allReduce then
+   * addRmsnorm. For shapes fitsAddRmsnorm accepts (bf16/f16, dim a multiple of 8, within capacity).
+   */
+  allReduceAddRmsnorm(dtype: number, rows: number, dim: number, eps: number, x: Storage, xOffset: number, residual: Storage,
+    residualOffset: number, weight: Storage, weightOffset: number, out: Storage, outOffset: number): void;
+  fitsAddRmsnorm(rows: number, dim: number, dtype: number): boolean;
   check(): void;
   dispose(): void;
   /** The largest message in bytes. */

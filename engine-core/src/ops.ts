@@ -391,6 +391,12 @@ export interface PagedAttentionMeta {
   /** Host-known bounds, for launch shapes: the longest query run and the longest context of the step. */
   maxQLen: number;
   maxContextLen: number;
+  /**
+   * [numSeqs], optional: the sequences longest context first (a permutation of 0..numSeqs-1).
+   * Lesson 09's decode v3 hands sequences to thread blocks in this order, so the last wave of a
+   * ragged batch is short contexts; the other kernels and the CPU ignore it.
+   */
+  seqOrder?: Tensor;
 }
 
 function metaIndex(op: string, name: string, t: Tensor, ndim: number, like: Tensor): void {
@@ -427,6 +433,10 @@ function pagedStep(op: string, q: Tensor, kCache: Tensor, vCache: Tensor, meta: 
   metaIndex(op, 'meta.contextLens', meta.contextLens, 1, q);
   metaIndex(op, 'meta.blockTables', meta.blockTables, 2, q);
   const numSeqs = meta.contextLens.numel;
+  if (meta.seqOrder !== undefined) {
+    metaIndex(op, 'meta.seqOrder', meta.seqOrder, 1, q);
+    shapeIs(op, 'meta.seqOrder', meta.seqOrder, [numSeqs]);
+  }
   shapeIs(op, 'meta.cuSeqlensQ', meta.cuSeqlensQ, [numSeqs + 1]);
   if (meta.blockTables.shape[0] !== numSeqs) throw new OpError(op, `meta.blockTables has ${meta.blockTables.shape[0]} rows for ${numSeqs} sequences`);
   const maxBlocks = meta.blockTables.shape[1]!;
@@ -441,7 +451,7 @@ function pagedStep(op: string, q: Tensor, kCache: Tensor, vCache: Tensor, meta: 
     args: [dtypeCode(q.dtype), numSeqs, tokens, qHeads, kvHeads, headDim, blockSize, maxBlocks, slots, maxQLen, maxContextLen, scale,
       q.storage, q.byteOffset, kCache.storage, kCache.byteOffset, vCache.storage, vCache.byteOffset, o.storage, o.byteOffset,
       meta.cuSeqlensQ.storage, meta.cuSeqlensQ.byteOffset, meta.contextLens.storage, meta.contextLens.byteOffset,
-      meta.blockTables.storage, meta.blockTables.byteOffset],
+      meta.blockTables.storage, meta.blockTables.byteOffset, meta.seqOrder?.storage, meta.seqOrder?.byteOffset ?? 0],
   };
 }
 

@@ -113,7 +113,7 @@ void report(bool ok, const char* what, const Case& c, const Result& r, const std
 
 // A fresh emulator run's buffers: the step's inputs and its output (the caller adds a workspace).
 void register_step(const Buf& q, const Buf& k, const Buf& v, const Buf& out, const std::vector<int32_t>& cu,
-                   const std::vector<int32_t>& ctx, const std::vector<int32_t>& table) {
+                   const std::vector<int32_t>& ctx, const std::vector<int32_t>& table, const std::vector<int32_t>* order = nullptr) {
   aios::emurt::clear_buffers();
   aios::emurt::register_buffer(q.bytes.data(), q.bytes.size(), "q", false);
   aios::emurt::register_buffer(k.bytes.data(), k.bytes.size(), "k_cache", false);
@@ -122,6 +122,7 @@ void register_step(const Buf& q, const Buf& k, const Buf& v, const Buf& out, con
   aios::emurt::register_buffer(cu.data(), cu.size() * 4, "cu_seqlens_q", false);
   aios::emurt::register_buffer(ctx.data(), ctx.size() * 4, "context_lens", false);
   aios::emurt::register_buffer(table.data(), table.size() * 4, "block_tables", false);
+  if (order) aios::emurt::register_buffer(order->data(), order->size() * 4, "seq_order", false);
 }
 
 // The cascade decode (CUDA kernels on the emulator, and the CPU cascade reference) vs paged_attention.
@@ -230,8 +231,15 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
     run_cascade(c, a, q, k, v, ref, out, cu, ctx, table);
     return;
   }
+  // Decode v3 runs with the engine's sequence order (longest context first, ties by index), the
+  // other versions without one.
+  std::vector<int32_t> order(static_cast<size_t>(S));
+  for (int b = 0; b < S; ++b) order[size_t(b)] = b;
+  std::stable_sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return ctx[size_t(x)] > ctx[size_t(y)]; });
   const int versions = c.decode ? aios::flash::kDecodeVersions : aios::flash::kPrefillVersions;
   for (int ver = 1; ver <= versions; ++ver) {
+    const bool ordered = c.decode && ver == 3;
+    a.seq_order = ordered ? order.data() : nullptr;
     const std::string why = c.decode ? aios::flash::decode_unsupported(a, ver) : aios::flash::prefill_unsupported(a, ver);
     if (!why.empty()) {
       if (verbose) std::printf("skip  %-8s v%d %s: %s\n", c.decode ? "decode" : "prefill", ver, c.name.c_str(), why.c_str());
@@ -244,7 +252,7 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       aios::flash::DecodePlan plan;
       if (c.decode) plan = aios::emu::flash_decode_plan(a, ver, splits);
       std::vector<float> ws(size_t(plan.workspace_bytes / 4 + 1), NAN);
-      register_step(q, k, v, out, cu, ctx, table);
+      register_step(q, k, v, out, cu, ctx, table, ordered ? &order : nullptr);
       if (plan.workspace_bytes) aios::emurt::register_buffer(ws.data(), size_t(plan.workspace_bytes), "workspace", true);
       const auto t0 = std::chrono::steady_clock::now();
       std::string error;
@@ -261,7 +269,7 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       ++runs;
       if (!ok) ++failures;
       char split_txt[48] = "";
-      if (c.decode) std::snprintf(split_txt, sizeof split_txt, " splits %lld/%lld", (long long)splits, (long long)plan.splits);
+      if (c.decode) std::snprintf(split_txt, sizeof split_txt, " splits %lld/%lld%s", (long long)splits, (long long)plan.splits, ordered ? " ordered" : "");
       std::printf("%s %-7s v%d %-5s %s%s: rel_err %.2e (tol %.0e) max_abs %.2e unwritten/NaN %zu  [%.2fs]\n", ok ? "PASS" : "FAIL",
                   c.decode ? "decode" : "prefill", ver, dt_name(c.dt), c.name.c_str(), split_txt, r.rel_err, tolerance(c.dt),
                   r.max_abs, r.nan, secs);

@@ -286,6 +286,14 @@ class Args {
       fail(std::string(name) + " is on " + device_name(s->device) + " but an earlier argument is on " + device_name(device_));
     return {static_cast<char*>(s->data) + offset, s->device};
   }
+  /** An optional (storage, byteOffset) pair: null when the storage is undefined (both are consumed). */
+  const void* optional_buffer(const char* name, int64_t bytes) {
+    if (pos_ < info_.Length() && info_[pos_].IsUndefined()) {
+      pos_ += 2;
+      return nullptr;
+    }
+    return buffer(name, bytes).ptr;
+  }
   /** Whether an optional trailing argument was passed. */
   bool has_more() const { return pos_ < info_.Length() && !info_[pos_].IsUndefined(); }
   int device() const { return device_; }
@@ -488,7 +496,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
 
 // The arguments of a packed paged-attention step (aios.h PagedAttentionArgs), in
 // the order pagedAttention, flashPrefill and flashDecode share: dtype, the sizes,
-// scale, then q, kCache, vCache, out, cuSeqlensQ, contextLens, blockTables.
+// scale, then q, kCache, vCache, out, cuSeqlensQ, contextLens, blockTables, seqOrder (undefined: none).
 aios::PagedAttentionArgs paged_args(Args& a) {
   aios::PagedAttentionArgs p{};
   p.dt = a.float_dtype("dtype");
@@ -517,6 +525,7 @@ aios::PagedAttentionArgs paged_args(Args& a) {
   p.cu_seqlens_q = static_cast<const int32_t*>(a.buffer("cuSeqlensQ", bytes_of(p.num_seqs + 1, DType::I32)).ptr);
   p.context_lens = static_cast<const int32_t*>(a.buffer("contextLens", bytes_of(p.num_seqs, DType::I32)).ptr);
   p.block_tables = static_cast<const int32_t*>(a.buffer("blockTables", bytes_of(p.num_seqs * p.max_blocks_per_seq, DType::I32)).ptr);
+  p.seq_order = static_cast<const int32_t*>(a.optional_buffer("seqOrder", bytes_of(p.num_seqs, DType::I32)));
   return p;
 }
 
@@ -1355,6 +1364,8 @@ class PeerAllReduce : public Napi::ObjectWrap<PeerAllReduce> {
     return DefineClass(env, "PeerAllReduce",
                        {InstanceMethod<&PeerAllReduce::Addresses>("addresses"), InstanceMethod<&PeerAllReduce::Connect>("connect"),
                         InstanceMethod<&PeerAllReduce::AllReduce>("allReduce"), InstanceMethod<&PeerAllReduce::Check>("check"),
+                        InstanceMethod<&PeerAllReduce::AllReduceAddRmsnorm>("allReduceAddRmsnorm"),
+                        InstanceMethod<&PeerAllReduce::FitsAddRmsnorm>("fitsAddRmsnorm"),
                         InstanceMethod<&PeerAllReduce::Dispose>("dispose"), InstanceAccessor<&PeerAllReduce::Capacity>("capacity"),
                         InstanceAccessor<&PeerAllReduce::Disposed>("disposed")});
   }
@@ -1432,6 +1443,37 @@ class PeerAllReduce : public Napi::ObjectWrap<PeerAllReduce> {
       Buf data = a.buffer("data", bytes_of(n, dt));
       if (a.device() != device_) a.fail("the tensor is on device " + std::to_string(a.device()) + ", this rank on cuda:" + std::to_string(device_));
       aios::peer::all_reduce_sum(live(info.Env(), "allReduce"), a.stream(), data.ptr, n, dt);
+#endif
+    });
+  }
+  // allReduceAddRmsnorm(dtype, rows, dim, eps, x, xOff, residual, resOff, weight, wOff, out, outOff):
+  // x summed over the ranks, residual += it, out = RMSNorm(residual) * weight (x left as it was).
+  Napi::Value AllReduceAddRmsnorm(const Napi::CallbackInfo& info) {
+    return op(info, "PeerAllReduce.allReduceAddRmsnorm", [&](Args& a) {
+#ifdef AIOS_WITH_CUDA
+      DType dt = a.dtype("dtype");
+      const int64_t rows = a.size("rows"), dim = a.size("dim");
+      const float eps = float(a.number("eps"));
+      Buf x = a.buffer("x", bytes_of(rows * dim, dt));
+      Buf res = a.buffer("residual", bytes_of(rows * dim, dt));
+      Buf w = a.buffer("weight", bytes_of(dim, dt));
+      Buf out = a.buffer("out", bytes_of(rows * dim, dt));
+      if (a.device() != device_) a.fail("the tensors are on device " + std::to_string(a.device()) + ", this rank on cuda:" + std::to_string(device_));
+      aios::peer::all_reduce_add_rmsnorm(live(info.Env(), "allReduceAddRmsnorm"), a.stream(), x.ptr, res.ptr, w.ptr, out.ptr, rows, dim, eps, dt);
+#endif
+    });
+  }
+  // fitsAddRmsnorm(rows, dim, dtype): whether allReduceAddRmsnorm takes this shape.
+  Napi::Value FitsAddRmsnorm(const Napi::CallbackInfo& info) {
+    return guarded(info, [&]() -> Napi::Value {
+#ifdef AIOS_WITH_CUDA
+      Napi::Env env = info.Env();
+      const int64_t rows = to_i64(env, info[0], "fitsAddRmsnorm(rows)"), dim = to_i64(env, info[1], "fitsAddRmsnorm(dim)");
+      const int64_t code = to_i64(env, info[2], "fitsAddRmsnorm(dtype)");
+      if (code >= aios::kNumDTypes) throw_js(env, "fitsAddRmsnorm: unknown dtype code " + std::to_string(code));
+      return Napi::Boolean::New(env, aios::peer::fits_add_rmsnorm(live(env, "fitsAddRmsnorm"), rows, dim, DType(code)));
+#else
+      return Napi::Boolean::New(info.Env(), false);
 #endif
     });
   }

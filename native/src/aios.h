@@ -68,6 +68,11 @@ struct PagedAttentionArgs {
   const int32_t* cu_seqlens_q;   // [num_seqs + 1]: sequence b's queries are rows cu[b] .. cu[b+1]-1
   const int32_t* context_lens;   // [num_seqs]: tokens of sequence b in the pool, this step's included
   const int32_t* block_tables;   // [num_seqs, max_blocks_per_seq]: block ids, row-major
+  // [num_seqs] or null: a permutation of the sequences, longest context first. Lesson 09's
+  // decode v3 hands sequences to thread blocks in this order, so the longest contexts start in
+  // the first wave and the last wave holds short ones (a ragged batch's tail is a short block,
+  // not a 2,000-key one). Ignored by the other kernels and the CPU.
+  const int32_t* seq_order = nullptr;
   int64_t num_seqs = 0, num_tokens = 0, q_heads = 0, kv_heads = 0, head_dim = 0;
   int64_t block_size = 0, max_blocks_per_seq = 0, num_slots = 0;
   int64_t max_q_len = 0;         // host-known bounds (launch shapes): the longest query run and context

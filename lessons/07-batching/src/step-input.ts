@@ -7,6 +7,8 @@
 //   ids, positions, slotMapping   [tokens]      the token, its position in its sequence, its slot in the KV pool
 //   cuSeqlensQ                    [seqs + 1]    where each sequence's tokens start in the flat list
 //   contextLens                   [seqs]        each sequence's tokens in the pool once this step's are stored
+//   seqOrder                      [seqs]        the sequences longest context first (lesson 09's decode kernel
+//                                               starts the longest first, so a ragged batch ends on short ones)
 //   lastTokenIndex                [sampled]     the row of each sampling sequence's last token (the LM head runs on these only)
 //   blockTables                   [seqs, width] each sequence's block ids, width = the longest table in the step
 import { type Device, Tensor } from '@aios/engine-core';
@@ -55,6 +57,7 @@ interface Sections {
   slots: number;
   cu: number;
   ctx: number;
+  ord: number;
   last: number;
   bt: number;
   end: number;
@@ -77,6 +80,8 @@ function tokenAt(seq: Sequence, i: number): number {
 export class StepInputBuffer {
   private readonly device: Tensor;
   private readonly host: Int32Array;
+  /** Sort keys for seqOrder: context x 2^16 + (2^16 - 1 - index), so one numeric sort orders by context, then index. */
+  private readonly orderKeys: Float64Array;
 
   constructor(
     readonly capacity: StepCapacity,
@@ -84,9 +89,11 @@ export class StepInputBuffer {
     device: Device,
   ) {
     const { maxTokens, maxSeqs, maxBlocksPerSeq } = capacity;
-    const ints = 3 * maxTokens + 3 * maxSeqs + 1 + maxSeqs * maxBlocksPerSeq;
+    if (maxSeqs > 65536) throw new Error(`StepInputBuffer: at most 65,536 sequences a step, got ${maxSeqs}`);
+    const ints = 3 * maxTokens + 4 * maxSeqs + 1 + maxSeqs * maxBlocksPerSeq;
     this.device = Tensor.empty([ints], { dtype: 'i32', device });
     this.host = new Int32Array(ints);
+    this.orderKeys = new Float64Array(maxSeqs);
   }
 
   build(plan: StepPlan): StepInput {
@@ -156,8 +163,8 @@ export class StepInputBuffer {
     const { maxTokens, maxSeqs, maxBlocksPerSeq } = this.capacity;
     if (T > maxTokens || B > maxSeqs || width > maxBlocksPerSeq)
       throw new Error(`StepInputBuffer: a step of ${T} tokens, ${B} sequences and ${width}-block tables exceeds the buffer's ${maxTokens}, ${maxSeqs} and ${maxBlocksPerSeq}`);
-    const cu = 3 * T, ctx = cu + B + 1, last = ctx + B, bt = last + S;
-    return { T, B, S, width, ids: 0, pos: T, slots: 2 * T, cu, ctx, last, bt, end: bt + B * width };
+    const cu = 3 * T, ctx = cu + B + 1, ord = ctx + B, last = ord + B, bt = last + S;
+    return { T, B, S, width, ids: 0, pos: T, slots: 2 * T, cu, ctx, ord, last, bt, end: bt + B * width };
   }
 
   /** Row t: the token, its position, its slot (from the sequence's block table). */
@@ -173,8 +180,17 @@ export class StepInputBuffer {
     for (let i = 0; i < sec.width; i++) this.host[sec.bt + b * sec.width + i] = i < table.length ? table[i]! : -1;
   }
 
+  /** seqOrder from contextLens: longest first, ties by index (one numeric sort of packed keys). */
+  private writeOrder(sec: Sections): void {
+    const h = this.host, keys = this.orderKeys.subarray(0, sec.B);
+    for (let b = 0; b < sec.B; b++) keys[b] = h[sec.ctx + b]! * 65536 + (65535 - b);
+    keys.sort();
+    for (let i = 0; i < sec.B; i++) h[sec.ord + i] = 65535 - (keys[sec.B - 1 - i]! % 65536);
+  }
+
   /** The step's one upload, and its views. */
   private upload(sec: Sections, maxQLen: number, maxContextLen: number): StepInput {
+    this.writeOrder(sec);
     this.device.narrow(0, 0, sec.end).write(this.host.subarray(0, sec.end));
     const d = this.device, { T, B, S, width } = sec;
     return {
@@ -185,6 +201,7 @@ export class StepInputBuffer {
       meta: {
         cuSeqlensQ: d.narrow(0, sec.cu, B + 1),
         contextLens: d.narrow(0, sec.ctx, B),
+        seqOrder: d.narrow(0, sec.ord, B),
         blockTables: d.narrow(0, sec.bt, B * width).view(B, width),
         blockSize: this.blockSize,
         maxQLen,

@@ -299,7 +299,8 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
   T* KVs = Qs + kMmaRows * S;                  // [STAGES][K, V][kTile][S]
 
-  const int b = int(blockIdx.z);
+  // The blocks of a grid start in blockIdx order: z through seq_order puts the longest contexts first.
+  const int b = a.seq_order ? int(ldg(a.seq_order + blockIdx.z)) : int(blockIdx.z);
   const int64_t split = blockIdx.x, kvh = blockIdx.y, Hq = a.q_heads, Hkv = a.kv_heads, group = Hq / Hkv;
   const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
   const int64_t ctx = ldg(a.context_lens + b);
