@@ -51,6 +51,12 @@ void connect(PeerAllReduce* p, const int* devices, const uint64_t* staging, cons
 int64_t capacity(const PeerAllReduce* p);
 // count elements of dt (bf16, f16, f32) at data: bytes a multiple of 16, at most capacity().
 void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count, DType dt);
+// Lesson 10's addRmsnorm fused into the all-reduce: x [rows, dim] summed over the ranks (x itself
+// is left as it was), residual += the sum, out = RMSNorm(residual) * weight; the roundings of
+// all_reduce_sum then addRmsnorm. fits_add_rmsnorm: whether a shape can take it.
+bool fits_add_rmsnorm(const PeerAllReduce* p, int64_t rows, int64_t dim, DType dt);
+void all_reduce_add_rmsnorm(PeerAllReduce* p, cudaStream_t st, void* x, void* residual, const void* weight, void* out,
+                            int64_t rows, int64_t dim, float eps, DType dt);
 void check(PeerAllReduce* p);
 void destroy(PeerAllReduce* p);
 

@@ -114,6 +114,11 @@ export interface ParallelHooks {
   embed(embed: Tensor, ids: Tensor, out: Tensor): void;
   /** After a row-parallel GEMM (o, down): sums the ranks' partial outputs in place. */
   reduce(partial: Tensor): void;
+  /**
+   * Optional: reduce(partial) and addRmsnorm(partial, residual, weight) in one (partial itself may
+   * be left unsummed); false when it cannot take this shape, and the forward runs the two.
+   */
+  reduceAddRmsnorm?(partial: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean;
   /** This rank's logits [rows, its vocabulary] -> every rank's, [rows, vocab], in a buffer of the hooks'. */
   gatherLogits(local: Tensor): Tensor;
   /** The gathered buffer's first `rows` rows (what a replayed graph left there). */
@@ -161,11 +166,17 @@ export class FusedStepModel implements StepModel {
     const attnRows = attn.view(T, Hq * D); // the o projection's input: the heads side by side
     const w = this.weights;
 
+    // A row-parallel GEMM's output into the residual stream, normalized: on one GPU addRmsnorm; over
+    // ranks the sum of their parts first (lesson 14; in one kernel where its hooks can).
+    const addNorm = (x: Tensor, weight: Tensor) => {
+      if (this.parallel?.reduceAddRmsnorm?.(x, residual, weight, eps, normed)) return;
+      this.parallel?.reduce(x);
+      ops.addRmsnorm(x, residual, weight, eps, normed);
+    };
     if (this.parallel) this.parallel.embed(w.embed, step.ids, residual);
     else ops.embedding(w.embed, step.ids, residual);
+    ops.rmsnorm(residual, w.layers[0]!.inputNorm, eps, normed);
     w.layers.forEach((L, l) => {
-      if (l === 0) ops.rmsnorm(residual, L.inputNorm, eps, normed);
-      else ops.addRmsnorm(down, residual, L.inputNorm, eps, normed);
       ops.matmul(normed, L.qkvProj, qkv);
       const kCache = pool.k(l), vCache = pool.v(l);
       ops.qkNormRopeStore(
@@ -174,14 +185,12 @@ export class FusedStepModel implements StepModel {
       );
       this.attention(q, kCache, vCache, step.meta, attn, this.attentionScratch);
       ops.matmul(attnRows, L.oProj, o);
-      this.parallel?.reduce(o);
-      ops.addRmsnorm(o, residual, L.postNorm, eps, normed);
+      addNorm(o, L.postNorm);
       ops.matmul(normed, L.gateUpProj, gateUp);
       ops.siluMul(gateUp, act);
       ops.matmul(act, L.downProj, down);
-      this.parallel?.reduce(down);
+      addNorm(down, w.layers[l + 1]?.inputNorm ?? w.norm); // the next layer's input norm, or the final one
     });
-    ops.addRmsnorm(down, residual, w.norm, eps, normed);
     const last = rows(ws.last, S), logits = rows(ws.logits, S);
     if (S > 0) {
       ops.gatherRows(normed, step.lastTokenIndex, last);

@@ -269,6 +269,24 @@ export class NcclCollectives implements RankCollectives {
     else this.comm.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, x.storage, x.byteOffset);
   }
 
+  /**
+   * The all-reduce of x [rows, dim] fused with lesson 10's addRmsnorm (residual += the sum; out =
+   * RMSNorm(residual) * weight; x is left as it was) when the peer path takes the shape; false
+   * (nothing done) otherwise, and the caller runs allReduce then addRmsnorm. The same answer on
+   * every rank (shape and dtype only).
+   */
+  allReduceAddRmsnorm(x: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean {
+    const p = this.peer;
+    if (!p || x.ndim !== 2) return false;
+    const [rows, dim] = x.shape as [number, number];
+    if (!p.fitsAddRmsnorm(rows, dim, dtypeCode(x.dtype))) return false;
+    for (const [name, t] of [['x', x], ['residual', residual], ['out', out]] as const)
+      if (!t.isContiguous() || t.dtype !== x.dtype || t.shape[0] !== rows || t.shape[1] !== dim) throw new Error(`allReduceAddRmsnorm: ${name} must be a contiguous [${rows}, ${dim}] ${x.dtype} tensor, got ${t}`);
+    if (weight.numel !== dim || weight.dtype !== x.dtype) throw new Error(`allReduceAddRmsnorm: weight must hold ${dim} ${x.dtype} values, got ${weight}`);
+    p.allReduceAddRmsnorm(dtypeCode(x.dtype), rows, dim, eps, x.storage, x.byteOffset, residual.storage, residual.byteOffset, weight.storage, weight.byteOffset, out.storage, out.byteOffset);
+    return true;
+  }
+
   /** NCCL's all-reduce whatever the size (the all-reduce bench compares the two paths). */
   allReduceNccl(x: Tensor): void {
     bytesOf(x, 'allReduce');

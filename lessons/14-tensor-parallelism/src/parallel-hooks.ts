@@ -2,7 +2,8 @@
 // (ParallelHooks) at the three places a sharded Qwen3 layer stack needs its peers.
 //
 //   embed         the rank looks up the ids of its vocabulary slice (zeros for the rest): all-reduce
-//   reduce        after o_proj and down_proj (row-parallel: each rank holds a partial sum): all-reduce
+//   reduce        after o_proj and down_proj (row-parallel: each rank holds a partial sum): all-reduce,
+//                 with the residual add and RMSNorm that follow in the same kernel on the peer path
 //   gatherLogits  each rank's LM head gives its vocabulary slice of the logits: all-gather, then
 //                 [ranks, rows, slice] is laid out as [rows, vocab] on rank 0, which samples
 //
@@ -13,6 +14,8 @@ import { Tensor, ops } from '@aios/engine-core';
 import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 import type { Shard } from '@aios/engine-core/model/shard.ts';
 import type { ParallelHooks } from '@aios/lesson-10-fused-layers';
+
+import { NcclCollectives } from './collectives.ts';
 
 export class TensorParallelHooks implements ParallelHooks {
   private readonly shard: Shard;
@@ -40,6 +43,14 @@ export class TensorParallelHooks implements ParallelHooks {
   reduce(partial: Tensor): void {
     this.shard.comm.allReduce(partial);
     this.counts.allReduce++;
+  }
+
+  /** The peer path's all-reduce with addRmsnorm in the same kernel (NcclCollectives), where it takes the shape. */
+  reduceAddRmsnorm(partial: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean {
+    const comm = this.shard.comm;
+    if (!(comm instanceof NcclCollectives) || !comm.allReduceAddRmsnorm(partial, residual, weight, eps, out)) return false;
+    this.counts.allReduce++;
+    return true;
   }
 
   gatherLogits(local: Tensor): Tensor {

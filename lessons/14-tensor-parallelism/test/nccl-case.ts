@@ -1,7 +1,7 @@
 // The 2-rank NCCL test (tp.gpu.test.ts, rank 0; nccl-rank.ts, nccl-graph-rank.ts and peer-rank.ts, rank 1):
 // the inputs and expected outputs, the same on both ranks, and the calls both ranks make in the
 // same order. Values are small integers and halves, so sums are exact in f32 and bf16 alike.
-import { Tensor, captureGraph, type native } from '@aios/engine-core';
+import { Tensor, captureGraph, type native, ops } from '@aios/engine-core';
 import { dtypeCode } from '@aios/engine-core/dtype.ts';
 import { mulberry32 } from '@aios/engine-core/random.ts';
 
@@ -70,8 +70,9 @@ export function replayCapturedAllReduce(comm: NcclComm, mem: GroupMemory, rank: 
  * calls): the collectives with the peer path set up, then (1) bf16 all-reduces of three sizes
  * back to back with one wait (the staging halves alternate; 8 elements is less than one
  * thread's vector, 1,048,584 more than one block per SM can take in one pass), exact sums;
- * (2) seeded random bf16 values through the peer path and through NCCL: the same bits; (3) one
- * captured in a CUDA graph and replayed twice (the epochs live on the device). `check` gets
+ * (2) seeded random bf16 values through the peer path and through NCCL: the same bits; the
+ * all-reduce fused with addRmsnorm against NCCL's then ops.addRmsnorm; (3) one captured in a
+ * CUDA graph and replayed twice (the epochs live on the device). `check` gets
  * (what, got, want) and throws on a difference.
  */
 export function peerAllReduceCase(coll: NcclCollectives, rank: number, check: (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => void): void {
@@ -101,6 +102,27 @@ export function peerAllReduceCase(coll: NcclCollectives, rank: number, check: (w
   check('random bf16 values: the peer path against NCCL (bits)', a.toArray() as Float32Array, b.toArray() as Float32Array);
   a.dispose();
   b.dispose();
+
+  // The all-reduce fused with addRmsnorm against NCCL's all-reduce then ops.addRmsnorm: the same
+  // residual bits; the normalized rows within bf16 rounding (the sum of squares adds in another order).
+  const rows = 37, dim = 1024;
+  const next = mulberry32(99); // the same residual and weight on both ranks
+  const resHost = Float32Array.from({ length: rows * dim }, () => 2 * next() - 1);
+  const wHost = Float32Array.from({ length: dim }, () => 0.5 + next());
+  const x1 = Tensor.fromArray(random(rank).subarray(0, rows * dim), [rows, dim], { dtype: 'bf16', device });
+  const x2 = x1.clone();
+  const res1 = Tensor.fromArray(resHost, [rows, dim], { dtype: 'bf16', device }), res2 = res1.clone();
+  const weight = Tensor.fromArray(wHost, [dim], { dtype: 'bf16', device });
+  const out1 = Tensor.empty([rows, dim], { dtype: 'bf16', device }), out2 = Tensor.empty([rows, dim], { dtype: 'bf16', device });
+  if (!coll.allReduceAddRmsnorm(x1, res1, weight, 1e-6, out1)) throw new Error(`rank ${rank}: the fused all-reduce + addRmsnorm did not take [${rows}, ${dim}] bf16`);
+  coll.allReduceNccl(x2);
+  ops.addRmsnorm(x2, res2, weight, 1e-6, out2);
+  coll.wait();
+  check('fused all-reduce + addRmsnorm: the residual (bits)', res1.toArray() as Float32Array, res2.toArray() as Float32Array);
+  const o1 = out1.toArray() as Float32Array, o2 = out2.toArray() as Float32Array;
+  const far = o1.reduce((n, v, i) => n + (Math.abs(v - o2[i]!) > 1e-2 * Math.max(1, Math.abs(o2[i]!)) ? 1 : 0), 0);
+  check('fused all-reduce + addRmsnorm: normalized elements off by more than bf16 rounding', [far], [0]);
+  for (const t of [x1, x2, res1, res2, weight, out1, out2]) t.dispose();
 
   const c = ncclCase(rank, 4096);
   const y = Tensor.fromArray(c.reduceIn, [4096], { dtype: 'f32', device });

@@ -70,6 +70,18 @@ __device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t* p) {
   return v;
 }
 
+// The block's sum in every thread (blockDim a multiple of 32, scratch of 32 floats).
+__device__ float block_sum(float v, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, warps = int(blockDim.x + 31) >> 5;
+  __syncthreads();  // scratch may still be read by the previous row's sum
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float r = lane < warps ? scratch[lane] : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
+  return r;
+}
+
 // 16 bytes of T as floats and back (8 halves or 4 floats).
 template <class T> struct Vec;
 template <> struct Vec<float> {
@@ -108,24 +120,11 @@ template <> struct Vec<__half> {
   }
 };
 
-template <class T>
-__global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a) {
-  __shared__ uint32_t epoch_s;
-  const int b = int(blockIdx.x), tid = int(threadIdx.x);
-  if (tid == 0) epoch_s = a.counters[b] + 1;
-  __syncthreads();
-  const uint32_t epoch = epoch_s;
-  const int64_t half = int64_t(epoch & 1) * a.capacity;
-  const int64_t stride = int64_t(gridDim.x) * kThreads;
-
-  // 1. Stage this block's share.
-  const uint4* src = static_cast<const uint4*>(a.data);
-  uint4* mine = reinterpret_cast<uint4*>(a.staging[a.rank] + half);
-  for (int64_t i = int64_t(b) * kThreads + tid; i < a.vecs; i += stride) mine[i] = src[i];
-  __threadfence_system();  // the staged bytes before the flag that announces them, for readers on other GPUs
-  __syncthreads();
-
-  // 2. Meet block b of every other rank.
+// Block b's meeting with block b of every other rank: thread p announces this rank's staged
+// share to rank p and waits for rank p's announcement (at most the timeout; past it the error
+// word names p and the block goes on). Every thread of the block calls it.
+__device__ void meet_peers(const KernelArgs& a, int b, uint32_t epoch) {
+  const int tid = int(threadIdx.x);
   if (tid < a.nranks) {
     const int p = tid;
     store_release_sys(a.signals[p] + b * kMaxRanks + a.rank, epoch);
@@ -142,6 +141,32 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a)
     }
   }
   __syncthreads();
+}
+
+// This block's epoch (one more than its last call's); every thread gets it.
+__device__ uint32_t next_epoch(const KernelArgs& a, int b) {
+  __shared__ uint32_t epoch_s;
+  if (threadIdx.x == 0) epoch_s = a.counters[b] + 1;
+  __syncthreads();
+  return epoch_s;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a) {
+  const int b = int(blockIdx.x), tid = int(threadIdx.x);
+  const uint32_t epoch = next_epoch(a, b);
+  const int64_t half = int64_t(epoch & 1) * a.capacity;
+  const int64_t stride = int64_t(gridDim.x) * kThreads;
+
+  // 1. Stage this block's share.
+  const uint4* src = static_cast<const uint4*>(a.data);
+  uint4* mine = reinterpret_cast<uint4*>(a.staging[a.rank] + half);
+  for (int64_t i = int64_t(b) * kThreads + tid; i < a.vecs; i += stride) mine[i] = src[i];
+  __threadfence_system();  // the staged bytes before the flag that announces them, for readers on other GPUs
+  __syncthreads();
+
+  // 2. Meet block b of every other rank.
+  meet_peers(a, b, epoch);
 
   // 3. Sum every rank's share in rank order; L2 only (ld.global.cg): a stale L1 line of an
   // earlier call must never be read.
@@ -155,6 +180,64 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a)
       for (int e = 0; e < V::N; ++e) acc[e] += x[e];
     }
     dst[i] = V::store(acc);
+  }
+  if (tid == 0) a.counters[b] = epoch;
+}
+
+
+// The all-reduce fused with what follows it in a Qwen3 layer (lesson 10's addRmsnorm): block b
+// takes whole rows (b, b + grid, ...), stages them, meets its peers, then per row sums the ranks'
+// shares in rank order (rounded to T, as the all-reduce would store it), adds the row into the
+// residual (rounded, stored) and writes the row RMS-normalized times the weight: the same
+// roundings as allReduce then addRmsnorm, one kernel and one pass where they take two.
+constexpr int kNormVecs = 4;  // 16-byte vectors per thread: rows up to 4 x 512 x 8 elements
+template <class T>
+__global__ void __launch_bounds__(kThreads) peer_all_reduce_add_rmsnorm_kernel(KernelArgs a, T* residual, const T* weight, T* out,
+                                                                                int64_t rows, int64_t dim, float eps) {
+  __shared__ float scratch[32];
+  const int b = int(blockIdx.x), tid = int(threadIdx.x), nt = int(blockDim.x);
+  const uint32_t epoch = next_epoch(a, b);
+  const int64_t half = int64_t(epoch & 1) * a.capacity, vecs = dim / 8;
+  const uint4* src = static_cast<const uint4*>(a.data);
+  uint4* mine = reinterpret_cast<uint4*>(a.staging[a.rank] + half);
+  for (int64_t r = b; r < rows; r += gridDim.x)
+    for (int64_t v = tid; v < vecs; v += nt) mine[r * vecs + v] = src[r * vecs + v];
+  __threadfence_system();
+  __syncthreads();
+  meet_peers(a, b, epoch);
+  using V = Vec<T>;
+  for (int64_t r = b; r < rows; r += gridDim.x) {
+    float h[kNormVecs][8];
+    float sum_sq = 0.0f;
+    for (int j = 0; j < kNormVecs; ++j) {
+      const int64_t v = tid + int64_t(j) * nt;
+      if (v >= vecs) break;
+      const int64_t i = r * vecs + v;
+      float acc[8], x[8], res[8];
+      V::load(__ldcg(reinterpret_cast<const uint4*>(a.staging[0] + half) + i), acc);
+      for (int q = 1; q < a.nranks; ++q) {
+        V::load(__ldcg(reinterpret_cast<const uint4*>(a.staging[q] + half) + i), x);
+        for (int e = 0; e < 8; ++e) acc[e] += x[e];
+      }
+      V::load(V::store(acc), acc);  // the all-reduce's result as T
+      uint4* res_p = reinterpret_cast<uint4*>(residual) + i;
+      V::load(*res_p, res);
+      for (int e = 0; e < 8; ++e) res[e] = acc[e] + res[e];
+      const uint4 stored = V::store(res);
+      *res_p = stored;
+      V::load(stored, h[j]);  // read back as T, as addRmsnorm normalizes what it stored
+      for (int e = 0; e < 8; ++e) sum_sq += h[j][e] * h[j][e];
+    }
+    sum_sq = block_sum(sum_sq, scratch);
+    const float inv_rms = rsqrtf(sum_sq / float(dim) + eps);
+    for (int j = 0; j < kNormVecs; ++j) {
+      const int64_t v = tid + int64_t(j) * nt;
+      if (v >= vecs) break;
+      float wv[8], o[8];
+      V::load(reinterpret_cast<const uint4*>(weight)[v], wv);
+      for (int e = 0; e < 8; ++e) o[e] = h[j][e] * inv_rms * wv[e];
+      reinterpret_cast<uint4*>(out)[r * vecs + v] = V::store(o);
+    }
   }
   if (tid == 0) a.counters[b] = epoch;
 }
@@ -265,13 +348,14 @@ void connect(PeerAllReduce* p, const int* devices, const uint64_t* staging, cons
 
 int64_t capacity(const PeerAllReduce* p) { return p->capacity; }
 
-void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count, DType dt) {
+namespace {
+
+// The kernel arguments of one call over `bytes` bytes at data (checked against the staging buffer).
+KernelArgs kernel_args(PeerAllReduce* p, void* data, int64_t bytes) {
   if (!p->connected) throw Error(where(p) + ": connect() the ranks first");
-  const int64_t bytes = count * int64_t(dtype_size(dt));
   if (bytes > p->capacity) throw Error(where(p) + ": " + std::to_string(bytes) + " bytes exceed the staging buffer's " + std::to_string(p->capacity));
   if (bytes % 16 != 0 || reinterpret_cast<uintptr_t>(data) % 16 != 0)
     throw Error(where(p) + ": the tensor must be whole 16-byte vectors, 16-byte aligned (" + std::to_string(bytes) + " bytes)");
-  if (bytes == 0) return;
   KernelArgs a{};
   a.data = data;
   a.vecs = bytes / 16;
@@ -285,6 +369,14 @@ void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count
   a.capacity = p->capacity;
   a.error = p->error_dev;
   a.timeout_ns = uint64_t(p->timeout_ms * 1e6);
+  return a;
+}
+
+}  // namespace
+
+void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count, DType dt) {
+  const KernelArgs a = kernel_args(p, data, count * int64_t(dtype_size(dt)));
+  if (a.vecs == 0) return;
   // The grid depends only on the byte count: every rank launches the same one for the same call.
   int64_t blocks = (a.vecs + kThreads - 1) / kThreads;
   if (blocks > p->max_blocks) blocks = p->max_blocks;
@@ -296,6 +388,35 @@ void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count
     default: throw Error(where(p) + ": sums bf16, f16 or f32, got " + dtype_name(dt));
   }
   cuda::check(cudaGetLastError(), "peer all-reduce launch");
+}
+
+bool fits_add_rmsnorm(const PeerAllReduce* p, int64_t rows, int64_t dim, DType dt) {
+  return (dt == DType::BF16 || dt == DType::F16) && dim % 8 == 0 && dim / 8 <= int64_t(kNormVecs) * kThreads &&
+         rows * dim * int64_t(dtype_size(dt)) <= p->capacity;
+}
+
+void all_reduce_add_rmsnorm(PeerAllReduce* p, cudaStream_t st, void* x, void* residual, const void* weight, void* out,
+                            int64_t rows, int64_t dim, float eps, DType dt) {
+  if (!fits_add_rmsnorm(p, rows, dim, dt))
+    throw Error(where(p) + ": the fused add+RMSNorm takes bf16/f16 rows of a multiple of 8 elements, at most " +
+                std::to_string(kNormVecs * kThreads * 8) + ", within the staging buffer; got " + std::to_string(rows) + " x " +
+                std::to_string(dim) + " " + dtype_name(dt));
+  for (const void* q : {static_cast<const void*>(residual), weight, static_cast<const void*>(out)})
+    if (reinterpret_cast<uintptr_t>(q) % 16 != 0) throw Error(where(p) + ": residual, weight and out must be 16-byte aligned");
+  const KernelArgs a = kernel_args(p, x, rows * dim * int64_t(dtype_size(dt)));
+  if (rows == 0) return;
+  // Whole rows per block; the grid depends only on the shape, the same on every rank.
+  const int64_t vecs = dim / 8;
+  const int threads = vecs >= kThreads ? kThreads : int((vecs + 31) / 32 * 32);
+  const int64_t blocks = rows < p->max_blocks ? rows : p->max_blocks;
+  const dim3 grid{unsigned(blocks)}, block{unsigned(threads)};
+  if (dt == DType::BF16)
+    peer_all_reduce_add_rmsnorm_kernel<__nv_bfloat16><<<grid, block, 0, st>>>(a, static_cast<__nv_bfloat16*>(residual),
+        static_cast<const __nv_bfloat16*>(weight), static_cast<__nv_bfloat16*>(out), rows, dim, eps);
+  else
+    peer_all_reduce_add_rmsnorm_kernel<__half><<<grid, block, 0, st>>>(a, static_cast<__half*>(residual),
+        static_cast<const __half*>(weight), static_cast<__half*>(out), rows, dim, eps);
+  cuda::check(cudaGetLastError(), "peer all-reduce + add + RMSNorm launch");
 }
 
 void check(PeerAllReduce* p) {
