@@ -95,8 +95,11 @@ export function upload(s: FlashStep, device: Device): StepTensors {
   const cuSeqlensQ = Tensor.fromArray(s.cu, [s.cu.length], { dtype: 'i32', device });
   const contextLens = Tensor.fromArray(s.ctx, [s.ctx.length], { dtype: 'i32', device });
   const blockTables = Tensor.fromArray(s.tables, [s.ctx.length, s.maxBlocks], { dtype: 'i32', device });
-  const meta = { cuSeqlensQ, contextLens, blockTables, blockSize: s.c.blockSize, maxQLen: s.maxQLen, maxContextLen: s.maxContextLen };
-  return { q, k, v, meta, dispose: () => [q, k, v, cuSeqlensQ, contextLens, blockTables].forEach((t) => t.dispose()) };
+  // The engine's order (lesson 07's step input): longest context first, ties by index; decode v3 takes it.
+  const byLength = Int32Array.from(s.ctx.keys()).sort((a, b) => s.ctx[b]! - s.ctx[a]! || a - b);
+  const seqOrder = Tensor.fromArray(byLength, [byLength.length], { dtype: 'i32', device });
+  const meta = { cuSeqlensQ, contextLens, blockTables, seqOrder, blockSize: s.c.blockSize, maxQLen: s.maxQLen, maxContextLen: s.maxContextLen };
+  return { q, k, v, meta, dispose: () => [q, k, v, cuSeqlensQ, contextLens, blockTables, seqOrder].forEach((t) => t.dispose()) };
 }
 
 /**
