@@ -7,11 +7,12 @@
 // The tiling, per thread block of 8 warps: each warp owns 16 output features
 // (weight rows, the mma's A operand) and every token of the call (x, the B
 // operand, 8 tokens per n-tile); the block's 128 weight rows are streamed once
-// along its K range. When the row blocks alone do not fill the
-// GPU (N = 1024 at batch 1 gives 8 of them), K is split over blocks too: each
-// block writes a float partial to a fixed workspace, and the last block of a
-// row block to finish (a counter per row block) sums the partials in split
-// order, so the result is the same bits on every run.
+// along its K range. When the row blocks alone do not fill the GPU (N = 1024
+// gives 8 of them), K is split over blocks too: each block writes a float
+// partial to a fixed workspace, and the last block of a row block to finish (a
+// counter per row block) sums the partials in split order, so the result is
+// the same bits on every run. A token's output depends on the plan's splits,
+// never on how many other tokens share the launch.
 #pragma once
 #include <cstdint>
 #include <string>
