@@ -1,6 +1,6 @@
 // The projection GEMMs of a decode step (out[M, N] = x[M, K] @ w[N, K]^T, bf16) at
-// small batches: matmul as dispatched (1..64 tokens go to the weight-streaming kernel,
-// native/src/cuda/gemm_small.cu) against cuBLASLt on the same inputs. The process
+// small batches: the weight-streaming kernel (native/src/cuda/gemm_small.cu; this process
+// sets AIOS_SMALL_GEMM=1 unless told otherwise) against cuBLASLt on the same inputs. The process
 // times its own path, then runs itself again with AIOS_SMALL_GEMM=0 (the switch is
 // read once per process), and the child's timings and outputs come back through files.
 //
@@ -166,6 +166,9 @@ function runCublasChild(argv: string[], dir: string): PathResult {
 }
 
 async function main(): Promise<number> {
+  // This process times the small-M kernel at every shape it takes (by default matmul_nt sends it only
+  // the shapes where it measured faster); the comparison run sets 0. Read at the first matmul.
+  process.env.AIOS_SMALL_GEMM ??= '1';
   const { values } = parseArgs({
     options: {
       models: { type: 'string' }, m: { type: 'string' }, json: { type: 'string' }, 'peak-gbps': { type: 'string' }, repeats: { type: 'string' },

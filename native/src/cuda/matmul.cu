@@ -5,10 +5,16 @@
 // Row-major out[M, N] is column-major out^T [N, M] = w (col-major K x N,
 // transposed) times x^T (col-major K x M): so A = w with op T, B = x with op N.
 //
-// Up to 64 tokens of bf16/f16 go to our own weight-streaming kernel instead
-// (gemm_small.cu): at batch 1 cuBLASLt's choices read the weights at about a
-// fifth of the card's bandwidth. AIOS_SMALL_GEMM=0 in the environment keeps
-// every call on cuBLASLt (read once), so a lesson can be timed both ways.
+// A few tokens through a narrow, deep weight go to our own weight-streaming kernel
+// instead (gemm_small.cu), where it measured faster than cuBLASLt's choice on the
+// H200 (bench-gemm at 976771f, docs/measurements/bench-gemm-h200-976771f.log, kernels
+// replayed from a CUDA graph over weights not in L2): Qwen3-0.6B's o projection
+// (1024 x 2048) at one token 4.8 us against 12.6 (cuBLASLt's split-K reads the weight
+// at 8% of the card's bandwidth), its down projection (1024 x 3072) 5.9 against 6.7;
+// at 8 tokens 1.08x and 1.05x. Elsewhere cuBLASLt was as fast or faster: 0.8-0.95x on
+// the wide projections at one token, 0.34-0.46x at 64 tokens. AIOS_SMALL_GEMM (read
+// once): unset = that rule, 1 = every shape the kernel takes (1-64 tokens), 0 = never,
+// so a lesson or the bench can be timed every way.
 #include <cublasLt.h>
 
 #include <cstdlib>
@@ -82,12 +88,22 @@ DeviceLt& device_lt() {
   return lt;
 }
 
-bool small_gemm_enabled() {
-  static const bool enabled = [] {
+enum class SmallGemm { Never, Measured, Always };
+
+SmallGemm small_gemm_mode() {
+  static const SmallGemm mode = [] {
     const char* v = std::getenv("AIOS_SMALL_GEMM");
-    return !(v && std::strcmp(v, "0") == 0);
+    if (!v || !*v) return SmallGemm::Measured;
+    if (std::strcmp(v, "0") == 0) return SmallGemm::Never;
+    if (std::strcmp(v, "1") == 0) return SmallGemm::Always;
+    throw Error(std::string("AIOS_SMALL_GEMM must be 0, 1 or unset, got \"") + v + "\"");
   }();
-  return enabled;
+  return mode;
+}
+
+// The measured rule (the header says where): at most 8 tokens, N < K, a weight of at most 32 MiB.
+bool small_gemm_wins(int64_t M, int64_t N, int64_t K, DType in_dt) {
+  return M <= 8 && N < K && N * K * int64_t(dtype_size(in_dt)) <= (int64_t(32) << 20);
 }
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
@@ -95,8 +111,10 @@ bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 // Whether the small-M kernel takes this call: its shapes and dtypes, and 16-byte loads of x and w.
 bool small_gemm_takes(const void* x, const void* w, const void* out, int64_t M, int64_t N, int64_t K, DType in_dt,
                       DType out_dt) {
-  return small_gemm_enabled() && gemm_small::unsupported(M, N, K, in_dt, out_dt).empty() && aligned(x, 16) &&
-         aligned(w, 16) && aligned(out, dtype_size(out_dt));
+  const SmallGemm mode = small_gemm_mode();
+  if (mode == SmallGemm::Never || (mode == SmallGemm::Measured && !small_gemm_wins(M, N, K, in_dt))) return false;
+  return gemm_small::unsupported(M, N, K, in_dt, out_dt).empty() && aligned(x, 16) && aligned(w, 16) &&
+         aligned(out, dtype_size(out_dt));
 }
 
 Plan& plan_for(DeviceLt& lt, int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt) {
