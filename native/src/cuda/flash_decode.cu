@@ -20,6 +20,8 @@
 // The split plan (aios::flash::decode_plan) depends only on host-known bounds,
 // never on the device's context lengths; blocks whose split starts past their
 // sequence's context exit at once and the combine kernel ignores them.
+#include <cstdlib>
+
 #include "flash_common.cuh"
 
 namespace aios::AIOS_FLASH_NS {
@@ -277,12 +279,13 @@ __device__ int64_t cascade_shared_splits_dev(const PagedAttentionArgs& a, int64_
 
 // ------------------------------------------------------------------ v3: tensor cores
 
-template <int D> struct MmaShape {
+template <int D, int STAGES_ = (D == 64 ? 4 : 3)> struct MmaShape {
   static constexpr int S = D + 8;                         // padded smem row (elements): ldmatrix is conflict-free
   static constexpr int CHUNKS = D / 8;                    // 16-byte chunks per row
   static constexpr int ROW_STEP = kDecThreads / CHUNKS;   // tile rows one pass of the block copies
   static constexpr int LOADS = kTile / ROW_STEP;          // K (and V) copies per thread per tile
-  static constexpr int STAGES = D == 64 ? 4 : 3;
+  static constexpr int STAGES = STAGES_;  // cp.async ring depth: STAGES - 1 tiles in flight while one is used
+  static_assert(STAGES >= 2 && STAGES <= 4, "2..4 stages");
   static constexpr size_t q_bytes = 2 * size_t(kMmaRows) * S;
   static constexpr size_t stage_bytes = 2 * 2 * size_t(kTile) * S;  // K and V
   static constexpr size_t epilogue_bytes = sizeof(float) * (4 * size_t(kMmaRows) * D + 2 * 4 * kMmaRows);
@@ -290,11 +293,11 @@ template <int D> struct MmaShape {
   static_assert(epilogue_bytes <= STAGES * stage_bytes, "the epilogue reuses the pipeline's buffers");
 };
 
-template <class T, int D>
+template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
                                                                  int64_t shared_splits) {
-  using Sh = MmaShape<D>;
+  using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
   T* KVs = Qs + kMmaRows * S;                  // [STAGES][K, V][kTile][S]
@@ -449,6 +452,30 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
       acc += f * Os[(w * kMmaRows + r) * D + d];
     }
     write_row_value<T>(sink, q_start + r / group, kvh * group + r % group, d, acc, m, l);
+  }
+}
+
+// AIOS_DECODE_STAGES=2, 3 or 4 (read once): decode v3's cp.async ring depth, for timing the choice
+// on a card (2 stages at head_dim 128: 74 KB of shared memory, three blocks per SM; 3: 109 KB, two;
+// 4: 144 KB, one). Unset: 3 at head_dim 128, 4 at 64.
+inline int decode_stages_override() {
+  static const int stages = [] {
+    const char* v = std::getenv("AIOS_DECODE_STAGES");
+    if (!v || !*v) return 0;
+    const int n = std::atoi(v);
+    if (n < 2 || n > 4) throw Error(std::string("AIOS_DECODE_STAGES must be 2, 3 or 4, got \"") + v + "\"");
+    return n;
+  }();
+  return stages;
+}
+
+// f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
+template <int D, class F> void with_decode_stages(F&& f) {
+  switch (decode_stages_override()) {
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    default: f(std::integral_constant<int, MmaShape<D>::STAGES>{}); break;
   }
 }
 
@@ -732,7 +759,10 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
         constexpr int D = decltype(dim)::value;
         if (version == 3) {
           if constexpr (!std::is_same_v<T, float> && D <= 128)
-            resident = resident_blocks(decode_mma_kernel<T, D>, kDecThreads, MmaShape<D>::smem, "flash_decode v3");
+            with_decode_stages<D>([&](auto stages) {
+              constexpr int ST = decltype(stages)::value;
+              resident = resident_blocks(decode_mma_kernel<T, D, ST>, kDecThreads, MmaShape<D, ST>::smem, "flash_decode v3");
+            });
         } else if constexpr (kVec<T> * 32 >= D) {
           resident = resident_blocks(decode_scalar_kernel<T, D>, kDecThreads, ScalarShape<T, D>::smem, "flash_decode v2");
         }
@@ -764,8 +794,11 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
       constexpr int D = decltype(dim)::value;
       if (version == 3) {
         if constexpr (!std::is_same_v<T, float> && D <= 128)
-          launch(decode_mma_kernel<T, D>, grid, dim3(kDecThreads), MmaShape<D>::smem, st, "flash_decode v3", a, scale_log2,
-                 plan.partition, plan.splits, ws_o, ws_lse, int64_t(0));
+          with_decode_stages<D>([&](auto stages) {
+            constexpr int ST = decltype(stages)::value;
+            launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0));
+          });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
                version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
@@ -809,9 +842,12 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
       if constexpr (D <= 128) {
         launch(cascade_shared_kernel<T, D>, dim3(unsigned(plan.shared_splits), unsigned(a.kv_heads), unsigned(windows)),
                dim3(kDecThreads), CascadeShape<D>::smem, st, "flash_cascade_decode shared", a, scale_log2, slots, ws_o, ws_lse);
-        launch(decode_mma_kernel<T, D>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)), dim3(kDecThreads),
-               MmaShape<D>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots, ws_o, ws_lse,
-               plan.shared_splits);
+        with_decode_stages<D>([&](auto stages) {
+          constexpr int ST = decltype(stages)::value;
+          launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
+                 dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
+                 ws_o, ws_lse, plan.shared_splits);
+        });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,
                static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
