@@ -13,7 +13,7 @@
 //       the splits. Small batches then fill the GPU too.
 //   v3  v2 on tensor cores: the block's rows (up to 16) are the A operand of
 //       mma.sync; each warp takes 16 keys of every 64-key tile; the tiles come
-//       through a 3-4 stage cp.async pipeline, so copies of the next tiles
+//       through a 2-4 stage cp.async pipeline, so copies of the next tiles
 //       overlap the math on this one; the 4 warps' partial softmax states are
 //       merged in shared memory at the end.
 //
@@ -279,7 +279,13 @@ __device__ int64_t cascade_shared_splits_dev(const PagedAttentionArgs& a, int64_
 
 // ------------------------------------------------------------------ v3: tensor cores
 
-template <int D, int STAGES_ = (D == 64 ? 4 : 3)> struct MmaShape {
+// The ring's depth at head_dim 128 is 2: two stages (74 KB of shared memory) let three blocks share
+// an SM where three stages (109 KB) left room for two, and on the H200 lesson 11's throughput
+// workload ran at 21,469.5 tok/s with two against 19,349.8 and 19,782.6 with three, before and after
+// in the same call (2d70069, docs/measurements/decode-stages-h200-2d70069.log; four stages, one
+// block per SM: 13,831.3). More blocks in flight hide each block's start (Q, the block table, the
+// first tile) better than a deeper ring hides its loads.
+template <int D, int STAGES_ = (D == 64 ? 4 : 2)> struct MmaShape {
   static constexpr int S = D + 8;                         // padded smem row (elements): ldmatrix is conflict-free
   static constexpr int CHUNKS = D / 8;                    // 16-byte chunks per row
   static constexpr int ROW_STEP = kDecThreads / CHUNKS;   // tile rows one pass of the block copies
@@ -457,7 +463,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
 
 // AIOS_DECODE_STAGES=2, 3 or 4 (read once): decode v3's cp.async ring depth, for timing the choice
 // on a card (2 stages at head_dim 128: 74 KB of shared memory, three blocks per SM; 3: 109 KB, two;
-// 4: 144 KB, one). Unset: 3 at head_dim 128, 4 at 64.
+// 4: 144 KB, one). Unset: 2 at head_dim 128 (MmaShape says why), 4 at 64.
 inline int decode_stages_override() {
   static const int stages = [] {
     const char* v = std::getenv("AIOS_DECODE_STAGES");
