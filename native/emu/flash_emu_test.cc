@@ -21,6 +21,7 @@
 #include "../src/cpu/numeric.h"
 #include "../src/flash.h"
 #include "emu.h"
+#include "test_buffer.h"
 
 namespace aios::emu {
 void flash_prefill(int st, const PagedAttentionArgs& a, int version);
@@ -54,25 +55,7 @@ struct Case {
   std::vector<int> shared;
 };
 
-// Storage for one dtype, as raw 16/32-bit values.
-struct Buf {
-  std::vector<unsigned char> bytes;
-  DType dt;
-  size_t n;
-  Buf(size_t n_, DType dt_) : bytes(n_ * aios::dtype_size(dt_)), dt(dt_), n(n_) {}
-  void set(size_t i, float v) {
-    if (dt == DType::F32) std::memcpy(&bytes[i * 4], &v, 4);
-    else if (dt == DType::BF16) { auto h = aios::cpu::bf16_from(v); std::memcpy(&bytes[i * 2], &h, 2); }
-    else { auto h = aios::cpu::f16_from(v); std::memcpy(&bytes[i * 2], &h, 2); }
-  }
-  float get(size_t i) const {
-    if (dt == DType::F32) { float v; std::memcpy(&v, &bytes[i * 4], 4); return v; }
-    uint16_t h;
-    std::memcpy(&h, &bytes[i * 2], 2);
-    return dt == DType::BF16 ? aios::cpu::to_float(aios::cpu::bf16{h}) : aios::cpu::to_float(aios::cpu::f16{h});
-  }
-  void poison() { std::memset(bytes.data(), 0xff, bytes.size()); }  // NaN in every float format
-};
+using aios::emutest::Buf;
 
 double tolerance(DType dt) { return dt == DType::F32 ? 1e-5 : dt == DType::F16 ? 3e-3 : 1.5e-2; }
 

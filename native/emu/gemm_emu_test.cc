@@ -24,6 +24,7 @@
 #include "../src/cpu/numeric.h"
 #include "../src/cuda/gemm_small.h"
 #include "emu.h"
+#include "test_buffer.h"
 
 namespace aios::emu {
 gemm_small::Plan gemm_small_plan(int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt, int64_t splits);
@@ -41,25 +42,7 @@ struct Case {
   int64_t splits;  // 0: the automatic plan
 };
 
-// Values of one dtype as raw bytes.
-struct Buf {
-  std::vector<unsigned char> bytes;
-  DType dt;
-  size_t n;
-  Buf(size_t n_, DType dt_) : bytes(n_ * aios::dtype_size(dt_)), dt(dt_), n(n_) {}
-  void set(size_t i, float v) {
-    if (dt == DType::F32) std::memcpy(&bytes[i * 4], &v, 4);
-    else if (dt == DType::BF16) { auto h = aios::cpu::bf16_from(v); std::memcpy(&bytes[i * 2], &h, 2); }
-    else { auto h = aios::cpu::f16_from(v); std::memcpy(&bytes[i * 2], &h, 2); }
-  }
-  float get(size_t i) const {
-    if (dt == DType::F32) { float v; std::memcpy(&v, &bytes[i * 4], 4); return v; }
-    uint16_t h;
-    std::memcpy(&h, &bytes[i * 2], 2);
-    return dt == DType::BF16 ? aios::cpu::to_float(aios::cpu::bf16{h}) : aios::cpu::to_float(aios::cpu::f16{h});
-  }
-  void poison() { std::memset(bytes.data(), 0xff, bytes.size()); }  // NaN in every float format
-};
+using aios::emutest::Buf;
 
 /** One unit in the last place of `v` stored as `dt` (0 for f32: only the accumulation's error is allowed). */
 double out_ulp(double v, DType dt) {

@@ -71,6 +71,22 @@ template <class I> __device__ __forceinline__ void warp_best(float& v, I& i) {
   }
 }
 
+// 16 bytes of T as floats and back (8 halves or 4 floats), rounding as from_f does: the 16-byte
+// loads and stores of the kernels that stream rows (fused.cu's vector kernels, peer_allreduce.cu).
+template <class T> struct Vec16 {
+  static constexpr int N = 16 / int(sizeof(T));
+  __device__ static void load(const uint4& v, float* f) {
+    const T* h = reinterpret_cast<const T*>(&v);
+    for (int e = 0; e < N; ++e) f[e] = to_f(h[e]);
+  }
+  __device__ static uint4 store(const float* f) {
+    uint4 v;
+    T* h = reinterpret_cast<T*>(&v);
+    for (int e = 0; e < N; ++e) h[e] = from_f<T>(f[e]);
+    return v;
+  }
+};
+
 // Threads for a kernel that gives one block to a row of n values.
 inline int row_threads(int64_t n) { return n >= 1024 ? 1024 : (n >= 256 ? 256 : 128); }
 

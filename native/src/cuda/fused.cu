@@ -39,6 +39,14 @@ template <class T> __global__ void silu_mul_kernel(const T* gate_up, T* out, int
   }
 }
 
+// Where head h of token t goes: q_out for a query head, the token's slot of the KV pool for a key
+// or value head (the caller has checked the slot).
+template <class T> __device__ T* qk_head_dst(const QkNormRopeStoreArgs& a, int64_t t, int64_t h, int64_t slot, bool is_q, bool is_v) {
+  if (is_q) return static_cast<T*>(a.q_out) + (t * a.q_heads + h) * a.head_dim;
+  const int64_t kvh = is_v ? h - a.q_heads - a.kv_heads : h - a.q_heads;
+  return static_cast<T*>(is_v ? a.v_cache : a.k_cache) + (slot * a.kv_heads + kvh) * a.head_dim;
+}
+
 // One block per (token, head of qkv), head_dim threads: thread i holds element i.
 template <class T> __global__ void qk_norm_rope_store_kernel(QkNormRopeStoreArgs a) {
   extern __shared__ float normed[];  // head_dim floats
@@ -50,12 +58,7 @@ template <class T> __global__ void qk_norm_rope_store_kernel(QkNormRopeStoreArgs
   // Block-uniform exits: padding rows store nothing; a bad slot or position cannot throw here.
   if (!is_q && (slot < 0 || slot >= a.num_slots)) return;
   const T* x = static_cast<const T*>(a.qkv) + (t * heads + h) * D;
-  T* dst;
-  if (is_q) dst = static_cast<T*>(a.q_out) + (t * a.q_heads + h) * D;
-  else {
-    const int64_t kvh = is_v ? h - a.q_heads - a.kv_heads : h - a.q_heads;
-    dst = static_cast<T*>(is_v ? a.v_cache : a.k_cache) + (slot * a.kv_heads + kvh) * D;
-  }
+  T* dst = qk_head_dst<T>(a, t, h, slot, is_q, is_v);
   if (is_v) {
     dst[i] = x[i];
     return;
@@ -84,17 +87,8 @@ template <class T> __global__ void qk_norm_rope_store_kernel(QkNormRopeStoreArgs
 
 template <class T> struct Half8 {
   float f[8];
-  __device__ void load(const T* p) {
-    const uint4 v = *reinterpret_cast<const uint4*>(p);
-    const T* h = reinterpret_cast<const T*>(&v);
-    for (int e = 0; e < 8; ++e) f[e] = to_f(h[e]);
-  }
-  __device__ void store(T* p) const {
-    uint4 v;
-    T* h = reinterpret_cast<T*>(&v);
-    for (int e = 0; e < 8; ++e) h[e] = from_f<T>(f[e]);
-    *reinterpret_cast<uint4*>(p) = v;
-  }
+  __device__ void load(const T* p) { Vec16<T>::load(*reinterpret_cast<const uint4*>(p), f); }
+  __device__ void store(T* p) const { *reinterpret_cast<uint4*>(p) = Vec16<T>::store(f); }
 };
 
 constexpr int kRowVecs = 8;  // 16-byte vectors a thread of the row kernel holds: rows up to 8 x 8 x 256 elements
@@ -162,12 +156,7 @@ template <class T> __global__ void __launch_bounds__(32 * kQkWarps) qk_norm_rope
   const int64_t slot = a.slot_mapping[t], p = a.positions[t];
   if (!is_q && (slot < 0 || slot >= a.num_slots)) return;  // warp-uniform: padding rows store nothing
   const T* x = static_cast<const T*>(a.qkv) + (t * heads + h) * D;
-  T* dst;
-  if (is_q) dst = static_cast<T*>(a.q_out) + (t * a.q_heads + h) * D;
-  else {
-    const int64_t kvh = is_v ? h - a.q_heads - a.kv_heads : h - a.q_heads;
-    dst = static_cast<T*>(is_v ? a.v_cache : a.k_cache) + (slot * a.kv_heads + kvh) * D;
-  }
+  T* dst = qk_head_dst<T>(a, t, h, slot, is_q, is_v);
   const int i0 = 2 * lane, i1 = half + 2 * lane;
   using T2 = typename std::conditional<std::is_same<T, __half>::value, __half2, __nv_bfloat162>::type;
   const T2 lo = *reinterpret_cast<const T2*>(x + i0), hi = *reinterpret_cast<const T2*>(x + i1);

@@ -82,43 +82,6 @@ __device__ float block_sum(float v, float* scratch) {
   return r;
 }
 
-// 16 bytes of T as floats and back (8 halves or 4 floats).
-template <class T> struct Vec;
-template <> struct Vec<float> {
-  static constexpr int N = 4;
-  __device__ static void load(const uint4& v, float* f) { memcpy(f, &v, 16); }
-  __device__ static uint4 store(const float* f) { uint4 v; memcpy(&v, f, 16); return v; }
-};
-template <> struct Vec<__nv_bfloat16> {
-  static constexpr int N = 8;
-  __device__ static void load(const uint4& v, float* f) {
-    __nv_bfloat162 h[4];
-    memcpy(h, &v, 16);
-    for (int i = 0; i < 4; ++i) { f[2 * i] = __low2float(h[i]); f[2 * i + 1] = __high2float(h[i]); }
-  }
-  __device__ static uint4 store(const float* f) {
-    __nv_bfloat162 h[4];
-    for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(f[2 * i], f[2 * i + 1]);
-    uint4 v;
-    memcpy(&v, h, 16);
-    return v;
-  }
-};
-template <> struct Vec<__half> {
-  static constexpr int N = 8;
-  __device__ static void load(const uint4& v, float* f) {
-    __half2 h[4];
-    memcpy(h, &v, 16);
-    for (int i = 0; i < 4; ++i) { f[2 * i] = __low2float(h[i]); f[2 * i + 1] = __high2float(h[i]); }
-  }
-  __device__ static uint4 store(const float* f) {
-    __half2 h[4];
-    for (int i = 0; i < 4; ++i) h[i] = __floats2half2_rn(f[2 * i], f[2 * i + 1]);
-    uint4 v;
-    memcpy(&v, h, 16);
-    return v;
-  }
-};
 
 // Block b's meeting with block b of every other rank: thread p announces this rank's staged
 // share to rank p and waits for rank p's announcement (at most the timeout; past it the error
@@ -170,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a)
 
   // 3. Sum every rank's share in rank order; L2 only (ld.global.cg): a stale L1 line of an
   // earlier call must never be read.
-  using V = Vec<T>;
+  using V = cuda::Vec16<T>;
   uint4* dst = static_cast<uint4*>(a.data);
   for (int64_t i = int64_t(b) * kThreads + tid; i < a.vecs; i += stride) {
     float acc[V::N], x[V::N];
@@ -205,7 +168,7 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_add_rmsnorm_kernel(K
   __threadfence_system();
   __syncthreads();
   meet_peers(a, b, epoch);
-  using V = Vec<T>;
+  using V = cuda::Vec16<T>;
   for (int64_t r = b; r < rows; r += gridDim.x) {
     float h[kNormVecs][8];
     float sum_sq = 0.0f;
