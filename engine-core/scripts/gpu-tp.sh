@@ -87,8 +87,10 @@ case "$PART" in
     # The same TP=2 run with every all-reduce through NCCL (not recorded): what the peer all-reduce is worth in the step.
     AIOS_TP_ALLREDUCE=nccl run_lesson lesson14-8B-throughput-tp2-nccl 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
     grep -hE "^collectives:" "$LESSON_LOGS"/lesson14-8B-throughput-tp2*.log | sort | uniq -c
+    # The medians of the repeats (the first run's rate where there is one run).
     for n in 1 2; do
-      r=$(grep -E "^throughput[^ ]*:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "[0-9.]+ output tok/s" | head -1 | cut -d' ' -f1)
+      r=$(grep -E "^repeats:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "median [0-9.]+" | head -1 | cut -d' ' -f2)
+      [[ -n $r ]] || r=$(grep -E "^throughput[^ ]*:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "[0-9.]+ output tok/s" | head -1 | cut -d' ' -f1)
       eval "TP$n=${r:-0}"
     done
     python3 -c "a, b = float('$TP1' or 0), float('$TP2' or 0); print(f'Qwen3-8B throughput: TP=1 {a} tok/s, TP=2 {b} tok/s: {b / a:.2f}x (bar 1.6x: {\"met\" if a and b / a >= 1.6 else \"NOT met\"})' if a else 'Qwen3-8B throughput: no TP=1 rate')"
