@@ -245,7 +245,13 @@ class Args {
  public:
   Args(const Napi::CallbackInfo& info, const char* op) : info_(info), op_(op) {}
 
-  int64_t size(const char* name) { return to_i64(info_.Env(), next(), where(name).c_str()); }
+  // The message's strings are built only when an argument is wrong: a decode step makes hundreds
+  // of these calls, each with a dozen or more arguments.
+  int64_t size(const char* name) {
+    Napi::Value v = next();
+    int64_t n;
+    return whole(v, n) ? n : to_i64(info_.Env(), v, where(name).c_str());  // to_i64 throws, naming it
+  }
   double number(const char* name) {
     Napi::Value v = next();
     if (!v.IsNumber()) fail(std::string(name) + " must be a number");
@@ -276,7 +282,9 @@ class Args {
     Napi::Value v = next();
     if (!v.IsObject() || !v.As<Napi::Object>().CheckTypeTag(&kStorageTag)) fail(std::string(name) + " is not a Storage");
     Storage* s = Storage::Unwrap(v.As<Napi::Object>());
-    int64_t offset = size((std::string(name) + " offset").c_str());
+    Napi::Value ov = next();
+    int64_t offset;
+    if (!whole(ov, offset)) to_i64(info_.Env(), ov, (where(name) + " offset").c_str());
     if (!s->data) fail(std::string(name) + " was disposed");
     if (offset + bytes > s->nbytes)
       fail(std::string(name) + " needs bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
@@ -310,6 +318,14 @@ class Args {
     return info_[pos_++];
   }
   std::string where(const char* name) { return std::string(op_) + ": " + name; }
+  // A non-negative integer a double holds exactly (to_i64's test, without its message).
+  static bool whole(const Napi::Value& v, int64_t& out) {
+    if (!v.IsNumber()) return false;
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= 0) || d > 9007199254740991.0 || d != double(int64_t(d))) return false;
+    out = int64_t(d);
+    return true;
+  }
   static std::string device_name(int d) { return d == kCpu ? "cpu" : "cuda:" + std::to_string(d); }
   const Napi::CallbackInfo& info_;
   const char* op_;
