@@ -265,6 +265,41 @@ __device__ __forceinline__ float warp_sum(float v) {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kNegInf = -__builtin_huge_valf();
 
+// One step of the online softmax for one row of an mma accumulator tile (h2 = 0: the fragment's
+// row g, 1: row g + 8), over its NT n-tiles of 8 keys: each of the row's scores first goes
+// through score(v, nt, e) (the scale to log2 units, or -inf for a key the row must not see), the
+// row's running max and sum move to take the tile in, the scores become exp2(score - max) (the P
+// of P @ V), and the factor that rescales what was accumulated under the old max is returned.
+// The tensor-core kernels (prefill v2-v4, decode v3, the cascade) all step their rows this way.
+template <int NT, class Score>
+__device__ __forceinline__ float online_softmax_row(float (&s)[NT][4], int h2, float& m_run, float& l_run, Score score) {
+  float mx = kNegInf;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& v = s[nt][2 * h2 + e];
+      v = score(v, nt, e);
+      mx = fmaxf(mx, v);
+    }
+  mx = quad_max(mx);
+  const float m_new = fmaxf(m_run, mx);
+  const float m_use = m_new == kNegInf ? 0.0f : m_new;  // a row with nothing visible yet stays at zero
+  const float alpha = exp2_fast(m_run - m_use);           // rescales what was summed under the old max
+  m_run = m_new;
+  float psum = 0.0f;
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      float& v = s[nt][2 * h2 + e];
+      v = exp2_fast(v - m_use);
+      psum += v;
+    }
+  l_run = l_run * alpha + psum;
+  return alpha;
+}
+
 // Where key `key` of a sequence lives in the pool. A block id outside the pool
 // reads block 0 (the device cannot throw; the CPU reference rejects such tables).
 // 32-bit division: keys and block sizes fit, and a 64-bit divide costs over 100 instructions.

@@ -387,29 +387,11 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     }
     const int64_t n0 = k_begin + int64_t(t) * kTile + warp * 16;
     float alpha[2];
-    for (int h2 = 0; h2 < 2; ++h2) {
-      float mx = kNegInf;
-      for (int nt = 0; nt < 2; ++nt)
-        for (int e = 0; e < 2; ++e) {
-          float& v = s[nt][2 * h2 + e];
-          const int64_t key = n0 + nt * 8 + 2 * t4 + e;
-          v = key >= k_end || key > row_pos[h2] ? kNegInf : v * scale_log2;
-          mx = fmaxf(mx, v);
-        }
-      mx = quad_max(mx);
-      const float m_new = fmaxf(m_run[h2], mx);
-      const float m_use = m_new == kNegInf ? 0.0f : m_new;
-      alpha[h2] = exp2_fast(m_run[h2] - m_use);
-      m_run[h2] = m_new;
-      float psum = 0.0f;
-      for (int nt = 0; nt < 2; ++nt)
-        for (int e = 0; e < 2; ++e) {
-          float& v = s[nt][2 * h2 + e];
-          v = exp2_fast(v - m_use);
-          psum += v;
-        }
-      l_run[h2] = l_run[h2] * alpha[h2] + psum;
-    }
+    for (int h2 = 0; h2 < 2; ++h2)
+      alpha[h2] = online_softmax_row(s, h2, m_run[h2], l_run[h2], [&](float v, int nt, int e) {
+        const int64_t key = n0 + nt * 8 + 2 * t4 + e;
+        return key >= k_end || key > row_pos[h2] ? kNegInf : v * scale_log2;
+      });
     if (warp_any(alpha[0] != 1.0f || alpha[1] != 1.0f))  // most tiles move no row's maximum
       for (int i = 0; i < D / 8; ++i) {
         o[i][0] *= alpha[0];
@@ -615,32 +597,8 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
             }
           float alpha[2];
 #pragma unroll
-          for (int h2 = 0; h2 < 2; ++h2) {
-            float mx = kNegInf;
-#pragma unroll
-            for (int nt = 0; nt < kTile / 8; ++nt)
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                float& v = s[nt][2 * h2 + e];
-                v *= scale_log2;
-                mx = fmaxf(mx, v);
-              }
-            mx = quad_max(mx);
-            const float m_new = fmaxf(m_run[h2], mx);
-            const float m_use = m_new == kNegInf ? 0.0f : m_new;
-            alpha[h2] = exp2_fast(m_run[h2] - m_use);
-            m_run[h2] = m_new;
-            float psum = 0.0f;
-#pragma unroll
-            for (int nt = 0; nt < kTile / 8; ++nt)
-#pragma unroll
-              for (int e = 0; e < 2; ++e) {
-                float& v = s[nt][2 * h2 + e];
-                v = exp2_fast(v - m_use);
-                psum += v;
-              }
-            l_run[h2] = l_run[h2] * alpha[h2] + psum;
-          }
+          for (int h2 = 0; h2 < 2; ++h2)  // a shared split lies before every query: no key is masked
+            alpha[h2] = online_softmax_row(s, h2, m_run[h2], l_run[h2], [&](float v, int, int) { return v * scale_log2; });
 #pragma unroll
           for (int i = 0; i < D / 8; ++i) {
             o[i][0] *= alpha[0];

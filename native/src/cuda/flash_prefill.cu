@@ -271,33 +271,11 @@ __global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kern
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int h2 = 0; h2 < 2; ++h2) {
-        float mx = kNegInf;
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float& v = s[mt][nt][2 * h2 + e];
-            const int key = n0 + nt * 8 + 2 * t4 + e;
-            v = mask && (key > row_pos[mt][h2] || key >= n_end) ? kNegInf : v * scale_log2;
-            mx = fmaxf(mx, v);
-          }
-        mx = quad_max(mx);
-        const float m_new = fmaxf(m_run[mt][h2], mx);
-        const float m_use = m_new == kNegInf ? 0.0f : m_new;  // a row with nothing visible yet stays at zero
-        alpha[mt][h2] = exp2_fast(m_run[mt][h2] - m_use);  // rescales what was summed under the old max
-        m_run[mt][h2] = m_new;
-        float psum = 0.0f;
-#pragma unroll
-        for (int nt = 0; nt < BN / 8; ++nt)
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            float& v = s[mt][nt][2 * h2 + e];
-            v = exp2_fast(v - m_use);
-            psum += v;
-          }
-        l_run[mt][h2] = l_run[mt][h2] * alpha[mt][h2] + psum;
-      }
+      for (int h2 = 0; h2 < 2; ++h2)
+        alpha[mt][h2] = online_softmax_row(s[mt], h2, m_run[mt][h2], l_run[mt][h2], [&](float v, int nt, int e) {
+          const int key = n0 + nt * 8 + 2 * t4 + e;
+          return mask && (key > row_pos[mt][h2] || key >= n_end) ? kNegInf : v * scale_log2;
+        });
     // Once the running maxima settle, most tiles move none of them: skip the output's rescaling
     // (a multiply per accumulator, about one per mma) unless some row of the warp needs it.
     bool moved = false;
