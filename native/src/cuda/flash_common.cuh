@@ -265,6 +265,17 @@ __device__ __forceinline__ float warp_sum(float v) {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kNegInf = -__builtin_huge_valf();
 
+// A row's running max moved to take in a tile whose largest score is `tile_max`: returns the
+// factor that rescales what was summed under the old max, and sets `m_use`, the max the tile's
+// exp2 subtracts (0 for a row with nothing visible yet: its -inf scores then give 0, not NaN).
+__device__ __forceinline__ float online_max_step(float& m_run, float tile_max, float& m_use) {
+  const float m_new = fmaxf(m_run, tile_max);
+  m_use = m_new == kNegInf ? 0.0f : m_new;
+  const float alpha = exp2_fast(m_run - m_use);
+  m_run = m_new;
+  return alpha;
+}
+
 // One step of the online softmax for one row of an mma accumulator tile (h2 = 0: the fragment's
 // row g, 1: row g + 8), over its NT n-tiles of 8 keys: each of the row's scores first goes
 // through score(v, nt, e) (the scale to log2 units, or -inf for a key the row must not see), the
@@ -282,11 +293,8 @@ __device__ __forceinline__ float online_softmax_row(float (&s)[NT][4], int h2, f
       v = score(v, nt, e);
       mx = fmaxf(mx, v);
     }
-  mx = quad_max(mx);
-  const float m_new = fmaxf(m_run, mx);
-  const float m_use = m_new == kNegInf ? 0.0f : m_new;  // a row with nothing visible yet stays at zero
-  const float alpha = exp2_fast(m_run - m_use);           // rescales what was summed under the old max
-  m_run = m_new;
+  float m_use;
+  const float alpha = online_max_step(m_run, quad_max(mx), m_use);
   float psum = 0.0f;
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt)

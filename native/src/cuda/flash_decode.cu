@@ -151,18 +151,16 @@ __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttenti
     // 2. online softmax over the chunk: warp w updates rows w and w + 4
     for (int r = warp; r < R; r += kDecThreads / 32) {
       const float v0 = p_s[r * kChunk + lane], v1 = p_s[r * kChunk + lane + 32];
-      const float m_old = m_s[r];
-      const float m_new = fmaxf(m_old, warp_max(fmaxf(v0, v1)));
-      const float m_use = m_new == kNegInf ? 0.0f : m_new;
+      float m_run = m_s[r], m_use;
+      const float alpha = online_max_step(m_run, warp_max(fmaxf(v0, v1)), m_use);
       const float p0 = exp2_fast(v0 - m_use), p1 = exp2_fast(v1 - m_use);
       p_s[r * kChunk + lane] = p0;
       p_s[r * kChunk + lane + 32] = p1;
       const float sum = warp_sum(p0 + p1);
       if (lane == 0) {
-        const float alpha = exp2_fast(m_old - m_use);
         alpha_s[r] = alpha;
         l_s[r] = l_s[r] * alpha + sum;
-        m_s[r] = m_new;
+        m_s[r] = m_run;
       }
     }
     __syncthreads();

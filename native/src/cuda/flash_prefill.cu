@@ -109,11 +109,8 @@ template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefi
       s[j] = n0 + col <= pos && n0 + col < n_end ? dot : kNegInf;
       mx = fmaxf(mx, s[j]);
     }
-    mx = quad_max(mx);
-    const float m_new = fmaxf(m_run, mx);
-    const float m_use = m_new == kNegInf ? 0.0f : m_new;  // a row with nothing visible yet stays at zero
-    const float alpha = exp2_fast(m_run - m_use);          // rescales what was summed under the old max
-    m_run = m_new;
+    float m_use;
+    const float alpha = online_max_step(m_run, quad_max(mx), m_use);
     float psum = 0.0f;
     for (int j = 0; j < kKeysPerThread; ++j) {
       const float p = exp2_fast(s[j] - m_use);
