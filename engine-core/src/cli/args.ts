@@ -10,6 +10,8 @@
 // A command declares its flags once (FlagSpecs); the same declaration parses argv, prints
 // --help and lets `pnpm lesson` list every lesson's flags without running any lesson
 // (describe mode: the lesson's module is imported, runCli records its spec and returns).
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 export interface BooleanFlag {
   type: 'boolean';
@@ -205,6 +207,23 @@ export function choiceFlag<T extends string>(name: string, v: string | undefined
   if (v === undefined) return undefined;
   if (!(choices as readonly string[]).includes(v)) throw new UsageError(`--${name} must be one of ${choices.join(', ')}, got "${v}"`);
   return v as T;
+}
+
+/**
+ * Runs main() when this module is the command (`tsx path/to/module.ts`), not when a test imports
+ * its helpers: the exit code main() returns, or 2 with the error's message under `name`.
+ */
+export function runIfCommand(moduleUrl: string, name: string, main: () => Promise<number>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(path.resolve(process.argv[1])).href) return;
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      console.error(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+      process.exitCode = 2;
+    },
+  );
 }
 
 /** Errors that mean the code is wrong rather than the input: these print their stack. */

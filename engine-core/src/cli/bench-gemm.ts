@@ -19,7 +19,6 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { type Device, DeviceTimer, captureGraph, emptyCache, parseDevice, synchronize } from '../backend.ts';
@@ -28,6 +27,7 @@ import { quantile } from '../bench/harness.ts';
 import * as ops from '../ops.ts';
 import { Tensor } from '../tensor.ts';
 import { randomDevice } from './bench-kernels.ts';
+import { runIfCommand } from './args.ts';
 
 const USAGE = `usage: tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,0.6B-head] [--m 1,8,16,32,64] [--json FILE] [--peak-gbps N] [--repeats N] [--device cuda:N]
        tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu`;
@@ -245,15 +245,4 @@ async function main(): Promise<number> {
   return failed ? 1 : 0;
 }
 
-// Run as a command, not when a test imports the helpers above.
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      console.error(`bench-gemm: ${err instanceof Error ? err.message : String(err)}`);
-      process.exitCode = 2;
-    },
-  );
-}
+runIfCommand(import.meta.url, 'bench-gemm', main);

@@ -16,8 +16,6 @@
 // decode bytes = the visible keys' K and V rows of every KV head. Each version's
 // output is checked against lesson 08's kernel on the same inputs before it is timed.
 import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { type Device, DeviceTimer, emptyCache, parseDevice, synchronize } from '../backend.ts';
@@ -28,6 +26,7 @@ import { FLASH_TOLERANCE } from '../ops.ts';
 import { cardRates, quantile } from '../bench/harness.ts';
 import { mulberry32 } from '../random.ts';
 import { Tensor } from '../tensor.ts';
+import { runIfCommand } from './args.ts';
 
 const USAGE = `usage: pnpm bench:kernels [--only prefill|decode] [--quick | --tiny] [--peer FILE] [--budget-ms N] [--device cuda:N] [--no-record] [--json FILE]
        pnpm bench:kernels --shapes-json FILE`;
@@ -352,15 +351,4 @@ export function summary(record: KernelRecord): string {
   return [`${'shape'.padEnd(30)} version TFLOP/s (prefill) or K/V GB/s (decode)`, ...rows].join('\n');
 }
 
-// Run as a command (tsx engine-core/src/cli/bench-kernels.ts), not when a test imports the helpers above.
-if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      console.error(`bench:kernels: ${err instanceof Error ? err.message : String(err)}`);
-      process.exitCode = 2;
-    },
-  );
-}
+runIfCommand(import.meta.url, 'bench:kernels', main);
