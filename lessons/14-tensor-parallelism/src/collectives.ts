@@ -263,10 +263,14 @@ export class NcclCollectives implements RankCollectives {
   }
 
   allReduce(x: Tensor): void {
-    const bytes = bytesOf(x, 'allReduce');
-    const peer = this.peerFor(x, bytes);
+    const peer = this.peerFor(x, bytesOf(x, 'allReduce'));
     if (peer) peer.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset);
-    else this.comm.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, x.storage, x.byteOffset);
+    else this.ncclSum(x);
+  }
+
+  /** NCCL's all-reduce of x in place (x checked by the caller). */
+  private ncclSum(x: Tensor): void {
+    this.comm.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, x.storage, x.byteOffset);
   }
 
   /**
@@ -290,15 +294,14 @@ export class NcclCollectives implements RankCollectives {
   /** NCCL's all-reduce whatever the size (the all-reduce bench compares the two paths). */
   allReduceNccl(x: Tensor): void {
     bytesOf(x, 'allReduce');
-    this.comm.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset, x.storage, x.byteOffset);
+    this.ncclSum(x);
   }
 
   /** The peer path's all-reduce, or an error saying why there is none (the bench). */
   allReducePeer(x: Tensor): void {
     const bytes = bytesOf(x, 'allReduce');
-    const peer = this.peerFor(x, bytes);
-    if (!peer) throw new Error(`allReducePeer: ${this.peer ? `${bytes} bytes of ${x.dtype} do not fit the peer path (at most ${this.peer.capacity} bytes, whole 16-byte vectors)` : `no peer all-reduce (${this.peerWhy})`}`);
-    peer.allReduce(dtypeCode(x.dtype), x.numel, x.storage, x.byteOffset);
+    if (!this.peerFor(x, bytes)) throw new Error(`allReducePeer: ${this.peer ? `${bytes} bytes of ${x.dtype} do not fit the peer path (at most ${this.peer.capacity} bytes, whole 16-byte vectors)` : `no peer all-reduce (${this.peerWhy})`}`);
+    this.allReduce(x);
   }
 
   allGather(input: Tensor, out: Tensor): void {
