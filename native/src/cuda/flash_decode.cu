@@ -56,6 +56,14 @@ __device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token,
   }
 }
 
+// Where a decode block's partial goes: a sequence whose whole context fits one partition ran as
+// one split, so its block writes the final output (ws_lse null) and the combine, which finds
+// the same single split, leaves that row alone: no float32 round trip for the short contexts of a
+// step whose launch was split for its longest (lesson 11's graphs split for the bucket's bound).
+__device__ __forceinline__ float* partial_lse(float* ws_lse, int64_t ctx, int64_t partition) {
+  return ctx <= partition ? nullptr : ws_lse;
+}
+
 // ------------------------------------------------------------------ v1/v2: scalar
 
 template <class T, int D> struct ScalarShape {
@@ -202,7 +210,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttenti
     for (int e = 0; e < VEC; ++e) red[(kg * kScalarRows + r) * D + c * VEC + e] = acc[r][e];
   }
   __syncthreads();
-  const RowSink sink{a.out, ws_o, ws_lse, a.num_tokens, Hq, D, split, splits};
+  const RowSink sink{a.out, ws_o, partial_lse(ws_lse, ctx, partition), a.num_tokens, Hq, D, split, splits};
   for (int idx = tid; idx < R * D; idx += kDecThreads) {
     const int r = idx / D, d = idx % D;
     float o = 0.0f;
@@ -323,6 +331,8 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     if (shared_end > k_begin) k_begin = shared_end;  // a multiple of the tile, as the split's start is
     slot = shared_splits + split;
     if (shared_end == 0 && gridDim.x == 1) ws_lse = nullptr;  // the whole context in this block: the final output (no combine)
+  } else {
+    ws_lse = partial_lse(ws_lse, ctx, partition);
   }
   const int n_tiles = int((k_end - k_begin + kTile - 1) / kTile);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
@@ -638,11 +648,15 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
 
 // ------------------------------------------------------------------ combine
 
-// One warp per (query token, query head): the splits' outputs weighted by
-// 2^(lse_s - max lse) and normalized by the weights' sum.
+// One warp per (query token, query head): the splits' outputs weighted by 2^(lse_s - max lse) and
+// normalized by the weights' sum. A sequence that ran as one split wrote its output itself
+// (partial_lse). Each lane owns D / 32 adjacent elements, and the split loop is unrolled, so a
+// warp has several splits' loads in flight rather than one dependent load per split and element.
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs a, int64_t partition, int64_t splits,
                                                               const float* ws_o, const float* ws_lse) {
+  constexpr int PER = D / 32;
+  static_assert(D % 32 == 0, "a lane owns whole elements of the row");
   const int b = int(blockIdx.z), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int64_t h = int64_t(blockIdx.x) * (kDecThreads / 32) + warp, i = blockIdx.y;
   const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
@@ -650,6 +664,7 @@ __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs
   const int64_t ctx = ldg(a.context_lens + b), token = q_start + i, Hq = a.q_heads;
   int64_t n = (ctx + partition - 1) / partition;  // the splits that ran for this sequence
   if (n > splits) n = splits;
+  if (n == 1) return;  // the decode block wrote the final output
   auto lse = [&](int64_t s) { return ldg(ws_lse + (s * a.num_tokens + token) * Hq + h); };
   float mx = kNegInf;
   for (int64_t s = lane; s < n; s += 32) mx = fmaxf(mx, lse(s));
@@ -659,12 +674,20 @@ __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs
   for (int64_t s = lane; s < n; s += 32) wsum += exp2_fast(lse(s) - m_use);
   wsum = warp_sum(wsum);
   const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
-  T* out = static_cast<T*>(a.out) + (token * Hq + h) * D;
-  for (int d = lane; d < D; d += 32) {
-    float acc = 0.0f;
-    for (int64_t s = 0; s < n; ++s) acc += exp2_fast(lse(s) - m_use) * ldg(ws_o + ((s * a.num_tokens + token) * Hq + h) * D + d);
-    stg(out + d, from_f<T>(acc * inv));
+  const int64_t stride = a.num_tokens * Hq * D;  // from one split's partials to the next's
+  const float* part = ws_o + (token * Hq + h) * D + lane * PER;
+  float acc[PER];
+#pragma unroll
+  for (int e = 0; e < PER; ++e) acc[e] = 0.0f;
+#pragma unroll 4
+  for (int64_t s = 0; s < n; ++s) {
+    const float w = exp2_fast(lse(s) - m_use);
+#pragma unroll
+    for (int e = 0; e < PER; ++e) acc[e] += w * ldg(part + s * stride + e);
   }
+  T* out = static_cast<T*>(a.out) + (token * Hq + h) * D + lane * PER;
+#pragma unroll
+  for (int e = 0; e < PER; ++e) stg(out + e, from_f<T>(acc[e] * inv));
 }
 
 // Lesson 13: one warp per (query token, query head), like combine_kernel, over the slots that
