@@ -168,9 +168,12 @@ void Storage::CopyFromHost(const Napi::CallbackInfo& info) {
     if (device == kCpu) { std::memcpy(dst, h.data, size_t(h.bytes)); return; }
 #ifdef AIOS_WITH_CUDA
     auto& ctx = aios::cuda::context(device);
+    // The host array may be reused or collected as soon as we return, and it is pageable (a JS
+    // typed array): CUDA copies a pageable source into its staging memory before
+    // cudaMemcpyAsync returns (the runtime's "API synchronization behavior"), so no stream sync
+    // is needed, and none is taken: a write queued behind a step's forward (the sampler's
+    // parameters) no longer waits for the forward, and the kernels after it follow it directly.
     aios::cuda::check(cudaMemcpyAsync(dst, h.data, size_t(h.bytes), cudaMemcpyHostToDevice, ctx.stream), "copyFromHost");
-    // The host array may be reused or collected as soon as we return.
-    aios::cuda::check(cudaStreamSynchronize(ctx.stream), "copyFromHost");
 #endif
   });
 }

@@ -175,9 +175,15 @@ export class StepInputBuffer {
     h[sec.slots + t] = slotOf(table, p, this.blockSize);
   }
 
-  /** Sequence b's block table, -1 past its end. */
+  /**
+   * Sequence b's block table; the row's entries past its end keep whatever an earlier step left
+   * there. No kernel reads past a sequence's context (its blocks), and a graph's fixed layout is
+   * 256 blocks wide at the 4k context bucket: filling the rest with -1 cost a JS store per entry
+   * (65,536 a step at 256 sequences) for bytes nobody reads.
+   */
   private writeTable(sec: Sections, b: number, table: readonly number[]): void {
-    for (let i = 0; i < sec.width; i++) this.host[sec.bt + b * sec.width + i] = i < table.length ? table[i]! : -1;
+    const row = sec.bt + b * sec.width;
+    for (let i = 0; i < table.length; i++) this.host[row + i] = table[i]!;
   }
 
   /** seqOrder from contextLens: longest first, ties by index (one numeric sort of packed keys). */
