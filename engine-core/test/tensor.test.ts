@@ -23,6 +23,24 @@ describe.each(devices)('Tensor on %s', (device) => {
     for (const t of [f, b, h, i, l]) t.dispose();
   });
 
+  it('write returns before the copy lands, yet holds what the array held when it was called', () => {
+    // copyFromHost takes no stream sync: the source is staged before it returns. Queue a long
+    // op first so the copy lands behind it, overwrite the source at once, then read back.
+    const big = Tensor.fromArray(randomArray(1 << 22, 5, 1), [1 << 22], { device });
+    const data = Float32Array.from({ length: 1 << 16 }, (_, i) => i * 0.5);
+    const want = Float32Array.from(data);
+    const t = Tensor.empty([data.length], { dtype: 'f32', device });
+    for (let round = 0; round < 4; round++) {
+      const busy = ops.mul(big, big);
+      t.write(data);
+      data.fill(-1);
+      expect(t.toArray() as Float32Array).toEqual(want);
+      data.set(want);
+      busy.dispose();
+    }
+    for (const x of [big, t]) x.dispose();
+  });
+
   it('rounds to bf16 the way the hardware does (nearest even)', () => {
     // 1 + 2^-8 is halfway between two bf16 values: ties go to the even mantissa (1.0).
     // 1 + 3*2^-8 is halfway too: ties go up to 1 + 2^-6... (1 + 4*2^-8).
