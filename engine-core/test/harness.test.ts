@@ -236,6 +236,42 @@ describe('Engine.stepAsync', () => {
     expect(llm.engine.abort(id)).toBe(false);
     llm.dispose();
   });
+
+  it('a step that fails ends its own sequences and every request aborted while it was in flight, in the plan or not', async () => {
+    // The sampler fails on the step (as reading the tokens of a failed device step does); the
+    // serial scheduler runs one request a step, so the second request is not in that step's plan.
+    const fake = fakeRecipe();
+    let fail = false;
+    const recipe: Recipe = {
+      ...fake.recipe,
+      build(ctx) {
+        const parts = fake.recipe.build(ctx);
+        const inner = parts.sampler;
+        const failing: Sampler = Object.assign(Object.create(inner) as Sampler, {
+          sample: (logits: Tensor, seqs: readonly Sequence[]) => {
+            if (fail) throw new Error('the device failed under the step');
+            return inner.sample(logits, seqs);
+          },
+        });
+        return { ...parts, sampler: failing };
+      },
+    };
+    const llm = LLM.create({ recipe, model: MODEL, device: 'cpu', log: quiet });
+    const params = new SamplingParams({ temperature: 0, maxTokens: 8, ignoreEos: true });
+    const first = llm.engine.addRequest([100, 101, 102], params);
+    const waiting = llm.engine.addRequest([7, 8, 9], params);
+    await llm.engine.stepAsync();
+    fail = true;
+    const next = llm.engine.stepAsync();
+    expect(llm.engine.abort(waiting)).toBe(true); // ended once the step is over
+    await expect(next).rejects.toThrow(/the device failed/);
+    expect(llm.engine.pending).toBe(0);
+    expect(llm.engine.hasWork).toBe(false);
+    expect(llm.engine.abort(first)).toBe(false);
+    fail = false;
+    expect(llm.engine.step().deltas).toEqual([]); // nothing left, nothing in flight
+    llm.dispose();
+  });
 });
 
 describe('runWorkload', () => {

@@ -186,13 +186,9 @@ export class Engine {
     try {
       await synchronizeAsync(this.device);
     } catch (e) {
-      // The device failed under the step: its sequences' slots were appended but their
-      // tokens never came, so none of them can go on; they end, and their blocks go back.
       begun.staged?.discard();
       begun.logits.dispose();
-      this.inFlight = false;
-      this.abortAfterStep.clear();
-      for (const seq of begun.plan.sequences) this.abort(seq.id);
+      this.endStep(begun.plan.sequences);
       throw e;
     }
     return this.finish(begun, opts);
@@ -257,14 +253,25 @@ export class Engine {
 
   /** Samples (reading the ids back completes the step), appends, finishes; then the aborts that waited for the step. */
   private finish(begun: BegunStep, opts: StepOptions): StepResult {
+    let result: StepResult | undefined;
     try {
-      return this.sampleAndAppend(begun, opts.deferText ?? false);
+      result = this.sampleAndAppend(begun, opts.deferText ?? false);
+      return result;
     } finally {
-      this.inFlight = false;
-      const aborted = [...this.abortAfterStep];
-      this.abortAfterStep.clear();
-      for (const id of aborted) this.abort(id);
+      this.endStep(result ? [] : begun.plan.sequences);
     }
+  }
+
+  /**
+   * The step is over: the requests aborted while it was in flight end now, and so do `failed`,
+   * the sequences of a step that failed (the device under it, or reading its tokens): their
+   * slots were appended but their tokens never came, so none of them can go on.
+   */
+  private endStep(failed: readonly Sequence[]): void {
+    this.inFlight = false;
+    const ended = new Set([...this.abortAfterStep, ...failed.map((s) => s.id)]);
+    this.abortAfterStep.clear();
+    for (const id of ended) this.abort(id);
   }
 
   private sampleAndAppend({ plan, preempted, logits, sampled, staged, t0, t1 }: BegunStep, deferText: boolean): StepResult {
@@ -293,7 +300,7 @@ export class Engine {
       const state = this.live.get(seq.id)!;
       const p = seq.params;
       const before = seq.text.length;
-      const later = deferText && state.detokenize && state.decoder !== undefined && !p.stop.length; // its text waits for fillText
+      const later = deferText && state.detokenize && !p.stop.length; // its text waits for fillText (detokenize made its decoder)
       const index = seq.outputIds.length - 1;
       if (state.decoder && !later) {
         // A step decoded now after steps left for fillText would put this token's text before theirs.
