@@ -22,7 +22,7 @@ import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts
 /** Receives one request's deltas, in order, as the engine samples them. */
 export interface DeltaListener {
   onDelta(delta: RequestDelta): void;
-  /** The loop failed (a bug in a step): the request is over, with this error. */
+  /** The request is over, with this error: a step failed, this listener's onDelta threw, or the loop was closed. */
   onError(error: Error): void;
 }
 
@@ -132,10 +132,18 @@ export class EngineLoop {
   /** Aborts everything and stops stepping. */
   close(): void {
     this.closed = true;
-    const error = new Error('the server is shutting down');
+    this.endAll(new Error('the server is shutting down'));
+  }
+
+  /** Ends every open request with `error` (its client gets it and its response ends); a listener that throws stops no other. */
+  private endAll(error: Error): void {
     for (const [id, l] of [...this.listeners]) {
       this.abort(id);
-      l.onError(error); // its client gets the error and its response ends
+      try {
+        l.onError(error);
+      } catch {
+        // its response is beyond saving; the loop must not be
+      }
     }
   }
 
@@ -150,8 +158,7 @@ export class EngineLoop {
         l?.onDelta(d);
       } catch (e) {
         // One request's writer failed: that request ends with the error; the others go on.
-        this.listeners.delete(d.id);
-        this.engine.abort(d.id);
+        this.abort(d.id);
         try {
           l?.onError(e instanceof Error ? e : new Error(String(e)));
         } catch {
@@ -173,14 +180,16 @@ export class EngineLoop {
     let last = performance.now();
     // The step before: its deltas are handed out while the next step runs on the device.
     let previous: StepResult | undefined;
+    let next: Promise<StepResult> | undefined;
     try {
       while (!this.closed && this.engine.hasWork) {
         const t0 = performance.now();
-        const next = this.engine.stepAsync({ deferText: true }); // the step's kernels are queued when this returns
+        next = this.engine.stepAsync({ deferText: true }); // the step's kernels are queued when this returns
         const queued = performance.now();
         this.dispatch(previous); // SSE writes overlap the device's forward
         const t1 = performance.now();
         const result = await next; // the wait is off the event loop: requests and disconnects are served here
+        next = undefined;
         const t2 = performance.now();
         previous = result;
         const overhead = (t0 - last) / 1000;
@@ -193,12 +202,10 @@ export class EngineLoop {
       }
       this.dispatch(previous);
     } catch (e) {
-      // A step that throws is a bug, not a request's fault: end every request with the error, keep serving.
-      const error = e instanceof Error ? e : new Error(String(e));
-      for (const [id, l] of [...this.listeners]) {
-        this.abort(id);
-        l.onError(error);
-      }
+      // A step (or the decoding of its text) that throws is a bug, not a request's fault: end every
+      // request with the error, keep serving. A step still in flight (dispatch threw) is over first.
+      await next?.catch(() => {});
+      this.endAll(e instanceof Error ? e : new Error(String(e)));
     } finally {
       this.running = false;
     }

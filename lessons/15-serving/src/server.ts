@@ -337,6 +337,7 @@ export class ServingServer {
                   else if (!ended) {
                     write({ error: new ApiError(500, `the engine failed: ${e.message}`, 'server_error').body().error });
                     ended = true;
+                    abortAll(); // the response is over: its other choices stop too
                     res.end();
                     resolve(undefined);
                   }

@@ -1,7 +1,7 @@
 // The engine loop (CPU, tiny model): the text it hands out (decoded during the next step,
 // Engine.stepAsync's deferText) is the text Engine.step decodes in the step; its failure
 // paths: one request's writer that throws ends that request only; closing the loop ends
-// every open request with an error its client sees.
+// every open request with an error its client sees, also when another client's onError throws.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { LLM } from '@aios/engine-core/engine/llm.ts';
@@ -128,6 +128,22 @@ describe('EngineLoop', () => {
     const loop = new EngineLoop(llm.engine, { maxQueue: 8 });
     const long = new SamplingParams({ temperature: 0, maxTokens: 500, ignoreEos: true });
     const open = [recorder(), recorder(), recorder()];
+    for (const r of open) loop.submit([9, 10, 11], long, r.listener);
+    while (open.every((r) => r.tokens.length === 0)) await new Promise((r) => setTimeout(r, 5));
+    loop.close();
+    await Promise.all(open.map((r) => r.ended));
+    await loop.idle();
+    for (const r of open) expect(r.error?.message).toBe('the server is shutting down');
+    expect(llm.engine.pending).toBe(0);
+    expect(llm.parts.scheduler.stats!().usedBlocks).toBe(0);
+  });
+
+  it("close() with a listener whose onError throws still ends the others, and the loop goes idle", async () => {
+    const loop = new EngineLoop(llm.engine, { maxQueue: 8 });
+    const long = new SamplingParams({ temperature: 0, maxTokens: 500, ignoreEos: true });
+    const broken = recorder();
+    const open = [recorder(), recorder()];
+    loop.submit([9, 10, 11], long, { onDelta: broken.listener.onDelta, onError: () => { throw new Error('its socket is gone'); } });
     for (const r of open) loop.submit([9, 10, 11], long, r.listener);
     while (open.every((r) => r.tokens.length === 0)) await new Promise((r) => setTimeout(r, 5));
     loop.close();
