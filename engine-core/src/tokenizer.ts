@@ -289,7 +289,10 @@ export class StreamDecoder {
   private emitted: number;
   /** Where the read offset is, inside buf. */
   private readIdx: number;
+  /** The window's decode options: no model vocabulary bound, since the window never holds a padding id. */
   private readonly decodeOpts: DecodeOptions;
+  /** The model's vocabulary (its padding rows past the tokenizer's are valid ids with no text), else the tokenizer's. */
+  private readonly idBound: number;
 
   /** Tokens of context kept before the read offset (vLLM and TGI use 5). */
   static readonly CONTEXT = 5;
@@ -305,8 +308,11 @@ export class StreamDecoder {
     promptIds: readonly number[] = [],
     options: DecodeOptions = {},
   ) {
-    this.decodeOpts = { skipSpecialTokens: options.skipSpecialTokens ?? false, ...(options.modelVocabSize !== undefined ? { modelVocabSize: options.modelVocabSize } : {}) };
-    this.buf = promptIds.slice(Math.max(0, promptIds.length - StreamDecoder.CONTEXT));
+    this.decodeOpts = { skipSpecialTokens: options.skipSpecialTokens ?? false };
+    this.idBound = Math.max(tokenizer.vocabSize, options.modelVocabSize ?? 0);
+    const context = promptIds.slice(Math.max(0, promptIds.length - StreamDecoder.CONTEXT));
+    tokenizer.checkIds(context, 'StreamDecoder', options.modelVocabSize);
+    this.buf = context.filter((id) => id < tokenizer.vocabSize);
     this.readIdx = this.buf.length;
     const text = this.decode(this.buf);
     this.emitted = text.endsWith(REPLACEMENT) ? text.length - 1 : text.length;
@@ -314,7 +320,9 @@ export class StreamDecoder {
 
   /** Adds one generated id; returns the text it completes ('' while a character is still incomplete). */
   push(id: number): string {
-    this.tokenizer.checkIds([id], 'StreamDecoder.push', this.decodeOpts.modelVocabSize);
+    // Checked here once: the window's decodes need no bound past the tokenizer's (a padding id never enters it).
+    if (!Number.isInteger(id) || id < 0 || id >= this.idBound)
+      throw new RangeError(`StreamDecoder.push: token id ${String(id)} at index 0 is not an integer in [0, ${this.idBound})`);
     if (id >= this.tokenizer.vocabSize) return ''; // a padding row of the model's vocabulary: no text
     this.buf.push(id);
     const text = this.decode(this.buf);
