@@ -14,16 +14,22 @@
 //      waits for the same flag from every peer (acquire);
 //   3. the block reads its share of every rank's staging buffer, sums in rank
 //      order (so every rank gets the same bits) and writes the tensor in place.
-// Block b only ever meets block b of the other ranks: the ranks launch the same
-// grid for the same call (it depends only on the byte count), so no grid-wide
-// barrier is needed.
+// Block b only ever meets block b of the other ranks: every call of every rank
+// launches the same grid, max_blocks (the smallest SM count of the ranks' GPUs,
+// agreed at connect()), whatever its size; blocks past the message's share only
+// meet. So no grid-wide barrier is needed.
 //
 // Reuse without a second barrier: calls alternate between two staging halves
-// (the epoch's parity). A rank writes a half again two calls later; by then it
-// has met every peer at the call in between, and a peer's kernels run in stream
-// order, so the peer finished reading that half. Epochs count per block in
-// device memory (`counters`), so a CUDA graph replays the kernel with the same
-// arguments and the flags still advance.
+// (the epoch's parity). Epochs count per block in device memory (`counters`), so
+// a CUDA graph replays the kernel with the same arguments and the flags still
+// advance; since every block takes part in every call, every block's epoch moves
+// on every call, and a call's half is the same in all its blocks however the two
+// kernels share the message out (elements or rows). A rank writes a half again
+// two calls later; by then it has met every peer at the call in between, and a
+// peer's kernels run in stream order, so the peer finished reading that half.
+// (With a grid sized to each message, a block skipped by small calls kept an
+// older parity, and a block could overwrite rows another block of a peer was
+// still reading from the call before.)
 //
 // A peer that never arrives (a dead rank): the waiting thread gives up after
 // the timeout (the GPU's global timer), sets an error word in pinned host memory
@@ -69,19 +75,6 @@ __device__ __forceinline__ uint32_t load_acquire_sys(const uint32_t* p) {
   asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
   return v;
 }
-
-// The block's sum in every thread (blockDim a multiple of 32, scratch of 32 floats).
-__device__ float block_sum(float v, float* scratch) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  const int lane = int(threadIdx.x) & 31, warp = int(threadIdx.x) >> 5, warps = int(blockDim.x + 31) >> 5;
-  __syncthreads();  // scratch may still be read by the previous row's sum
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  float r = lane < warps ? scratch[lane] : 0.0f;
-  for (int o = 16; o > 0; o >>= 1) r += __shfl_xor_sync(0xffffffffu, r, o);
-  return r;
-}
-
 
 // Block b's meeting with block b of every other rank: thread p announces this rank's staged
 // share to rank p and waits for rank p's announcement (at most the timeout; past it the error
@@ -191,7 +184,7 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_add_rmsnorm_kernel(K
       V::load(stored, h[j]);  // read back as T, as addRmsnorm normalizes what it stored
       for (int e = 0; e < 8; ++e) sum_sq += h[j][e] * h[j][e];
     }
-    sum_sq = block_sum(sum_sq, scratch);
+    sum_sq = cuda::block_reduce<false>(sum_sq, scratch);
     const float inv_rms = rsqrtf(sum_sq / float(dim) + eps);
     for (int j = 0; j < kNormVecs; ++j) {
       const int64_t v = tid + int64_t(j) * nt;
@@ -261,8 +254,9 @@ PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, 
   try {
     cuda::make_current(device);
     const cuda::DeviceInfo info = cuda::device_info(device);
-    // One block per SM: every block of the grid is resident at once, so a block that waits for
-    // its peer never keeps another block of its own grid from running.
+    // At most one block per SM (connect() takes the smallest count over the ranks' GPUs): every
+    // block of the grid is resident at once, so a block that waits for its peer never keeps
+    // another block of its own grid from running.
     p->max_blocks = info.sm_count < kMaxBlocks ? info.sm_count : kMaxBlocks;
     if (p->max_blocks < 1) p->max_blocks = 1;
     cuda::check(cudaMalloc(&p->staging, size_t(2 * capacity_bytes)), "cudaMalloc (peer all-reduce staging)");
@@ -303,6 +297,9 @@ void connect(PeerAllReduce* p, const int* devices, const uint64_t* staging, cons
     }
     p->peer_staging[r] = reinterpret_cast<char*>(staging[r]);
     p->peer_signals[r] = reinterpret_cast<uint32_t*>(signals[r]);
+    // Every rank launches the same grid: the smallest SM count of the group's GPUs.
+    const int sms = cuda::device_info(devices[r]).sm_count;
+    if (sms >= 1 && sms < p->max_blocks) p->max_blocks = sms;
   }
   if (p->peer_staging[p->rank] != p->staging || p->peer_signals[p->rank] != p->signals)
     throw Error(where(p) + ": the addresses handed back for this rank are not its own");
@@ -340,10 +337,8 @@ KernelArgs kernel_args(PeerAllReduce* p, void* data, int64_t bytes) {
 void all_reduce_sum(PeerAllReduce* p, cudaStream_t st, void* data, int64_t count, DType dt) {
   const KernelArgs a = kernel_args(p, data, count * int64_t(dtype_size(dt)));
   if (a.vecs == 0) return;
-  // The grid depends only on the byte count: every rank launches the same one for the same call.
-  int64_t blocks = (a.vecs + kThreads - 1) / kThreads;
-  if (blocks > p->max_blocks) blocks = p->max_blocks;
-  const dim3 grid{unsigned(blocks)}, block{unsigned(kThreads)};
+  // The same grid for every call on every rank (the header says why).
+  const dim3 grid{unsigned(p->max_blocks)}, block{unsigned(kThreads)};
   switch (dt) {
     case DType::BF16: peer_all_reduce_kernel<__nv_bfloat16><<<grid, block, 0, st>>>(a); break;
     case DType::F16: peer_all_reduce_kernel<__half><<<grid, block, 0, st>>>(a); break;
@@ -368,11 +363,10 @@ void all_reduce_add_rmsnorm(PeerAllReduce* p, cudaStream_t st, void* x, void* re
     if (reinterpret_cast<uintptr_t>(q) % 16 != 0) throw Error(where(p) + ": residual, weight and out must be 16-byte aligned");
   const KernelArgs a = kernel_args(p, x, rows * dim * int64_t(dtype_size(dt)));
   if (rows == 0) return;
-  // Whole rows per block; the grid depends only on the shape, the same on every rank.
+  // Whole rows per block, the same grid for every call on every rank (the header says why).
   const int64_t vecs = dim / 8;
   const int threads = vecs >= kThreads ? kThreads : int((vecs + 31) / 32 * 32);
-  const int64_t blocks = rows < p->max_blocks ? rows : p->max_blocks;
-  const dim3 grid{unsigned(blocks)}, block{unsigned(threads)};
+  const dim3 grid{unsigned(p->max_blocks)}, block{unsigned(threads)};
   if (dt == DType::BF16)
     peer_all_reduce_add_rmsnorm_kernel<__nv_bfloat16><<<grid, block, 0, st>>>(a, static_cast<__nv_bfloat16*>(residual),
         static_cast<const __nv_bfloat16*>(weight), static_cast<__nv_bfloat16*>(out), rows, dim, eps);
