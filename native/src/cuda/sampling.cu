@@ -9,7 +9,7 @@
 //      finds the segment where the cumulative sum crosses u x total;
 //   2. the whole block re-reads only that segment (from L2: 1/32 of the row),
 //      each thread a contiguous piece, scans the pieces' sums, and the thread
-//      whose piece crosses walks it.
+//      whose piece crosses walks it (later pieces claim too; the lowest index wins).
 // Temperature 0 is the argmax. Lesson 12 replaces this with top-k/top-p/min-p
 // filters and counter-based random numbers generated on the device.
 #include <climits>
@@ -59,8 +59,7 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* x, c
   __shared__ int64_t last_nonzero_s[kWarps];
   __shared__ int chosen_segment;
   __shared__ float before_s, target_s, mx_s;
-  __shared__ int pick_s;  // the lowest index a crossing thread found (two adjacent pieces may both
-                          // claim the target when their sums round differently: the first wins)
+  __shared__ int pick_s;  // the lowest index a claiming thread found
   const int64_t r = blockIdx.x;
   const float* row = x + r * n;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -163,7 +162,10 @@ __global__ void __launch_bounds__(kThreads) sample_rows_kernel(const float* x, c
   }
   __syncthreads();
   const float start = before + piece_sum[warp] + incl - own;
-  if (start + own >= target && (threadIdx.x == 0 || start < target) && own > 0.0f) {
+  // Every piece whose running sum reaches the target walks to its first weighted entry past it;
+  // the lowest index wins (atomicMin). Pieces past the crossing claim too, but later, so rounding
+  // (the segment's start recomputed one ulp past the target, say) never skips the first one.
+  if (start + own >= target && own > 0.0f) {
     float run = start;
     for (int64_t i = p0; i < p1; ++i) {
       const float w = expf((__ldg(row + i) - mx) * inv_t);
