@@ -35,7 +35,8 @@ constexpr int kMmaRows = 16;      // rows the tensor-core kernel holds (one m16 
 constexpr int kTile = int(aios::flash::kDecodeTile);
 
 // Where row r of the block (token r / group, head r % group of this KV head) writes: its
-// final output when there is one split, else its partial output and log-sum-exp.
+// final output when its sequence ran as one split (ws_lse null: partial_lse), else its
+// partial output and log-sum-exp.
 struct RowSink {
   void* out;
   float* ws_o;
@@ -47,7 +48,7 @@ template <class T>
 __device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token, int64_t head, int d, float o, float m,
                                                 float l) {
   const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-  if (k.ws_lse == nullptr) {  // one split (the cascade decode always writes partials)
+  if (k.ws_lse == nullptr) {  // the sequence ran as one split: the final output
     stg(static_cast<T*>(k.out) + (token * k.Hq + head) * k.D + d, from_f<T>(o * inv));
   } else {
     const int64_t row = (k.split * k.num_tokens + token) * k.Hq + head;
@@ -56,10 +57,11 @@ __device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token,
   }
 }
 
-// Where a decode block's partial goes: a sequence whose whole context fits one partition ran as
-// one split, so its block writes the final output (ws_lse null) and the combine, which finds
-// the same single split, leaves that row alone: no float32 round trip for the short contexts of a
-// step whose launch was split for its longest (lesson 11's graphs split for the bucket's bound).
+// Where a decode block's partial goes: a sequence whose whole context fits one partition (and,
+// in lesson 13's cascade, shares no split) ran as one split, so its block writes the final output
+// (ws_lse null) and the combine, which finds the same single split, leaves that row alone: no
+// float32 round trip for the short contexts of a step whose launch was split for its longest
+// (lesson 11's graphs split for the bucket's bound).
 __device__ __forceinline__ float* partial_lse(float* ws_lse, int64_t ctx, int64_t partition) {
   return ctx <= partition ? nullptr : ws_lse;
 }
@@ -325,15 +327,14 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   if (R <= 0 || k_begin >= ctx) return;
   const int64_t k_end = ctx < k_begin + partition ? ctx : k_begin + partition;
   int64_t slot = split;  // where the partial goes in the workspace
+  int64_t shared_end = 0;
   if (shared_splits > 0) {  // lesson 13's cascade: the group's blocks did this sequence's first c_b splits
-    const int64_t shared_end = cascade_shared_splits_dev(a, b) * aios::flash::kCascadePartition;
+    shared_end = cascade_shared_splits_dev(a, b) * aios::flash::kCascadePartition;
     if (shared_end >= k_end) return;
     if (shared_end > k_begin) k_begin = shared_end;  // a multiple of the tile, as the split's start is
     slot = shared_splits + split;
-    if (shared_end == 0 && gridDim.x == 1) ws_lse = nullptr;  // the whole context in this block: the final output (no combine)
-  } else {
-    ws_lse = partial_lse(ws_lse, ctx, partition);
   }
+  if (shared_end == 0) ws_lse = partial_lse(ws_lse, ctx, partition);
   const int n_tiles = int((k_end - k_begin + kTile - 1) / kTile);
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int64_t first_pos = ctx - q_len;
@@ -701,7 +702,7 @@ __global__ void __launch_bounds__(kDecThreads) cascade_combine_kernel(PagedAtten
   if (h >= a.q_heads || queries_of(a, b) != 1) return;  // the whole warp: h is the warp's
   const int64_t ctx = ldg(a.context_lens + b), token = ldg(a.cu_seqlens_q + b), Hq = a.q_heads;
   const int64_t shared = cascade_shared_splits_dev(a, b), shared_end = shared * aios::flash::kCascadePartition;
-  if (shared == 0 && own_splits == 1) return;  // decode v3 wrote this sequence's output itself
+  if (shared == 0 && ctx <= partition) return;  // decode v3 wrote this sequence's output itself (partial_lse)
   const int64_t n = shared_splits + own_splits;
   auto written = [&](int64_t i) {
     if (i < shared_splits) return i < shared;
