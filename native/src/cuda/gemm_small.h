@@ -58,7 +58,6 @@ struct Plan {
   int64_t row_blocks = 0;   // grid.x
   int64_t splits = 1;       // grid.y: blocks along K
   int64_t k_per_split = 0;  // a multiple of the stage's K
-  int64_t workspace_bytes = 0;  // partials + counters needed (0 with one split)
 };
 
 /**
@@ -102,7 +101,6 @@ inline Plan make_plan(int64_t M, int64_t N, int64_t K, int64_t resident_blocks, 
   const int64_t stages_per_split = (stages + splits - 1) / splits;
   p.k_per_split = stages_per_split * kStageK;
   p.splits = (K + p.k_per_split - 1) / p.k_per_split;
-  p.workspace_bytes = p.splits > 1 ? kWorkspaceBytes : 0;
   return p;
 }
 
