@@ -199,12 +199,6 @@ export declare function embeddingShard(dtype: number, idDtype: number, nIds: num
   table: Storage, tableOffset: number, ids: Storage, idsOffset: number, out: Storage, outOffset: number): void;
 /** A new communicator's 128-byte id (throws where the addon was built without NCCL). */
 export declare function ncclUniqueId(): Uint8Array;
-/**
- * This thread's rank of an NCCL communicator on a CUDA device. The set-up gives
- * up after timeoutMs; collectives are enqueued on the device's stream and return;
- * wait() gives up after timeoutMs (or its own, shorter, bound) and aborts the
- * communicator (a dead peer ends in an exception, not a hang).
- */
 /** Whether `device` can read `peer`'s memory directly (peer access: NVLink or PCIe P2P); false without CUDA. */
 export declare function canAccessPeer(device: number, peer: number): boolean;
 /**
@@ -237,6 +231,12 @@ export declare class PeerAllReduce {
   readonly capacity: number;
   readonly disposed: boolean;
 }
+/**
+ * This thread's rank of an NCCL communicator on a CUDA device. The set-up gives
+ * up after timeoutMs; collectives are enqueued on the device's stream and return;
+ * wait() gives up after timeoutMs (or its own, shorter, bound) and aborts the
+ * communicator (a dead peer ends in an exception, not a hang).
+ */
 export declare class NcclComm {
   constructor(device: number, nranks: number, rank: number, id: Uint8Array, timeoutMs: number);
   allReduce(dtype: number, count: number, send: Storage, sendOffset: number, recv: Storage, recvOffset: number): void;

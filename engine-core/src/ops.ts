@@ -812,10 +812,11 @@ export function sampleTokens(logits: Tensor, rows: readonly SampleRowSpec[], pen
 }
 
 /**
- * sampleTokens' parameters and penalty entries, checked, packed and on the device. Uploading
- * them is a copy the host waits for, and behind a queued forward it would wait for the
- * forward: a sampler that queues its kernels behind the forward uploads this before it
- * (lesson 12's GpuSampler.stage), then launches with sampleTokensWith.
+ * sampleTokens' parameters and penalty entries, checked, packed and on the device. A sampler
+ * that queues its kernels behind the forward uploads this before it (lesson 12's
+ * GpuSampler.stage), then launches with sampleTokensWith: the copy from host memory no longer
+ * waits for the stream in practice, but CUDA may still stage a large one (penalty entries of
+ * long outputs) behind queued work, so it goes up while the device is idle.
  */
 export interface SampleParams {
   readonly rows: number;

@@ -59,9 +59,18 @@ describe.skipIf(!hasGpu)(`CUDA ops vs the CPU reference (seed ${seed})`, () => {
           const make = (device: 'cpu' | 'cuda:0') =>
             [Tensor.fromArray(x, [M, K], { dtype, device }), Tensor.fromArray(w, [N, K], { dtype, device })] as const;
           const [xc, wc] = make('cpu'), [xg, wg] = make('cuda:0');
-          const ref = ops.matmul(xc, wc, undefined, { outDtype: 'f32' }).toArray() as Float32Array;
+          const refOut = ops.matmul(xc, wc, undefined, { outDtype: 'f32' });
+          const ref = refOut.toArray() as Float32Array;
+          refOut.dispose();
           for (const outDtype of [dtype, 'f32'] as const) {
-            const run = () => ops.matmul(xg, wg, poisoned([M, N], outDtype, 'cuda:0'), { outDtype }).toArray() as Float32Array;
+            const run = () => {
+              const out = ops.matmul(xg, wg, poisoned([M, N], outDtype, 'cuda:0'), { outDtype });
+              try {
+                return out.toArray() as Float32Array;
+              } finally {
+                out.dispose();
+              }
+            };
             const first = run(), second = run();
             const tol = outDtype === 'f32' ? 1e-5 : TOLERANCE[dtype];
             const err = relError(first, ref);

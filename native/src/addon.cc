@@ -105,12 +105,22 @@ template <class F> auto guarded(const Napi::CallbackInfo& info, F&& body) -> dec
   }
 }
 
+// A non-negative integer a double holds exactly (the range test first: int64_t(d) of a larger d
+// is undefined). The hot path's test, without a message; to_i64 adds one.
+bool whole(const Napi::Value& v, int64_t& out) {
+  if (!v.IsNumber()) return false;
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0) || d > 9007199254740991.0 || d != double(int64_t(d))) return false;
+  out = int64_t(d);
+  return true;
+}
+
 int64_t to_i64(Napi::Env env, const Napi::Value& v, const char* what) {
   if (!v.IsNumber()) throw_js(env, std::string(what) + ": expected a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d != double(int64_t(d)) || d > 9007199254740991.0)
-    throw_js(env, std::string(what) + ": expected a non-negative integer, got " + std::to_string(d));
-  return int64_t(d);
+  int64_t out = 0;
+  if (!whole(v, out))
+    throw_js(env, std::string(what) + ": expected a non-negative integer, got " + std::to_string(v.As<Napi::Number>().DoubleValue()));
+  return out;
 }
 
 Storage::Storage(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Storage>(info) {
@@ -169,10 +179,11 @@ void Storage::CopyFromHost(const Napi::CallbackInfo& info) {
 #ifdef AIOS_WITH_CUDA
     auto& ctx = aios::cuda::context(device);
     // The host array may be reused or collected as soon as we return, and it is pageable (a JS
-    // typed array): CUDA copies a pageable source into its staging memory before
+    // typed array): CUDA has copied a pageable source into its staging memory by the time
     // cudaMemcpyAsync returns (the runtime's "API synchronization behavior"), so no stream sync
-    // is needed, and none is taken: a write queued behind a step's forward (the sampler's
-    // parameters) no longer waits for the forward, and the kernels after it follow it directly.
+    // is needed, and none is taken: a small write queued behind a step's forward (the sampler's
+    // parameters) does not wait for the forward. The driver may still wait for the stream
+    // before staging a large one.
     aios::cuda::check(cudaMemcpyAsync(dst, h.data, size_t(h.bytes), cudaMemcpyHostToDevice, ctx.stream), "copyFromHost");
 #endif
   });
@@ -321,14 +332,6 @@ class Args {
     return info_[pos_++];
   }
   std::string where(const char* name) { return std::string(op_) + ": " + name; }
-  // A non-negative integer a double holds exactly (to_i64's test, without its message).
-  static bool whole(const Napi::Value& v, int64_t& out) {
-    if (!v.IsNumber()) return false;
-    const double d = v.As<Napi::Number>().DoubleValue();
-    if (!(d >= 0) || d > 9007199254740991.0 || d != double(int64_t(d))) return false;
-    out = int64_t(d);
-    return true;
-  }
   static std::string device_name(int d) { return d == kCpu ? "cpu" : "cuda:" + std::to_string(d); }
   const Napi::CallbackInfo& info_;
   const char* op_;
