@@ -26,6 +26,11 @@ export interface RankCollectives extends Collectives {
   wait(timeoutMs?: number): void;
   /** True only if every rank passed ok = true; which rank refused, if one did. */
   agree(ok: boolean, what: string, timeoutMs?: number): { ok: boolean; refusedBy?: number };
+  /**
+   * The all-reduce of x [rows, dim] fused with lesson 10's addRmsnorm, where the collectives have
+   * it and take the shape (NcclCollectives' peer path); false (nothing done) otherwise.
+   */
+  allReduceAddRmsnorm?(x: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean;
 }
 
 export function isRankCollectives(c: Collectives): c is RankCollectives {
@@ -159,7 +164,7 @@ export class SharedMemoryCollectives implements RankCollectives {
 /** How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible) or nccl. */
 export type AllReducePath = 'peer' | 'nccl';
 
-export function allReducePathFromEnv(): AllReducePath {
+function allReducePathFromEnv(): AllReducePath {
   const v = process.env.AIOS_TP_ALLREDUCE ?? 'peer';
   if (v !== 'peer' && v !== 'nccl') throw new Error(`AIOS_TP_ALLREDUCE must be "peer" or "nccl", got "${v}"`);
   return v;
@@ -186,7 +191,7 @@ const PEER_DTYPES: ReadonlySet<DType> = new Set(['bf16', 'f16', 'f32']);
  * and addresses through an NCCL all-gather, and vote on the outcome, so they all use the peer
  * path or all keep NCCL's (different paths on different ranks would never meet).
  */
-export function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
+function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
   const { rank, size } = coll;
   let peer: InstanceType<typeof native.PeerAllReduce> | undefined;
   let mine: string | undefined;
@@ -247,6 +252,8 @@ export class NcclCollectives implements RankCollectives {
 
   /** Sets up the peer path for small all-reduces (a collective: every rank at once), unless `path` is nccl. */
   usePeer(device: number, path: AllReducePath = allReducePathFromEnv(), capacityBytes = peerMaxBytes()): void {
+    this.peer?.dispose(); // a second set-up replaces the first
+    this.peer = undefined;
     if (path === 'nccl') {
       this.peerWhy = 'AIOS_TP_ALLREDUCE=nccl';
       return;

@@ -15,7 +15,7 @@ import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 import type { Shard } from '@aios/engine-core/model/shard.ts';
 import type { ParallelHooks } from '@aios/lesson-10-fused-layers';
 
-import { NcclCollectives } from './collectives.ts';
+import type { RankCollectives } from './collectives.ts';
 
 export class TensorParallelHooks implements ParallelHooks {
   private readonly shard: Shard;
@@ -47,8 +47,8 @@ export class TensorParallelHooks implements ParallelHooks {
 
   /** The peer path's all-reduce with addRmsnorm in the same kernel (NcclCollectives), where it takes the shape. */
   reduceAddRmsnorm(partial: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean {
-    const comm = this.shard.comm;
-    if (!(comm instanceof NcclCollectives) || !comm.allReduceAddRmsnorm(partial, residual, weight, eps, out)) return false;
+    const comm = this.shard.comm as Partial<RankCollectives>;
+    if (!comm.allReduceAddRmsnorm?.(partial, residual, weight, eps, out)) return false;
     this.counts.allReduce++;
     return true;
   }
