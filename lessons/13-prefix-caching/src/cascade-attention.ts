@@ -3,7 +3,8 @@
 // keeps them adjacent; the cascade decode (ops.flashCascadeDecode) reads each
 // shared prefix's K/V once per step for all of them instead of once per
 // sequence, and each sequence's own suffix as before (lesson 09's decode v3).
-// Prefill steps, and decode steps the kernel cannot run, go to the attention
+// Prefill steps, decode steps the kernel cannot run, and decode steps with no
+// shared prefix (the op's plain variant, selected per step) go to the attention
 // lesson 12 uses (lesson 09's kernels).
 import { type DType, type Device, type Tensor, ops } from '@aios/engine-core';
 import type { StepPlan } from '@aios/engine-core/engine/types.ts';
@@ -42,15 +43,16 @@ export function sharesPrefix(plan: StepPlan): boolean {
 }
 
 /** The op's variants (AttentionVariants): 0 the fallback's decode, 1 the cascade. */
-export const PLAIN_DECODE = 0;
-export const CASCADE_DECODE = 1;
+const PLAIN_DECODE = 0;
+const CASCADE_DECODE = 1;
 
 /**
  * The attention op: decode steps (one query per sequence) through the cascade decode, everything
  * else through `fallback` (lesson 07's kernel when undefined). Its variants let a step without a
  * shared prefix (the throughput workload's every step) skip the cascade's group search and combine,
  * which cost device time even when they find no group: lesson 11's graph model captures both
- * variants and selects by sharesPrefix. Called directly, the op runs the cascade. The workspace it asks for covers
+ * variants and selects by sharesPrefix. The variant is the op's state: the last select() stands
+(the cascade until the first), shared by every engine that holds this op. The workspace it asks for covers
  * both: the fallback's and the cascade's largest (partials of every shared and own split).
  * `stats`, on the CPU only, counts the keys read (reading them back costs a copy per call).
  */
