@@ -72,11 +72,16 @@ export function quantile(values: readonly number[], q: number): number {
   return v[lo]! + (v[hi]! - v[lo]!) * (pos - lo);
 }
 
+/** The p50, p99 (quantile) and mean of latencies (NaN each when there are none). */
+export function latencySummary(ms: readonly number[]): { p50: number; p99: number; mean: number } {
+  return { p50: quantile(ms, 0.5), p99: quantile(ms, 0.99), mean: ms.length ? ms.reduce((a, b) => a + b, 0) / ms.length : NaN };
+}
+
 /** Time-to-first-token figures over the requests that produced a token (undefined when none did). */
 export function firstTokenSummary(firstTokenMs: readonly number[]): RunResults['firstTokenMs'] {
   const ms = firstTokenMs.filter((t) => Number.isFinite(t));
   if (ms.length === 0) return undefined;
-  return { p50: quantile(ms, 0.5), p99: quantile(ms, 0.99), mean: ms.reduce((a, b) => a + b, 0) / ms.length, max: Math.max(...ms), requests: ms.length };
+  return { ...latencySummary(ms), max: Math.max(...ms), requests: ms.length };
 }
 
 /** Two small requests cut from the workload's first ones, with its sampling settings: every kernel the run uses runs once. */

@@ -12,8 +12,8 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 import { defaultDevice, parseDevice } from '@aios/engine-core/backend.ts';
-import { modelInfo, quantile } from '@aios/engine-core/bench/harness.ts';
-import { ENGINE_RUN_FLAGS, chooseEngineOptions } from '@aios/engine-core/bench/lesson-demo.ts';
+import { latencySummary, modelInfo } from '@aios/engine-core/bench/harness.ts';
+import { CPU_DEFAULT_REQUESTS, ENGINE_RUN_FLAGS, chooseEngineOptions } from '@aios/engine-core/bench/lesson-demo.ts';
 import { REPO_ROOT, type ServeRateResult, type ServeRecord, currentCommit, hardwareInfo, writeRecord, resultsDir } from '@aios/engine-core/bench/records.ts';
 import { type Workload, firstRequests, throughputWorkload } from '@aios/engine-core/bench/workloads.ts';
 import { type CommandSpec, DEVICE_FLAG, type FlagSpecs, type FlagValues, MODEL_FLAG, RECORD_FLAGS, UsageError, chooseRecord, deviceFlag, intFlag, runCli } from '@aios/engine-core/cli/args.ts';
@@ -24,8 +24,7 @@ import { type LoadJob, type RequestTiming, streamOne } from './load-client.ts';
 import { servedRecipe } from './recipe.ts';
 import { type ServingServer, createServer } from './server.ts';
 
-/** On the CPU: the throughput workload's first requests, output lengths cut, so a run takes well under a minute. */
-const CPU_DEFAULT_REQUESTS = 16;
+/** On the CPU: the throughput workload's first CPU_DEFAULT_REQUESTS requests, output lengths cut, so a run takes well under a minute. */
 const CPU_MAX_TOKENS = 64;
 
 const BENCH_SERVE_FLAGS = {
@@ -48,9 +47,6 @@ const BENCH_SERVE_SPEC: CommandSpec<typeof BENCH_SERVE_FLAGS> = {
   notes: ['One record of kind "serve" per run in bench-results/ (on a GPU; --record on the CPU).'],
 };
 
-const mean = (v: readonly number[]) => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN);
-// p50 and p99 as numpy computes them (the harness's quantile).
-const summary = (v: readonly number[]) => ({ mean: mean(v), p50: quantile(v, 0.5), p99: quantile(v, 0.99) });
 
 /** Arrival times in ms from the start: exponential gaps of mean 1000/rate, seeded; all 0 for an unbounded rate. */
 export function poissonArrivals(count: number, rate: number, seed: number): number[] {
@@ -123,10 +119,10 @@ async function measureRate(server: ServingServer, url: string, w: Workload, rate
     outputTokens,
     outputTokPerS: outputTokens / seconds,
     requestsPerS: w.requests.length / seconds,
-    ttftMs: summary(ttft),
-    tpotMs: summary(tpot),
-    itlMs: summary(itl),
-    e2eMs: summary(e2e),
+    ttftMs: latencySummary(ttft),
+    tpotMs: latencySummary(tpot),
+    itlMs: latencySummary(itl),
+    e2eMs: latencySummary(e2e),
     loop: {
       steps,
       stepMsMean: (1000 * (server.loop.totals.stepSeconds - loop0.stepSeconds)) / Math.max(1, steps),
