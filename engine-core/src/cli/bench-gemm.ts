@@ -26,8 +26,8 @@ import { hardwareInfo } from '../bench/records.ts';
 import { quantile } from '../bench/harness.ts';
 import * as ops from '../ops.ts';
 import { Tensor } from '../tensor.ts';
-import { randomDevice } from './bench-kernels.ts';
-import { runIfCommand } from './args.ts';
+import { randomDevice, relError as kernelRelError } from './bench-kernels.ts';
+import { deviceFlag, intFlag, positiveFlag, runIfCommand } from './args.ts';
 
 const USAGE = `usage: tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,0.6B-head] [--m 1,8,16,32,64] [--json FILE] [--peak-gbps N] [--repeats N] [--device cuda:N]
        tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu`;
@@ -138,21 +138,18 @@ function referenceOf(x: Tensor, w: Tensor): Float32Array {
 }
 
 function readFloats(file: string): Float32Array {
-  return new Float32Array(Uint8Array.from(readFileSync(file)).buffer);
+  const b = readFileSync(file);
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength)); // one copy, 4-byte aligned
 }
 
+/** bench-kernels' relative error, NaN where an output holds a NaN. */
 function relError(got: Float32Array, ref: Float32Array): number {
-  let num = 0, den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (got[i]! - ref[i]!) ** 2;
-    den += ref[i]! * ref[i]!;
-  }
-  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+  return kernelRelError(got, ref) ?? NaN;
 }
 function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return a.some(Number.isNaN) || b.some(Number.isNaN) ? NaN : m;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!)); // a NaN makes m NaN from there on
+  return m;
 }
 
 /** Runs this script again with AIOS_SMALL_GEMM=0: cuBLASLt's timings and outputs, through files in dir. */
@@ -179,15 +176,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const device = parseDevice(values.device ?? 'cuda');
+  const device = deviceFlag(values.device, parseDevice) ?? parseDevice('cuda');
   if (device === 'cpu' && !values.tiny) throw new Error('bench-gemm times CUDA kernels: it needs a CUDA device (--tiny --device cpu dry-runs the harness)');
   const models = values.tiny ? ['tiny'] : (values.models ?? '0.6B,8B,0.6B-head').split(',');
   for (const m of models) if (!PROJECTIONS[m]) throw new Error(`--models: unknown model "${m}" (0.6B, 8B, 0.6B-head)\n${USAGE}`);
   const ms = (values.m ?? (values.tiny ? '1,17' : '1,8,16,32,64')).split(',').map(Number);
   if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new Error(`--m must list positive integers, got "${values.m}"\n${USAGE}`);
-  const peak = Number(values['peak-gbps'] ?? 4180);
-  const repeats = Number(values.repeats ?? 15);
-  if (!(peak > 0) || !(repeats >= 1)) throw new Error(`--peak-gbps and --repeats must be positive\n${USAGE}`);
+  const peak = positiveFlag('peak-gbps', values['peak-gbps']) ?? 4180;
+  const repeats = intFlag('repeats', values.repeats, { min: 1 }) ?? 15;
   const shapes: Shape[] = [];
   for (const model of models) for (const M of ms) for (const [proj, N, K] of PROJECTIONS[model]!) shapes.push({ model, proj, M, N, K });
 

@@ -163,7 +163,8 @@ function hostTimer(): { start(): void; stopMs(): number } {
   return { start: () => void (t0 = performance.now()), stopMs: () => performance.now() - t0 };
 }
 
-function relError(got: Float32Array, ref: Float32Array): number | null {
+/** Relative L2 error of got against ref; null where either holds a NaN. */
+export function relError(got: Float32Array, ref: Float32Array): number | null {
   let num = 0, den = 0;
   for (let i = 0; i < ref.length; i++) {
     const o = got[i]!, r = ref[i]!;
