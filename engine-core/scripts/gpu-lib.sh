@@ -3,7 +3,7 @@
 #
 # Lesson runs under a deadline (gpu-batched, gpu-final, gpu-graphs):
 #   DEADLINE_S, LESSON_LOGS set; then   run_lesson NAME EXPECTED_S LESSON_ARGS...
-# A call's logs and the records it wrote, tarred (gpu-last, gpu-prefix, gpu-sampling):
+# A call's logs and the records it wrote, tarred (gpu-decode, gpu-last, gpu-prefix, gpu-profile-decode, gpu-sampling):
 #   logs_dir NAME first (sets LESSON_LOGS), pack_logs [PATTERN...] last.
 # Steps with a summary file (gpu-kernels, gpu-prefill):
 #   DEADLINE_S, RESERVE_S set; summary_start; then   step TITLE, note TEXT, $(budget N),

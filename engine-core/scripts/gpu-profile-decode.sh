@@ -12,9 +12,10 @@
 #   LESSON=14 PROFILE_ARGS="--model DIR" ONLY=throughput ...          another model (a big shape), one of the two
 set -uo pipefail
 OUT=${OUT:?set OUT}
-LOGS=$OUT/profile-decode; mkdir -p "$LOGS"
 LESSON=${LESSON:-11}
-source "$(dirname "$0")/gpu-lib.sh"  # make_model, stamp
+source "$(dirname "$0")/gpu-lib.sh"  # logs_dir, make_model, stamp, pack_logs
+logs_dir profile-decode
+LOGS=$LESSON_LOGS
 make_model "$LOGS/model.log" || exit 1
 profile() {  # NAME STEP LESSON_ARGS...: ncu over timed step STEP of one run, then the summary (top 15 kernels)
   local name=$1 step=$2; shift 2
@@ -27,5 +28,5 @@ profile() {  # NAME STEP LESSON_ARGS...: ncu over timed step STEP of one run, th
 }
 [[ ${ONLY:-} == throughput ]] || profile "lesson$LESSON-batch1-step${STEP1:-40}" "${STEP1:-40}" --requests 1
 [[ ${ONLY:-} == batch1 ]] || profile "lesson$LESSON-throughput-step${STEP256:-60}" "${STEP256:-60}" --workload throughput
-tar -czf "$OUT/profile-decode.tar.gz" -C "$OUT" profile-decode && rm -rf "$LOGS"
+pack_logs
 stamp done
