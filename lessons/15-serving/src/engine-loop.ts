@@ -33,7 +33,7 @@ export interface Submission {
   listener: DeltaListener;
 }
 
-/** Thrown by submit when the bounded queue has no room: the server answers 429. */
+/** Thrown by submit and submitAll when the bounded queue has no room, or the loop is closed: the server answers 429. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
 }
