@@ -14,6 +14,10 @@
 #                                                then the Qwen3-8B shape on the throughput workload at TP=1 and
 #                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded,
 #                                                and TP=2 again with AIOS_TP_ALLREDUCE=nccl (not recorded)
+#   bash engine-core/scripts/gpu-tp.sh diag      check's two steps, then Qwen3-8B throughput (one run each, not recorded): TP=1,
+#                                                TP=2 with AIOS_TP_TRACE=1 (each rank's host timeline of a decode step), and
+#                                                TP=2 with AIOS_TP_ABLATE=allreduce, =gather and both (the collectives left
+#                                                out: what they cost inside the step; garbage tokens, never recorded)
 #   bash engine-core/scripts/gpu-tp.sh 14B       the seeded random Qwen3-14B (29 GB, written once on the host's
 #   bash engine-core/scripts/gpu-tp.sh 32B       disk), then 32B (64 GB): course and throughput at TP=2, recorded
 #   bash engine-core/scripts/gpu-tp.sh model 32B only write the model (a 32B file takes minutes: a call of its own
@@ -57,7 +61,7 @@ big_model() {
 }
 
 case "$PART" in
-  small|check)
+  small|check|diag)
     make_model "$LESSON_LOGS/model.log"
     # The GPU tests only (the CPU file runs in CI). Short NCCL bounds: a rank that waits fails in
     # seconds with a message (the step timeout's default is 5 minutes), well inside this timeout.
@@ -82,6 +86,20 @@ case "$PART" in
       stamp done; exit 0
     fi
     big_model 8B || exit 1
+    if [[ $PART == diag ]]; then
+      flags=(--model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 60 --no-record)
+      run_lesson lesson14-8B-throughput-tp1 45 14 "${flags[@]}"
+      AIOS_TP_TRACE=1 run_lesson lesson14-8B-throughput-tp2-trace 45 14 "${flags[@]}" --tp 2
+      for ablate in allreduce gather allreduce,gather; do
+        AIOS_TP_ABLATE=$ablate run_lesson "lesson14-8B-throughput-tp2-ablate-${ablate/,/-}" 45 14 "${flags[@]}" --tp 2
+      done
+      grep -hE "^tp trace" "$LESSON_LOGS"/*.log
+      for f in "$LESSON_LOGS"/lesson14-8B-throughput-*.log; do
+        echo "$(basename "$f" .log): $(grep -hE "^throughput" "$f" | cut -c1-150) | $(grep -hE "^[0-9]+ steps: the host" "$f" | cut -c1-200)"
+      done
+      tar -czf "$OUT/tp-$PART.tar.gz" -C "$OUT" "$(basename "$LESSON_LOGS")" && rm -rf "$LESSON_LOGS"
+      stamp done; exit 0
+    fi
     run_lesson lesson14-8B-throughput-tp1 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --record
     run_lesson lesson14-8B-throughput-tp2 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --tp 2 --record
     # The same TP=2 run with every all-reduce through NCCL (not recorded): what the peer all-reduce is worth in the step.
@@ -104,7 +122,7 @@ case "$PART" in
     run_lesson "lesson14-$PART-course-tp2" 200 14 --model "$MODEL_DIR" --no-samples --no-check --repeats 1 --tp 2 --record
     run_lesson "lesson14-$PART-throughput-tp2" 200 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 120 --tp 2 --record
     ;;
-  *) echo "usage: gpu-tp.sh check | small | 14B | 32B | model 8B|14B|32B"; exit 2 ;;
+  *) echo "usage: gpu-tp.sh check | small | diag | 14B | 32B | model 8B|14B|32B"; exit 2 ;;
 esac
 cp bench-results/*lesson14_bench*.json "$LESSON_LOGS/" 2>/dev/null
 tar -czf "$OUT/tp-$PART${SIZE:+-$SIZE}.tar.gz" -C "$OUT" "$(basename "$LESSON_LOGS")" && rm -rf "$LESSON_LOGS"

@@ -214,6 +214,8 @@ async function lessonMain(recipe: Recipe, opts: LessonDemoOptions, v: LessonDemo
   const repeats = chooseRepeats(device, v.repeats);
   const timeBudgetS = positiveFlag('time-budget', v['time-budget']);
   const record = chooseRecord(device, v);
+  const unrecordable = recipe.unrecordable?.();
+  if (record && unrecordable) throw new UsageError(`not recordable: ${unrecordable} (pass --no-record)`);
   const work = choice.workload;
   const label = `Lesson ${pad2(recipe.lesson)}`;
 

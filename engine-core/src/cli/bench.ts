@@ -193,6 +193,8 @@ async function main(values: FlagValues<typeof BENCH_FLAGS>): Promise<number> {
         console.log(`\n${label} ${recipe.name}: skipped (--tp ${tp}: this lesson runs on one device; tensor parallelism starts with lesson 14)`);
         continue;
       }
+      const unrecordable = recipe.unrecordable?.();
+      if (record && unrecordable) throw new UsageError(`${label}: not recordable: ${unrecordable} (pass --no-record)`);
       console.log(`\n${label} ${recipe.name}: ${recipe.summary}`);
       llm = LLM.create({ recipe, device, engine: chooseEngineOptions(values), ...(values.model ? { model: values.model } : {}) });
       const rep = measureWorkload(llm, workload, { repeats, label, ...(timeBudgetS !== undefined ? { timeBudgetS } : {}), progress: !values['no-progress'] });

@@ -246,6 +246,8 @@ export interface Recipe {
   shape: EngineShape;
   /** True where the recipe can split the model over options.tensorParallelSize ranks (lesson 14 on). */
   tensorParallel?: boolean;
+  /** Why a run of this recipe must not be recorded now (a timing experiment set in the environment), if so. */
+  unrecordable?(): string | undefined;
   build(ctx: EngineContext): EngineParts;
 }
 

@@ -35,6 +35,7 @@ export const CTRL = {
 export const STEP_RUN = 1;
 export const STEP_STOP = 2;
 const ERROR_BYTES = 4096;
+const CLOCK_SLOTS = 8;
 
 export interface GroupShape {
   /** Ranks in the group. */
@@ -52,6 +53,8 @@ export class GroupMemory {
   readonly slots: Uint8Array[];
   /** Where the ranks' reduced chunk is assembled. */
   readonly result: Uint8Array;
+  /** Wall-clock stamps in ms (performance.timeOrigin + now()): [0] when rank 0 published the current step (StepTrace). */
+  readonly clock: Float64Array;
   private readonly error: Uint8Array;
 
   constructor(
@@ -67,6 +70,7 @@ export class GroupMemory {
       return start;
     };
     this.ctrl = new Int32Array(sab, take(CTRL.size * 4), CTRL.size);
+    this.clock = new Float64Array(sab, take(CLOCK_SLOTS * 8), CLOCK_SLOTS);
     this.plans = [new Int32Array(sab, take(planInts * 4), planInts), new Int32Array(sab, take(planInts * 4), planInts)];
     this.error = new Uint8Array(sab, take(ERROR_BYTES), ERROR_BYTES);
     this.slots = Array.from({ length: size }, () => new Uint8Array(sab, take(slotBytes), slotBytes));
@@ -75,7 +79,7 @@ export class GroupMemory {
 
   static bytesFor(shape: GroupShape): number {
     const r = (n: number) => Math.ceil(n / 8) * 8;
-    return r(CTRL.size * 4) + 2 * r(shape.planInts * 4) + ERROR_BYTES + (shape.size + 1) * r(shape.slotBytes);
+    return r(CTRL.size * 4) + CLOCK_SLOTS * 8 + 2 * r(shape.planInts * 4) + ERROR_BYTES + (shape.size + 1) * r(shape.slotBytes);
   }
 
   static create(shape: GroupShape): GroupMemory {

@@ -17,6 +17,22 @@ import type { ParallelHooks } from '@aios/lesson-10-fused-layers';
 
 import type { RankCollectives } from './collectives.ts';
 
+/**
+ * AIOS_TP_ABLATE=allreduce,gather: a timing experiment, never a result. The named collectives are
+ * left out of every step (the sums and the logits are then wrong: the tokens are garbage, the
+ * shapes and the kernels the same), so the step's time without them is the time they cost in the
+ * step, waits for the slower rank included. The bench's figures of such a run are not records.
+ */
+export function ablatedCollectives(): Set<'allreduce' | 'gather'> {
+  const v = process.env.AIOS_TP_ABLATE;
+  const out = new Set<'allreduce' | 'gather'>();
+  for (const part of (v ?? '').split(',').filter((p) => p !== '')) {
+    if (part !== 'allreduce' && part !== 'gather') throw new Error(`AIOS_TP_ABLATE takes "allreduce" and/or "gather", got "${part}"`);
+    out.add(part);
+  }
+  return out;
+}
+
 export class TensorParallelHooks implements ParallelHooks {
   private readonly shard: Shard;
   /** [ranks x rows x slice]: what the all-gather writes. */
@@ -25,6 +41,7 @@ export class TensorParallelHooks implements ParallelHooks {
   private readonly logits: Tensor;
   /** Collectives per forward, by kind (the demo prints them). */
   readonly counts = { allReduce: 0, allGather: 0 };
+  private readonly ablated = ablatedCollectives();
 
   constructor(ctx: EngineContext) {
     if (!ctx.shard) throw new Error('TensorParallelHooks: the engine context has no shard');
@@ -32,7 +49,8 @@ export class TensorParallelHooks implements ParallelHooks {
     const { layout, full } = this.shard;
     const rows = ctx.options.maxNumSeqs;
     this.gathered = Tensor.empty([layout.size * rows * layout.vocab], { dtype: 'f32', device: ctx.device });
-    this.logits = Tensor.empty([rows, full.vocabSize], { dtype: 'f32', device: ctx.device });
+    // Zeros, not garbage: an ablated gather (AIOS_TP_ABLATE) samples from what is here.
+    this.logits = Tensor.zeros([rows, full.vocabSize], { dtype: 'f32', device: ctx.device });
   }
 
   embed(embed: Tensor, ids: Tensor, out: Tensor): void {
@@ -41,6 +59,7 @@ export class TensorParallelHooks implements ParallelHooks {
   }
 
   reduce(partial: Tensor): void {
+    if (this.ablated.has('allreduce')) return;
     this.shard.comm.allReduce(partial);
     this.counts.allReduce++;
   }
@@ -48,6 +67,7 @@ export class TensorParallelHooks implements ParallelHooks {
   /** The peer path's all-reduce with addRmsnorm in the same kernel (NcclCollectives), where it takes the shape. */
   reduceAddRmsnorm(partial: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean {
     const comm = this.shard.comm as Partial<RankCollectives>;
+    if (this.ablated.has('allreduce')) return false;
     if (!comm.allReduceAddRmsnorm?.(partial, residual, weight, eps, out)) return false;
     this.counts.allReduce++;
     return true;
@@ -56,6 +76,7 @@ export class TensorParallelHooks implements ParallelHooks {
   gatherLogits(local: Tensor): Tensor {
     const { size, vocab, rank } = this.shard.layout;
     const S = local.shape[0]!;
+    if (this.ablated.has('gather')) return this.logits.narrow(0, 0, S);
     const gathered = this.gathered.narrow(0, 0, size * S * vocab);
     this.shard.comm.allGather(local, gathered);
     this.counts.allGather++;

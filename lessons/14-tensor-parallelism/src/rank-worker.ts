@@ -11,6 +11,7 @@ import { GroupMemory } from './group-memory.ts';
 import { PlanReader } from './plan-channel.ts';
 import { type RankSpec, collectivesFor, shardContext } from './rank-group.ts';
 import { ShardRunner } from './shard-runner.ts';
+import { StepTrace, traceEnabled } from './step-trace.ts';
 
 const spec = workerData as RankSpec;
 const mem = new GroupMemory(spec.sab, spec.shape);
@@ -22,7 +23,8 @@ try {
   const parts = mod[spec.parts.name] as BatchedParts | undefined;
   if (!parts) throw new Error(`${spec.parts.module} does not export ${spec.parts.name}`);
   const base = { modelDir: spec.modelDir, cfg: loadConfig(spec.modelDir), dtype: spec.dtype, options: spec.options, log: () => {} };
-  runner = new ShardRunner(shardContext(base, spec.rank, spec.shape.size, spec.device, comm), parts.attention, parts.model);
+  const trace = traceEnabled() ? new StepTrace(mem, spec.rank) : undefined;
+  runner = new ShardRunner(shardContext(base, spec.rank, spec.shape.size, spec.device, comm), parts.attention, parts.model, undefined, trace);
   const reader = new PlanReader(mem, spec.rank);
   for (let plan = reader.next(); plan; plan = reader.next()) {
     runner.run(plan);

@@ -9,8 +9,10 @@ import { type BatchedParts, BatchedRunner, batchedRecipe } from '@aios/lesson-07
 import { lesson13Parts } from '@aios/lesson-13-prefix-caching';
 
 import { tensorParallelModel } from './model.ts';
+import { ablatedCollectives } from './parallel-hooks.ts';
 import { RankGroup } from './rank-group.ts';
 import { ShardRunner } from './shard-runner.ts';
+import { StepTrace, traceEnabled } from './step-trace.ts';
 
 /** Where the worker threads find these parts (they import this module). */
 const PARTS = { module: import.meta.url, name: 'lesson14Parts' };
@@ -22,7 +24,7 @@ export const lesson14Parts: BatchedParts = {
     if (ctx.options.tensorParallelSize === 1) return new BatchedRunner(ctx, attention, model);
     const group = RankGroup.start(ctx, PARTS);
     try {
-      return new ShardRunner(group.ctx, attention, model, group);
+      return new ShardRunner(group.ctx, attention, model, group, traceEnabled() ? new StepTrace(group.mem, 0) : undefined);
     } catch (e) {
       try {
         group.abort(`rank 0 could not start: ${e instanceof Error ? e.message : String(e)}`);
@@ -38,4 +40,5 @@ export const lesson14Parts: BatchedParts = {
 export const recipe: Recipe = {
   ...batchedRecipe('tensor-parallelism', 14, 'the model split over N GPUs (--tp N): column- and row-parallel layers, vocab-parallel embedding and LM head, NCCL all-reduce', lesson14Parts),
   tensorParallel: true,
+  unrecordable: () => (ablatedCollectives().size > 0 ? `AIOS_TP_ABLATE=${process.env.AIOS_TP_ABLATE} leaves collectives out of every step (a timing experiment: its tokens are garbage)` : undefined),
 };

@@ -9,6 +9,7 @@ import { BatchedRunner, type PagedAttentionOp, type StepModelFactory } from '@ai
 
 import { agreeOnMin } from './collectives.ts';
 import type { RankGroup } from './rank-group.ts';
+import type { StepTrace } from './step-trace.ts';
 
 export class ShardRunner extends BatchedRunner {
   constructor(
@@ -17,6 +18,8 @@ export class ShardRunner extends BatchedRunner {
     model: StepModelFactory | undefined,
     /** Rank 0's group (undefined on the other ranks). */
     readonly group?: RankGroup,
+    /** AIOS_TP_TRACE=1: the host's timeline of each decode step (printed at dispose). */
+    private readonly trace?: StepTrace,
   ) {
     super(ctx, attention, model);
   }
@@ -28,10 +31,16 @@ export class ShardRunner extends BatchedRunner {
   }
 
   override run(plan: StepPlan): Tensor {
-    this.group?.writer.publish(plan);
+    if (this.group) {
+      this.trace?.published();
+      this.group.writer.publish(plan);
+    }
+    this.trace?.seen(plan.phase);
     const logits = super.run(plan);
+    this.trace?.queued();
     // A dead peer ends here with the group's timeout instead of in a stream sync that never returns.
     this.ctx.shard?.comm.wait();
+    this.trace?.done();
     return logits;
   }
 
@@ -39,6 +48,7 @@ export class ShardRunner extends BatchedRunner {
   // its collectives is destroyed (the ranks' decode graphs), so the graphs go before
   // the group's communicator. The other order waited forever in ncclCommAbort.
   override dispose(): void {
+    if (this.trace) console.error(this.trace.line());
     try {
       super.dispose();
     } finally {
