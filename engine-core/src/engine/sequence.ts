@@ -40,6 +40,12 @@ export class Sequence {
     return [...this.promptIds, ...this.outputIds];
   }
 
+  /** Token i, prompt then output, without building the joined list. */
+  tokenAt(i: number): number {
+    const p = this.promptIds.length;
+    return i < p ? this.promptIds[i]! : this.outputIds[i - p]!;
+  }
+
   get lastToken(): number {
     return this.outputIds.length ? this.outputIds[this.outputIds.length - 1]! : this.promptIds[this.promptIds.length - 1]!;
   }

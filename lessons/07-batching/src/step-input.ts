@@ -66,12 +66,6 @@ interface Sections {
 /** A padding row's block table: block 0, which exists in every pool. */
 const PADDING_TABLE: readonly number[] = [0];
 
-/** Token i of a sequence, prompt then output, without building the joined list. */
-function tokenAt(seq: Sequence, i: number): number {
-  const p = seq.promptIds.length;
-  return i < p ? seq.promptIds[i]! : seq.outputIds[i - p]!;
-}
-
 /**
  * A device buffer and its host mirror, sized once for the largest step the
  * engine allows: building a step allocates nothing on the device, and the
@@ -110,7 +104,7 @@ export class StepInputBuffer {
       const start = seq.cachedTokens, n = plan.newTokens[b]!, table = tables[b]!;
       if (n < 1 || start + n > seq.length) throw new Error(`StepInputBuffer: sequence ${seq.id} has ${seq.length} tokens, ${start} cached, and the plan runs ${n} more`);
       if (table.length * bs < start + n) throw new Error(`StepInputBuffer: sequence ${seq.id}'s ${table.length} blocks hold ${table.length * bs} tokens, the step needs ${start + n}`);
-      for (let i = 0; i < n; i++) this.writeToken(sec, t++, tokenAt(seq, start + i), start + i, table);
+      for (let i = 0; i < n; i++) this.writeToken(sec, t++, seq.tokenAt(start + i), start + i, table);
       h[sec.cu + b + 1] = t;
       h[sec.ctx + b] = start + n;
       if (samplesAt(plan, b)) h[sec.last + s++] = t - 1;
@@ -143,7 +137,7 @@ export class StepInputBuffer {
         const table = tables[b]!, p = seq.cachedTokens;
         if (p + 1 > layout.maxContextLen || table.length > width)
           throw new Error(`StepInputBuffer.buildFixed: sequence ${seq.id} at ${p + 1} tokens and ${table.length} blocks exceeds the layout's ${layout.maxContextLen} tokens and ${width} blocks`);
-        this.writeToken(sec, b, tokenAt(seq, p), p, table);
+        this.writeToken(sec, b, seq.tokenAt(p), p, table);
         h[sec.ctx + b] = p + 1;
         this.writeTable(sec, b, table);
       } else {

@@ -18,12 +18,6 @@ export function planCapacity(maxTokens: number, maxSeqs: number, maxBlocksPerSeq
   return 2 + maxSeqs * 5 + maxTokens + maxSeqs * maxBlocksPerSeq;
 }
 
-/** Token i of a sequence, prompt then output. */
-function tokenAt(seq: Sequence, i: number): number {
-  const p = seq.promptIds.length;
-  return i < p ? seq.promptIds[i]! : seq.outputIds[i - p]!;
-}
-
 export function encodePlan(plan: StepPlan, out: Int32Array): number {
   const tables = plan.blockTables;
   if (!tables) throw new Error('encodePlan: a tensor-parallel step needs block tables');
@@ -41,7 +35,7 @@ export function encodePlan(plan: StepPlan, out: Int32Array): number {
     put(n);
     put(samplesAt(plan, i) ? 1 : 0);
     put(table.length);
-    for (let t = 0; t < n; t++) put(tokenAt(seq, seq.cachedTokens + t));
+    for (let t = 0; t < n; t++) put(seq.tokenAt(seq.cachedTokens + t));
     for (const b of table) put(b);
   });
   return at;
@@ -50,16 +44,23 @@ export function encodePlan(plan: StepPlan, out: Int32Array): number {
 /**
  * What the runner reads of a sequence, rebuilt on another rank: its id, the cached
  * tokens, its length (so samplesAt says what rank 0's does) and the tokens of this
- * step at their positions. Nothing else of a Sequence is used by a runner.
+ * step (tokenAt, from cachedTokens on). Nothing else of a Sequence is used by a runner.
+ * Only this step's tokens are kept: a list as long as the sequence, holes before them,
+ * cost a decode step of 256 sequences megabytes of allocation on the rank's thread.
  */
 class StepSequence {
-  readonly outputIds: number[] = [];
   constructor(
     readonly id: number,
     readonly cachedTokens: number,
     readonly length: number,
-    readonly promptIds: number[],
+    private readonly tokens: Int32Array,
   ) {}
+
+  tokenAt(i: number): number {
+    const t = this.tokens[i - this.cachedTokens];
+    if (t === undefined) throw new RangeError(`StepSequence ${this.id}: token ${i} is not in this step (tokens ${this.cachedTokens}..${this.cachedTokens + this.tokens.length - 1})`);
+    return t;
+  }
 }
 
 export function decodePlan(data: Int32Array, length: number): StepPlan {
@@ -74,12 +75,13 @@ export function decodePlan(data: Int32Array, length: number): StepPlan {
   const sequences: Sequence[] = [], newTokens: number[] = [], blockTables: number[][] = [];
   for (let s = 0; s < count; s++) {
     const id = get(), cached = get(), n = get(), samples = get(), tableLength = get();
-    const ids: number[] = new Array<number>(cached + n);
-    for (let t = 0; t < n; t++) ids[cached + t] = get();
-    const table: number[] = [];
-    for (let b = 0; b < tableLength; b++) table.push(get());
+    if (at + n + tableLength > length) throw new Error('decodePlan: the plan ends early');
+    const tokens = data.slice(at, at + n);
+    at += n;
+    const table: number[] = new Array<number>(tableLength);
+    for (let b = 0; b < tableLength; b++) table[b] = data[at++]!;
     // A chunk that stops short of the last token does not sample: its sequence is longer than the step reaches.
-    sequences.push(new StepSequence(id, cached, cached + n + (samples ? 0 : 1), ids) as unknown as Sequence);
+    sequences.push(new StepSequence(id, cached, cached + n + (samples ? 0 : 1), tokens) as unknown as Sequence);
     newTokens.push(n);
     blockTables.push(table);
   }
@@ -111,6 +113,13 @@ export class PlanWriter {
   }
 }
 
+/**
+ * How long a rank spins on the step counter before it sleeps in Atomics.wait: the next plan
+ * usually comes within a millisecond of the last step's end (rank 0 samples and schedules), and
+ * a thread woken from Atomics.wait starts its step later than one that was watching.
+ */
+const SPIN_MS = 2;
+
 /** The other ranks' side: waits for the next step (idle waits have no deadline: a server may sit idle). */
 export class PlanReader {
   private seq = 0;
@@ -122,6 +131,8 @@ export class PlanReader {
   /** The next plan, or undefined when rank 0 says stop. */
   next(): StepPlan | undefined {
     const c = this.mem.ctrl;
+    const spinUntil = performance.now() + SPIN_MS;
+    while (Atomics.load(c, CTRL.step) === this.seq && performance.now() < spinUntil);
     while (Atomics.load(c, CTRL.step) === this.seq) {
       Atomics.wait(c, CTRL.step, this.seq, 1000);
       this.mem.checkAbort(this.rank);

@@ -152,6 +152,10 @@ describe('lesson 14: the step plan rank 0 hands on', () => {
     });
     expect(steps[1]).toEqual(steps[0]);
     expect(steps[0]![3]).toEqual([3]); // a's chunk stops short of its last token: only b samples
+    // A rank holds only the step's tokens of each sequence, and a cut plan is an error, not a short step.
+    expect(back.sequences[1]!.tokenAt(3)).toBe(44);
+    expect(() => back.sequences[1]!.tokenAt(2)).toThrow(/token 2 is not in this step/);
+    expect(() => decodePlan(buf, encodePlan(plan, buf) - 1)).toThrow(/ends early/);
   });
 });
 
