@@ -172,6 +172,14 @@ export declare function sampleRows(rows: number, n: number, logits: S, logitsOff
  */
 export declare function sampleTokens(rows: number, n: number, numPenalties: number, anyFiltered: boolean, anyLogprobs: boolean,
   logits: S, logitsOff: O, params: S, paramsOff: O, penalties: S, penOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;
+/**
+ * Lesson 14: one rank's share of sampleTokens' race over its vocabulary slice (the logits' n columns are
+ * entries indexBase.. of the whole row; indexBase a multiple of 4), plain rows only (no filter, penalty or
+ * log-probs: the flags say so). out holds rows x 2 words: the row's best score (f32 bits) and its global
+ * index (0x7fffffff where every entry of the slice is NaN). The workspace is sampleWorkspaceBytes(rows, n, 0).
+ */
+export declare function sampleTokensShard(rows: number, n: number, indexBase: number, anyFiltered: boolean, anyLogprobs: boolean,
+  logits: S, logitsOff: O, params: S, paramsOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;
 /** Bytes of the workspace sampleTokens needs. */
 export declare function sampleWorkspaceBytes(rows: number, n: number, numPenalties: number): number;
 /** Philox4x32-10 of counter (c0..c3) and key (k0, k1): four uint32 words. */

@@ -906,6 +906,74 @@ export function sampleTokensWith(logits: Tensor, params: SampleParams, opts: Sam
   return o;
 }
 
+/** What sampleTokensShard writes for a row whose slice kept nothing (every entry NaN). */
+export const NO_SAMPLE_INDEX = 0x7fffffff;
+
+/**
+ * Lesson 14: one rank's share of sampleTokens' race. The logits are this rank's slice of each row,
+ * vocabulary entries [indexBase, indexBase + n) (indexBase a multiple of 4), and every entry is
+ * drawn with its global index, as the whole row's race draws it; out gets, per row, the slice's
+ * best score (f32 bits) and its global index, [rows, 2] i32. raceWinners picks the best of the
+ * ranks' pairs: the token sampleTokens would draw from the whole row. Plain rows only (temperature
+ * or greedy): a filter, a penalty or log-probs need the whole row. params are uploadSampleParams'
+ * for the whole vocabulary.
+ */
+export function sampleTokensShard(logits: Tensor, params: SampleParams, indexBase: number, opts: SampleTokensOptions = {}): Tensor {
+  const op = 'sampleTokensShard';
+  tensorArg(op, 'logits', logits);
+  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, slice], got ${logits}`);
+  contiguous(op, 'logits', logits);
+  const [R, n] = logits.shape as [number, number];
+  if (params.rows !== R) throw new OpError(op, `${params.rows} row specs for ${R} logits rows`);
+  if (params.penaltyEntries > 0 || params.anyFiltered || params.anyLogprobs)
+    throw new OpError(op, 'a shard races plain rows only: penalties, top-k/top-p/min-p and log-probs need the whole row');
+  if (!(Number.isInteger(indexBase) && indexBase >= 0 && indexBase % 4 === 0)) throw new OpError(op, `indexBase must be a non-negative multiple of 4, got ${indexBase}`);
+  if (indexBase + n > params.vocab) throw new OpError(op, `the slice [${indexBase}, ${indexBase + n}) is outside the vocabulary of ${params.vocab} the rows were checked for`);
+  sameDevice(op, 'logits', logits, 'parameters', params.packed);
+  const o = output(op, opts.out, [R, 2], 'i32', logits);
+  if (R === 0) return o;
+  const wsFloats = sampleWorkspaceFloats(R, n, 0);
+  if (opts.workspace !== undefined && (opts.workspace.dtype !== 'f32' || !opts.workspace.isContiguous() || opts.workspace.numel < wsFloats))
+    throw new OpError(op, `workspace must be contiguous f32 of at least ${wsFloats} elements, got ${opts.workspace}`);
+  const ws = opts.workspace ?? Tensor.empty([wsFloats], { dtype: 'f32', device: logits.device });
+  const up = params.packed;
+  try {
+    native.sampleTokensShard(R, n, indexBase, params.anyFiltered, params.anyLogprobs, logits.storage, logits.byteOffset, up.storage, up.byteOffset,
+      o.storage, o.byteOffset, ws.storage, ws.byteOffset);
+  } catch (e) {
+    if (opts.out === undefined) o.dispose();
+    throw e;
+  } finally {
+    if (ws !== opts.workspace) ws.dispose();
+  }
+  return o;
+}
+
+/**
+ * The race's winner of each row from the ranks' sampleTokensShard pairs, [ranks][rows][2] words (the
+ * score's f32 bits, the global index): the larger score, NaN counting as the largest and ties going to
+ * the lower index, the order every race kernel keeps. A row no rank kept anything of is token 0, as
+ * sampleTokens gives it.
+ */
+export function raceWinners(pairs: Int32Array, ranks: number, rows: number): number[] {
+  if (pairs.length < 2 * ranks * rows) throw new RangeError(`raceWinners: ${pairs.length} words for ${ranks} ranks x ${rows} rows`);
+  const scores = new Float32Array(pairs.buffer, pairs.byteOffset, pairs.length);
+  const tokens = new Array<number>(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = -Infinity, bestI = NO_SAMPLE_INDEX;
+    for (let k = 0; k < ranks; k++) {
+      const w = 2 * (k * rows + r), v = scores[w]!, i = pairs[w + 1]!;
+      const better = Number.isNaN(v) ? !Number.isNaN(best) || i < bestI : !Number.isNaN(best) && (v > best || (v === best && i < bestI));
+      if (better) {
+        best = v;
+        bestI = i;
+      }
+    }
+    tokens[r] = bestI === NO_SAMPLE_INDEX ? 0 : bestI;
+  }
+  return tokens;
+}
+
 // ---------------------------------------------------------------- fused (lesson 10)
 
 /**

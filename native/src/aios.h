@@ -147,7 +147,18 @@ struct SampleTokensArgs {
   // temperature > 0) or asks for log-probs. The CPU ignores them. Without the threshold
   // kernel the workspace's thresholds and maxima are not written.
   bool any_filtered = true, any_logprobs = true;
+  // Lesson 14, one rank's share of the race: the logits are the vocabulary entries
+  // [index_base, index_base + n) of rows of a larger vocabulary, each drawn with its global index
+  // (the Philox stream and the ties), and shard_out, when set, takes each row's best instead of a
+  // token: [rows][2] int32, the score's f32 bits and its global index (kNoSampleIndex when the
+  // slice kept nothing). The best of the ranks' pairs in the race's order (the larger score, NaN
+  // largest, ties to the lower index) is the token one rank would draw from the whole row. Plain rows only: no filter, no penalty, no log-probs
+  // (those need the whole row); index_base a multiple of 4 (one Philox call per 4 entries).
+  int64_t index_base = 0;
+  int32_t* shard_out = nullptr;
 };
+
+constexpr int32_t kNoSampleIndex = 0x7fffffff;
 
 // Vocabulary entries per block of the CUDA race kernel (each block reduces one chunk of a row).
 constexpr int64_t kSampleChunk = 4096;

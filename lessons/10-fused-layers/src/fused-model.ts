@@ -119,10 +119,13 @@ export interface ParallelHooks {
    * be left unsummed); false when it cannot take this shape, and the forward runs the two.
    */
   reduceAddRmsnorm?(partial: Tensor, residual: Tensor, weight: Tensor, eps: number, out: Tensor): boolean;
-  /** This rank's logits [rows, its vocabulary] -> every rank's, [rows, vocab], in a buffer of the hooks'. */
-  gatherLogits(local: Tensor): Tensor;
-  /** The gathered buffer's first `rows` rows (what a replayed graph left there). */
-  logitsRows(rows: number): Tensor;
+  /**
+   * This rank's logits [rows, its vocabulary slice] -> what the engine's sampler reads: every rank's
+   * logits side by side, [rows, vocab], in a buffer of the hooks'; or, for a step whose rows race
+   * over the shards (lesson 14's shard-race.ts), each rank's best (score, index) per row. Run after
+   * the forward (after a graph's replay), eagerly: the step decides which.
+   */
+  logitsFor(plan: StepPlan, local: Tensor): Tensor;
   /** Lines for EngineParts.describe (what this rank holds, what carries the collectives). */
   describe?(): string[];
   dispose(): void;
@@ -153,10 +156,18 @@ export class FusedStepModel implements StepModel {
   forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
     // An op with step-dependent kernels (lesson 13) runs the choice this step needs, also eagerly.
     this.attention.variants?.select(this.attention.variants.of(plan));
-    return this.forwardStep(input.build(plan), pool);
+    return this.finish(plan, this.forwardStep(input.build(plan), pool));
   }
 
-  /** The logits are a view of the workspace: valid until the next forward (the engine samples before that). */
+  /** The step's logits for the sampler: this GPU's, or (lesson 14) what the ranks make of their slices. */
+  finish(plan: StepPlan, local: Tensor): Tensor {
+    return this.parallel ? this.parallel.logitsFor(plan, local) : local;
+  }
+
+  /**
+   * The logits are a view of the workspace: valid until the next forward (the engine samples before
+   * that). On a rank of lesson 14 they are its vocabulary slice (finish combines the ranks').
+   */
   forwardStep(step: StepInput, pool: KVPool): Tensor {
     const { numHeads: Hq, headDim: D, rmsNormEps: eps } = this.ctx.cfg;
     const T = step.numTokens, S = step.numSampled, ws = this.workspace;
@@ -196,12 +207,12 @@ export class FusedStepModel implements StepModel {
       ops.gatherRows(normed, step.lastTokenIndex, last);
       ops.matmul(last, w.lmHead, logits, { outDtype: 'f32' });
     }
-    return this.parallel ? this.parallel.gatherLogits(logits) : logits;
+    return logits;
   }
 
-  /** The first `rows` logits rows the last forward (or graph replay) wrote. */
+  /** The first `rows` logits rows the last forward (or graph replay) wrote (a rank's slice on lesson 14). */
   logitsRows(rows: number): Tensor {
-    return this.parallel ? this.parallel.logitsRows(rows) : this.workspace.logits.narrow(0, 0, rows);
+    return this.workspace.logits.narrow(0, 0, rows);
   }
 
   describe(): string[] {

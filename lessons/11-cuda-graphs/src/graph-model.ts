@@ -126,17 +126,17 @@ export class GraphStepModel implements StepModel {
     if (plan.phase === 'decode') this.decodeStepsByVariant[variant] = (this.decodeStepsByVariant[variant] ?? 0) + 1;
     if (!fit) {
       if (plan.phase === 'decode') this.counts.eager++;
-      return this.inner.forwardStep(input.build(plan), pool); // the variant is selected above: not inner.forward, which would ask again
+      return this.inner.finish(plan, this.inner.forwardStep(input.build(plan), pool)); // the variant is selected above: not inner.forward, which would ask again
     }
     const B = plan.sequences.length;
     const step = input.buildFixed(plan, fit.layout); // the real rows, then padding, at the graph's offsets
     if (fit.graph) {
       fit.graph.launch();
       this.counts.replayed++;
-      return this.inner.logitsRows(B);
+      return this.inner.finish(plan, this.inner.logitsRows(B));
     }
     this.counts.padded++;
-    return this.inner.forwardStep(step, pool).narrow(0, 0, B); // the CPU: the same layout, run eagerly
+    return this.inner.finish(plan, this.inner.forwardStep(step, pool).narrow(0, 0, B)); // the CPU: the same layout, run eagerly
   }
 
   /** The smallest captured layout of the variant that holds the step: enough rows, a long enough context and wide enough tables. */

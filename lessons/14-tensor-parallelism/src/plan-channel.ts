@@ -6,19 +6,28 @@
 // keeps none.
 //
 //   [phase, sequences] then per sequence: [id, cachedTokens, newTokens, samples, tableLength, tokens..., table...]
+//   then [race rows] and per race row: [temperature (f32 bits), seed low, seed high, position]
+//   (shard-race.ts: the sampled rows' parameters when they race over the vocabulary shards; 0 rows: the step gathers)
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { type StepPhase, type StepPlan, samplesAt } from '@aios/engine-core/engine/types.ts';
+import type { SampleRowSpec } from '@aios/engine-core/ops.ts';
 
 import { CTRL, type GroupMemory, STEP_RUN, STEP_STOP } from './group-memory.ts';
+import type { ShardStep } from './shard-race.ts';
 
 const PHASES: StepPhase[] = ['prefill', 'decode', 'mixed'];
 
+/** Ints per race row: temperature, seed low and high words, position. */
+const RACE_ROW_INTS = 4;
+
 /** The ints a plan of the engine's largest step can take. */
 export function planCapacity(maxTokens: number, maxSeqs: number, maxBlocksPerSeq: number): number {
-  return 2 + maxSeqs * 5 + maxTokens + maxSeqs * maxBlocksPerSeq;
+  return 2 + maxSeqs * 5 + maxTokens + maxSeqs * maxBlocksPerSeq + 1 + maxSeqs * RACE_ROW_INTS;
 }
 
-export function encodePlan(plan: StepPlan, out: Int32Array): number {
+const f32 = new Float32Array(1), f32Bits = new Int32Array(f32.buffer);
+
+export function encodePlan(plan: ShardStep, out: Int32Array): number {
   const tables = plan.blockTables;
   if (!tables) throw new Error('encodePlan: a tensor-parallel step needs block tables');
   let at = 0;
@@ -38,7 +47,33 @@ export function encodePlan(plan: StepPlan, out: Int32Array): number {
     for (let t = 0; t < n; t++) put(seq.tokenAt(seq.cachedTokens + t));
     for (const b of table) put(b);
   });
+  const race = plan.race ?? [];
+  put(race.length);
+  for (const r of race) {
+    f32[0] = r.temperature;
+    put(f32Bits[0]!);
+    put(r.seed % 0x100000000 | 0);
+    put(Math.floor(r.seed / 0x100000000) | 0);
+    put(r.position);
+  }
   return at;
+}
+
+/** A race row as rank 0's sampler made it (rowSpec): a temperature (or greedy) and a seed, nothing else. */
+function raceRow(temperatureBits: number, seedLo: number, seedHi: number, position: number): SampleRowSpec {
+  f32Bits[0] = temperatureBits;
+  return {
+    temperature: f32[0]!,
+    topK: 0,
+    topP: 1,
+    minP: 0,
+    repetitionPenalty: 1,
+    presencePenalty: 0,
+    frequencyPenalty: 0,
+    seed: (seedLo >>> 0) + (seedHi >>> 0) * 0x100000000,
+    position,
+    logprobs: -1,
+  };
 }
 
 /**
@@ -63,7 +98,7 @@ class StepSequence {
   }
 }
 
-export function decodePlan(data: Int32Array, length: number): StepPlan {
+export function decodePlan(data: Int32Array, length: number): ShardStep {
   let at = 0;
   const get = () => {
     if (at >= length) throw new Error('decodePlan: the plan ends early');
@@ -85,7 +120,11 @@ export function decodePlan(data: Int32Array, length: number): StepPlan {
     newTokens.push(n);
     blockTables.push(table);
   }
-  return { sequences, newTokens, phase, blockTables };
+  const raceRows = get();
+  if (raceRows === 0) return { sequences, newTokens, phase, blockTables };
+  const race: SampleRowSpec[] = [];
+  for (let r = 0; r < raceRows; r++) race.push(raceRow(get(), get(), get(), get()));
+  return { sequences, newTokens, phase, blockTables, race };
 }
 
 /** Rank 0's side: one write per step. */
@@ -93,7 +132,7 @@ export class PlanWriter {
   private seq = 0;
   constructor(private readonly mem: GroupMemory) {}
 
-  publish(plan: StepPlan): void {
+  publish(plan: ShardStep): void {
     const next = this.seq + 1;
     const n = encodePlan(plan, this.mem.plans[next % 2]!);
     this.signal(next, STEP_RUN, n);
@@ -129,7 +168,7 @@ export class PlanReader {
   ) {}
 
   /** The next plan, or undefined when rank 0 says stop. */
-  next(): StepPlan | undefined {
+  next(): ShardStep | undefined {
     const c = this.mem.ctrl;
     const spinUntil = performance.now() + SPIN_MS;
     while (Atomics.load(c, CTRL.step) === this.seq && performance.now() < spinUntil);

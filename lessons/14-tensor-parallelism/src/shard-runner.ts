@@ -1,14 +1,17 @@
-// A rank's model runner: lesson 07's runner over the rank's shard, with the two
+// A rank's model runner: lesson 07's runner over the rank's shard, with the
 // things a group adds. Its KV pool's block count is the smallest any rank sized
 // (the scheduler's block tables index every rank's pool), and on rank 0 each
-// step's plan goes to the other ranks before the rank runs it itself, and the
-// step is waited for with the group's timeout before the sampler reads it.
+// step's plan goes to the other ranks before the rank runs it itself, with the
+// sampled rows' parameters when the sampler staged a race over the vocabulary
+// shards (shard-race.ts), and the step is waited for with the group's timeout
+// before the sampler reads it.
 import type { Tensor } from '@aios/engine-core';
-import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
+import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 import { BatchedRunner, type PagedAttentionOp, type StepModelFactory } from '@aios/lesson-07-batching';
 
 import { agreeOnMin } from './collectives.ts';
 import type { RankGroup } from './rank-group.ts';
+import type { RaceSlot, ShardStep } from './shard-race.ts';
 import type { StepTrace } from './step-trace.ts';
 
 export class ShardRunner extends BatchedRunner {
@@ -20,6 +23,8 @@ export class ShardRunner extends BatchedRunner {
     readonly group?: RankGroup,
     /** AIOS_TP_TRACE=1: the host's timeline of each decode step (printed at dispose). */
     private readonly trace?: StepTrace,
+    /** Rank 0: where its sampler leaves a step's race (undefined: every step gathers its logits). */
+    private readonly raceSlot?: RaceSlot,
   ) {
     super(ctx, attention, model);
   }
@@ -30,13 +35,16 @@ export class ShardRunner extends BatchedRunner {
     return agreeOnMin(shard.comm, numBlocks, this.ctx.device);
   }
 
-  override run(plan: StepPlan): Tensor {
+  /** Rank 0 runs the scheduler's plan; the other ranks the plans it hands on (which carry their race). */
+  override run(plan: ShardStep): Tensor {
+    const race = this.raceSlot?.take(plan);
+    const step: ShardStep = race ? { ...plan, race } : plan;
     if (this.group) {
       this.trace?.published();
-      this.group.writer.publish(plan);
+      this.group.writer.publish(step);
     }
-    this.trace?.seen(plan.phase);
-    const logits = super.run(plan);
+    this.trace?.seen(step.phase);
+    const logits = super.run(step);
     this.trace?.queued();
     // A dead peer ends here with the group's timeout instead of in a stream sync that never returns.
     this.ctx.shard?.comm.wait();

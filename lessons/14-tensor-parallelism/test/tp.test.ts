@@ -30,6 +30,7 @@ import { captureAgreed } from '../src/model.ts';
 import { decodePlan, encodePlan } from '../src/plan-channel.ts';
 import { RankGroup, startRank } from '../src/rank-group.ts';
 import { lesson14Parts, recipe } from '../src/recipe.ts';
+import { ShardRaceSampler } from '../src/shard-race.ts';
 import { ShardRunner } from '../src/shard-runner.ts';
 import { CASE_N, partOf, runCase } from './collectives-case.ts';
 
@@ -42,7 +43,7 @@ function run(r: Recipe, params: SamplingParams[], engine: Partial<EngineOptions>
   const llm = LLM.create({ recipe: r, device: 'cpu', dtype: 'f32', engine, log: () => {} });
   try {
     const { outputs, stats } = llm.generateWithStats(prompts, params, { decodeText: false });
-    return { tokens: outputs.map((o) => o.tokenIds), stats, described: llm.parts.describe?.() ?? [], runner: llm.parts.runner };
+    return { tokens: outputs.map((o) => o.tokenIds), stats, described: llm.parts.describe?.() ?? [], runner: llm.parts.runner, sampler: llm.parts.sampler };
   } finally {
     llm.dispose();
   }
@@ -169,8 +170,31 @@ describe('lesson 14 on the CPU: TP=2 and TP=4 against TP=1', () => {
         expect(r.tokens).toEqual(ref.tokens);
         expect(r.runner).toBeInstanceOf(ShardRunner);
         expect(r.described.join('\n')).toMatch(new RegExp(`rank 0 of ${tp} holds q heads`));
+        // Every step's rows had a temperature (or none) and a seed: each rank raced its vocabulary slice.
+        expect(r.sampler).toBeInstanceOf(ShardRaceSampler);
+        const steps = (r.sampler as ShardRaceSampler).steps;
+        expect(steps.raced).toBeGreaterThan(0);
+        expect(steps.gathered).toBe(0);
       }
     });
+
+  it('a step with a filtered row gathers the logits instead (and AIOS_TP_SAMPLE=gather always does): the same tokens', () => {
+    const mixed = sampled.map((p, i) => (i === 1 ? new SamplingParams({ temperature: 0.8, topK: 5, maxTokens: MAX[i]!, ignoreEos: true, seed: 90 }) : p));
+    const ref = run(recipe, mixed, { maxNumSeqs: 8 });
+    const r = run(recipe, mixed, { maxNumSeqs: 8, tensorParallelSize: 2 });
+    expect(r.tokens).toEqual(ref.tokens);
+    const steps = (r.sampler as ShardRaceSampler).steps;
+    expect(steps.gathered).toBeGreaterThan(0); // while request 1 runs (3 tokens)
+    expect(steps.raced).toBeGreaterThan(0); // after it, the others' steps race
+    process.env.AIOS_TP_SAMPLE = 'gather';
+    try {
+      const g = run(recipe, sampled, { maxNumSeqs: 8, tensorParallelSize: 2 });
+      expect(g.sampler).not.toBeInstanceOf(ShardRaceSampler);
+      expect(g.tokens).toEqual(run(recipe, sampled, { maxNumSeqs: 8 }).tokens);
+    } finally {
+      delete process.env.AIOS_TP_SAMPLE;
+    }
+  });
 
   it('the logits along one forced path agree within float tolerance (the row-parallel sums add in another order)', () => {
     const path = { promptLengths: [11, 40, 130, 1], steps: 6 };

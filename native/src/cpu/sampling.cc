@@ -8,6 +8,7 @@
 // Gumbel-max trick), so no sum and no scan is needed to sample.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <unordered_set>
@@ -27,6 +28,12 @@ bool better(float v, int64_t i, float bv, int64_t bi) {
   if (std::isnan(v)) return !std::isnan(bv) || i < bi;
   if (std::isnan(bv)) return false;
   return v > bv || (v == bv && i < bi);
+}
+
+int32_t bit_cast_i32(float v) {
+  int32_t i;
+  std::memcpy(&i, &v, sizeof i);
+  return i;
 }
 
 void check_params(const SampleRowParams& p, int64_t r) {
@@ -58,9 +65,10 @@ void sample_tokens(const SampleTokensArgs& a) {
   const int64_t rows = a.rows, n = a.n;
   float* thresholds = static_cast<float*>(a.workspace);
   float* maxima = thresholds + rows;
-  float* chosen_logprob = reinterpret_cast<float*>(a.out + rows);
-  int32_t* top_ids = a.out + 2 * rows;
-  float* top_logprobs = reinterpret_cast<float*>(a.out + 2 * rows + rows * kMaxSampleLogprobs);
+  // The token output's parts (a shard writes shard_out instead, and has no log-probs).
+  float* chosen_logprob = a.out ? reinterpret_cast<float*>(a.out + rows) : nullptr;
+  int32_t* top_ids = a.out ? a.out + 2 * rows : nullptr;
+  float* top_logprobs = a.out ? reinterpret_cast<float*>(a.out + 2 * rows + rows * kMaxSampleLogprobs) : nullptr;
 
   // Each row's penalty entries, checked: inside the batch and vocabulary, each pair once.
   std::vector<std::vector<SamplePenalty>> entries(static_cast<size_t>(rows));
@@ -78,6 +86,19 @@ void sample_tokens(const SampleTokensArgs& a) {
     entries[size_t(p.row)].push_back(p);
   }
   for (int64_t r = 0; r < rows; ++r) check_params(a.params[r], r);
+  const int64_t base = a.index_base;
+  if (a.shard_out) {
+    if (base < 0 || base % 4 != 0 || base + n > int64_t(kNoSampleIndex))
+      throw Error("sample_tokens (a shard): the slice must start at a multiple of 4 and end below 2^31 - 1, got " + std::to_string(base) + " + " + std::to_string(n));
+    if (a.num_penalties > 0) throw Error("sample_tokens (a shard): penalties need the whole row");
+    for (int64_t r = 0; r < rows; ++r) {
+      const SampleRowParams& p = a.params[r];
+      if ((p.temperature > 0.0f && (p.top_k > 0 || p.top_p < 1.0f || p.min_p > 0.0f)) || p.num_logprobs >= 0)
+        throw Error("sample_tokens (a shard): row " + std::to_string(r) + " filters or asks for log-probs, which need the whole row");
+    }
+  } else if (base != 0) {
+    throw Error("sample_tokens: a slice of the vocabulary (index_base) is only for a shard's race (shard_out)");
+  }
 
   std::vector<float> x(static_cast<size_t>(n)), sorted;
   std::vector<double> weights;
@@ -92,10 +113,12 @@ void sample_tokens(const SampleTokensArgs& a) {
     thresholds[r] = -kInf;
     maxima[r] = 0.0f;
     int64_t token = 0;
+    float token_score = 0.0f;  // what a shard reports with its best (shard_out)
     if (p.temperature == 0.0f) {
       // Greedy: the argmax of the penalized row.
       for (int64_t i = 1; i < n; ++i)
         if (better(x[size_t(i)], i, x[size_t(token)], token)) token = i;
+      token_score = x[size_t(token)];
     } else {
       // 2. Temperature: scores are x / T; the filters below compare x, whose order is the same.
       const float inv_t = 1.0f / p.temperature;
@@ -128,11 +151,23 @@ void sample_tokens(const SampleTokensArgs& a) {
       for (int64_t i = 0; i < n; ++i) {
         const float v = x[size_t(i)];
         if (std::isnan(v) || v < threshold || (v - mx) * inv_t < log_min_p) continue;
-        const uint32_t bits = philox::sample_bits(p.seed_lo, p.seed_hi, p.position, uint32_t(i >> 2)).v[i & 3];
+        const int64_t g = base + i;  // the entry's index in the whole vocabulary: its random number
+        const uint32_t bits = philox::sample_bits(p.seed_lo, p.seed_hi, p.position, uint32_t(g >> 2)).v[g & 3];
         const float score = v * inv_t - std::log(-std::log(philox::open_uniform(bits)));
         if (better(score, i, best, best_i)) { best = score; best_i = i; }
       }
+      if (a.shard_out && best_i == n) {  // nothing kept: every logit of the slice NaN
+        a.shard_out[2 * r] = bit_cast_i32(-kInf);
+        a.shard_out[2 * r + 1] = kNoSampleIndex;
+        continue;
+      }
       token = best_i < n ? best_i : 0;  // nothing kept: every logit NaN
+      token_score = best;
+    }
+    if (a.shard_out) {
+      a.shard_out[2 * r] = bit_cast_i32(token_score);
+      a.shard_out[2 * r + 1] = int32_t(base + token);
+      continue;
     }
     a.out[r] = int32_t(token);
 

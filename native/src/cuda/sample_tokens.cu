@@ -7,7 +7,8 @@
 //   race       rows x chunks blocks of 256 threads: each thread reads 4 logits (one float4),
 //              draws 4 Philox words in one call, and keeps the best x / T - log(-log u) of
 //              the kept entries (the argmax of x for a greedy row); one partial per chunk
-//   combine    one warp per row: the best of its chunks' partials -> the token
+//   combine    one warp per row: the best of its chunks' partials -> the token (a shard of
+//              lesson 14: -> the row's best score and its global index, for rank 0 to compare)
 //   restore    one thread per penalty entry: the saved logit back
 //   logprobs   one block per row that asks: log_softmax of the raw row at the chosen token,
 //              and the n largest (radix select of the n-th, then a gather, ties by index)
@@ -167,7 +168,7 @@ __device__ __forceinline__ void race_step(float v, int32_t i, bool greedy, float
 __global__ void __launch_bounds__(kRaceThreads) race_kernel(const float* logits, int64_t n,
                                                             const SampleRowParams* params, const float* thresholds,
                                                             const float* maxima, float* part_score, int32_t* part_idx,
-                                                            bool vec4) {
+                                                            bool vec4, int64_t base) {
   __shared__ float s_best[32];
   __shared__ int32_t s_idx[32];
   const int64_t r = blockIdx.y, chunks = gridDim.x;
@@ -180,8 +181,11 @@ __global__ void __launch_bounds__(kRaceThreads) race_kernel(const float* logits,
   const int64_t begin = int64_t(blockIdx.x) * kSampleChunk;
   const int64_t end = begin + kSampleChunk < n ? begin + kSampleChunk : n;
   const uint32_t seed_lo = p.seed_lo, seed_hi = p.seed_hi, position = p.position;
+  // Entry i of the row is entry base + i of the vocabulary (lesson 14's shards; 0 otherwise): its
+  // random number and its place in the ties. base + n, past every entry, marks "none yet".
+  const int32_t none = int32_t(base + n);
   float best = -INFINITY;
-  int32_t best_i = int32_t(n);
+  int32_t best_i = none;
   // Each thread takes kGroupsPerThread groups of 4 consecutive entries, 256 groups apart: all
   // its loads are issued first (one float4 each, four in flight per thread), then each group
   // gets one Philox call for its four entries.
@@ -203,10 +207,10 @@ __global__ void __launch_bounds__(kRaceThreads) race_kernel(const float* logits,
     const int64_t g = g0 + int64_t(k) * kRaceThreads, i0 = 4 * g;
     if (i0 >= end) continue;
     philox::Words4 bits{{0u, 0u, 0u, 0u}};
-    if (!greedy) bits = philox::sample_bits(seed_lo, seed_hi, position, uint32_t(g));
+    if (!greedy) bits = philox::sample_bits(seed_lo, seed_hi, position, uint32_t(base / 4 + g));
 #pragma unroll
     for (int j = 0; j < 4; ++j)
-      if (i0 + j < end) race_step(v[k][j], int32_t(i0 + j), greedy, threshold, mx, inv_t, log_min_p, bits.v[j], best, best_i);
+      if (i0 + j < end) race_step(v[k][j], int32_t(base + i0 + j), greedy, threshold, mx, inv_t, log_min_p, bits.v[j], best, best_i);
   }
   // Block reduction in the argmax order.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -216,24 +220,32 @@ __global__ void __launch_bounds__(kRaceThreads) race_kernel(const float* logits,
   if (warp == 0) {
     const int warps = kRaceThreads / 32;
     best = lane < warps ? s_best[lane] : -INFINITY;
-    best_i = lane < warps ? s_idx[lane] : int32_t(n);
+    best_i = lane < warps ? s_idx[lane] : none;
     warp_best(best, best_i);
     if (lane == 0) { part_score[r * chunks + blockIdx.x] = best; part_idx[r * chunks + blockIdx.x] = best_i; }
   }
 }
 
-__global__ void combine_kernel(const float* part_score, const int32_t* part_idx, int64_t chunks, int64_t n,
-                               int32_t* out) {
+// `none` (base + n) marks a row whose entries were all skipped (NaN). A shard (shard_out) reports
+// that as kNoSampleIndex; a whole row falls back to token 0.
+__global__ void combine_kernel(const float* part_score, const int32_t* part_idx, int64_t chunks, int32_t none,
+                               int32_t* out, int32_t* shard_out) {
   const int64_t r = blockIdx.x;
   float best = -INFINITY;
-  int32_t best_i = int32_t(n);
+  int32_t best_i = none;
   for (int64_t c = threadIdx.x; c < chunks; c += 32)
     if (better(part_score[r * chunks + c], part_idx[r * chunks + c], best, best_i)) {
       best = part_score[r * chunks + c];
       best_i = part_idx[r * chunks + c];
     }
   warp_best(best, best_i);
-  if (threadIdx.x == 0) out[r] = best_i < n ? best_i : 0;  // nothing kept: every logit NaN
+  if (threadIdx.x != 0) return;
+  if (shard_out) {
+    shard_out[2 * r] = __float_as_int(best_i < none ? best : -INFINITY);
+    shard_out[2 * r + 1] = best_i < none ? best_i : kNoSampleIndex;
+  } else {
+    out[r] = best_i < none ? best_i : 0;  // nothing kept: every logit NaN
+  }
 }
 
 __global__ void __launch_bounds__(kRowThreads) logprob_kernel(const float* logits, int64_t n, int64_t rows,
@@ -317,6 +329,16 @@ void sample_tokens(cudaStream_t st, const SampleTokensArgs& a) {
   if (n > 0x7fffffffLL) throw Error("sample_tokens: the vocabulary is too large for int32 token ids");
   const int64_t chunks = sample_chunks(n);
   if (rows > 65535) throw Error("sample_tokens: more than 65535 rows in one launch");
+  const int64_t base = a.index_base;
+  if (a.shard_out) {
+    if (base < 0 || base % 4 != 0 || base + n > int64_t(kNoSampleIndex))
+      throw Error("sample_tokens (a shard): the slice must start at a multiple of 4 and end below 2^31 - 1");
+    // The host packed the rows and knows (SampleParams' flags): the kernels cannot refuse a row.
+    if (a.num_penalties > 0 || a.any_filtered || a.any_logprobs)
+      throw Error("sample_tokens (a shard): penalties, filters and log-probs need the whole row");
+  } else if (base != 0) {
+    throw Error("sample_tokens: a slice of the vocabulary (index_base) is only for a shard's race (shard_out)");
+  }
   float* thresholds = static_cast<float*>(a.workspace);
   float* maxima = thresholds + rows;
   float* part_score = maxima + rows;
@@ -333,9 +355,9 @@ void sample_tokens(cudaStream_t st, const SampleTokensArgs& a) {
   }
   const bool vec4 = n % 4 == 0 && reinterpret_cast<uintptr_t>(a.logits) % 16 == 0;
   race_kernel<<<dim3(unsigned(chunks), unsigned(rows)), kRaceThreads, 0, st>>>(a.logits, n, a.params, thresholds, maxima,
-                                                                                part_score, part_idx, vec4);
+                                                                                part_score, part_idx, vec4, base);
   check_launch("sample_tokens (race)");
-  combine_kernel<<<unsigned(rows), 32, 0, st>>>(part_score, part_idx, chunks, n, a.out);
+  combine_kernel<<<unsigned(rows), 32, 0, st>>>(part_score, part_idx, chunks, int32_t(base + n), a.out, a.shard_out);
   check_launch("sample_tokens (combine)");
   if (a.num_penalties > 0) {
     restore_kernel<<<entry_blocks, 256, 0, st>>>(a.logits, n, a.penalties, a.num_penalties, saved);
