@@ -12,8 +12,8 @@
 #   bash engine-core/scripts/gpu-tp.sh small     check's two steps (bus bandwidth and the all-reduce time per step
 #                                                at Qwen3-8B's message sizes, NCCL and the peer all-reduce),
 #                                                then the Qwen3-8B shape on the throughput workload at TP=1 and
-#                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded,
-#                                                and TP=2 again with AIOS_TP_ALLREDUCE=nccl (not recorded)
+#                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded (TP=2 with
+#                                                AIOS_TP_TRACE=1), and TP=2 again with AIOS_TP_SAMPLE=gather (not recorded)
 #   bash engine-core/scripts/gpu-tp.sh diag      check's two steps, then Qwen3-8B throughput (one run each, not recorded): TP=1,
 #                                                TP=2 with AIOS_TP_TRACE=1 (each rank's host timeline of a decode step), and
 #                                                TP=2 with AIOS_TP_ABLATE=allreduce, =gather and both (the collectives left
@@ -65,7 +65,7 @@ case "$PART" in
     make_model "$LESSON_LOGS/model.log"
     # The GPU tests only (the CPU file runs in CI). Short NCCL bounds: a rank that waits fails in
     # seconds with a message (the step timeout's default is 5 minutes), well inside this timeout.
-    AIOS_TP_TIMEOUT_MS=60000 AIOS_TP_CAPTURE_TIMEOUT_MS=30000 timeout -k 5 120 vitest run lessons/14-tensor-parallelism/test/tp.gpu.test.ts > "$LESSON_LOGS/tp-tests.log" 2>&1
+    AIOS_TP_TIMEOUT_MS=60000 AIOS_TP_CAPTURE_TIMEOUT_MS=30000 timeout -k 5 150 vitest run lessons/14-tensor-parallelism/test/tp.gpu.test.ts lessons/14-tensor-parallelism/test/shard-race.test.ts > "$LESSON_LOGS/tp-tests.log" 2>&1
     rc=$?
     stamp "lesson 14 GPU tests exit $rc: $(grep -E "Tests " "$LESSON_LOGS/tp-tests.log")"
     grep -E "TP=2 vs TP=1|holds q heads|collectives:|replayed|no decode graphs|could not capture|skipped|×|Error|did not finish" "$LESSON_LOGS/tp-tests.log" | cut -c1-300 | head -16
@@ -101,9 +101,10 @@ case "$PART" in
       stamp done; exit 0
     fi
     run_lesson lesson14-8B-throughput-tp1 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --record
-    run_lesson lesson14-8B-throughput-tp2 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --tp 2 --record
-    # The same TP=2 run with every all-reduce through NCCL (not recorded): what the peer all-reduce is worth in the step.
-    AIOS_TP_ALLREDUCE=nccl run_lesson lesson14-8B-throughput-tp2-nccl 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
+    AIOS_TP_TRACE=1 run_lesson lesson14-8B-throughput-tp2 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --tp 2 --record
+    grep -hE "^tp trace" "$LESSON_LOGS/lesson14-8B-throughput-tp2.log"
+    # The same TP=2 run sampling from gathered logits on rank 0 (not recorded): what racing the vocabulary shards is worth.
+    AIOS_TP_SAMPLE=gather run_lesson lesson14-8B-throughput-tp2-gather 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
     grep -hE "^collectives:" "$LESSON_LOGS"/lesson14-8B-throughput-tp2*.log | sort | uniq -c
     # The medians of the repeats (the first run's rate where there is one run).
     for n in 1 2; do
