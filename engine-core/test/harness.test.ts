@@ -39,6 +39,7 @@ import {
   describePrefixCache,
   toBenchRecord,
   warmUp,
+  engineEnvironment,
 } from '../src/bench/harness.ts';
 import { type AnyRecord, type BenchRecord, REPO_ROOT, RESULTS_DIR, limitsTag, recordEngineShape, resultsDir, writeRecord } from '../src/bench/records.ts';
 import { batchedRoofline, kvBytesPerToken, modelCosts, ratesFromEnvironment, sequentialRoofline, workloadRoofline } from '../src/bench/roofline.ts';
@@ -842,5 +843,12 @@ describe('time to first token and the prefix-cache line', () => {
       'prefix cache: 3 of 4 admissions found cached blocks; 704 of their 1,000 tokens (70.4%) were not prefilled (44 blocks, 2 of them revived from the evictable list); ' +
         'the prefill ran 300 tokens for 1,000 prompt tokens; 0 cached blocks evicted',
     );
+  });
+});
+
+describe("a record's environment switches", () => {
+  it('keeps the AIOS_* switches a run had set (kernel and path choices), not the commit or the cache folder, in name order', () => {
+    expect(engineEnvironment({ AIOS_TP_SAMPLE: 'gather', AIOS_COMMIT: 'abc', AIOS_CACHE: '/tmp/x', AIOS_SMALL_GEMM: '0', PATH: '/bin' })).toEqual({ env: { AIOS_SMALL_GEMM: '0', AIOS_TP_SAMPLE: 'gather' } });
+    expect(engineEnvironment({ AIOS_COMMIT: 'abc', HOME: '/root' })).toEqual({});
   });
 });

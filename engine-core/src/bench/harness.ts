@@ -509,6 +509,15 @@ export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { shape:
 }
 
 
+/** Where bookkeeping variables aside (the commit, the cache folder), what AIOS_* switches the run had set. */
+const NOT_SWITCHES = new Set(['AIOS_COMMIT', 'AIOS_CACHE']);
+
+/** The AIOS_* environment switches of this process (kernel and path choices), for a record's settings; none: nothing. */
+export function engineEnvironment(env: NodeJS.ProcessEnv = process.env): { env?: Record<string, string> } {
+  const set = Object.entries(env).filter(([k, v]) => k.startsWith('AIOS_') && !NOT_SWITCHES.has(k) && v !== undefined).sort(([a], [b]) => a.localeCompare(b));
+  return set.length > 0 ? { env: Object.fromEntries(set) as Record<string, string> } : {};
+}
+
 /**
  * Everything a record needs from the LLM (model, device, recipe, roofline from the card's
  * lesson-00 record), then toBenchRecord.
@@ -525,7 +534,7 @@ export function benchRecordFor(llm: LLM, result: BenchRunResult, extra: Partial<
     device: extra.device ?? llm.device,
     model: extra.model ?? modelInfo(llm),
     hardware,
-    settings: { dtype: llm.dtype, engineShape: llm.recipe.shape, engine: { ...llm.options }, ...extra.settings },
+    settings: { dtype: llm.dtype, engineShape: llm.recipe.shape, engine: { ...llm.options }, ...engineEnvironment(), ...extra.settings },
     ...(roofline ? { roofline } : {}),
   });
   return { ...record, gpus };

@@ -7,7 +7,7 @@
 // per call (what an eager step pays on the CPU), and the device's time per call
 // with the calls queued ahead of the device (what a graph replay pays).
 //
-//   tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts [--tp N] [--preset 8B] [--iters 50] [--path both|nccl|peer] [--out FILE.json]
+//   tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts [--tp N] [--preset 8B] [--iters 50] [--path both|all|nccl|peer|peer-push] [--out FILE.json]
 //
 // Rank 0 is this thread, ranks 1..N-1 worker threads (one GPU each), as in the engine.
 import { writeFileSync } from 'node:fs';
@@ -65,7 +65,7 @@ function runRank(spec: Spec, mem: GroupMemory): Timing[] {
   const comm = new NcclCollectives(new native.NcclComm(spec.rank, spec.shape.size, spec.rank, spec.ncclId, 120_000), spec.rank, spec.shape.size, mem, 120_000);
   const times: Timing[] = [];
   try {
-    comm.usePeer(spec.rank, spec.paths.includes('peer') ? 'peer' : 'nccl');
+    comm.usePeer(spec.rank, 'nccl');
     const largest = Math.max(...spec.sizes, BLOCKER_BYTES);
     const buf = Tensor.full([largest / 2], 1, { dtype: 'bf16', device });
     // Rank 0's marks: back to back [0] -> [1]; blockers [2] -> [3]; the queued-ahead calls [3] -> [4].
@@ -73,10 +73,11 @@ function runRank(spec: Spec, mem: GroupMemory): Timing[] {
     const blocker = buf.narrow(0, 0, BLOCKER_BYTES / 2);
     const blockers = blockersFor(spec.iters);
     for (const path of spec.paths) {
+      if (path !== 'nccl') comm.usePeer(spec.rank, path); // every rank at the same point: a collective
       for (const bytes of spec.sizes) {
-        if (path === 'peer' && bytes > peerMaxBytes()) continue;
+        if (path !== 'nccl' && bytes > peerMaxBytes()) continue;
         const x = buf.narrow(0, 0, bytes / 2);
-        const allReduce = path === 'peer' ? () => comm.allReducePeer(x) : () => comm.allReduceNccl(x);
+        const allReduce = path !== 'nccl' ? () => comm.allReducePeer(x) : () => comm.allReduceNccl(x);
         synchronize(device);
         mem.barrier(spec.rank, `${path} size ${bytes}`, 120_000);
         for (let i = 0; i < WARMUP; i++) allReduce();
@@ -137,8 +138,9 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
   const presetName = values.preset ?? '8B';
   if (!isPresetName(presetName)) throw new Error(`--preset: unknown ${presetName}`);
   const pathArg = values.path ?? 'both';
-  if (pathArg !== 'both' && pathArg !== 'nccl' && pathArg !== 'peer') throw new Error(`--path must be both, nccl or peer, got ${pathArg}`);
-  const paths: AllReducePath[] = pathArg === 'both' ? ['nccl', 'peer'] : [pathArg];
+  const named: Record<string, AllReducePath[]> = { both: ['nccl', 'peer'], all: ['nccl', 'peer', 'peer-push'], nccl: ['nccl'], peer: ['peer'], 'peer-push': ['peer-push'] };
+  const paths = named[pathArg];
+  if (!paths) throw new Error(`--path must be one of ${Object.keys(named).join(', ')}, got ${pathArg}`);
   const cfg = PRESETS[presetName as PresetName];
   const iters = Number(values.iters ?? 50);
   const H = cfg.hiddenSize, perStep = 2 * cfg.numLayers + 1;
@@ -164,9 +166,9 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
   console.log('  host us/call: the host enqueueing one call (the binding + NCCL or the peer kernel), back to back, performance.now()');
   console.log(`  device us/call: CUDA events around ${iters} calls queued behind ${blockersFor(iters)} 256 MiB NCCL all-reduces, so the host is out of the way ("no" in queued: the host was not done in time, the figure includes idle time)`);
   console.log('  back-to-back us/call: CUDA events around calls enqueued back to back (the larger of the two above); bus bandwidth from the device time');
-  console.log(' path        bytes   host us/call device us/call queued  back-to-back us/call   algbw GB/s   busbw GB/s');
+  console.log(' path            bytes   host us/call device us/call queued  back-to-back us/call   algbw GB/s   busbw GB/s');
   for (const r of rows)
-    console.log(`${r.path.padEnd(5)} ${String(r.bytes).padStart(12)} ${r.hostUs.toFixed(1).padStart(14)} ${r.deviceUs.toFixed(1).padStart(14)} ${(r.queuedAhead ? 'yes' : 'no').padStart(6)} ${r.us.toFixed(1).padStart(21)} ${r.algGBps.toFixed(1).padStart(12)} ${r.busGBps.toFixed(1).padStart(12)}`);
+    console.log(`${r.path.padEnd(9)} ${String(r.bytes).padStart(12)} ${r.hostUs.toFixed(1).padStart(14)} ${r.deviceUs.toFixed(1).padStart(14)} ${(r.queuedAhead ? 'yes' : 'no').padStart(6)} ${r.us.toFixed(1).padStart(21)} ${r.algGBps.toFixed(1).padStart(12)} ${r.busGBps.toFixed(1).padStart(12)}`);
   const peak = Math.max(...rows.filter((r) => r.path === 'nccl').map((r) => r.busGBps), 0);
   if (peak > 0) console.log(`NCCL's bus bandwidth: ${peak.toFixed(1)} GB/s at its best size (device time)`);
   console.log(`Qwen3-${presetName} (hidden ${H}, ${cfg.numLayers} layers): ${perStep} all-reduces per step; per step at the step's message size:`);
@@ -177,7 +179,7 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
     }),
   );
   for (const r of perStepRows)
-    console.log(`  ${r.path.padEnd(5)} ${String(r.tokens).padStart(6)} tokens (${(r.bytes / 1024).toFixed(0)} KiB a message): ${r.msPerStep.toFixed(3)} ms of device time (${r.busGBps.toFixed(1)} GB/s bus${peak > 0 ? `, ${((100 * r.busGBps) / peak).toFixed(0)}% of NCCL's best` : ''}), ${r.hostMsPerStep.toFixed(3)} ms of host enqueue (an eager step pays it; a graph replay does not)`);
+    console.log(`  ${r.path.padEnd(9)} ${String(r.tokens).padStart(6)} tokens (${(r.bytes / 1024).toFixed(0)} KiB a message): ${r.msPerStep.toFixed(3)} ms of device time (${r.busGBps.toFixed(1)} GB/s bus${peak > 0 ? `, ${((100 * r.busGBps) / peak).toFixed(0)}% of NCCL's best` : ''}), ${r.hostMsPerStep.toFixed(3)} ms of host enqueue (an eager step pays it; a graph replay does not)`);
   if (values.out) {
     writeFileSync(values.out, JSON.stringify({ kind: 'allreduce', date: new Date().toISOString(), gpus: size, card: native.deviceInfo(0).name, nccl: info.ncclVersion, peerMaxBytes: peerMaxBytes(), dtype: 'bf16', iters, preset: presetName, paths, allReducesPerStep: perStep, blockers: blockersFor(iters), rows, perStep: perStepRows, peakBusGBps: peak }, null, 2) + '\n');
     console.log(`written ${values.out}`);

@@ -161,13 +161,18 @@ export class SharedMemoryCollectives implements RankCollectives {
   dispose(): void {}
 }
 
-/** How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible) or nccl. */
-export type AllReducePath = 'peer' | 'nccl';
+/**
+ * How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible: each
+ * GPU reads the others' staged shares), peer-push (each writes its share into the others' staging)
+ * or nccl.
+ */
+export type AllReducePath = 'peer' | 'peer-push' | 'nccl';
+const ALL_REDUCE_PATHS: readonly AllReducePath[] = ['peer', 'peer-push', 'nccl'];
 
 function allReducePathFromEnv(): AllReducePath {
   const v = process.env.AIOS_TP_ALLREDUCE ?? 'peer';
-  if (v !== 'peer' && v !== 'nccl') throw new Error(`AIOS_TP_ALLREDUCE must be "peer" or "nccl", got "${v}"`);
-  return v;
+  if (!(ALL_REDUCE_PATHS as readonly string[]).includes(v)) throw new Error(`AIOS_TP_ALLREDUCE must be one of ${ALL_REDUCE_PATHS.join(', ')}, got "${v}"`);
+  return v as AllReducePath;
 }
 
 /**
@@ -191,13 +196,13 @@ const PEER_DTYPES: ReadonlySet<DType> = new Set(['bf16', 'f16', 'f32']);
  * and addresses through an NCCL all-gather, and vote on the outcome, so they all use the peer
  * path or all keep NCCL's (different paths on different ranks would never meet).
  */
-function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
+function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number, push: boolean): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
   const { rank, size } = coll;
   let peer: InstanceType<typeof native.PeerAllReduce> | undefined;
   let mine: string | undefined;
   const words = new Int32Array(6); // [ok, device, staging lo, hi, flags lo, hi]
   try {
-    peer = new native.PeerAllReduce(device, rank, size, capacityBytes, coll.timeoutMs);
+    peer = new native.PeerAllReduce(device, rank, size, capacityBytes, coll.timeoutMs, push);
     const [staging, flags] = peer.addresses();
     words.set([1, device, Number(staging! & 0xffffffffn) | 0, Number(staging! >> 32n) | 0, Number(flags! & 0xffffffffn) | 0, Number(flags! >> 32n) | 0]);
   } catch (e) {
@@ -239,6 +244,7 @@ function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityByt
 export class NcclCollectives implements RankCollectives {
   private votes = 0;
   private peer?: InstanceType<typeof native.PeerAllReduce>;
+  private peerPush = false;
   /** Why the peer all-reduce is not used (undefined when it is). */
   private peerWhy?: string = 'not set up';
 
@@ -258,8 +264,9 @@ export class NcclCollectives implements RankCollectives {
       this.peerWhy = 'AIOS_TP_ALLREDUCE=nccl';
       return;
     }
-    const { peer, why } = connectPeerAllReduce(this, device, capacityBytes);
+    const { peer, why } = connectPeerAllReduce(this, device, capacityBytes, path === 'peer-push');
     this.peer = peer;
+    this.peerPush = path === 'peer-push';
     this.peerWhy = why;
   }
 
@@ -345,7 +352,7 @@ export class NcclCollectives implements RankCollectives {
   describe(): string {
     const nccl = `NCCL ${native.backendInfo().ncclVersion ?? ''} between ${this.size} GPUs, on each rank's stream`;
     return this.peer
-      ? `collectives: ${nccl}; all-reduces up to ${(this.peer.capacity / 2 ** 20).toFixed(0)} MiB one-shot over peer access (the GPUs read each other's staging buffers)`
+      ? `collectives: ${nccl}; all-reduces up to ${(this.peer.capacity / 2 ** 20).toFixed(0)} MiB one-shot over peer access (${this.peerPush ? "each GPU writes its share into the others' staging buffers" : "the GPUs read each other's staging buffers"})`
       : `collectives: ${nccl} (no peer all-reduce: ${this.peerWhy})`;
   }
 
