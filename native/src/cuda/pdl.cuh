@@ -1,0 +1,49 @@
+// Programmatic dependent launch (Hopper; AIOS_PDL=1). In a CUDA graph, as in a
+// stream, a kernel starts only once the one before it has finished: its blocks
+// are scheduled after the last block of the previous kernel exits, and at one
+// token a decode step is ~300 kernels of a few microseconds each, so those
+// start-up gaps are a large part of the step. Launched with the programmatic
+// stream serialization attribute, a kernel's blocks may be scheduled while the
+// previous kernel still runs (once every block of that kernel has said so with
+// griddepcontrol.launch_dependents); they then wait at griddepcontrol.wait until
+// the previous kernel has completed and its writes are visible. pdl_begin() does
+// both, first thing: every kernel launched with the attribute calls it before it
+// touches memory, so what it reads is what it read without the attribute. A
+// kernel launched without the attribute (cuBLAS's, the peer all-reduce, which
+// needs every block resident at once) still waits for everything before it.
+#pragma once
+#include <cuda_runtime.h>
+
+#include "backend.h"
+
+namespace aios::cuda {
+
+// AIOS_PDL=1 (read once): the kernels that call pdl_begin are launched with the attribute.
+bool pdl_enabled();
+
+#ifdef __CUDACC__
+__device__ __forceinline__ void pdl_begin() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+#endif
+
+// kernel<<<grid, block, smem, st>>>(args...), with the attribute when pdl_enabled(); the kernel must call pdl_begin().
+template <class... P, class... A>
+void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, A... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = st;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 1 : 0;
+  check(cudaLaunchKernelEx(&cfg, kernel, P(args)...), "cudaLaunchKernelEx");
+}
+
+}  // namespace aios::cuda
