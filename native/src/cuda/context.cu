@@ -1,5 +1,4 @@
 // Devices, their streams and their caching allocators.
-#include <cstdlib>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -8,7 +7,6 @@
 #include <cuda_profiler_api.h>
 
 #include "backend.h"
-#include "pdl.cuh"
 
 namespace aios::cuda {
 
@@ -48,14 +46,6 @@ DeviceInfo device_info(int device) {
   cudaDeviceGetAttribute(&clock, cudaDevAttrMemoryClockRate, device);
   info.memory_clock_khz = clock;
   return info;
-}
-
-bool pdl_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("AIOS_PDL");
-    return v != nullptr && std::string(v) == "1";
-  }();
-  return on;
 }
 
 // The current device is per thread (as CUDA's is): lesson 14 runs one rank per

@@ -89,7 +89,6 @@ template <class T, class OutT, int MT>
 __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __restrict__ x, const T* __restrict__ w, OutT* __restrict__ out,
                                                                 int64_t M, int64_t N, int64_t K, int64_t k_per_split, float* partials,
                                                                 uint32_t* counters) {
-  pdl_begin();  // pdl.cuh: first, before any memory is touched
   using S = Tile<MT>;
   constexpr int U = S::kSteps;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
