@@ -33,7 +33,15 @@ export interface Submission {
   listener: DeltaListener;
 }
 
-/** Thrown by submit and submitAll when the bounded queue has no room, or the loop is closed: the server answers 429. */
+/** The loop was closed: a request it ends gets this, and submit and submitAll throw it; the server answers 503. */
+export class ShuttingDownError extends Error {
+  constructor() {
+    super('the server is shutting down');
+    this.name = 'ShuttingDownError';
+  }
+}
+
+/** Thrown by submit and submitAll when the bounded queue has no room: the server answers 429. */
 export class QueueFullError extends Error {
   override name = 'QueueFullError';
 }
@@ -93,7 +101,7 @@ export class EngineLoop {
    * The loop starts if idle.
    */
   submitAll(requests: readonly Submission[]): number[] {
-    if (this.closed) throw new QueueFullError('the server is shutting down');
+    if (this.closed) throw new ShuttingDownError();
     const count = requests.length;
     const waiting = this.waiting; // the scheduler's stats: once per client request, not per choice
     if (waiting + count > this.options.maxQueue)
@@ -132,7 +140,7 @@ export class EngineLoop {
   /** Aborts everything and stops stepping. */
   close(): void {
     this.closed = true;
-    this.endAll(new Error('the server is shutting down'));
+    this.endAll(new ShuttingDownError());
   }
 
   /** Ends every open request with `error` (its client gets it and its response ends); a listener that throws stops no other. */

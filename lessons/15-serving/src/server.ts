@@ -21,7 +21,7 @@ import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts
 import type { FinishReason } from '@aios/engine-core/engine/sequence.ts';
 import type { EngineOptions, Recipe, SampledLogprobs } from '@aios/engine-core/engine/types.ts';
 
-import { EngineLoop, QueueFullError } from './engine-loop.ts';
+import { EngineLoop, QueueFullError, ShuttingDownError } from './engine-loop.ts';
 import { ServerMetrics } from './metrics.ts';
 import {
   ApiError,
@@ -333,9 +333,11 @@ export class ServingServer {
               listener: {
                 onDelta: (d: RequestDelta) => onDelta(c, d),
                 onError: (e: Error) => {
-                  if (!stream && !ended) fail(new ApiError(500, `the engine failed: ${e.message}`, 'server_error'));
+                  // The server closing under a request is a 503 (try again elsewhere), not the engine failing.
+                  const err = e instanceof ShuttingDownError ? new ApiError(503, e.message, 'server_error', null, 'shutting_down') : new ApiError(500, `the engine failed: ${e.message}`, 'server_error');
+                  if (!stream && !ended) fail(err);
                   else if (!ended) {
-                    write({ error: new ApiError(500, `the engine failed: ${e.message}`, 'server_error').body().error });
+                    write({ error: err.body().error });
                     ended = true;
                     abortAll(); // the response is over: its other choices stop too
                     res.end();
@@ -351,6 +353,7 @@ export class ServingServer {
       } catch (e) {
         ended = true;
         if (e instanceof QueueFullError) return reject(new ApiError(429, e.message, 'rate_limit_exceeded', null, 'queue_full'));
+        if (e instanceof ShuttingDownError) return reject(new ApiError(503, e.message, 'server_error', null, 'shutting_down'));
         if (e instanceof RangeError) return reject(new ApiError(400, e.message.replace(/^addRequest: /, ''), 'invalid_request_error'));
         return reject(e);
       }

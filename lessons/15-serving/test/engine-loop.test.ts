@@ -9,7 +9,7 @@ import { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import { Engine, type RequestDelta } from '@aios/engine-core/engine/engine.ts';
 import type { Sampler } from '@aios/engine-core/engine/types.ts';
 
-import { EngineLoop } from '../src/engine-loop.ts';
+import { EngineLoop, ShuttingDownError } from '../src/engine-loop.ts';
 import { servedRecipe } from '../src/recipe.ts';
 
 let llm: LLM;
@@ -133,9 +133,12 @@ describe('EngineLoop', () => {
     loop.close();
     await Promise.all(open.map((r) => r.ended));
     await loop.idle();
-    for (const r of open) expect(r.error?.message).toBe('the server is shutting down');
+    for (const r of open) expect(r.error).toBeInstanceOf(ShuttingDownError); // the server answers 503, not "the engine failed"
+    expect(open[0]!.error?.message).toBe('the server is shutting down');
     expect(llm.engine.pending).toBe(0);
     expect(llm.parts.scheduler.stats!().usedBlocks).toBe(0);
+    // A request after the close is refused the same way (not as a full queue).
+    expect(() => loop.submit([9, 10, 11], long, recorder().listener)).toThrow(ShuttingDownError);
   });
 
   it("close() with a listener whose onError throws still ends the others, and the loop goes idle", async () => {
