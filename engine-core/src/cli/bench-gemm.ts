@@ -5,7 +5,7 @@
 // read once per process), and the child's timings and outputs come back through files.
 //
 //   tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,8B-tp2,0.6B-head,8B-head,8B-tp2-head] [--m 1,8,16,32,64] [--json FILE]
-//                                        [--peak-gbps 4180] [--repeats N] [--tune]
+//                                        [--peak-gbps 4180] [--repeats N]
 //   tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu    a dry run of the harness on toy shapes
 //
 // Timing: each shape's calls are captured in a CUDA graph (as lesson 11 replays a decode
@@ -21,7 +21,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-import { type Device, DeviceTimer, captureGraph, deviceIndex, emptyCache, native, parseDevice, synchronize } from '../backend.ts';
+import { type Device, DeviceTimer, captureGraph, emptyCache, parseDevice, synchronize } from '../backend.ts';
 import { hardwareInfo } from '../bench/records.ts';
 import { quantile } from '../bench/harness.ts';
 import * as ops from '../ops.ts';
@@ -173,7 +173,7 @@ async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       models: { type: 'string' }, m: { type: 'string' }, json: { type: 'string' }, 'peak-gbps': { type: 'string' }, repeats: { type: 'string' },
-      device: { type: 'string' }, tiny: { type: 'boolean', default: false }, tune: { type: 'boolean', default: false }, 'as-child': { type: 'string' }, help: { type: 'boolean', default: false },
+      device: { type: 'string' }, tiny: { type: 'boolean', default: false }, 'as-child': { type: 'string' }, help: { type: 'boolean', default: false },
     },
   });
   if (values.help) {
@@ -183,13 +183,7 @@ async function main(): Promise<number> {
   const device = deviceFlag(values.device, parseDevice) ?? parseDevice('cuda');
   if (device === 'cpu' && !values.tiny) throw new Error('bench-gemm times CUDA kernels: it needs a CUDA device (--tiny --device cpu dry-runs the harness)');
   const models = values.tiny ? ['tiny'] : (values.models ?? '0.6B,8B,0.6B-head').split(',');
-  for (const m of models) if (!PROJECTIONS[m]) throw new Error(`--models: unknown model "${m}" (${Object.keys(PROJECTIONS).join(', ')})\n${USAGE}`);
-  if (values.tune && device !== 'cpu') {
-    // --tune: each shape's first call (the plan's, outside the timed graph) times cuBLASLt's candidates
-    // and keeps the fastest, as lesson 11's capture does with AIOS_GEMM_TUNE=1 (read at the first matmul).
-    process.env.AIOS_GEMM_TUNE = '1';
-    native.matmulTune(deviceIndex(device), true);
-  }
+  for (const m of models) if (!PROJECTIONS[m]) throw new Error(`--models: unknown model "${m}" (0.6B, 8B, 0.6B-head)\n${USAGE}`);
   const ms = (values.m ?? (values.tiny ? '1,17' : '1,8,16,32,64')).split(',').map(Number);
   if (ms.some((m) => !Number.isInteger(m) || m < 1)) throw new Error(`--m must list positive integers, got "${values.m}"\n${USAGE}`);
   const peak = positiveFlag('peak-gbps', values['peak-gbps']) ?? 4180;
