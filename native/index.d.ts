@@ -76,8 +76,6 @@ export declare function backendInfo(): BackendInfo;
 export declare function deviceInfo(device: number): DeviceInfo;
 export declare function memGetInfo(device: number): { free: number; total: number };
 export declare function synchronize(device: number): void;
-/** Lesson 11: while on, a GEMM shape's first call outside a graph capture times cuBLASLt's candidates and keeps the fastest; the number of shapes timed so far on the device (0 on the CPU or without cuBLAS). */
-export declare function matmulTune(device: number, on: boolean): number;
 export declare function synchronizeAsync(device: number): Promise<void>;
 export declare function allocatorStats(device: number): AllocatorStats;
 export declare function emptyCache(device: number): void;

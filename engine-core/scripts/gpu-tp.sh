@@ -14,8 +14,7 @@
 #                                                then the Qwen3-8B shape on the throughput workload at TP=1 and
 #                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded (TP=2 with
 #                                                AIOS_TP_TRACE=1), and TP=2 again with AIOS_TP_SAMPLE=gather and with
-#                                                AIOS_TP_ALLREDUCE=peer-push, then TP=1 and TP=2 with AIOS_GEMM_TUNE=1
-#                                                (not recorded; GEMM_TUNE_AB=0 leaves those two out)
+#                                                AIOS_TP_ALLREDUCE=peer-push (not recorded)
 #   bash engine-core/scripts/gpu-tp.sh diag      check's two steps, then Qwen3-8B throughput (one run each, not recorded): TP=1,
 #                                                TP=2 with AIOS_TP_TRACE=1 (each rank's host timeline of a decode step), and
 #                                                TP=2 with AIOS_TP_ABLATE=allreduce, =gather and both (the collectives left
@@ -109,12 +108,6 @@ case "$PART" in
     AIOS_TP_SAMPLE=gather run_lesson lesson14-8B-throughput-tp2-gather 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
     # And with the pushed peer all-reduce (each GPU writes its share into the other's staging; not recorded).
     AIOS_TP_ALLREDUCE=peer-push run_lesson lesson14-8B-throughput-tp2-push 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
-    # And TP=1 and TP=2 with cuBLASLt's candidates timed at capture (AIOS_GEMM_TUNE=1; not recorded): the
-    # halved shapes of a rank are where cuBLASLt's first choice reads its weights slowest (bench-gemm 8B-tp2).
-    if [[ ${GEMM_TUNE_AB:-1} != 0 ]]; then
-      AIOS_GEMM_TUNE=1 run_lesson lesson14-8B-throughput-tp1-tuned 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --no-record
-      AIOS_GEMM_TUNE=1 run_lesson lesson14-8B-throughput-tp2-tuned 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
-    fi
     grep -hE "^collectives:" "$LESSON_LOGS"/lesson14-8B-throughput-tp2*.log | sort | uniq -c
     # The medians of the repeats (the first run's rate where there is one run).
     for n in 1 2; do

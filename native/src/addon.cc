@@ -947,23 +947,6 @@ Napi::Value MemGetInfo(const Napi::CallbackInfo& info) {
   });
 }
 
-// matmulTune(device, on): lesson 11's switch for timing cuBLASLt's candidates (matmul.cu); the
-// number of GEMM shapes timed so far on the device (0 on the CPU or without cuBLAS).
-Napi::Value MatmulTune(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    int d = device_arg(info, 0);
-    if (info.Length() < 2 || !info[1].IsBoolean()) throw_js(info.Env(), "matmulTune: expected (device, on: boolean)");
-    const bool on = info[1].As<Napi::Boolean>().Value();
-    int64_t shapes = 0;
-#ifdef AIOS_WITH_CUDA
-    if (d != kCpu) shapes = aios::cuda::matmul_tune(d, on);
-#endif
-    (void)d;
-    (void)on;
-    return Napi::Number::New(info.Env(), double(shapes));
-  });
-}
-
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     int d = device_arg(info, 0);
@@ -1611,7 +1594,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("deviceInfo", Napi::Function::New(env, DeviceInfo));
   exports.Set("memGetInfo", Napi::Function::New(env, MemGetInfo));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
-  exports.Set("matmulTune", Napi::Function::New(env, MatmulTune));
   exports.Set("synchronizeAsync", Napi::Function::New(env, SynchronizeAsync));
   exports.Set("allocatorStats", Napi::Function::New(env, AllocatorStats));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));

@@ -38,7 +38,6 @@ export class GraphStepModel implements StepModel {
   private readonly captured: Captured[] = [];
   private captureSeconds = 0;
   private captureBytes = 0;
-  private tunedShapes = 0;
   /** Decode steps replayed as graphs, run eagerly in a bucket's padded layout (the CPU), and run eagerly as they are (no bucket fits). */
   readonly counts = { replayed: 0, padded: 0, eager: 0 };
   /** Decode steps per attention variant (an op with variants: lesson 13's plain and cascade decode). */
@@ -75,26 +74,18 @@ export class GraphStepModel implements StepModel {
     const freeBefore = native.memGetInfo(dev).free;
     const t0 = performance.now();
     let lastLine = t0;
-    // The eager forward before each capture meets each bucket's GEMM shapes first: with
-    // AIOS_GEMM_TUNE=1, cuBLASLt's candidate algorithms for each are timed there and the fastest
-    // is what the graph records (matmul.cu; by default the heuristic's first choice).
-    const tunedBefore = native.matmulTune(dev, true);
-    try {
-      for (const [i, { layout, variant }] of todo.entries()) {
-        this.variants?.select(variant);
-        const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
-        this.inner.forwardStep(step, pool); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
-        this.settle();
-        const graph = this.capture(() => this.inner.forwardStep(step, pool));
-        if (!graph) break; // capture refused (lesson 14): decode runs eagerly, see eagerBecause
-        this.captured.push({ layout, variant, graph });
-        if (performance.now() - lastLine > 2000) {
-          this.ctx.log(`  ${i + 1}/${todo.length} graphs captured`);
-          lastLine = performance.now();
-        }
+    for (const [i, { layout, variant }] of todo.entries()) {
+      this.variants?.select(variant);
+      const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
+      this.inner.forwardStep(step, pool); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
+      this.settle();
+      const graph = this.capture(() => this.inner.forwardStep(step, pool));
+      if (!graph) break; // capture refused (lesson 14): decode runs eagerly, see eagerBecause
+      this.captured.push({ layout, variant, graph });
+      if (performance.now() - lastLine > 2000) {
+        this.ctx.log(`  ${i + 1}/${todo.length} graphs captured`);
+        lastLine = performance.now();
       }
-    } finally {
-      this.tunedShapes = native.matmulTune(dev, false) - tunedBefore;
     }
     this.settle();
     this.captureSeconds = (performance.now() - t0) / 1000;
@@ -103,12 +94,7 @@ export class GraphStepModel implements StepModel {
       for (const c of this.captured) c.graph?.dispose();
       this.captured.length = 0;
       this.ctx.log(`no decode graphs: ${this.eagerBecause}; decode steps run eagerly`);
-    } else this.ctx.log(`captured ${todo.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory${this.tuned()})`);
-  }
-
-  /** The capture line's note on the GEMM algorithms timed during it (none: cuBLASLt's first choice, unless AIOS_GEMM_TUNE=1). */
-  private tuned(): string {
-    return this.tunedShapes > 0 ? `; cuBLASLt's candidates timed for ${this.tunedShapes} GEMM shapes, the fastest captured` : '';
+    } else this.ctx.log(`captured ${todo.length} graphs in ${this.captureSeconds.toFixed(2)} s (${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory)`);
   }
 
   /** Waits for the device's queued work between captures (lesson 14 waits with a deadline instead). */
@@ -176,7 +162,7 @@ export class GraphStepModel implements StepModel {
       ? `no CUDA graphs on the CPU: decode steps run eagerly in the graphs' ${n} padded layouts${(this.variants?.count ?? 1) > 1 ? ` (${n / this.variants!.count} layouts x ${this.variants!.count} attention variants)` : ''}`
       : this.eagerBecause
         ? `no decode graphs (${this.eagerBecause}): decode steps run eagerly`
-        : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory${this.tuned()}`;
+        : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
     const padded = this.counts.padded ? `, ${this.counts.padded} in padded layouts` : '';
     const byVariant = (this.variants?.count ?? 1) > 1 ? `; per attention variant ${Array.from({ length: this.variants!.count }, (_, v) => this.decodeStepsByVariant[v] ?? 0).join(' / ')}` : '';
     return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed${padded}, ${this.counts.eager} eager (no bucket fit)${byVariant}`];

@@ -72,10 +72,6 @@ void embedding(cudaStream_t st, const void* table, DType dt, const void* ids, DT
 void matmul_nt(cudaStream_t st, const void* x, const void* w, void* out, int64_t M, int64_t N, int64_t K,
                DType in_dt, DType out_dt);
 bool has_matmul();  // false where the addon was built without cuBLAS
-// Lesson 11: while on, a GEMM shape's first call outside a graph capture times cuBLASLt's
-// candidate algorithms and keeps the fastest (matmul.cu says how). Returns the number of shapes
-// timed so far on the device (0 without cuBLAS).
-int64_t matmul_tune(int device, bool on);
 void rmsnorm(cudaStream_t st, const void* x, const void* weight, void* out, int64_t rows, int64_t dim, float eps,
              DType dt);
 void rope_neox(cudaStream_t st, const void* x, void* out, const int32_t* positions, const float* cos,

@@ -15,20 +15,8 @@
 // the wide projections at one token, 0.34-0.46x at 64 tokens. AIOS_SMALL_GEMM (read
 // once): unset = that rule, 1 = every shape the kernel takes (1-64 tokens), 0 = never,
 // so a lesson or the bench can be timed every way.
-//
-// Lesson 11 times cuBLASLt's candidates: while matmul_tune is on for a device (lesson 11 turns it
-// on around the eager forward it runs before capturing each bucket's graph), the first call of a
-// shape outside a capture runs each of the heuristic's first kTuneCandidates algorithms
-// kTuneRuns times on the call's own operands (beta is 0, so a rerun rewrites the same output),
-// each run after a write that evicts the weight from L2 as a decode step finds it, and keeps the
-// fastest. A shape first met inside a capture keeps the heuristic's first choice for good (the
-// graph holds it, and an eager call must compute what the replay does). Off unless AIOS_GEMM_TUNE=1:
-// on Qwen3-0.6B it gained nothing against the heuristic's first choice (docs/measurements/
-// gemm-tune-h200-3537bf5.log); lesson 14 measures it on Qwen3-8B's halved shapes, where cuBLASLt's
-// first choice reads qkv's and o's weights at 42-44% of the copy bandwidth at 256 tokens.
 #include <cublasLt.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -63,13 +51,7 @@ struct Plan {
   cublasLtMatmulDesc_t op = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
-  std::vector<cublasLtMatmulAlgo_t> candidates;  // the heuristic's, best-ranked first
-  bool settled = false;                          // timed, or used inside a capture: algo is final
 };
-
-constexpr int kTuneCandidates = 8;
-constexpr int kTuneRuns = 5;
-constexpr size_t kTuneEvictBytes = size_t(96) << 20;  // past the H200's 60 MiB of L2
 
 using ShapeKey = std::tuple<int64_t, int64_t, int64_t, int, int>;
 
@@ -83,11 +65,6 @@ struct DeviceLt {
   // counters zeroed once on the device's stream; each launch leaves them zero again.
   void* small_workspace = nullptr;
   std::map<ShapeKey, gemm_small::Plan> small_plans;
-  bool tune = false;               // matmul_tune(device, true): time the candidates of new shapes
-  int64_t tuned_shapes = 0;        // shapes whose algorithm was timed
-  double tune_seconds = 0.0;       // host time spent timing them
-  void* evict = nullptr;           // kTuneEvictBytes written between timed runs (made on first use)
-  cudaEvent_t ev[2 * kTuneRuns] = {};
 };
 
 DeviceLt& device_lt() {
@@ -160,82 +137,16 @@ Plan& plan_for(DeviceLt& lt, int64_t M, int64_t N, int64_t K, DType in_dt, DType
   check_lt(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &lt.workspace_bytes,
                                                 sizeof(lt.workspace_bytes)),
            "preference workspace");
-  cublasLtMatmulHeuristicResult_t results[kTuneCandidates] = {};
+  cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
-  cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(lt.handle, p.op, p.a, p.b, p.c, p.c, pref, kTuneCandidates, results, &found);
+  cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(lt.handle, p.op, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
   cublasLtMatmulPreferenceDestroy(pref);
   check_lt(st, "cublasLtMatmulAlgoGetHeuristic");
   if (found == 0)
     throw Error("matmul: cuBLASLt found no algorithm for M=" + std::to_string(M) + " N=" + std::to_string(N) +
                 " K=" + std::to_string(K));
-  for (int i = 0; i < found; ++i)
-    if (results[i].state == CUBLAS_STATUS_SUCCESS) p.candidates.push_back(results[i].algo);
-  if (p.candidates.empty()) p.candidates.push_back(results[0].algo);
-  p.algo = p.candidates[0];
+  p.algo = result.algo;
   return lt.plans.emplace(key, p).first->second;
-}
-
-bool tuning_allowed() {
-  static const bool allowed = [] {
-    const char* v = std::getenv("AIOS_GEMM_TUNE");
-    if (!v || !*v || std::strcmp(v, "0") == 0) return false;
-    if (std::strcmp(v, "1") == 0) return true;
-    throw Error(std::string("AIOS_GEMM_TUNE must be 0, 1 or unset, got \"") + v + "\"");
-  }();
-  return allowed;
-}
-
-bool capturing(cudaStream_t st) {
-  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
-  check(cudaStreamIsCapturing(st, &status), "cudaStreamIsCapturing");
-  return status != cudaStreamCaptureStatusNone;
-}
-
-cublasStatus_t run_algo(DeviceLt& lt, const Plan& p, const cublasLtMatmulAlgo_t& algo, cudaStream_t st, const void* x,
-                        const void* w, void* out) {
-  const float alpha = 1.0f, beta = 0.0f;
-  return cublasLtMatmul(lt.handle, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &algo, lt.workspace,
-                        lt.workspace_bytes, st);
-}
-
-// Times each candidate on these operands (the header says how) and keeps the fastest; the last
-// run is the chosen algorithm's, so `out` holds what every later call of this shape computes.
-void tune(DeviceLt& lt, Plan& p, cudaStream_t st, const void* x, const void* w, void* out) {
-  const auto t0 = std::chrono::steady_clock::now();
-  if (!lt.evict) {
-    int dev = 0;
-    check(cudaGetDevice(&dev), "cudaGetDevice");
-    lt.evict = context(dev).allocator.allocate(kTuneEvictBytes);
-    if (!lt.evict) throw Error("matmul tuning: could not allocate the L2-evicting buffer");
-    for (cudaEvent_t& e : lt.ev) check(cudaEventCreate(&e), "matmul tuning: cudaEventCreate");
-  }
-  float best_ms = 0.0f;
-  size_t best = 0;
-  for (size_t c = 0; c < p.candidates.size(); ++c) {
-    if (run_algo(lt, p, p.candidates[c], st, x, w, out) != CUBLAS_STATUS_SUCCESS) continue;  // warm-up; a refusal skips it
-    for (int r = 0; r < kTuneRuns; ++r) {
-      check(cudaMemsetAsync(lt.evict, r, kTuneEvictBytes, st), "matmul tuning: evicting L2");
-      check(cudaEventRecord(lt.ev[2 * r], st), "matmul tuning: cudaEventRecord");
-      check_lt(run_algo(lt, p, p.candidates[c], st, x, w, out), "cublasLtMatmul (tuning)");
-      check(cudaEventRecord(lt.ev[2 * r + 1], st), "matmul tuning: cudaEventRecord");
-    }
-    check(cudaEventSynchronize(lt.ev[2 * kTuneRuns - 1]), "matmul tuning: cudaEventSynchronize");
-    float total = 0.0f;
-    for (int r = 0; r < kTuneRuns; ++r) {
-      float ms = 0.0f;
-      check(cudaEventElapsedTime(&ms, lt.ev[2 * r], lt.ev[2 * r + 1]), "matmul tuning: cudaEventElapsedTime");
-      total += ms;
-    }
-    if (c == 0 || total < best_ms) {
-      best_ms = total;
-      best = c;
-    }
-  }
-  p.algo = p.candidates[best];
-  check_lt(run_algo(lt, p, p.algo, st, x, w, out), "cublasLtMatmul");
-  lt.tuned_shapes += 1;
-  lt.tune_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace
@@ -255,23 +166,10 @@ void matmul_nt(cudaStream_t st, const void* x, const void* w, void* out, int64_t
     return;
   }
   Plan& p = plan_for(lt, M, N, K, in_dt, out_dt);
-  if (!p.settled) {
-    if (capturing(st)) {
-      p.settled = true;  // the graph keeps this algorithm: eager calls must match it
-    } else if (lt.tune && tuning_allowed() && p.candidates.size() > 1) {
-      tune(lt, p, st, x, w, out);
-      p.settled = true;
-      return;
-    }
-  }
-  check_lt(run_algo(lt, p, p.algo, st, x, w, out), "cublasLtMatmul");
-}
-
-int64_t matmul_tune(int device, bool on) {
-  make_current(device);
-  DeviceLt& lt = device_lt();
-  lt.tune = on;
-  return lt.tuned_shapes;
+  const float alpha = 1.0f, beta = 0.0f;
+  check_lt(cublasLtMatmul(lt.handle, p.op, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo, lt.workspace,
+                          lt.workspace_bytes, st),
+           "cublasLtMatmul");
 }
 
 }  // namespace aios::cuda

@@ -6,8 +6,6 @@ namespace aios::cuda {
 
 bool has_matmul() { return false; }
 
-int64_t matmul_tune(int, bool) { return 0; }
-
 void matmul_nt(cudaStream_t, const void*, const void*, void*, int64_t, int64_t, int64_t, DType, DType) {
   throw Error("matmul: this addon was built without cuBLAS (install the CUDA toolkit's cuBLAS and rebuild native/)");
 }
