@@ -4,7 +4,7 @@
 // times its own path, then runs itself again with AIOS_SMALL_GEMM=0 (the switch is
 // read once per process), and the child's timings and outputs come back through files.
 //
-//   tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,8B-tp2,0.6B-head,8B-head,8B-tp2-head] [--m 1,8,16,32,64] [--json FILE]
+//   tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,8B-tp2,0.6B-head] [--m 1,8,16,32,64] [--json FILE]
 //                                        [--peak-gbps 4180] [--repeats N]
 //   tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu    a dry run of the harness on toy shapes
 //
@@ -29,7 +29,7 @@ import { Tensor } from '../tensor.ts';
 import { randomDevice, relError as kernelRelError } from './bench-kernels.ts';
 import { deviceFlag, intFlag, positiveFlag, runIfCommand } from './args.ts';
 
-const USAGE = `usage: tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,8B-tp2,0.6B-head,8B-head,8B-tp2-head] [--m 1,8,16,32,64] [--json FILE] [--peak-gbps N] [--repeats N] [--device cuda:N]
+const USAGE = `usage: tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,8B-tp2,0.6B-head] [--m 1,8,16,32,64] [--json FILE] [--peak-gbps N] [--repeats N] [--device cuda:N]
        tsx engine-core/src/cli/bench-gemm.ts --tiny --device cpu`;
 
 /** Qwen3's per-layer projections as [name, N, K] (qkv and gate_up fused, as lesson 10 runs them). */
@@ -38,8 +38,6 @@ const PROJECTIONS: Record<string, [string, number, number][]> = {
   '8B': [['qkv', 6144, 4096], ['o', 4096, 4096], ['gate_up', 24576, 4096], ['down', 4096, 12288]],
   // One rank's share of 8B on two (lesson 14): column-parallel N and row-parallel K halved.
   '8B-tp2': [['qkv', 3072, 4096], ['o', 4096, 2048], ['gate_up', 12288, 4096], ['down', 4096, 6144]],
-  '8B-head': [['lm_head', 151936, 4096]],
-  '8B-tp2-head': [['lm_head', 75968, 4096]],
   // The logits of every step (tied to the embedding in 0.6B): the largest single read at batch 1.
   '0.6B-head': [['lm_head', 151936, 1024]],
   tiny: [['qkv', 200, 64], ['down', 72, 136]],
