@@ -95,6 +95,16 @@ describe('the code a record measured', () => {
     r.write('native/src/kernel.cc', 'int k2;\n');
     r.commit('kernel');
     expect(new FreshnessChecker(r.root).check(record).since).toBe(change.slice(0, 7));
+    // A change taken back out (a reverted experiment) leaves the code as it was measured.
+    r.write('engine-core/src/chart/page.ts', 'export const page = 3;\n'); // not lesson 04's: a commit to measure at
+    const kernelRecord = { kind: 'bench', lesson: 4, commit: r.commit('measured again') };
+    expect(new FreshnessChecker(r.root).check(kernelRecord).state).toBe('fresh');
+    r.write('native/src/kernel.cc', 'int k3;\n');
+    r.commit('an experiment');
+    expect(new FreshnessChecker(r.root).check(kernelRecord).state).toBe('stale');
+    r.write('native/src/kernel.cc', 'int k2;\n');
+    r.commit('the experiment reverted');
+    expect(new FreshnessChecker(r.root).check(kernelRecord).state).toBe('fresh');
     // A lesson the change did not reach stays fresh: lesson 04's record at the runner commit only sees the kernel change.
     expect(new FreshnessChecker(r.root).check({ kind: 'bench', lesson: 4, commit: `${change}+dirty` })).toMatchObject({ state: 'stale', dirty: true, changed: ['native/src/kernel.cc'] });
   });

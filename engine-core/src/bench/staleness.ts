@@ -9,8 +9,10 @@
 //   environment record (00)       lessons/00-introduction/src/demo.ts
 //   kernel record (lesson 09 on)  engine-core/src/cli/bench-kernels.ts (it times the kernels through the ops facade,
 //                                 so the addon's sources come with it) and engine-core/scripts/sdpa_peer.py (the peer's numbers)
-// A record is stale when git shows a commit after the record's commit, or an uncommitted
-// change in the work tree, that touches one of those files. What it cannot check (no git,
+// A record is stale when one of those files differs between the record's commit and HEAD
+// (a change taken back out again, a reverted experiment, does not count), or has an
+// uncommitted change in the work tree; the answer names the first later commit that
+// touched such a file. What it cannot check (no git,
 // a commit git does not have) is "unknown", never silently fresh.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -130,7 +132,11 @@ function git(root: string, args: string[]): string {
 export class FreshnessChecker {
   private readonly closures = new Map<string, string[]>();
   private readonly answers = new Map<string, Freshness>();
-  /** Per commit: the commits after it up to HEAD, oldest first, with the files each touched; undefined if git lacks it. */
+  /**
+   * Per commit: the commits after it up to HEAD, oldest first, with the files each touched and that
+   * still differ at HEAD from the commit's (a file changed and changed back is not among them);
+   * undefined if git lacks the commit.
+   */
   private readonly histories = new Map<string, { commit: string; files: string[] }[] | undefined>();
   private uncommitted: string[] | undefined;
   private gitOk: boolean | undefined;
@@ -174,9 +180,10 @@ export class FreshnessChecker {
       git(this.root, ['cat-file', '-e', `${commit}^{commit}`]);
       // "@<hash>" lines, each followed by the files that commit touched.
       out = [];
+      const differs = new Set(git(this.root, ['diff', '--name-only', commit, 'HEAD']).split('\n').filter(Boolean));
       for (const line of git(this.root, ['log', '--reverse', '--format=@%h', '--name-only', `${commit}..HEAD`]).split('\n')) {
         if (line.startsWith('@')) out.push({ commit: line.slice(1), files: [] });
-        else if (line && out.length) out[out.length - 1]!.files.push(line);
+        else if (line && out.length && differs.has(line)) out[out.length - 1]!.files.push(line);
       }
     } catch {
       out = undefined;
