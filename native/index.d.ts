@@ -176,7 +176,7 @@ export declare function sampleTokens(rows: number, n: number, numPenalties: numb
  * Lesson 14: one rank's share of sampleTokens' race over its vocabulary slice (the logits' n columns are
  * entries indexBase.. of the whole row; indexBase a multiple of 4), plain rows only (no filter, penalty or
  * log-probs: the flags say so). out holds rows x 2 words: the row's best score (f32 bits) and its global
- * index (0x7fffffff where every entry of the slice is NaN). The workspace is sampleWorkspaceBytes(rows, n, 0).
+ * index (0x7fffffff for a sampled row whose slice kept nothing: every entry NaN; a greedy row keeps a NaN as its largest). The workspace is sampleWorkspaceBytes(rows, n, 0).
  */
 export declare function sampleTokensShard(rows: number, n: number, indexBase: number, anyFiltered: boolean, anyLogprobs: boolean,
   logits: S, logitsOff: O, params: S, paramsOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;

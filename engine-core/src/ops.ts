@@ -906,7 +906,7 @@ export function sampleTokensWith(logits: Tensor, params: SampleParams, opts: Sam
   return o;
 }
 
-/** What sampleTokensShard writes for a row whose slice kept nothing (every entry NaN). */
+/** The index sampleTokensShard writes for a sampled row whose slice kept nothing (every entry NaN; a greedy row keeps a NaN as its largest). */
 export const NO_SAMPLE_INDEX = 0x7fffffff;
 
 /**
@@ -933,8 +933,12 @@ export function sampleTokensShard(logits: Tensor, params: SampleParams, indexBas
   const o = output(op, opts.out, [R, 2], 'i32', logits);
   if (R === 0) return o;
   const wsFloats = sampleWorkspaceFloats(R, n, 0);
-  if (opts.workspace !== undefined && (opts.workspace.dtype !== 'f32' || !opts.workspace.isContiguous() || opts.workspace.numel < wsFloats))
-    throw new OpError(op, `workspace must be contiguous f32 of at least ${wsFloats} elements, got ${opts.workspace}`);
+  if (opts.workspace !== undefined) {
+    tensorArg(op, 'workspace', opts.workspace);
+    if (opts.workspace.dtype !== 'f32' || !opts.workspace.isContiguous() || opts.workspace.numel < wsFloats)
+      throw new OpError(op, `workspace must be contiguous f32 of at least ${wsFloats} elements, got ${opts.workspace}`);
+    sameDevice(op, 'logits', logits, 'workspace', opts.workspace);
+  }
   const ws = opts.workspace ?? Tensor.empty([wsFloats], { dtype: 'f32', device: logits.device });
   const up = params.packed;
   try {

@@ -509,10 +509,14 @@ export function rooflineFor(cfg: Qwen3Config, workload: Workload, opts: { shape:
 }
 
 
-/** Where bookkeeping variables aside (the commit, the cache folder), what AIOS_* switches the run had set. */
-const NOT_SWITCHES = new Set(['AIOS_COMMIT', 'AIOS_CACHE']);
+/**
+ * Not switches: bookkeeping (the commit), where things are (the cache, the results, the model folder, a
+ * browser for the chart) and test-only flags. Every other AIOS_* variable chooses a kernel, a path or a
+ * limit of the engine.
+ */
+const NOT_SWITCHES = new Set(['AIOS_COMMIT', 'AIOS_CACHE', 'AIOS_RESULTS_DIR', 'AIOS_MODEL', 'AIOS_CHROMIUM', 'AIOS_BIG_TESTS', 'AIOS_EMU_TESTS', 'AIOS_FLASH_TEST_DEVICE', 'AIOS_CASCADE_TEST_DEVICE', 'AIOS_FLASH_CHECK_LOG', 'AIOS_LOAD_CLIENT']);
 
-/** The AIOS_* environment switches of this process (kernel and path choices), for a record's settings; none: nothing. */
+/** The AIOS_* environment switches of this process (kernel, path and limit choices), for a record's settings; none: nothing. */
 export function engineEnvironment(env: NodeJS.ProcessEnv = process.env): { env?: Record<string, string> } {
   const set = Object.entries(env).filter(([k, v]) => k.startsWith('AIOS_') && !NOT_SWITCHES.has(k) && v !== undefined).sort(([a], [b]) => a.localeCompare(b));
   return set.length > 0 ? { env: Object.fromEntries(set) as Record<string, string> } : {};

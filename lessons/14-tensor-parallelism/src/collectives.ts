@@ -200,17 +200,18 @@ function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityByt
   const { rank, size } = coll;
   let peer: InstanceType<typeof native.PeerAllReduce> | undefined;
   let mine: string | undefined;
-  const words = new Int32Array(6); // [ok, device, staging lo, hi, flags lo, hi]
+  const W = 7; // [ok, device, staging lo, hi, flags lo, hi, pushed]
+  const words = new Int32Array(W);
   try {
     peer = new native.PeerAllReduce(device, rank, size, capacityBytes, coll.timeoutMs, push);
     const [staging, flags] = peer.addresses();
-    words.set([1, device, Number(staging! & 0xffffffffn) | 0, Number(staging! >> 32n) | 0, Number(flags! & 0xffffffffn) | 0, Number(flags! >> 32n) | 0]);
+    words.set([1, device, Number(staging! & 0xffffffffn) | 0, Number(staging! >> 32n) | 0, Number(flags! & 0xffffffffn) | 0, Number(flags! >> 32n) | 0, push ? 1 : 0]);
   } catch (e) {
     mine = `rank ${rank}: ${e instanceof Error ? e.message : String(e)}`;
   }
   const dev = `cuda:${device}` as const;
-  const local = Tensor.fromArray(words, [6], { dtype: 'i32', device: dev });
-  const all = Tensor.empty([6 * size], { dtype: 'i32', device: dev });
+  const local = Tensor.fromArray(words, [W], { dtype: 'i32', device: dev });
+  const all = Tensor.empty([W * size], { dtype: 'i32', device: dev });
   let got: number[];
   try {
     coll.allGather(local, all);
@@ -220,16 +221,19 @@ function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityByt
     all.dispose();
   }
   const u64 = (lo: number, hi: number) => (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-  const devices = Int32Array.from({ length: size }, (_, r) => got[6 * r + 1]!);
+  const devices = Int32Array.from({ length: size }, (_, r) => got[W * r + 1]!);
   if (mine === undefined && peer) {
-    const missing = Array.from({ length: size }, (_, r) => r).filter((r) => got[6 * r] !== 1);
+    const missing = Array.from({ length: size }, (_, r) => r).filter((r) => got[W * r] !== 1);
+    // A pushed rank writes into its peers' staging at offsets a pulled peer's (smaller) buffer does not have.
+    const mixed = Array.from({ length: size }, (_, r) => r).filter((r) => got[W * r + 6] !== (push ? 1 : 0));
     if (missing.length > 0) mine = `rank(s) ${missing.join(', ')} could not set up theirs`;
+    else if (mixed.length > 0) mine = `rank(s) ${mixed.join(', ')} set up the ${push ? 'pulled' : 'pushed'} variant, this rank the ${push ? 'pushed' : 'pulled'} one`;
     else {
       const blocked = Array.from(devices).filter((d) => d !== device && !native.canAccessPeer(device, d));
       if (blocked.length > 0) mine = `cuda:${device} has no peer access to cuda:${blocked.join(', cuda:')}`;
       else
         try {
-          peer.connect(devices, BigUint64Array.from({ length: size }, (_, r) => u64(got[6 * r + 2]!, got[6 * r + 3]!)), BigUint64Array.from({ length: size }, (_, r) => u64(got[6 * r + 4]!, got[6 * r + 5]!)));
+          peer.connect(devices, BigUint64Array.from({ length: size }, (_, r) => u64(got[W * r + 2]!, got[W * r + 3]!)), BigUint64Array.from({ length: size }, (_, r) => u64(got[W * r + 4]!, got[W * r + 5]!)));
         } catch (e) {
           mine = `rank ${rank}: ${e instanceof Error ? e.message : String(e)}`;
         }
@@ -258,8 +262,15 @@ export class NcclCollectives implements RankCollectives {
 
   /** Sets up the peer path for small all-reduces (a collective: every rank at once), unless `path` is nccl. */
   usePeer(device: number, path: AllReducePath = allReducePathFromEnv(), capacityBytes = peerMaxBytes()): void {
-    this.peer?.dispose(); // a second set-up replaces the first
-    this.peer = undefined;
+    // A second set-up replaces the first. The old staging buffer is freed only once every rank's
+    // stream is drained: a peer's last pulled all-reduce may still be reading it after this rank's
+    // kernel ended.
+    if (this.peer) {
+      this.wait(); // this rank's stream, and the old kernels' error word
+      this.barrier('the peer all-reduce replaced (every stream drained)');
+      this.peer.dispose();
+      this.peer = undefined;
+    }
     if (path === 'nccl') {
       this.peerWhy = 'AIOS_TP_ALLREDUCE=nccl';
       return;

@@ -71,7 +71,7 @@ function raceRow(temperatureBits: number, seedLo: number, seedHi: number, positi
     presencePenalty: 0,
     frequencyPenalty: 0,
     seed: (seedLo >>> 0) + (seedHi >>> 0) * 0x100000000,
-    position,
+    position: position >>> 0, // written as an int32 word: a position past 2^31 - 1 reads back as rank 0 had it
     logprobs: -1,
   };
 }

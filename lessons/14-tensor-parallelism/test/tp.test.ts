@@ -186,13 +186,15 @@ describe('lesson 14 on the CPU: TP=2 and TP=4 against TP=1', () => {
     const steps = (r.sampler as ShardRaceSampler).steps;
     expect(steps.gathered).toBeGreaterThan(0); // while request 1 runs (3 tokens)
     expect(steps.raced).toBeGreaterThan(0); // after it, the others' steps race
+    const before = process.env.AIOS_TP_SAMPLE;
     process.env.AIOS_TP_SAMPLE = 'gather';
     try {
       const g = run(recipe, sampled, { maxNumSeqs: 8, tensorParallelSize: 2 });
       expect(g.sampler).not.toBeInstanceOf(ShardRaceSampler);
       expect(g.tokens).toEqual(run(recipe, sampled, { maxNumSeqs: 8 }).tokens);
     } finally {
-      delete process.env.AIOS_TP_SAMPLE;
+      if (before === undefined) delete process.env.AIOS_TP_SAMPLE;
+      else process.env.AIOS_TP_SAMPLE = before;
     }
   });
 
