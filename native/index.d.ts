@@ -168,18 +168,13 @@ export declare function sampleRows(rows: number, n: number, logits: S, logitsOff
 /**
  * Lesson 12: one token per f32 logits row, drawn on the device with per-row params (12 words a row,
  * aios.h SampleRowParams), penalty entries (4 words each) and the workspace of sampleWorkspaceBytes;
- * out holds rows x 42 words (tokens, chosen log-probs, top ids, top log-probs).
+ * out holds rows x 42 words (tokens, chosen log-probs, top ids, top log-probs). shard (lesson 14): the logits'
+ * n columns are entries indexBase.. (a multiple of 4) of each row, the rows plain (no filter, penalty or
+ * log-probs), and out holds rows x 2 words instead: the row's best score (f32 bits) and its global index
+ * (0x7fffffff for a sampled row whose slice kept nothing). indexBase is 0 otherwise.
  */
 export declare function sampleTokens(rows: number, n: number, numPenalties: number, anyFiltered: boolean, anyLogprobs: boolean,
-  logits: S, logitsOff: O, params: S, paramsOff: O, penalties: S, penOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;
-/**
- * Lesson 14: one rank's share of sampleTokens' race over its vocabulary slice (the logits' n columns are
- * entries indexBase.. of the whole row; indexBase a multiple of 4), plain rows only (no filter, penalty or
- * log-probs: the flags say so). out holds rows x 2 words: the row's best score (f32 bits) and its global
- * index (0x7fffffff for a sampled row whose slice kept nothing: every entry NaN; a greedy row keeps a NaN as its largest). The workspace is sampleWorkspaceBytes(rows, n, 0).
- */
-export declare function sampleTokensShard(rows: number, n: number, indexBase: number, anyFiltered: boolean, anyLogprobs: boolean,
-  logits: S, logitsOff: O, params: S, paramsOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;
+  indexBase: number, shard: boolean, logits: S, logitsOff: O, params: S, paramsOff: O, penalties: S, penOff: O, out: S, outOff: O, workspace: S, wsOff: O): void;
 /** Bytes of the workspace sampleTokens needs. */
 export declare function sampleWorkspaceBytes(rows: number, n: number, numPenalties: number): number;
 /** Philox4x32-10 of counter (c0..c3) and key (k0, k1): four uint32 words. */

@@ -874,16 +874,29 @@ export function uploadSampleParams(rows: readonly SampleRowSpec[], penalties: In
 
 /** sampleTokens with its parameters uploaded already (uploadSampleParams): queues the kernels, waits for nothing. */
 export function sampleTokensWith(logits: Tensor, params: SampleParams, opts: SampleTokensOptions = {}): Tensor {
-  const op = 'sampleTokens';
+  return launchSample('sampleTokens', logits, params, opts);
+}
+
+/**
+ * sampleTokens over whole rows, or (`shard`, lesson 14) one rank's race over its slice of them:
+ * the checks both take, the workspace, and the one native call.
+ */
+function launchSample(op: string, logits: Tensor, params: SampleParams, opts: SampleTokensOptions, shard?: { indexBase: number }): Tensor {
   tensorArg(op, 'logits', logits);
-  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, vocab], got ${logits}`);
+  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, ${shard ? 'slice' : 'vocab'}], got ${logits}`);
   contiguous(op, 'logits', logits);
   const [R, n] = logits.shape as [number, number];
   if (params.rows !== R) throw new OpError(op, `${params.rows} row specs for ${R} logits rows`);
-  if (params.vocab !== n) throw new OpError(op, `the parameters were checked for a vocabulary of ${params.vocab}, the logits have ${n}`);
+  const indexBase = shard?.indexBase ?? 0;
+  if (shard) {
+    if (params.penaltyEntries > 0 || params.anyFiltered || params.anyLogprobs)
+      throw new OpError(op, 'a shard races plain rows only: penalties, top-k/top-p/min-p and log-probs need the whole row');
+    if (!(Number.isInteger(indexBase) && indexBase >= 0 && indexBase % 4 === 0)) throw new OpError(op, `indexBase must be a non-negative multiple of 4, got ${indexBase}`);
+    if (indexBase + n > params.vocab) throw new OpError(op, `the slice [${indexBase}, ${indexBase + n}) is outside the vocabulary of ${params.vocab} the rows were checked for`);
+  } else if (params.vocab !== n) throw new OpError(op, `the parameters were checked for a vocabulary of ${params.vocab}, the logits have ${n}`);
   sameDevice(op, 'logits', logits, 'parameters', params.packed);
   const E = params.penaltyEntries;
-  const o = output(op, opts.out, [sampleOutWords(R)], 'i32', logits);
+  const o = output(op, opts.out, shard ? [R, 2] : [sampleOutWords(R)], 'i32', logits);
   if (R === 0) return o;
   const wsFloats = sampleWorkspaceFloats(R, n, E);
   if (opts.workspace !== undefined) {
@@ -895,8 +908,8 @@ export function sampleTokensWith(logits: Tensor, params: SampleParams, opts: Sam
   const ws = opts.workspace ?? Tensor.empty([wsFloats], { dtype: 'f32', device: logits.device });
   const up = params.packed;
   try {
-    native.sampleTokens(R, n, E, params.anyFiltered, params.anyLogprobs, logits.storage, logits.byteOffset, up.storage, up.byteOffset,
-      up.storage, up.byteOffset + 4 * R * SAMPLE_PARAM_WORDS, o.storage, o.byteOffset, ws.storage, ws.byteOffset);
+    native.sampleTokens(R, n, E, params.anyFiltered, params.anyLogprobs, indexBase, shard !== undefined, logits.storage, logits.byteOffset,
+      up.storage, up.byteOffset, up.storage, up.byteOffset + 4 * R * SAMPLE_PARAM_WORDS, o.storage, o.byteOffset, ws.storage, ws.byteOffset);
   } catch (e) {
     if (opts.out === undefined) o.dispose();
     throw e;
@@ -919,38 +932,7 @@ export const NO_SAMPLE_INDEX = 0x7fffffff;
  * for the whole vocabulary.
  */
 export function sampleTokensShard(logits: Tensor, params: SampleParams, indexBase: number, opts: SampleTokensOptions = {}): Tensor {
-  const op = 'sampleTokensShard';
-  tensorArg(op, 'logits', logits);
-  if (logits.dtype !== 'f32' || logits.ndim !== 2) throw new OpError(op, `logits must be 2-d f32 [rows, slice], got ${logits}`);
-  contiguous(op, 'logits', logits);
-  const [R, n] = logits.shape as [number, number];
-  if (params.rows !== R) throw new OpError(op, `${params.rows} row specs for ${R} logits rows`);
-  if (params.penaltyEntries > 0 || params.anyFiltered || params.anyLogprobs)
-    throw new OpError(op, 'a shard races plain rows only: penalties, top-k/top-p/min-p and log-probs need the whole row');
-  if (!(Number.isInteger(indexBase) && indexBase >= 0 && indexBase % 4 === 0)) throw new OpError(op, `indexBase must be a non-negative multiple of 4, got ${indexBase}`);
-  if (indexBase + n > params.vocab) throw new OpError(op, `the slice [${indexBase}, ${indexBase + n}) is outside the vocabulary of ${params.vocab} the rows were checked for`);
-  sameDevice(op, 'logits', logits, 'parameters', params.packed);
-  const o = output(op, opts.out, [R, 2], 'i32', logits);
-  if (R === 0) return o;
-  const wsFloats = sampleWorkspaceFloats(R, n, 0);
-  if (opts.workspace !== undefined) {
-    tensorArg(op, 'workspace', opts.workspace);
-    if (opts.workspace.dtype !== 'f32' || !opts.workspace.isContiguous() || opts.workspace.numel < wsFloats)
-      throw new OpError(op, `workspace must be contiguous f32 of at least ${wsFloats} elements, got ${opts.workspace}`);
-    sameDevice(op, 'logits', logits, 'workspace', opts.workspace);
-  }
-  const ws = opts.workspace ?? Tensor.empty([wsFloats], { dtype: 'f32', device: logits.device });
-  const up = params.packed;
-  try {
-    native.sampleTokensShard(R, n, indexBase, params.anyFiltered, params.anyLogprobs, logits.storage, logits.byteOffset, up.storage, up.byteOffset,
-      o.storage, o.byteOffset, ws.storage, ws.byteOffset);
-  } catch (e) {
-    if (opts.out === undefined) o.dispose();
-    throw e;
-  } finally {
-    if (ws !== opts.workspace) ws.dispose();
-  }
-  return o;
+  return launchSample('sampleTokensShard', logits, params, opts, { indexBase });
 }
 
 /**

@@ -773,8 +773,10 @@ Napi::Value SampleRows(const Napi::CallbackInfo& info) {
   });
 }
 
-// Lesson 12. sampleTokens(rows, n, numPenalties, anyFiltered, anyLogprobs, logits, params,
-// penalties, out, workspace): the buffers' sizes follow from the counts (aios.h).
+// Lesson 12. sampleTokens(rows, n, numPenalties, anyFiltered, anyLogprobs, indexBase, shard, logits,
+// params, penalties, out, workspace): the buffers' sizes follow from the counts (aios.h). shard (lesson
+// 14): the logits are entries indexBase.. of each row, and out takes each row's best (score bits,
+// global index) instead of the token output.
 Napi::Value SampleTokens(const Napi::CallbackInfo& info) {
   return op(info, "sampleTokens", [&](Args& a) {
     aios::SampleTokensArgs s;
@@ -783,33 +785,15 @@ Napi::Value SampleTokens(const Napi::CallbackInfo& info) {
     s.num_penalties = a.size("numPenalties");
     s.any_filtered = a.flag("anyFiltered");
     s.any_logprobs = a.flag("anyLogprobs");
+    s.index_base = a.size("indexBase");
+    const bool shard = a.flag("shard");
     if (s.n == 0 && s.rows > 0) a.fail("rows must not be empty");
     s.logits = static_cast<float*>(a.buffer("logits", bytes_of(s.rows * s.n, DType::F32)).ptr);
     s.params = static_cast<const aios::SampleRowParams*>(a.buffer("params", s.rows * int64_t(sizeof(aios::SampleRowParams))).ptr);
     s.penalties = static_cast<const aios::SamplePenalty*>(a.buffer("penalties", s.num_penalties * int64_t(sizeof(aios::SamplePenalty))).ptr);
-    s.out = static_cast<int32_t*>(a.buffer("out", bytes_of(aios::sample_out_words(s.rows), DType::I32)).ptr);
+    int32_t* out = static_cast<int32_t*>(a.buffer("out", bytes_of(shard ? 2 * s.rows : aios::sample_out_words(s.rows), DType::I32)).ptr);
+    (shard ? s.shard_out : s.out) = out;
     s.workspace = a.buffer("workspace", aios::sample_workspace_bytes(s.rows, s.n, s.num_penalties)).ptr;
-    AIOS_DISPATCH(a, sample_tokens(s), sample_tokens(st, s));
-  });
-}
-
-// Lesson 14: one rank's share of sampleTokens' race, over its slice of the vocabulary (the logits'
-// columns are entries indexBase.. of each row): each row's best score and global index into out.
-Napi::Value SampleTokensShard(const Napi::CallbackInfo& info) {
-  return op(info, "sampleTokensShard", [&](Args& a) {
-    aios::SampleTokensArgs s;
-    s.rows = a.size("rows");
-    s.n = a.size("n");
-    s.index_base = a.size("indexBase");
-    s.any_filtered = a.flag("anyFiltered");
-    s.any_logprobs = a.flag("anyLogprobs");
-    if (s.n == 0 && s.rows > 0) a.fail("rows must not be empty");
-    s.logits = static_cast<float*>(a.buffer("logits", bytes_of(s.rows * s.n, DType::F32)).ptr);
-    s.params = static_cast<const aios::SampleRowParams*>(a.buffer("params", s.rows * int64_t(sizeof(aios::SampleRowParams))).ptr);
-    s.penalties = nullptr;
-    s.out = nullptr;
-    s.shard_out = static_cast<int32_t*>(a.buffer("out", bytes_of(2 * s.rows, DType::I32)).ptr);
-    s.workspace = a.buffer("workspace", aios::sample_workspace_bytes(s.rows, s.n, 0)).ptr;
     AIOS_DISPATCH(a, sample_tokens(s), sample_tokens(st, s));
   });
 }
@@ -1621,7 +1605,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("argmax", Napi::Function::New(env, Argmax));
   exports.Set("sampleRows", Napi::Function::New(env, SampleRows));
   exports.Set("sampleTokens", Napi::Function::New(env, SampleTokens));
-  exports.Set("sampleTokensShard", Napi::Function::New(env, SampleTokensShard));
   exports.Set("sampleWorkspaceBytes", Napi::Function::New(env, SampleWorkspaceBytes));
   exports.Set("philox4x32", Napi::Function::New(env, Philox4x32));
   exports.Set("addRmsnorm", Napi::Function::New(env, AddRmsnorm));
