@@ -214,8 +214,7 @@ export declare function canAccessPeer(device: number, peer: number): boolean;
  * check() (after the stream is drained) throws, naming the rank.
  */
 export declare class PeerAllReduce {
-  /** push: each rank writes its share into the peers' staging and sums from its own (default: each reads the peers'). */
-  constructor(device: number, rank: number, nranks: number, capacityBytes: number, timeoutMs: number, push?: boolean);
+  constructor(device: number, rank: number, nranks: number, capacityBytes: number, timeoutMs: number);
   /** [staging buffer, flags]: this rank's device addresses, for the other ranks' connect(). */
   addresses(): BigUint64Array;
   connect(devices: Int32Array, staging: BigUint64Array, flags: BigUint64Array): void;

@@ -13,9 +13,7 @@
 #                                                at Qwen3-8B's message sizes, NCCL and the peer all-reduce),
 #                                                then the Qwen3-8B shape on the throughput workload at TP=1 and
 #                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded (TP=2 with
-#                                                AIOS_TP_TRACE=1), and TP=2 again with AIOS_TP_SAMPLE=gather and with
-#                                                AIOS_TP_ALLREDUCE=peer-push and with the peer path up to 128 MiB
-#                                                (AIOS_TP_PEER_MAX_BYTES; the bench at those sizes first), not recorded
+#                                                AIOS_TP_TRACE=1), and TP=2 again with AIOS_TP_SAMPLE=gather (not recorded)
 #   bash engine-core/scripts/gpu-tp.sh diag      check's two steps, then Qwen3-8B throughput (one run each, not recorded): TP=1,
 #                                                TP=2 with AIOS_TP_TRACE=1 (each rank's host timeline of a decode step), and
 #                                                TP=2 with AIOS_TP_ABLATE=allreduce, =gather and both (the collectives left
@@ -80,7 +78,7 @@ case "$PART" in
       grep -E "TP=2 vs TP=1|×|Error" "$LESSON_LOGS/tp-gpu-eager.log" | cut -c1-240 | head -6
       if ((rc == 0)); then export AIOS_TP_EAGER=1; stamp "the runs below decode eagerly on the ranks (AIOS_TP_EAGER=1)"; fi
     fi
-    timeout 120 tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts --tp 2 --preset 8B --path all --out "$LESSON_LOGS/allreduce-8B.json" > "$LESSON_LOGS/allreduce.log" 2>&1
+    timeout 120 tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts --tp 2 --preset 8B --out "$LESSON_LOGS/allreduce-8B.json" > "$LESSON_LOGS/allreduce.log" 2>&1
     stamp "all-reduce bench exit $?"; cat "$LESSON_LOGS/allreduce.log" | head -40
     if [[ $PART == check ]]; then
       cp bench-results/*lesson14_bench*.json "$LESSON_LOGS/" 2>/dev/null
@@ -107,13 +105,6 @@ case "$PART" in
     grep -hE "^tp trace" "$LESSON_LOGS/lesson14-8B-throughput-tp2.log"
     # The same TP=2 run sampling from gathered logits on rank 0 (not recorded): what racing the vocabulary shards is worth.
     AIOS_TP_SAMPLE=gather run_lesson lesson14-8B-throughput-tp2-gather 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
-    # And with the pushed peer all-reduce (each GPU writes its share into the other's staging; not recorded).
-    AIOS_TP_ALLREDUCE=peer-push run_lesson lesson14-8B-throughput-tp2-push 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
-    # And with the peer path taking the prefill chunks' all-reduces too (up to 128 MiB; not recorded), after
-    # the all-reduce bench at those sizes.
-    AIOS_TP_PEER_MAX_BYTES=134217728 timeout 120 tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts --tp 2 --preset 8B --path all --out "$LESSON_LOGS/allreduce-8B-peer128.json" > "$LESSON_LOGS/allreduce-peer128.log" 2>&1
-    stamp "all-reduce bench (peer up to 128 MiB) exit $?"; grep -E "^(nccl|peer)" "$LESSON_LOGS/allreduce-peer128.log" | awk '$2 >= 8388608'
-    AIOS_TP_PEER_MAX_BYTES=134217728 run_lesson lesson14-8B-throughput-tp2-peer128 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
     grep -hE "^collectives:" "$LESSON_LOGS"/lesson14-8B-throughput-tp2*.log | sort | uniq -c
     # The medians of the repeats (the first run's rate where there is one run).
     for n in 1 2; do

@@ -1380,7 +1380,7 @@ class NcclComm : public Napi::ObjectWrap<NcclComm> {
 #endif
 };
 
-// new PeerAllReduce(device, rank, nranks, capacityBytes, timeoutMs, push?): this thread's rank of a
+// new PeerAllReduce(device, rank, nranks, capacityBytes, timeoutMs): this thread's rank of a
 // one-shot all-reduce over peer access between the GPUs of this process (peer_allreduce.cu):
 // addresses() go to the other ranks, connect() takes every rank's, then allReduce() is
 // enqueued on the device's stream (and may be captured in a CUDA graph); check() throws
@@ -1405,9 +1405,7 @@ class PeerAllReduce : public Napi::ObjectWrap<PeerAllReduce> {
       const int64_t rank = to_i64(env, info[1], "PeerAllReduce(rank)"), nranks = to_i64(env, info[2], "PeerAllReduce(nranks)");
       const int64_t capacity = to_i64(env, info[3], "PeerAllReduce(capacityBytes)");
       if (!info[4].IsNumber()) throw_js(env, "PeerAllReduce(timeoutMs): expected a positive number");
-      if (info.Length() > 5 && !info[5].IsBoolean()) throw_js(env, "PeerAllReduce(push): expected a boolean");
-      const bool push = info.Length() > 5 && info[5].As<Napi::Boolean>().Value();
-      impl_ = aios::peer::create(device_, int(rank), int(nranks), capacity, info[4].As<Napi::Number>().DoubleValue(), push);
+      impl_ = aios::peer::create(device_, int(rank), int(nranks), capacity, info[4].As<Napi::Number>().DoubleValue());
       nranks_ = int(nranks);
 #else
       throw_js(env, "PeerAllReduce: this addon was built without CUDA");

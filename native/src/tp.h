@@ -45,8 +45,7 @@ constexpr int kMaxBlocks = 256;
 
 struct PeerAllReduce;
 bool can_access_peer(int device, int peer);
-// push: each rank writes its share into the peers' staging and sums from its own (peer_allreduce.cu).
-PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, double timeout_ms, bool push);
+PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, double timeout_ms);
 void addresses(const PeerAllReduce* p, uint64_t out[2]);  // the staging buffer and the flags
 void connect(PeerAllReduce* p, const int* devices, const uint64_t* staging, const uint64_t* signals);
 int64_t capacity(const PeerAllReduce* p);

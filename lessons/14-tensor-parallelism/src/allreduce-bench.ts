@@ -7,7 +7,7 @@
 // per call (what an eager step pays on the CPU), and the device's time per call
 // with the calls queued ahead of the device (what a graph replay pays).
 //
-//   tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts [--tp N] [--preset 8B] [--iters 50] [--path both|all|nccl|peer|peer-push] [--out FILE.json]
+//   tsx lessons/14-tensor-parallelism/src/allreduce-bench.ts [--tp N] [--preset 8B] [--iters 50] [--path both|nccl|peer] [--out FILE.json]
 //
 // Rank 0 is this thread, ranks 1..N-1 worker threads (one GPU each), as in the engine.
 import { writeFileSync } from 'node:fs';
@@ -138,7 +138,7 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
   const presetName = values.preset ?? '8B';
   if (!isPresetName(presetName)) throw new Error(`--preset: unknown ${presetName}`);
   const pathArg = values.path ?? 'both';
-  const named: Record<string, AllReducePath[]> = { both: ['nccl', 'peer'], all: ['nccl', 'peer', 'peer-push'], nccl: ['nccl'], peer: ['peer'], 'peer-push': ['peer-push'] };
+  const named: Record<string, AllReducePath[]> = { both: ['nccl', 'peer'], nccl: ['nccl'], peer: ['peer'] };
   const paths = named[pathArg];
   if (!paths) throw new Error(`--path must be one of ${Object.keys(named).join(', ')}, got ${pathArg}`);
   const cfg = PRESETS[presetName as PresetName];

@@ -161,13 +161,9 @@ export class SharedMemoryCollectives implements RankCollectives {
   dispose(): void {}
 }
 
-/**
- * How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible: each
- * GPU reads the others' staged shares), peer-push (each writes its share into the others' staging)
- * or nccl.
- */
-export type AllReducePath = 'peer' | 'peer-push' | 'nccl';
-const ALL_REDUCE_PATHS: readonly AllReducePath[] = ['peer', 'peer-push', 'nccl'];
+/** How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible) or nccl. */
+export type AllReducePath = 'peer' | 'nccl';
+const ALL_REDUCE_PATHS: readonly AllReducePath[] = ['peer', 'nccl'];
 
 function allReducePathFromEnv(): AllReducePath {
   const v = process.env.AIOS_TP_ALLREDUCE ?? 'peer';
@@ -196,16 +192,16 @@ const PEER_DTYPES: ReadonlySet<DType> = new Set(['bf16', 'f16', 'f32']);
  * and addresses through an NCCL all-gather, and vote on the outcome, so they all use the peer
  * path or all keep NCCL's (different paths on different ranks would never meet).
  */
-function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number, push: boolean): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
+function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityBytes: number): { peer?: InstanceType<typeof native.PeerAllReduce>; why?: string } {
   const { rank, size } = coll;
   let peer: InstanceType<typeof native.PeerAllReduce> | undefined;
   let mine: string | undefined;
-  const W = 7; // [ok, device, staging lo, hi, flags lo, hi, pushed]
+  const W = 6; // [ok, device, staging lo, hi, flags lo, hi]
   const words = new Int32Array(W);
   try {
-    peer = new native.PeerAllReduce(device, rank, size, capacityBytes, coll.timeoutMs, push);
+    peer = new native.PeerAllReduce(device, rank, size, capacityBytes, coll.timeoutMs);
     const [staging, flags] = peer.addresses();
-    words.set([1, device, Number(staging! & 0xffffffffn) | 0, Number(staging! >> 32n) | 0, Number(flags! & 0xffffffffn) | 0, Number(flags! >> 32n) | 0, push ? 1 : 0]);
+    words.set([1, device, Number(staging! & 0xffffffffn) | 0, Number(staging! >> 32n) | 0, Number(flags! & 0xffffffffn) | 0, Number(flags! >> 32n) | 0]);
   } catch (e) {
     mine = `rank ${rank}: ${e instanceof Error ? e.message : String(e)}`;
   }
@@ -224,10 +220,7 @@ function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityByt
   const devices = Int32Array.from({ length: size }, (_, r) => got[W * r + 1]!);
   if (mine === undefined && peer) {
     const missing = Array.from({ length: size }, (_, r) => r).filter((r) => got[W * r] !== 1);
-    // A pushed rank writes into its peers' staging at offsets a pulled peer's (smaller) buffer does not have.
-    const mixed = Array.from({ length: size }, (_, r) => r).filter((r) => got[W * r + 6] !== (push ? 1 : 0));
     if (missing.length > 0) mine = `rank(s) ${missing.join(', ')} could not set up theirs`;
-    else if (mixed.length > 0) mine = `rank(s) ${mixed.join(', ')} set up the ${push ? 'pulled' : 'pushed'} variant, this rank the ${push ? 'pushed' : 'pulled'} one`;
     else {
       const blocked = Array.from(devices).filter((d) => d !== device && !native.canAccessPeer(device, d));
       if (blocked.length > 0) mine = `cuda:${device} has no peer access to cuda:${blocked.join(', cuda:')}`;
@@ -248,7 +241,6 @@ function connectPeerAllReduce(coll: NcclCollectives, device: number, capacityByt
 export class NcclCollectives implements RankCollectives {
   private votes = 0;
   private peer?: InstanceType<typeof native.PeerAllReduce>;
-  private peerPush = false;
   /** Why the peer all-reduce is not used (undefined when it is). */
   private peerWhy?: string = 'not set up';
 
@@ -263,8 +255,8 @@ export class NcclCollectives implements RankCollectives {
   /** Sets up the peer path for small all-reduces (a collective: every rank at once), unless `path` is nccl. */
   usePeer(device: number, path: AllReducePath = allReducePathFromEnv(), capacityBytes = peerMaxBytes()): void {
     // A second set-up replaces the first. The old staging buffer is freed only once every rank's
-    // stream is drained: a peer's last pulled all-reduce may still be reading it after this rank's
-    // kernel ended.
+    // stream is drained: a peer's last all-reduce may still be reading it after this rank's kernel
+    // ended.
     if (this.peer) {
       this.wait(); // this rank's stream, and the old kernels' error word
       this.barrier('the peer all-reduce replaced (every stream drained)');
@@ -275,9 +267,8 @@ export class NcclCollectives implements RankCollectives {
       this.peerWhy = 'AIOS_TP_ALLREDUCE=nccl';
       return;
     }
-    const { peer, why } = connectPeerAllReduce(this, device, capacityBytes, path === 'peer-push');
+    const { peer, why } = connectPeerAllReduce(this, device, capacityBytes);
     this.peer = peer;
-    this.peerPush = path === 'peer-push';
     this.peerWhy = why;
   }
 
@@ -363,7 +354,7 @@ export class NcclCollectives implements RankCollectives {
   describe(): string {
     const nccl = `NCCL ${native.backendInfo().ncclVersion ?? ''} between ${this.size} GPUs, on each rank's stream`;
     return this.peer
-      ? `collectives: ${nccl}; all-reduces up to ${(this.peer.capacity / 2 ** 20).toFixed(0)} MiB one-shot over peer access (${this.peerPush ? "each GPU writes its share into the others' staging buffers" : "the GPUs read each other's staging buffers"})`
+      ? `collectives: ${nccl}; all-reduces up to ${(this.peer.capacity / 2 ** 20).toFixed(0)} MiB one-shot over peer access (the GPUs read each other's staging buffers)`
       : `collectives: ${nccl} (no peer all-reduce: ${this.peerWhy})`;
   }
 

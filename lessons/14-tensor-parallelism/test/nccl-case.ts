@@ -76,13 +76,8 @@ export function replayCapturedAllReduce(comm: NcclComm, mem: GroupMemory, rank: 
  * (what, got, want) and throws on a difference.
  */
 export function peerAllReduceCase(coll: NcclCollectives, rank: number, check: (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => void): void {
-  // Both variants, one after the other (each set-up is a collective: both ranks at the same point).
-  for (const path of ['peer', 'peer-push'] as const) peerPathCase(coll, rank, path, (what, got, want) => check(`${path}: ${what}`, got, want));
-}
-
-function peerPathCase(coll: NcclCollectives, rank: number, path: 'peer' | 'peer-push', check: (what: string, got: ArrayLike<number>, want: ArrayLike<number>) => void): void {
   const device = `cuda:${rank}` as const;
-  coll.usePeer(rank, path);
+  coll.usePeer(rank, 'peer');
   const exact = [8, 3 * 4096, 256 * 4096 + 8].map((n) => {
     const c = ncclCase(rank, n);
     return { c, x: Tensor.fromArray(c.reduceIn, [n], { dtype: 'bf16', device }) };

@@ -14,13 +14,6 @@
 //      waits for the same flag from every peer (acquire);
 //   3. the block reads its share of every rank's staging buffer, sums in rank
 //      order (so every rank gets the same bits) and writes the tensor in place.
-// Pushed (create(..., push = true)), steps 1 and 3 trade places over NVLink: each
-// block writes its share of the tensor straight into every peer's staging buffer,
-// into the region the peer keeps for this rank (a rank's staging then holds one
-// region per rank), meets, and sums what the peers wrote into its own, local memory,
-// with its own share read from the tensor. Writes cross NVLink without waiting for
-// an answer; a read waits a round trip (lesson 14's all-reduce bench measures both).
-//
 // Block b only ever meets block b of the other ranks: every call of every rank
 // launches the same grid, max_blocks (the smallest SM count of the ranks' GPUs,
 // agreed at connect()), whatever its size; blocks past the message's share only
@@ -59,10 +52,9 @@ constexpr int kThreads = 512;
 
 struct KernelArgs {
   void* data;
-  bool push;     // the pushed variant: shares written into the peers' staging, summed from one's own
   int64_t vecs;  // 16-byte vectors of the tensor
   int rank, nranks;
-  char* staging[kMaxRanks];      // every rank's staging buffer: two halves of `capacity` bytes (pushed: of nranks regions each)
+  char* staging[kMaxRanks];      // every rank's staging buffer (two halves of `capacity` bytes)
   uint32_t* signals[kMaxRanks];  // every rank's flags: [kMaxBlocks][kMaxRanks], (block, from rank)
   uint32_t* counters;            // this rank's epochs, one per block
   int64_t capacity;
@@ -107,24 +99,6 @@ __device__ void meet_peers(const KernelArgs& a, int b, uint32_t epoch) {
   __syncthreads();
 }
 
-// Where rank r's share of this call lies, as uint4: pulled, in rank r's staging half; pushed, in this
-// rank's own staging, in the region rank r writes (rank r == this rank: the tensor itself).
-__device__ __forceinline__ const uint4* share_of(const KernelArgs& a, int r, int64_t half_index) {
-  if (!a.push) return reinterpret_cast<const uint4*>(a.staging[r] + half_index * a.capacity);
-  if (r == a.rank) return static_cast<const uint4*>(a.data);
-  return reinterpret_cast<const uint4*>(a.staging[a.rank] + (half_index * a.nranks + r) * a.capacity);
-}
-
-// Step 1 for vector i: pulled, into this rank's staging half; pushed, into every peer's region for this rank.
-__device__ __forceinline__ void stage_vec(const KernelArgs& a, int64_t half_index, int64_t i, uint4 v) {
-  if (!a.push) {
-    reinterpret_cast<uint4*>(a.staging[a.rank] + half_index * a.capacity)[i] = v;
-    return;
-  }
-  for (int p = 0; p < a.nranks; ++p)
-    if (p != a.rank) reinterpret_cast<uint4*>(a.staging[p] + (half_index * a.nranks + a.rank) * a.capacity)[i] = v;
-}
-
 // This block's epoch (one more than its last call's); every thread gets it.
 __device__ uint32_t next_epoch(const KernelArgs& a, int b) {
   __shared__ uint32_t epoch_s;
@@ -137,12 +111,13 @@ template <class T>
 __global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a) {
   const int b = int(blockIdx.x), tid = int(threadIdx.x);
   const uint32_t epoch = next_epoch(a, b);
-  const int64_t half = int64_t(epoch & 1);
+  const int64_t half = int64_t(epoch & 1) * a.capacity;
   const int64_t stride = int64_t(gridDim.x) * kThreads;
 
-  // 1. Stage this block's share (pushed: into the peers' staging).
+  // 1. Stage this block's share.
   const uint4* src = static_cast<const uint4*>(a.data);
-  for (int64_t i = int64_t(b) * kThreads + tid; i < a.vecs; i += stride) stage_vec(a, half, i, src[i]);
+  uint4* mine = reinterpret_cast<uint4*>(a.staging[a.rank] + half);
+  for (int64_t i = int64_t(b) * kThreads + tid; i < a.vecs; i += stride) mine[i] = src[i];
   __threadfence_system();  // the staged bytes before the flag that announces them, for readers on other GPUs
   __syncthreads();
 
@@ -155,9 +130,9 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_kernel(KernelArgs a)
   uint4* dst = static_cast<uint4*>(a.data);
   for (int64_t i = int64_t(b) * kThreads + tid; i < a.vecs; i += stride) {
     float acc[V::N], x[V::N];
-    V::load(__ldcg(share_of(a, 0, half) + i), acc);
+    V::load(__ldcg(reinterpret_cast<const uint4*>(a.staging[0] + half) + i), acc);
     for (int r = 1; r < a.nranks; ++r) {
-      V::load(__ldcg(share_of(a, r, half) + i), x);
+      V::load(__ldcg(reinterpret_cast<const uint4*>(a.staging[r] + half) + i), x);
       for (int e = 0; e < V::N; ++e) acc[e] += x[e];
     }
     dst[i] = V::store(acc);
@@ -178,10 +153,11 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_add_rmsnorm_kernel(K
   __shared__ float scratch[32];
   const int b = int(blockIdx.x), tid = int(threadIdx.x), nt = int(blockDim.x);
   const uint32_t epoch = next_epoch(a, b);
-  const int64_t half = int64_t(epoch & 1), vecs = dim / 8;
+  const int64_t half = int64_t(epoch & 1) * a.capacity, vecs = dim / 8;
   const uint4* src = static_cast<const uint4*>(a.data);
+  uint4* mine = reinterpret_cast<uint4*>(a.staging[a.rank] + half);
   for (int64_t r = b; r < rows; r += gridDim.x)
-    for (int64_t v = tid; v < vecs; v += nt) stage_vec(a, half, r * vecs + v, src[r * vecs + v]);
+    for (int64_t v = tid; v < vecs; v += nt) mine[r * vecs + v] = src[r * vecs + v];
   __threadfence_system();
   __syncthreads();
   meet_peers(a, b, epoch);
@@ -194,9 +170,9 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_add_rmsnorm_kernel(K
       if (v >= vecs) break;
       const int64_t i = r * vecs + v;
       float acc[8], x[8], res[8];
-      V::load(__ldcg(share_of(a, 0, half) + i), acc);
+      V::load(__ldcg(reinterpret_cast<const uint4*>(a.staging[0] + half) + i), acc);
       for (int q = 1; q < a.nranks; ++q) {
-        V::load(__ldcg(share_of(a, q, half) + i), x);
+        V::load(__ldcg(reinterpret_cast<const uint4*>(a.staging[q] + half) + i), x);
         for (int e = 0; e < 8; ++e) acc[e] += x[e];
       }
       V::load(V::store(acc), acc);  // the all-reduce's result as T
@@ -226,10 +202,9 @@ __global__ void __launch_bounds__(kThreads) peer_all_reduce_add_rmsnorm_kernel(K
 
 struct PeerAllReduce {
   int device = 0, rank = 0, nranks = 0, max_blocks = 1;
-  bool push = false;
   int64_t capacity = 0;
   double timeout_ms = 0;
-  char* staging = nullptr;       // 2 x capacity (pushed: 2 x nranks x capacity)
+  char* staging = nullptr;       // 2 x capacity
   uint32_t* signals = nullptr;   // [kMaxBlocks][kMaxRanks]
   uint32_t* counters = nullptr;  // [kMaxBlocks]
   uint32_t* error_host = nullptr;
@@ -265,7 +240,7 @@ bool can_access_peer(int device, int peer) {
   return ok != 0;
 }
 
-PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, double timeout_ms, bool push) {
+PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, double timeout_ms) {
   if (nranks < 2 || nranks > kMaxRanks) throw Error("peer all-reduce: 2.." + std::to_string(kMaxRanks) + " ranks, got " + std::to_string(nranks));
   if (rank < 0 || rank >= nranks) throw Error("peer all-reduce: rank " + std::to_string(rank) + " of " + std::to_string(nranks));
   if (capacity_bytes <= 0 || capacity_bytes % 16 != 0) throw Error("peer all-reduce: the capacity must be a positive multiple of 16 bytes");
@@ -276,7 +251,6 @@ PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, 
   p->nranks = nranks;
   p->capacity = capacity_bytes;
   p->timeout_ms = timeout_ms;
-  p->push = push;
   try {
     cuda::make_current(device);
     const cuda::DeviceInfo info = cuda::device_info(device);
@@ -285,7 +259,7 @@ PeerAllReduce* create(int device, int rank, int nranks, int64_t capacity_bytes, 
     // another block of its own grid from running.
     p->max_blocks = info.sm_count < kMaxBlocks ? info.sm_count : kMaxBlocks;
     if (p->max_blocks < 1) p->max_blocks = 1;
-    cuda::check(cudaMalloc(&p->staging, size_t(2 * capacity_bytes * (push ? nranks : 1))), "cudaMalloc (peer all-reduce staging)");
+    cuda::check(cudaMalloc(&p->staging, size_t(2 * capacity_bytes)), "cudaMalloc (peer all-reduce staging)");
     cuda::check(cudaMalloc(&p->signals, sizeof(uint32_t) * kMaxBlocks * kMaxRanks), "cudaMalloc (peer all-reduce flags)");
     cuda::check(cudaMalloc(&p->counters, sizeof(uint32_t) * kMaxBlocks), "cudaMalloc (peer all-reduce epochs)");
     cuda::check(cudaMemset(p->signals, 0, sizeof(uint32_t) * kMaxBlocks * kMaxRanks), "cudaMemset (peer all-reduce flags)");
@@ -344,7 +318,6 @@ KernelArgs kernel_args(PeerAllReduce* p, void* data, int64_t bytes) {
     throw Error(where(p) + ": the tensor must be whole 16-byte vectors, 16-byte aligned (" + std::to_string(bytes) + " bytes)");
   KernelArgs a{};
   a.data = data;
-  a.push = p->push;
   a.vecs = bytes / 16;
   a.rank = p->rank;
   a.nranks = p->nranks;
