@@ -35,7 +35,7 @@ export const CTRL = {
 export const STEP_RUN = 1;
 export const STEP_STOP = 2;
 const ERROR_BYTES = 4096;
-const CLOCK_SLOTS = 8;
+const CLOCK_SLOTS = 1;
 
 export interface GroupShape {
   /** Ranks in the group. */
@@ -53,7 +53,7 @@ export class GroupMemory {
   readonly slots: Uint8Array[];
   /** Where the ranks' reduced chunk is assembled. */
   readonly result: Uint8Array;
-  /** Wall-clock stamps in ms (performance.timeOrigin + now()): [0] when rank 0 published the current step (StepTrace). */
+  /** A wall-clock stamp in ms (performance.timeOrigin + now()): when rank 0 published the current step (StepTrace). */
   readonly clock: Float64Array;
   private readonly error: Uint8Array;
 

@@ -8,7 +8,6 @@
 // logits.
 import type { Recipe } from '@aios/engine-core/engine/types.ts';
 import { shardLayout } from '@aios/engine-core/model/shard.ts';
-import { GpuSampler } from '@aios/lesson-12-sampling';
 import { type BatchedParts, BatchedRunner, batchedRecipe } from '@aios/lesson-07-batching';
 import { lesson13Parts } from '@aios/lesson-13-prefix-caching';
 
@@ -37,7 +36,7 @@ export const lesson14Parts: BatchedParts = {
   ...lesson13Parts,
   model: tensorParallelModel,
   sampler: (ctx) => {
-    const inner = new GpuSampler(ctx.device, ctx.cfg.vocabSize);
+    const inner = lesson13Parts.sampler!(ctx); // lesson 12's
     const size = ctx.options.tensorParallelSize;
     return size > 1 && shardRaceEnabled(size, ctx.cfg) ? new ShardRaceSampler(inner, raceSlotFor(ctx), size) : inner;
   },

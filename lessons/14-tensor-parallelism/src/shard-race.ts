@@ -24,7 +24,7 @@ import type { SampleRowSpec } from '@aios/engine-core/ops.ts';
 import type { SamplingParams } from '@aios/engine-core/engine/sampling-params.ts';
 import type { Sequence } from '@aios/engine-core/engine/sequence.ts';
 import { type EngineContext, type SampleResult, type Sampler, type StagedSample, type StepPlan, samplesAt } from '@aios/engine-core/engine/types.ts';
-import { type GpuSampler, rowSpec } from '@aios/lesson-12-sampling';
+import { rowSpec } from '@aios/lesson-12-sampling';
 
 /** A step as the ranks run it: the plan, and the sampled rows' parameters when they race over the shards. */
 export interface ShardStep extends StepPlan {
@@ -97,17 +97,20 @@ export class ShardRaceSampler implements Sampler {
   readonly steps = { raced: 0, gathered: 0 };
 
   constructor(
-    private readonly inner: GpuSampler,
+    /** The sampler of the steps that gather (lesson 12's): it must stage. */
+    private readonly inner: Sampler,
     private readonly slot: RaceSlot,
     private readonly ranks: number,
-  ) {}
+  ) {
+    if (!inner.stage) throw new Error('ShardRaceSampler: the sampler of the gathered steps must stage (lesson 12\'s does)');
+  }
 
   unsupported(params: SamplingParams): string | undefined {
-    return this.inner.unsupported(params);
+    return this.inner.unsupported?.(params);
   }
 
   release(seq: Sequence): void {
-    this.inner.release(seq);
+    this.inner.release?.(seq);
   }
 
   /** Unstaged, the runner had no race to run: the logits were gathered. */
@@ -120,7 +123,7 @@ export class ShardRaceSampler implements Sampler {
     this.slot.put(sequences, rows);
     if (!rows) {
       this.steps.gathered++;
-      return this.inner.stage(sequences);
+      return this.inner.stage!(sequences);
     }
     this.steps.raced++;
     let pairs: Tensor | undefined, done = false;
