@@ -25,9 +25,29 @@ trace() {  # NAME LESSON_ARGS...
   python3 engine-core/scripts/nsys_summary.py "$LOGS/${name}_cuda_gpu_trace.csv" 18 | tee "$LOGS/$name.summary.txt"
   rm -f "$LOGS/$name.sqlite"
 }
+# Without Nsight Systems: Nsight Compute over one replayed step twice, its kernels one by one with the
+# caches left warm (--cache-control none: what each kernel costs with the step's data in L2) and the
+# graph as one unit (--graph-profiling graph: the step's GPU time with the graph's own launches); the
+# difference is what the graph spends between its kernels.
+ncu_step() {  # NAME MODE LESSON_ARGS...
+  local name=$1 mode=$2; shift 2
+  room 60 || { stamp "$name skipped: the deadline"; return; }
+  AIOS_PROFILE_STEP=40 timeout 150 ncu --profile-from-start off --clock-control none --cache-control none --graph-profiling "$mode" \
+    --target-processes all --metrics gpu__time_duration.sum --csv \
+    tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" --no-samples --no-check --repeats 1 --no-record --no-progress \
+    > "$LOGS/$name-$mode.csv" 2> "$LOGS/$name-$mode.err"
+  stamp "$name ($mode) exit $?"
+  python3 engine-core/scripts/ncu_summary.py "$LOGS/$name-$mode.csv" 16 | tee "$LOGS/$name-$mode.summary.txt"
+}
 if [[ -n ${NSYS:-} ]]; then
   trace "lesson$LESSON-batch1" --requests 1
   trace "lesson$LESSON-course"
+else
+  for w in batch1 course; do
+    args=(); [[ $w == batch1 ]] && args=(--requests 1)
+    ncu_step "lesson$LESSON-$w" node "${args[@]}"
+    ncu_step "lesson$LESSON-$w" graph "${args[@]}"
+  done
 fi
 pack_logs
 stamp done

@@ -1,0 +1,69 @@
+"""Summarizes a V8 CPU profile (node --cpu-prof; .cpuprofile or .cpuprofile.gz): self time and total
+(inclusive) time per function, largest first, as shares of the profile's samples, so the host's part
+of a step can be read function by function. Idle and the profiler's own nodes are listed apart.
+
+    python3 engine-core/scripts/cpuprofile_summary.py PROFILE [top] [--match TEXT]
+"""
+import collections
+import gzip
+import json
+import sys
+
+
+def load(path):
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rt') as f:
+        return json.load(f)
+
+
+def main(path: str, top: int, match: str | None) -> None:
+    prof = load(path)
+    nodes = {n['id']: n for n in prof['nodes']}
+    parent = {}
+    for n in prof['nodes']:
+        for c in n.get('children', []):
+            parent[c] = n['id']
+    counts = collections.Counter(prof['samples'])
+    deltas = prof.get('timeDeltas', [])
+    total_us = sum(deltas) if deltas else len(prof['samples'])
+    per_sample_us = total_us / max(len(prof['samples']), 1)
+
+    def label(n):
+        cf = n['callFrame']
+        url = cf['url'].rsplit('/', 2)
+        return f"{cf['functionName'] or '(anonymous)'} {'/'.join(url[-2:])}:{cf['lineNumber'] + 1}"
+
+    self_t = collections.Counter()
+    total_t = collections.Counter()
+    for nid, c in counts.items():
+        self_t[label(nodes[nid])] += c
+        seen = set()
+        cur = nid
+        while cur is not None:
+            lab = label(nodes[cur])
+            if lab not in seen:
+                total_t[lab] += c
+                seen.add(lab)
+            cur = parent.get(cur)
+    n = len(prof['samples'])
+    print(f'{path}: {n} samples, {total_us / 1e6:.2f} s ({per_sample_us:.0f} us a sample)')
+    for title, table in (('self', self_t), ('total', total_t)):
+        print(f'-- {title} time')
+        shown = 0
+        for lab, c in table.most_common():
+            if match and match not in lab:
+                continue
+            print(f'{100 * c / n:6.2f}% {c * per_sample_us / 1e3:9.1f} ms  {lab}')
+            shown += 1
+            if shown >= top:
+                break
+
+
+if __name__ == '__main__':
+    args = [a for a in sys.argv[1:]]
+    match = None
+    if '--match' in args:
+        i = args.index('--match')
+        match = args[i + 1]
+        del args[i:i + 2]
+    main(args[0], int(args[1]) if len(args) > 1 else 30, match)
