@@ -12,14 +12,17 @@ source "$(dirname "$0")/gpu-lib.sh"
 logs_dir host-profile
 make_model "$LESSON_LOGS/model.log" || exit 1
 flags=(--workload "$WORKLOAD" --no-samples --no-check --repeats 1 --no-record)
-run_lesson "lesson11-$WORKLOAD" 40 11 "${flags[@]}"
-AIOS_TP_TRACE=1 run_lesson "lesson14-tp1-$WORKLOAD" 60 14 "${flags[@]}" --tp 1
-grep -h "tp trace" "$LESSON_LOGS"/lesson14-*.log
+if [[ -z ${PROFILE_ONLY:-} ]]; then
+  run_lesson "lesson11-$WORKLOAD" 40 11 "${flags[@]}"
+  AIOS_TP_TRACE=1 run_lesson "lesson14-tp1-$WORKLOAD" 60 14 "${flags[@]}" --tp 1
+  grep -h "tp trace" "$LESSON_LOGS"/lesson14-*.log
+fi
 for l in 11 14; do
   dir=$LESSON_LOGS/cpuprof-$l
   mkdir -p "$dir"
   extra=(); [[ $l == 14 ]] && extra=(--tp 1)
-  NODE_OPTIONS="--cpu-prof --cpu-prof-dir=$dir --cpu-prof-interval 100" run_lesson "lesson$l-$WORKLOAD-cpuprof" 60 "$l" "${flags[@]}" "${extra[@]}"
+  # Node refuses --cpu-prof in NODE_OPTIONS; tsx hands its own node flags on.
+  TSX_FLAGS="--cpu-prof --cpu-prof-dir=$dir --cpu-prof-interval 100" run_lesson "lesson$l-$WORKLOAD-cpuprof" 60 "$l" "${flags[@]}" "${extra[@]}"
   gzip -q "$dir"/*.cpuprofile 2>/dev/null
   ls -la "$dir"
 done

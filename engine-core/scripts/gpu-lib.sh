@@ -24,12 +24,12 @@ make_model() {
   tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$1" 2>&1 || { tail -5 "$1"; return 1; }
 }
 
-# run_lesson NAME EXPECTED_S ARGS...: `pnpm lesson ARGS` into $LESSON_LOGS/NAME.log if EXPECTED_S
+# run_lesson NAME EXPECTED_S ARGS...: `pnpm lesson ARGS` (node flags for tsx in TSX_FLAGS) into $LESSON_LOGS/NAME.log if EXPECTED_S
 # seconds fit, cut at the deadline; then its result lines.
 run_lesson() {
   local name=$1 secs=$2; shift 2
   if ! room "$secs"; then stamp "$name skipped: the deadline"; return; fi
-  timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0))) tsx engine-core/src/cli/lesson.ts "$@" --no-progress > "$LESSON_LOGS/$name.log" 2>&1
+  timeout $((DEADLINE_S - (SECONDS - GPU_LIB_T0))) tsx ${TSX_FLAGS:-} engine-core/src/cli/lesson.ts "$@" --no-progress > "$LESSON_LOGS/$name.log" 2>&1
   stamp "$name exit $?"
   grep -E "^(course|throughput|long|shared-prefix)[^ ]*:|^repeats:|steps: the host|^roofline|^lesson .* on this card|^KV pool|^preemptions|^prefix cache|^equivalence check: (the|DIFF)|^workspace|graphs|^decode steps" "$LESSON_LOGS/$name.log" | cut -c1-300
 }
