@@ -95,9 +95,10 @@ struct DecodePlan {
  * (the pipeline filling up), a split launch costing 5% more (the partials and the combine
  * kernel): so a batch that already fills the GPU is not split (batch 64 x 8 KV heads = 512
  * blocks is two full waves of 2 x 132), a small one is split just enough to fill a wave, and
- * no block gets fewer than kMinTilesPerSplit tiles.
+ * no block gets fewer than `min_tiles` tiles (kMinTilesPerSplit unless the caller times another).
  */
-inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t requested_splits, int64_t resident) {
+inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t requested_splits, int64_t resident,
+                              int64_t min_tiles = kMinTilesPerSplit) {
   DecodePlan p;
   const int64_t tiles = a.max_context_len > 0 ? (a.max_context_len + kDecodeTile - 1) / kDecodeTile : 1;
   int64_t splits = 1;
@@ -109,7 +110,7 @@ inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t 
       const int64_t slots = resident > 0 ? resident : 1;
       auto waves = [&](int64_t s) { return double((base * s + slots - 1) / slots); };
       double best = waves(1) * double(tiles + 1);
-      for (int64_t t = tiles - 1; t >= kMinTilesPerSplit; --t) {  // tiles per block, fewest splits first
+      for (int64_t t = tiles - 1; t >= min_tiles; --t) {  // tiles per block, fewest splits first
         const int64_t s = (tiles + t - 1) / t;
         if ((tiles + s - 1) / s != t) continue;  // t is not what s splits give: another t stands for this s
         const double cost = waves(s) * double(t + 1) * 1.05;

@@ -466,6 +466,19 @@ inline int decode_stages_override() {
   return stages;
 }
 
+// AIOS_DECODE_MIN_TILES=1..16 (read once): the fewest 64-key tiles the automatic split gives a
+// block, for timing the choice on a card (unset: aios::flash::kMinTilesPerSplit).
+inline int64_t decode_min_tiles() {
+  static const int64_t tiles = [] {
+    const char* v = std::getenv("AIOS_DECODE_MIN_TILES");
+    if (!v || !*v) return aios::flash::kMinTilesPerSplit;
+    const int n = std::atoi(v);
+    if (n < 1 || n > 16) throw Error(std::string("AIOS_DECODE_MIN_TILES must be 1..16, got \"") + v + "\"");
+    return int64_t(n);
+  }();
+  return tiles;
+}
+
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
 template <int D, class F> void with_decode_stages(F&& f) {
   switch (decode_stages_override()) {
@@ -755,7 +768,7 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
       });
     });
   }
-  return aios::flash::decode_plan(a, version, splits, resident);
+  return aios::flash::decode_plan(a, version, splits, resident, decode_min_tiles());
 }
 
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
