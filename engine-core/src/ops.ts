@@ -719,18 +719,22 @@ export function readSampleOut(words: Int32Array, rows: number): SampleOut {
   };
 }
 
+/** A row's bad parameter. Module-level rather than a closure made per call: checkSampleRow runs for every row of every step. */
+function badSampleRow(op: string, r: number, m: string): OpError {
+  return new OpError(op, `row ${r}: ${m}`);
+}
+
 function checkSampleRow(op: string, r: number, s: SampleRowSpec): void {
-  const bad = (m: string) => new OpError(op, `row ${r}: ${m}`);
-  if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw bad(`temperature must be finite and >= 0, got ${s.temperature}`);
-  if (!(Number.isInteger(s.topK) && s.topK >= 0 && s.topK <= 0x7fffffff)) throw bad(`topK must be an integer >= 0, got ${s.topK}`);
-  if (!(s.topP > 0 && s.topP <= 1)) throw bad(`topP must be in (0, 1], got ${s.topP}`);
-  if (!(s.minP >= 0 && s.minP <= 1)) throw bad(`minP must be in [0, 1], got ${s.minP}`);
-  if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0)) throw bad(`repetitionPenalty must be finite and > 0, got ${s.repetitionPenalty}`);
-  if (!Number.isFinite(s.presencePenalty) || !Number.isFinite(s.frequencyPenalty)) throw bad('presencePenalty and frequencyPenalty must be finite');
-  if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= Number.MAX_SAFE_INTEGER)) throw bad(`seed must be an integer in [0, 2^53), got ${s.seed}`);
-  if (!(Number.isInteger(s.position) && s.position >= 0 && s.position <= 0xffffffff)) throw bad(`position must be a 32-bit unsigned integer, got ${s.position}`);
+  if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw badSampleRow(op, r, `temperature must be finite and >= 0, got ${s.temperature}`);
+  if (!(Number.isInteger(s.topK) && s.topK >= 0 && s.topK <= 0x7fffffff)) throw badSampleRow(op, r, `topK must be an integer >= 0, got ${s.topK}`);
+  if (!(s.topP > 0 && s.topP <= 1)) throw badSampleRow(op, r, `topP must be in (0, 1], got ${s.topP}`);
+  if (!(s.minP >= 0 && s.minP <= 1)) throw badSampleRow(op, r, `minP must be in [0, 1], got ${s.minP}`);
+  if (!(Number.isFinite(s.repetitionPenalty) && s.repetitionPenalty > 0)) throw badSampleRow(op, r, `repetitionPenalty must be finite and > 0, got ${s.repetitionPenalty}`);
+  if (!Number.isFinite(s.presencePenalty) || !Number.isFinite(s.frequencyPenalty)) throw badSampleRow(op, r, 'presencePenalty and frequencyPenalty must be finite');
+  if (!(Number.isInteger(s.seed) && s.seed >= 0 && s.seed <= Number.MAX_SAFE_INTEGER)) throw badSampleRow(op, r, `seed must be an integer in [0, 2^53), got ${s.seed}`);
+  if (!(Number.isInteger(s.position) && s.position >= 0 && s.position <= 0xffffffff)) throw badSampleRow(op, r, `position must be a 32-bit unsigned integer, got ${s.position}`);
   if (!(Number.isInteger(s.logprobs) && s.logprobs >= -1 && s.logprobs <= MAX_SAMPLE_LOGPROBS))
-    throw bad(`logprobs must be an integer in [-1, ${MAX_SAMPLE_LOGPROBS}], got ${s.logprobs}`);
+    throw badSampleRow(op, r, `logprobs must be an integer in [-1, ${MAX_SAMPLE_LOGPROBS}], got ${s.logprobs}`);
 }
 
 /** Per vocabulary entry, the last (row group) that named it: O(1) a penalty entry, reused across calls. */
