@@ -21,6 +21,7 @@
 // never on the device's context lengths; blocks whose split starts past their
 // sequence's context exit at once and the combine kernel ignores them.
 #include <cstdlib>
+#include <cstring>
 
 #include "flash_common.cuh"
 
@@ -530,6 +531,18 @@ inline int64_t decode_min_tiles() {
   return tiles;
 }
 
+// AIOS_DECODE_MERGE=0 (read once): decode v3's split launches combined by the second kernel
+// again, not by their own last blocks, for timing the two on a card.
+inline bool decode_merge_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("AIOS_DECODE_MERGE");
+    if (!v || !*v || std::strcmp(v, "1") == 0) return true;
+    if (std::strcmp(v, "0") == 0) return false;
+    throw Error(std::string("AIOS_DECODE_MERGE must be 0, 1 or unset, got \"") + v + "\"");
+  }();
+  return on;
+}
+
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
 template <int D, class F> void with_decode_stages(F&& f) {
   switch (decode_stages_override()) {
@@ -839,7 +852,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
   const dim3 grid(unsigned(plan.splits), unsigned(a.kv_heads), unsigned(a.num_seqs));
   // v3 merges a split launch's partials in its own last block per (sequence, KV head) when the
   // caller holds enough zeroed counters (aios::flash::kSplitCounters a device); else the combine kernel.
-  uint32_t* counters = version == 3 && plan.splits > 1 && split_counters &&
+  uint32_t* counters = version == 3 && plan.splits > 1 && split_counters && decode_merge_enabled() &&
                                a.num_seqs * a.kv_heads <= aios::flash::kSplitCounters ? split_counters : nullptr;
   if (a.num_seqs > 65535 || a.max_q_len > 65535) throw Error("flash_decode: more than 65535 sequences or queries per sequence in one launch");
   dispatch_any(a.dt, [&](auto tag) {
