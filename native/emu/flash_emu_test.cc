@@ -26,7 +26,7 @@
 namespace aios::emu {
 void flash_prefill(int st, const PagedAttentionArgs& a, int version);
 void flash_decode(int st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan, void* workspace,
-                  int64_t workspace_bytes, uint32_t* split_counters);
+                  int64_t workspace_bytes);
 aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
 aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
 void flash_cascade_decode(int st, const PagedAttentionArgs& a, const aios::flash::CascadePlan& plan, void* workspace,
@@ -228,8 +228,6 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       if (verbose) std::printf("skip  %-8s v%d %s: %s\n", c.decode ? "decode" : "prefill", ver, c.name.c_str(), why.c_str());
       continue;
     }
-    // v3 twice: its partials merged by the combine kernel, then by its own last blocks (split counters).
-    for (const bool merged : (c.decode && ver == 3 ? std::vector<bool>{false, true} : std::vector<bool>{false}))
     for (int64_t splits : (c.decode ? c.splits : std::vector<int64_t>{0})) {
       if (c.decode && ver == 1 && splits != 0) continue;
       out.poison();
@@ -239,12 +237,10 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       std::vector<float> ws(size_t(plan.workspace_bytes / 4 + 1), NAN);
       register_step(q, k, v, out, cu, ctx, table, ordered ? &order : nullptr);
       if (plan.workspace_bytes) aios::emurt::register_buffer(ws.data(), size_t(plan.workspace_bytes), "workspace", true);
-      std::vector<uint32_t> counters(merged ? size_t(aios::flash::kSplitCounters) : 0, 0u);
-      if (merged) aios::emurt::register_buffer(counters.data(), counters.size() * 4, "split counters", true);
       const auto t0 = std::chrono::steady_clock::now();
       std::string error;
       try {
-        if (c.decode) aios::emu::flash_decode(0, a, ver, plan, ws.data(), plan.workspace_bytes, merged ? counters.data() : nullptr);
+        if (c.decode) aios::emu::flash_decode(0, a, ver, plan, ws.data(), plan.workspace_bytes);
         else aios::emu::flash_prefill(0, a, ver);
       } catch (const std::exception& e) {
         error = e.what();
@@ -252,22 +248,17 @@ void run_case(const Case& c, std::mt19937& rng, const std::string& only) {
       const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       const std::string emu_errors = aios::emurt::take_errors();
       const Result r = compare(out, ref);
-      bool counters_zero = true;  // every merged launch leaves its counters ready for the next
-      for (const uint32_t v : counters) counters_zero = counters_zero && v == 0;
-      const bool ok = error.empty() && emu_errors.empty() && r.nan == 0 && r.rel_err < tolerance(c.dt) && counters_zero;
+      const bool ok = error.empty() && emu_errors.empty() && r.nan == 0 && r.rel_err < tolerance(c.dt);
       ++runs;
       if (!ok) ++failures;
-      char split_txt[64] = "";
-      if (c.decode)
-        std::snprintf(split_txt, sizeof split_txt, " splits %lld/%lld%s%s", (long long)splits, (long long)plan.splits,
-                      ordered ? " ordered" : "", merged ? " merged" : "");
+      char split_txt[48] = "";
+      if (c.decode) std::snprintf(split_txt, sizeof split_txt, " splits %lld/%lld%s", (long long)splits, (long long)plan.splits, ordered ? " ordered" : "");
       std::printf("%s %-7s v%d %-5s %s%s: rel_err %.2e (tol %.0e) max_abs %.2e unwritten/NaN %zu  [%.2fs]\n", ok ? "PASS" : "FAIL",
                   c.decode ? "decode" : "prefill", ver, dt_name(c.dt), c.name.c_str(), split_txt, r.rel_err, tolerance(c.dt),
                   r.max_abs, r.nan, secs);
       if (!ok) {
         if (!error.empty()) std::printf("    threw: %s\n", error.c_str());
         if (!emu_errors.empty()) std::printf("    emulator: %s", emu_errors.c_str());
-        if (!counters_zero) std::printf("    the split counters were left nonzero\n");
         if (r.nan || r.rel_err >= tolerance(c.dt)) {
           // where the first bad element is: token, head, dim
           size_t i = r.worst;

@@ -654,7 +654,7 @@ Napi::Value FlashDecode(const Napi::CallbackInfo& info) {
       if (!a.has_more()) a.fail("this launch splits the context and needs a workspace of " + std::to_string(need) + " bytes");
       ws = a.buffer("workspace", need).ptr;
     }
-    aios::cuda::flash_decode(st, p, version, plan, ws, need, aios::cuda::context(a.device()).split_counters);
+    aios::cuda::flash_decode(st, p, version, plan, ws, need);
 #endif
   });
 }

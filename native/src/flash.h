@@ -35,10 +35,12 @@ namespace aios::flash {
 constexpr int kPrefillVersions = 5;
 constexpr int kDecodeVersions = 3;
 constexpr int64_t kDecodeTile = 64;          // keys per decode tile; a split covers whole tiles
-constexpr int64_t kMinTilesPerSplit = 2;     // the automatic split never gives a block fewer keys than 2 tiles
-// Decode v3 merges a split launch in its last block per (sequence, KV head), counted in a device's
-// zeroed counters: this many, enough for 8,192 sequences of 8 KV heads (the combine kernel beyond).
-constexpr int64_t kSplitCounters = int64_t(1) << 16;
+// The automatic split never gives a block fewer keys than 2 tiles. It was 4: a decode block's
+// tiles come one after another (each a block-table read, then the copy), so at batch 1 two blocks
+// of 2 tiles finish sooner than one of 4. On the H200, lesson 11's batch 1 ran 1.24 ms a step with
+// 2 against 1.34 with 4 (same call, 9fdb89f, docs/measurements/decode-knobs-h200-9fdb89f.log); the
+// course and throughput workloads did not move (1.97 and 1.94 ms a step; 5.65 and 5.66 ms).
+constexpr int64_t kMinTilesPerSplit = 2;
 
 inline bool is_half(DType dt) { return dt == DType::BF16 || dt == DType::F16; }
 
@@ -83,9 +85,8 @@ inline std::string decode_unsupported(const PagedAttentionArgs& a, int version) 
 // once), never from the device's context lengths, so a launch's shape is fixed for a given
 // bound (lesson 11 captures it in a graph). With more than one split the partial results go
 // to a caller-owned float32 workspace of `workspace_bytes`: [splits, num_tokens, q_heads,
-// head_dim] outputs then [splits, num_tokens, q_heads] log-sum-exps (base 2), combined by the
-// last block of each (sequence, KV head) in v3 (with the device's split counters) or by a second
-// kernel.
+// head_dim] outputs then [splits, num_tokens, q_heads] log-sum-exps (base 2), combined by a
+// second kernel.
 struct DecodePlan {
   int64_t splits = 1;
   int64_t partition = 0;

@@ -35,9 +35,6 @@ struct Context {
   int device;
   cudaStream_t stream;
   CachingAllocator allocator;
-  // Decode v3's split counters (aios::flash::kSplitCounters, zeroed when the context is made;
-  // every launch leaves them zero): made here, never during a graph capture.
-  uint32_t* split_counters = nullptr;
   Context(int device, cudaStream_t stream);
 };
 Context& context(int device);  // also makes `device` current on this thread
@@ -94,7 +91,7 @@ void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a);
 void flash_prefill(cudaStream_t st, const PagedAttentionArgs& a, int version);
 ::aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
 void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, const ::aios::flash::DecodePlan& plan,
-                  void* workspace, int64_t workspace_bytes, uint32_t* split_counters = nullptr);
+                  void* workspace, int64_t workspace_bytes);
 // Lesson 13 (flash_decode.cu): the cascade decode and its plan (lesson 09's v3 plan for the own keys).
 ::aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
 void flash_cascade_decode(cudaStream_t st, const PagedAttentionArgs& a, const ::aios::flash::CascadePlan& plan, void* workspace,

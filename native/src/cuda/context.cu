@@ -119,12 +119,7 @@ Context& context(int device) {
     cudaStream_t s;
     // A non-blocking stream: no implicit sync with the legacy default stream.
     check(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    auto ctx = std::make_unique<Context>(device, s);
-    const size_t counter_bytes = size_t(::aios::flash::kSplitCounters) * sizeof(uint32_t);
-    ctx->split_counters = static_cast<uint32_t*>(ctx->allocator.allocate(counter_bytes));
-    if (!ctx->split_counters) throw Error("CUDA device " + std::to_string(device) + ": could not allocate decode's split counters");
-    check(cudaMemsetAsync(ctx->split_counters, 0, counter_bytes, s), "zeroing decode's split counters");
-    contexts[device] = std::move(ctx);
+    contexts[device] = std::make_unique<Context>(device, s);
   }
   return *contexts[device];
 }

@@ -308,42 +308,6 @@ __device__ __forceinline__ float online_softmax_row(float (&s)[NT][4], int h2, f
   return alpha;
 }
 
-// ---- cross-block primitives: a split-K reduction whose last block sums the others' partials
-// (gemm_small, decode v3's merge): each writer fences, one thread counts, the last reads through L2
-#ifdef AIOS_EMU
-/** A load of data other blocks of this launch wrote (through L2, never a stale L1 line). */
-inline float ld_coherent(const float* p) {
-  float v = 0;
-  if (emurt::check_global(p, 4, false)) memcpy(&v, p, 4);
-  return v;
-}
-/** The same, four floats at a 16-byte aligned address. */
-inline void ld_coherent4(const float* p, float (&v)[4]) {
-  v[0] = v[1] = v[2] = v[3] = 0;
-  if (emurt::check_global(p, 16, false)) memcpy(v, p, 16);
-}
-/** atomicAdd; the emulator runs one thread at a time, so a plain read-modify-write is atomic. */
-inline uint32_t atomic_add(uint32_t* p, uint32_t v) {
-  uint32_t old = 0;
-  if (emurt::check_global(p, 4, true)) {
-    memcpy(&old, p, 4);
-    const uint32_t next = old + v;
-    memcpy(p, &next, 4);
-  }
-  return old;
-}
-/** __threadfence: this thread's writes are seen by the whole GPU before its later ones. */
-inline void fence_gpu() {}
-#else
-__device__ __forceinline__ float ld_coherent(const float* p) { return __ldcg(p); }
-__device__ __forceinline__ void ld_coherent4(const float* p, float (&v)[4]) {
-  const float4 q = __ldcg(reinterpret_cast<const float4*>(p));
-  v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
-}
-__device__ __forceinline__ uint32_t atomic_add(uint32_t* p, uint32_t v) { return atomicAdd(p, v); }
-__device__ __forceinline__ void fence_gpu() { __threadfence(); }
-#endif
-
 // Where key `key` of a sequence lives in the pool. A block id outside the pool
 // reads block 0 (the device cannot throw; the CPU reference rejects such tables).
 // 32-bit division: keys and block sizes fit, and a 64-bit divide costs over 100 instructions.

@@ -21,7 +21,6 @@
 // never on the device's context lengths; blocks whose split starts past their
 // sequence's context exit at once and the combine kernel ignores them.
 #include <cstdlib>
-#include <cstring>
 
 #include "flash_common.cuh"
 
@@ -65,55 +64,6 @@ __device__ __forceinline__ void write_row_value(const RowSink& k, int64_t token,
 // (lesson 11's graphs split for the bucket's bound).
 __device__ __forceinline__ float* partial_lse(float* ws_lse, int64_t ctx, int64_t partition) {
   return ctx <= partition ? nullptr : ws_lse;
-}
-
-// The merge of a split launch without a second kernel: each block of a (sequence, KV head) that
-// wrote a partial counts itself in, and the last to arrive combines all of them for its rows, as
-// combine_kernel would (same weights, splits in order), then leaves the counter at zero for the
-// next launch (a replayed graph's too). `scratch` is shared memory the caller is done with.
-template <class T, int D>
-__device__ void merge_splits(const PagedAttentionArgs& a, int64_t partition, int64_t splits, const float* ws_o,
-                             const float* ws_lse, uint32_t* counters, int b, int64_t kvh, int64_t q_start, int64_t R,
-                             int64_t group, float* scratch) {
-  const int tid = int(threadIdx.x);
-  const int64_t ctx = ldg(a.context_lens + b), Hq = a.q_heads;
-  int64_t n = (ctx + partition - 1) / partition;  // the splits whose blocks wrote a partial
-  if (n > splits) n = splits;
-  uint32_t* last_flag = reinterpret_cast<uint32_t*>(scratch);
-  float* row_m = scratch + 1;             // [R]: the rows' largest log-sum-exp
-  float* row_inv = row_m + kMmaRows;      // [R]: 1 / the weights' sum
-  fence_gpu();     // this thread's partial is visible to the whole GPU...
-  __syncthreads();  // ...for every thread of the block, before one of them counts the block in
-  if (tid == 0) {
-    uint32_t* c = counters + int64_t(b) * a.kv_heads + kvh;
-    const bool last = atomic_add(c, 1u) == uint32_t(n - 1);
-    if (last) stg(c, 0u);
-    *last_flag = last ? 1u : 0u;
-  }
-  __syncthreads();
-  if (*last_flag == 0) return;
-  fence_gpu();
-  auto lse = [&](int64_t s, int64_t r) {
-    return ld_coherent(ws_lse + (s * a.num_tokens + q_start + r / group) * Hq + kvh * group + r % group);
-  };
-  if (tid < R) {
-    float mx = kNegInf;
-    for (int64_t s = 0; s < n; ++s) mx = fmaxf(mx, lse(s, tid));
-    const float m_use = mx == kNegInf ? 0.0f : mx;
-    float wsum = 0.0f;
-    for (int64_t s = 0; s < n; ++s) wsum += exp2_fast(lse(s, tid) - m_use);
-    row_m[tid] = m_use;
-    row_inv[tid] = wsum > 0.0f ? 1.0f / wsum : 0.0f;
-  }
-  __syncthreads();
-  const int64_t stride = a.num_tokens * Hq * D;  // from one split's partials to the next's
-  for (int64_t idx = tid; idx < R * D; idx += kDecThreads) {
-    const int64_t r = idx / D, d = idx % D;
-    const int64_t at = ((q_start + r / group) * Hq + kvh * group + r % group) * D + d;
-    float acc = 0.0f;
-    for (int64_t s = 0; s < n; ++s) acc += exp2_fast(lse(s, r) - row_m[r]) * ld_coherent(ws_o + s * stride + at);
-    stg(static_cast<T*>(a.out) + at, from_f<T>(acc * row_inv[r]));
-  }
 }
 
 // ------------------------------------------------------------------ v1/v2: scalar
@@ -360,7 +310,7 @@ template <int D, int STAGES_ = (D == 64 ? 4 : 2)> struct MmaShape {
 template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
-                                                                 int64_t shared_splits, uint32_t* counters) {
+                                                                 int64_t shared_splits) {
   using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
@@ -500,8 +450,6 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     }
     write_row_value<T>(sink, q_start + r / group, kvh * group + r % group, d, acc, m, l);
   }
-  if (counters == nullptr || ws_lse == nullptr) return;  // the combine kernel merges, or this was the only split
-  merge_splits<T, D>(a, partition, splits, ws_o, ws_lse, counters, b, kvh, q_start, R, group, Os);
 }
 
 // AIOS_DECODE_STAGES=2, 3 or 4 (read once): decode v3's cp.async ring depth, for timing the choice
@@ -529,18 +477,6 @@ inline int64_t decode_min_tiles() {
     return int64_t(n);
   }();
   return tiles;
-}
-
-// AIOS_DECODE_MERGE=0 (read once): decode v3's split launches combined by the second kernel
-// again, not by their own last blocks, for timing the two on a card.
-inline bool decode_merge_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("AIOS_DECODE_MERGE");
-    if (!v || !*v || std::strcmp(v, "1") == 0) return true;
-    if (std::strcmp(v, "0") == 0) return false;
-    throw Error(std::string("AIOS_DECODE_MERGE must be 0, 1 or unset, got \"") + v + "\"");
-  }();
-  return on;
 }
 
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
@@ -836,7 +772,7 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
 }
 
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
-                  void* workspace, int64_t workspace_bytes, uint32_t* split_counters) {
+                  void* workspace, int64_t workspace_bytes) {
   using namespace flash;
   // Checked here, not only in the binding: the dispatch below launches nothing for a version the
   // dtype or head size cannot run, and the combine would then read an unwritten workspace.
@@ -850,10 +786,6 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
   float* ws_lse = plan.splits > 1 ? ws_o + plan.splits * a.num_tokens * a.q_heads * a.head_dim : nullptr;
   const float scale_log2 = a.scale * kLog2e;
   const dim3 grid(unsigned(plan.splits), unsigned(a.kv_heads), unsigned(a.num_seqs));
-  // v3 merges a split launch's partials in its own last block per (sequence, KV head) when the
-  // caller holds enough zeroed counters (aios::flash::kSplitCounters a device); else the combine kernel.
-  uint32_t* counters = version == 3 && plan.splits > 1 && split_counters && decode_merge_enabled() &&
-                               a.num_seqs * a.kv_heads <= aios::flash::kSplitCounters ? split_counters : nullptr;
   if (a.num_seqs > 65535 || a.max_q_len > 65535) throw Error("flash_decode: more than 65535 sequences or queries per sequence in one launch");
   dispatch_any(a.dt, [&](auto tag) {
     using T = decltype(tag);
@@ -864,13 +796,13 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
           with_decode_stages<D>([&](auto stages) {
             constexpr int ST = decltype(stages)::value;
             launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
-                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), counters);
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0));
           });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
                version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
       }
-      if (plan.splits > 1 && counters == nullptr) {
+      if (plan.splits > 1) {
         const dim3 cgrid(unsigned((a.q_heads + 3) / 4), unsigned(a.max_q_len), unsigned(a.num_seqs));
         launch(combine_kernel<T, D>, cgrid, dim3(kDecThreads), 0, st, "flash_decode combine", a, plan.partition, plan.splits,
                static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
@@ -913,7 +845,7 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
           constexpr int ST = decltype(stages)::value;
           launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
                  dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
-                 ws_o, ws_lse, plan.shared_splits, static_cast<uint32_t*>(nullptr));
+                 ws_o, ws_lse, plan.shared_splits);
         });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,

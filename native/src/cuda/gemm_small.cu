@@ -19,14 +19,48 @@
 // (cp.async, two buffers), shared by the block's 8 warps.
 //
 // Written in flash_common.cuh's primitives, so the CPU emulator (native/emu)
-// runs this same source (the split-K reduction's coherent loads, atomic add and
-// fence among them, shared with decode v3's merge).
+// runs this same source; the three primitives only this kernel needs (a
+// coherent load, an atomic add, a fence) follow, with their emulated forms.
 #include "flash_common.cuh"
 #include "gemm_small.h"
 
 namespace aios::AIOS_FLASH_NS {
 namespace flash {
 
+// ---- cross-block primitives of the split-K reduction
+#ifdef AIOS_EMU
+/** A load of data other blocks of this launch wrote (through L2, never a stale L1 line). */
+inline float ld_coherent(const float* p) {
+  float v = 0;
+  if (emurt::check_global(p, 4, false)) memcpy(&v, p, 4);
+  return v;
+}
+/** The same, four floats at a 16-byte aligned address. */
+inline void ld_coherent4(const float* p, float (&v)[4]) {
+  v[0] = v[1] = v[2] = v[3] = 0;
+  if (emurt::check_global(p, 16, false)) memcpy(v, p, 16);
+}
+/** atomicAdd; the emulator runs one thread at a time, so a plain read-modify-write is atomic. */
+inline uint32_t atomic_add(uint32_t* p, uint32_t v) {
+  uint32_t old = 0;
+  if (emurt::check_global(p, 4, true)) {
+    memcpy(&old, p, 4);
+    const uint32_t next = old + v;
+    memcpy(p, &next, 4);
+  }
+  return old;
+}
+/** __threadfence: this thread's writes are seen by the whole GPU before its later ones. */
+inline void fence_gpu() {}
+#else
+__device__ __forceinline__ float ld_coherent(const float* p) { return __ldcg(p); }
+__device__ __forceinline__ void ld_coherent4(const float* p, float (&v)[4]) {
+  const float4 q = __ldcg(reinterpret_cast<const float4*>(p));
+  v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
+}
+__device__ __forceinline__ uint32_t atomic_add(uint32_t* p, uint32_t v) { return atomicAdd(p, v); }
+__device__ __forceinline__ void fence_gpu() { __threadfence(); }
+#endif
 
 namespace {
 
