@@ -479,6 +479,19 @@ inline int64_t decode_min_tiles() {
   return tiles;
 }
 
+// AIOS_DECODE_SPLITS=1..1024 (read once): the splits every automatic decode launch takes instead
+// of the wave model's choice (capped at the launch's tiles), for timing the model on a card.
+inline int64_t decode_splits_override() {
+  static const int64_t splits = [] {
+    const char* v = std::getenv("AIOS_DECODE_SPLITS");
+    if (!v || !*v) return int64_t(0);
+    const int n = std::atoi(v);
+    if (n < 1 || n > 1024) throw Error(std::string("AIOS_DECODE_SPLITS must be 1..1024, got \"") + v + "\"");
+    return int64_t(n);
+  }();
+  return splits;
+}
+
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
 template <int D, class F> void with_decode_stages(F&& f) {
   switch (decode_stages_override()) {
@@ -768,6 +781,7 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
       });
     });
   }
+  if (splits == 0 && version != 1) splits = decode_splits_override();
   return aios::flash::decode_plan(a, version, splits, resident, decode_min_tiles());
 }
 
