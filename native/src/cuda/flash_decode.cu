@@ -452,43 +452,37 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   }
 }
 
-// AIOS_DECODE_STAGES=2, 3 or 4 (read once): decode v3's cp.async ring depth, for timing the choice
-// on a card (2 stages at head_dim 128: 74 KB of shared memory, three blocks per SM; 3: 109 KB, two;
-// 4: 144 KB, one). Unset: 2 at head_dim 128 (MmaShape says why), 4 at 64.
+// A timing switch: the integer in environment variable `name`, lo..hi, or 0 when it is unset.
+// Read once by each caller (a static), so a run cannot change it half-way.
+inline int64_t timing_switch(const char* name, int64_t lo, int64_t hi) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  if (*end != '\0' || n < lo || n > hi)
+    throw Error(std::string(name) + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got \"" + v + "\"");
+  return int64_t(n);
+}
+
+// AIOS_DECODE_STAGES=2..4: decode v3's cp.async ring depth, for timing the choice on a card (2 stages
+// at head_dim 128: 74 KB of shared memory, three blocks per SM; 3: 109 KB, two; 4: 144 KB, one).
+// Unset: 2 at head_dim 128 (MmaShape says why), 4 at 64.
 inline int decode_stages_override() {
-  static const int stages = [] {
-    const char* v = std::getenv("AIOS_DECODE_STAGES");
-    if (!v || !*v) return 0;
-    const int n = std::atoi(v);
-    if (n < 2 || n > 4) throw Error(std::string("AIOS_DECODE_STAGES must be 2, 3 or 4, got \"") + v + "\"");
-    return n;
-  }();
+  static const int stages = int(timing_switch("AIOS_DECODE_STAGES", 2, 4));
   return stages;
 }
 
-// AIOS_DECODE_MIN_TILES=1..16 (read once): the fewest 64-key tiles the automatic split gives a
-// block, for timing the choice on a card (unset: aios::flash::kMinTilesPerSplit).
+// AIOS_DECODE_MIN_TILES=1..16: the fewest 64-key tiles the automatic split gives a block, for timing
+// the choice on a card (unset: aios::flash::kMinTilesPerSplit).
 inline int64_t decode_min_tiles() {
-  static const int64_t tiles = [] {
-    const char* v = std::getenv("AIOS_DECODE_MIN_TILES");
-    if (!v || !*v) return aios::flash::kMinTilesPerSplit;
-    const int n = std::atoi(v);
-    if (n < 1 || n > 16) throw Error(std::string("AIOS_DECODE_MIN_TILES must be 1..16, got \"") + v + "\"");
-    return int64_t(n);
-  }();
-  return tiles;
+  static const int64_t tiles = timing_switch("AIOS_DECODE_MIN_TILES", 1, 16);
+  return tiles > 0 ? tiles : aios::flash::kMinTilesPerSplit;
 }
 
-// AIOS_DECODE_SPLITS=1..1024 (read once): the splits every automatic decode launch takes instead
-// of the wave model's choice (capped at the launch's tiles), for timing the model on a card.
+// AIOS_DECODE_SPLITS=1..1024: the splits every automatic decode launch takes instead of the wave
+// model's choice (capped at the launch's tiles), for timing the model on a card (unset: the model).
 inline int64_t decode_splits_override() {
-  static const int64_t splits = [] {
-    const char* v = std::getenv("AIOS_DECODE_SPLITS");
-    if (!v || !*v) return int64_t(0);
-    const int n = std::atoi(v);
-    if (n < 1 || n > 1024) throw Error(std::string("AIOS_DECODE_SPLITS must be 1..1024, got \"") + v + "\"");
-    return int64_t(n);
-  }();
+  static const int64_t splits = timing_switch("AIOS_DECODE_SPLITS", 1, 1024);
   return splits;
 }
 
