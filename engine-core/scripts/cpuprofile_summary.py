@@ -3,6 +3,11 @@
 of a step can be read function by function. Idle and the profiler's own nodes are listed apart.
 
     python3 engine-core/scripts/cpuprofile_summary.py PROFILE [top] [--match TEXT]
+    python3 engine-core/scripts/cpuprofile_summary.py PROFILE --tree FUNCTION [depth] [min_ms]
+
+--tree: the call tree under every call of FUNCTION (say `begin`, the engine's step up to the
+forward's launch), the calls merged by function, each with its total time, down to `depth` (4)
+levels and leaving out what took under `min_ms` (8 ms) over the whole profile.
 """
 import collections
 import gzip
@@ -59,8 +64,54 @@ def main(path: str, top: int, match: str | None) -> None:
                 break
 
 
+def tree(path: str, target: str, depth: int, min_ms: float) -> None:
+    prof = load(path)
+    nodes = {n['id']: n for n in prof['nodes']}
+    counts = collections.Counter(prof['samples'])
+    deltas = prof.get('timeDeltas', [])
+    per_sample_ms = (sum(deltas) / max(len(prof['samples']), 1) if deltas else 1.0) / 1e3
+    inclusive = {}
+
+    def total(i):  # samples in node i and below (iterative: deep stacks)
+        order, stack = [], [i]
+        while stack:
+            j = stack.pop()
+            if j in inclusive:
+                continue
+            order.append(j)
+            stack.extend(c for c in nodes[j].get('children', []) if c not in inclusive)
+        for j in reversed(order):
+            inclusive[j] = counts.get(j, 0) + sum(inclusive.get(c, 0) for c in nodes[j].get('children', []))
+        return inclusive[i]
+
+    def label(n):
+        cf = n['callFrame']
+        return f"{cf['functionName'] or '(anonymous)'} {cf['url'].rsplit('/', 1)[-1]}:{cf['lineNumber'] + 1}"
+
+    merged = collections.defaultdict(float)
+
+    def walk(i, path, d):
+        p = path + (label(nodes[i]),)
+        merged[p] += total(i) * per_sample_ms
+        if d < depth:
+            for c in nodes[i].get('children', []):
+                walk(c, p, d + 1)
+
+    for i, n in nodes.items():
+        if n['callFrame']['functionName'] == target:
+            walk(i, (), 0)
+    for p, ms in sorted(merged.items()):
+        if ms >= min_ms:
+            print(f"{ms:9.1f} ms " + '  ' * (len(p) - 1) + p[-1])
+
+
 if __name__ == '__main__':
     args = [a for a in sys.argv[1:]]
+    if '--tree' in args:
+        i = args.index('--tree')
+        rest = args[i + 2:]
+        tree(args[0], args[i + 1], int(rest[0]) if rest else 4, float(rest[1]) if len(rest) > 1 else 8.0)
+        sys.exit(0)
     match = None
     if '--match' in args:
         i = args.index('--match')
