@@ -1,6 +1,8 @@
 """Summarizes a V8 CPU profile (node --cpu-prof; .cpuprofile or .cpuprofile.gz): self time and total
 (inclusive) time per function, largest first, as shares of the profile's samples, so the host's part
-of a step can be read function by function. Idle and the profiler's own nodes are listed apart.
+of a step can be read function by function ("(idle)", "(program)" and "(garbage collector)" are
+V8's own entries). Functions are told apart by name, file and line; under tsx every line reads 1
+(the profile sees the transformed module), so a file's anonymous functions merge into one entry.
 
     python3 engine-core/scripts/cpuprofile_summary.py PROFILE [top] [--match TEXT]
     python3 engine-core/scripts/cpuprofile_summary.py PROFILE --tree FUNCTION [depth] [min_ms]
@@ -9,6 +11,8 @@ of a step can be read function by function. Idle and the profiler's own nodes ar
 forward's launch), the calls merged by function, each with its total time, down to `depth` (4)
 levels and leaving out what took under `min_ms` (8 ms) over the whole profile.
 """
+from __future__ import annotations
+
 import collections
 import gzip
 import json
@@ -97,8 +101,18 @@ def tree(path: str, target: str, depth: int, min_ms: float) -> None:
             for c in nodes[i].get('children', []):
                 walk(c, p, d + 1)
 
+    parent = {c: n['id'] for n in prof['nodes'] for c in n.get('children', [])}
+
+    def inside_another(i):  # a call of FUNCTION under another one's (recursion): counted there already
+        j = parent.get(i)
+        while j is not None:
+            if nodes[j]['callFrame']['functionName'] == target:
+                return True
+            j = parent.get(j)
+        return False
+
     for i, n in nodes.items():
-        if n['callFrame']['functionName'] == target:
+        if n['callFrame']['functionName'] == target and not inside_another(i):
             walk(i, (), 0)
     for p, ms in sorted(merged.items()):
         if ms >= min_ms:

@@ -13,9 +13,17 @@ REPEATS=${REPEATS:-2}
 LESSON=${LESSON:-11}
 WORKLOADS=${WORKLOADS:-course batch1}
 source "$(dirname "$0")/gpu-lib.sh"
+IFS=';' read -r -a settings <<< "base;${KNOBS:-};base"
+# A switch a setting names must not be set already: it is unset after its setting, and "base" must mean none.
+for s in "${settings[@]}"; do
+  for e in $s; do
+    [[ $e == base ]] && continue
+    name=${e%%=*}
+    if [[ -n ${!name+x} ]]; then echo "gpu-decode-knobs.sh: $name is set in the environment; unset it (KNOBS sets it per setting)"; exit 2; fi
+  done
+done
 logs_dir decode-knobs
 make_model "$LESSON_LOGS/model.log" && stamp "model ready"
-IFS=';' read -r -a settings <<< "base;${KNOBS:-};base"
 i=0
 for s in "${settings[@]}"; do
   [[ -z $s ]] && continue

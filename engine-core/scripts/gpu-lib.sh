@@ -24,7 +24,7 @@ make_model() {
   tsx engine-core/src/cli/model.ts random --preset 0.6B --out "$AIOS_CACHE/models/qwen3-0.6b-random" --seed 0 > "$1" 2>&1 || { tail -5 "$1"; return 1; }
 }
 
-# run_lesson NAME EXPECTED_S ARGS...: `pnpm lesson ARGS` (node flags for tsx in TSX_FLAGS) into $LESSON_LOGS/NAME.log if EXPECTED_S
+# run_lesson NAME EXPECTED_S ARGS...: `pnpm lesson ARGS` (node flags for tsx in TSX_FLAGS, split on spaces) into $LESSON_LOGS/NAME.log if EXPECTED_S
 # seconds fit, cut at the deadline; then its result lines.
 run_lesson() {
   local name=$1 secs=$2; shift 2

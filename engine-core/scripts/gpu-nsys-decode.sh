@@ -18,7 +18,9 @@ stamp "nsys: ${NSYS:-none}"
 trace() {  # NAME LESSON_ARGS...
   local name=$1; shift
   room 60 || { stamp "$name skipped: the deadline"; return; }
-  timeout 120 "$NSYS" profile --cuda-graph-trace=node -t cuda --sample=none --cpuctxsw=none -o "$LOGS/$name" --force-overwrite true \
+  local left=$((DEADLINE_S - (SECONDS - GPU_LIB_T0)))
+  ((left > 120)) && left=120
+  timeout "$left" "$NSYS" profile --cuda-graph-trace=node -t cuda --sample=none --cpuctxsw=none -o "$LOGS/$name" --force-overwrite true \
     tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" --no-samples --no-check --repeats 1 --no-record --no-progress > "$LOGS/$name.log" 2>&1
   stamp "$name exit $?"
   timeout 90 "$NSYS" stats --report cuda_gpu_trace --format csv --output "$LOGS/$name" "$LOGS/$name.nsys-rep" > "$LOGS/$name.stats.log" 2>&1
@@ -32,7 +34,9 @@ trace() {  # NAME LESSON_ARGS...
 ncu_step() {  # NAME MODE LESSON_ARGS...
   local name=$1 mode=$2; shift 2
   room 60 || { stamp "$name skipped: the deadline"; return; }
-  AIOS_PROFILE_STEP=40 timeout 150 ncu --profile-from-start off --clock-control none --cache-control none --graph-profiling "$mode" \
+  local left=$((DEADLINE_S - (SECONDS - GPU_LIB_T0)))
+  ((left > 150)) && left=150
+  AIOS_PROFILE_STEP=40 timeout "$left" ncu --profile-from-start off --clock-control none --cache-control none --graph-profiling "$mode" \
     --target-processes all --metrics gpu__time_duration.sum --csv \
     tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" --no-samples --no-check --repeats 1 --no-record --no-progress \
     > "$LOGS/$name-$mode.csv" 2> "$LOGS/$name-$mode.err"

@@ -369,8 +369,10 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 40; ++i) seqs[size_t(i)].ctx = 258 + 7 * i;
     cases.push_back(cascade(seqs, shared, 1, 2, 128, 16, B));
   }
-  // contexts within 4 tiles: one own split, so sequences sharing nothing get decode v3's output directly
+  // contexts within 4 tiles: two own splits of 2 tiles (the automatic split's floor), members sharing a whole split
   cases.push_back(cascade({{1, 256}, {1, 256}, {1, 200}, {1, 256}, {1, 100}, {0, 50}}, {0, 16, 12, 0, 0, 0}, 2, 4, 128, 16, B));
+  // contexts within 2 tiles: one own split, so the sequences (sharing nothing) get decode v3's output directly
+  cases.push_back(cascade({{1, 128}, {1, 128}, {1, 100}, {1, 65}, {0, 50}}, {0, 4, 0, 0, 0}, 2, 4, 128, 16, B));
   {  // 20 groups of 3: windows of 32 sequences with several leaders, groups across a window's edge
     std::vector<Seq> seqs;
     std::vector<int> shared;
