@@ -2,7 +2,7 @@
 // on the CPU emulator of thread blocks (native/emu): every version checked
 // against the CPU reference on fresh random inputs, on any machine. The GPU
 // suite (flash-attention.gpu.test.ts) checks the same kernels on the hardware.
-import { describe, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { emulator } from './emulator.ts';
 
@@ -12,5 +12,20 @@ const seed = (Date.now() ^ (process.pid << 8)) >>> 0;
 describe.skipIf(!emu.built)('lesson 09 kernels on the CPU emulator', () => {
   it(`every prefill and decode version matches the CPU reference (seed ${seed})`, () => {
     emu.expectPasses(seed, 110_000);
+  });
+
+  // The decode plan's timing switches (flash_decode.cu's timing_switch): a forced split count and
+  // floor change only how the work is divided, never the result; a malformed value is refused.
+  it('decode and the cascade still match with the automatic split forced (AIOS_DECODE_SPLITS=3, AIOS_DECODE_MIN_TILES=1)', () => {
+    emu.expectPasses(seed, 60_000, { args: ['--only', 'decode'], env: { AIOS_DECODE_SPLITS: '3' } });
+    emu.expectPasses(seed, 60_000, { args: ['--only', 'cascade'], env: { AIOS_DECODE_MIN_TILES: '1' } });
+  });
+
+  it('a malformed timing switch stops the program with its name and range', () => {
+    for (const [name, value, range] of [['AIOS_DECODE_SPLITS', '3x', '1..1024'], ['AIOS_DECODE_MIN_TILES', '0', '1..16'], ['AIOS_DECODE_STAGES', '5', '2..4']]) {
+      const r = emu.run(seed, 60_000, { args: ['--only', 'decode'], env: { [name!]: value! } });
+      expect(r.status, r.report.slice(-500)).not.toBe(0);
+      expect(r.report).toContain(`${name} must be an integer in ${range}, got "${value}"`);
+    }
   });
 });
