@@ -48,11 +48,12 @@ function ourShape() {
   r.write('engine-core/src/chart/page.ts', 'export const page = 1;\n');
   r.write('native/src/kernel.cc', 'int k;\n');
   r.write('native/README.md', 'docs\n');
+  r.write('native/emu/kernel_emu_test.cc', 'int t;\n'); // the emulator's test program: not the addon
   return r;
 }
 
 describe('the code a record measured', () => {
-  it('follows value imports across packages (not type-only ones), and adds the addon sources', () => {
+  it('follows value imports across packages (not type-only ones), and adds the addon sources (not the emulator tests)', () => {
     const r = ourShape();
     const files = codeClosure(['lessons/04-next/src/recipe.ts', 'engine-core/src/bench/harness.ts', 'engine-core/src/engine/llm.ts'], r.root);
     expect(files).toEqual([

@@ -39,7 +39,7 @@ constexpr int64_t kDecodeTile = 64;          // keys per decode tile; a split co
 // tiles come one after another (each a block-table read, then the copy), so at batch 1 two blocks
 // of 2 tiles finish sooner than one of 4. On the H200, lesson 11's batch 1 ran 1.24 ms a step with
 // 2 against 1.34 with 4 (same call, 9fdb89f, docs/measurements/decode-knobs-h200-9fdb89f.log); the
-// course and throughput steps took as long (1.97 and 1.94 ms; 5.65 and 5.66 ms).
+// course and throughput workloads did not move (1.97 and 1.94 ms a step; 5.65 and 5.66 ms).
 constexpr int64_t kMinTilesPerSplit = 2;
 
 inline bool is_half(DType dt) { return dt == DType::BF16 || dt == DType::F16; }

@@ -71,13 +71,19 @@ function resolveImport(root: string, spec: string, from: string): string | 'nati
   return main ? asTsFile(path.join(dir, main)) : undefined;
 }
 
+/**
+ * The addon's sources: native/ without its build outputs and docs, and without native/emu, the CPU
+ * emulator's test programs, which build no part of the addon (they include the kernels' .cu
+ * sources, which count already), so a new emulator case does not mark every record stale.
+ */
 function nativeFiles(root: string): string[] {
   const out: string[] = [];
+  const emu = path.join(root, 'native', 'emu');
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
       if (e.isDirectory()) {
-        if (e.name !== 'build' && e.name !== 'node_modules') walk(p);
+        if (e.name !== 'build' && e.name !== 'node_modules' && p !== emu) walk(p);
       } else if (!e.name.endsWith('.md') && !e.name.endsWith('.node')) out.push(rel(root, p));
     }
   };
