@@ -14,6 +14,9 @@
 #                                                then the Qwen3-8B shape on the throughput workload at TP=1 and
 #                                                TP=2 in this same call (the bar: TP=2 >= 1.6x TP=1), recorded (TP=2 with
 #                                                AIOS_TP_TRACE=1), and TP=2 again with AIOS_TP_SAMPLE=gather (not recorded)
+#   bash engine-core/scripts/gpu-tp.sh ratio     small's two recorded runs alone (Qwen3-8B throughput, TP=1 then TP=2, 2 runs
+#                                                each, TP=2 traced): the bar's ratio in about 4 minutes of a fresh machine,
+#                                                for a stop with little device time left (the tests and bench left out)
 #   bash engine-core/scripts/gpu-tp.sh diag      check's two steps, then Qwen3-8B throughput (one run each, not recorded): TP=1,
 #                                                TP=2 with AIOS_TP_TRACE=1 (each rank's host timeline of a decode step), and
 #                                                TP=2 with AIOS_TP_ABLATE=allreduce, =gather and both (the collectives left
@@ -60,7 +63,25 @@ big_model() {
   return $rc
 }
 
+# tp_ratio: the medians of the two recorded runs' repeats (the first run's rate where there is one run) and their ratio.
+tp_ratio() {
+  local n r
+  for n in 1 2; do
+    r=$(grep -E "^repeats:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "median [0-9.]+" | head -1 | cut -d' ' -f2)
+    [[ -n $r ]] || r=$(grep -E "^throughput[^ ]*:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "[0-9.]+ output tok/s" | head -1 | cut -d' ' -f1)
+    eval "TP$n=${r:-0}"
+  done
+  python3 -c "a, b = float('$TP1' or 0), float('$TP2' or 0); print(f'Qwen3-8B throughput: TP=1 {a} tok/s, TP=2 {b} tok/s: {b / a:.2f}x (bar 1.6x: {\"met\" if a and b / a >= 1.6 else \"NOT met\"})' if a else 'Qwen3-8B throughput: no TP=1 rate')"
+}
+
 case "$PART" in
+  ratio)
+    big_model 8B || exit 1
+    run_lesson lesson14-8B-throughput-tp1 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --record
+    AIOS_TP_TRACE=1 run_lesson lesson14-8B-throughput-tp2 60 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 2 --time-budget 80 --tp 2 --record
+    grep -hE "^tp trace" "$LESSON_LOGS/lesson14-8B-throughput-tp2.log"
+    tp_ratio
+    ;;
   small|check|diag)
     make_model "$LESSON_LOGS/model.log"
     # The GPU tests only (the CPU file runs in CI). Short NCCL bounds: a rank that waits fails in
@@ -106,13 +127,7 @@ case "$PART" in
     # The same TP=2 run sampling from gathered logits on rank 0 (not recorded): what racing the vocabulary shards is worth.
     AIOS_TP_SAMPLE=gather run_lesson lesson14-8B-throughput-tp2-gather 45 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 80 --tp 2 --no-record
     grep -hE "^collectives:" "$LESSON_LOGS"/lesson14-8B-throughput-tp2*.log | sort | uniq -c
-    # The medians of the repeats (the first run's rate where there is one run).
-    for n in 1 2; do
-      r=$(grep -E "^repeats:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "median [0-9.]+" | head -1 | cut -d' ' -f2)
-      [[ -n $r ]] || r=$(grep -E "^throughput[^ ]*:" "$LESSON_LOGS/lesson14-8B-throughput-tp$n.log" | grep -oE "[0-9.]+ output tok/s" | head -1 | cut -d' ' -f1)
-      eval "TP$n=${r:-0}"
-    done
-    python3 -c "a, b = float('$TP1' or 0), float('$TP2' or 0); print(f'Qwen3-8B throughput: TP=1 {a} tok/s, TP=2 {b} tok/s: {b / a:.2f}x (bar 1.6x: {\"met\" if a and b / a >= 1.6 else \"NOT met\"})' if a else 'Qwen3-8B throughput: no TP=1 rate')"
+    tp_ratio
     ;;
   model)
     [[ -n $SIZE ]] || { echo "usage: gpu-tp.sh model 8B|14B|32B"; exit 2; }
@@ -123,7 +138,7 @@ case "$PART" in
     run_lesson "lesson14-$PART-course-tp2" 200 14 --model "$MODEL_DIR" --no-samples --no-check --repeats 1 --tp 2 --record
     run_lesson "lesson14-$PART-throughput-tp2" 200 14 --model "$MODEL_DIR" --workload throughput --no-samples --no-check --repeats 1 --time-budget 120 --tp 2 --record
     ;;
-  *) echo "usage: gpu-tp.sh check | small | diag | 14B | 32B | model 8B|14B|32B"; exit 2 ;;
+  *) echo "usage: gpu-tp.sh check | small | ratio | diag | 14B | 32B | model 8B|14B|32B"; exit 2 ;;
 esac
 cp bench-results/*lesson14_bench*.json "$LESSON_LOGS/" 2>/dev/null
 tar -czf "$OUT/tp-$PART${SIZE:+-$SIZE}.tar.gz" -C "$OUT" "$(basename "$LESSON_LOGS")" && rm -rf "$LESSON_LOGS"
