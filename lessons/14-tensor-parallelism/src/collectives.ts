@@ -161,14 +161,18 @@ export class SharedMemoryCollectives implements RankCollectives {
   dispose(): void {}
 }
 
+/** Environment switch `name`: one of `choices`, the first when unset; anything else is an error that lists them. */
+export function envChoice<T extends string>(name: string, choices: readonly [T, ...T[]]): T {
+  const v = process.env[name] ?? choices[0];
+  if (!(choices as readonly string[]).includes(v)) throw new Error(`${name} must be one of ${choices.join(', ')}, got "${v}"`);
+  return v as T;
+}
+
 /** How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible) or nccl. */
 export type AllReducePath = 'peer' | 'nccl';
-const ALL_REDUCE_PATHS: readonly AllReducePath[] = ['peer', 'nccl'];
 
 function allReducePathFromEnv(): AllReducePath {
-  const v = process.env.AIOS_TP_ALLREDUCE ?? 'peer';
-  if (!(ALL_REDUCE_PATHS as readonly string[]).includes(v)) throw new Error(`AIOS_TP_ALLREDUCE must be one of ${ALL_REDUCE_PATHS.join(', ')}, got "${v}"`);
-  return v as AllReducePath;
+  return envChoice<AllReducePath>('AIOS_TP_ALLREDUCE', ['peer', 'nccl']);
 }
 
 /**

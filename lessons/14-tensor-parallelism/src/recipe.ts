@@ -11,6 +11,7 @@ import { shardLayout } from '@aios/engine-core/model/shard.ts';
 import { type BatchedParts, BatchedRunner, batchedRecipe } from '@aios/lesson-07-batching';
 import { lesson13Parts } from '@aios/lesson-13-prefix-caching';
 
+import { envChoice } from './collectives.ts';
 import { tensorParallelModel } from './model.ts';
 import { ablatedCollectives } from './parallel-hooks.ts';
 import { RankGroup } from './rank-group.ts';
@@ -24,9 +25,7 @@ import { StepTrace, traceEnabled } from './step-trace.ts';
  * multiple of 4 (one random-number call per 4 entries).
  */
 export function shardRaceEnabled(size: number, cfg: Parameters<typeof shardLayout>[0]): boolean {
-  const v = process.env.AIOS_TP_SAMPLE ?? 'race';
-  if (v !== 'race' && v !== 'gather') throw new Error(`AIOS_TP_SAMPLE must be "race" or "gather", got "${v}"`);
-  return v === 'race' && shardLayout(cfg, 0, size).vocab % 4 === 0;
+  return envChoice('AIOS_TP_SAMPLE', ['race', 'gather']) === 'race' && shardLayout(cfg, 0, size).vocab % 4 === 0;
 }
 
 /** Where the worker threads find these parts (they import this module). */

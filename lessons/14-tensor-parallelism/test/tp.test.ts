@@ -24,7 +24,7 @@ import { recipe as lesson12 } from '@aios/lesson-12-sampling';
 import { compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { scratchDir } from '../../../engine-core/test/scratch.ts';
 
-import { type RankCollectives, SharedMemoryCollectives } from '../src/collectives.ts';
+import { type RankCollectives, SharedMemoryCollectives, envChoice } from '../src/collectives.ts';
 import { GroupMemory } from '../src/group-memory.ts';
 import { captureAgreed } from '../src/model.ts';
 import { decodePlan, encodePlan } from '../src/plan-channel.ts';
@@ -133,6 +133,24 @@ describe('lesson 14: loading a rank\'s slices', () => {
     const bad = Tensor.fromArray(Int32Array.of(8), [1], { dtype: 'i32', device: 'cpu' });
     expect(() => ops.embeddingShard(table.narrow(0, 4, 4).contiguous(), bad, 8, 4)).toThrow(/token id 8 at position 0 is outside the vocabulary \[0, 8\)/);
     expect(() => ops.embeddingShard(table, ids, 8, 4)).toThrow(/rows \[4, 12\) are not inside the vocabulary of 8/);
+  });
+});
+
+describe("lesson 14's environment switches", () => {
+  it('envChoice: the first choice when unset, a listed value as given, anything else refused with the list', () => {
+    const name = 'AIOS_TP_TEST_SWITCH';
+    const before = process.env[name];
+    try {
+      delete process.env[name];
+      expect(envChoice(name, ['race', 'gather'])).toBe('race');
+      process.env[name] = 'gather';
+      expect(envChoice(name, ['race', 'gather'])).toBe('gather');
+      process.env[name] = 'Gather';
+      expect(() => envChoice(name, ['race', 'gather'])).toThrow('AIOS_TP_TEST_SWITCH must be one of race, gather, got "Gather"');
+    } finally {
+      if (before === undefined) delete process.env[name];
+      else process.env[name] = before;
+    }
   });
 });
 
