@@ -52,8 +52,8 @@ const CASCADE_DECODE = 1;
  * shared prefix (the throughput workload's every step) skip the cascade's group search and combine,
  * which cost device time even when they find no group: lesson 11's graph model captures both
  * variants and selects by sharesPrefix. The variant is the op's state: the last select() stands
-(the cascade until the first), shared by every engine that holds this op. The workspace it asks for covers
- * both: the fallback's and the cascade's largest (partials of every shared and own split).
+ * (the cascade until the first), shared by every engine that holds this op. The workspace it asks
+ * for covers both: the fallback's and the cascade's largest (partials of every shared and own split).
  * `stats`, on the CPU only, counts the keys read (reading them back costs a copy per call).
  */
 export function cascadeAttentionOp(fallback: PagedAttentionOp | undefined, stats?: CascadeStats): PagedAttentionOp {

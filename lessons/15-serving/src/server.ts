@@ -75,6 +75,11 @@ function finishReasonOf(r: FinishReason | undefined): string | null {
 }
 
 let counter = 0;
+/** A closing server's answer to a request it ends or refuses: 503, try again elsewhere (not the engine failing). */
+function shuttingDown(e: ShuttingDownError): ApiError {
+  return new ApiError(503, e.message, 'server_error', null, 'shutting_down');
+}
+
 const requestId = (prefix: string) => `${prefix}-${Date.now().toString(36)}${(counter++).toString(36)}`;
 
 export class ServingServer {
@@ -333,8 +338,7 @@ export class ServingServer {
               listener: {
                 onDelta: (d: RequestDelta) => onDelta(c, d),
                 onError: (e: Error) => {
-                  // The server closing under a request is a 503 (try again elsewhere), not the engine failing.
-                  const err = e instanceof ShuttingDownError ? new ApiError(503, e.message, 'server_error', null, 'shutting_down') : new ApiError(500, `the engine failed: ${e.message}`, 'server_error');
+                  const err = e instanceof ShuttingDownError ? shuttingDown(e) : new ApiError(500, `the engine failed: ${e.message}`, 'server_error');
                   if (!stream && !ended) fail(err);
                   else if (!ended) {
                     write({ error: err.body().error });
@@ -353,7 +357,7 @@ export class ServingServer {
       } catch (e) {
         ended = true;
         if (e instanceof QueueFullError) return reject(new ApiError(429, e.message, 'rate_limit_exceeded', null, 'queue_full'));
-        if (e instanceof ShuttingDownError) return reject(new ApiError(503, e.message, 'server_error', null, 'shutting_down'));
+        if (e instanceof ShuttingDownError) return reject(shuttingDown(e));
         if (e instanceof RangeError) return reject(new ApiError(400, e.message.replace(/^addRequest: /, ''), 'invalid_request_error'));
         return reject(e);
       }
