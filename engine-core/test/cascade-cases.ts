@@ -77,6 +77,12 @@ export function randomCascadeCase(seed: number, base: Omit<CascadeCase, 'groups'
     });
     return { sharedBlocks, members };
   });
+  // Some sequences have no query (10% each), but a decode step has at least one: all of them
+  // without (one group of one such member, say) would read no keys and check nothing.
+  if (groups.every((g) => g.members.every(([q]) => q === 0))) {
+    const [first, ...rest] = groups[0]!.members;
+    groups[0] = { ...groups[0]!, members: [[1, first![1]], ...rest] };
+  }
   return { ...base, groups };
 }
 
