@@ -1,4 +1,5 @@
 // Devices, their streams and their caching allocators.
+#include <cstdlib>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -7,6 +8,7 @@
 #include <cuda_profiler_api.h>
 
 #include "backend.h"
+#include "pdl.cuh"
 
 namespace aios::cuda {
 
@@ -46,6 +48,16 @@ DeviceInfo device_info(int device) {
   cudaDeviceGetAttribute(&clock, cudaDevAttrMemoryClockRate, device);
   info.memory_clock_khz = clock;
   return info;
+}
+
+bool pdl_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("AIOS_PDL");
+    if (!v || !*v || std::string(v) == "0") return false;
+    if (std::string(v) == "1") return true;
+    throw Error(std::string("AIOS_PDL must be 0, 1 or unset, got \"") + v + "\"");
+  }();
+  return on;
 }
 
 // The current device is per thread (as CUDA's is): lesson 14 runs one rank per

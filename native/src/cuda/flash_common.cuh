@@ -39,6 +39,7 @@
 #include <cuda_fp16.h>
 
 #include "backend.h"
+#include "pdl.cuh"
 #define AIOS_FLASH_NS cuda
 #endif
 
@@ -47,6 +48,10 @@ namespace aios::AIOS_FLASH_NS::flash {
 using aios::flash::DecodePlan;
 
 #ifdef AIOS_EMU
+// The emulator runs one kernel at a time: nothing to order.
+inline void pdl_begin() {}
+inline void pdl_trigger() {}
+inline void pdl_wait() {}
 using Stream = int;
 using bf16 = aios::cpu::bf16;
 using f16 = aios::cpu::f16;
@@ -403,7 +408,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st,
   emurt::launch(grid, block, smem, name, [&] { kernel(P(args)...); });
 #else
   if (smem > 48 * 1024) raise_smem_limit(reinterpret_cast<const void*>(kernel), smem, name);
-  kernel<<<grid, block, smem, st>>>(P(args)...);
+  launch_pdl(kernel, grid, block, smem, st, P(args)...);  // every kernel launched here calls pdl_begin() first (pdl.cuh)
   check(cudaGetLastError(), name);
 #endif
 }

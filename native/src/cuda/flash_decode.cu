@@ -83,6 +83,7 @@ template <class T, int D> struct ScalarShape {
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                     int64_t splits, float* ws_o, float* ws_lse) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = ScalarShape<T, D>;
   constexpr int VEC = Sh::VEC, TPK = Sh::TPK, KPP = Sh::KPP, KPT = Sh::KPT, KB = Sh::KB;
   float* p_s = reinterpret_cast<float*>(smem_base());  // [rows][kChunk] scores, then probabilities
@@ -311,6 +312,7 @@ template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
                                                                  int64_t shared_splits) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
@@ -518,6 +520,7 @@ template <int D> struct CascadeShape {
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttentionArgs a, float scale_log2, int64_t splits,
                                                                      float* ws_o, float* ws_lse) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = MmaShape<D>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS;
   constexpr int ROWS = CascadeShape<D>::ROWS, WINDOW = CascadeShape<D>::WINDOW;
@@ -676,6 +679,7 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs a, int64_t partition, int64_t splits,
                                                               const float* ws_o, const float* ws_lse) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int PER = D / 32;
   static_assert(D % 32 == 0, "a lane owns whole elements of the row");
   const int b = int(blockIdx.z), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
@@ -717,6 +721,7 @@ __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) cascade_combine_kernel(PagedAttentionArgs a, int64_t shared_splits, int64_t partition,
                                                                       int64_t own_splits, const float* ws_o, const float* ws_lse) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   const int b = int(blockIdx.z), warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
   const int64_t h = int64_t(blockIdx.x) * (kDecThreads / 32) + warp;
   if (h >= a.q_heads || queries_of(a, b) != 1) return;  // the whole warp: h is the warp's

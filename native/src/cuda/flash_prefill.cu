@@ -48,6 +48,7 @@ template <int D> constexpr size_t v1_smem() {
 // Thread t owns query row t/4 of the tile; the 4 threads of a quad split that
 // row's keys (t%4, t%4+4, ...) for the scores and its dimensions for the output.
 template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefill_v1_kernel(PagedAttentionArgs a, float scale_log2) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int BM = kV1Rows, BN = kV1Keys, kDimsPerThread = D / 4, kKeysPerThread = BN / 4, VEC = kVec<T>;
   float* Qs = reinterpret_cast<float*>(smem_base());  // [BM][D+1], pre-scaled by scale*log2(e)
   float* Ks = Qs + BM * (D + 1);                      // [BN][D+1]
@@ -154,6 +155,7 @@ template <int D, int MT, int BN, int STAGES> constexpr size_t tc_smem() {
 
 template <class T, int D, int MT, int BN, int STAGES>
 __global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kernel(PagedAttentionArgs a, float scale_log2) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int BM = tc_rows<MT>(), S = tc_stride<D>(), CHUNKS = D / 8;  // 16-byte chunks per row
   constexpr bool kQInRegs = MT == 1;
   [[maybe_unused]] constexpr int kKsUnroll = kQInRegs ? D / 16 : 1;
@@ -414,6 +416,7 @@ template <int D> constexpr size_t v5_smem() {
 
 template <class T, int D>
 __global__ void __launch_bounds__(kV5Threads, (D == 64 ? 2 : 1)) prefill_v5_kernel(PagedAttentionArgs a, float scale_log2) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int MT = 2, BM = kV5Rows, BN = kV5Keys, STAGES = kV5Stages, S = D + 8, CHUNKS = D / 8;
   constexpr int KS = D / 16, NP = BN / 16, KK = BN / 16, DP = D / 16;  // k-steps of Q K^T, key pairs of n-tiles, k-steps of P V, dim pairs
   T* Qs = reinterpret_cast<T*>(smem_base());  // [BM][S]

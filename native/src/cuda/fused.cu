@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "pdl.cuh"
 
 namespace aios::cuda {
 
@@ -12,6 +13,7 @@ namespace {
 
 // One block per row: store x + residual, then normalize what was stored.
 template <class T> __global__ void add_rmsnorm_kernel(const T* x, T* residual, const T* w, T* out, int64_t dim, float eps) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   __shared__ float scratch[32];
   const T* xr = x + blockIdx.x * dim;
   T* res = residual + blockIdx.x * dim;
@@ -30,6 +32,7 @@ template <class T> __global__ void add_rmsnorm_kernel(const T* x, T* residual, c
 }
 
 template <class T> __global__ void silu_mul_kernel(const T* gate_up, T* out, int64_t rows, int64_t inter) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   const int64_t n = rows * inter;
   for (int64_t g = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; g < n; g += int64_t(gridDim.x) * blockDim.x) {
     const int64_t r = g / inter, i = g % inter;
@@ -49,6 +52,7 @@ template <class T> __device__ T* qk_head_dst(const QkNormRopeStoreArgs& a, int64
 
 // One block per (token, head of qkv), head_dim threads: thread i holds element i.
 template <class T> __global__ void qk_norm_rope_store_kernel(QkNormRopeStoreArgs a) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   extern __shared__ float normed[];  // head_dim floats
   __shared__ float scratch[32];
   const int64_t t = blockIdx.x, h = blockIdx.y, D = a.head_dim, half = D / 2, i = threadIdx.x;
@@ -95,6 +99,7 @@ constexpr int kRowVecs = 8;  // 16-byte vectors a thread of the row kernel holds
 
 // One block per row, each thread kVecs-or-fewer vectors of the row held in registers.
 template <class T> __global__ void add_rmsnorm_vec_kernel(const T* x, T* residual, const T* w, T* out, int64_t dim, float eps) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   __shared__ float scratch[32];
   const int64_t vecs = dim / 8, row = blockIdx.x;
   const T* xr = x + row * dim;
@@ -126,6 +131,7 @@ template <class T> __global__ void add_rmsnorm_vec_kernel(const T* x, T* residua
 
 // Thread g: elements 8g' .. 8g'+7 of one row's SiLU(gate) * up, 32-bit index math (n < 2^31 vectors).
 template <class T> __global__ void silu_mul_vec_kernel(const T* gate_up, T* out, int rows, int inter_vecs) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   const int n = rows * inter_vecs;
   for (int g = blockIdx.x * blockDim.x + threadIdx.x; g < n; g += gridDim.x * blockDim.x) {
     const int r = g / inter_vecs, i = g - r * inter_vecs;
@@ -147,6 +153,7 @@ template <class T> __global__ void silu_mul_vec_kernel(const T* gate_up, T* out,
 // and the norm one warp sum.
 constexpr int kQkWarps = 8;
 template <class T> __global__ void __launch_bounds__(32 * kQkWarps) qk_norm_rope_store_d128_kernel(QkNormRopeStoreArgs a) {
+  pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int D = 128, half = 64;
   const int lane = threadIdx.x & 31;
   const int64_t t = blockIdx.x, h = int64_t(blockIdx.y) * kQkWarps + (threadIdx.x >> 5);
@@ -205,13 +212,13 @@ void add_rmsnorm(cudaStream_t st, const void* x, void* residual, const void* wei
     if constexpr (!std::is_same_v<T, float>) {
       if (dim % 8 == 0 && vecs <= int64_t(kRowVecs) * 256 && aligned16(x) && aligned16(residual) && aligned16(weight) && aligned16(out)) {
         const int threads = vecs >= 256 ? 256 : int((vecs + 31) / 32 * 32);
-        add_rmsnorm_vec_kernel<T><<<unsigned(rows), unsigned(threads), 0, st>>>(static_cast<const T*>(x), static_cast<T*>(residual),
-                                                                                  static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
+        launch_pdl(add_rmsnorm_vec_kernel<T>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, static_cast<const T*>(x), static_cast<T*>(residual),
+                   static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
         return;
       }
     }
-    add_rmsnorm_kernel<T><<<unsigned(rows), row_threads(dim), 0, st>>>(static_cast<const T*>(x), static_cast<T*>(residual),
-                                                                          static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
+    launch_pdl(add_rmsnorm_kernel<T>, dim3(unsigned(rows)), dim3(row_threads(dim)), 0, st, static_cast<const T*>(x), static_cast<T*>(residual),
+               static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
   });
   check_launch("add_rmsnorm");
 }
@@ -223,11 +230,11 @@ void silu_mul(cudaStream_t st, const void* gate_up, void* out, int64_t rows, int
     if constexpr (!std::is_same_v<T, float>) {
       if (inter % 8 == 0 && rows * (inter / 8) < (int64_t(1) << 31) && aligned16(gate_up) && aligned16(out)) {
         const int64_t n = rows * (inter / 8);
-        silu_mul_vec_kernel<T><<<blocks_for(n, 256), 256, 0, st>>>(static_cast<const T*>(gate_up), static_cast<T*>(out), int(rows), int(inter / 8));
+        launch_pdl(silu_mul_vec_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, st, static_cast<const T*>(gate_up), static_cast<T*>(out), int(rows), int(inter / 8));
         return;
       }
     }
-    silu_mul_kernel<T><<<blocks_for(rows * inter, 256), 256, 0, st>>>(static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter);
+    launch_pdl(silu_mul_kernel<T>, dim3(blocks_for(rows * inter, 256)), dim3(256), 0, st, static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter);
   });
   check_launch("silu_mul");
 }
@@ -242,12 +249,12 @@ void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a) {
     if constexpr (!std::is_same_v<T, float>) {
       if (a.head_dim == 128 && aligned16(a.qkv) && aligned16(a.q_out) && aligned16(a.k_cache) && aligned16(a.v_cache)) {
         const dim3 grid(unsigned(a.tokens), unsigned((heads + kQkWarps - 1) / kQkWarps));
-        qk_norm_rope_store_d128_kernel<T><<<grid, 32 * kQkWarps, 0, st>>>(a);
+        launch_pdl(qk_norm_rope_store_d128_kernel<T>, grid, dim3(32 * kQkWarps), 0, st, a);
         return;
       }
     }
     const dim3 grid(unsigned(a.tokens), unsigned(heads));
-    qk_norm_rope_store_kernel<T><<<grid, unsigned(a.head_dim), size_t(a.head_dim) * sizeof(float), st>>>(a);
+    launch_pdl(qk_norm_rope_store_kernel<T>, grid, dim3(unsigned(a.head_dim)), size_t(a.head_dim) * sizeof(float), st, a);
   });
   check_launch("qk_norm_rope_store");
 }
