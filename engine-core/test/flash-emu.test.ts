@@ -21,8 +21,14 @@ describe.skipIf(!emu.built)('lesson 09 kernels on the CPU emulator', () => {
     emu.expectPasses(seed, 60_000, { args: ['--only', 'cascade'], env: { AIOS_DECODE_MIN_TILES: '1' } });
   });
 
+  // Decode v3 reads the block table a tile ahead of its copies by default; =0 reads it at the copy.
+  it('decode and the cascade match with the block table read at each copy (AIOS_DECODE_TABLE_AHEAD=0)', () => {
+    emu.expectPasses(seed, 60_000, { args: ['--only', 'decode'], env: { AIOS_DECODE_TABLE_AHEAD: '0' } });
+    emu.expectPasses(seed, 60_000, { args: ['--only', 'cascade'], env: { AIOS_DECODE_TABLE_AHEAD: '0' } });
+  });
+
   it('a malformed timing switch stops the program with its name and range', () => {
-    for (const [name, value, range] of [['AIOS_DECODE_SPLITS', '3x', '1..1024'], ['AIOS_DECODE_MIN_TILES', '0', '1..16'], ['AIOS_DECODE_STAGES', '5', '2..4']]) {
+    for (const [name, value, range] of [['AIOS_DECODE_SPLITS', '3x', '1..1024'], ['AIOS_DECODE_MIN_TILES', '0', '1..16'], ['AIOS_DECODE_STAGES', '5', '2..4'], ['AIOS_DECODE_TABLE_AHEAD', 'yes', '0..1']]) {
       const r = emu.run(seed, 60_000, { args: ['--only', 'decode'], env: { [name!]: value! } });
       expect(r.status, r.report.slice(-500)).not.toBe(0);
       expect(r.report).toContain(`${name} must be an integer in ${range}, got "${value}"`);

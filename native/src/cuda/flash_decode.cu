@@ -311,7 +311,7 @@ template <int D, int STAGES_ = (D == 64 ? 4 : 2)> struct MmaShape {
 template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
-                                                                 int64_t shared_splits) {
+                                                                 int64_t shared_splits, bool table_ahead) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
@@ -353,14 +353,26 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     cp_async16(Qs + row * S + col, src, valid);
   }
   const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
+  // The pool slots of this thread's rows of the next tile to be copied (-1: past the split), looked
+  // up one tile ahead (table_ahead, the default): the block table is read while the tile before is
+  // in flight, so a tile's copies go out without first waiting for the table (an L2 round trip
+  // each tile otherwise; AIOS_DECODE_TABLE_AHEAD=0 looks up at the copy, for timing the two).
+  int32_t slots[LOADS];
+  auto locate = [&](int tile) {
+#pragma unroll
+    for (int i = 0; i < LOADS; ++i) {
+      const int64_t key = k_begin + int64_t(tile) * kTile + ld_row + i * ROW_STEP;
+      slots[i] = key < k_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+    }
+  };
   auto load_tile = [&](int tile) {
     T* Kd = KVs + (tile % STAGES) * 2 * kTile * S;
     T* Vd = Kd + kTile * S;
+#pragma unroll
     for (int i = 0; i < LOADS; ++i) {
       const int row = ld_row + i * ROW_STEP;
-      const int64_t key = k_begin + int64_t(tile) * kTile + row;
-      const bool valid = key < k_end;
-      const int64_t off = valid ? (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + ld_col : 0;
+      const bool valid = slots[i] >= 0;
+      const int64_t off = valid ? (int64_t(slots[i]) * Hkv + kvh) * D + ld_col : 0;
       cp_async16(Kd + row * S + ld_col, kc + off, valid);
       cp_async16(Vd + row * S + ld_col, vc + off, valid);
     }
@@ -368,9 +380,13 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   // One commit group per tile, empty past the last, so "tile t has landed" is always
   // "at most STAGES-2 groups pending" at the top of iteration t.
   for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < n_tiles) load_tile(st);
+    if (st < n_tiles) {
+      locate(st);
+      load_tile(st);
+    }
     cp_async_commit();
   }
+  if (table_ahead && STAGES - 1 < n_tiles) locate(STAGES - 1);
 
   uint32_t qf[D / 16][4];
   float o[D / 8][4];
@@ -384,8 +400,12 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
     __syncthreads();  // tile t landed for every thread; every warp is done with tile t-1's stage
     if (t == 0)
       for (int ks = 0; ks < D / 16; ++ks) ldmatrix_x4(qf[ks], Qs + (lane & 15) * S + ks * 16 + (lane >> 4) * 8);
-    if (t + STAGES - 1 < n_tiles) load_tile(t + STAGES - 1);  // into the stage tile t-1 used
+    if (t + STAGES - 1 < n_tiles) {  // into the stage tile t-1 used
+      if (!table_ahead) locate(t + STAGES - 1);
+      load_tile(t + STAGES - 1);
+    }
     cp_async_commit();
+    if (table_ahead && t + STAGES < n_tiles) locate(t + STAGES);  // read while this tile's math runs
 
     const T* Ks = KVs + (t % STAGES) * 2 * kTile * S + warp * 16 * S;  // this warp's 16 keys
     const T* Vs = Ks + kTile * S;
@@ -454,11 +474,11 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   }
 }
 
-// A timing switch: the integer in environment variable `name`, lo..hi, or 0 when it is unset.
+// A timing switch: the integer in environment variable `name`, lo..hi, or `unset` when it is unset.
 // Read once by each caller (a static), so a run cannot change it half-way.
-inline int64_t timing_switch(const char* name, int64_t lo, int64_t hi) {
+inline int64_t timing_switch(const char* name, int64_t lo, int64_t hi, int64_t unset = 0) {
   const char* v = std::getenv(name);
-  if (!v || !*v) return 0;
+  if (!v || !*v) return unset;
   char* end = nullptr;
   const long long n = std::strtoll(v, &end, 10);
   if (*end != '\0' || n < lo || n > hi)
@@ -486,6 +506,13 @@ inline int64_t decode_min_tiles() {
 inline int64_t decode_splits_override() {
   static const int64_t splits = timing_switch("AIOS_DECODE_SPLITS", 1, 1024);
   return splits;
+}
+
+// AIOS_DECODE_TABLE_AHEAD=0..1: whether decode v3 reads the block table a tile ahead of its copies
+// (unset: 1; decode_mma_kernel says why), for timing the two on a card.
+inline bool decode_table_ahead() {
+  static const bool ahead = timing_switch("AIOS_DECODE_TABLE_AHEAD", 0, 1, 1) == 1;
+  return ahead;
 }
 
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
@@ -809,7 +836,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
           with_decode_stages<D>([&](auto stages) {
             constexpr int ST = decltype(stages)::value;
             launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
-                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0));
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead());
           });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
@@ -858,7 +885,7 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
           constexpr int ST = decltype(stages)::value;
           launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
                  dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
-                 ws_o, ws_lse, plan.shared_splits);
+                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead());
         });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,
