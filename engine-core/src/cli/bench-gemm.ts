@@ -1,10 +1,8 @@
 // The projection GEMMs of a decode step (out[M, N] = x[M, K] @ w[N, K]^T, bf16) at
 // small batches: the weight-streaming kernel (native/src/cuda/gemm_small.cu; this process
-// sets AIOS_SMALL_GEMM=1 unless told otherwise; with AIOS_GEMV=1 its 1..16-token kernel) against
-// cuBLASLt on the same inputs. The process times its own path, then runs itself again with
-// AIOS_SMALL_GEMM=0 and AIOS_GEMV=0 (the switches are read once per process), and the child's
-// timings and outputs come back through files. With AIOS_PDL=1 both sides launch with
-// programmatic dependent launch: a call's weight loads may then run under the call before.
+// sets AIOS_SMALL_GEMM=1 unless told otherwise) against cuBLASLt on the same inputs. The process
+// times its own path, then runs itself again with AIOS_SMALL_GEMM=0 (the switch is
+// read once per process), and the child's timings and outputs come back through files.
 //
 //   tsx engine-core/src/cli/bench-gemm.ts [--models 0.6B,8B,8B-tp2,0.6B-head] [--m 1,8,16,32,64] [--json FILE]
 //                                        [--peak-gbps 4180] [--repeats N]
@@ -156,11 +154,11 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return m;
 }
 
-/** Runs this script again with AIOS_SMALL_GEMM=0 AIOS_GEMV=0: cuBLASLt's timings and outputs, through files in dir. */
+/** Runs this script again with AIOS_SMALL_GEMM=0: cuBLASLt's timings and outputs, through files in dir. */
 function runCublasChild(argv: string[], dir: string): PathResult {
   const script = path.resolve(process.argv[1]!);
   const r = spawnSync(process.execPath, [...process.execArgv, script, ...argv, '--as-child', dir], {
-    env: { ...process.env, AIOS_SMALL_GEMM: '0', AIOS_GEMV: '0' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000,
+    env: { ...process.env, AIOS_SMALL_GEMM: '0' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 300_000,
   });
   if (r.status !== 0) throw new Error(`the cuBLASLt run (AIOS_SMALL_GEMM=0) failed (exit ${r.status}${r.error ? `, ${r.error.message}` : ''}):\n${r.stdout}${r.stderr}`);
   return JSON.parse(readFileSync(path.join(dir, 'timings.json'), 'utf8')) as PathResult;
@@ -199,8 +197,7 @@ async function main(): Promise<number> {
   }
 
   console.log(`bench-gemm: ${hardwareInfo(device).card}, ${shapes.length} shapes, bf16, weights rotated over ${POOL_BYTES >> 20} MB; ` +
-    `rates as % of ${peak} GB/s; AIOS_SMALL_GEMM=${process.env.AIOS_SMALL_GEMM ?? '(unset)'} AIOS_GEMV=${process.env.AIOS_GEMV ?? '(unset)'} ` +
-    `AIOS_PDL=${process.env.AIOS_PDL ?? '(unset)'} here, AIOS_SMALL_GEMM=0 AIOS_GEMV=0 in the comparison run`);
+    `rates as % of ${peak} GB/s; AIOS_SMALL_GEMM=${process.env.AIOS_SMALL_GEMM ?? '(unset)'} here, 0 in the comparison run`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'aios-bench-gemm-'));
   const ownDir = path.join(dir, 'own'), cublasDir = path.join(dir, 'cublas');
   mkdirSync(ownDir);

@@ -48,10 +48,7 @@ namespace aios::AIOS_FLASH_NS::flash {
 using aios::flash::DecodePlan;
 
 #ifdef AIOS_EMU
-// The emulator runs one kernel at a time: nothing to order.
-inline void pdl_begin() {}
-inline void pdl_trigger() {}
-inline void pdl_wait() {}
+inline void pdl_begin() {}  // the emulator runs one kernel at a time
 using Stream = int;
 using bf16 = aios::cpu::bf16;
 using f16 = aios::cpu::f16;

@@ -52,12 +52,6 @@ inline uint32_t atomic_add(uint32_t* p, uint32_t v) {
 }
 /** __threadfence: this thread's writes are seen by the whole GPU before its later ones. */
 inline void fence_gpu() {}
-/** 16 bytes another kernel wrote, read through L2 (gemv's x: see there). */
-inline uint4 ldcg16(const void* p) {
-  uint4 v{0, 0, 0, 0};
-  if (emurt::check_global(p, 16, false)) memcpy(&v, p, 16);
-  return v;
-}
 #else
 __device__ __forceinline__ float ld_coherent(const float* p) { return __ldcg(p); }
 __device__ __forceinline__ void ld_coherent4(const float* p, float (&v)[4]) {
@@ -66,7 +60,6 @@ __device__ __forceinline__ void ld_coherent4(const float* p, float (&v)[4]) {
 }
 __device__ __forceinline__ uint32_t atomic_add(uint32_t* p, uint32_t v) { return atomicAdd(p, v); }
 __device__ __forceinline__ void fence_gpu() { __threadfence(); }
-__device__ __forceinline__ uint4 ldcg16(const void* p) { return __ldcg(static_cast<const uint4*>(p)); }
 #endif
 
 namespace {
@@ -271,97 +264,6 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __rest
   }
 }
 
-// ---- 1..16 tokens: the weight first, then the wait (gemm_small.h, aios::gemv, has the tiling)
-//
-// Roles as the mma sees them: A = the tokens (16 rows, g and g + 8), B = 8 weight rows per
-// n-tile. Lane (g, t) loads the 16 contiguous bytes at k = 32s + 8t of weight row g of each
-// n-tile, and of tokens g and g + 8: the first 8 bytes are the fragments of one m16n8k16 (k = 8t
-// + {0..3} standing for the mma's 2t, 2t + 1, 2t + 8, 2t + 9), the last 8 of a second; A and B
-// use the same order, which is all a dot product needs.
-template <class T, class OutT, int NT, bool kUpper>
-__global__ void __launch_bounds__(gemv::kThreads, 3) gemv_kernel(const T* __restrict__ x, const T* __restrict__ w, OutT* __restrict__ out,
-                                                             int M, int64_t N, int64_t K) {
-  constexpr int W = gemv::kWarps, P = gemv::kPrefetchLoads / NT;  // k-steps whose weights a lane holds at once
-  const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
-  const int64_t n0 = int64_t(blockIdx.x) * 8 * NT;
-  const int64_t steps = (K + 31) / 32;
-  const int64_t mine = steps > warp ? (steps - warp + W - 1) / W : 0;  // this warp's k-steps: warp, warp + W, ...
-
-  const T* wrow[NT];
-  bool row_ok[NT];
-#pragma unroll
-  for (int j = 0; j < NT; ++j) {
-    const int64_t n = n0 + 8 * j + g;
-    row_ok[j] = n < N;
-    wrow[j] = w + (row_ok[j] ? n : 0) * K + 8 * t;
-  }
-  // The warp's k-steps first .. first + P - 1 (its own numbering); a vector past K or a row past N loads zeros.
-  uint4 wv[P][NT];
-  auto load_w = [&](int64_t first) {
-#pragma unroll
-    for (int i = 0; i < P; ++i) {
-      const int64_t k = 32 * (warp + W * (first + i));
-      const bool ok = first + i < mine && k + 8 * t < K;
-#pragma unroll
-      for (int j = 0; j < NT; ++j) wv[i][j] = ok && row_ok[j] ? ldg16(wrow[j] + k) : uint4{0, 0, 0, 0};
-    }
-  };
-  load_w(0);
-  // x is the previous kernel's output: read only once it has completed, and through L2 (a block
-  // scheduled early must not find an L1 line of the buffer's old contents). Then the next kernel
-  // may be scheduled; it waits for this one to complete before it reads anything.
-  pdl_wait();
-  pdl_trigger();
-
-  const bool lo_ok = g < M, hi_ok = kUpper && g + 8 < M;
-  const T* xlo = x + (lo_ok ? g : 0) * K + 8 * t;
-  const T* xhi = x + (hi_ok ? g + 8 : 0) * K + 8 * t;
-  float acc[NT][4];
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) acc[j][e] = 0.0f;
-  for (int64_t first = 0; first < mine; first += P) {
-    if (first > 0) load_w(first);
-#pragma unroll
-    for (int i = 0; i < P; ++i) {
-      if (first + i >= mine) break;  // the same for the whole warp
-      const int64_t k = 32 * (warp + W * (first + i));
-      const bool k_ok = k + 8 * t < K;
-      const uint4 xa = lo_ok && k_ok ? ldcg16(xlo + k) : uint4{0, 0, 0, 0};
-      const uint4 xb = hi_ok && k_ok ? ldcg16(xhi + k) : uint4{0, 0, 0, 0};
-      const uint32_t a0[4] = {xa.x, xb.x, xa.y, xb.y};
-      const uint32_t a1[4] = {xa.z, xb.z, xa.w, xb.w};
-#pragma unroll
-      for (int j = 0; j < NT; ++j) {
-        mma_16816<T>(acc[j], a0, wv[i][j].x, wv[i][j].y);
-        mma_16816<T>(acc[j], a1, wv[i][j].z, wv[i][j].w);
-      }
-    }
-  }
-
-  // The warps' partials summed in warp order: [warp][n-tile][lane][4].
-  float* red = reinterpret_cast<float*>(smem_base());
-#pragma unroll
-  for (int j = 0; j < NT; ++j)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) red[((warp * NT + j) * 32 + lane) * 4 + e] = acc[j][e];
-  __syncthreads();
-  if (tid >= NT * 32) return;
-  const int j = tid / 32, l = tid % 32, gg = l / 4, tt = l % 4;
-  float sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-  for (int v = 0; v < W; ++v)
-#pragma unroll
-    for (int e = 0; e < 4; ++e) sum[e] += red[((v * NT + j) * 32 + l) * 4 + e];
-  // Accumulator e of lane (g, t): token g + 8 (e >> 1), feature 2t + (e & 1) of the n-tile.
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const int m = gg + 8 * (e >> 1);
-    const int64_t n = n0 + 8 * j + 2 * tt + (e & 1);
-    if (m < M && n < N) stg(out + int64_t(m) * N + n, from_f<OutT>(sum[e]));
-  }
-}
-
 template <class F> void dispatch_tiles(int token_tiles, F&& body) {
   switch (token_tiles) {
     case 1: body(std::integral_constant<int, 1>{}); return;
@@ -416,33 +318,6 @@ void gemm_small(flash::Stream st, const void* x, const void* w, void* out, int64
                static_cast<const T*>(x), static_cast<const T*>(w), static_cast<O*>(out), M, N, K, plan.k_per_split, partials,
                counters);
       });
-    });
-  });
-}
-
-void gemv(flash::Stream st, const void* x, const void* w, void* out, int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt) {
-  using namespace flash;
-  const std::string why = gemv::unsupported(M, N, K, in_dt, out_dt);
-  if (!why.empty()) throw Error("gemv: " + why);
-  const int nt = gemv::row_tiles(N, sm_count());
-  const int64_t blocks = (N + 8 * nt - 1) / (8 * nt);
-  if (blocks > (int64_t(1) << 31) - 1) throw Error("gemv: N too large for one grid");
-  dispatch_half(in_dt, [&](auto in_tag) {
-    using T = decltype(in_tag);
-    dispatch_any(out_dt, [&](auto out_tag) {
-      using O = decltype(out_tag);
-      auto go = [&](auto nt_c, auto upper_c) {
-        constexpr int NT = decltype(nt_c)::value;
-        constexpr bool U = decltype(upper_c)::value;
-        launch(gemv_kernel<T, O, NT, U>, dim3(unsigned(blocks)), dim3(gemv::kThreads), gemv::smem_bytes(NT), st, "gemv",
-               static_cast<const T*>(x), static_cast<const T*>(w), static_cast<O*>(out), int(M), N, K);
-      };
-      using One = std::integral_constant<int, 1>;
-      using Two = std::integral_constant<int, 2>;
-      using Lo = std::false_type;
-      using Hi = std::true_type;
-      if (nt == 2) M > 8 ? go(Two{}, Hi{}) : go(Two{}, Lo{});
-      else M > 8 ? go(One{}, Hi{}) : go(One{}, Lo{});
     });
   });
 }

@@ -106,34 +106,6 @@ inline Plan make_plan(int64_t M, int64_t N, int64_t K, int64_t resident_blocks, 
 
 }  // namespace aios::gemm_small
 
-// The second small-M kernel, for 1..16 tokens (gemm_small.cu, gemv_kernel): no split across blocks
-// and no plan. A block of kWarps warps owns 8 x NT output features (weight rows: mma.sync's B
-// operand, 8 per n-tile) over the whole of K; its warps take the k-steps of 32 in turn (warp w:
-// steps w, w + kWarps, ...) and sum their partials through shared memory in warp order, so a
-// token's output does not depend on M. The tokens are the A operand (16 rows: the lanes of rows g
-// and g + 8 load tokens g and g + 8, or nothing past M). Each lane holds kPrefetchLoads 16-byte
-// weight loads at once, issued before the kernel waits for the previous one (pdl.cuh): at 1 token
-// a projection's time is the weight stream, and with programmatic launch it runs under the kernel
-// before.
-namespace aios::gemv {
-
-constexpr int64_t kMaxM = 16;
-constexpr int kWarps = 8;
-constexpr int kThreads = kWarps * 32;
-constexpr int kPrefetchLoads = 8;  // 16-byte weight loads a lane holds: 128 bytes of weights
-/** n-tiles of 8 weight rows a block owns: 2 where that still gives every SM a block, else 1. */
-inline int row_tiles(int64_t N, int64_t sms) { return (N + 15) / 16 >= sms ? 2 : 1; }
-/** The reduction's shared memory: every warp's accumulators. */
-constexpr size_t smem_bytes(int nt) { return size_t(kWarps) * nt * 32 * 4 * sizeof(float); }
-
-/** "" when the kernel takes this call (alignment aside), else why not. */
-inline std::string unsupported(int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt) {
-  if (M > kMaxM) return "M must be 1.." + std::to_string(kMaxM) + ", got " + std::to_string(M);
-  return gemm_small::unsupported(M, N, K, in_dt, out_dt);
-}
-
-}  // namespace aios::gemv
-
 // The launchers (gemm_small.cu), for matmul.cu; the emulator test declares its own (aios::emu).
 struct CUstream_st;
 namespace aios::cuda {
@@ -145,6 +117,4 @@ gemm_small::Plan gemm_small_plan(int64_t M, int64_t N, int64_t K, DType in_dt, D
  */
 void gemm_small(CUstream_st* st, const void* x, const void* w, void* out, int64_t M, int64_t N, int64_t K, DType in_dt,
                 DType out_dt, const gemm_small::Plan& plan, void* workspace);
-/** out[M, N] = x[M, K] @ w[N, K]^T for 1..16 tokens (aios::gemv); x and w 16-byte aligned. */
-void gemv(CUstream_st* st, const void* x, const void* w, void* out, int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt);
 }  // namespace aios::cuda

@@ -15,10 +15,6 @@
 // the wide projections at one token, 0.34-0.46x at 64 tokens. AIOS_SMALL_GEMM (read
 // once): unset = that rule, 1 = every shape the kernel takes (1-64 tokens), 0 = never,
 // so a lesson or the bench can be timed every way.
-//
-// At 1..16 tokens the second kernel of gemm_small.cu (gemv) loads its weights before
-// it waits for the previous kernel (pdl.cuh). AIOS_GEMV (read once): 1 = it takes every
-// call of 1..16 tokens it can, 0 or unset = none (the rule above).
 #include <cublasLt.h>
 
 #include <cstdlib>
@@ -112,22 +108,6 @@ bool small_gemm_wins(int64_t M, int64_t N, int64_t K, DType in_dt) {
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
-bool gemv_mode() {
-  static const bool on = [] {
-    const char* v = std::getenv("AIOS_GEMV");
-    if (!v || !*v || std::strcmp(v, "0") == 0) return false;
-    if (std::strcmp(v, "1") == 0) return true;
-    throw Error(std::string("AIOS_GEMV must be 0, 1 or unset, got \"") + v + "\"");
-  }();
-  return on;
-}
-
-// Whether the 1..16-token kernel takes this call: the switch, its shapes and dtypes, 16-byte loads.
-bool gemv_takes(const void* x, const void* w, const void* out, int64_t M, int64_t N, int64_t K, DType in_dt, DType out_dt) {
-  return gemv_mode() && gemv::unsupported(M, N, K, in_dt, out_dt).empty() && aligned(x, 16) && aligned(w, 16) &&
-         aligned(out, dtype_size(out_dt));
-}
-
 // Whether the small-M kernel takes this call: its shapes and dtypes, and 16-byte loads of x and w.
 bool small_gemm_takes(const void* x, const void* w, const void* out, int64_t M, int64_t N, int64_t K, DType in_dt,
                       DType out_dt) {
@@ -177,10 +157,6 @@ void matmul_nt(cudaStream_t st, const void* x, const void* w, void* out, int64_t
                DType in_dt, DType out_dt) {
   if (M == 0 || N == 0) return;
   if (K == 0) { fill(st, out, out_dt, M * N, 0.0); return; }
-  if (gemv_takes(x, w, out, M, N, K, in_dt, out_dt)) {
-    gemv(st, x, w, out, M, N, K, in_dt, out_dt);
-    return;
-  }
   DeviceLt& lt = device_lt();
   if (small_gemm_takes(x, w, out, M, N, K, in_dt, out_dt)) {
     const ShapeKey key = std::make_tuple(M, N, K, int(in_dt), int(out_dt));

@@ -7,15 +7,10 @@
 // previous kernel still runs (once every block of that kernel has said so with
 // griddepcontrol.launch_dependents); they then wait at griddepcontrol.wait until
 // the previous kernel has completed and its writes are visible. pdl_begin() does
-// both, first thing: a kernel launched with the attribute calls it before it
-// touches memory, so what it reads is what it read without the attribute. The
-// one exception is the small-M GEMM for up to 16 tokens (gemm_small.cu,
-// gemv_kernel): it loads its share of the WEIGHT first (no kernel of the step
-// writes weights), then pdl_wait() before it reads x, then pdl_trigger(): so
-// the weight stream, the bulk of its time, runs under the kernel before it. Every
-// kernel launched with the attribute must reach pdl_wait() (pdl_begin calls it):
-// a kernel completes only after the one before it, so waiting on the previous
-// kernel covers every earlier one. A kernel launched without the attribute
+// both, first thing: every kernel launched with the attribute calls it before it
+// touches memory, so what it reads is what it read without the attribute (a
+// kernel completes only after the one before it, so waiting on the previous
+// kernel covers every earlier one). A kernel launched without the attribute
 // (cuBLAS's, the peer all-reduce, which needs every block resident at once)
 // still waits for everything before it.
 #pragma once
@@ -29,22 +24,12 @@ namespace aios::cuda {
 bool pdl_enabled();
 
 #ifdef __CUDACC__
-/** The next kernel in the stream may be scheduled now (it still waits for this one to complete). */
-__device__ __forceinline__ void pdl_trigger() {
+/** The next kernel may be scheduled now; then wait until the previous one has completed and its writes are visible. */
+__device__ __forceinline__ void pdl_begin() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-/** Returns once the previous kernel in the stream has completed and its writes are visible (at once without the attribute). */
-__device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
-}
-/** Both, first thing in a kernel that reads nothing before its predecessor is done. */
-__device__ __forceinline__ void pdl_begin() {
-  pdl_trigger();
-  pdl_wait();
 }
 #endif
 
