@@ -53,8 +53,8 @@ DeviceInfo device_info(int device) {
 bool pdl_enabled() {
   static const bool on = [] {
     const char* v = std::getenv("AIOS_PDL");
-    if (!v || !*v || std::string(v) == "0") return false;
-    if (std::string(v) == "1") return true;
+    if (!v || !*v || std::string(v) == "1") return true;
+    if (std::string(v) == "0") return false;
     throw Error(std::string("AIOS_PDL must be 0, 1 or unset, got \"") + v + "\"");
   }();
   return on;
