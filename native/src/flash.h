@@ -36,7 +36,8 @@ constexpr int kPrefillVersions = 5;
 constexpr int kDecodeVersions = 3;
 constexpr int64_t kDecodeTile = 64;          // keys per decode tile; a split covers whole tiles
 // The automatic split never gives a block fewer keys than 2 tiles. It was 4: a decode block's
-// tiles come one after another (each a block-table read, then the copy), so at batch 1 two blocks
+// tiles come one after another (then each a block-table read, then the copy; the table is read a
+// tile ahead since 43b3779), so at batch 1 two blocks
 // of 2 tiles finish sooner than one of 4. On the H200, lesson 11's batch 1 ran 1.24 ms a step with
 // 2 against 1.34 with 4 (same call, 9fdb89f, docs/measurements/decode-knobs-h200-9fdb89f.log); the
 // course and throughput workloads did not move (1.97 and 1.94 ms a step; 5.65 and 5.66 ms).

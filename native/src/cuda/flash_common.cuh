@@ -405,7 +405,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st,
   emurt::launch(grid, block, smem, name, [&] { kernel(P(args)...); });
 #else
   if (smem > 48 * 1024) raise_smem_limit(reinterpret_cast<const void*>(kernel), smem, name);
-  launch_pdl(kernel, grid, block, smem, st, P(args)...);  // every kernel launched here calls pdl_begin() first (pdl.cuh)
+  launch_pdl(kernel, grid, block, smem, st, name, P(args)...);  // every kernel launched here calls pdl_begin() first (pdl.cuh)
   check(cudaGetLastError(), name);
 #endif
 }

@@ -355,8 +355,9 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
   // The pool slots of this thread's rows of the next tile to be copied (-1: past the split), looked
   // up one tile ahead (table_ahead, the default): the block table is read while the tile before is
-  // in flight, so a tile's copies go out without first waiting for the table (an L2 round trip
-  // each tile otherwise; AIOS_DECODE_TABLE_AHEAD=0 looks up at the copy, for timing the two).
+  // in flight, so a tile's copies go out without first waiting for the table (otherwise an L2
+  // round trip whenever the tile starts a new 32-byte sector of the table: every other 64-key tile
+  // at 16 keys a block; AIOS_DECODE_TABLE_AHEAD=0 looks up at the copy, for timing the two).
   int32_t slots[LOADS];
   auto locate = [&](int tile) {
 #pragma unroll

@@ -212,12 +212,12 @@ void add_rmsnorm(cudaStream_t st, const void* x, void* residual, const void* wei
     if constexpr (!std::is_same_v<T, float>) {
       if (dim % 8 == 0 && vecs <= int64_t(kRowVecs) * 256 && aligned16(x) && aligned16(residual) && aligned16(weight) && aligned16(out)) {
         const int threads = vecs >= 256 ? 256 : int((vecs + 31) / 32 * 32);
-        launch_pdl(add_rmsnorm_vec_kernel<T>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, static_cast<const T*>(x), static_cast<T*>(residual),
+        launch_pdl(add_rmsnorm_vec_kernel<T>, dim3(unsigned(rows)), dim3(unsigned(threads)), 0, st, "add_rmsnorm", static_cast<const T*>(x), static_cast<T*>(residual),
                    static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
         return;
       }
     }
-    launch_pdl(add_rmsnorm_kernel<T>, dim3(unsigned(rows)), dim3(row_threads(dim)), 0, st, static_cast<const T*>(x), static_cast<T*>(residual),
+    launch_pdl(add_rmsnorm_kernel<T>, dim3(unsigned(rows)), dim3(row_threads(dim)), 0, st, "add_rmsnorm", static_cast<const T*>(x), static_cast<T*>(residual),
                static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
   });
   check_launch("add_rmsnorm");
@@ -230,11 +230,11 @@ void silu_mul(cudaStream_t st, const void* gate_up, void* out, int64_t rows, int
     if constexpr (!std::is_same_v<T, float>) {
       if (inter % 8 == 0 && rows * (inter / 8) < (int64_t(1) << 31) && aligned16(gate_up) && aligned16(out)) {
         const int64_t n = rows * (inter / 8);
-        launch_pdl(silu_mul_vec_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, st, static_cast<const T*>(gate_up), static_cast<T*>(out), int(rows), int(inter / 8));
+        launch_pdl(silu_mul_vec_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, st, "silu_mul", static_cast<const T*>(gate_up), static_cast<T*>(out), int(rows), int(inter / 8));
         return;
       }
     }
-    launch_pdl(silu_mul_kernel<T>, dim3(blocks_for(rows * inter, 256)), dim3(256), 0, st, static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter);
+    launch_pdl(silu_mul_kernel<T>, dim3(blocks_for(rows * inter, 256)), dim3(256), 0, st, "silu_mul", static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter);
   });
   check_launch("silu_mul");
 }
@@ -249,12 +249,12 @@ void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a) {
     if constexpr (!std::is_same_v<T, float>) {
       if (a.head_dim == 128 && aligned16(a.qkv) && aligned16(a.q_out) && aligned16(a.k_cache) && aligned16(a.v_cache)) {
         const dim3 grid(unsigned(a.tokens), unsigned((heads + kQkWarps - 1) / kQkWarps));
-        launch_pdl(qk_norm_rope_store_d128_kernel<T>, grid, dim3(32 * kQkWarps), 0, st, a);
+        launch_pdl(qk_norm_rope_store_d128_kernel<T>, grid, dim3(32 * kQkWarps), 0, st, "qk_norm_rope_store", a);
         return;
       }
     }
     const dim3 grid(unsigned(a.tokens), unsigned(heads));
-    launch_pdl(qk_norm_rope_store_kernel<T>, grid, dim3(unsigned(a.head_dim)), size_t(a.head_dim) * sizeof(float), st, a);
+    launch_pdl(qk_norm_rope_store_kernel<T>, grid, dim3(unsigned(a.head_dim)), size_t(a.head_dim) * sizeof(float), st, "qk_norm_rope_store", a);
   });
   check_launch("qk_norm_rope_store");
 }
