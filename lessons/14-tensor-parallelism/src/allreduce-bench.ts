@@ -15,8 +15,9 @@ import { parseArgs } from 'node:util';
 import { isMainThread, workerData } from 'node:worker_threads';
 
 import { Tensor, native, synchronize } from '@aios/engine-core';
+import { choiceFlag, intFlag } from '@aios/engine-core/cli/args.ts';
 import { dtypeCode } from '@aios/engine-core/dtype.ts';
-import { PRESETS, type PresetName, isPresetName } from '@aios/engine-core/model/config.ts';
+import { PRESETS, type PresetName } from '@aios/engine-core/model/config.ts';
 
 import { type AllReducePath, NcclCollectives, peerMaxBytes } from './collectives.ts';
 import { GroupMemory, type GroupShape } from './group-memory.ts';
@@ -133,16 +134,13 @@ if (!isMainThread && (workerData as Spec | undefined)?.entry) {
   const { values } = parseArgs({ options: { tp: { type: 'string' }, preset: { type: 'string' }, iters: { type: 'string' }, path: { type: 'string' }, out: { type: 'string' } } });
   const info = native.backendInfo();
   if (!info.cudaUsable || !info.nccl) throw new Error(`allreduce-bench needs CUDA and an addon built with NCCL (cudaUsable ${info.cudaUsable}, nccl ${info.nccl})`);
-  const size = Number(values.tp ?? info.deviceCount);
-  if (!Number.isInteger(size) || size < 2 || size > info.deviceCount) throw new Error(`--tp must be in [2, ${info.deviceCount}] on this host, got ${values.tp}`);
-  const presetName = values.preset ?? '8B';
-  if (!isPresetName(presetName)) throw new Error(`--preset: unknown ${presetName}`);
-  const pathArg = values.path ?? 'both';
-  const named: Record<string, AllReducePath[]> = { both: ['nccl', 'peer'], nccl: ['nccl'], peer: ['peer'] };
-  const paths = named[pathArg];
-  if (!paths) throw new Error(`--path must be one of ${Object.keys(named).join(', ')}, got ${pathArg}`);
-  const cfg = PRESETS[presetName as PresetName];
-  const iters = Number(values.iters ?? 50);
+  if (info.deviceCount < 2) throw new Error(`allreduce-bench needs at least 2 GPUs, this host has ${info.deviceCount}`);
+  const size = intFlag('tp', values.tp, { min: 2, max: info.deviceCount }) ?? info.deviceCount;
+  const presetName = choiceFlag('preset', values.preset, Object.keys(PRESETS) as PresetName[]) ?? '8B';
+  const named: Record<'both' | 'nccl' | 'peer', AllReducePath[]> = { both: ['nccl', 'peer'], nccl: ['nccl'], peer: ['peer'] };
+  const paths = named[choiceFlag('path', values.path, ['both', 'nccl', 'peer'] as const) ?? 'both'];
+  const cfg = PRESETS[presetName];
+  const iters = intFlag('iters', values.iters) ?? 50;
   const H = cfg.hiddenSize, perStep = 2 * cfg.numLayers + 1;
   // A step's messages: T tokens x hidden x 2 bytes, for decode batches and prefill chunks; then large sizes for the bus bandwidth.
   const stepTokens = [1, 8, 32, 64, 128, 256, 2048, 16384];
