@@ -6,16 +6,22 @@
 // split and many (forced and automatic), bf16/f16 in, bf16/f16/f32 out. Every
 // output starts as NaN, so an unwritten element fails. Split runs are done
 // twice (a different thread order) and must give the same bits, and must
-// leave the row-block counters at zero for the next launch.
+// leave the row-block counters at zero for the next launch. Then the
+// emulator's own grid-wide mode (launch_grid, grid_sync, the atomics), which
+// no GEMM kernel uses: blocks exchanging data across grid barriers, and the
+// misuses (a block exiting past a grid_sync, a spin nobody ends) reported as
+// errors rather than hanging.
 //
 //   gemm_emu [--seed N] [--verbose]
 //
 // Prints one line per case and exits 1 if any failed. Run by
 // engine-core/test/gemm-emu.test.ts (CI, no GPU needed).
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -149,6 +155,181 @@ void run_case(const Case& c, std::mt19937& rng) {
   std::fflush(stdout);
 }
 
+// ---- the emulator's grid-wide mode (launch_grid, grid_sync, atomic_add_u32, load_acquire_u32)
+
+void report(bool ok, const std::string& name, const std::string& detail, const std::string& emu_errors = "") {
+  ++runs;
+  if (!ok) ++failures;
+  std::printf("%s grid mode: %s: %s\n", ok ? "PASS" : "FAIL", name.c_str(), detail.c_str());
+  if (!ok && !emu_errors.empty()) std::printf("    emulator: %s", emu_errors.c_str());
+  std::fflush(stdout);
+}
+
+/** An expected error's first line, with --verbose (two spaces in: not a failure line). */
+void show_expected(const std::string& errors) {
+  if (!verbose || errors.empty()) return;
+  const size_t eol = errors.find('\n');
+  const long more = long(std::count(errors.begin(), errors.end(), '\n')) - 1;
+  std::printf("  reported: %s%s\n", errors.substr(0, eol).c_str(), more > 0 ? (" (and " + std::to_string(more) + " more line" + (more > 1 ? "s)" : ")")).c_str() : "");
+}
+
+/**
+ * Every block writes one value per thread, grid_sync, and reads the next
+ * block's; thread 0 of each block adds 1 to a counter, and after another
+ * grid_sync every thread must see the grid's size. Shared memory must start as
+ * NaN, be the block's own (distinct per block, untouched by the others), and
+ * hold across the grid barriers. Without the first grid_sync, some thread must
+ * read a neighbour's value before it is written (the order mixes the blocks).
+ */
+void grid_exchange(unsigned blocks, unsigned threads, bool sync_before_read, std::mt19937& rng) {
+  namespace rt = aios::emurt;
+  const uint32_t kPoison = 0xffffffffu;
+  std::vector<uint32_t> vals(size_t(blocks) * threads, kPoison), counter(1, 0);
+  std::vector<const unsigned char*> smem(blocks, nullptr);
+  size_t wrong = 0, stale = 0, ahead = 0, smem_wrong = 0, block_wrong = 0, finished = 0;
+  const size_t smem_bytes = size_t(threads) * 4 + 100;
+  rt::seed_order(unsigned(rng()));
+  rt::clear_buffers();
+  rt::register_buffer(vals.data(), vals.size() * 4, "vals", true);
+  rt::register_buffer(counter.data(), 4, "counter", true);
+  const uint64_t syncs0 = rt::counters().grid_syncs;
+  rt::launch_grid(dim3(blocks), dim3(threads), smem_bytes, "grid_exchange", [&] {
+    const unsigned b = rt::block_idx().x, t = rt::thread_idx().x, G = rt::grid_dim().x, T = rt::block_dim().x;
+    auto value = [](unsigned blk, unsigned thr) { return 0x10000u * (blk + 1) + thr; };
+    auto* sm = reinterpret_cast<uint32_t*>(rt::shared_base());
+    if (sm[t] != kPoison) ++smem_wrong;  // fresh shared memory is NaN
+    sm[t] = value(b, t) ^ 0x5a5a5a5au;
+    if (t == 0) smem[b] = rt::shared_base();
+    vals[size_t(b) * T + t] = value(b, t);
+    if (sync_before_read) rt::grid_sync();
+    const unsigned nb = (b + 1) % G;
+    // A plain load, so only grid_sync orders it after the write (load_acquire lets the others run
+    // before it reads, which would hide a missing barrier).
+    const uint32_t got = vals[size_t(nb) * T + t];
+    if (got == kPoison) ++stale;
+    else if (got != value(nb, t)) ++wrong;
+    else if (nb > b) ++ahead;  // a later block's thread ran first: the blocks are not run one after another
+    if (!sync_before_read) return;
+    if (t == 0) rt::atomic_add_u32(counter.data(), 1);
+    rt::syncthreads();
+    rt::grid_sync();
+    if (rt::load_acquire_u32(counter.data()) != G) ++wrong;
+    if (sm[t] != (value(b, t) ^ 0x5a5a5a5au)) ++smem_wrong;  // no other block wrote this block's shared memory
+    if (rt::block_idx().x != b) ++block_wrong;
+    ++finished;
+  });
+  const std::string errors = rt::take_errors();
+  std::vector<const unsigned char*> sorted(smem);
+  std::sort(sorted.begin(), sorted.end());
+  bool distinct = sorted.front() != nullptr;
+  for (size_t i = 1; i < sorted.size(); ++i) distinct = distinct && sorted[i] >= sorted[i - 1] + smem_bytes;
+  const uint64_t syncs = rt::counters().grid_syncs - syncs0;
+  char name[64], detail[240];
+  std::snprintf(name, sizeof name, "%u blocks x %u threads%s", blocks, threads, sync_before_read ? "" : ", no grid_sync");
+  if (sync_before_read) {
+    const bool ok = errors.empty() && wrong == 0 && stale == 0 && smem_wrong == 0 && block_wrong == 0 && distinct &&
+                    finished == vals.size() && counter[0] == blocks && syncs == 2;
+    std::snprintf(detail, sizeof detail, "wrong %zu, unwritten %zu, shared memory wrong %zu%s, block index wrong %zu, finished %zu, counter %u, grid syncs %llu",
+                  wrong, stale, smem_wrong, distinct ? "" : " (NOT distinct per block)", block_wrong, finished, counter[0],
+                  (unsigned long long)syncs);
+    report(ok, name, detail, errors);
+  } else {
+    // Each thread writes, then reads its neighbour's slot with no switch point between, so around
+    // the ring of blocks at least one per thread index reads before the neighbour wrote. Blocks run
+    // one after another would give exactly that; threads of all blocks mixed also let some read a
+    // later block's value already written.
+    const bool ok = errors.empty() && wrong == 0 && stale >= threads && ahead > 0;
+    std::snprintf(detail, sizeof detail, "%zu of %zu reads saw the neighbour's value unwritten (at least %u expected), %zu saw a later block's written",
+                  stale, vals.size(), threads, ahead);
+    report(ok, name, detail, errors);
+  }
+}
+
+/** A kernel that must end in a recorded error (a deadlock, a misuse), not a hang or a crash. */
+void expect_error(const std::string& name, const char* must_contain, const std::function<void()>& launch_it) {
+  namespace rt = aios::emurt;
+  const auto t0 = std::chrono::steady_clock::now();
+  launch_it();
+  const std::string errors = rt::take_errors();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const bool ok = errors.find(must_contain) != std::string::npos;
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "%s \"%s\"  [%.2fs]", ok ? "reported" : "did NOT report", must_contain, secs);
+  report(ok, name, detail, errors.empty() ? "(no error recorded)\n" : errors);
+  show_expected(errors);
+}
+
+void grid_mode_tests(std::mt19937& rng) {
+  namespace rt = aios::emurt;
+  grid_exchange(5, 64, true, rng);
+  grid_exchange(6, 256, true, rng);  // 1,536 fibers at once
+  grid_exchange(5, 64, false, rng);
+
+  // A producer and a consumer in different blocks: the consumer's spin on load_acquire must let the producer run.
+  {
+    std::vector<uint32_t> flag(2, 0);
+    uint32_t seen = 0;
+    rt::seed_order(unsigned(rng()));
+    rt::clear_buffers();
+    rt::register_buffer(flag.data(), 8, "flag", true);
+    rt::launch_grid(dim3(2), dim3(32), 0, "spin_handoff", [&] {
+      if (rt::thread_idx().x != 0) return;
+      if (rt::block_idx().x == 1) {
+        flag[1] = 42;  // the payload, then the flag
+        rt::atomic_add_u32(&flag[0], 1);
+      } else {
+        while (rt::load_acquire_u32(&flag[0]) == 0) {}
+        seen = flag[1];
+      }
+    });
+    const std::string errors = rt::take_errors();
+    report(errors.empty() && seen == 42, "spin on load_acquire across blocks", "consumer saw payload " + std::to_string(seen), errors);
+  }
+
+  expect_error("a block that exits without grid_sync", "deadlock", [&] {
+    rt::seed_order(unsigned(rng()));
+    rt::launch_grid(dim3(4), dim3(64), 64, "early_exit", [] {
+      if (rt::block_idx().x == 2) return;
+      rt::grid_sync();
+    });
+  });
+  expect_error("grid_sync in half a block, __syncthreads in the other half", "deadlock", [&] {
+    rt::seed_order(unsigned(rng()));
+    rt::launch_grid(dim3(2), dim3(64), 0, "split_barrier", [] {
+      if (rt::thread_idx().x < 32) rt::grid_sync();
+      else rt::syncthreads();
+    });
+  });
+  expect_error("a spin on a flag nobody sets", "deadlock", [&] {
+    std::vector<uint32_t> flag(1, 0);
+    rt::clear_buffers();
+    rt::register_buffer(flag.data(), 4, "flag", true);
+    rt::launch_grid(dim3(2), dim3(32), 0, "spin_forever", [&] {
+      while (rt::load_acquire_u32(flag.data()) == 0) {}
+    });
+  });
+  expect_error("__syncthreads in half a block under a plain launch", "wait at __syncthreads", [&] {
+    rt::seed_order(unsigned(rng()));
+    rt::launch(dim3(2), dim3(64), 0, "half_barrier", [] {
+      if (rt::thread_idx().x < 32) rt::syncthreads();
+    });
+  });
+  expect_error("grid_sync under a plain launch", "grid_sync under a plain launch", [] {
+    rt::launch(dim3(2), dim3(32), 0, "plain_grid_sync", [] { rt::grid_sync(); });
+  });
+  {
+    uint32_t stray = 7, old = 1;
+    expect_error("atomic_add_u32 outside every buffer", "outside every buffer", [&] {
+      rt::clear_buffers();
+      rt::launch_grid(dim3(1), dim3(32), 0, "stray_atomic", [&] {
+        if (rt::thread_idx().x == 0) old = rt::atomic_add_u32(&stray, 1);
+      });
+    });
+    report(stray == 7 && old == 0, "atomic_add_u32 outside every buffer", "word left " + std::to_string(stray) + ", returned " + std::to_string(old));
+  }
+  rt::clear_buffers();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -183,6 +364,7 @@ int main(int argc, char** argv) {
   };
   const auto t0 = std::chrono::steady_clock::now();
   for (const Case& c : cases) run_case(c, rng);
+  grid_mode_tests(rng);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (verbose) {  // the automatic plans of the Qwen3 projection shapes, as on a 132-SM GPU at two blocks per SM
     const int64_t shapes[][2] = {{4096, 1024}, {1024, 2048}, {6144, 1024}, {1024, 3072}, {6144, 4096}, {4096, 4096}, {24576, 4096}, {4096, 12288}};
@@ -194,7 +376,8 @@ int main(int argc, char** argv) {
       }
   }
   const auto& k = aios::emurt::counters();
-  std::printf("gemm_emu: %d of %d runs failed (seed %u, %.1f s; emulated %llu blocks, %llu mma, %llu cp.async)\n", failures, runs, seed,
-              secs, (unsigned long long)k.blocks, (unsigned long long)k.mma, (unsigned long long)k.cp_async);
+  std::printf("gemm_emu: %d of %d runs failed (seed %u, %.1f s; emulated %llu blocks, %llu mma, %llu cp.async, %llu grid syncs)\n", failures,
+              runs, seed, secs, (unsigned long long)k.blocks, (unsigned long long)k.mma, (unsigned long long)k.cp_async,
+              (unsigned long long)k.grid_syncs);
   return failures ? 1 : 0;
 }
