@@ -140,6 +140,21 @@ export interface FlashDecodePlan {
 /** How flashDecode splits the contexts on `device` (from host-known bounds only) and the workspace it needs. */
 export declare function flashDecodePlan(device: number, version: number, splits: number, numSeqs: number, numTokens: number,
   qHeads: number, kvHeads: number, headDim: number, maxQLen: number, maxContextLen: number): FlashDecodePlan;
+/** Lesson 11's persistent decode step: whether it runs the shape on `device` (why '' then) and how. */
+export interface PersistentDecodePlan {
+  why: string;
+  grid: number;
+  splits: number;
+  smem: number;
+  partialFloats: number;
+  syncWords: number;
+}
+export declare function persistentDecodePlan(device: number, tokens: number, layers: number, hidden: number, qHeads: number,
+  kvHeads: number, headDim: number, inter: number): PersistentDecodePlan;
+/** Every decoder layer of a decode step of 1-8 rows in one launch (CUDA only; engine-core's ops.persistentDecode checks the shapes). */
+export declare function persistentDecode(dtype: number, tokens: number, layers: number, hidden: number, qHeads: number, kvHeads: number,
+  headDim: number, inter: number, maxPos: number, numSlots: number, blockSize: number, tableWidth: number, eps: number, scale: number,
+  ...buffers: (S | O)[]): void;
 /**
  * Lesson 13's cascade decode of a decode step (maxQLen <= 1): the splits that groups of adjacent
  * sequences hold in the same blocks read once per group, the rest per sequence, partials combined.

@@ -1083,3 +1083,141 @@ export function argmax(x: Tensor, out?: Tensor): Tensor {
   native.argmax(dtypeCode(x.dtype), x.numel / n, n, x.storage, x.byteOffset, o.storage, o.byteOffset);
   return o;
 }
+
+// ---- Lesson 11: the persistent decode step (native/src/persistent.h)
+
+/** A model's shape and a decode step's rows: what persistentDecodePlan answers for. */
+export interface PersistentDecodeShape {
+  tokens: number;
+  layers: number;
+  hidden: number;
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  inter: number;
+}
+
+/** Whether the persistent kernel runs a shape on a device (`why` is '' then), and how it divides the step. */
+export interface PersistentDecodePlan {
+  why: string;
+  /** Blocks: one per SM. */
+  grid: number;
+  /** Attention units per (token, KV head). */
+  splits: number;
+  /** Dynamic shared memory a block, bytes. */
+  smem: number;
+  /** The f32 scratch persistentDecode needs (its `partials`), in elements. */
+  partialFloats: number;
+  /** The i32 counters it needs (its `sync`), in elements. */
+  syncWords: number;
+}
+
+export function persistentDecodePlan(device: Device, s: PersistentDecodeShape): PersistentDecodePlan {
+  planBounds('persistentDecodePlan', s, ['tokens', 'layers', 'hidden', 'qHeads', 'kvHeads', 'headDim', 'inter']);
+  return native.persistentDecodePlan(deviceIndex(device), s.tokens, s.layers, s.hidden, s.qHeads, s.kvHeads, s.headDim, s.inter);
+}
+
+/** The decoder's weights stacked over the layers: [layers, ...] each (the fused forward's matrices). */
+export interface PersistentDecodeWeights {
+  /** [layers, (qHeads + 2 kvHeads) headDim, hidden] */
+  qkv: Tensor;
+  /** [layers, hidden, qHeads headDim] */
+  o: Tensor;
+  /** [layers, 2 inter, hidden]: gate rows, then up rows */
+  gateUp: Tensor;
+  /** [layers, hidden, inter] */
+  down: Tensor;
+  inputNorm: Tensor;
+  postNorm: Tensor;
+  qNorm: Tensor;
+  kNorm: Tensor;
+  /** [hidden] */
+  finalNorm: Tensor;
+}
+
+export interface PersistentDecodeArgs {
+  weights: PersistentDecodeWeights;
+  /** [maxPos, headDim / 2] f32 each. */
+  cos: Tensor;
+  sin: Tensor;
+  /** Lesson 06's pool: [layers, 2, slots, kvHeads, headDim]. */
+  kvPool: Tensor;
+  blockSize: number;
+  /** [tokens] i32 each; one decode row per sequence. */
+  positions: Tensor;
+  slotMapping: Tensor;
+  contextLens: Tensor;
+  /** [tokens, width] i32. */
+  blockTables: Tensor;
+  /** [tokens, hidden]: in, the embeddings; out, the residual stream after the last layer. */
+  residual: Tensor;
+  /** [tokens, hidden]: the final norm of the residual (the LM head's input). */
+  normedOut: Tensor;
+  /** Scratch: [tokens, (qHeads + 2 kvHeads) headDim], [tokens, qHeads headDim], [tokens, inter]. */
+  qkv: Tensor;
+  attn: Tensor;
+  act: Tensor;
+  /** f32 of at least plan.partialFloats and i32 of at least plan.syncWords elements. */
+  partials: Tensor;
+  sync: Tensor;
+  eps: number;
+  /** Softmax scale, default 1 / sqrt(headDim). */
+  scale?: number;
+}
+
+/**
+ * Every decoder layer of a decode step of 1-8 rows in one CUDA launch (lesson 11): the same
+ * function as lesson 10's fused forward from the embeddings to the final norm, new K/V stored
+ * in the pool, with the blocks meeting at grid barriers between a layer's stages.
+ */
+export function persistentDecode(a: PersistentDecodeArgs): void {
+  const op = 'persistentDecode';
+  const w = a.weights;
+  const named = (o: Record<string, Tensor>) => Object.entries(o);
+  for (const [name, t] of named({ ...w, cos: a.cos, sin: a.sin, kvPool: a.kvPool, positions: a.positions, slotMapping: a.slotMapping, contextLens: a.contextLens, blockTables: a.blockTables, residual: a.residual, normedOut: a.normedOut, qkv: a.qkv, attn: a.attn, act: a.act, partials: a.partials, sync: a.sync })) {
+    tensorArg(op, name, t);
+    contiguous(op, name, t);
+    sameDevice(op, 'weights.qkv', w.qkv, name, t);
+  }
+  for (const [name, t] of named({ ...w, kvPool: a.kvPool, residual: a.residual, normedOut: a.normedOut, qkv: a.qkv, attn: a.attn, act: a.act }))
+    sameDtype(op, 'weights.qkv', w.qkv, name, t);
+  if (w.qkv.ndim !== 3) throw new OpError(op, `weights.qkv must be [layers, rows, hidden], got ${formatShape(w.qkv.shape)}`);
+  if (a.kvPool.ndim !== 5) throw new OpError(op, `kvPool must be [layers, 2, slots, kvHeads, headDim], got ${formatShape(a.kvPool.shape)}`);
+  const [L, QKV, H] = w.qkv.shape as [number, number, number];
+  const [, , slots, kvHeads, D] = a.kvPool.shape as [number, number, number, number, number];
+  if (w.down.ndim !== 3) throw new OpError(op, `weights.down must be [layers, hidden, inter], got ${formatShape(w.down.shape)}`);
+  const I = w.down.shape[2]!;
+  const qHeads = QKV / D - 2 * kvHeads;
+  if (!Number.isInteger(qHeads) || qHeads < 1) throw new OpError(op, `weights.qkv's ${QKV} rows are not (qHeads + 2 x ${kvHeads}) heads of ${D}`);
+  shapeIs(op, 'kvPool', a.kvPool, [L, 2, slots, kvHeads, D]);
+  shapeIs(op, 'weights.o', w.o, [L, H, qHeads * D]);
+  shapeIs(op, 'weights.gateUp', w.gateUp, [L, 2 * I, H]);
+  shapeIs(op, 'weights.down', w.down, [L, H, I]);
+  for (const [name, t] of [['inputNorm', w.inputNorm], ['postNorm', w.postNorm]] as const) shapeIs(op, `weights.${name}`, t, [L, H]);
+  for (const [name, t] of [['qNorm', w.qNorm], ['kNorm', w.kNorm]] as const) shapeIs(op, `weights.${name}`, t, [L, D]);
+  shapeIs(op, 'weights.finalNorm', w.finalNorm, [H]);
+  for (const [name, t] of [['cos', a.cos], ['sin', a.sin]] as const)
+    if (t.dtype !== 'f32' || t.ndim !== 2 || t.shape[1] !== D / 2) throw new OpError(op, `${name} must be f32 [maxPos, ${D / 2}], got ${t}`);
+  shapeIs(op, 'sin', a.sin, a.cos.shape);
+  const T = a.positions.shape[0] ?? 0;
+  for (const [name, t] of [['positions', a.positions], ['slotMapping', a.slotMapping], ['contextLens', a.contextLens]] as const) {
+    if (t.dtype !== 'i32') throw new OpError(op, `${name} must be i32, got ${t.dtype}`);
+    shapeIs(op, name, t, [T]);
+  }
+  if (a.blockTables.dtype !== 'i32' || a.blockTables.ndim !== 2 || a.blockTables.shape[0] !== T) throw new OpError(op, `blockTables must be i32 [${T}, width], got ${a.blockTables}`);
+  shapeIs(op, 'residual', a.residual, [T, H]);
+  shapeIs(op, 'normedOut', a.normedOut, [T, H]);
+  shapeIs(op, 'qkv', a.qkv, [T, QKV]);
+  shapeIs(op, 'attn', a.attn, [T, qHeads * D]);
+  shapeIs(op, 'act', a.act, [T, I]);
+  if (a.partials.dtype !== 'f32') throw new OpError(op, `partials must be f32, got ${a.partials.dtype}`);
+  if (a.sync.dtype !== 'i32') throw new OpError(op, `sync must be i32, got ${a.sync.dtype}`);
+  if (!Number.isInteger(a.blockSize) || a.blockSize < 1 || slots % a.blockSize !== 0) throw new OpError(op, `blockSize must divide the pool's ${slots} slots, got ${a.blockSize}`);
+  if (!(a.eps >= 0)) throw new OpError(op, `eps must be a non-negative number, got ${a.eps}`);
+  const scale = a.scale ?? 1 / Math.sqrt(D);
+  const b = (t: Tensor) => [t.storage, t.byteOffset] as const;
+  native.persistentDecode(dtypeCode(w.qkv.dtype), T, L, H, qHeads, kvHeads, D, I, a.cos.shape[0]!, slots, a.blockSize, a.blockTables.shape[1]!, a.eps, scale,
+    ...b(w.qkv), ...b(w.o), ...b(w.gateUp), ...b(w.down), ...b(w.inputNorm), ...b(w.postNorm), ...b(w.qNorm), ...b(w.kNorm), ...b(w.finalNorm),
+    ...b(a.cos), ...b(a.sin), ...b(a.kvPool), ...b(a.positions), ...b(a.slotMapping), ...b(a.contextLens), ...b(a.blockTables),
+    ...b(a.residual), ...b(a.normedOut), ...b(a.qkv), ...b(a.attn), ...b(a.act), ...b(a.partials), ...b(a.sync));
+}

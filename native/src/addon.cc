@@ -16,6 +16,7 @@
 #include "aios.h"
 #include "allocator.h"
 #include "flash.h"
+#include "persistent.h"
 #include "philox.h"
 #include "tp.h"
 #ifdef AIOS_WITH_CUDA
@@ -252,6 +253,7 @@ Napi::Value Storage::CopyToHostAsync(const Napi::CallbackInfo& info) {
 struct Buf {
   void* ptr;
   int device;
+  int64_t capacity = 0;  // bytes from ptr to the end of its storage
 };
 
 // Reads an op's arguments in order, checking each as it goes.
@@ -306,7 +308,7 @@ class Args {
     if (device_ == kUnset) device_ = s->device;
     else if (device_ != s->device)
       fail(std::string(name) + " is on " + device_name(s->device) + " but an earlier argument is on " + device_name(device_));
-    return {static_cast<char*>(s->data) + offset, s->device};
+    return {static_cast<char*>(s->data) + offset, s->device, s->nbytes - offset};
   }
   /** An optional (storage, byteOffset) pair: null when the storage is undefined (both are consumed). */
   const void* optional_buffer(const char* name, int64_t bytes) {
@@ -720,6 +722,107 @@ Napi::Value FlashDecodePlan(const Napi::CallbackInfo& info) {
     o.Set("partition", double(plan.partition));
     o.Set("workspaceBytes", double(plan.workspace_bytes));
     return o;
+  });
+}
+
+// Lesson 11's persistent decode step (persistent.h): the plan for a shape on a device, and the launch.
+aios::persistent::Shape persistent_shape(Args& a) {
+  aios::persistent::Shape s;
+  s.tokens = a.size("tokens");
+  s.layers = a.size("layers");
+  s.hidden = a.size("hidden");
+  s.q_heads = a.size("qHeads");
+  s.kv_heads = a.size("kvHeads");
+  s.head_dim = a.size("headDim");
+  s.inter = a.size("inter");
+  return s;
+}
+
+Napi::Value PersistentDecodePlan(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const int d = device_arg(info, 0);
+    aios::persistent::Shape s;
+    const char* names[] = {"tokens", "layers", "hidden", "qHeads", "kvHeads", "headDim", "inter"};
+    int64_t* fields[] = {&s.tokens, &s.layers, &s.hidden, &s.q_heads, &s.kv_heads, &s.head_dim, &s.inter};
+    for (size_t i = 0; i < 7; ++i) *fields[i] = to_i64(env, info[i + 1], (std::string("persistentDecodePlan(") + names[i] + ")").c_str());
+    aios::persistent::Plan plan;
+    if (d == kCpu) plan.why = "is a CUDA kernel (the CPU runs lesson 10's forward)";
+#ifdef AIOS_WITH_CUDA
+    else {
+      aios::cuda::make_current(d);
+      plan = aios::cuda::persistent_decode_plan(s);
+    }
+#else
+    else plan.why = "is a CUDA kernel and this addon was built without CUDA";
+#endif
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("why", plan.why);
+    o.Set("grid", double(plan.grid));
+    o.Set("splits", double(plan.splits));
+    o.Set("smem", double(plan.smem));
+    o.Set("partialFloats", double(plan.partial_floats));
+    o.Set("syncWords", double(plan.sync_words));
+    return o;
+  });
+}
+
+Napi::Value PersistentDecode(const Napi::CallbackInfo& info) {
+  return op(info, "persistentDecode", [&](Args& a) {
+    aios::PersistentDecodeArgs p{};
+    p.dt = a.float_dtype("dtype");
+    const aios::persistent::Shape s = persistent_shape(a);
+    p.tokens = s.tokens, p.layers = s.layers, p.hidden = s.hidden, p.q_heads = s.q_heads, p.kv_heads = s.kv_heads;
+    p.head_dim = s.head_dim, p.inter = s.inter;
+    p.max_pos = a.size("maxPos");
+    p.num_slots = a.size("numSlots");
+    p.block_size = a.size("blockSize");
+    p.table_width = a.size("tableWidth");
+    p.eps = float(a.number("eps"));
+    p.scale = float(a.number("scale"));
+    if (p.dt == DType::F32) a.fail("takes bf16 or f16 weights, got f32");
+    if (p.kv_heads < 1 || p.q_heads % p.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
+    if (p.block_size < 1 || p.num_slots % p.block_size != 0) a.fail("numSlots must be a whole number of blocks of blockSize");
+    if (!(p.scale > 0.0f)) a.fail("scale must be positive");
+    const int64_t L = p.layers, H = p.hidden, D = p.head_dim, I = p.inter, T = p.tokens;
+    const int64_t QD = p.q_heads * D, QKV = (p.q_heads + 2 * p.kv_heads) * D;
+    p.qkv_w = a.buffer("qkvWeight", bytes_of(L * QKV * H, p.dt)).ptr;
+    p.o_w = a.buffer("oWeight", bytes_of(L * H * QD, p.dt)).ptr;
+    p.gate_up_w = a.buffer("gateUpWeight", bytes_of(L * 2 * I * H, p.dt)).ptr;
+    p.down_w = a.buffer("downWeight", bytes_of(L * H * I, p.dt)).ptr;
+    p.input_norm = a.buffer("inputNorm", bytes_of(L * H, p.dt)).ptr;
+    p.post_norm = a.buffer("postNorm", bytes_of(L * H, p.dt)).ptr;
+    p.q_norm = a.buffer("qNorm", bytes_of(L * D, p.dt)).ptr;
+    p.k_norm = a.buffer("kNorm", bytes_of(L * D, p.dt)).ptr;
+    p.final_norm = a.buffer("finalNorm", bytes_of(H, p.dt)).ptr;
+    p.cos = static_cast<const float*>(a.buffer("cos", bytes_of(p.max_pos * (D / 2), DType::F32)).ptr);
+    p.sin = static_cast<const float*>(a.buffer("sin", bytes_of(p.max_pos * (D / 2), DType::F32)).ptr);
+    p.kv_pool = a.buffer("kvPool", bytes_of(L * 2 * p.num_slots * p.kv_heads * D, p.dt)).ptr;
+    p.positions = static_cast<const int32_t*>(a.buffer("positions", bytes_of(T, DType::I32)).ptr);
+    p.slot_mapping = static_cast<const int32_t*>(a.buffer("slotMapping", bytes_of(T, DType::I32)).ptr);
+    p.context_lens = static_cast<const int32_t*>(a.buffer("contextLens", bytes_of(T, DType::I32)).ptr);
+    p.block_tables = static_cast<const int32_t*>(a.buffer("blockTables", bytes_of(T * p.table_width, DType::I32)).ptr);
+    p.residual = a.buffer("residual", bytes_of(T * H, p.dt)).ptr;
+    p.normed_out = a.buffer("normedOut", bytes_of(T * H, p.dt)).ptr;
+    p.qkv = a.buffer("qkv", bytes_of(T * QKV, p.dt)).ptr;
+    p.attn = a.buffer("attn", bytes_of(T * QD, p.dt)).ptr;
+    p.act = a.buffer("act", bytes_of(T * I, p.dt)).ptr;
+    // The scratch's sizes come from the plan, known only on the device: checked below.
+    Buf partials = a.buffer("partials", 0);
+    Buf sync = a.buffer("sync", 0);
+    if (a.on_cpu()) a.fail("is a CUDA kernel: the CPU runs lesson 10's forward");
+#ifdef AIOS_WITH_CUDA
+    aios::cuda::make_current(a.device());
+    const aios::persistent::Plan plan = aios::cuda::persistent_decode_plan(s);
+    if (!plan.why.empty()) a.fail("cannot run this shape: it " + plan.why);
+    if (partials.capacity < bytes_of(plan.partial_floats, DType::F32))
+      a.fail("partials holds " + std::to_string(partials.capacity) + " bytes, the plan needs " + std::to_string(bytes_of(plan.partial_floats, DType::F32)));
+    if (sync.capacity < bytes_of(plan.sync_words, DType::I32))
+      a.fail("sync holds " + std::to_string(sync.capacity) + " bytes, the plan needs " + std::to_string(bytes_of(plan.sync_words, DType::I32)));
+    p.partials = static_cast<float*>(partials.ptr);
+    p.sync = static_cast<uint32_t*>(sync.ptr);
+    aios::cuda::persistent_decode(a.stream(), p, plan);
+#endif
   });
 }
 
@@ -1598,6 +1701,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("flashPrefill", Napi::Function::New(env, FlashPrefill));
   exports.Set("flashDecode", Napi::Function::New(env, FlashDecode));
   exports.Set("flashDecodePlan", Napi::Function::New(env, FlashDecodePlan));
+  exports.Set("persistentDecodePlan", Napi::Function::New(env, PersistentDecodePlan));
+  exports.Set("persistentDecode", Napi::Function::New(env, PersistentDecode));
   exports.Set("flashCascadeDecode", Napi::Function::New(env, FlashCascadeDecode));
   exports.Set("flashCascadePlan", Napi::Function::New(env, FlashCascadePlan));
   exports.Set("argmax", Napi::Function::New(env, Argmax));

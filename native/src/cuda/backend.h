@@ -10,6 +10,7 @@
 #include "../aios.h"
 #include "../allocator.h"
 #include "../flash.h"
+#include "../persistent.h"
 
 namespace aios::cuda {
 
@@ -92,6 +93,10 @@ void flash_prefill(cudaStream_t st, const PagedAttentionArgs& a, int version);
 ::aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int version, int64_t splits);
 void flash_decode(cudaStream_t st, const PagedAttentionArgs& a, int version, const ::aios::flash::DecodePlan& plan,
                   void* workspace, int64_t workspace_bytes);
+// Lesson 11: the persistent decode step (../persistent.h). The plan says whether this device runs
+// the shape (why is "" then) and how; persistent_decode zeroes a.sync and launches one block per SM.
+::aios::persistent::Plan persistent_decode_plan(const ::aios::persistent::Shape& s);
+void persistent_decode(cudaStream_t st, const PersistentDecodeArgs& a, const ::aios::persistent::Plan& p);
 // Lesson 13 (flash_decode.cu): the cascade decode and its plan (lesson 09's v3 plan for the own keys).
 ::aios::flash::CascadePlan flash_cascade_plan(const PagedAttentionArgs& a);
 void flash_cascade_decode(cudaStream_t st, const PagedAttentionArgs& a, const ::aios::flash::CascadePlan& plan, void* workspace,

@@ -1,0 +1,600 @@
+// Lesson 11's persistent decode step (see ../persistent.h for why and what it
+// supports): one launch runs every decoder layer of a decode step of 1-8 rows.
+// One block per SM; per layer five stages separated by grid-wide barriers:
+//
+//   1. qkv      x = rmsnorm(residual) * input_norm;  qkv = x @ Wqkv^T
+//   2. attention  per unit (token, KV head, split of the context): q/k RMSNorm and
+//               RoPE, the new K/V into the pool (the unit holding the last key),
+//               flash-decoding over the unit's keys; the last unit of a (token, KV
+//               head) to finish merges the splits (a counter, no extra barrier)
+//   3. o        residual += attn @ Wo^T
+//   4. gate_up  x = rmsnorm(residual) * post_norm;  act = silu(x @ Wg^T) * (x @ Wu^T)
+//   5. down     residual += act @ Wd^T
+//
+// then the final norm into normed_out. Each weight matrix is cut into chunks of
+// whole rows (a stage of the ring); chunk j of a stage belongs to block j % grid.
+// A block's chunks of the whole step form one stream that the ring copies
+// (cp.async) kStages - 1 chunks ahead of the one being multiplied, across stage
+// and layer boundaries: the weights of the next stage arrive while the block
+// waits at the barrier. Every rounding to the storage type is where lesson 10's
+// kernels round (GEMM outputs, the residual, the norms, q/k after norm and
+// RoPE, SiLU), so the two paths differ only in the order of float sums.
+//
+// Compiled as plain C++ with AIOS_EMU (native/emu) it runs on the CPU emulator,
+// grid barriers included (emurt::launch_grid).
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+#include "../persistent.h"
+#include "flash_common.cuh"
+
+namespace aios::AIOS_FLASH_NS {
+namespace persistent_kernel {
+namespace {
+
+using namespace aios::AIOS_FLASH_NS::flash;
+using aios::persistent::kMaxTokens;
+using aios::persistent::kStageBytes;
+using aios::persistent::kStages;
+using aios::persistent::kThreads;
+using aios::persistent::kTileKeys;
+using aios::persistent::kWarps;
+constexpr int D = aios::persistent::kHeadDim;
+constexpr int kVecsPerStage = int(kStageBytes / 16);
+constexpr int kVecsPerThread = kVecsPerStage / kThreads;  // 16-byte vectors of one stage each thread multiplies
+
+// ---- memory the other blocks write during the kernel: read through L2 (ld.global.cg), never the
+// non-coherent read-only path that ldg() uses for the step's inputs and the weights.
+__device__ __forceinline__ uint4 ldcg16(const void* p) {
+#ifdef AIOS_EMU
+  return ldg16(p);
+#else
+  return __ldcg(static_cast<const uint4*>(p));
+#endif
+}
+template <class T> __device__ __forceinline__ T ldcg(const T* p) {
+#ifdef AIOS_EMU
+  return ldg(p);
+#else
+  return __ldcg(p);
+#endif
+}
+__device__ __forceinline__ uint32_t atomic_add(uint32_t* p, uint32_t v) {
+#ifdef AIOS_EMU
+  return emurt::atomic_add_u32(p, v);
+#else
+  return atomicAdd(p, v);
+#endif
+}
+__device__ __forceinline__ void fence() {
+#ifndef AIOS_EMU
+  __threadfence();
+#endif
+}
+
+// Every block waits here until every block has arrived; what any block wrote before is then
+// visible to all. `target` counts the arrivals expected so far (the counter only grows in a launch).
+__device__ __forceinline__ void grid_barrier(uint32_t* counter, uint32_t& target) {
+  target += gridDim.x;
+#ifdef AIOS_EMU
+  (void)counter;
+  emurt::grid_sync();
+#else
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();  // this block's writes (cumulatively, its threads') before the arrival
+    atomicAdd(counter, 1u);
+    uint32_t seen;
+    do {
+      asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
+    } while (seen < target);
+  }
+  __syncthreads();
+#endif
+}
+
+template <class T> __device__ __forceinline__ uint4 pack8(const float (&f)[8]) {
+  uint4 v;
+  v.x = pack2<T>(f[0], f[1]);
+  v.y = pack2<T>(f[2], f[3]);
+  v.z = pack2<T>(f[4], f[5]);
+  v.w = pack2<T>(f[6], f[7]);
+  return v;
+}
+template <class T> __device__ __forceinline__ float round_t(float v) { return to_f(from_f<T>(v)); }
+
+// The four weight stages of a layer, in the order their chunks stream.
+enum Stage : int { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
+
+// What the kernel derives once from the arguments and the plan.
+struct Geometry {
+  int64_t H, Hq, Hkv, I, QD, QKV, group;
+  int64_t rows_of[4];    // output rows a stage's chunk holds (pairs for gate/up)
+  int64_t k_of[4];       // the input length of each stage's matrix
+  int64_t n_of[4];       // output rows of each stage's matrix (pairs for gate/up)
+  int64_t chunks_of[4];  // chunks of each stage's matrix (over the grid)
+  int64_t mine_of[4];    // chunks of each stage this block owns
+  int64_t mine_layer;    // their sum: this block's chunks of one layer
+  int splits;
+};
+
+__device__ __forceinline__ int64_t owned(int64_t chunks, int64_t block, int64_t grid) {
+  return chunks > block ? (chunks - block + grid - 1) / grid : 0;
+}
+
+__device__ Geometry geometry(const PersistentDecodeArgs& a, const int rows[4], int splits) {
+  Geometry g;
+  g.H = a.hidden, g.Hq = a.q_heads, g.Hkv = a.kv_heads, g.I = a.inter;
+  g.QD = g.Hq * D, g.QKV = (g.Hq + 2 * g.Hkv) * D, g.group = g.Hq / g.Hkv;
+  const int64_t k[4] = {g.H, g.QD, g.H, g.I}, n[4] = {g.QKV, g.H, g.I, g.H};
+  g.mine_layer = 0;
+  for (int s = 0; s < 4; ++s) {
+    g.rows_of[s] = rows[s];
+    g.k_of[s] = k[s];
+    g.n_of[s] = n[s];
+    g.chunks_of[s] = (n[s] + rows[s] - 1) / rows[s];
+    g.mine_of[s] = owned(g.chunks_of[s], blockIdx.x, gridDim.x);
+    g.mine_layer += g.mine_of[s];
+  }
+  g.splits = splits;
+  return g;
+}
+
+// Chunk `idx` of this block's stream: its layer, stage and first output row.
+struct ChunkRef {
+  int64_t layer, stage, row0, rows;
+};
+__device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int64_t idx) {
+  ChunkRef c;
+  c.layer = idx / g.mine_layer;
+  int64_t r = idx - c.layer * g.mine_layer;
+  c.stage = 0;
+  while (r >= g.mine_of[c.stage]) r -= g.mine_of[c.stage++];
+  const int64_t chunk = blockIdx.x + r * int64_t(gridDim.x);
+  c.row0 = chunk * g.rows_of[c.stage];
+  const int64_t left = g.n_of[c.stage] - c.row0;
+  c.rows = left < g.rows_of[c.stage] ? left : g.rows_of[c.stage];
+  return c;
+}
+
+// Queues the copies of chunk `idx` of the stream into its ring stage (an empty group past the end,
+// so every thread's count of groups stays one per chunk).
+template <class T>
+__device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int64_t idx, int64_t total, unsigned char* ring) {
+  if (idx < total) {
+    const ChunkRef c = chunk_ref(g, idx);
+    const int64_t K = g.k_of[c.stage];
+    const T* base;
+    int64_t mat_rows;
+    switch (c.stage) {
+      case kQkv: base = static_cast<const T*>(a.qkv_w), mat_rows = g.QKV; break;
+      case kO: base = static_cast<const T*>(a.o_w), mat_rows = g.H; break;
+      case kGateUp: base = static_cast<const T*>(a.gate_up_w), mat_rows = 2 * g.I; break;
+      default: base = static_cast<const T*>(a.down_w), mat_rows = g.H; break;
+    }
+    const T* mat = base + c.layer * mat_rows * K;
+    const int64_t seg_vecs = c.rows * K / 8;  // one segment: the chunk's rows (gate/up: then the same rows of up)
+    const int64_t vecs = c.stage == kGateUp ? 2 * seg_vecs : seg_vecs;
+    unsigned char* dst = ring + (idx % kStages) * kStageBytes;
+    for (int64_t v = threadIdx.x; v < vecs; v += kThreads) {
+      const int64_t seg = v >= seg_vecs, w = v - seg * seg_vecs;
+      const T* src = mat + (c.row0 + seg * g.I) * K + w * 8;
+      cp_async16(dst + v * 16, src, true);
+    }
+  }
+  cp_async_commit();
+}
+
+// x[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows, into shared memory.
+template <class T>
+__device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, float eps, T* x, float* red) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  // Loops over kMaxTokens with a guard, unrolled: the arrays stay in registers (a loop to M would
+  // index them at run time, from local memory).
+  float ss[kMaxTokens];
+#pragma unroll
+  for (int m = 0; m < kMaxTokens; ++m) ss[m] = 0.0f;
+  for (int64_t v = threadIdx.x; v < H / 8; v += kThreads)
+#pragma unroll
+    for (int m = 0; m < kMaxTokens; ++m) {
+      if (m >= M) break;
+      float f[8];
+      unpack16<T>(ldcg16(residual + m * H + v * 8), f);
+      for (int e = 0; e < 8; ++e) ss[m] += f[e] * f[e];
+    }
+#pragma unroll
+  for (int m = 0; m < kMaxTokens; ++m) {
+    if (m >= M) break;
+    const float s = warp_sum(ss[m]);
+    if (lane == 0) red[warp * kMaxTokens + m] = s;
+  }
+  __syncthreads();
+  for (int64_t v = threadIdx.x; v < H / 8; v += kThreads) {
+    float wf[8];
+    unpack16<T>(ldg16(w + v * 8), wf);
+    for (int64_t m = 0; m < M; ++m) {
+      float tot = 0.0f;
+      for (int i = 0; i < kWarps; ++i) tot += red[i * kMaxTokens + m];
+      const float inv = 1.0f / sqrtf(tot / float(H) + eps);
+      float f[8];
+      unpack16<T>(ldcg16(residual + m * H + v * 8), f);
+      for (int e = 0; e < 8; ++e) f[e] = f[e] * inv * wf[e];
+      *reinterpret_cast<uint4*>(x + m * H + v * 8) = pack8<T>(f);
+    }
+  }
+  __syncthreads();  // x complete; red free again
+}
+
+// x[m, :] = src[m, :] (an activation other blocks wrote), into shared memory.
+template <class T> __device__ void load_rows(const T* src, int64_t M, int64_t K, T* x) {
+  for (int64_t v = threadIdx.x; v < M * K / 8; v += kThreads)
+    *reinterpret_cast<uint4*>(x + v * 8) = ldcg16(src + v * 8);
+  __syncthreads();
+}
+
+// One stage of a layer: every chunk this block owns, multiplied with x (M rows of K in shared
+// memory) as it comes out of the ring; each output row's M results go to `emit(row, m, value)`
+// (gate/up: the pair's two values). `next` is the stream position of this stage's first chunk;
+// it advances past them.
+template <class T, class Emit>
+__device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int stage, int64_t& next, int64_t total,
+                          unsigned char* ring, const T* x, int64_t M, float* red, Emit emit) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t K = g.k_of[stage], vpr = K / 8;  // 16-byte vectors a row
+  const bool pairs = stage == kGateUp;
+  for (int64_t j = 0; j < g.mine_of[stage]; ++j, ++next) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();  // every thread's copies of this chunk landed; the stage read last is free
+    issue_chunk<T>(a, g, next + kStages - 1, total, ring);
+    const ChunkRef c = chunk_ref(g, next);
+    const int64_t rows = pairs ? 2 * c.rows : c.rows;  // rows of the stage, gate then up
+    const unsigned char* w = ring + (next % kStages) * kStageBytes;
+    float acc[kVecsPerThread][kMaxTokens];
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i)
+#pragma unroll
+      for (int m = 0; m < kMaxTokens; ++m) acc[i][m] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      const int64_t v = threadIdx.x + int64_t(i) * kThreads;
+      if (v >= rows * vpr) break;  // warp-uniform: a row is a whole number of 32-vector groups
+      float wf[8];
+      unpack16<T>(*reinterpret_cast<const uint4*>(w + v * 16), wf);
+      const int64_t col = (v % vpr) * 8;
+#pragma unroll
+      for (int m = 0; m < kMaxTokens; ++m) {
+        if (m >= M) break;
+        float xf[8];
+        unpack16<T>(*reinterpret_cast<const uint4*>(x + m * K + col), xf);
+        float s = 0.0f;
+        for (int e = 0; e < 8; ++e) s += wf[e] * xf[e];
+        acc[i][m] += s;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < kVecsPerThread; ++i) {
+      if (threadIdx.x + int64_t(i) * kThreads >= rows * vpr) break;
+#pragma unroll
+      for (int m = 0; m < kMaxTokens; ++m) {
+        if (m >= M) break;
+        const float s = warp_sum(acc[i][m]);
+        if (lane == 0) red[(i * kWarps + warp) * kMaxTokens + m] = s;  // group i * kWarps + warp
+      }
+    }
+    __syncthreads();
+    // Row r is vectors [r vpr, (r + 1) vpr): groups r vpr / 32 onward, summed in group order.
+    const int64_t gpr = vpr / 32, outs = c.rows * M;
+    for (int64_t o = threadIdx.x; o < outs; o += kThreads) {
+      const int64_t r = o / M, m = o - r * M;
+      float s = 0.0f, s2 = 0.0f;
+      for (int64_t q = r * gpr; q < (r + 1) * gpr; ++q) s += red[q * kMaxTokens + m];
+      if (pairs)
+        for (int64_t q = (r + c.rows) * gpr; q < (r + c.rows + 1) * gpr; ++q) s2 += red[q * kMaxTokens + m];
+      emit(c.row0 + r, m, s, s2);
+    }
+  }
+}
+
+// ---- attention of one unit: (token b, KV head kvh, split s)
+
+// Head dim 128 as fused.cu's qk_norm_rope_store does it: lane l holds elements 2l, 2l+1 and
+// their rotary partners 64 + 2l, 64 + 2l + 1. Returns them normed and rotated, rounded as stored.
+template <class T>
+__device__ void norm_rope_head(const T* x, const T* w, float eps, const float* cos, const float* sin, int64_t p, int64_t max_pos,
+                               float (&out)[4]) {
+  const int lane = threadIdx.x % 32, i0 = 2 * lane, i1 = 64 + 2 * lane;
+  float v[4] = {to_f(ldcg(x + i0)), to_f(ldcg(x + i0 + 1)), to_f(ldcg(x + i1)), to_f(ldcg(x + i1 + 1))};
+  const float ss = warp_sum(v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]);
+  const float inv = 1.0f / sqrtf(ss / float(D) + eps);
+  const int idx[4] = {i0, i0 + 1, i1, i1 + 1};
+  for (int e = 0; e < 4; ++e) v[e] = round_t<T>(v[e] * inv * to_f(ldg(w + idx[e])));
+  if (p < 0 || p >= max_pos) {  // poisoned, as qk_norm_rope_store does
+    for (int e = 0; e < 4; ++e) out[e] = __builtin_nanf("");
+    return;
+  }
+  for (int e = 0; e < 2; ++e) {
+    const float c = ldg(cos + p * 64 + i0 + e), s = ldg(sin + p * 64 + i0 + e);
+    out[e] = round_t<T>(v[e] * c - v[2 + e] * s);
+    out[2 + e] = round_t<T>(v[2 + e] * c + v[e] * s);
+  }
+}
+
+template <class T>
+__device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g, int64_t layer, int64_t unit, unsigned char* smem_attn,
+                               float* qs, uint32_t* flag) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t S = g.splits, G = g.group;
+  const int64_t s = unit % S, bk = unit / S, kvh = bk % g.Hkv, b = bk / g.Hkv;
+  const int64_t L = ldg(a.context_lens + b), pos = ldg(a.positions + b), slot = ldg(a.slot_mapping + b);
+  const int64_t per = (L + S - 1) / S, start = s * per, end = start + per < L ? start + per : L;
+  const bool holds_new = start < end && end == L;
+  const T* qkv = static_cast<const T*>(a.qkv) + b * g.QKV;
+  T* pool = static_cast<T*>(a.kv_pool);
+  const int64_t layer_elems = 2 * a.num_slots * g.Hkv * D;
+  T* kc = pool + layer * layer_elems;
+  T* vc = kc + a.num_slots * g.Hkv * D;
+  const bool store = holds_new && slot >= 0 && slot < a.num_slots;
+  // Jobs: the group's query heads, then (the unit holding the new key) its K and its V.
+  const int64_t jobs = G + (store ? 2 : 0);
+  for (int64_t job = warp; job < jobs; job += kWarps) {
+    if (job < G) {
+      const int64_t qh = kvh * G + job;
+      float o[4];
+      norm_rope_head<T>(qkv + qh * D, static_cast<const T*>(a.q_norm) + layer * D, a.eps, a.cos, a.sin, pos, a.max_pos, o);
+      const int i0 = 2 * lane, i1 = 64 + 2 * lane;
+      qs[job * D + i0] = o[0], qs[job * D + i0 + 1] = o[1], qs[job * D + i1] = o[2], qs[job * D + i1 + 1] = o[3];
+    } else if (job == G) {
+      float o[4];
+      norm_rope_head<T>(qkv + (g.Hq + kvh) * D, static_cast<const T*>(a.k_norm) + layer * D, a.eps, a.cos, a.sin, pos, a.max_pos, o);
+      T* dst = kc + (slot * g.Hkv + kvh) * D;
+      const int i0 = 2 * lane, i1 = 64 + 2 * lane;
+      stg(dst + i0, from_f<T>(o[0])), stg(dst + i0 + 1, from_f<T>(o[1])), stg(dst + i1, from_f<T>(o[2])), stg(dst + i1 + 1, from_f<T>(o[3]));
+    } else {
+      const T* src = qkv + (g.Hq + g.Hkv + kvh) * D;
+      T* dst = vc + (slot * g.Hkv + kvh) * D;
+      for (int d = lane; d < D; d += 32) stg(dst + d, ldcg(src + d));
+    }
+  }
+  __syncthreads();  // q in shared memory; the new K/V stored (read back below through L2)
+
+  float* partial = a.partials + ((b * g.Hq + kvh * G) * S + s) * (D + 1);  // head h of the group: + h S (D + 1)
+  if (start >= end) {  // no keys: the merge skips this split
+    if (threadIdx.x < G) partial[threadIdx.x * S * (D + 1) + D] = kNegInf;
+  } else {
+    const float scale_log2 = a.scale * kLog2e;
+    constexpr int kMaxGroup = aios::persistent::kMaxGroup;
+    float m_run[kMaxGroup], l_run[kMaxGroup], acc[kMaxGroup][4];  // registers: every loop over them unrolled, guarded by G
+#pragma unroll
+    for (int h = 0; h < kMaxGroup; ++h) {
+      m_run[h] = kNegInf, l_run[h] = 0.0f;
+      for (int e = 0; e < 4; ++e) acc[h][e] = 0.0f;
+    }
+    T* ktile = reinterpret_cast<T*>(smem_attn);
+    T* vtile = ktile + kTileKeys * D;
+    const int32_t* table = a.block_tables + b * a.table_width;
+    const int64_t num_blocks = a.num_slots / a.block_size;
+    for (int64_t t0 = start; t0 < end; t0 += kTileKeys) {
+      const int64_t n = end - t0 < kTileKeys ? end - t0 : kTileKeys;
+      for (int64_t v = threadIdx.x; v < 2 * n * (D / 8); v += kThreads) {
+        const int64_t which = v / (n * (D / 8)), r = v - which * n * (D / 8), key = r / (D / 8), c = r % (D / 8);
+        const int64_t sl = slot_of(table, t0 + key, a.block_size, num_blocks);
+        const T* src = (which ? vc : kc) + (sl * g.Hkv + kvh) * D + c * 8;
+        cp_async16((which ? vtile : ktile) + key * D + c * 8, src, true);
+      }
+      cp_async_commit();
+      cp_async_wait<0>();  // also the weight chunks queued before: issued long ago, landed
+      __syncthreads();
+      for (int64_t key = warp; key < n; key += kWarps) {
+        float kf[4], vf[4];
+        for (int e = 0; e < 4; ++e) kf[e] = to_f(ktile[key * D + 4 * lane + e]), vf[e] = to_f(vtile[key * D + 4 * lane + e]);
+#pragma unroll
+        for (int h = 0; h < kMaxGroup; ++h) {
+          if (h >= G) break;
+          float dot = 0.0f;
+          for (int e = 0; e < 4; ++e) dot += qs[h * D + 4 * lane + e] * kf[e];
+          const float sc = warp_sum(dot) * scale_log2;
+          const float m_new = fmaxf(m_run[h], sc);
+          const float alpha = exp2_fast(m_run[h] - m_new), p = exp2_fast(sc - m_new);
+          m_run[h] = m_new;
+          l_run[h] = l_run[h] * alpha + p;
+          for (int e = 0; e < 4; ++e) acc[h][e] = acc[h][e] * alpha + p * vf[e];
+        }
+      }
+      __syncthreads();  // the tile is read before the next overwrites it
+    }
+    // Merge the warps' states: wm[w][h], wl[w][h], wacc[w][h][D], over the tiles' space.
+    float* wm = reinterpret_cast<float*>(smem_attn);
+    float* wl = wm + kWarps * G;
+    float* wacc = wl + kWarps * G;
+#pragma unroll
+    for (int h = 0; h < kMaxGroup; ++h) {
+      if (h >= G) break;
+      if (lane == 0) wm[warp * G + h] = m_run[h], wl[warp * G + h] = l_run[h];
+      for (int e = 0; e < 4; ++e) wacc[(warp * G + h) * D + 4 * lane + e] = acc[h][e];
+    }
+    __syncthreads();
+    for (int64_t o = threadIdx.x; o < G * D; o += kThreads) {
+      const int64_t h = o / D, d = o % D;
+      float mx = kNegInf;
+      for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, wm[w * G + h]);
+      float l = 0.0f, sum = 0.0f;
+      for (int w = 0; w < kWarps; ++w) {
+        const float f = wm[w * G + h] == kNegInf ? 0.0f : exp2_fast(wm[w * G + h] - mx);
+        l += wl[w * G + h] * f;
+        sum += wacc[(w * G + h) * D + d] * f;
+      }
+      if (S == 1) {
+        stg(static_cast<T*>(a.attn) + b * g.QD + (kvh * G + h) * D + d, from_f<T>(sum / l));
+      } else {
+        stg(partial + h * S * (D + 1) + d, sum / l);
+        if (d == 0) stg(partial + h * S * (D + 1) + D, mx + log2f(l));
+      }
+    }
+  }
+  if (S == 1) return;
+  // The last of the (token, KV head)'s splits to arrive merges them.
+  __syncthreads();
+  uint32_t* counter = a.sync + 1 + b * g.Hkv + kvh;
+  if (threadIdx.x == 0) {
+    fence();  // this unit's partials before its arrival
+    *flag = atomic_add(counter, 1u) == uint32_t(S - 1);
+    if (*flag) {
+      fence();
+      *counter = 0;  // ready for the next layer (which starts after a grid barrier)
+    }
+  }
+  __syncthreads();
+  if (!*flag) return;
+  const float* part = a.partials + (b * g.Hq + kvh * G) * S * (D + 1);
+  for (int64_t o = threadIdx.x; o < G * D; o += kThreads) {
+    const int64_t h = o / D, d = o % D;
+    const float* ph = part + h * S * (D + 1);
+    float mx = kNegInf;
+    for (int64_t i = 0; i < S; ++i) mx = fmaxf(mx, ldcg(ph + i * (D + 1) + D));
+    float l = 0.0f, sum = 0.0f;
+    for (int64_t i = 0; i < S; ++i) {
+      const float lse = ldcg(ph + i * (D + 1) + D);
+      if (lse == kNegInf) continue;
+      const float f = exp2_fast(lse - mx);
+      l += f;
+      sum += f * ldcg(ph + i * (D + 1) + d);
+    }
+    stg(static_cast<T*>(a.attn) + b * g.QD + (kvh * G + h) * D + d, from_f<T>(sum / l));
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, 1)
+    persistent_decode_kernel(PersistentDecodeArgs a, int rows_qkv, int rows_o, int rows_gate_up, int rows_down, int splits,
+                             int64_t x_off, int64_t attn_off, int64_t q_off, int64_t red_off, int64_t misc_off) {
+  unsigned char* smem = smem_base();
+  unsigned char* ring = smem;
+  T* x = reinterpret_cast<T*>(smem + x_off);
+  float* qs = reinterpret_cast<float*>(smem + q_off);
+  float* red = reinterpret_cast<float*>(smem + red_off);
+  uint32_t* flag = reinterpret_cast<uint32_t*>(smem + misc_off);
+  const int rows[4] = {rows_qkv, rows_o, rows_gate_up, rows_down};
+  const Geometry g = geometry(a, rows, splits);
+  const int64_t M = a.tokens, total = g.mine_layer * a.layers;
+  uint32_t target = 0;
+  int64_t next = 0;
+  // The ring starts filling before anything else: the weights need nothing from the step.
+  for (int64_t i = 0; i < kStages - 1; ++i) issue_chunk<T>(a, g, i, total, ring);
+  T* residual = static_cast<T*>(a.residual);
+  T* qkv = static_cast<T*>(a.qkv);
+  T* act = static_cast<T*>(a.act);
+  for (int64_t l = 0; l < a.layers; ++l) {
+    norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, red);
+    run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float v, float) {
+      stg(qkv + m * g.QKV + n, from_f<T>(v));
+    });
+    grid_barrier(a.sync, target);
+    for (int64_t u = blockIdx.x; u < M * g.Hkv * g.splits; u += gridDim.x) {
+      attention_unit<T>(a, g, l, u, smem + attn_off, qs, flag);
+      __syncthreads();  // the unit's shared memory is free for the next
+    }
+    grid_barrier(a.sync, target);
+    load_rows<T>(static_cast<const T*>(a.attn), M, g.QD, x);
+    run_stage<T>(a, g, kO, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float v, float) {
+      T* r = residual + m * g.H + n;
+      stg(r, from_f<T>(to_f(ldcg(r)) + round_t<T>(v)));
+    });
+    grid_barrier(a.sync, target);
+    norm_rows<T>(residual, static_cast<const T*>(a.post_norm) + l * g.H, M, g.H, a.eps, x, red);
+    run_stage<T>(a, g, kGateUp, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float gate, float up) {
+      const float gv = round_t<T>(gate);
+      const float s = round_t<T>(gv / (1.0f + expf(-gv)));
+      stg(act + m * g.I + n, from_f<T>(s * round_t<T>(up)));
+    });
+    grid_barrier(a.sync, target);
+    load_rows<T>(act, M, g.I, x);
+    run_stage<T>(a, g, kDown, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float v, float) {
+      T* r = residual + m * g.H + n;
+      stg(r, from_f<T>(to_f(ldcg(r)) + round_t<T>(v)));
+    });
+    grid_barrier(a.sync, target);
+  }
+  cp_async_wait<0>();  // the empty groups past the stream's end
+  // The final norm: block m normalizes row m.
+  for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
+    norm_rows<T>(residual + m * g.H, static_cast<const T*>(a.final_norm), 1, g.H, a.eps, x, red);
+    for (int64_t v = threadIdx.x; v < g.H / 8; v += kThreads)
+      *reinterpret_cast<uint4*>(static_cast<T*>(a.normed_out) + m * g.H + v * 8) = *reinterpret_cast<const uint4*>(x + v * 8);
+  }
+}
+
+}  // namespace
+}  // namespace persistent_kernel
+
+#ifdef AIOS_EMU
+/** The emulator's launch: every block at once (launch_grid), since they meet at grid barriers. */
+inline void persistent_decode_emu(const PersistentDecodeArgs& a, const aios::persistent::Plan& p) {
+  using namespace persistent_kernel;
+  if (!p.why.empty()) throw std::runtime_error("persistent_decode: " + p.why);
+  std::memset(a.sync, 0, size_t(p.sync_words) * 4);
+  emurt::launch_grid(dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), "persistent_decode", [&] {
+    persistent_decode_kernel<bf16>(a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset,
+                                   p.q_offset, p.red_offset, p.misc_offset);
+  });
+}
+#else
+aios::persistent::Plan persistent_decode_plan(const aios::persistent::Shape& s) {
+  using namespace flash;
+  using namespace persistent_kernel;
+  // Asked before every launch (the binding re-plans from the shape): the device's numbers and the
+  // occupancy answers are cached, the rest is arithmetic.
+  struct Known {
+    int dev;
+    int64_t smem;
+    bool fits;
+  };
+  static int sms[64], optin[64];
+  static Known known[32];
+  static int n_known = 0;
+  int dev = 0;
+  check(cudaGetDevice(&dev), "cudaGetDevice");
+  if (dev < 0 || dev >= 64) throw Error("persistent_decode_plan: device index out of range");
+  if (!sms[dev]) {
+    const DeviceInfo info = device_info(dev);
+    optin[dev] = int(info.shared_per_block_optin);
+    sms[dev] = info.sm_count;
+  }
+  aios::persistent::Plan p = aios::persistent::plan(s, sms[dev], optin[dev]);
+  if (!p.why.empty()) return p;
+  for (int i = 0; i < n_known; ++i)
+    if (known[i].dev == dev && known[i].smem == p.smem) {
+      if (!known[i].fits) p.why = "a block of " + std::to_string(p.smem) + " bytes of shared memory does not fit an SM";
+      return p;
+    }
+  // One block per SM, all resident: the barriers would wait forever for a block that never starts.
+  int per_sm = 0;
+  auto* kernel = persistent_decode_kernel<bf16>;
+  raise_smem_limit(reinterpret_cast<const void*>(kernel), size_t(p.smem), "persistent_decode");
+  check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, size_t(p.smem)), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+  if (n_known < 32) known[n_known++] = {dev, p.smem, per_sm >= 1};
+  if (per_sm < 1) p.why = "a block of " + std::to_string(p.smem) + " bytes of shared memory does not fit an SM";
+  return p;
+}
+
+void persistent_decode(flash::Stream st, const PersistentDecodeArgs& a, const aios::persistent::Plan& p) {
+  using namespace flash;
+  using namespace persistent_kernel;
+  if (!p.why.empty()) throw Error("persistent_decode: " + p.why);
+  check(cudaMemsetAsync(a.sync, 0, size_t(p.sync_words) * 4, st), "persistent_decode: cudaMemsetAsync");
+  dispatch_half(a.dt, [&](auto tag) {
+    using T = decltype(tag);
+    auto* kernel = persistent_decode_kernel<T>;
+    raise_smem_limit(reinterpret_cast<const void*>(kernel), size_t(p.smem), "persistent_decode");
+    // A plain launch, and the kernel never signals its dependents early (no pdl_begin): the next
+    // kernel's blocks then start only once this one has completed, so none of them can hold an SM
+    // that one of these blocks still waits for (the barriers need every block resident at once).
+    kernel<<<dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), st>>>(
+        a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset, p.q_offset, p.red_offset,
+        p.misc_offset);
+    check(cudaGetLastError(), "persistent_decode");
+  });
+}
+#endif
+
+}  // namespace aios::AIOS_FLASH_NS
