@@ -170,7 +170,7 @@ export class FusedStepModel implements StepModel {
    */
   forwardStep(step: StepInput, pool: KVPool): Tensor {
     const { numHeads: Hq, headDim: D, rmsNormEps: eps } = this.ctx.cfg;
-    const T = step.numTokens, S = step.numSampled, ws = this.workspace;
+    const T = step.numTokens, ws = this.workspace;
     const rows = (t: Tensor, n: number) => t.narrow(0, 0, n);
     const residual = rows(ws.residual, T), normed = rows(ws.normed, T), qkv = rows(ws.qkv, T), q = rows(ws.q, T), attn = rows(ws.attn, T);
     const o = rows(ws.o, T), gateUp = rows(ws.gateUp, T), act = rows(ws.act, T), down = rows(ws.down, T);
@@ -202,10 +202,19 @@ export class FusedStepModel implements StepModel {
       ops.matmul(act, L.downProj, down);
       addNorm(down, w.layers[l + 1]?.inputNorm ?? w.norm); // the next layer's input norm, or the final one
     });
-    const last = rows(ws.last, S), logits = rows(ws.logits, S);
+    return this.lmHead(step);
+  }
+
+  /**
+   * The LM head on the final norm of the step's sampled rows (the workspace's `normed`, where the
+   * last layer left it): the step's logits. Lesson 11's persistent decode ends here too.
+   */
+  lmHead(step: StepInput): Tensor {
+    const S = step.numSampled, ws = this.workspace;
+    const last = ws.last.narrow(0, 0, S), logits = ws.logits.narrow(0, 0, S);
     if (S > 0) {
-      ops.gatherRows(normed, step.lastTokenIndex, last);
-      ops.matmul(last, w.lmHead, logits, { outDtype: 'f32' });
+      ops.gatherRows(ws.normed.narrow(0, 0, step.numTokens), step.lastTokenIndex, last);
+      ops.matmul(last, this.weights.lmHead, logits, { outDtype: 'f32' });
     }
     return logits;
   }

@@ -13,6 +13,8 @@ import type { AttentionVariants, FixedLayout, KVPool, PagedAttentionOp, StepInpu
 import { FusedStepModel, type ParallelHooks } from '@aios/lesson-10-fused-layers';
 import type { Tensor } from '@aios/engine-core';
 
+import { PersistentDecode } from './persistent-decode.ts';
+
 /** Batch buckets: 1, 2, 4, 8, then every 16 up to the engine's limit (and the limit itself). */
 export function batchBuckets(maxNumSeqs: number): number[] {
   const out = [1, 2, 4, 8].filter((b) => b <= maxNumSeqs);
@@ -30,6 +32,8 @@ interface Captured {
   layout: FixedLayout;
   /** The attention op's variant the graph recorded (0 for an op without variants). */
   variant: number;
+  /** Whether the graph records the persistent decode kernel (persistent-decode.ts) instead of lesson 10's forward. */
+  persistent: boolean;
   graph: InstanceType<typeof native.Graph> | undefined;
 }
 
@@ -38,8 +42,13 @@ export class GraphStepModel implements StepModel {
   private readonly captured: Captured[] = [];
   private captureSeconds = 0;
   private captureBytes = 0;
-  /** Decode steps replayed as graphs, run eagerly in a bucket's padded layout (the CPU), and run eagerly as they are (no bucket fits). */
-  readonly counts = { replayed: 0, padded: 0, eager: 0 };
+  /**
+   * Decode steps replayed as graphs (of them, through the persistent kernel), run eagerly in a
+   * bucket's padded layout (the CPU), and run eagerly as they are (no bucket fits).
+   */
+  readonly counts = { replayed: 0, persistent: 0, padded: 0, eager: 0 };
+  /** Small decode buckets as one kernel for all the layers, or why not. */
+  private readonly persistent: PersistentDecode | { why: string };
   /** Decode steps per attention variant (an op with variants: lesson 13's plain and cascade decode). */
   readonly decodeStepsByVariant: number[] = [];
 
@@ -54,6 +63,12 @@ export class GraphStepModel implements StepModel {
   ) {
     this.inner = new FusedStepModel(ctx, attention, parallel);
     this.variants = attention?.variants;
+    this.persistent = PersistentDecode.create(this.inner, ctx, { parallel: parallel !== undefined, attentionVariants: this.variants !== undefined });
+  }
+
+  /** The persistent path for a batch bucket, if it takes it. */
+  private persistentFor(seqs: number): PersistentDecode | undefined {
+    return this.persistent instanceof PersistentDecode && this.persistent.takes(seqs) ? this.persistent : undefined;
   }
 
   /** Records one graph per (batch bucket, context bucket, attention variant). On the CPU there are no graphs: decode steps still use the padded layouts. */
@@ -64,7 +79,7 @@ export class GraphStepModel implements StepModel {
     const layouts = contexts.flatMap((c) => seqs.map((b): FixedLayout => ({ seqs: b, width: Math.ceil(c / options.blockSize), maxContextLen: c })));
     const todo = variants.flatMap((variant) => layouts.map((layout) => ({ layout, variant })));
     if (device === 'cpu') {
-      for (const t of todo) this.captured.push({ ...t, graph: undefined });
+      for (const t of todo) this.captured.push({ ...t, persistent: false, graph: undefined });
       return;
     }
     const perVariant = variants.length > 1 ? `, each for ${variants.length} attention variants` : '';
@@ -77,11 +92,13 @@ export class GraphStepModel implements StepModel {
     for (const [i, { layout, variant }] of todo.entries()) {
       this.variants?.select(variant);
       const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
-      this.inner.forwardStep(step, pool); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
+      const persistent = this.persistentFor(layout.seqs);
+      const forward = persistent ? () => persistent.run(step, pool) : () => this.inner.forwardStep(step, pool);
+      forward(); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
       this.settle();
-      const graph = this.capture(() => this.inner.forwardStep(step, pool));
+      const graph = this.capture(forward);
       if (!graph) break; // capture refused (lesson 14): decode runs eagerly, see eagerBecause
-      this.captured.push({ layout, variant, graph });
+      this.captured.push({ layout, variant, persistent: persistent !== undefined, graph });
       if (performance.now() - lastLine > 2000) {
         this.ctx.log(`  ${i + 1}/${todo.length} graphs captured`);
         lastLine = performance.now();
@@ -133,6 +150,7 @@ export class GraphStepModel implements StepModel {
     if (fit.graph) {
       fit.graph.launch();
       this.counts.replayed++;
+      if (fit.persistent) this.counts.persistent++;
       return this.inner.finish(plan, this.inner.logitsRows(B));
     }
     this.counts.padded++;
@@ -164,13 +182,16 @@ export class GraphStepModel implements StepModel {
         ? `no decode graphs (${this.eagerBecause}): decode steps run eagerly`
         : `${n} decode graphs captured at start-up in ${this.captureSeconds.toFixed(2)} s, ${(this.captureBytes / 2 ** 20).toFixed(0)} MiB of device memory`;
     const padded = this.counts.padded ? `, ${this.counts.padded} in padded layouts` : '';
+    const persistent = this.persistent instanceof PersistentDecode ? this.persistent.describe() : `no persistent decode kernel: ${this.persistent.why}`;
+    const throughIt = this.counts.persistent ? ` (${this.counts.persistent} of them through the persistent kernel)` : '';
     const byVariant = (this.variants?.count ?? 1) > 1 ? `; per attention variant ${Array.from({ length: this.variants!.count }, (_, v) => this.decodeStepsByVariant[v] ?? 0).join(' / ')}` : '';
-    return [...this.inner.describe(), graphs, `decode steps so far: ${this.counts.replayed} replayed${padded}, ${this.counts.eager} eager (no bucket fit)${byVariant}`];
+    return [...this.inner.describe(), graphs, persistent, `decode steps so far: ${this.counts.replayed} replayed${throughIt}${padded}, ${this.counts.eager} eager (no bucket fit)${byVariant}`];
   }
 
   dispose(): void {
     for (const c of this.captured) c.graph?.dispose();
     this.inner.dispose();
+    if (this.persistent instanceof PersistentDecode) this.persistent.dispose(); // after the forward's views of its stacked weights
   }
 }
 

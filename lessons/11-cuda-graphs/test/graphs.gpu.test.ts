@@ -30,7 +30,8 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against les
   it('replays every decode step from a graph', () => {
     console.log(described.join('\n'));
     expect(described.join('\n')).toMatch(/decode graphs captured at start-up/);
-    expect(described.join('\n')).toMatch(/decode steps so far: [1-9]\d* replayed, 0 eager/);
+    expect(described.join('\n')).toMatch(/decode steps so far: [1-9]\d* replayed \([1-9]\d* of them through the persistent kernel\), 0 eager/);
+    expect(described.join('\n')).toMatch(/persistent decode kernel for batch buckets 1, 2, 4, 8 \(one launch for all 28 layers/);
   });
 
   it('agrees with lesson 10 within bf16 tolerance', () => {
