@@ -5,7 +5,7 @@
 # settings that win become the defaults and are measured again by gpu-decode.sh). The first setting is
 # run again at the end: the drift of the card over the call.
 #   OUT=... KNOBS="AIOS_DECODE_STAGES=4;AIOS_DECODE_MIN_TILES=1" bash engine-core/scripts/gpu-decode-knobs.sh
-#   WORKLOADS="course batch1 throughput" REPEATS=2 DEADLINE_S=540
+#   WORKLOADS="course batch1 throughput" REPEATS=2 DEADLINE_S=540 (batchN: the course's first N requests)
 set -uo pipefail
 OUT=${OUT:?set OUT}
 DEADLINE_S=${DEADLINE_S:-540}
@@ -31,7 +31,7 @@ for s in "${settings[@]}"; do
   envs=(); [[ $s != base ]] && read -r -a envs <<< "$s"
   for w in $WORKLOADS; do
     args=(--no-samples --no-check --repeats "$REPEATS" --no-record)
-    case $w in batch1) args+=(--requests 1) ;; throughput) args+=(--workload throughput) ;; esac
+    case $w in batch[0-9]*) args+=(--requests "${w#batch}") ;; throughput) args+=(--workload throughput) ;; esac
     echo "## $i $s $w"
     for e in "${envs[@]}"; do export "${e?}"; done
     run_lesson "k$i-$w" 20 "$LESSON" "${args[@]}" | grep -E "^repeats:|steps: the host|exit"

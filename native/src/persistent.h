@@ -46,7 +46,7 @@ struct Plan {
   int64_t sync_words = 0;    // uint32 counters, zeroed before each launch: the barrier, then one per (token, KV head)
   // Rows of each matrix one stage holds (pairs for gate/up); the plan's shared-memory layout.
   int rows_qkv = 0, rows_o = 0, rows_gate_up = 0, rows_down = 0;
-  int64_t x_offset = 0, attn_offset = 0, q_offset = 0, red_offset = 0, misc_offset = 0;
+  int64_t x_offset = 0, attn_offset = 0, q_offset = 0, res_offset = 0, red_offset = 0, misc_offset = 0;
 };
 
 /** Shared memory the attention of one unit needs: a K and a V tile, or each warp's partial results for the merge. */
@@ -94,10 +94,12 @@ inline Plan plan(const Shape& s, int sms, int64_t smem_optin) {
   p.x_offset = int64_t(kStages) * kStageBytes;
   p.attn_offset = p.x_offset + align16(s.tokens * kmax * 2);
   p.q_offset = p.attn_offset + align16(attn_smem(group));
-  p.red_offset = p.q_offset + align16(group * kHeadDim * 4);
-  // red: a warp sum per (16-byte vector group of 32, token) of one stage; then the norms' and the barrier's words
+  p.res_offset = p.q_offset + align16(group * kHeadDim * 4);
+  p.red_offset = p.res_offset + align16(s.tokens * s.hidden * 2);
+  // red: a warp sum per (16-byte vector group of 32, token) of one stage; misc: a tile's slots, the
+  // merge's weights and a flag
   p.misc_offset = p.red_offset + align16(kStageBytes / 16 / 32 * kMaxTokens * 4);
-  p.smem = p.misc_offset + 64 * 4;
+  p.smem = p.misc_offset + align16((kTileKeys + kMaxGroup * kMaxSplits + 4) * 4);
   if (p.smem > smem_optin)
     return fail("needs " + std::to_string(p.smem) + " bytes of shared memory a block, the GPU gives " + std::to_string(smem_optin));
   p.grid = sms;

@@ -11,6 +11,7 @@
 // machine without a GPU. The kernel sources have no #ifdef of their own.
 #pragma once
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -318,6 +319,18 @@ __device__ __forceinline__ int64_t slot_of(const int32_t* table, int64_t key, in
   int64_t id = ldg(table + blk);
   if (id < 0 || id >= num_blocks) id = 0;
   return id * int64_t(bs) + int64_t(k - blk * bs);
+}
+
+// A timing switch: the integer in environment variable `name`, lo..hi, or `unset` when it is unset.
+// Read once by each caller (a static), so a run cannot change it half-way.
+inline int64_t timing_switch(const char* name, int64_t lo, int64_t hi, int64_t unset = 0) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return unset;
+  char* end = nullptr;
+  const long long n = std::strtoll(v, &end, 10);
+  if (*end != '\0' || n < lo || n > hi)
+    throw Error(std::string(name) + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got \"" + v + "\"");
+  return int64_t(n);
 }
 
 // dtype and head_dim dispatch of the launchers

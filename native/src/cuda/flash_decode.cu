@@ -475,18 +475,6 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   }
 }
 
-// A timing switch: the integer in environment variable `name`, lo..hi, or `unset` when it is unset.
-// Read once by each caller (a static), so a run cannot change it half-way.
-inline int64_t timing_switch(const char* name, int64_t lo, int64_t hi, int64_t unset = 0) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return unset;
-  char* end = nullptr;
-  const long long n = std::strtoll(v, &end, 10);
-  if (*end != '\0' || n < lo || n > hi)
-    throw Error(std::string(name) + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got \"" + v + "\"");
-  return int64_t(n);
-}
-
 // AIOS_DECODE_STAGES=2..4: decode v3's cp.async ring depth, for timing the choice on a card (2 stages
 // at head_dim 128: 74 KB of shared memory, three blocks per SM; 3: 109 KB, two; 4: 144 KB, one).
 // Unset: 2 at head_dim 128 (MmaShape says why), 4 at 64.

@@ -73,10 +73,22 @@ __device__ __forceinline__ void fence() {
 #endif
 }
 
+// AIOS_PERSISTENT_KNOCKOUT (timing only, the outputs are then wrong; read once by the launcher): a
+// sum of these leaves that part of every layer out, so one call times what each part costs in the
+// step, as lesson 11's knock-out table does for the layered forward's kernels.
+constexpr int kKnockBarriers = 1;  // the grid barriers return at once
+constexpr int kKnockAttention = 2;  // no attention units (nothing stored, attn not written)
+constexpr int kKnockMultiply = 4;  // weight chunks arrive but are not multiplied (no outputs)
+constexpr int kKnockStream = 8;    // no weight copies (the multiplies read whatever the ring holds)
+
 // Every block waits here until every block has arrived; what any block wrote before is then
 // visible to all. `target` counts the arrivals expected so far (the counter only grows in a launch).
-__device__ __forceinline__ void grid_barrier(uint32_t* counter, uint32_t& target) {
+__device__ __forceinline__ void grid_barrier(uint32_t* counter, uint32_t& target, int knock) {
   target += gridDim.x;
+  if (knock & kKnockBarriers) {  // timing only: no wait, wrong results
+    __syncthreads();
+    return;
+  }
 #ifdef AIOS_EMU
   (void)counter;
   emurt::grid_sync();
@@ -147,8 +159,10 @@ struct ChunkRef {
 };
 __device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int64_t idx) {
   ChunkRef c;
-  c.layer = idx / g.mine_layer;
-  int64_t r = idx - c.layer * g.mine_layer;
+  // 32-bit division (a block's stream is far below 2^31 chunks): a 64-bit one is ~100 instructions.
+  const uint32_t per = uint32_t(g.mine_layer), layer = uint32_t(idx) / per;
+  c.layer = layer;
+  int64_t r = int64_t(uint32_t(idx) - layer * per);
   c.stage = 0;
   while (r >= g.mine_of[c.stage]) r -= g.mine_of[c.stage++];
   const int64_t chunk = blockIdx.x + r * int64_t(gridDim.x);
@@ -161,8 +175,8 @@ __device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int64_t idx) {
 // Queues the copies of chunk `idx` of the stream into its ring stage (an empty group past the end,
 // so every thread's count of groups stays one per chunk).
 template <class T>
-__device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int64_t idx, int64_t total, unsigned char* ring) {
-  if (idx < total) {
+__device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int64_t idx, int64_t total, unsigned char* ring, int knock) {
+  if (idx < total && !(knock & kKnockStream)) {
     const ChunkRef c = chunk_ref(g, idx);
     const int64_t K = g.k_of[c.stage];
     const T* base;
@@ -186,9 +200,10 @@ __device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, in
   cp_async_commit();
 }
 
-// x[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows, into shared memory.
+// x[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows, into shared memory;
+// the residual rows themselves into res_s (the next stage adds to them without a global read).
 template <class T>
-__device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, float eps, T* x, float* red) {
+__device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, float eps, T* x, float* red, T* res_s) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // Loops over kMaxTokens with a guard, unrolled: the arrays stay in registers (a loop to M would
   // index them at run time, from local memory).
@@ -199,8 +214,10 @@ __device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, f
 #pragma unroll
     for (int m = 0; m < kMaxTokens; ++m) {
       if (m >= M) break;
+      const uint4 raw = ldcg16(residual + m * H + v * 8);
+      *reinterpret_cast<uint4*>(res_s + m * H + v * 8) = raw;
       float f[8];
-      unpack16<T>(ldcg16(residual + m * H + v * 8), f);
+      unpack16<T>(raw, f);
       for (int e = 0; e < 8; ++e) ss[m] += f[e] * f[e];
     }
 #pragma unroll
@@ -218,7 +235,7 @@ __device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, f
       for (int i = 0; i < kWarps; ++i) tot += red[i * kMaxTokens + m];
       const float inv = 1.0f / sqrtf(tot / float(H) + eps);
       float f[8];
-      unpack16<T>(ldcg16(residual + m * H + v * 8), f);
+      unpack16<T>(*reinterpret_cast<const uint4*>(res_s + m * H + v * 8), f);  // this thread's own store
       for (int e = 0; e < 8; ++e) f[e] = f[e] * inv * wf[e];
       *reinterpret_cast<uint4*>(x + m * H + v * 8) = pack8<T>(f);
     }
@@ -239,14 +256,15 @@ template <class T> __device__ void load_rows(const T* src, int64_t M, int64_t K,
 // it advances past them.
 template <class T, class Emit>
 __device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int stage, int64_t& next, int64_t total,
-                          unsigned char* ring, const T* x, int64_t M, float* red, Emit emit) {
+                          unsigned char* ring, const T* x, int64_t M, float* red, int knock, Emit emit) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t K = g.k_of[stage], vpr = K / 8;  // 16-byte vectors a row
   const bool pairs = stage == kGateUp;
   for (int64_t j = 0; j < g.mine_of[stage]; ++j, ++next) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // every thread's copies of this chunk landed; the stage read last is free
-    issue_chunk<T>(a, g, next + kStages - 1, total, ring);
+    issue_chunk<T>(a, g, next + kStages - 1, total, ring, knock);
+    if (knock & kKnockMultiply) continue;
     const ChunkRef c = chunk_ref(g, next);
     const int64_t rows = pairs ? 2 * c.rows : c.rows;  // rows of the stage, gate then up
     const unsigned char* w = ring + (next % kStages) * kStageBytes;
@@ -322,7 +340,7 @@ __device__ void norm_rope_head(const T* x, const T* w, float eps, const float* c
 
 template <class T>
 __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g, int64_t layer, int64_t unit, unsigned char* smem_attn,
-                               float* qs, uint32_t* flag) {
+                               float* qs, int32_t* tile_slots, float* merge_w, uint32_t* flag) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t S = g.splits, G = g.group;
   const int64_t s = unit % S, bk = unit / S, kvh = bk % g.Hkv, b = bk / g.Hkv;
@@ -376,10 +394,13 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
     const int64_t num_blocks = a.num_slots / a.block_size;
     for (int64_t t0 = start; t0 < end; t0 += kTileKeys) {
       const int64_t n = end - t0 < kTileKeys ? end - t0 : kTileKeys;
+      // The tile's slots first, one table read per key in parallel: read inside the copy loop, each
+      // thread's copies would wait for their table reads one after another.
+      if (threadIdx.x < n) tile_slots[threadIdx.x] = int32_t(slot_of(table, t0 + threadIdx.x, a.block_size, num_blocks));
+      __syncthreads();
       for (int64_t v = threadIdx.x; v < 2 * n * (D / 8); v += kThreads) {
         const int64_t which = v / (n * (D / 8)), r = v - which * n * (D / 8), key = r / (D / 8), c = r % (D / 8);
-        const int64_t sl = slot_of(table, t0 + key, a.block_size, num_blocks);
-        const T* src = (which ? vc : kc) + (sl * g.Hkv + kvh) * D + c * 8;
+        const T* src = (which ? vc : kc) + (int64_t(tile_slots[key]) * g.Hkv + kvh) * D + c * 8;
         cp_async16((which ? vtile : ktile) + key * D + c * 8, src, true);
       }
       cp_async_commit();
@@ -446,79 +467,94 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
   }
   __syncthreads();
   if (!*flag) return;
+  // Each split's weight exp2(lse - max) / sum once per head, into shared memory (all lse loads in
+  // flight at once), then each output element's S loads, eight in flight at a time.
   const float* part = a.partials + (b * g.Hq + kvh * G) * S * (D + 1);
+  if (threadIdx.x < G * S) merge_w[threadIdx.x] = ldcg(part + threadIdx.x * (D + 1) + D);  // head h split i at h S + i
+  __syncthreads();
+  if (threadIdx.x < G) {
+    float* wh = merge_w + threadIdx.x * S;
+    float mx = kNegInf, l = 0.0f;
+    for (int64_t i = 0; i < S; ++i) mx = fmaxf(mx, wh[i]);
+    for (int64_t i = 0; i < S; ++i) l += wh[i] == kNegInf ? 0.0f : exp2_fast(wh[i] - mx);
+    for (int64_t i = 0; i < S; ++i) wh[i] = wh[i] == kNegInf ? 0.0f : exp2_fast(wh[i] - mx) / l;
+  }
+  __syncthreads();
   for (int64_t o = threadIdx.x; o < G * D; o += kThreads) {
     const int64_t h = o / D, d = o % D;
-    const float* ph = part + h * S * (D + 1);
-    float mx = kNegInf;
-    for (int64_t i = 0; i < S; ++i) mx = fmaxf(mx, ldcg(ph + i * (D + 1) + D));
-    float l = 0.0f, sum = 0.0f;
-    for (int64_t i = 0; i < S; ++i) {
-      const float lse = ldcg(ph + i * (D + 1) + D);
-      if (lse == kNegInf) continue;
-      const float f = exp2_fast(lse - mx);
-      l += f;
-      sum += f * ldcg(ph + i * (D + 1) + d);
+    const float* ph = part + h * S * (D + 1) + d;
+    const float* wh = merge_w + h * S;
+    float sum = 0.0f;
+    for (int64_t i0 = 0; i0 < S; i0 += 8) {
+      float v[8];
+#pragma unroll
+      for (int j = 0; j < 8; ++j) v[j] = i0 + j < S && wh[i0 + j] != 0.0f ? ldcg(ph + (i0 + j) * (D + 1)) : 0.0f;
+#pragma unroll
+      for (int j = 0; j < 8; ++j)
+        if (i0 + j < S) sum += wh[i0 + j] * v[j];
     }
-    stg(static_cast<T*>(a.attn) + b * g.QD + (kvh * G + h) * D + d, from_f<T>(sum / l));
+    stg(static_cast<T*>(a.attn) + b * g.QD + (kvh * G + h) * D + d, from_f<T>(sum));
   }
 }
 
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1)
     persistent_decode_kernel(PersistentDecodeArgs a, int rows_qkv, int rows_o, int rows_gate_up, int rows_down, int splits,
-                             int64_t x_off, int64_t attn_off, int64_t q_off, int64_t red_off, int64_t misc_off) {
+                             int64_t x_off, int64_t attn_off, int64_t q_off, int64_t res_off, int64_t red_off, int64_t misc_off,
+                             int knock) {
   unsigned char* smem = smem_base();
   unsigned char* ring = smem;
   T* x = reinterpret_cast<T*>(smem + x_off);
   float* qs = reinterpret_cast<float*>(smem + q_off);
   float* red = reinterpret_cast<float*>(smem + red_off);
-  uint32_t* flag = reinterpret_cast<uint32_t*>(smem + misc_off);
+  T* res_s = reinterpret_cast<T*>(smem + res_off);
+  int32_t* tile_slots = reinterpret_cast<int32_t*>(smem + misc_off);
+  float* merge_w = reinterpret_cast<float*>(tile_slots + kTileKeys);
+  uint32_t* flag = reinterpret_cast<uint32_t*>(merge_w + aios::persistent::kMaxGroup * aios::persistent::kMaxSplits);
   const int rows[4] = {rows_qkv, rows_o, rows_gate_up, rows_down};
   const Geometry g = geometry(a, rows, splits);
   const int64_t M = a.tokens, total = g.mine_layer * a.layers;
   uint32_t target = 0;
   int64_t next = 0;
   // The ring starts filling before anything else: the weights need nothing from the step.
-  for (int64_t i = 0; i < kStages - 1; ++i) issue_chunk<T>(a, g, i, total, ring);
+  for (int64_t i = 0; i < kStages - 1; ++i) issue_chunk<T>(a, g, i, total, ring, knock);
   T* residual = static_cast<T*>(a.residual);
   T* qkv = static_cast<T*>(a.qkv);
   T* act = static_cast<T*>(a.act);
   for (int64_t l = 0; l < a.layers; ++l) {
-    norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, red);
-    run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float v, float) {
+    norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, red, res_s);
+    run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float v, float) {
       stg(qkv + m * g.QKV + n, from_f<T>(v));
     });
-    grid_barrier(a.sync, target);
-    for (int64_t u = blockIdx.x; u < M * g.Hkv * g.splits; u += gridDim.x) {
-      attention_unit<T>(a, g, l, u, smem + attn_off, qs, flag);
+    grid_barrier(a.sync, target, knock);
+    for (int64_t u = blockIdx.x; u < (knock & kKnockAttention ? 0 : M * g.Hkv * g.splits); u += gridDim.x) {
+      attention_unit<T>(a, g, l, u, smem + attn_off, qs, tile_slots, merge_w, flag);
       __syncthreads();  // the unit's shared memory is free for the next
     }
-    grid_barrier(a.sync, target);
+    grid_barrier(a.sync, target, knock);
     load_rows<T>(static_cast<const T*>(a.attn), M, g.QD, x);
-    run_stage<T>(a, g, kO, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float v, float) {
-      T* r = residual + m * g.H + n;
-      stg(r, from_f<T>(to_f(ldcg(r)) + round_t<T>(v)));
+    // The residual rows as the qkv stage's norm read them (nothing wrote them since).
+    run_stage<T>(a, g, kO, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float v, float) {
+      stg(residual + m * g.H + n, from_f<T>(to_f(res_s[m * g.H + n]) + round_t<T>(v)));
     });
-    grid_barrier(a.sync, target);
-    norm_rows<T>(residual, static_cast<const T*>(a.post_norm) + l * g.H, M, g.H, a.eps, x, red);
-    run_stage<T>(a, g, kGateUp, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float gate, float up) {
+    grid_barrier(a.sync, target, knock);
+    norm_rows<T>(residual, static_cast<const T*>(a.post_norm) + l * g.H, M, g.H, a.eps, x, red, res_s);
+    run_stage<T>(a, g, kGateUp, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float gate, float up) {
       const float gv = round_t<T>(gate);
       const float s = round_t<T>(gv / (1.0f + expf(-gv)));
       stg(act + m * g.I + n, from_f<T>(s * round_t<T>(up)));
     });
-    grid_barrier(a.sync, target);
+    grid_barrier(a.sync, target, knock);
     load_rows<T>(act, M, g.I, x);
-    run_stage<T>(a, g, kDown, next, total, ring, x, M, red, [&](int64_t n, int64_t m, float v, float) {
-      T* r = residual + m * g.H + n;
-      stg(r, from_f<T>(to_f(ldcg(r)) + round_t<T>(v)));
+    run_stage<T>(a, g, kDown, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float v, float) {
+      stg(residual + m * g.H + n, from_f<T>(to_f(res_s[m * g.H + n]) + round_t<T>(v)));
     });
-    grid_barrier(a.sync, target);
+    grid_barrier(a.sync, target, knock);
   }
   cp_async_wait<0>();  // the empty groups past the stream's end
   // The final norm: block m normalizes row m.
   for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
-    norm_rows<T>(residual + m * g.H, static_cast<const T*>(a.final_norm), 1, g.H, a.eps, x, red);
+    norm_rows<T>(residual + m * g.H, static_cast<const T*>(a.final_norm), 1, g.H, a.eps, x, red, res_s);
     for (int64_t v = threadIdx.x; v < g.H / 8; v += kThreads)
       *reinterpret_cast<uint4*>(static_cast<T*>(a.normed_out) + m * g.H + v * 8) = *reinterpret_cast<const uint4*>(x + v * 8);
   }
@@ -535,7 +571,7 @@ inline void persistent_decode_emu(const PersistentDecodeArgs& a, const aios::per
   std::memset(a.sync, 0, size_t(p.sync_words) * 4);
   emurt::launch_grid(dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), "persistent_decode", [&] {
     persistent_decode_kernel<bf16>(a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset,
-                                   p.q_offset, p.red_offset, p.misc_offset);
+                                   p.q_offset, p.res_offset, p.red_offset, p.misc_offset, 0);
   });
 }
 #else
@@ -559,6 +595,10 @@ aios::persistent::Plan persistent_decode_plan(const aios::persistent::Shape& s) 
     const DeviceInfo info = device_info(dev);
     optin[dev] = int(info.shared_per_block_optin);
     sms[dev] = info.sm_count;
+    // The whole opt-in limit at once (not raise_smem_limit, which keeps the first size it is given):
+    // the shared memory a launch needs grows with its rows.
+    check(cudaFuncSetAttribute(persistent_decode_kernel<bf16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin[dev]), "persistent_decode");
+    check(cudaFuncSetAttribute(persistent_decode_kernel<f16>, cudaFuncAttributeMaxDynamicSharedMemorySize, optin[dev]), "persistent_decode");
   }
   aios::persistent::Plan p = aios::persistent::plan(s, sms[dev], optin[dev]);
   if (!p.why.empty()) return p;
@@ -570,7 +610,6 @@ aios::persistent::Plan persistent_decode_plan(const aios::persistent::Shape& s) 
   // One block per SM, all resident: the barriers would wait forever for a block that never starts.
   int per_sm = 0;
   auto* kernel = persistent_decode_kernel<bf16>;
-  raise_smem_limit(reinterpret_cast<const void*>(kernel), size_t(p.smem), "persistent_decode");
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, size_t(p.smem)), "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
   if (n_known < 32) known[n_known++] = {dev, p.smem, per_sm >= 1};
   if (per_sm < 1) p.why = "a block of " + std::to_string(p.smem) + " bytes of shared memory does not fit an SM";
@@ -581,17 +620,17 @@ void persistent_decode(flash::Stream st, const PersistentDecodeArgs& a, const ai
   using namespace flash;
   using namespace persistent_kernel;
   if (!p.why.empty()) throw Error("persistent_decode: " + p.why);
+  static const int knock = int(timing_switch("AIOS_PERSISTENT_KNOCKOUT", 0, 15));
   check(cudaMemsetAsync(a.sync, 0, size_t(p.sync_words) * 4, st), "persistent_decode: cudaMemsetAsync");
   dispatch_half(a.dt, [&](auto tag) {
     using T = decltype(tag);
-    auto* kernel = persistent_decode_kernel<T>;
-    raise_smem_limit(reinterpret_cast<const void*>(kernel), size_t(p.smem), "persistent_decode");
+    auto* kernel = persistent_decode_kernel<T>;  // its shared-memory limit raised by persistent_decode_plan
     // A plain launch, and the kernel never signals its dependents early (no pdl_begin): the next
     // kernel's blocks then start only once this one has completed, so none of them can hold an SM
     // that one of these blocks still waits for (the barriers need every block resident at once).
     kernel<<<dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), st>>>(
-        a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset, p.q_offset, p.red_offset,
-        p.misc_offset);
+        a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset, p.q_offset, p.res_offset,
+        p.red_offset, p.misc_offset, knock);
     check(cudaGetLastError(), "persistent_decode");
   });
 }
