@@ -91,9 +91,11 @@ inline Plan plan(const Shape& s, int sms, int64_t smem_optin) {
   (void)qkv;
   if (sms < 1) return fail("no SMs");
   const int64_t kmax = std::max(std::max(s.hidden, qd), s.inter);
+  // The attention's tiles share the activations' space: x is dead from the end of the qkv stage
+  // until the o stage loads the attention's output into it.
   p.x_offset = int64_t(kStages) * kStageBytes;
-  p.attn_offset = p.x_offset + align16(s.tokens * kmax * 2);
-  p.q_offset = p.attn_offset + align16(attn_smem(group));
+  p.attn_offset = p.x_offset;
+  p.q_offset = p.x_offset + align16(std::max(s.tokens * kmax * 2, attn_smem(group)));
   p.res_offset = p.q_offset + align16(group * kHeadDim * 4);
   p.red_offset = p.res_offset + align16(s.tokens * s.hidden * 2);
   // red: a warp sum per (16-byte vector group of 32, token) of one stage; misc: a tile's slots, the

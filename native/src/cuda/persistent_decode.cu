@@ -60,16 +60,15 @@ template <class T> __device__ __forceinline__ T ldcg(const T* p) {
   return __ldcg(p);
 #endif
 }
-__device__ __forceinline__ uint32_t atomic_add(uint32_t* p, uint32_t v) {
+// An add that releases what this thread (and, after a barrier, its block) wrote before it and
+// acquires what the adds before it released: one instruction, no separate fence.
+__device__ __forceinline__ uint32_t atomic_add_acq_rel(uint32_t* p, uint32_t v) {
 #ifdef AIOS_EMU
   return emurt::atomic_add_u32(p, v);
 #else
-  return atomicAdd(p, v);
-#endif
-}
-__device__ __forceinline__ void fence() {
-#ifndef AIOS_EMU
-  __threadfence();
+  uint32_t old;
+  asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+  return old;
 #endif
 }
 
@@ -95,8 +94,9 @@ __device__ __forceinline__ void grid_barrier(uint32_t* counter, uint32_t& target
 #else
   __syncthreads();
   if (threadIdx.x == 0) {
-    __threadfence();  // this block's writes (cumulatively, its threads') before the arrival
-    atomicAdd(counter, 1u);
+    // The arrival releases the block's writes (cumulatively: its threads' writes are ordered before
+    // it by the barrier above); it returns nothing, so the wait starts at once.
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(counter) : "memory");
     uint32_t seen;
     do {
       asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(counter) : "memory");
@@ -119,83 +119,84 @@ template <class T> __device__ __forceinline__ float round_t(float v) { return to
 // The four weight stages of a layer, in the order their chunks stream.
 enum Stage : int { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
 
-// What the kernel derives once from the arguments and the plan.
+// What the kernel derives once from the arguments and the plan. 32-bit throughout (every size of
+// a step fits): 64-bit divisions and remainders cost ~100 instructions each, and a block's 8 warps
+// have little else to hide them behind. Per-stage values are separate scalars, chosen with
+// switches: an array indexed by a run-time stage would live in local memory.
 struct Geometry {
-  int64_t H, Hq, Hkv, I, QD, QKV, group;
-  int64_t rows_of[4];    // output rows a stage's chunk holds (pairs for gate/up)
-  int64_t k_of[4];       // the input length of each stage's matrix
-  int64_t n_of[4];       // output rows of each stage's matrix (pairs for gate/up)
-  int64_t chunks_of[4];  // chunks of each stage's matrix (over the grid)
-  int64_t mine_of[4];    // chunks of each stage this block owns
-  int64_t mine_layer;    // their sum: this block's chunks of one layer
-  int splits;
+  int H, Hq, Hkv, I, QD, QKV, group, splits;
+  int rows0, rows1, rows2, rows3;  // output rows a chunk of each stage holds (pairs for gate/up)
+  int mine0, mine1, mine2, mine3;  // chunks of each stage this block owns
+  int mine_layer;                  // their sum: this block's chunks of one layer
+  __device__ int rows_of(int s) const { return s == 0 ? rows0 : s == 1 ? rows1 : s == 2 ? rows2 : rows3; }
+  __device__ int mine_of(int s) const { return s == 0 ? mine0 : s == 1 ? mine1 : s == 2 ? mine2 : mine3; }
+  __device__ int k_of(int s) const { return s == 0 || s == 2 ? H : s == 1 ? QD : I; }
+  __device__ int n_of(int s) const { return s == 0 ? QKV : s == 2 ? I : H; }
 };
 
-__device__ __forceinline__ int64_t owned(int64_t chunks, int64_t block, int64_t grid) {
+__device__ __forceinline__ int owned(int chunks) {
+  const int block = int(blockIdx.x), grid = int(gridDim.x);
   return chunks > block ? (chunks - block + grid - 1) / grid : 0;
 }
 
-__device__ Geometry geometry(const PersistentDecodeArgs& a, const int rows[4], int splits) {
+__device__ Geometry geometry(const PersistentDecodeArgs& a, int rows_qkv, int rows_o, int rows_gate_up, int rows_down, int splits) {
   Geometry g;
-  g.H = a.hidden, g.Hq = a.q_heads, g.Hkv = a.kv_heads, g.I = a.inter;
-  g.QD = g.Hq * D, g.QKV = (g.Hq + 2 * g.Hkv) * D, g.group = g.Hq / g.Hkv;
-  const int64_t k[4] = {g.H, g.QD, g.H, g.I}, n[4] = {g.QKV, g.H, g.I, g.H};
-  g.mine_layer = 0;
-  for (int s = 0; s < 4; ++s) {
-    g.rows_of[s] = rows[s];
-    g.k_of[s] = k[s];
-    g.n_of[s] = n[s];
-    g.chunks_of[s] = (n[s] + rows[s] - 1) / rows[s];
-    g.mine_of[s] = owned(g.chunks_of[s], blockIdx.x, gridDim.x);
-    g.mine_layer += g.mine_of[s];
-  }
-  g.splits = splits;
+  g.H = int(a.hidden), g.Hq = int(a.q_heads), g.Hkv = int(a.kv_heads), g.I = int(a.inter);
+  g.QD = g.Hq * D, g.QKV = (g.Hq + 2 * g.Hkv) * D, g.group = g.Hq / g.Hkv, g.splits = splits;
+  g.rows0 = rows_qkv, g.rows1 = rows_o, g.rows2 = rows_gate_up, g.rows3 = rows_down;
+  g.mine0 = owned((g.QKV + rows_qkv - 1) / rows_qkv);
+  g.mine1 = owned((g.H + rows_o - 1) / rows_o);
+  g.mine2 = owned((g.I + rows_gate_up - 1) / rows_gate_up);
+  g.mine3 = owned((g.H + rows_down - 1) / rows_down);
+  g.mine_layer = g.mine0 + g.mine1 + g.mine2 + g.mine3;
   return g;
 }
 
 // Chunk `idx` of this block's stream: its layer, stage and first output row.
 struct ChunkRef {
-  int64_t layer, stage, row0, rows;
+  int layer, stage, row0, rows;
 };
-__device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int64_t idx) {
+__device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int idx) {
   ChunkRef c;
-  // 32-bit division (a block's stream is far below 2^31 chunks): a 64-bit one is ~100 instructions.
-  const uint32_t per = uint32_t(g.mine_layer), layer = uint32_t(idx) / per;
-  c.layer = layer;
-  int64_t r = int64_t(uint32_t(idx) - layer * per);
+  c.layer = idx / g.mine_layer;
+  int r = idx - c.layer * g.mine_layer;
   c.stage = 0;
-  while (r >= g.mine_of[c.stage]) r -= g.mine_of[c.stage++];
-  const int64_t chunk = blockIdx.x + r * int64_t(gridDim.x);
-  c.row0 = chunk * g.rows_of[c.stage];
-  const int64_t left = g.n_of[c.stage] - c.row0;
-  c.rows = left < g.rows_of[c.stage] ? left : g.rows_of[c.stage];
+  if (r >= g.mine0) {
+    r -= g.mine0, c.stage = 1;
+    if (r >= g.mine1) {
+      r -= g.mine1, c.stage = 2;
+      if (r >= g.mine2) r -= g.mine2, c.stage = 3;
+    }
+  }
+  const int per = g.rows_of(c.stage);
+  c.row0 = (int(blockIdx.x) + r * int(gridDim.x)) * per;
+  const int left = g.n_of(c.stage) - c.row0;
+  c.rows = left < per ? left : per;
   return c;
 }
 
 // Queues the copies of chunk `idx` of the stream into its ring stage (an empty group past the end,
 // so every thread's count of groups stays one per chunk).
 template <class T>
-__device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int64_t idx, int64_t total, unsigned char* ring, int knock) {
+__device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int idx, int total, unsigned char* ring, int knock) {
   if (idx < total && !(knock & kKnockStream)) {
     const ChunkRef c = chunk_ref(g, idx);
-    const int64_t K = g.k_of[c.stage];
+    const int K = g.k_of(c.stage);
     const T* base;
-    int64_t mat_rows;
+    int mat_rows;
     switch (c.stage) {
       case kQkv: base = static_cast<const T*>(a.qkv_w), mat_rows = g.QKV; break;
       case kO: base = static_cast<const T*>(a.o_w), mat_rows = g.H; break;
       case kGateUp: base = static_cast<const T*>(a.gate_up_w), mat_rows = 2 * g.I; break;
       default: base = static_cast<const T*>(a.down_w), mat_rows = g.H; break;
     }
-    const T* mat = base + c.layer * mat_rows * K;
-    const int64_t seg_vecs = c.rows * K / 8;  // one segment: the chunk's rows (gate/up: then the same rows of up)
-    const int64_t vecs = c.stage == kGateUp ? 2 * seg_vecs : seg_vecs;
+    // One segment: the chunk's rows, contiguous; gate/up: then the same rows of up, I rows further.
+    const T* seg0 = base + (int64_t(c.layer) * mat_rows + c.row0) * K;
+    const T* seg1 = seg0 + int64_t(g.I) * K;
+    const int seg_vecs = c.rows * K / 8, vecs = c.stage == kGateUp ? 2 * seg_vecs : seg_vecs;
     unsigned char* dst = ring + (idx % kStages) * kStageBytes;
-    for (int64_t v = threadIdx.x; v < vecs; v += kThreads) {
-      const int64_t seg = v >= seg_vecs, w = v - seg * seg_vecs;
-      const T* src = mat + (c.row0 + seg * g.I) * K + w * 8;
-      cp_async16(dst + v * 16, src, true);
-    }
+    for (int v = threadIdx.x; v < vecs; v += kThreads)
+      cp_async16(dst + v * 16, v < seg_vecs ? seg0 + v * 8 : seg1 + (v - seg_vecs) * 8, true);
   }
   cp_async_commit();
 }
@@ -203,14 +204,14 @@ __device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, in
 // x[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows, into shared memory;
 // the residual rows themselves into res_s (the next stage adds to them without a global read).
 template <class T>
-__device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, float eps, T* x, float* red, T* res_s) {
+__device__ void norm_rows(const T* residual, const T* w, int M, int H, float eps, T* x, float* red, T* res_s) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // Loops over kMaxTokens with a guard, unrolled: the arrays stay in registers (a loop to M would
   // index them at run time, from local memory).
   float ss[kMaxTokens];
 #pragma unroll
   for (int m = 0; m < kMaxTokens; ++m) ss[m] = 0.0f;
-  for (int64_t v = threadIdx.x; v < H / 8; v += kThreads)
+  for (int v = threadIdx.x; v < H / 8; v += kThreads)
 #pragma unroll
     for (int m = 0; m < kMaxTokens; ++m) {
       if (m >= M) break;
@@ -227,10 +228,10 @@ __device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, f
     if (lane == 0) red[warp * kMaxTokens + m] = s;
   }
   __syncthreads();
-  for (int64_t v = threadIdx.x; v < H / 8; v += kThreads) {
+  for (int v = threadIdx.x; v < H / 8; v += kThreads) {
     float wf[8];
     unpack16<T>(ldg16(w + v * 8), wf);
-    for (int64_t m = 0; m < M; ++m) {
+    for (int m = 0; m < M; ++m) {
       float tot = 0.0f;
       for (int i = 0; i < kWarps; ++i) tot += red[i * kMaxTokens + m];
       const float inv = 1.0f / sqrtf(tot / float(H) + eps);
@@ -244,8 +245,8 @@ __device__ void norm_rows(const T* residual, const T* w, int64_t M, int64_t H, f
 }
 
 // x[m, :] = src[m, :] (an activation other blocks wrote), into shared memory.
-template <class T> __device__ void load_rows(const T* src, int64_t M, int64_t K, T* x) {
-  for (int64_t v = threadIdx.x; v < M * K / 8; v += kThreads)
+template <class T> __device__ void load_rows(const T* src, int M, int K, T* x) {
+  for (int v = threadIdx.x; v < M * K / 8; v += kThreads)
     *reinterpret_cast<uint4*>(x + v * 8) = ldcg16(src + v * 8);
   __syncthreads();
 }
@@ -255,18 +256,24 @@ template <class T> __device__ void load_rows(const T* src, int64_t M, int64_t K,
 // (gate/up: the pair's two values). `next` is the stream position of this stage's first chunk;
 // it advances past them.
 template <class T, class Emit>
-__device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int stage, int64_t& next, int64_t total,
-                          unsigned char* ring, const T* x, int64_t M, float* red, int knock, Emit emit) {
+__device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int stage, int& next, int total,
+                          unsigned char* ring, const T* x, int M, float* red, int knock, Emit emit) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t K = g.k_of[stage], vpr = K / 8;  // 16-byte vectors a row
+  const int K = g.k_of(stage), vpr = K / 8, gpr = vpr / 32;  // 16-byte vectors, and warp groups of them, a row
   const bool pairs = stage == kGateUp;
-  for (int64_t j = 0; j < g.mine_of[stage]; ++j, ++next) {
+  // Vector v = threadIdx.x + i kThreads of every chunk sits at the same column: computed once.
+  int col[kVecsPerThread];
+#pragma unroll
+  for (int i = 0; i < kVecsPerThread; ++i) col[i] = (int(threadIdx.x) + i * kThreads) % vpr * 8;
+  const int mine = g.mine_of(stage);
+  for (int j = 0; j < mine; ++j, ++next) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // every thread's copies of this chunk landed; the stage read last is free
     issue_chunk<T>(a, g, next + kStages - 1, total, ring, knock);
     if (knock & kKnockMultiply) continue;
-    const ChunkRef c = chunk_ref(g, next);
-    const int64_t rows = pairs ? 2 * c.rows : c.rows;  // rows of the stage, gate then up
+    const int row0 = (int(blockIdx.x) + j * int(gridDim.x)) * g.rows_of(stage);
+    const int left = g.n_of(stage) - row0, crows = left < g.rows_of(stage) ? left : g.rows_of(stage);
+    const int limit = (pairs ? 2 * crows : crows) * vpr;  // vectors of the chunk (gate rows, then up rows)
     const unsigned char* w = ring + (next % kStages) * kStageBytes;
     float acc[kVecsPerThread][kMaxTokens];
 #pragma unroll
@@ -275,24 +282,24 @@ __device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int 
       for (int m = 0; m < kMaxTokens; ++m) acc[i][m] = 0.0f;
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
-      const int64_t v = threadIdx.x + int64_t(i) * kThreads;
-      if (v >= rows * vpr) break;  // warp-uniform: a row is a whole number of 32-vector groups
+      const int v = int(threadIdx.x) + i * kThreads;
+      if (v >= limit) break;  // warp-uniform: a row is a whole number of 32-vector groups
       float wf[8];
       unpack16<T>(*reinterpret_cast<const uint4*>(w + v * 16), wf);
-      const int64_t col = (v % vpr) * 8;
 #pragma unroll
       for (int m = 0; m < kMaxTokens; ++m) {
         if (m >= M) break;
         float xf[8];
-        unpack16<T>(*reinterpret_cast<const uint4*>(x + m * K + col), xf);
+        unpack16<T>(*reinterpret_cast<const uint4*>(x + m * K + col[i]), xf);
         float s = 0.0f;
+#pragma unroll
         for (int e = 0; e < 8; ++e) s += wf[e] * xf[e];
         acc[i][m] += s;
       }
     }
 #pragma unroll
     for (int i = 0; i < kVecsPerThread; ++i) {
-      if (threadIdx.x + int64_t(i) * kThreads >= rows * vpr) break;
+      if (int(threadIdx.x) + i * kThreads >= limit) break;
 #pragma unroll
       for (int m = 0; m < kMaxTokens; ++m) {
         if (m >= M) break;
@@ -301,15 +308,14 @@ __device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int 
       }
     }
     __syncthreads();
-    // Row r is vectors [r vpr, (r + 1) vpr): groups r vpr / 32 onward, summed in group order.
-    const int64_t gpr = vpr / 32, outs = c.rows * M;
-    for (int64_t o = threadIdx.x; o < outs; o += kThreads) {
-      const int64_t r = o / M, m = o - r * M;
+    // Row r is vectors [r vpr, (r + 1) vpr): groups r gpr onward, summed in group order.
+    for (int o = threadIdx.x; o < crows * M; o += kThreads) {
+      const int r = o / M, m = o - r * M;
       float s = 0.0f, s2 = 0.0f;
-      for (int64_t q = r * gpr; q < (r + 1) * gpr; ++q) s += red[q * kMaxTokens + m];
+      for (int q = r * gpr; q < (r + 1) * gpr; ++q) s += red[q * kMaxTokens + m];
       if (pairs)
-        for (int64_t q = (r + c.rows) * gpr; q < (r + c.rows + 1) * gpr; ++q) s2 += red[q * kMaxTokens + m];
-      emit(c.row0 + r, m, s, s2);
+        for (int q = (r + crows) * gpr; q < (r + crows + 1) * gpr; ++q) s2 += red[q * kMaxTokens + m];
+      emit(row0 + r, m, s, s2);
     }
   }
 }
@@ -319,7 +325,7 @@ __device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int 
 // Head dim 128 as fused.cu's qk_norm_rope_store does it: lane l holds elements 2l, 2l+1 and
 // their rotary partners 64 + 2l, 64 + 2l + 1. Returns them normed and rotated, rounded as stored.
 template <class T>
-__device__ void norm_rope_head(const T* x, const T* w, float eps, const float* cos, const float* sin, int64_t p, int64_t max_pos,
+__device__ void norm_rope_head(const T* x, const T* w, float eps, const float* cos, const float* sin, int p, int max_pos,
                                float (&out)[4]) {
   const int lane = threadIdx.x % 32, i0 = 2 * lane, i1 = 64 + 2 * lane;
   float v[4] = {to_f(ldcg(x + i0)), to_f(ldcg(x + i0 + 1)), to_f(ldcg(x + i1)), to_f(ldcg(x + i1 + 1))};
@@ -339,25 +345,26 @@ __device__ void norm_rope_head(const T* x, const T* w, float eps, const float* c
 }
 
 template <class T>
-__device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g, int64_t layer, int64_t unit, unsigned char* smem_attn,
+__device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g, int layer, int unit, unsigned char* smem_attn,
                                float* qs, int32_t* tile_slots, float* merge_w, uint32_t* flag) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int64_t S = g.splits, G = g.group;
-  const int64_t s = unit % S, bk = unit / S, kvh = bk % g.Hkv, b = bk / g.Hkv;
-  const int64_t L = ldg(a.context_lens + b), pos = ldg(a.positions + b), slot = ldg(a.slot_mapping + b);
-  const int64_t per = (L + S - 1) / S, start = s * per, end = start + per < L ? start + per : L;
+  const int S = g.splits, G = g.group;
+  const int s = unit % S, bk = unit / S, kvh = bk % g.Hkv, b = bk / g.Hkv;
+  const int L = ldg(a.context_lens + b), pos = ldg(a.positions + b);
+  const int64_t slot = ldg(a.slot_mapping + b);
+  const int per = (L + S - 1) / S, start = s * per, end = start + per < L ? start + per : L;
   const bool holds_new = start < end && end == L;
   const T* qkv = static_cast<const T*>(a.qkv) + b * g.QKV;
   T* pool = static_cast<T*>(a.kv_pool);
-  const int64_t layer_elems = 2 * a.num_slots * g.Hkv * D;
+  const int64_t layer_elems = 2 * a.num_slots * g.Hkv * D;  // the pool's offsets: 64-bit
   T* kc = pool + layer * layer_elems;
   T* vc = kc + a.num_slots * g.Hkv * D;
   const bool store = holds_new && slot >= 0 && slot < a.num_slots;
   // Jobs: the group's query heads, then (the unit holding the new key) its K and its V.
-  const int64_t jobs = G + (store ? 2 : 0);
-  for (int64_t job = warp; job < jobs; job += kWarps) {
+  const int jobs = G + (store ? 2 : 0);
+  for (int job = warp; job < jobs; job += kWarps) {
     if (job < G) {
-      const int64_t qh = kvh * G + job;
+      const int qh = kvh * G + job;
       float o[4];
       norm_rope_head<T>(qkv + qh * D, static_cast<const T*>(a.q_norm) + layer * D, a.eps, a.cos, a.sin, pos, a.max_pos, o);
       const int i0 = 2 * lane, i1 = 64 + 2 * lane;
@@ -378,7 +385,7 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
 
   float* partial = a.partials + ((b * g.Hq + kvh * G) * S + s) * (D + 1);  // head h of the group: + h S (D + 1)
   if (start >= end) {  // no keys: the merge skips this split
-    if (threadIdx.x < G) partial[threadIdx.x * S * (D + 1) + D] = kNegInf;
+    if (int(threadIdx.x) < G) partial[threadIdx.x * S * (D + 1) + D] = kNegInf;
   } else {
     const float scale_log2 = a.scale * kLog2e;
     constexpr int kMaxGroup = aios::persistent::kMaxGroup;
@@ -392,21 +399,21 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
     T* vtile = ktile + kTileKeys * D;
     const int32_t* table = a.block_tables + b * a.table_width;
     const int64_t num_blocks = a.num_slots / a.block_size;
-    for (int64_t t0 = start; t0 < end; t0 += kTileKeys) {
-      const int64_t n = end - t0 < kTileKeys ? end - t0 : kTileKeys;
+    for (int t0 = start; t0 < end; t0 += kTileKeys) {
+      const int n = end - t0 < kTileKeys ? end - t0 : kTileKeys;
       // The tile's slots first, one table read per key in parallel: read inside the copy loop, each
       // thread's copies would wait for their table reads one after another.
-      if (threadIdx.x < n) tile_slots[threadIdx.x] = int32_t(slot_of(table, t0 + threadIdx.x, a.block_size, num_blocks));
+      if (int(threadIdx.x) < n) tile_slots[threadIdx.x] = int32_t(slot_of(table, t0 + threadIdx.x, a.block_size, num_blocks));
       __syncthreads();
-      for (int64_t v = threadIdx.x; v < 2 * n * (D / 8); v += kThreads) {
-        const int64_t which = v / (n * (D / 8)), r = v - which * n * (D / 8), key = r / (D / 8), c = r % (D / 8);
+      for (int v = threadIdx.x; v < 2 * n * (D / 8); v += kThreads) {
+        const int which = v / (n * (D / 8)), r = v - which * n * (D / 8), key = r / (D / 8), c = r % (D / 8);
         const T* src = (which ? vc : kc) + (int64_t(tile_slots[key]) * g.Hkv + kvh) * D + c * 8;
         cp_async16((which ? vtile : ktile) + key * D + c * 8, src, true);
       }
       cp_async_commit();
       cp_async_wait<0>();  // also the weight chunks queued before: issued long ago, landed
       __syncthreads();
-      for (int64_t key = warp; key < n; key += kWarps) {
+      for (int key = warp; key < n; key += kWarps) {
         float kf[4], vf[4];
         for (int e = 0; e < 4; ++e) kf[e] = to_f(ktile[key * D + 4 * lane + e]), vf[e] = to_f(vtile[key * D + 4 * lane + e]);
 #pragma unroll
@@ -435,8 +442,8 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
       for (int e = 0; e < 4; ++e) wacc[(warp * G + h) * D + 4 * lane + e] = acc[h][e];
     }
     __syncthreads();
-    for (int64_t o = threadIdx.x; o < G * D; o += kThreads) {
-      const int64_t h = o / D, d = o % D;
+    for (int o = threadIdx.x; o < G * D; o += kThreads) {
+      const int h = o / D, d = o % D;
       float mx = kNegInf;
       for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, wm[w * G + h]);
       float l = 0.0f, sum = 0.0f;
@@ -458,34 +465,32 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
   __syncthreads();
   uint32_t* counter = a.sync + 1 + b * g.Hkv + kvh;
   if (threadIdx.x == 0) {
-    fence();  // this unit's partials before its arrival
-    *flag = atomic_add(counter, 1u) == uint32_t(S - 1);
-    if (*flag) {
-      fence();
-      *counter = 0;  // ready for the next layer (which starts after a grid barrier)
-    }
+    // Releases this unit's partials (written before the barrier above); the last to arrive acquires
+    // every other unit's.
+    *flag = atomic_add_acq_rel(counter, 1u) == uint32_t(S - 1);
+    if (*flag) *counter = 0;  // ready for the next layer (which starts after a grid barrier)
   }
   __syncthreads();
   if (!*flag) return;
   // Each split's weight exp2(lse - max) / sum once per head, into shared memory (all lse loads in
   // flight at once), then each output element's S loads, eight in flight at a time.
   const float* part = a.partials + (b * g.Hq + kvh * G) * S * (D + 1);
-  if (threadIdx.x < G * S) merge_w[threadIdx.x] = ldcg(part + threadIdx.x * (D + 1) + D);  // head h split i at h S + i
+  if (int(threadIdx.x) < G * S) merge_w[threadIdx.x] = ldcg(part + threadIdx.x * (D + 1) + D);  // head h split i at h S + i
   __syncthreads();
-  if (threadIdx.x < G) {
+  if (int(threadIdx.x) < G) {
     float* wh = merge_w + threadIdx.x * S;
     float mx = kNegInf, l = 0.0f;
-    for (int64_t i = 0; i < S; ++i) mx = fmaxf(mx, wh[i]);
-    for (int64_t i = 0; i < S; ++i) l += wh[i] == kNegInf ? 0.0f : exp2_fast(wh[i] - mx);
-    for (int64_t i = 0; i < S; ++i) wh[i] = wh[i] == kNegInf ? 0.0f : exp2_fast(wh[i] - mx) / l;
+    for (int i = 0; i < S; ++i) mx = fmaxf(mx, wh[i]);
+    for (int i = 0; i < S; ++i) l += wh[i] == kNegInf ? 0.0f : exp2_fast(wh[i] - mx);
+    for (int i = 0; i < S; ++i) wh[i] = wh[i] == kNegInf ? 0.0f : exp2_fast(wh[i] - mx) / l;
   }
   __syncthreads();
-  for (int64_t o = threadIdx.x; o < G * D; o += kThreads) {
-    const int64_t h = o / D, d = o % D;
+  for (int o = threadIdx.x; o < G * D; o += kThreads) {
+    const int h = o / D, d = o % D;
     const float* ph = part + h * S * (D + 1) + d;
     const float* wh = merge_w + h * S;
     float sum = 0.0f;
-    for (int64_t i0 = 0; i0 < S; i0 += 8) {
+    for (int i0 = 0; i0 < S; i0 += 8) {
       float v[8];
 #pragma unroll
       for (int j = 0; j < 8; ++j) v[j] = i0 + j < S && wh[i0 + j] != 0.0f ? ldcg(ph + (i0 + j) * (D + 1)) : 0.0f;
@@ -511,51 +516,50 @@ __global__ void __launch_bounds__(kThreads, 1)
   int32_t* tile_slots = reinterpret_cast<int32_t*>(smem + misc_off);
   float* merge_w = reinterpret_cast<float*>(tile_slots + kTileKeys);
   uint32_t* flag = reinterpret_cast<uint32_t*>(merge_w + aios::persistent::kMaxGroup * aios::persistent::kMaxSplits);
-  const int rows[4] = {rows_qkv, rows_o, rows_gate_up, rows_down};
-  const Geometry g = geometry(a, rows, splits);
-  const int64_t M = a.tokens, total = g.mine_layer * a.layers;
+  const Geometry g = geometry(a, rows_qkv, rows_o, rows_gate_up, rows_down, splits);
+  const int M = int(a.tokens), total = g.mine_layer * int(a.layers);
   uint32_t target = 0;
-  int64_t next = 0;
+  int next = 0;
   // The ring starts filling before anything else: the weights need nothing from the step.
-  for (int64_t i = 0; i < kStages - 1; ++i) issue_chunk<T>(a, g, i, total, ring, knock);
+  for (int i = 0; i < kStages - 1; ++i) issue_chunk<T>(a, g, i, total, ring, knock);
   T* residual = static_cast<T*>(a.residual);
   T* qkv = static_cast<T*>(a.qkv);
   T* act = static_cast<T*>(a.act);
-  for (int64_t l = 0; l < a.layers; ++l) {
+  for (int l = 0; l < a.layers; ++l) {
     norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, red, res_s);
-    run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float v, float) {
+    run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, knock, [&](int n, int m, float v, float) {
       stg(qkv + m * g.QKV + n, from_f<T>(v));
     });
     grid_barrier(a.sync, target, knock);
-    for (int64_t u = blockIdx.x; u < (knock & kKnockAttention ? 0 : M * g.Hkv * g.splits); u += gridDim.x) {
+    for (int u = blockIdx.x; u < (knock & kKnockAttention ? 0 : M * g.Hkv * g.splits); u += gridDim.x) {
       attention_unit<T>(a, g, l, u, smem + attn_off, qs, tile_slots, merge_w, flag);
       __syncthreads();  // the unit's shared memory is free for the next
     }
     grid_barrier(a.sync, target, knock);
     load_rows<T>(static_cast<const T*>(a.attn), M, g.QD, x);
     // The residual rows as the qkv stage's norm read them (nothing wrote them since).
-    run_stage<T>(a, g, kO, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float v, float) {
+    run_stage<T>(a, g, kO, next, total, ring, x, M, red, knock, [&](int n, int m, float v, float) {
       stg(residual + m * g.H + n, from_f<T>(to_f(res_s[m * g.H + n]) + round_t<T>(v)));
     });
     grid_barrier(a.sync, target, knock);
     norm_rows<T>(residual, static_cast<const T*>(a.post_norm) + l * g.H, M, g.H, a.eps, x, red, res_s);
-    run_stage<T>(a, g, kGateUp, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float gate, float up) {
+    run_stage<T>(a, g, kGateUp, next, total, ring, x, M, red, knock, [&](int n, int m, float gate, float up) {
       const float gv = round_t<T>(gate);
       const float s = round_t<T>(gv / (1.0f + expf(-gv)));
       stg(act + m * g.I + n, from_f<T>(s * round_t<T>(up)));
     });
     grid_barrier(a.sync, target, knock);
     load_rows<T>(act, M, g.I, x);
-    run_stage<T>(a, g, kDown, next, total, ring, x, M, red, knock, [&](int64_t n, int64_t m, float v, float) {
+    run_stage<T>(a, g, kDown, next, total, ring, x, M, red, knock, [&](int n, int m, float v, float) {
       stg(residual + m * g.H + n, from_f<T>(to_f(res_s[m * g.H + n]) + round_t<T>(v)));
     });
     grid_barrier(a.sync, target, knock);
   }
   cp_async_wait<0>();  // the empty groups past the stream's end
   // The final norm: block m normalizes row m.
-  for (int64_t m = blockIdx.x; m < M; m += gridDim.x) {
+  for (int m = blockIdx.x; m < M; m += gridDim.x) {
     norm_rows<T>(residual + m * g.H, static_cast<const T*>(a.final_norm), 1, g.H, a.eps, x, red, res_s);
-    for (int64_t v = threadIdx.x; v < g.H / 8; v += kThreads)
+    for (int v = threadIdx.x; v < g.H / 8; v += kThreads)
       *reinterpret_cast<uint4*>(static_cast<T*>(a.normed_out) + m * g.H + v * 8) = *reinterpret_cast<const uint4*>(x + v * 8);
   }
 }
