@@ -2,7 +2,8 @@
 // compiled as C++ and run on the CPU emulator's grid-wide mode (every block at
 // once, grid barriers, atomics), checked against a plain loop of lesson 10's
 // fused forward with the same roundings to bf16: a small Qwen3-like shape with
-// 2 layers, GQA (2 query heads per KV head), contexts over several pool blocks
+// 2 layers (hidden 1024, intermediate 1536: gate/up tiles in 2 column chunks,
+// down tiles in 3), GQA (2 query heads per KV head), contexts over several pool blocks
 // in shuffled block tables, 1 to 3 rows, the context split 5, 2 and 1 ways (the
 // merge by the last unit to arrive, and the direct write), a padding row (slot
 // -1: nothing stored), and every block owning a different number of chunks of
@@ -37,7 +38,7 @@ namespace pst = aios::persistent;
 float bf(float v) { return aios::cpu::to_float(aios::cpu::bf16_from(v)); }
 
 struct Model {
-  int64_t L = 2, H = 256, Hq = 4, Hkv = 2, D = 128, I = 512, max_pos = 512;
+  int64_t L = 2, H = 1024, Hq = 4, Hkv = 2, D = 128, I = 1536, max_pos = 512;  // gate/up in 2 chunks a tile, down in 3
   int64_t block_size = 16, num_blocks = 40;
   int64_t slots() const { return block_size * num_blocks; }
   int64_t qkv_rows() const { return (Hq + 2 * Hkv) * D; }

@@ -24,7 +24,8 @@ namespace aios::persistent {
 constexpr int kThreads = 256;                 // 8 warps a block, one block per SM
 constexpr int kWarps = kThreads / 32;
 constexpr int kStages = 8;                    // the weight ring: 7 stages in flight while one is read
-constexpr int64_t kStageBytes = 16 * 1024;    // one stage: whole weight rows (a pair of rows for gate/up)
+constexpr int64_t kStageBytes = 16 * 1024;    // one stage: a chunk of one tile (8 rows, or 8 gate + 8 up rows)
+constexpr int kTileRows = 8;                  // output rows a tile of a weight matrix gives (the mma's 16 rows: 8 + 8 for gate/up)
 constexpr int kMaxTokens = 8;                 // decode rows a launch takes (graph buckets 1, 2, 4, 8)
 constexpr int kTileKeys = 64;                 // keys of K and V staged at once by an attention unit
 constexpr int kHeadDim = 128;                 // every Qwen3 size
@@ -44,8 +45,9 @@ struct Plan {
   int64_t smem = 0;          // dynamic shared memory a block
   int64_t partial_floats = 0;  // float32 scratch: [tokens, q_heads, splits, head_dim + 1] (o and lse)
   int64_t sync_words = 0;    // uint32 counters, zeroed before each launch: the barrier, then one per (token, KV head)
-  // Rows of each matrix one stage holds (pairs for gate/up); the plan's shared-memory layout.
-  int rows_qkv = 0, rows_o = 0, rows_gate_up = 0, rows_down = 0;
+  // Columns of each matrix one chunk holds (a tile's rows times these fill at most a stage); the
+  // plan's shared-memory layout.
+  int kc_qkv = 0, kc_o = 0, kc_gate_up = 0, kc_down = 0;
   int64_t x_offset = 0, attn_offset = 0, q_offset = 0, res_offset = 0, red_offset = 0, misc_offset = 0;
 };
 
@@ -81,26 +83,29 @@ inline Plan plan(const Shape& s, int sms, int64_t smem_optin) {
   const int64_t qd = s.q_heads * s.head_dim, qkv = (s.q_heads + 2 * s.kv_heads) * s.head_dim;
   for (int64_t k : {s.hidden, qd, s.inter})
     if (k < 256 || k % 256 != 0) return fail("needs hidden, q_heads x head_dim and intermediate multiples of 256");
-  auto rows = [&](int64_t k, int64_t per_row) { return int(kStageBytes / (k * 2 * per_row)); };
-  p.rows_qkv = rows(s.hidden, 1);
-  p.rows_o = rows(qd, 1);
-  p.rows_gate_up = rows(s.hidden, 2);
-  p.rows_down = rows(s.inter, 1);
-  if (p.rows_qkv < 1 || p.rows_o < 1 || p.rows_gate_up < 1 || p.rows_down < 1)
-    return fail("a weight row (or gate/up pair) is larger than a " + std::to_string(kStageBytes / 1024) + " KiB ring stage");
+  // A chunk: the most columns of a tile's rows a stage holds, halved until they divide the row.
+  auto cols = [&](int64_t k, int64_t rows) {
+    int64_t kc = kStageBytes / (rows * 2);
+    while (kc > 32 && k % kc != 0) kc /= 2;
+    return int(kc);
+  };
+  p.kc_qkv = cols(s.hidden, kTileRows);
+  p.kc_o = cols(qd, kTileRows);
+  p.kc_gate_up = cols(s.hidden, 2 * kTileRows);
+  p.kc_down = cols(s.inter, kTileRows);
   (void)qkv;
   if (sms < 1) return fail("no SMs");
   const int64_t kmax = std::max(std::max(s.hidden, qd), s.inter);
+  // The activations: always 8 rows (the mma's 8 columns; rows past the step's are never read out).
   // The attention's tiles share the activations' space: x is dead from the end of the qkv stage
   // until the o stage loads the attention's output into it.
   p.x_offset = int64_t(kStages) * kStageBytes;
   p.attn_offset = p.x_offset;
-  p.q_offset = p.x_offset + align16(std::max(s.tokens * kmax * 2, attn_smem(group)));
+  p.q_offset = p.x_offset + align16(std::max(int64_t(kMaxTokens) * kmax * 2, attn_smem(group)));
   p.res_offset = p.q_offset + align16(group * kHeadDim * 4);
   p.red_offset = p.res_offset + align16(s.tokens * s.hidden * 2);
-  // red: a warp sum per (16-byte vector group of 32, token) of one stage; misc: a tile's slots, the
-  // merge's weights and a flag
-  p.misc_offset = p.red_offset + align16(kStageBytes / 16 / 32 * kMaxTokens * 4);
+  // red: each warp's 16 x 8 accumulator tile; misc: an attention tile's slots, the merge's weights and a flag
+  p.misc_offset = p.red_offset + align16(int64_t(kWarps) * 16 * 8 * 4);
   p.smem = p.misc_offset + align16((kTileKeys + kMaxGroup * kMaxSplits + 4) * 4);
   if (p.smem > smem_optin)
     return fail("needs " + std::to_string(p.smem) + " bytes of shared memory a block, the GPU gives " + std::to_string(smem_optin));

@@ -41,8 +41,7 @@ using aios::persistent::kThreads;
 using aios::persistent::kTileKeys;
 using aios::persistent::kWarps;
 constexpr int D = aios::persistent::kHeadDim;
-constexpr int kVecsPerStage = int(kStageBytes / 16);
-constexpr int kVecsPerThread = kVecsPerStage / kThreads;  // 16-byte vectors of one stage each thread multiplies
+using aios::persistent::kTileRows;
 
 // ---- memory the other blocks write during the kernel: read through L2 (ld.global.cg), never the
 // non-coherent read-only path that ldg() uses for the step's inputs and the weights.
@@ -123,38 +122,43 @@ enum Stage : int { kQkv = 0, kO = 1, kGateUp = 2, kDown = 3 };
 // a step fits): 64-bit divisions and remainders cost ~100 instructions each, and a block's 8 warps
 // have little else to hide them behind. Per-stage values are separate scalars, chosen with
 // switches: an array indexed by a run-time stage would live in local memory.
+//
+// A stage's matrix is cut into tiles of 8 output rows (gate/up: the same 8 rows of gate and of up,
+// the mma's 16 rows), tile t belonging to block t % grid; a tile's rows into chunks of kc columns
+// (one ring stage each), which stream one after another.
 struct Geometry {
   int H, Hq, Hkv, I, QD, QKV, group, splits;
-  int rows0, rows1, rows2, rows3;  // output rows a chunk of each stage holds (pairs for gate/up)
-  int mine0, mine1, mine2, mine3;  // chunks of each stage this block owns
+  int kc0, kc1, kc2, kc3;          // columns of a chunk per stage
+  int mine0, mine1, mine2, mine3;  // chunks of each stage this block owns: its tiles x chunks a tile
   int mine_layer;                  // their sum: this block's chunks of one layer
-  __device__ int rows_of(int s) const { return s == 0 ? rows0 : s == 1 ? rows1 : s == 2 ? rows2 : rows3; }
+  __device__ int kc_of(int s) const { return s == 0 ? kc0 : s == 1 ? kc1 : s == 2 ? kc2 : kc3; }
   __device__ int mine_of(int s) const { return s == 0 ? mine0 : s == 1 ? mine1 : s == 2 ? mine2 : mine3; }
   __device__ int k_of(int s) const { return s == 0 || s == 2 ? H : s == 1 ? QD : I; }
+  /** Output rows (gate/up: pairs). */
   __device__ int n_of(int s) const { return s == 0 ? QKV : s == 2 ? I : H; }
 };
 
-__device__ __forceinline__ int owned(int chunks) {
+__device__ __forceinline__ int owned(int tiles) {
   const int block = int(blockIdx.x), grid = int(gridDim.x);
-  return chunks > block ? (chunks - block + grid - 1) / grid : 0;
+  return tiles > block ? (tiles - block + grid - 1) / grid : 0;
 }
 
-__device__ Geometry geometry(const PersistentDecodeArgs& a, int rows_qkv, int rows_o, int rows_gate_up, int rows_down, int splits) {
+__device__ Geometry geometry(const PersistentDecodeArgs& a, int kc_qkv, int kc_o, int kc_gate_up, int kc_down, int splits) {
   Geometry g;
   g.H = int(a.hidden), g.Hq = int(a.q_heads), g.Hkv = int(a.kv_heads), g.I = int(a.inter);
   g.QD = g.Hq * D, g.QKV = (g.Hq + 2 * g.Hkv) * D, g.group = g.Hq / g.Hkv, g.splits = splits;
-  g.rows0 = rows_qkv, g.rows1 = rows_o, g.rows2 = rows_gate_up, g.rows3 = rows_down;
-  g.mine0 = owned((g.QKV + rows_qkv - 1) / rows_qkv);
-  g.mine1 = owned((g.H + rows_o - 1) / rows_o);
-  g.mine2 = owned((g.I + rows_gate_up - 1) / rows_gate_up);
-  g.mine3 = owned((g.H + rows_down - 1) / rows_down);
+  g.kc0 = kc_qkv, g.kc1 = kc_o, g.kc2 = kc_gate_up, g.kc3 = kc_down;
+  g.mine0 = owned(g.QKV / kTileRows) * (g.H / kc_qkv);
+  g.mine1 = owned(g.H / kTileRows) * (g.QD / kc_o);
+  g.mine2 = owned(g.I / kTileRows) * (g.H / kc_gate_up);
+  g.mine3 = owned(g.H / kTileRows) * (g.I / kc_down);
   g.mine_layer = g.mine0 + g.mine1 + g.mine2 + g.mine3;
   return g;
 }
 
-// Chunk `idx` of this block's stream: its layer, stage and first output row.
+// Chunk `idx` of this block's stream: its layer, stage, tile (its first output row) and column chunk.
 struct ChunkRef {
-  int layer, stage, row0, rows;
+  int layer, stage, row0, kchunk;
 };
 __device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int idx) {
   ChunkRef c;
@@ -168,12 +172,15 @@ __device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int idx) {
       if (r >= g.mine2) r -= g.mine2, c.stage = 3;
     }
   }
-  const int per = g.rows_of(c.stage);
-  c.row0 = (int(blockIdx.x) + r * int(gridDim.x)) * per;
-  const int left = g.n_of(c.stage) - c.row0;
-  c.rows = left < per ? left : per;
+  const int per_tile = g.k_of(c.stage) / g.kc_of(c.stage), j = r / per_tile;
+  c.kchunk = r - j * per_tile;
+  c.row0 = (int(blockIdx.x) + j * int(gridDim.x)) * kTileRows;
   return c;
 }
+
+// Where 16-byte column c16 of row `row` of a chunk (or of an activation row) sits in shared memory:
+// XOR-swizzled by the row's low 3 bits, so ldmatrix's 8 rows at one column hit 8 different bank groups.
+__device__ __forceinline__ int swz(int row, int c16) { return c16 ^ (row & 7); }
 
 // Queues the copies of chunk `idx` of the stream into its ring stage (an empty group past the end,
 // so every thread's count of groups stays one per chunk).
@@ -181,7 +188,7 @@ template <class T>
 __device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int idx, int total, unsigned char* ring, int knock) {
   if (idx < total && !(knock & kKnockStream)) {
     const ChunkRef c = chunk_ref(g, idx);
-    const int K = g.k_of(c.stage);
+    const int K = g.k_of(c.stage), kc = g.kc_of(c.stage), vpr = kc / 8;
     const T* base;
     int mat_rows;
     switch (c.stage) {
@@ -190,21 +197,24 @@ __device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, in
       case kGateUp: base = static_cast<const T*>(a.gate_up_w), mat_rows = 2 * g.I; break;
       default: base = static_cast<const T*>(a.down_w), mat_rows = g.H; break;
     }
-    // One segment: the chunk's rows, contiguous; gate/up: then the same rows of up, I rows further.
-    const T* seg0 = base + (int64_t(c.layer) * mat_rows + c.row0) * K;
-    const T* seg1 = seg0 + int64_t(g.I) * K;
-    const int seg_vecs = c.rows * K / 8, vecs = c.stage == kGateUp ? 2 * seg_vecs : seg_vecs;
+    // Rows 0-7: the tile's rows; gate/up: rows 8-15 the same rows of up, I rows further.
+    const T* mat = base + (int64_t(c.layer) * mat_rows + c.row0) * K + int64_t(c.kchunk) * kc;
+    const int rows = c.stage == kGateUp ? 2 * kTileRows : kTileRows;
     unsigned char* dst = ring + (idx % kStages) * kStageBytes;
-    for (int v = threadIdx.x; v < vecs; v += kThreads)
-      cp_async16(dst + v * 16, v < seg_vecs ? seg0 + v * 8 : seg1 + (v - seg_vecs) * 8, true);
+    for (int v = threadIdx.x; v < rows * vpr; v += kThreads) {
+      const int row = v / vpr, c16 = v - row * vpr;
+      const int src_row = row < kTileRows ? row : g.I + row - kTileRows;
+      cp_async16(dst + (row * vpr + swz(row, c16)) * 16, mat + int64_t(src_row) * K + c16 * 8, true);
+    }
   }
   cp_async_commit();
 }
 
-// x[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows, into shared memory;
-// the residual rows themselves into res_s (the next stage adds to them without a global read).
+// out[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows: into the activations
+// in shared memory (swizzled, `to_global` false) or to global memory (the final norm); the residual
+// rows themselves into res_s (the next stage adds to them without a global read).
 template <class T>
-__device__ void norm_rows(const T* residual, const T* w, int M, int H, float eps, T* x, float* red, T* res_s) {
+__device__ void norm_rows(const T* residual, const T* w, int M, int H, float eps, T* out, bool to_global, float* red, T* res_s) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   // Loops over kMaxTokens with a guard, unrolled: the arrays stay in registers (a loop to M would
   // index them at run time, from local memory).
@@ -238,83 +248,84 @@ __device__ void norm_rows(const T* residual, const T* w, int M, int H, float eps
       float f[8];
       unpack16<T>(*reinterpret_cast<const uint4*>(res_s + m * H + v * 8), f);  // this thread's own store
       for (int e = 0; e < 8; ++e) f[e] = f[e] * inv * wf[e];
-      *reinterpret_cast<uint4*>(x + m * H + v * 8) = pack8<T>(f);
+      if (to_global) stg(reinterpret_cast<uint4*>(out + m * H + v * 8), pack8<T>(f));
+      else *reinterpret_cast<uint4*>(out + m * H + swz(m, v) * 8) = pack8<T>(f);
     }
   }
-  __syncthreads();  // x complete; red free again
+  __syncthreads();  // out complete; red free again
 }
 
-// x[m, :] = src[m, :] (an activation other blocks wrote), into shared memory.
+// x[m, :] = src[m, :] (an activation other blocks wrote), into shared memory, swizzled.
 template <class T> __device__ void load_rows(const T* src, int M, int K, T* x) {
-  for (int v = threadIdx.x; v < M * K / 8; v += kThreads)
-    *reinterpret_cast<uint4*>(x + v * 8) = ldcg16(src + v * 8);
+  const int vpr = K / 8;
+  for (int v = threadIdx.x; v < M * vpr; v += kThreads) {
+    const int m = v / vpr, c16 = v - m * vpr;
+    *reinterpret_cast<uint4*>(x + m * K + swz(m, c16) * 8) = ldcg16(src + v * 8);
+  }
   __syncthreads();
 }
 
 // One stage of a layer: every chunk this block owns, multiplied with x (M rows of K in shared
-// memory) as it comes out of the ring; each output row's M results go to `emit(row, m, value)`
-// (gate/up: the pair's two values). `next` is the stream position of this stage's first chunk;
-// it advances past them.
+// memory) on tensor cores as it comes out of the ring, and each tile's output rows handed to
+// `emit(row, m, value, up)` (gate/up: the pair's two values). `next` is the stream position of
+// this stage's first chunk; it advances past them.
+//
+// mma.sync m16n8k16 with the weights as A (16 rows: the tile's 8, and 8 more of up for gate/up or
+// none) and the activations as B (8 columns: the step's rows; columns past M are never read out).
+// Each warp takes every 8th 32-column step of a chunk and keeps its accumulators across the
+// tile's chunks; at the tile's end the 8 warps' tiles are summed in warp order.
 template <class T, class Emit>
 __device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int stage, int& next, int total,
                           unsigned char* ring, const T* x, int M, float* red, int knock, Emit emit) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int K = g.k_of(stage), vpr = K / 8, gpr = vpr / 32;  // 16-byte vectors, and warp groups of them, a row
+  const int K = g.k_of(stage), kc = g.kc_of(stage), vpr = kc / 8, per_tile = K / kc;
   const bool pairs = stage == kGateUp;
-  // Vector v = threadIdx.x + i kThreads of every chunk sits at the same column: computed once.
-  int col[kVecsPerThread];
-#pragma unroll
-  for (int i = 0; i < kVecsPerThread; ++i) col[i] = (int(threadIdx.x) + i * kThreads) % vpr * 8;
   const int mine = g.mine_of(stage);
+  float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
   for (int j = 0; j < mine; ++j, ++next) {
     cp_async_wait<kStages - 2>();
     __syncthreads();  // every thread's copies of this chunk landed; the stage read last is free
     issue_chunk<T>(a, g, next + kStages - 1, total, ring, knock);
     if (knock & kKnockMultiply) continue;
-    const int row0 = (int(blockIdx.x) + j * int(gridDim.x)) * g.rows_of(stage);
-    const int left = g.n_of(stage) - row0, crows = left < g.rows_of(stage) ? left : g.rows_of(stage);
-    const int limit = (pairs ? 2 * crows : crows) * vpr;  // vectors of the chunk (gate rows, then up rows)
+    const int jt = j / per_tile, kchunk = j - jt * per_tile;
     const unsigned char* w = ring + (next % kStages) * kStageBytes;
-    float acc[kVecsPerThread][kMaxTokens];
-#pragma unroll
-    for (int i = 0; i < kVecsPerThread; ++i)
-#pragma unroll
-      for (int m = 0; m < kMaxTokens; ++m) acc[i][m] = 0.0f;
-#pragma unroll
-    for (int i = 0; i < kVecsPerThread; ++i) {
-      const int v = int(threadIdx.x) + i * kThreads;
-      if (v >= limit) break;  // warp-uniform: a row is a whole number of 32-vector groups
-      float wf[8];
-      unpack16<T>(*reinterpret_cast<const uint4*>(w + v * 16), wf);
-#pragma unroll
-      for (int m = 0; m < kMaxTokens; ++m) {
-        if (m >= M) break;
-        float xf[8];
-        unpack16<T>(*reinterpret_cast<const uint4*>(x + m * K + col[i]), xf);
-        float s = 0.0f;
-#pragma unroll
-        for (int e = 0; e < 8; ++e) s += wf[e] * xf[e];
-        acc[i][m] += s;
+    // Lane l addresses row l % 8 of matrix l / 8 of each ldmatrix.x4.
+    const int lrow = lane & 7, lmat = lane >> 3;
+    for (int kp = warp; kp < kc / 32; kp += kWarps) {  // 32 columns: two k-steps of 16
+      uint32_t b[4];  // x: matrices (rows 0-7, 16-byte columns 4kp .. 4kp + 3 of the chunk): b0 b1 of step 0, of step 1
+      ldmatrix_x4(b, x + lrow * K + swz(lrow, kchunk * vpr + 4 * kp + lmat) * 8);
+      if (pairs) {
+        for (int step = 0; step < 2; ++step) {
+          // Matrices (gate rows, c), (up rows, c), (gate, c + 1), (up, c + 1): a0..a3 as mma wants them.
+          const int row = (lmat & 1) * kTileRows + lrow, c16 = 4 * kp + 2 * step + (lmat >> 1);
+          uint32_t af[4];
+          ldmatrix_x4(af, w + (row * vpr + swz(row, c16)) * 16);
+          mma_16816<T>(acc, af, b[2 * step], b[2 * step + 1]);
+        }
+      } else {
+        // Matrices (rows 0-7, columns 4kp .. 4kp + 3): a0 and a2 of both steps; rows 8-15 are zero.
+        uint32_t w4[4];
+        ldmatrix_x4(w4, w + (lrow * vpr + swz(lrow, 4 * kp + lmat)) * 16);
+        const uint32_t a0[4] = {w4[0], 0u, w4[1], 0u}, a1[4] = {w4[2], 0u, w4[3], 0u};
+        mma_16816<T>(acc, a0, b[0], b[1]);
+        mma_16816<T>(acc, a1, b[2], b[3]);
       }
     }
-#pragma unroll
-    for (int i = 0; i < kVecsPerThread; ++i) {
-      if (int(threadIdx.x) + i * kThreads >= limit) break;
-#pragma unroll
-      for (int m = 0; m < kMaxTokens; ++m) {
-        if (m >= M) break;
-        const float s = warp_sum(acc[i][m]);
-        if (lane == 0) red[(i * kWarps + warp) * kMaxTokens + m] = s;  // group i * kWarps + warp
-      }
-    }
+    if (kchunk != per_tile - 1) continue;
+    // The tile is done: each warp's 16 x 8 accumulators (c0 c1: row l / 4, columns 2 (l % 4) + 0, 1;
+    // c2 c3: row l / 4 + 8) into red, then summed over the warps in order.
+    const int gr = lane >> 2, tc = 2 * (lane & 3);
+    float* rw = red + warp * 16 * 8;
+    rw[gr * 8 + tc] = acc[0], rw[gr * 8 + tc + 1] = acc[1], rw[(gr + 8) * 8 + tc] = acc[2], rw[(gr + 8) * 8 + tc + 1] = acc[3];
+    acc[0] = acc[1] = acc[2] = acc[3] = 0.0f;
     __syncthreads();
-    // Row r is vectors [r vpr, (r + 1) vpr): groups r gpr onward, summed in group order.
-    for (int o = threadIdx.x; o < crows * M; o += kThreads) {
+    const int row0 = (int(blockIdx.x) + jt * int(gridDim.x)) * kTileRows;
+    for (int o = threadIdx.x; o < kTileRows * M; o += kThreads) {
       const int r = o / M, m = o - r * M;
       float s = 0.0f, s2 = 0.0f;
-      for (int q = r * gpr; q < (r + 1) * gpr; ++q) s += red[q * kMaxTokens + m];
+      for (int i = 0; i < kWarps; ++i) s += red[(i * 16 + r) * 8 + m];
       if (pairs)
-        for (int q = (r + crows) * gpr; q < (r + crows + 1) * gpr; ++q) s2 += red[q * kMaxTokens + m];
+        for (int i = 0; i < kWarps; ++i) s2 += red[(i * 16 + r + 8) * 8 + m];
       emit(row0 + r, m, s, s2);
     }
   }
@@ -328,19 +339,22 @@ template <class T>
 __device__ void norm_rope_head(const T* x, const T* w, float eps, const float* cos, const float* sin, int p, int max_pos,
                                float (&out)[4]) {
   const int lane = threadIdx.x % 32, i0 = 2 * lane, i1 = 64 + 2 * lane;
+  const bool ok = p >= 0 && p < max_pos;
+  // Every load first (the head, the norm's weights, the rotation), all in flight at once.
   float v[4] = {to_f(ldcg(x + i0)), to_f(ldcg(x + i0 + 1)), to_f(ldcg(x + i1)), to_f(ldcg(x + i1 + 1))};
+  const float wv[4] = {to_f(ldg(w + i0)), to_f(ldg(w + i0 + 1)), to_f(ldg(w + i1)), to_f(ldg(w + i1 + 1))};
+  const int r = ok ? p * 64 + i0 : 0;
+  const float c[2] = {ldg(cos + r), ldg(cos + r + 1)}, sn[2] = {ldg(sin + r), ldg(sin + r + 1)};
   const float ss = warp_sum(v[0] * v[0] + v[1] * v[1] + v[2] * v[2] + v[3] * v[3]);
   const float inv = 1.0f / sqrtf(ss / float(D) + eps);
-  const int idx[4] = {i0, i0 + 1, i1, i1 + 1};
-  for (int e = 0; e < 4; ++e) v[e] = round_t<T>(v[e] * inv * to_f(ldg(w + idx[e])));
-  if (p < 0 || p >= max_pos) {  // poisoned, as qk_norm_rope_store does
+  for (int e = 0; e < 4; ++e) v[e] = round_t<T>(v[e] * inv * wv[e]);
+  if (!ok) {  // poisoned, as qk_norm_rope_store does
     for (int e = 0; e < 4; ++e) out[e] = __builtin_nanf("");
     return;
   }
   for (int e = 0; e < 2; ++e) {
-    const float c = ldg(cos + p * 64 + i0 + e), s = ldg(sin + p * 64 + i0 + e);
-    out[e] = round_t<T>(v[e] * c - v[2 + e] * s);
-    out[2 + e] = round_t<T>(v[2 + e] * c + v[e] * s);
+    out[e] = round_t<T>(v[e] * c[e] - v[2 + e] * sn[e]);
+    out[2 + e] = round_t<T>(v[2 + e] * c[e] + v[e] * sn[e]);
   }
 }
 
@@ -360,6 +374,13 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
   T* kc = pool + layer * layer_elems;
   T* vc = kc + a.num_slots * g.Hkv * D;
   const bool store = holds_new && slot >= 0 && slot < a.num_slots;
+  const int32_t* table = a.block_tables + b * a.table_width;
+  const int64_t num_blocks = a.num_slots / a.block_size;
+  // The first tile's slots (one table read per key, in parallel) while the warps below read the heads.
+  auto read_slots = [&](int t0, int n) {
+    if (int(threadIdx.x) < n) tile_slots[threadIdx.x] = int32_t(slot_of(table, t0 + threadIdx.x, a.block_size, num_blocks));
+  };
+  if (start < end) read_slots(start, end - start < kTileKeys ? end - start : kTileKeys);
   // Jobs: the group's query heads, then (the unit holding the new key) its K and its V.
   const int jobs = G + (store ? 2 : 0);
   for (int job = warp; job < jobs; job += kWarps) {
@@ -397,14 +418,15 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
     }
     T* ktile = reinterpret_cast<T*>(smem_attn);
     T* vtile = ktile + kTileKeys * D;
-    const int32_t* table = a.block_tables + b * a.table_width;
-    const int64_t num_blocks = a.num_slots / a.block_size;
     for (int t0 = start; t0 < end; t0 += kTileKeys) {
       const int n = end - t0 < kTileKeys ? end - t0 : kTileKeys;
-      // The tile's slots first, one table read per key in parallel: read inside the copy loop, each
-      // thread's copies would wait for their table reads one after another.
-      if (int(threadIdx.x) < n) tile_slots[threadIdx.x] = int32_t(slot_of(table, t0 + threadIdx.x, a.block_size, num_blocks));
-      __syncthreads();
+      // The tile's slots first, one table read per key in parallel (read inside the copy loop, each
+      // thread's copies would wait for their table reads one after another); the first tile's were
+      // read with the heads.
+      if (t0 != start) {
+        read_slots(t0, n);
+        __syncthreads();
+      }
       for (int v = threadIdx.x; v < 2 * n * (D / 8); v += kThreads) {
         const int which = v / (n * (D / 8)), r = v - which * n * (D / 8), key = r / (D / 8), c = r % (D / 8);
         const T* src = (which ? vc : kc) + (int64_t(tile_slots[key]) * g.Hkv + kvh) * D + c * 8;
@@ -473,7 +495,7 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
   __syncthreads();
   if (!*flag) return;
   // Each split's weight exp2(lse - max) / sum once per head, into shared memory (all lse loads in
-  // flight at once), then each output element's S loads, eight in flight at a time.
+  // flight at once), then each output element's S loads, sixteen in flight at a time.
   const float* part = a.partials + (b * g.Hq + kvh * G) * S * (D + 1);
   if (int(threadIdx.x) < G * S) merge_w[threadIdx.x] = ldcg(part + threadIdx.x * (D + 1) + D);  // head h split i at h S + i
   __syncthreads();
@@ -490,12 +512,12 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
     const float* ph = part + h * S * (D + 1) + d;
     const float* wh = merge_w + h * S;
     float sum = 0.0f;
-    for (int i0 = 0; i0 < S; i0 += 8) {
-      float v[8];
+    for (int i0 = 0; i0 < S; i0 += 16) {
+      float v[16];
 #pragma unroll
-      for (int j = 0; j < 8; ++j) v[j] = i0 + j < S && wh[i0 + j] != 0.0f ? ldcg(ph + (i0 + j) * (D + 1)) : 0.0f;
+      for (int j = 0; j < 16; ++j) v[j] = i0 + j < S && wh[i0 + j] != 0.0f ? ldcg(ph + (i0 + j) * (D + 1)) : 0.0f;
 #pragma unroll
-      for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 16; ++j)
         if (i0 + j < S) sum += wh[i0 + j] * v[j];
     }
     stg(static_cast<T*>(a.attn) + b * g.QD + (kvh * G + h) * D + d, from_f<T>(sum));
@@ -504,7 +526,7 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
 
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1)
-    persistent_decode_kernel(PersistentDecodeArgs a, int rows_qkv, int rows_o, int rows_gate_up, int rows_down, int splits,
+    persistent_decode_kernel(PersistentDecodeArgs a, int kc_qkv, int kc_o, int kc_gate_up, int kc_down, int splits,
                              int64_t x_off, int64_t attn_off, int64_t q_off, int64_t res_off, int64_t red_off, int64_t misc_off,
                              int knock) {
   unsigned char* smem = smem_base();
@@ -516,7 +538,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   int32_t* tile_slots = reinterpret_cast<int32_t*>(smem + misc_off);
   float* merge_w = reinterpret_cast<float*>(tile_slots + kTileKeys);
   uint32_t* flag = reinterpret_cast<uint32_t*>(merge_w + aios::persistent::kMaxGroup * aios::persistent::kMaxSplits);
-  const Geometry g = geometry(a, rows_qkv, rows_o, rows_gate_up, rows_down, splits);
+  const Geometry g = geometry(a, kc_qkv, kc_o, kc_gate_up, kc_down, splits);
   const int M = int(a.tokens), total = g.mine_layer * int(a.layers);
   uint32_t target = 0;
   int next = 0;
@@ -526,7 +548,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   T* qkv = static_cast<T*>(a.qkv);
   T* act = static_cast<T*>(a.act);
   for (int l = 0; l < a.layers; ++l) {
-    norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, red, res_s);
+    norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, false, red, res_s);
     run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, knock, [&](int n, int m, float v, float) {
       stg(qkv + m * g.QKV + n, from_f<T>(v));
     });
@@ -542,7 +564,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       stg(residual + m * g.H + n, from_f<T>(to_f(res_s[m * g.H + n]) + round_t<T>(v)));
     });
     grid_barrier(a.sync, target, knock);
-    norm_rows<T>(residual, static_cast<const T*>(a.post_norm) + l * g.H, M, g.H, a.eps, x, red, res_s);
+    norm_rows<T>(residual, static_cast<const T*>(a.post_norm) + l * g.H, M, g.H, a.eps, x, false, red, res_s);
     run_stage<T>(a, g, kGateUp, next, total, ring, x, M, red, knock, [&](int n, int m, float gate, float up) {
       const float gv = round_t<T>(gate);
       const float s = round_t<T>(gv / (1.0f + expf(-gv)));
@@ -558,9 +580,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   cp_async_wait<0>();  // the empty groups past the stream's end
   // The final norm: block m normalizes row m.
   for (int m = blockIdx.x; m < M; m += gridDim.x) {
-    norm_rows<T>(residual + m * g.H, static_cast<const T*>(a.final_norm), 1, g.H, a.eps, x, red, res_s);
-    for (int v = threadIdx.x; v < g.H / 8; v += kThreads)
-      *reinterpret_cast<uint4*>(static_cast<T*>(a.normed_out) + m * g.H + v * 8) = *reinterpret_cast<const uint4*>(x + v * 8);
+    norm_rows<T>(residual + m * g.H, static_cast<const T*>(a.final_norm), 1, g.H, a.eps, static_cast<T*>(a.normed_out) + m * g.H, true, red,
+                 res_s);
   }
 }
 
@@ -574,7 +595,7 @@ inline void persistent_decode_emu(const PersistentDecodeArgs& a, const aios::per
   if (!p.why.empty()) throw std::runtime_error("persistent_decode: " + p.why);
   std::memset(a.sync, 0, size_t(p.sync_words) * 4);
   emurt::launch_grid(dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), "persistent_decode", [&] {
-    persistent_decode_kernel<bf16>(a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset,
+    persistent_decode_kernel<bf16>(a, p.kc_qkv, p.kc_o, p.kc_gate_up, p.kc_down, p.splits, p.x_offset, p.attn_offset,
                                    p.q_offset, p.res_offset, p.red_offset, p.misc_offset, 0);
   });
 }
@@ -633,7 +654,7 @@ void persistent_decode(flash::Stream st, const PersistentDecodeArgs& a, const ai
     // kernel's blocks then start only once this one has completed, so none of them can hold an SM
     // that one of these blocks still waits for (the barriers need every block resident at once).
     kernel<<<dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), st>>>(
-        a, p.rows_qkv, p.rows_o, p.rows_gate_up, p.rows_down, p.splits, p.x_offset, p.attn_offset, p.q_offset, p.res_offset,
+        a, p.kc_qkv, p.kc_o, p.kc_gate_up, p.kc_down, p.splits, p.x_offset, p.attn_offset, p.q_offset, p.res_offset,
         p.red_offset, p.misc_offset, knock);
     check(cudaGetLastError(), "persistent_decode");
   });
