@@ -78,7 +78,6 @@ constexpr int kKnockBarriers = 1;  // the grid barriers return at once
 constexpr int kKnockAttention = 2;  // no attention units (nothing stored, attn not written)
 constexpr int kKnockMultiply = 4;  // weight chunks arrive but are not multiplied (no outputs)
 constexpr int kKnockStream = 8;    // no weight copies (the multiplies read whatever the ring holds)
-constexpr int kKnockPrefetch = 16; // no L2 prefetches of the chunks past the ring
 
 // Every block waits here until every block has arrived; what any block wrote before is then
 // visible to all. `target` counts the arrivals expected so far (the counter only grows in a launch).
@@ -183,57 +182,32 @@ __device__ __forceinline__ ChunkRef chunk_ref(const Geometry& g, int idx) {
 // XOR-swizzled by the row's low 3 bits, so ldmatrix's 8 rows at one column hit 8 different bank groups.
 __device__ __forceinline__ int swz(int row, int c16) { return c16 ^ (row & 7); }
 
-// Where chunk c's rows start in global memory: row r of the chunk (0-7: the tile's rows; gate/up:
-// 8-15, the same rows of up, I rows further) at mat + src_row(r) K, kc columns of it.
-template <class T> struct ChunkSrc {
-  const T* mat;
-  int K, kc, rows, I;
-  __device__ int src_row(int r) const { return r < kTileRows ? r : I + r - kTileRows; }
-};
-template <class T> __device__ ChunkSrc<T> chunk_src(const PersistentDecodeArgs& a, const Geometry& g, const ChunkRef& c) {
-  const int K = g.k_of(c.stage), kc = g.kc_of(c.stage);
-  const T* base;
-  int mat_rows;
-  switch (c.stage) {
-    case kQkv: base = static_cast<const T*>(a.qkv_w), mat_rows = g.QKV; break;
-    case kO: base = static_cast<const T*>(a.o_w), mat_rows = g.H; break;
-    case kGateUp: base = static_cast<const T*>(a.gate_up_w), mat_rows = 2 * g.I; break;
-    default: base = static_cast<const T*>(a.down_w), mat_rows = g.H; break;
-  }
-  return {base + (int64_t(c.layer) * mat_rows + c.row0) * K + int64_t(c.kchunk) * kc, K, kc, c.stage == kGateUp ? 2 * kTileRows : kTileRows, g.I};
-}
-
 // Queues the copies of chunk `idx` of the stream into its ring stage (an empty group past the end,
 // so every thread's count of groups stays one per chunk).
 template <class T>
 __device__ void issue_chunk(const PersistentDecodeArgs& a, const Geometry& g, int idx, int total, unsigned char* ring, int knock) {
   if (idx < total && !(knock & kKnockStream)) {
-    const ChunkSrc<T> src = chunk_src<T>(a, g, chunk_ref(g, idx));
-    const int vpr = src.kc / 8;
+    const ChunkRef c = chunk_ref(g, idx);
+    const int K = g.k_of(c.stage), kc = g.kc_of(c.stage), vpr = kc / 8;
+    const T* base;
+    int mat_rows;
+    switch (c.stage) {
+      case kQkv: base = static_cast<const T*>(a.qkv_w), mat_rows = g.QKV; break;
+      case kO: base = static_cast<const T*>(a.o_w), mat_rows = g.H; break;
+      case kGateUp: base = static_cast<const T*>(a.gate_up_w), mat_rows = 2 * g.I; break;
+      default: base = static_cast<const T*>(a.down_w), mat_rows = g.H; break;
+    }
+    // Rows 0-7: the tile's rows; gate/up: rows 8-15 the same rows of up, I rows further.
+    const T* mat = base + (int64_t(c.layer) * mat_rows + c.row0) * K + int64_t(c.kchunk) * kc;
+    const int rows = c.stage == kGateUp ? 2 * kTileRows : kTileRows;
     unsigned char* dst = ring + (idx % kStages) * kStageBytes;
-    for (int v = threadIdx.x; v < src.rows * vpr; v += kThreads) {
+    for (int v = threadIdx.x; v < rows * vpr; v += kThreads) {
       const int row = v / vpr, c16 = v - row * vpr;
-      cp_async16(dst + (row * vpr + swz(row, c16)) * 16, src.mat + int64_t(src.src_row(row)) * src.K + c16 * 8, true);
+      const int src_row = row < kTileRows ? row : g.I + row - kTileRows;
+      cp_async16(dst + (row * vpr + swz(row, c16)) * 16, mat + int64_t(src_row) * K + c16 * 8, true);
     }
   }
   cp_async_commit();
-}
-
-// The ring holds kStages - 1 chunks ahead, and a block waiting at a barrier cannot take more: the
-// weights would then stream only while blocks multiply. So each block also asks L2 for chunk
-// `idx`, kPrefetchAhead chunks ahead (one bulk prefetch per row segment, nothing waits on it): the
-// ring then refills from L2. 132 blocks x 16 chunks of 16 KiB is 34 MiB of the H200's 50 MiB L2.
-constexpr int kPrefetchAhead = 16;
-template <class T>
-__device__ void prefetch_chunk(const PersistentDecodeArgs& a, const Geometry& g, int idx, int total, int knock) {
-  if (idx >= total || (knock & kKnockPrefetch)) return;
-  const ChunkSrc<T> src = chunk_src<T>(a, g, chunk_ref(g, idx));
-  if (int(threadIdx.x) < src.rows) {
-#ifndef AIOS_EMU
-    const T* row = src.mat + int64_t(src.src_row(threadIdx.x)) * src.K;
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(row), "r"(uint32_t(src.kc * 2)) : "memory");
-#endif
-  }
 }
 
 // out[m, :] = rmsnorm(residual[m, :]) * w, rounded to T, for the step's rows: into the activations
@@ -312,7 +286,6 @@ __device__ void run_stage(const PersistentDecodeArgs& a, const Geometry& g, int 
     cp_async_wait<kStages - 2>();
     __syncthreads();  // every thread's copies of this chunk landed; the stage read last is free
     issue_chunk<T>(a, g, next + kStages - 1, total, ring, knock);
-    prefetch_chunk<T>(a, g, next + kPrefetchAhead, total, knock);
     if (knock & kKnockMultiply) continue;
     const int jt = j / per_tile, kchunk = j - jt * per_tile;
     const unsigned char* w = ring + (next % kStages) * kStageBytes;
@@ -571,7 +544,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   int next = 0;
   // The ring starts filling before anything else: the weights need nothing from the step.
   for (int i = 0; i < kStages - 1; ++i) issue_chunk<T>(a, g, i, total, ring, knock);
-  for (int i = kStages - 1; i < kPrefetchAhead; ++i) prefetch_chunk<T>(a, g, i, total, knock);
   T* residual = static_cast<T*>(a.residual);
   T* qkv = static_cast<T*>(a.qkv);
   T* act = static_cast<T*>(a.act);
@@ -673,7 +645,7 @@ void persistent_decode(flash::Stream st, const PersistentDecodeArgs& a, const ai
   using namespace flash;
   using namespace persistent_kernel;
   if (!p.why.empty()) throw Error("persistent_decode: " + p.why);
-  static const int knock = int(timing_switch("AIOS_PERSISTENT_KNOCKOUT", 0, 31));
+  static const int knock = int(timing_switch("AIOS_PERSISTENT_KNOCKOUT", 0, 15));
   check(cudaMemsetAsync(a.sync, 0, size_t(p.sync_words) * 4, st), "persistent_decode: cudaMemsetAsync");
   dispatch_half(a.dt, [&](auto tag) {
     using T = decltype(tag);
