@@ -19,13 +19,15 @@ import type { FusedStepModel, FusedWeights } from '@aios/lesson-10-fused-layers'
 export const PERSISTENT_MAX_SEQS = 8;
 
 /**
- * AIOS_PERSISTENT_DECODE: unset or 1 = small decode buckets use the persistent kernel where it can
- * run the model; 0 = they replay lesson 10's forward (for timing one against the other).
+ * AIOS_PERSISTENT_DECODE: 1 = small decode buckets use the persistent kernel where it can run the
+ * model; unset or 0 = they replay lesson 10's forward. Off by default: on one H200 it has not yet
+ * beaten the graph of lesson 10's kernels at any bucket (batch 1: 1.24-1.25 ms a step against 1.20;
+ * 8 sequences: 1.95 against 1.41; the README's "One kernel for the whole step" says where its time goes).
  */
 export function persistentDecodeSwitch(env: NodeJS.ProcessEnv = process.env): boolean {
   const v = env.AIOS_PERSISTENT_DECODE;
-  if (v === undefined || v === '1') return true;
-  if (v === '0') return false;
+  if (v === undefined || v === '0') return false;
+  if (v === '1') return true;
   throw new Error(`AIOS_PERSISTENT_DECODE must be 0 or 1, got "${v}"`);
 }
 
@@ -68,7 +70,7 @@ export class PersistentDecode {
    * variants the kernel does not implement (lesson 13's cascade), or the kernel cannot run the shape.
    */
   static create(model: FusedStepModel, ctx: EngineContext, opts: { parallel: boolean; attentionVariants: boolean }): PersistentDecode | { why: string } {
-    if (!persistentDecodeSwitch()) return { why: 'off (AIOS_PERSISTENT_DECODE=0)' };
+    if (!persistentDecodeSwitch()) return { why: 'off (AIOS_PERSISTENT_DECODE=1 turns it on)' };
     if (ctx.device === 'cpu') return { why: 'a CUDA kernel; the CPU runs lesson 10\'s forward' };
     if (opts.parallel) return { why: 'one GPU only (the forward here is split over ranks)' };
     if (opts.attentionVariants) return { why: 'plain decode attention only (this engine\'s attention has step-dependent variants)' };

@@ -11,6 +11,7 @@ import { BatchedRunner } from '@aios/lesson-07-batching';
 import { recipe as fused } from '@aios/lesson-10-fused-layers';
 
 import { GraphStepModel, batchBuckets, contextBuckets } from '../src/graph-model.ts';
+import { persistentDecodeSwitch } from '../src/persistent-decode.ts';
 import { recipe as graphs } from '../src/recipe.ts';
 
 const prompts = [11, 40, 1, 33, 70].map((n, p) => Array.from({ length: n }, (_, i) => (p * 7919 + i * 977 + 13) % 150_000));
@@ -38,6 +39,13 @@ describe('lesson 11 on the CPU', () => {
     expect(batchBuckets(3)).toEqual([1, 2, 3]);
     expect(contextBuckets(40960)).toEqual([1024, 4096, 16384, 40960]);
     expect(contextBuckets(4096)).toEqual([1024, 4096]);
+  });
+
+  it('AIOS_PERSISTENT_DECODE: off unless 1; any other value is refused with its name', () => {
+    expect(persistentDecodeSwitch({})).toBe(false);
+    expect(persistentDecodeSwitch({ AIOS_PERSISTENT_DECODE: '0' })).toBe(false);
+    expect(persistentDecodeSwitch({ AIOS_PERSISTENT_DECODE: '1' })).toBe(true);
+    expect(() => persistentDecodeSwitch({ AIOS_PERSISTENT_DECODE: 'yes' })).toThrow(/AIOS_PERSISTENT_DECODE must be 0 or 1, got "yes"/);
   });
 
   for (const [name, params] of [['greedy', greedy], ['seeded samples', sampled]] as const)
