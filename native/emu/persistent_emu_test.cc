@@ -4,8 +4,8 @@
 // fused forward with the same roundings to bf16: a small Qwen3-like shape with
 // 2 layers (hidden 1024, intermediate 1536: gate/up tiles in 2 column chunks,
 // down tiles in 3), GQA (2 query heads per KV head), contexts over several pool blocks
-// in shuffled block tables, 1 to 3 rows, the context split 5, 2 and 1 ways (the
-// merge by the last unit to arrive, and the direct write), a padding row (slot
+// in shuffled block tables, 1 to 3 rows, the context split 5, 3, 2 and 1 ways (the
+// merge by the last unit to arrive, splits with no keys, and the direct write), a padding row (slot
 // -1: nothing stored), and every block owning a different number of chunks of
 // each weight. What is compared: the final norm (the LM head's input), the
 // residual stream, and the K/V the step stored; every other pool slot must be
