@@ -11,6 +11,8 @@
 // residual stream, and the K/V the step stored; every other pool slot must be
 // untouched. Each case runs twice in different thread orders and must give the
 // same bits (the splits are merged in a fixed order, whoever merges).
+// First, the plan's rules alone: each refusal names its reason, and Qwen3-0.6B on
+// an H200's 132 SMs gets the splits and chunk sizes the kernel was designed for.
 //
 //   persistent_emu [--seed N] [--verbose]
 //
@@ -300,6 +302,48 @@ void run_case(const Case& c, std::mt19937& rng) {
   }
 }
 
+// The plan's rules (native/src/persistent.h), no kernel run: what it refuses, and how it divides
+// Qwen3-0.6B's step on an H200 (132 SMs, 227 KiB of shared memory a block).
+void check_plan() {
+  ++runs;
+  const int sms = 132;
+  const int64_t optin = 227 * 1024;
+  const pst::Shape q06{1, 28, 1024, 16, 8, 128, 3072};
+  std::vector<std::string> bad;
+  auto refuses = [&](const char* what, pst::Shape s, int64_t smem, const char* needle) {
+    const pst::Plan p = pst::plan(s, sms, smem);
+    if (p.why.find(needle) == std::string::npos) bad.push_back(std::string(what) + ": why \"" + p.why + "\", expected it to say \"" + needle + "\"");
+  };
+  pst::Shape s = q06;
+  s.tokens = 0, refuses("0 rows", s, optin, "takes 1 to 8 decode rows");
+  s.tokens = 9, refuses("9 rows", s, optin, "takes 1 to 8 decode rows");
+  s = q06, s.head_dim = 64, refuses("head_dim 64", s, optin, "needs head_dim 128");
+  s = q06, s.q_heads = 16, s.kv_heads = 1, refuses("16 query heads a KV head", s, optin, "at most 8 query heads per KV head");
+  s = q06, s.q_heads = 15, refuses("15 query heads over 8", s, optin, "multiple of kv_heads");
+  s = q06, s.hidden = 1000, refuses("hidden 1000", s, optin, "multiples of 256");
+  refuses("100 KiB of shared memory", q06, 100 * 1024, "bytes of shared memory a block");
+  const pst::Plan one = pst::plan(q06, sms, optin);
+  s = q06, s.tokens = 8;
+  const pst::Plan eight = pst::plan(s, sms, optin);
+  if (!one.why.empty() || !eight.why.empty()) bad.push_back("the 0.6B shape refused: " + one.why + eight.why);
+  else {
+    // One KV head's context over 16 blocks at one row (8 x 16 = 128 units of 132 blocks), 2 at eight rows.
+    if (one.splits != 16 || eight.splits != 2) bad.push_back("splits " + std::to_string(one.splits) + "/" + std::to_string(eight.splits) + ", expected 16/2");
+    // 16 KiB chunks: 8 rows x 1024 columns (qkv, o, down), 16 rows x 512 columns (gate/up).
+    if (one.kc_qkv != 1024 || one.kc_o != 1024 || one.kc_gate_up != 512 || one.kc_down != 1024)
+      bad.push_back("chunk columns " + std::to_string(one.kc_qkv) + "/" + std::to_string(one.kc_o) + "/" + std::to_string(one.kc_gate_up) + "/" +
+                    std::to_string(one.kc_down) + ", expected 1024/1024/512/1024");
+    if (eight.smem > optin || eight.smem <= one.smem) bad.push_back("shared memory " + std::to_string(one.smem) + " and " + std::to_string(eight.smem));
+    if (one.grid != sms || one.sync_words != 1 + 8) bad.push_back("grid or counters wrong");
+  }
+  if (bad.empty()) {
+    std::printf("ok   the plan: refusals named, Qwen3-0.6B divided as designed\n");
+  } else {
+    ++failures;
+    for (const auto& b : bad) std::printf("FAIL the plan: %s\n", b.c_str());
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -313,6 +357,7 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("persistent decode on the emulator, seed %u\n", seed);
+  check_plan();
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int> len(2, 150);
   const Case cases[] = {
