@@ -143,10 +143,15 @@ export declare function flashDecodePlan(device: number, version: number, splits:
 /** Lesson 11's persistent decode step: whether it runs the shape on `device` (why '' then) and how. */
 export interface PersistentDecodePlan {
   why: string;
+  /** Blocks: one per SM. */
   grid: number;
+  /** Attention units per (token, KV head). */
   splits: number;
+  /** Dynamic shared memory a block, bytes. */
   smem: number;
+  /** The f32 scratch persistentDecode needs (its `partials`), in elements. */
   partialFloats: number;
+  /** The i32 counters it needs (its `sync`), in elements. */
   syncWords: number;
 }
 export declare function persistentDecodePlan(device: number, tokens: number, layers: number, hidden: number, qHeads: number,

@@ -4,7 +4,11 @@
 // preallocated buffers, which is what CUDA-graph capture needs later) and
 // allocates it otherwise. The math lives in native/src/{cpu,cuda}.
 import { type Device, deviceIndex, native } from './backend.ts';
-import type { FlashCascadePlan as NativeFlashCascadePlan, FlashDecodePlan as NativeFlashDecodePlan } from '@aios/native';
+import type {
+  FlashCascadePlan as NativeFlashCascadePlan,
+  FlashDecodePlan as NativeFlashDecodePlan,
+  PersistentDecodePlan as NativePersistentDecodePlan,
+} from '@aios/native';
 import { type DType, dtypeCode, isFloat, isIndex } from './dtype.ts';
 import { Tensor, copyInto, formatShape } from './tensor.ts';
 
@@ -1097,20 +1101,8 @@ export interface PersistentDecodeShape {
   inter: number;
 }
 
-/** Whether the persistent kernel runs a shape on a device (`why` is '' then), and how it divides the step. */
-export interface PersistentDecodePlan {
-  why: string;
-  /** Blocks: one per SM. */
-  grid: number;
-  /** Attention units per (token, KV head). */
-  splits: number;
-  /** Dynamic shared memory a block, bytes. */
-  smem: number;
-  /** The f32 scratch persistentDecode needs (its `partials`), in elements. */
-  partialFloats: number;
-  /** The i32 counters it needs (its `sync`), in elements. */
-  syncWords: number;
-}
+/** Whether the persistent kernel runs a shape on a device (`why` is '' then), and how it divides the step (the addon's answer). */
+export type PersistentDecodePlan = NativePersistentDecodePlan;
 
 export function persistentDecodePlan(device: Device, s: PersistentDecodeShape): PersistentDecodePlan {
   planBounds('persistentDecodePlan', s, ['tokens', 'layers', 'hidden', 'qHeads', 'kvHeads', 'headDim', 'inter']);

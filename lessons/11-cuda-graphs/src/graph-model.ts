@@ -63,7 +63,11 @@ export class GraphStepModel implements StepModel {
   ) {
     this.inner = new FusedStepModel(ctx, attention, parallel);
     this.variants = attention?.variants;
-    this.persistent = PersistentDecode.create(this.inner, ctx, { parallel: parallel !== undefined, attentionVariants: this.variants !== undefined });
+    this.persistent = PersistentDecode.create(this.inner, ctx, {
+      parallel: parallel !== undefined,
+      attentionVariants: this.variants !== undefined,
+      buckets: batchBuckets(ctx.options.maxNumSeqs),
+    });
   }
 
   /** The persistent path for a batch bucket, if it takes it. */

@@ -7,9 +7,11 @@
 // meet at a grid-wide barrier between a layer's stages, and each streams its
 // share of every weight matrix through a ring of shared memory that runs ahead
 // across those barriers. The embedding before it and the LM head after it stay
-// lesson 10's kernels; the graph of a batch bucket of 1-8 sequences records
-// these three launches instead of lesson 10's forward.
+// lesson 10's kernels; the graph of a batch bucket of 1-8 sequences records the
+// embedding, the kernel (after a memset of its counters) and the LM head
+// (gatherRows and the matmul) instead of lesson 10's forward.
 import { Tensor, ops } from '@aios/engine-core';
+import { envChoice } from '@aios/engine-core/env.ts';
 import type { PersistentDecodePlan, PersistentDecodeWeights } from '@aios/engine-core/ops.ts';
 import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 import type { KVPool, StepInput } from '@aios/lesson-07-batching';
@@ -22,13 +24,10 @@ export const PERSISTENT_MAX_SEQS = 8;
  * AIOS_PERSISTENT_DECODE: 1 = small decode buckets use the persistent kernel where it can run the
  * model; unset or 0 = they replay lesson 10's forward. Off by default: on one H200 it has not yet
  * beaten the graph of lesson 10's kernels at any bucket (batch 1: 1.24-1.25 ms a step against 1.20;
- * 8 sequences: 1.95 against 1.41; the README's "One kernel for the whole step" says where its time goes).
+ * 8 sequences: 1.95 against 1.42; the README's "One kernel for the whole step" says where its time goes).
  */
 export function persistentDecodeSwitch(env: NodeJS.ProcessEnv = process.env): boolean {
-  const v = env.AIOS_PERSISTENT_DECODE;
-  if (v === undefined || v === '0') return false;
-  if (v === '1') return true;
-  throw new Error(`AIOS_PERSISTENT_DECODE must be 0 or 1, got "${v}"`);
+  return envChoice('AIOS_PERSISTENT_DECODE', ['0', '1'], env) === '1';
 }
 
 /**
@@ -57,8 +56,6 @@ function stackLayers(w: FusedWeights): { stacked: PersistentDecodeWeights; owner
 }
 
 export class PersistentDecode {
-  /** The plan of each batch bucket it takes. */
-  readonly plans = new Map<number, PersistentDecodePlan>();
   private readonly weights: PersistentDecodeWeights;
   private readonly owners: Tensor[];
   private readonly partials: Tensor;
@@ -69,7 +66,11 @@ export class PersistentDecode {
    * the CPU, the forward is split over ranks (lesson 14), the attention has step-dependent
    * variants the kernel does not implement (lesson 13's cascade), or the kernel cannot run the shape.
    */
-  static create(model: FusedStepModel, ctx: EngineContext, opts: { parallel: boolean; attentionVariants: boolean }): PersistentDecode | { why: string } {
+  static create(
+    model: FusedStepModel,
+    ctx: EngineContext,
+    opts: { parallel: boolean; attentionVariants: boolean; /** The graph model's batch buckets. */ buckets: readonly number[] },
+  ): PersistentDecode | { why: string } {
     if (!persistentDecodeSwitch()) return { why: 'off (AIOS_PERSISTENT_DECODE=1 turns it on)' };
     if (ctx.device === 'cpu') return { why: 'a CUDA kernel; the CPU runs lesson 10\'s forward' };
     if (opts.parallel) return { why: 'one GPU only (the forward here is split over ranks)' };
@@ -78,12 +79,11 @@ export class PersistentDecode {
     const shape = { layers: cfg.numLayers, hidden: cfg.hiddenSize, qHeads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, inter: cfg.intermediateSize };
     if (ctx.dtype !== 'bf16' && ctx.dtype !== 'f16') return { why: `bf16 or f16 only, not ${ctx.dtype}` };
     const plans = new Map<number, PersistentDecodePlan>();
-    for (const seqs of [1, 2, 4, 8]) {
-      if (seqs > ctx.options.maxNumSeqs && seqs !== 1) break;
+    for (const seqs of opts.buckets.filter((b) => b <= PERSISTENT_MAX_SEQS)) {
       const plan = ops.persistentDecodePlan(ctx.device, { tokens: seqs, ...shape });
       if (plan.why !== '') {
-        if (seqs === 1) return { why: `cannot run this model: it ${plan.why}` };
-        break;
+        if (plans.size === 0) return { why: `cannot run this model: it ${plan.why}` };
+        break; // a larger bucket needs more shared memory: none after it fits either
       }
       plans.set(seqs, plan);
     }
@@ -92,9 +92,9 @@ export class PersistentDecode {
 
   private constructor(
     private readonly model: FusedStepModel,
-    plans: Map<number, PersistentDecodePlan>,
+    /** The plan of each batch bucket it takes. */
+    readonly plans: ReadonlyMap<number, PersistentDecodePlan>,
   ) {
-    for (const [k, v] of plans) this.plans.set(k, v);
     ({ stacked: this.weights, owners: this.owners } = stackLayers(model.weights));
     const partials = Math.max(...[...plans.values()].map((p) => p.partialFloats));
     const sync = Math.max(...[...plans.values()].map((p) => p.syncWords));

@@ -13,6 +13,7 @@
 // same bits: the replicated activations (the residual stream) never drift apart.
 import { Tensor, native } from '@aios/engine-core';
 import { type DType, dtypeCode } from '@aios/engine-core/dtype.ts';
+import { envChoice } from '@aios/engine-core/env.ts';
 import type { Collectives } from '@aios/engine-core/model/shard.ts';
 
 import type { GroupMemory } from './group-memory.ts';
@@ -159,13 +160,6 @@ export class SharedMemoryCollectives implements RankCollectives {
   }
 
   dispose(): void {}
-}
-
-/** Environment switch `name`: one of `choices`, the first when unset; anything else is an error that lists them. */
-export function envChoice<T extends string>(name: string, choices: readonly [T, ...T[]]): T {
-  const v = process.env[name] ?? choices[0];
-  if (!(choices as readonly string[]).includes(v)) throw new Error(`${name} must be one of ${choices.join(', ')}, got "${v}"`);
-  return v as T;
 }
 
 /** How a GPU group's all-reduces travel: AIOS_TP_ALLREDUCE=peer (the default where possible) or nccl. */

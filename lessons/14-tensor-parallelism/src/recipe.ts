@@ -7,11 +7,11 @@
 // each rank's vocabulary slice (shard-race.ts), any other on rank 0 over the gathered
 // logits.
 import type { Recipe } from '@aios/engine-core/engine/types.ts';
+import { envChoice } from '@aios/engine-core/env.ts';
 import { shardLayout } from '@aios/engine-core/model/shard.ts';
 import { type BatchedParts, BatchedRunner, batchedRecipe } from '@aios/lesson-07-batching';
 import { lesson13Parts } from '@aios/lesson-13-prefix-caching';
 
-import { envChoice } from './collectives.ts';
 import { tensorParallelModel } from './model.ts';
 import { ablatedCollectives } from './parallel-hooks.ts';
 import { RankGroup } from './rank-group.ts';

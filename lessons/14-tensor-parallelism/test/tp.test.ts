@@ -24,12 +24,12 @@ import { recipe as lesson12 } from '@aios/lesson-12-sampling';
 import { compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
 import { scratchDir } from '../../../engine-core/test/scratch.ts';
 
-import { type RankCollectives, SharedMemoryCollectives, envChoice } from '../src/collectives.ts';
+import { type RankCollectives, SharedMemoryCollectives } from '../src/collectives.ts';
 import { GroupMemory } from '../src/group-memory.ts';
 import { captureAgreed } from '../src/model.ts';
 import { decodePlan, encodePlan } from '../src/plan-channel.ts';
 import { RankGroup, startRank } from '../src/rank-group.ts';
-import { lesson14Parts, recipe } from '../src/recipe.ts';
+import { lesson14Parts, recipe, shardRaceEnabled } from '../src/recipe.ts';
 import { ShardRaceSampler } from '../src/shard-race.ts';
 import { ShardRunner } from '../src/shard-runner.ts';
 import { CASE_N, partOf, runCase } from './collectives-case.ts';
@@ -137,19 +137,18 @@ describe('lesson 14: loading a rank\'s slices', () => {
 });
 
 describe("lesson 14's environment switches", () => {
-  it('envChoice: the first choice when unset, a listed value as given, anything else refused with the list', () => {
-    const name = 'AIOS_TP_TEST_SWITCH';
-    const before = process.env[name];
+  it('AIOS_TP_SAMPLE: the race unless gather; anything else refused with the list', () => {
+    const before = process.env.AIOS_TP_SAMPLE;
     try {
-      delete process.env[name];
-      expect(envChoice(name, ['race', 'gather'])).toBe('race');
-      process.env[name] = 'gather';
-      expect(envChoice(name, ['race', 'gather'])).toBe('gather');
-      process.env[name] = 'Gather';
-      expect(() => envChoice(name, ['race', 'gather'])).toThrow('AIOS_TP_TEST_SWITCH must be one of race, gather, got "Gather"');
+      delete process.env.AIOS_TP_SAMPLE;
+      expect(shardRaceEnabled(2, PRESETS['0.6B'])).toBe(true);
+      process.env.AIOS_TP_SAMPLE = 'gather';
+      expect(shardRaceEnabled(2, PRESETS['0.6B'])).toBe(false);
+      process.env.AIOS_TP_SAMPLE = 'Race';
+      expect(() => shardRaceEnabled(2, PRESETS['0.6B'])).toThrow('AIOS_TP_SAMPLE must be one of race, gather, got "Race"');
     } finally {
-      if (before === undefined) delete process.env[name];
-      else process.env[name] = before;
+      if (before === undefined) delete process.env.AIOS_TP_SAMPLE;
+      else process.env.AIOS_TP_SAMPLE = before;
     }
   });
 });
