@@ -1,6 +1,6 @@
 // Environment switches of the lessons (AIOS_*): read where the choice is made, checked, and named in
 // the error when malformed. The kernels' own switches are read in C++ (timing_switch in
-// native/src/cuda/flash_common.cuh); the harness records every AIOS_* variable a run had.
+// native/src/switches.h); the harness records every AIOS_* variable a run had.
 
 /** Environment switch `name`: one of `choices`, the first when unset; anything else is an error that lists them. */
 export function envChoice<T extends string>(name: string, choices: readonly [T, ...T[]], env: NodeJS.ProcessEnv = process.env): T {

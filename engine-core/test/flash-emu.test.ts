@@ -14,7 +14,7 @@ describe.skipIf(!emu.built)('lesson 09 kernels on the CPU emulator', () => {
     emu.expectPasses(seed, 110_000);
   });
 
-  // The decode plan's timing switches (flash_decode.cu's timing_switch): a forced split count and
+  // The decode plan's timing switches (timing_switch, native/src/switches.h): a forced split count and
   // floor change only how the work is divided, never the result; a malformed value is refused.
   it('decode and the cascade still match with the automatic split forced (AIOS_DECODE_SPLITS=3, AIOS_DECODE_MIN_TILES=1)', () => {
     emu.expectPasses(seed, 60_000, { args: ['--only', 'decode'], env: { AIOS_DECODE_SPLITS: '3' } });

@@ -48,7 +48,7 @@ struct Plan {
   // Columns of each matrix one chunk holds (a tile's rows times these fill at most a stage); the
   // plan's shared-memory layout.
   int kc_qkv = 0, kc_o = 0, kc_gate_up = 0, kc_down = 0;
-  int64_t x_offset = 0, attn_offset = 0, q_offset = 0, res_offset = 0, red_offset = 0, misc_offset = 0;
+  int64_t x_offset = 0, q_offset = 0, res_offset = 0, red_offset = 0, misc_offset = 0;  // the attention's tiles use x's space
 };
 
 /** Shared memory the attention of one unit needs: a K and a V tile, or each warp's partial results for the merge. */
@@ -63,9 +63,10 @@ inline int64_t align16(int64_t n) { return (n + 15) / 16 * 16; }
 /**
  * Whether the persistent kernel runs `s` in bf16/f16 on a GPU of `sms` SMs with `smem_optin`
  * bytes of shared memory a block, and how. The limits are the kernel's: head_dim 128, at most 8
- * query heads per KV head, every row length a multiple of 256 elements (a warp's 16-byte loads
- * stay inside one row), each weight row within one ring stage, and the ring, the step's
- * activations and an attention tile together in shared memory.
+ * query heads per KV head, every row length a multiple of 256 elements (so a chunk of a tile's
+ * rows, 256 to 1024 columns, divides the row: whole 32-column mma steps, and at least the 8
+ * 16-byte columns the swizzle permutes), and the ring, the step's activations and an attention
+ * tile together in shared memory.
  */
 inline Plan plan(const Shape& s, int sms, int64_t smem_optin) {
   Plan p;
@@ -80,7 +81,7 @@ inline Plan plan(const Shape& s, int sms, int64_t smem_optin) {
   if (s.kv_heads < 1 || s.q_heads % s.kv_heads != 0) return fail("needs q_heads a multiple of kv_heads");
   const int64_t group = s.q_heads / s.kv_heads;
   if (group > kMaxGroup) return fail("holds at most 8 query heads per KV head, got " + std::to_string(group));
-  const int64_t qd = s.q_heads * s.head_dim, qkv = (s.q_heads + 2 * s.kv_heads) * s.head_dim;
+  const int64_t qd = s.q_heads * s.head_dim;
   for (int64_t k : {s.hidden, qd, s.inter})
     if (k < 256 || k % 256 != 0) return fail("needs hidden, q_heads x head_dim and intermediate multiples of 256");
   // A chunk: the most columns of a tile's rows a stage holds, halved until they divide the row.
@@ -93,14 +94,12 @@ inline Plan plan(const Shape& s, int sms, int64_t smem_optin) {
   p.kc_o = cols(qd, kTileRows);
   p.kc_gate_up = cols(s.hidden, 2 * kTileRows);
   p.kc_down = cols(s.inter, kTileRows);
-  (void)qkv;
   if (sms < 1) return fail("no SMs");
   const int64_t kmax = std::max(std::max(s.hidden, qd), s.inter);
   // The activations: always 8 rows (the mma's 8 columns; rows past the step's are never read out).
   // The attention's tiles share the activations' space: x is dead from the end of the qkv stage
   // until the o stage loads the attention's output into it.
   p.x_offset = int64_t(kStages) * kStageBytes;
-  p.attn_offset = p.x_offset;
   p.q_offset = p.x_offset + align16(std::max(int64_t(kMaxTokens) * kmax * 2, attn_smem(group)));
   p.res_offset = p.q_offset + align16(group * kHeadDim * 4);
   p.red_offset = p.res_offset + align16(s.tokens * s.hidden * 2);

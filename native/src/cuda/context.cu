@@ -1,5 +1,4 @@
 // Devices, their streams and their caching allocators.
-#include <cstdlib>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -8,6 +7,7 @@
 #include <cuda_profiler_api.h>
 
 #include "backend.h"
+#include "../switches.h"
 #include "pdl.cuh"
 
 namespace aios::cuda {
@@ -51,12 +51,7 @@ DeviceInfo device_info(int device) {
 }
 
 bool pdl_enabled() {
-  static const bool on = [] {
-    const char* v = std::getenv("AIOS_PDL");
-    if (!v || !*v || std::string(v) == "1") return true;
-    if (std::string(v) == "0") return false;
-    throw Error(std::string("AIOS_PDL must be 0, 1 or unset, got \"") + v + "\"");
-  }();
+  static const bool on = timing_switch("AIOS_PDL", 0, 1, 1) == 1;
   return on;
 }
 

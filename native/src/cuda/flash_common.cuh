@@ -11,12 +11,12 @@
 // machine without a GPU. The kernel sources have no #ifdef of their own.
 #pragma once
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <type_traits>
 
 #include "../flash.h"
+#include "../switches.h"
 
 #ifdef AIOS_EMU
 #include <cmath>
@@ -321,17 +321,7 @@ __device__ __forceinline__ int64_t slot_of(const int32_t* table, int64_t key, in
   return id * int64_t(bs) + int64_t(k - blk * bs);
 }
 
-// A timing switch: the integer in environment variable `name`, lo..hi, or `unset` when it is unset.
-// Read once by each caller (a static), so a run cannot change it half-way.
-inline int64_t timing_switch(const char* name, int64_t lo, int64_t hi, int64_t unset = 0) {
-  const char* v = std::getenv(name);
-  if (!v || !*v) return unset;
-  char* end = nullptr;
-  const long long n = std::strtoll(v, &end, 10);
-  if (*end != '\0' || n < lo || n > hi)
-    throw Error(std::string(name) + " must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got \"" + v + "\"");
-  return int64_t(n);
-}
+using aios::timing_switch;  // ../switches.h
 
 // dtype and head_dim dispatch of the launchers
 template <class F> void dispatch_half(DType dt, F&& body) {
@@ -418,8 +408,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st,
   emurt::launch(grid, block, smem, name, [&] { kernel(P(args)...); });
 #else
   if (smem > 48 * 1024) raise_smem_limit(reinterpret_cast<const void*>(kernel), smem, name);
-  launch_pdl(kernel, grid, block, smem, st, name, P(args)...);  // every kernel launched here calls pdl_begin() first (pdl.cuh)
-  check(cudaGetLastError(), name);
+  launch_pdl(kernel, grid, block, smem, st, name, P(args)...);  // every kernel launched here calls pdl_begin() first (pdl.cuh); it checks the launch
 #endif
 }
 

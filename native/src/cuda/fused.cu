@@ -219,8 +219,7 @@ void add_rmsnorm(cudaStream_t st, const void* x, void* residual, const void* wei
     }
     launch_pdl(add_rmsnorm_kernel<T>, dim3(unsigned(rows)), dim3(row_threads(dim)), 0, st, "add_rmsnorm", static_cast<const T*>(x), static_cast<T*>(residual),
                static_cast<const T*>(weight), static_cast<T*>(out), dim, eps);
-  });
-  check_launch("add_rmsnorm");
+  });  // launch_pdl checks each launch
 }
 
 void silu_mul(cudaStream_t st, const void* gate_up, void* out, int64_t rows, int64_t inter, DType dt) {
@@ -235,8 +234,7 @@ void silu_mul(cudaStream_t st, const void* gate_up, void* out, int64_t rows, int
       }
     }
     launch_pdl(silu_mul_kernel<T>, dim3(blocks_for(rows * inter, 256)), dim3(256), 0, st, "silu_mul", static_cast<const T*>(gate_up), static_cast<T*>(out), rows, inter);
-  });
-  check_launch("silu_mul");
+  });  // launch_pdl checks each launch
 }
 
 void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a) {
@@ -255,8 +253,7 @@ void qk_norm_rope_store(cudaStream_t st, const QkNormRopeStoreArgs& a) {
     }
     const dim3 grid(unsigned(a.tokens), unsigned(heads));
     launch_pdl(qk_norm_rope_store_kernel<T>, grid, dim3(unsigned(a.head_dim)), size_t(a.head_dim) * sizeof(float), st, "qk_norm_rope_store", a);
-  });
-  check_launch("qk_norm_rope_store");
+  });  // launch_pdl checks each launch
 }
 
 }  // namespace aios::cuda

@@ -11,11 +11,12 @@
 //   4. gate_up  x = rmsnorm(residual) * post_norm;  act = silu(x @ Wg^T) * (x @ Wu^T)
 //   5. down     residual += act @ Wd^T
 //
-// then the final norm into normed_out. Each weight matrix is cut into chunks of
-// whole rows (a stage of the ring); chunk j of a stage belongs to block j % grid.
-// A block's chunks of the whole step form one stream that the ring copies
-// (cp.async) kStages - 1 chunks ahead of the one being multiplied, across stage
-// and layer boundaries: the weights of the next stage arrive while the block
+// then the final norm into normed_out. Each weight matrix is cut into tiles of 8
+// output rows (gate/up: 8 rows of each), tile t belonging to block t % grid, and
+// each tile into chunks of kc columns, one ring stage each (Geometry). A block's
+// chunks of the whole step form one stream that the ring copies (cp.async)
+// kStages - 1 chunks ahead of the one being multiplied, across stage and layer
+// boundaries: the weights of the next stage arrive while the block
 // waits at the barrier. Every rounding to the storage type is where lesson 10's
 // kernels round (GEMM outputs, the residual, the norms, q/k after norm and
 // RoPE, SiLU), so the two paths differ only in the order of float sums.
@@ -134,8 +135,6 @@ struct Geometry {
   __device__ int kc_of(int s) const { return s == 0 ? kc0 : s == 1 ? kc1 : s == 2 ? kc2 : kc3; }
   __device__ int mine_of(int s) const { return s == 0 ? mine0 : s == 1 ? mine1 : s == 2 ? mine2 : mine3; }
   __device__ int k_of(int s) const { return s == 0 || s == 2 ? H : s == 1 ? QD : I; }
-  /** Output rows (gate/up: pairs). */
-  __device__ int n_of(int s) const { return s == 0 ? QKV : s == 2 ? I : H; }
 };
 
 __device__ __forceinline__ int owned(int tiles) {
@@ -527,8 +526,7 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1)
     persistent_decode_kernel(PersistentDecodeArgs a, int kc_qkv, int kc_o, int kc_gate_up, int kc_down, int splits,
-                             int64_t x_off, int64_t attn_off, int64_t q_off, int64_t res_off, int64_t red_off, int64_t misc_off,
-                             int knock) {
+                             int64_t x_off, int64_t q_off, int64_t res_off, int64_t red_off, int64_t misc_off, int knock) {
   unsigned char* smem = smem_base();
   unsigned char* ring = smem;
   T* x = reinterpret_cast<T*>(smem + x_off);
@@ -554,7 +552,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     });
     grid_barrier(a.sync, target, knock);
     for (int u = blockIdx.x; u < (knock & kKnockAttention ? 0 : M * g.Hkv * g.splits); u += gridDim.x) {
-      attention_unit<T>(a, g, l, u, smem + attn_off, qs, tile_slots, merge_w, flag);
+      attention_unit<T>(a, g, l, u, smem + x_off, qs, tile_slots, merge_w, flag);  // its tiles in x's space (plan())
       __syncthreads();  // the unit's shared memory is free for the next
     }
     grid_barrier(a.sync, target, knock);
@@ -595,8 +593,8 @@ inline void persistent_decode_emu(const PersistentDecodeArgs& a, const aios::per
   if (!p.why.empty()) throw std::runtime_error("persistent_decode: " + p.why);
   std::memset(a.sync, 0, size_t(p.sync_words) * 4);
   emurt::launch_grid(dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), "persistent_decode", [&] {
-    persistent_decode_kernel<bf16>(a, p.kc_qkv, p.kc_o, p.kc_gate_up, p.kc_down, p.splits, p.x_offset, p.attn_offset,
-                                   p.q_offset, p.res_offset, p.red_offset, p.misc_offset, 0);
+    persistent_decode_kernel<bf16>(a, p.kc_qkv, p.kc_o, p.kc_gate_up, p.kc_down, p.splits, p.x_offset, p.q_offset, p.res_offset,
+                                   p.red_offset, p.misc_offset, 0);
   });
 }
 #else
@@ -654,8 +652,8 @@ void persistent_decode(flash::Stream st, const PersistentDecodeArgs& a, const ai
     // kernel's blocks then start only once this one has completed, so none of them can hold an SM
     // that one of these blocks still waits for (the barriers need every block resident at once).
     kernel<<<dim3(unsigned(p.grid)), dim3(unsigned(kThreads)), size_t(p.smem), st>>>(
-        a, p.kc_qkv, p.kc_o, p.kc_gate_up, p.kc_down, p.splits, p.x_offset, p.attn_offset, p.q_offset, p.res_offset,
-        p.red_offset, p.misc_offset, knock);
+        a, p.kc_qkv, p.kc_o, p.kc_gate_up, p.kc_down, p.splits, p.x_offset, p.q_offset, p.res_offset, p.red_offset,
+        p.misc_offset, knock);
     check(cudaGetLastError(), "persistent_decode");
   });
 }
