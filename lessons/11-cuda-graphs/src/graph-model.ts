@@ -161,6 +161,28 @@ export class GraphStepModel implements StepModel {
     return this.inner.finish(plan, this.inner.forwardStep(step, pool).narrow(0, 0, B)); // the CPU: the same layout, run eagerly
   }
 
+  /**
+   * The decode step just replayed, run again eagerly: the very forward the step's graph recorded
+   * (lesson 10's kernels, or the persistent kernel), launched one by one on the same buffers, in
+   * the bucket's layout (the same padding rows, block-table width and context bound, so the
+   * decode kernel splits the context as the graph does). Its K/V writes repeat the replay's (the
+   * same values to the same slots), so it leaves the cache as it was. The step's logits rows, or
+   * undefined where no graph holds the step (a prefill, an eager decode, the CPU). For the test
+   * that a replay gives exactly the eager forward's logits: call it right after forward().
+   */
+  eagerInBucket(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor | undefined {
+    if (plan.phase !== 'decode') return undefined;
+    const variant = this.variants ? this.variants.of(plan) : 0;
+    const fit = this.bucketFor(plan, variant);
+    if (!fit?.graph) return undefined;
+    this.variants?.select(variant);
+    const step = input.buildFixed(plan, fit.layout);
+    const persistent = fit.persistent ? this.persistentFor(fit.layout.seqs) : undefined;
+    const B = plan.sequences.length;
+    const logits = persistent ? persistent.run(step, pool) : this.inner.forwardStep(step, pool);
+    return this.inner.finish(plan, logits.narrow(0, 0, B));
+  }
+
   /** The smallest captured layout of the variant that holds the step: enough rows, a long enough context and wide enough tables. */
   private bucketFor(plan: StepPlan, variant: number): Captured | undefined {
     const B = plan.sequences.length;
