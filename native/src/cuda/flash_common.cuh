@@ -50,6 +50,8 @@ using aios::flash::DecodePlan;
 
 #ifdef AIOS_EMU
 inline void pdl_begin() {}  // the emulator runs one kernel at a time
+inline void pdl_trigger() {}
+inline void pdl_wait() {}
 using Stream = int;
 using bf16 = aios::cpu::bf16;
 using f16 = aios::cpu::f16;
@@ -408,7 +410,7 @@ void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, Stream st,
   emurt::launch(grid, block, smem, name, [&] { kernel(P(args)...); });
 #else
   if (smem > 48 * 1024) raise_smem_limit(reinterpret_cast<const void*>(kernel), smem, name);
-  launch_pdl(kernel, grid, block, smem, st, name, P(args)...);  // every kernel launched here calls pdl_begin() first (pdl.cuh); it checks the launch
+  launch_pdl(kernel, grid, block, smem, st, name, P(args)...);  // every kernel launched here calls pdl_begin() first, or pdl_trigger() and then pdl_wait() (pdl.cuh); it checks the launch
 #endif
 }
 

@@ -311,8 +311,8 @@ template <int D, int STAGES_ = (D == 64 ? 4 : 2)> struct MmaShape {
 template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
-                                                                 int64_t shared_splits, bool table_ahead) {
-  pdl_begin();  // pdl.cuh: first, before any memory is touched
+                                                                 int64_t shared_splits, bool table_ahead, bool early_tiles) {
+  pdl_trigger();  // pdl.cuh; the wait comes below, once the tiles that may go early are on their way
   using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
   T* Qs = reinterpret_cast<T*>(smem_base());  // [16][S]
@@ -346,12 +346,6 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
 
-  for (int i = tid; i < kMmaRows * CHUNKS; i += kDecThreads) {
-    const int row = i / CHUNKS, col = (i % CHUNKS) * 8;
-    const bool valid = row < R;
-    const T* src = valid ? q + ((q_start + row / group) * Hq + kvh * group + row % group) * D + col : q;
-    cp_async16(Qs + row * S + col, src, valid);
-  }
   const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
   // The pool slots of this thread's rows of the next tile to be copied (-1: past the split), looked
   // up one tile ahead (table_ahead, the default): the block table is read while the tile before is
@@ -378,10 +372,31 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
       cp_async16(Vd + row * S + ld_col, vc + off, valid);
     }
   };
-  // One commit group per tile, empty past the last, so "tile t has landed" is always
-  // "at most STAGES-2 groups pending" at the top of iteration t.
+  // Until pdl_wait() the kernel before this one may still run (pdl.cuh). Everything above reads only
+  // the step's metadata, uploaded before the step's first kernel. The keys before first_pos were
+  // stored by earlier steps: a first tile that ends before it is requested now, so its copies fly
+  // while the wait lasts. Q and the step's own keys (the kernel before stores them) come after.
+  auto early = [&](int tile) {
+    const int64_t end = k_begin + int64_t(tile + 1) * kTile;
+    return early_tiles && tile < n_tiles && (end < k_end ? end : k_end) <= first_pos;
+  };
+  for (int st = 0; st < STAGES - 1; ++st)
+    if (early(st)) {
+      locate(st);
+      load_tile(st);
+    }
+  pdl_wait();
+  for (int i = tid; i < kMmaRows * CHUNKS; i += kDecThreads) {
+    const int row = i / CHUNKS, col = (i % CHUNKS) * 8;
+    const bool valid = row < R;
+    const T* src = valid ? q + ((q_start + row / group) * Hq + kvh * group + row % group) * D + col : q;
+    cp_async16(Qs + row * S + col, src, valid);
+  }
+  // One commit group per tile, empty past the last, so "tile t has landed" is always "at most
+  // STAGES-2 groups pending" at the top of iteration t (the early tiles join the first group: they
+  // land no later than it).
   for (int st = 0; st < STAGES - 1; ++st) {
-    if (st < n_tiles) {
+    if (st < n_tiles && !early(st)) {
       locate(st);
       load_tile(st);
     }
@@ -495,6 +510,14 @@ inline int64_t decode_min_tiles() {
 inline int64_t decode_splits_override() {
   static const int64_t splits = timing_switch("AIOS_DECODE_SPLITS", 1, 1024);
   return splits;
+}
+
+// AIOS_DECODE_EARLY_TILES=0..1: whether decode v3 requests a first tile of keys stored by earlier
+// steps before waiting for the kernel before it (decode_mma_kernel says why it may), for timing the
+// two on a card (unset: 1).
+inline bool decode_early_tiles() {
+  static const bool early = timing_switch("AIOS_DECODE_EARLY_TILES", 0, 1, 1) == 1;
+  return early;
 }
 
 // AIOS_DECODE_TABLE_AHEAD=0..1: whether decode v3 reads the block table a tile ahead of its copies
@@ -825,7 +848,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
           with_decode_stages<D>([&](auto stages) {
             constexpr int ST = decltype(stages)::value;
             launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
-                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead());
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead(), decode_early_tiles());
           });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
@@ -874,7 +897,7 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
           constexpr int ST = decltype(stages)::value;
           launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
                  dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
-                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead());
+                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead(), decode_early_tiles());
         });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,

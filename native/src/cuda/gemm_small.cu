@@ -88,8 +88,8 @@ using Stage = uint4[gemm_small::kStepsPerStage][2];
 template <class T, class OutT, int MT>
 __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __restrict__ x, const T* __restrict__ w, OutT* __restrict__ out,
                                                                 int64_t M, int64_t N, int64_t K, int64_t k_per_split, float* partials,
-                                                                uint32_t* counters) {
-  pdl_begin();  // pdl.cuh: first, before any memory is touched
+                                                                uint32_t* counters, bool early_weights) {
+  pdl_trigger();  // pdl.cuh; the wait comes below, after the first weights are requested (when early_weights)
   using S = Tile<MT>;
   constexpr int U = S::kSteps;
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t = lane % 4;
@@ -179,10 +179,16 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __rest
     compute(cur, s);
   };
 
+  // The weights are never written while a forward runs, so the first stage's may be requested
+  // before the kernel before this one has finished (pdl.cuh): at one token most blocks hold a single
+  // stage, so their whole share of the weight is then on the way while they wait. x is that
+  // kernel's output: it is read only after the wait.
   Stage wa, wb;
+  if (early_weights) load_w(wa, 0);
+  pdl_wait();
   stage_x(0);
   cp_async_commit();
-  load_w(wa, 0);
+  if (!early_weights) load_w(wa, 0);
   // Two stages per trip, the buffers swapping roles, so no register copy waits on a load.
   for (int s = 0; s < stages; s += 2) {
     step(s, wa, wb);
@@ -264,6 +270,13 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_small_kernel(const T* __rest
   }
 }
 
+// AIOS_GEMM_EARLY_WEIGHTS=0..1: whether a block requests its first stage of weights before waiting
+// for the kernel before it (pdl.cuh), for timing the two on a card (unset: 1).
+inline bool gemm_early_weights() {
+  static const bool early = timing_switch("AIOS_GEMM_EARLY_WEIGHTS", 0, 1, 1) == 1;
+  return early;
+}
+
 template <class F> void dispatch_tiles(int token_tiles, F&& body) {
   switch (token_tiles) {
     case 1: body(std::integral_constant<int, 1>{}); return;
@@ -316,7 +329,7 @@ void gemm_small(flash::Stream st, const void* x, const void* w, void* out, int64
         constexpr int MT = decltype(mt)::value;
         launch(gemm_small_kernel<T, O, MT>, grid, dim3(kThreads), Tile<MT>::template smem<T>(), st, "gemm_small",
                static_cast<const T*>(x), static_cast<const T*>(w), static_cast<O*>(out), M, N, K, plan.k_per_split, partials,
-               counters);
+               counters, gemm_early_weights());
       });
     });
   });

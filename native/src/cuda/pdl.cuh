@@ -9,7 +9,11 @@
 // visible. pdl_begin() does both, first thing: every kernel launched with the
 // attribute calls it before it touches memory, so what it reads is what it read
 // without the attribute (a kernel completes only after the one before it, so
-// waiting on the previous kernel covers every earlier one).
+// waiting on the previous kernel covers every earlier one). The one exception is
+// memory no kernel writes while a forward runs, the weights: the small-M GEMM
+// (gemm_small.cu) calls pdl_trigger(), requests its first weights, and only then
+// pdl_wait(), so its blocks, resident while the kernel before still runs, have
+// their weights on the way when the wait ends (AIOS_GEMM_EARLY_WEIGHTS).
 //
 // Launched this way: lesson 09's attention kernels (flash_prefill.cu,
 // flash_decode.cu), lesson 10's fused kernels (fused.cu) and the small-M GEMM
@@ -37,12 +41,22 @@ namespace aios::cuda {
 bool pdl_enabled();
 
 #ifdef __CUDACC__
-/** The next kernel may be scheduled now; then wait until the previous one has completed and its writes are visible. */
-__device__ __forceinline__ void pdl_begin() {
+/** The next kernel may be scheduled now. */
+__device__ __forceinline__ void pdl_trigger() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+/** Wait until the previous kernel has completed and its writes are visible. */
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
+}
+/** Both, first thing in a kernel that reads nothing before the previous kernel is done. */
+__device__ __forceinline__ void pdl_begin() {
+  pdl_trigger();
+  pdl_wait();
 }
 #endif
 
