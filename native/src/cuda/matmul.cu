@@ -13,9 +13,10 @@
 // at 8% of the card's bandwidth), its down projection (1024 x 3072) 5.9 against 6.7;
 // at 8 tokens 1.08x and 1.05x. Elsewhere cuBLASLt was as fast or faster: 0.8-0.95x on
 // the wide projections at one token, 0.34-0.46x at 64 tokens. AIOS_SMALL_GEMM (read
-// once): unset = that rule, 1 = every shape the kernel takes (1-64 tokens), 2 = at most 8
-// tokens through any weight of at most 32 MiB (the wide projections too), 0 = never, so a
-// lesson or the bench can be timed every way.
+// once): unset = that rule, 1 = every shape the kernel takes (1-64 tokens), 0 = never,
+// so a lesson or the bench can be timed every way. Sending it the wide projections too at
+// up to 8 tokens, now that its first weights load before the PDL wait (gemm_small.cu),
+// still lost: batch 1 1.22 ms a step against 1.16 (15dcccc, decode-knobs-h200-15dcccc.log).
 #include <cublasLt.h>
 
 #include <map>
@@ -89,18 +90,17 @@ DeviceLt& device_lt() {
 }
 
 // AIOS_SMALL_GEMM, read once (the header says what each is for).
-enum class SmallGemm { Never = 0, Always = 1, FewTokens = 2, Measured = 3 };
+enum class SmallGemm { Never = 0, Always = 1, Measured = 2 };
 
 SmallGemm small_gemm_mode() {
-  static const SmallGemm mode = SmallGemm(timing_switch("AIOS_SMALL_GEMM", 0, 2, int64_t(SmallGemm::Measured)));
+  static const SmallGemm mode = SmallGemm(timing_switch("AIOS_SMALL_GEMM", 0, 1, int64_t(SmallGemm::Measured)));
   return mode;
 }
 
-// A weight the small-M kernel streams: at most 32 MiB (not the LM head's 311 MB at Qwen3-0.6B).
-bool small_gemm_weight(int64_t N, int64_t K, DType in_dt) { return N * K * int64_t(dtype_size(in_dt)) <= (int64_t(32) << 20); }
-
 // The measured rule (the header says where): at most 8 tokens, N < K, a weight of at most 32 MiB.
-bool small_gemm_wins(int64_t M, int64_t N, int64_t K, DType in_dt) { return M <= 8 && N < K && small_gemm_weight(N, K, in_dt); }
+bool small_gemm_wins(int64_t M, int64_t N, int64_t K, DType in_dt) {
+  return M <= 8 && N < K && N * K * int64_t(dtype_size(in_dt)) <= (int64_t(32) << 20);
+}
 
 bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
@@ -108,9 +108,7 @@ bool aligned(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p
 bool small_gemm_takes(const void* x, const void* w, const void* out, int64_t M, int64_t N, int64_t K, DType in_dt,
                       DType out_dt) {
   const SmallGemm mode = small_gemm_mode();
-  if (mode == SmallGemm::Never || (mode == SmallGemm::Measured && !small_gemm_wins(M, N, K, in_dt)) ||
-      (mode == SmallGemm::FewTokens && !(M <= 8 && small_gemm_weight(N, K, in_dt))))
-    return false;
+  if (mode == SmallGemm::Never || (mode == SmallGemm::Measured && !small_gemm_wins(M, N, K, in_dt))) return false;
   return gemm_small::unsupported(M, N, K, in_dt, out_dt).empty() && aligned(x, 16) && aligned(w, 16) &&
          aligned(out, dtype_size(out_dt));
 }
