@@ -92,26 +92,7 @@ struct DecodePlan {
   int64_t splits = 1;
   int64_t partition = 0;
   int64_t workspace_bytes = 0;
-  // Decode v3 only (0 elsewhere): each sequence cuts its own context into the launch's splits
-  // (split_keys), none shorter than this many keys, instead of every sequence taking `partition`.
-  int64_t split_floor_keys = 0;
 };
-
-/**
- * The keys each split of a sequence with `ctx` keys covers in decode v3: its context cut into
- * `splits` runs of whole tiles, none shorter than `floor_keys` (a multiple of the tile). The plan's
- * `partition` is cut from the launch's bound (a graph's context bucket: 1,024 keys for lesson 11's
- * course steps), so a sequence far below the bound ran as one long block beside idle ones: a course
- * step's sequences hold 64-640 keys, and at 3 splits of 384 keys most of them ran 6 tiles one after
- * another in one block. Cut from the sequence's own length they run as 3 blocks of 2. Never more
- * than `splits` runs: ctx <= the bound <= splits x partition, and a run is at least ctx / splits.
- * The decode and combine kernels both call this, so they agree on which splits ran.
- */
-constexpr int64_t split_keys(int64_t ctx, int64_t splits, int64_t floor_keys) {
-  const int64_t tiles = (ctx + kDecodeTile - 1) / kDecodeTile;
-  const int64_t keys = (tiles + splits - 1) / splits * kDecodeTile;
-  return keys > floor_keys ? keys : floor_keys;
-}
 
 /**
  * requested_splits 0 = automatic; version 1 always uses one split. `resident` is how many
@@ -150,7 +131,6 @@ inline DecodePlan decode_plan(const PagedAttentionArgs& a, int version, int64_t 
   }
   p.partition = (tiles + splits - 1) / splits * kDecodeTile;
   p.splits = a.max_context_len > 0 ? (a.max_context_len + p.partition - 1) / p.partition : 1;
-  if (version == 3) p.split_floor_keys = (requested_splits > 0 ? 1 : min_tiles) * kDecodeTile;
   p.workspace_bytes = p.splits > 1 ? p.splits * a.num_tokens * a.q_heads * (a.head_dim + 1) * int64_t(sizeof(float)) : 0;
   return p;
 }

@@ -311,7 +311,7 @@ template <int D, int STAGES_ = (D == 64 ? 4 : 2)> struct MmaShape {
 template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
-                                                                 int64_t shared_splits, bool table_ahead, int64_t split_floor_keys) {
+                                                                 int64_t shared_splits, bool table_ahead) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
@@ -325,9 +325,6 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   const int64_t ctx = ldg(a.context_lens + b);
   int64_t R = q_len * group;
   if (R > kMmaRows) R = kMmaRows;
-  // The plain launch cuts each sequence's own context (split_keys, flash.h says why); lesson 13's
-  // cascade (split_floor_keys 0) keeps the plan's partition, which its shared splits are counted in.
-  if (split_floor_keys > 0) partition = aios::flash::split_keys(ctx, splits, split_floor_keys);
   int64_t k_begin = split * partition;
   if (R <= 0 || k_begin >= ctx) return;
   const int64_t k_end = ctx < k_begin + partition ? ctx : k_begin + partition;
@@ -498,14 +495,6 @@ inline int64_t decode_min_tiles() {
 inline int64_t decode_splits_override() {
   static const int64_t splits = timing_switch("AIOS_DECODE_SPLITS", 1, 1024);
   return splits;
-}
-
-// AIOS_DECODE_OWN_SPLITS=0..1: whether decode v3 cuts each sequence's own context into the launch's
-// splits (flash.h's split_keys) or gives every sequence the plan's partition, for timing the two on a
-// card (unset: 1).
-inline bool decode_own_splits() {
-  static const bool own = timing_switch("AIOS_DECODE_OWN_SPLITS", 0, 1, 1) == 1;
-  return own;
 }
 
 // AIOS_DECODE_TABLE_AHEAD=0..1: whether decode v3 reads the block table a tile ahead of its copies
@@ -705,7 +694,7 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
 // warp has several splits' loads in flight rather than one dependent load per split and element.
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs a, int64_t partition, int64_t splits,
-                                                              int64_t split_floor_keys, const float* ws_o, const float* ws_lse) {
+                                                              const float* ws_o, const float* ws_lse) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int PER = D / 32;
   static_assert(D % 32 == 0, "a lane owns whole elements of the row");
@@ -714,7 +703,6 @@ __global__ void __launch_bounds__(kDecThreads) combine_kernel(PagedAttentionArgs
   const int64_t q_start = ldg(a.cu_seqlens_q + b), q_len = ldg(a.cu_seqlens_q + b + 1) - q_start;
   if (h >= a.q_heads || i >= q_len) return;
   const int64_t ctx = ldg(a.context_lens + b), token = q_start + i, Hq = a.q_heads;
-  if (split_floor_keys > 0) partition = aios::flash::split_keys(ctx, splits, split_floor_keys);  // as decode v3 cut it
   int64_t n = (ctx + partition - 1) / partition;  // the splits that ran for this sequence
   if (n > splits) n = splits;
   if (n == 1) return;  // the decode block wrote the final output
@@ -809,9 +797,7 @@ aios::flash::DecodePlan flash_decode_plan(const PagedAttentionArgs& a, int versi
     });
   }
   if (splits == 0 && version != 1) splits = decode_splits_override();
-  aios::flash::DecodePlan plan = aios::flash::decode_plan(a, version, splits, resident, decode_min_tiles());
-  if (!decode_own_splits()) plan.split_floor_keys = 0;
-  return plan;
+  return aios::flash::decode_plan(a, version, splits, resident, decode_min_tiles());
 }
 
 void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, const aios::flash::DecodePlan& plan,
@@ -839,7 +825,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
           with_decode_stages<D>([&](auto stages) {
             constexpr int ST = decltype(stages)::value;
             launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
-                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead(), plan.split_floor_keys);
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead());
           });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
@@ -848,7 +834,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
       if (plan.splits > 1) {
         const dim3 cgrid(unsigned((a.q_heads + 3) / 4), unsigned(a.max_q_len), unsigned(a.num_seqs));
         launch(combine_kernel<T, D>, cgrid, dim3(kDecThreads), 0, st, "flash_decode combine", a, plan.partition, plan.splits,
-               plan.split_floor_keys, static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
+               static_cast<const float*>(ws_o), static_cast<const float*>(ws_lse));
       }
     });
   });
@@ -888,7 +874,7 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
           constexpr int ST = decltype(stages)::value;
           launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
                  dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
-                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead(), int64_t(0));
+                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead());
         });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,
