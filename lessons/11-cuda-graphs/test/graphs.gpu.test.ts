@@ -1,7 +1,9 @@
 // Lesson 11 on CUDA (bf16, the Qwen3-0.6B shape): decode replayed from CUDA
 // graphs gives lesson 10's logits within bf16 tolerance (the same kernels; the
 // decode kernel may split a bucket's context differently from an exact step's),
-// and the decode steps are replayed, not run eagerly. The same with the
+// and the decode steps are replayed, not run eagerly. Lessons 10 and 11 both
+// agree with lesson 06 (one sequence at a time through the paged cache, none of
+// the batched runtime's kernels) within the same tolerance. The same with the
 // persistent decode kernel switched on (AIOS_PERSISTENT_DECODE=1): every step of
 // this path (5 sequences, the 8-row bucket) replays it, and its logits (its own
 // projections, attention and sums) agree with lesson 10's within bf16 tolerance.
@@ -12,6 +14,7 @@ import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import type { Tensor } from '@aios/engine-core';
 import type { StepPlan } from '@aios/engine-core/engine/types.ts';
 import { type KVPool, type StepInputBuffer, batchedRecipe } from '@aios/lesson-07-batching';
+import { recipe as paged } from '@aios/lesson-06-paged-kv-cache';
 import { recipe as fused } from '@aios/lesson-10-fused-layers';
 
 import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
@@ -24,7 +27,7 @@ if (!hasGpu) console.log('lesson 11 graphs.gpu.test: skipped: no usable CUDA dev
 const path = { promptLengths: [11, 40, 130, 1, 900], steps: 10 };
 
 describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against lesson 10', () => {
-  let rows: { l10: Rows; l11: Rows; persistent: Rows };
+  let rows: { l06: Rows; l10: Rows; l11: Rows; persistent: Rows };
   let described: string[] = [];
   let describedPersistent: string[] = [];
   beforeAll(() => {
@@ -43,7 +46,7 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against les
     }
     described = l11.described;
     describedPersistent = persistent.described;
-    rows = { l10: runForced(fused, path, opts).rows, l11: l11.rows, persistent: persistent.rows };
+    rows = { l06: runForced(paged, path, { model, device: 'cuda:0' }).rows, l10: runForced(fused, path, opts).rows, l11: l11.rows, persistent: persistent.rows };
   }, 600_000);
 
   it('replays every decode step from a graph (lesson 10\'s kernels by default)', () => {
@@ -59,6 +62,14 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against les
     expect(c.relError).toBeLessThan(2e-2);
     expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
   });
+
+  for (const name of ['l10', 'l11'] as const)
+    it(`lesson ${name.slice(1)} agrees with lesson 06 within bf16 tolerance`, () => {
+      const c = compareRows(rows[name], rows.l06);
+      console.log(`lesson ${name.slice(1)} vs 06 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+      expect(c.relError).toBeLessThan(2e-2);
+      expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+    });
 
   it('with AIOS_PERSISTENT_DECODE=1: every decode step replays the persistent kernel, within bf16 tolerance of lesson 10', () => {
     console.log(describedPersistent.join('\n'));
