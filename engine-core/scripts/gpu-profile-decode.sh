@@ -11,6 +11,11 @@
 #   LESSON=12 STEP1=40 STEP256=80 ...                                 another lesson, other steps
 #   LESSON=14 PROFILE_ARGS="--model DIR" ONLY=throughput ...          another model (a big shape), one of the two
 #   ONLY=batch1|throughput|course                                     one workload (course: step STEP32, default 40)
+#   NCU_CAP_S=300 ...                                                 the most seconds one ncu run may take (default 150).
+#                                                                     Each metric beyond the two defaults can add a replay
+#                                                                     pass per kernel: at 530d8d6 six metrics over
+#                                                                     the course's step 40 (313 kernels) ran past 150 s and
+#                                                                     left no rows
 #   CACHE=warm GRAPH=1 ...                                            the caches left warm (--cache-control none: what
 #                                                                     each kernel costs with the step's data in L2), and
 #                                                                     the step again as one unit (--graph-profiling graph:
@@ -28,7 +33,7 @@ ncu_run() {  # NAME STEP MODE LESSON_ARGS...: ncu over timed step STEP of one ru
   local name=$1 step=$2 mode=$3; shift 3
   room 60 || { stamp "$name ($mode) skipped: the deadline"; return; }
   local left=$((DEADLINE_S - (SECONDS - GPU_LIB_T0)))
-  ((left > 150)) && left=150
+  ((left > ${NCU_CAP_S:-150})) && left=${NCU_CAP_S:-150}
   AIOS_PROFILE_STEP=$step timeout "$left" ncu --profile-from-start off --clock-control none "${cache[@]}" --graph-profiling "$mode" \
     --target-processes all --metrics "${METRICS:-gpu__time_duration.sum,dram__bytes_read.sum}" --csv \
     tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" ${PROFILE_ARGS:-} --no-samples --no-check --repeats 1 --no-record --no-progress \
