@@ -13,7 +13,7 @@
 #   ONLY=batch1|throughput|course                                     one workload (course: step STEP32, default 40)
 #   NCU_CAP_S=300 ...                                                 the most seconds one ncu run may take (default 150).
 #                                                                     Each metric beyond the two defaults can add a replay
-#                                                                     pass per kernel: at 530d8d6 six metrics over
+#                                                                     pass per kernel: at 530d8d6 six metrics over (docs/measurements/profile-course-timeout-h200-530d8d6.log)
 #                                                                     the course's step 40 (313 kernels) ran past 150 s and
 #                                                                     left no rows
 #   CACHE=warm GRAPH=1 ...                                            the caches left warm (--cache-control none: what

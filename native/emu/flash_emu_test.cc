@@ -344,8 +344,9 @@ int main(int argc, char** argv) {
       make({{1, 129}, {1, 40}}, 2, 1, 64, 16, F, true, {0, 2}),
       make({{2, 90}, {1, 33}, {2, 2}}, 1, 4, 128, 16, B, true, {0, 3}),  // two queries per sequence (rows 8)
       make({{1, 77}}, 1, 2, 256, 8, B, true, {0, 2}),
-      // one long context setting the launch's bound beside short ones: most sequences run fewer
-      // splits than the launch has, and the combine must count the same ones
+      // one long context setting the launch's bound beside short ones: the split is cut for the
+      // bound, so the short sequences fill only their first split(s) and leave the rest empty, and
+      // the combine must count the same ones (a per-sequence cut, tried at 9086c02, was caught here)
       make({{1, 1000}, {1, 70}, {1, 130}, {1, 200}, {1, 333}, {1, 400}, {1, 129}, {1, 1}}, 2, 2, 128, 16, B, true, {0, 3, 9}),
   };
   // Lesson 13's cascade decode: groups of adjacent sequences sharing their first blocks

@@ -91,11 +91,13 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against les
 // logits must be the same bits: the graph adds no arithmetic of its own. Three forced paths cover
 // buckets 1, 8 and 32 rows and the 1k and 4k context bounds, and the persistent kernel's bucket 8.
 class ReplayCheckedModel extends GraphStepModel {
-  static readonly tally = { decodeSteps: 0, steps: 0, rows: 0, differing: 0, maxAbs: 0, batchSizes: new Set<number>() };
+  static readonly tally = { decodeSteps: 0, replays: 0, steps: 0, rows: 0, differing: 0, maxAbs: 0, batchSizes: new Set<number>() };
   override forward(plan: StepPlan, input: StepInputBuffer, pool: KVPool): Tensor {
+    const before = this.counts.replayed;
     const replayed = super.forward(plan, input, pool);
     if (plan.phase !== 'decode') return replayed;
     ReplayCheckedModel.tally.decodeSteps++;
+    ReplayCheckedModel.tally.replays += this.counts.replayed - before; // the step took the graph, not the eager path
     const fromGraph = new Float32Array(replayed.toArray() as Float32Array); // a copy: the eager run writes the same workspace
     const eager = this.eagerInBucket(plan, input, pool);
     if (!eager) return replayed;
@@ -132,7 +134,7 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA: a replayed decode step against the 
     if (persistent) process.env.AIOS_PERSISTENT_DECODE = '1';
     else delete process.env.AIOS_PERSISTENT_DECODE;
     const t = ReplayCheckedModel.tally;
-    Object.assign(t, { decodeSteps: 0, steps: 0, rows: 0, differing: 0, maxAbs: 0, batchSizes: new Set<number>() });
+    Object.assign(t, { decodeSteps: 0, replays: 0, steps: 0, rows: 0, differing: 0, maxAbs: 0, batchSizes: new Set<number>() });
     try {
       const model = ensureDefaultModel('gpu', () => {});
       for (const path of which) runForced(replayChecked, path, { ...opts, model });
@@ -147,7 +149,8 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA: a replayed decode step against the 
     const t = run(false, paths);
     console.log(`replay vs eager (lesson 10's kernels): ${t.steps} of ${t.decodeSteps} decode steps checked, ${t.rows} rows (sequences a step: ${t.batchSizes.join(', ')}), ${t.differing} logits differ (max |d| ${t.maxAbs})`);
     expect(t.steps).toBeGreaterThan(0);
-    expect(t.steps).toBe(t.decodeSteps); // every decode step replayed a graph and was checked
+    expect(t.steps).toBe(t.decodeSteps); // every decode step had a graph and was checked
+    expect(t.replays).toBe(t.decodeSteps); // and forward replayed it
     expect(t.batchSizes).toEqual(expect.arrayContaining([1, 5, 20]));
     expect(t.differing).toBe(0);
   }, 600_000);
@@ -157,6 +160,7 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA: a replayed decode step against the 
     console.log(`replay vs eager (persistent kernel): ${t.steps} of ${t.decodeSteps} decode steps checked, ${t.rows} rows (sequences a step: ${t.batchSizes.join(', ')}), ${t.differing} logits differ (max |d| ${t.maxAbs})`);
     expect(t.steps).toBeGreaterThan(0);
     expect(t.steps).toBe(t.decodeSteps);
+    expect(t.replays).toBe(t.decodeSteps);
     expect(t.batchSizes).toEqual(expect.arrayContaining([1, 5]));
     expect(t.differing).toBe(0);
   }, 600_000);
