@@ -13,4 +13,10 @@ describe.skipIf(!emu.built)('the small-M GEMM on the CPU emulator', () => {
   it(`matches the reference within the output's rounding, bit-identical across split runs (seed ${seed})`, () => {
     emu.expectPasses(seed, 60_000);
   });
+
+  // The kernel requests its first weights before the PDL wait unless AIOS_GEMM_EARLY_WEIGHTS=0
+  // (gemm_small.cu): the other order, kept for timing, must compute the same.
+  it(`with AIOS_GEMM_EARLY_WEIGHTS=0 (the first weights after the wait) as well (seed ${seed})`, () => {
+    emu.expectPasses(seed, 60_000, { env: { AIOS_GEMM_EARLY_WEIGHTS: '0' } });
+  });
 });
