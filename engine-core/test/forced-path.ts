@@ -82,3 +82,15 @@ export function compareRows(a: Rows, b: Rows): { relError: number; maxAbs: numbe
   }
   return { relError: Math.sqrt(num / den), maxAbs, argmaxAgreement: same / a.size };
 }
+
+/** The bf16 tolerance lessons 03 on are held to between two paths' logits: relative error and argmax agreement. */
+export const BF16_TOLERANCE = { relError: 2e-2, argmaxAgreement: 0.9 } as const;
+
+/** Compares `a` with `b`, prints "`label`: rel. error ..., max abs ..., argmax agreement ..." and asserts BF16_TOLERANCE. */
+export function expectBf16Agreement(label: string, a: Rows, b: Rows): ReturnType<typeof compareRows> {
+  const c = compareRows(a, b);
+  console.log(`${label}: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
+  expect(c.relError).toBeLessThan(BF16_TOLERANCE.relError);
+  expect(c.argmaxAgreement).toBeGreaterThanOrEqual(BF16_TOLERANCE.argmaxAgreement);
+  return c;
+}

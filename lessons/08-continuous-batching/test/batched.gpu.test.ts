@@ -10,7 +10,7 @@ import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { pagedRecipe } from '@aios/lesson-06-paged-kv-cache';
 import { recipe as batching } from '@aios/lesson-07-batching';
 
-import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
+import { type Rows, compareRows, expectBf16Agreement, runForced } from '../../../engine-core/test/forced-path.ts';
 import { recipe as continuous } from '../src/recipe.ts';
 
 const hasGpu = cudaAvailable();
@@ -40,10 +40,7 @@ describe.skipIf(!hasGpu)('lessons 07-08 on CUDA (bf16) against lesson 06', () =>
 
   for (const name of ['batching', 'continuous'] as const)
     it(`lesson ${name === 'batching' ? '07' : '08'} agrees with lesson 06 within bf16 tolerance`, () => {
-      const c = compareRows(rows[name], rows.paged);
-      console.log(`lesson ${name} vs 06 on CUDA bf16: rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-      expect(c.relError).toBeLessThan(2e-2);
-      expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+      expectBf16Agreement(`lesson ${name} vs 06 on CUDA bf16`, rows[name], rows.paged);
     });
 
   it('07 and 08 run the same kernels on the same schedule here (everything fits one batch): identical logits', () => {

@@ -9,7 +9,7 @@ import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { recipe as continuous } from '@aios/lesson-08-continuous-batching';
 import { recipe as flash } from '@aios/lesson-09-flash-attention';
 
-import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
+import { type Rows, expectBf16Agreement, runForced } from '../../../engine-core/test/forced-path.ts';
 import { recipe as fused } from '../src/recipe.ts';
 
 const hasGpu = cudaAvailable();
@@ -28,9 +28,6 @@ describe.skipIf(!hasGpu)('lessons 09-10 on CUDA (bf16, Qwen3-0.6B shape) against
 
   for (const name of ['l09', 'l10'] as const)
     it(`lesson ${name.slice(1)} agrees with lesson 08 within bf16 tolerance`, () => {
-      const c = compareRows(rows[name], rows.l08);
-      console.log(`lesson ${name.slice(1)} vs 08 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-      expect(c.relError).toBeLessThan(2e-2);
-      expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+      expectBf16Agreement(`lesson ${name.slice(1)} vs 08 on CUDA bf16 (0.6B shape)`, rows[name], rows.l08);
     });
 });

@@ -17,7 +17,7 @@ import { type KVPool, type StepInputBuffer, batchedRecipe } from '@aios/lesson-0
 import { recipe as paged } from '@aios/lesson-06-paged-kv-cache';
 import { recipe as fused } from '@aios/lesson-10-fused-layers';
 
-import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
+import { type Rows, expectBf16Agreement, runForced } from '../../../engine-core/test/forced-path.ts';
 import { GraphStepModel } from '../src/graph-model.ts';
 import { lesson11Parts, recipe as graphs } from '../src/recipe.ts';
 
@@ -60,28 +60,19 @@ describe.skipIf(!hasGpu)('lesson 11 on CUDA (bf16, Qwen3-0.6B shape) against les
   });
 
   it('agrees with lesson 10 within bf16 tolerance', () => {
-    const c = compareRows(rows.l11, rows.l10);
-    console.log(`lesson 11 vs 10 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-    expect(c.relError).toBeLessThan(2e-2);
-    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+    expectBf16Agreement('lesson 11 vs 10 on CUDA bf16 (0.6B shape)', rows.l11, rows.l10);
   });
 
   for (const name of ['l10', 'l11'] as const)
     it(`lesson ${name.slice(1)} agrees with lesson 06 within bf16 tolerance`, () => {
-      const c = compareRows(rows[name], rows.l06);
-      console.log(`lesson ${name.slice(1)} vs 06 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-      expect(c.relError).toBeLessThan(2e-2);
-      expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+      expectBf16Agreement(`lesson ${name.slice(1)} vs 06 on CUDA bf16 (0.6B shape)`, rows[name], rows.l06);
     });
 
   it('with AIOS_PERSISTENT_DECODE=1: every decode step replays the persistent kernel, within bf16 tolerance of lesson 10', () => {
     console.log(describedPersistent.join('\n'));
     expect(describedPersistent.join('\n')).toMatch(/persistent decode kernel for batch buckets 1, 2, 4, 8 \(one launch for all 28 layers/);
     expect(describedPersistent.join('\n')).toMatch(/decode steps so far: ([1-9]\d*) replayed \(\1 of them through the persistent kernel\), 0 eager/);
-    const c = compareRows(rows.persistent, rows.l10);
-    console.log(`lesson 11 persistent vs 10 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-    expect(c.relError).toBeLessThan(2e-2);
-    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+    expectBf16Agreement('lesson 11 persistent vs 10 on CUDA bf16 (0.6B shape)', rows.persistent, rows.l10);
   });
 });
 

@@ -13,7 +13,7 @@ import type { Recipe } from '@aios/engine-core/engine/types.ts';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { recipe as baseline } from '@aios/lesson-12-sampling';
 
-import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
+import { type Rows, expectBf16Agreement, runForced } from '../../../engine-core/test/forced-path.ts';
 // The prefix cache alone (lesson 12's decode attention): the cache must not change a token. The
 // cascade decode rounds differently from lesson 12's kernel; cascade.gpu.test.ts checks it, and
 // says whether any token it changes is a near tie.
@@ -65,9 +65,6 @@ describe.skipIf(!hasGpu)('lesson 13 on CUDA (bf16, Qwen3-0.6B shape) against les
   it("agrees with lesson 12's logits within bf16 tolerance down a forced token path", () => {
     const opts = { model: ensureDefaultModel('gpu', () => {}), device: 'cuda:0' as const, dtype: 'bf16' as const, engine: { maxNumBatchedTokens: 4096, maxNumSeqs: 32 } };
     const forcedRun = (recipe: Recipe): Rows => runForced(recipe, { prompts, steps: 8 }, opts).rows;
-    const c = compareRows(forcedRun(prefixCaching), forcedRun(baseline));
-    console.log(`lesson 13 vs 12 on CUDA bf16, forced path: rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toExponential(2)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-    expect(c.relError).toBeLessThan(2e-2);
-    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+    expectBf16Agreement('lesson 13 vs 12 on CUDA bf16, forced path', forcedRun(prefixCaching), forcedRun(baseline));
   }, 600_000);
 });

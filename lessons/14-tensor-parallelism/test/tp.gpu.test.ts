@@ -14,7 +14,7 @@ import { dtypeCode } from '@aios/engine-core/dtype.ts';
 import { ensureDefaultModel } from '@aios/engine-core/model/resolve.ts';
 import { mulberry32 } from '@aios/engine-core/random.ts';
 
-import { type Rows, compareRows, runForced } from '../../../engine-core/test/forced-path.ts';
+import { type Rows, expectBf16Agreement, runForced } from '../../../engine-core/test/forced-path.ts';
 import { NcclCollectives } from '../src/collectives.ts';
 import { CTRL, GroupMemory } from '../src/group-memory.ts';
 import { startRank } from '../src/rank-group.ts';
@@ -167,9 +167,6 @@ describe.skipIf(why !== '')('lesson 14: TP=2 against TP=1 on the Qwen3-0.6B shap
   });
 
   it('agrees with TP=1 within bf16 tolerance', () => {
-    const c = compareRows(rows.two, rows.one);
-    console.log(`lesson 14 TP=2 vs TP=1 on CUDA bf16 (0.6B shape): rel. error ${c.relError.toExponential(2)}, max abs ${c.maxAbs.toFixed(3)}, argmax agreement ${c.argmaxAgreement.toFixed(3)}`);
-    expect(c.relError).toBeLessThan(2e-2);
-    expect(c.argmaxAgreement).toBeGreaterThanOrEqual(0.9);
+    expectBf16Agreement('lesson 14 TP=2 vs TP=1 on CUDA bf16 (0.6B shape)', rows.two, rows.one);
   });
 });
