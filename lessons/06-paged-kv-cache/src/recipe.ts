@@ -1,6 +1,6 @@
 // Lesson 06: lesson 05's engine with per-sequence buffers replaced by one
 // paged pool, sized from the memory the weights and a warm-up forward leave.
-import { allocatorStats, native, deviceIndex } from '@aios/engine-core';
+import { allocatorStats, deviceIndex, emptyCache, native } from '@aios/engine-core';
 import type { EngineContext, Recipe } from '@aios/engine-core/engine/types.ts';
 import { type StoreSetup, withKVStore } from '@aios/lesson-04-kv-cache';
 
@@ -31,6 +31,10 @@ export function poolBlocks(ctx: EngineContext, setup: StoreSetup, opts: PagedOpt
   const fixed = fixedPoolBytes(ctx.device, opts.cpuPoolBytes, kvCacheBytes);
   if (fixed) ({ bytes, basis } = fixed);
   else {
+    // Memory our caching allocator still holds from engines this process disposed is free to this
+    // one: handed back to the driver first, or the reading below would count it as taken. The
+    // warm-up's own activations stay cached (taken), as they should.
+    emptyCache(ctx.device);
     setup.warmUp(opts.warmupTokens);
     const { free, total } = native.memGetInfo(deviceIndex(ctx.device));
     // What is still free once the weights and the warm-up's activations (kept by our caching allocator) are
