@@ -9,7 +9,7 @@
 // steps, whose shapes vary without end, run eagerly through lesson 10's forward.
 import { captureGraph, deviceIndex, native, synchronize } from '@aios/engine-core';
 import type { EngineContext, StepPlan } from '@aios/engine-core/engine/types.ts';
-import type { AttentionVariants, FixedLayout, KVPool, PagedAttentionOp, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
+import type { AttentionVariants, FixedLayout, KVPool, PagedAttentionOp, StepInput, StepInputBuffer, StepModel, StepModelFactory } from '@aios/lesson-07-batching';
 import { FusedStepModel, type ParallelHooks } from '@aios/lesson-10-fused-layers';
 import type { Tensor } from '@aios/engine-core';
 
@@ -32,8 +32,6 @@ interface Captured {
   layout: FixedLayout;
   /** The attention op's variant the graph recorded (0 for an op without variants). */
   variant: number;
-  /** Whether the graph records the persistent decode kernel (persistent-decode.ts) instead of lesson 10's forward. */
-  persistent: boolean;
   graph: InstanceType<typeof native.Graph> | undefined;
 }
 
@@ -75,6 +73,12 @@ export class GraphStepModel implements StepModel {
     return this.persistent instanceof PersistentDecode && this.persistent.takes(seqs) ? this.persistent : undefined;
   }
 
+  /** The forward a layout's graph records: the persistent kernel for the buckets it takes, else lesson 10's. */
+  private forwardIn(layout: FixedLayout, step: StepInput, pool: KVPool): Tensor {
+    const persistent = this.persistentFor(layout.seqs);
+    return persistent ? persistent.run(step, pool) : this.inner.forwardStep(step, pool);
+  }
+
   /** Records one graph per (batch bucket, context bucket, attention variant). On the CPU there are no graphs: decode steps still use the padded layouts. */
   prepare(pool: KVPool, input: StepInputBuffer): void {
     const { cfg, options, device } = this.ctx;
@@ -83,7 +87,7 @@ export class GraphStepModel implements StepModel {
     const layouts = contexts.flatMap((c) => seqs.map((b): FixedLayout => ({ seqs: b, width: Math.ceil(c / options.blockSize), maxContextLen: c })));
     const todo = variants.flatMap((variant) => layouts.map((layout) => ({ layout, variant })));
     if (device === 'cpu') {
-      for (const t of todo) this.captured.push({ ...t, persistent: false, graph: undefined });
+      for (const t of todo) this.captured.push({ ...t, graph: undefined });
       return;
     }
     const perVariant = variants.length > 1 ? `, each for ${variants.length} attention variants` : '';
@@ -96,13 +100,12 @@ export class GraphStepModel implements StepModel {
     for (const [i, { layout, variant }] of todo.entries()) {
       this.variants?.select(variant);
       const step = input.buildFixed(undefined, layout); // all padding: what the graph computes does not matter, its shape does
-      const persistent = this.persistentFor(layout.seqs);
-      const forward = persistent ? () => persistent.run(step, pool) : () => this.inner.forwardStep(step, pool);
+      const forward = () => void this.forwardIn(layout, step, pool);
       forward(); // once eagerly: modules loaded, GEMM algorithms chosen, outside the capture
       this.settle();
       const graph = this.capture(forward);
       if (!graph) break; // capture refused (lesson 14): decode runs eagerly, see eagerBecause
-      this.captured.push({ layout, variant, persistent: persistent !== undefined, graph });
+      this.captured.push({ layout, variant, graph });
       if (performance.now() - lastLine > 2000) {
         this.ctx.log(`  ${i + 1}/${todo.length} graphs captured`);
         lastLine = performance.now();
@@ -154,7 +157,7 @@ export class GraphStepModel implements StepModel {
     if (fit.graph) {
       fit.graph.launch();
       this.counts.replayed++;
-      if (fit.persistent) this.counts.persistent++;
+      if (this.persistentFor(fit.layout.seqs)) this.counts.persistent++;
       return this.inner.finish(plan, this.inner.logitsRows(B));
     }
     this.counts.padded++;
@@ -176,11 +179,8 @@ export class GraphStepModel implements StepModel {
     const fit = this.bucketFor(plan, variant);
     if (!fit?.graph) return undefined;
     this.variants?.select(variant);
-    const step = input.buildFixed(plan, fit.layout);
-    const persistent = fit.persistent ? this.persistentFor(fit.layout.seqs) : undefined;
-    const B = plan.sequences.length;
-    const logits = persistent ? persistent.run(step, pool) : this.inner.forwardStep(step, pool);
-    return this.inner.finish(plan, logits.narrow(0, 0, B));
+    const logits = this.forwardIn(fit.layout, input.buildFixed(plan, fit.layout), pool);
+    return this.inner.finish(plan, logits.narrow(0, 0, plan.sequences.length));
   }
 
   /** The smallest captured layout of the variant that holds the step: enough rows, a long enough context and wide enough tables. */

@@ -17,9 +17,6 @@ import type { EngineContext } from '@aios/engine-core/engine/types.ts';
 import type { KVPool, StepInput } from '@aios/lesson-07-batching';
 import type { FusedStepModel, FusedWeights } from '@aios/lesson-10-fused-layers';
 
-/** The largest batch bucket the kernel takes (native/src/persistent.h: kMaxTokens). */
-export const PERSISTENT_MAX_SEQS = 8;
-
 /**
  * AIOS_PERSISTENT_DECODE: 1 = small decode buckets use the persistent kernel where it can run the
  * model; unset or 0 = they replay lesson 10's forward. Off by default: on one H200 it has not yet
@@ -79,11 +76,11 @@ export class PersistentDecode {
     const shape = { layers: cfg.numLayers, hidden: cfg.hiddenSize, qHeads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim, inter: cfg.intermediateSize };
     if (ctx.dtype !== 'bf16' && ctx.dtype !== 'f16') return { why: `bf16 or f16 only, not ${ctx.dtype}` };
     const plans = new Map<number, PersistentDecodePlan>();
-    for (const seqs of opts.buckets.filter((b) => b <= PERSISTENT_MAX_SEQS)) {
+    for (const seqs of opts.buckets) {
       const plan = ops.persistentDecodePlan(ctx.device, { tokens: seqs, ...shape });
       if (plan.why !== '') {
         if (plans.size === 0) return { why: `cannot run this model: it ${plan.why}` };
-        break; // a larger bucket needs more shared memory: none after it fits either
+        break; // too many rows (the kernel takes 1-8), or more shared memory than fits: no larger bucket runs either
       }
       plans.set(seqs, plan);
     }
