@@ -259,7 +259,8 @@ struct Buf {
 // Reads an op's arguments in order, checking each as it goes.
 class Args {
  public:
-  Args(const Napi::CallbackInfo& info, const char* op) : info_(info), op_(op) {}
+  // Reads the call's arguments in order from `first` (a binding that reads the device itself starts past it).
+  Args(const Napi::CallbackInfo& info, const char* op, size_t first = 0) : info_(info), op_(op), pos_(first) {}
 
   // The message's strings are built only when an argument is wrong: a decode step makes hundreds
   // of these calls, each with a dozen or more arguments.
@@ -742,10 +743,8 @@ Napi::Value PersistentDecodePlan(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const int d = device_arg(info, 0);
-    aios::persistent::Shape s;
-    const char* names[] = {"tokens", "layers", "hidden", "qHeads", "kvHeads", "headDim", "inter"};
-    int64_t* fields[] = {&s.tokens, &s.layers, &s.hidden, &s.q_heads, &s.kv_heads, &s.head_dim, &s.inter};
-    for (size_t i = 0; i < 7; ++i) *fields[i] = to_i64(env, info[i + 1], (std::string("persistentDecodePlan(") + names[i] + ")").c_str());
+    Args a(info, "persistentDecodePlan", 1);  // the shape after the device, read as persistentDecode reads it
+    const aios::persistent::Shape s = persistent_shape(a);
     aios::persistent::Plan plan;
     if (d == kCpu) plan.why = "is a CUDA kernel (the CPU runs lesson 10's forward)";
 #ifdef AIOS_WITH_CUDA

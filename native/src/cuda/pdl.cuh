@@ -60,7 +60,8 @@ __device__ __forceinline__ void pdl_begin() {
 }
 #endif
 
-// kernel<<<grid, block, smem, st>>>(args...), with the attribute when pdl_enabled(); the kernel must call pdl_begin().
+// kernel<<<grid, block, smem, st>>>(args...), with the attribute when pdl_enabled(); the kernel must call pdl_begin(),
+// or pdl_trigger() and then pdl_wait() before it reads what an earlier kernel writes.
 // A failed launch throws with `name`.
 template <class... P, class... A>
 void launch_pdl(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, cudaStream_t st, const char* name, A... args) {
