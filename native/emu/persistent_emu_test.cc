@@ -240,7 +240,7 @@ void run_case(const Case& c, std::mt19937& rng) {
     a.positions = positions.data(), a.slot_mapping = slots.data(), a.context_lens = ctx.data(), a.block_tables = tables.data();
     a.residual = res.bytes.data(), a.normed_out = normed.bytes.data(), a.qkv = qkv.bytes.data(), a.attn = attn.bytes.data(), a.act = act.bytes.data();
     a.partials = reinterpret_cast<float*>(partials.bytes.data()), a.sync = sync.data();
-    a.tokens = T, a.layers = m.L, a.hidden = m.H, a.q_heads = m.Hq, a.kv_heads = m.Hkv, a.head_dim = m.D, a.inter = m.I;
+    a.shape = {T, m.L, m.H, m.Hq, m.Hkv, m.D, m.I};
     a.max_pos = m.max_pos, a.num_slots = m.slots(), a.block_size = m.block_size, a.table_width = width;
     a.eps = 1e-6f, a.scale = 1.0f / std::sqrt(float(m.D)), a.dt = DType::BF16;
     aios::emu::persistent_decode_emu(a, plan);

@@ -770,9 +770,8 @@ Napi::Value PersistentDecode(const Napi::CallbackInfo& info) {
   return op(info, "persistentDecode", [&](Args& a) {
     aios::PersistentDecodeArgs p{};
     p.dt = a.float_dtype("dtype");
-    const aios::persistent::Shape s = persistent_shape(a);
-    p.tokens = s.tokens, p.layers = s.layers, p.hidden = s.hidden, p.q_heads = s.q_heads, p.kv_heads = s.kv_heads;
-    p.head_dim = s.head_dim, p.inter = s.inter;
+    p.shape = persistent_shape(a);
+    const aios::persistent::Shape& s = p.shape;
     p.max_pos = a.size("maxPos");
     p.num_slots = a.size("numSlots");
     p.block_size = a.size("blockSize");
@@ -780,11 +779,11 @@ Napi::Value PersistentDecode(const Napi::CallbackInfo& info) {
     p.eps = float(a.number("eps"));
     p.scale = float(a.number("scale"));
     if (p.dt == DType::F32) a.fail("takes bf16 or f16 weights, got f32");
-    if (p.kv_heads < 1 || p.q_heads % p.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
+    if (s.kv_heads < 1 || s.q_heads % s.kv_heads != 0) a.fail("qHeads must be a positive multiple of kvHeads");
     if (p.block_size < 1 || p.num_slots % p.block_size != 0) a.fail("numSlots must be a whole number of blocks of blockSize");
     if (!(p.scale > 0.0f)) a.fail("scale must be positive");
-    const int64_t L = p.layers, H = p.hidden, D = p.head_dim, I = p.inter, T = p.tokens;
-    const int64_t QD = p.q_heads * D, QKV = (p.q_heads + 2 * p.kv_heads) * D;
+    const int64_t L = s.layers, H = s.hidden, D = s.head_dim, I = s.inter, T = s.tokens;
+    const int64_t QD = s.q_heads * D, QKV = (s.q_heads + 2 * s.kv_heads) * D;
     p.qkv_w = a.buffer("qkvWeight", bytes_of(L * QKV * H, p.dt)).ptr;
     p.o_w = a.buffer("oWeight", bytes_of(L * H * QD, p.dt)).ptr;
     p.gate_up_w = a.buffer("gateUpWeight", bytes_of(L * 2 * I * H, p.dt)).ptr;
@@ -796,7 +795,7 @@ Napi::Value PersistentDecode(const Napi::CallbackInfo& info) {
     p.final_norm = a.buffer("finalNorm", bytes_of(H, p.dt)).ptr;
     p.cos = static_cast<const float*>(a.buffer("cos", bytes_of(p.max_pos * (D / 2), DType::F32)).ptr);
     p.sin = static_cast<const float*>(a.buffer("sin", bytes_of(p.max_pos * (D / 2), DType::F32)).ptr);
-    p.kv_pool = a.buffer("kvPool", bytes_of(L * 2 * p.num_slots * p.kv_heads * D, p.dt)).ptr;
+    p.kv_pool = a.buffer("kvPool", bytes_of(L * 2 * p.num_slots * s.kv_heads * D, p.dt)).ptr;
     p.positions = static_cast<const int32_t*>(a.buffer("positions", bytes_of(T, DType::I32)).ptr);
     p.slot_mapping = static_cast<const int32_t*>(a.buffer("slotMapping", bytes_of(T, DType::I32)).ptr);
     p.context_lens = static_cast<const int32_t*>(a.buffer("contextLens", bytes_of(T, DType::I32)).ptr);

@@ -148,7 +148,7 @@ struct PersistentDecodeArgs {
   void* act;         // [tokens, I]
   float* partials;   // plan.partial_floats
   uint32_t* sync;    // plan.sync_words, zeroed by the launcher before the kernel
-  int64_t tokens = 0, layers = 0, hidden = 0, q_heads = 0, kv_heads = 0, head_dim = 0, inter = 0;
+  persistent::Shape shape;  // the step's model and token count, the shape the plan was made for
   int64_t max_pos = 0, num_slots = 0, block_size = 0, table_width = 0;
   float eps = 0.0f, scale = 0.0f;
   DType dt = DType::BF16;

@@ -269,7 +269,8 @@ export class Engine {
    */
   private endStep(failed: readonly Sequence[]): void {
     this.inFlight = false;
-    const ended = new Set([...this.abortAfterStep, ...failed.map((s) => s.id)]);
+    for (const s of failed) this.abortAfterStep.add(s.id);
+    const ended = [...this.abortAfterStep];
     this.abortAfterStep.clear();
     for (const id of ended) this.abort(id);
   }

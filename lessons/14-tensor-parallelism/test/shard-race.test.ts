@@ -34,7 +34,8 @@ function batch(): { logits: Float32Array; rows: SampleRowSpec[] } {
   return { logits, rows };
 }
 
-function shardTokens(device: Device, logits: Float32Array, rows: SampleRowSpec[], ranks: number): number[] {
+/** The race's tokens and the ranks' pairs ([ranks][rows][2] words) they came from. */
+function shardRace(device: Device, logits: Float32Array, rows: SampleRowSpec[], ranks: number): { tokens: number[]; pairs: Int32Array } {
   const slice = V / ranks;
   const params = ops.uploadSampleParams(rows, new Int32Array(0), V, device);
   const pairs = new Int32Array(2 * ranks * R);
@@ -54,7 +55,7 @@ function shardTokens(device: Device, logits: Float32Array, rows: SampleRowSpec[]
   } finally {
     params.dispose();
   }
-  return ops.raceWinners(pairs, ranks, R);
+  return { tokens: ops.raceWinners(pairs, ranks, R), pairs };
 }
 
 function wholeTokens(device: Device, logits: Float32Array, rows: SampleRowSpec[]): number[] {
@@ -78,10 +79,17 @@ describe('the race over vocabulary shards', () => {
       const whole = wholeTokens(device, logits, rows);
       expect(whole[9]).toBe(0); // every entry NaN
       expect(whole[4]).toBe(3001); // greedy: NaN counts as the largest
-      for (const ranks of [1, 2, 4]) expect(shardTokens(device, logits, rows, ranks)).toEqual(whole);
+      for (const ranks of [1, 2, 4]) expect(shardRace(device, logits, rows, ranks).tokens).toEqual(whole);
+      // A slice that kept nothing reports the index raceWinners takes for "nothing" (the kernel's
+      // kNoSampleIndex, aios.h, and ops.NO_SAMPLE_INDEX are one value written in two languages).
+      const { pairs } = shardRace(device, logits, rows, 2);
+      const index = (rank: number, r: number) => pairs[2 * (rank * R + r) + 1];
+      expect(index(1, 6)).toBe(ops.NO_SAMPLE_INDEX); // row 6's second half: all NaN, sampled
+      expect(index(0, 6)).toBeLessThan(V / 2);
+      expect([index(0, 9), index(1, 9)]).toEqual([ops.NO_SAMPLE_INDEX, ops.NO_SAMPLE_INDEX]);
       // The draw depends on the seed and the position: another seed moves some sampled rows.
       const reseeded = rows.map((s) => ({ ...s, seed: s.seed + 1 }));
-      const moved = shardTokens(device, logits, reseeded, 2).filter((t, r) => t !== whole[r]).length;
+      const moved = shardRace(device, logits, reseeded, 2).tokens.filter((t, r) => t !== whole[r]).length;
       expect(moved).toBeGreaterThan(R / 4);
     });
 

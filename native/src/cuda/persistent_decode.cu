@@ -144,7 +144,7 @@ __device__ __forceinline__ int owned(int tiles) {
 
 __device__ Geometry geometry(const PersistentDecodeArgs& a, int kc_qkv, int kc_o, int kc_gate_up, int kc_down, int splits) {
   Geometry g;
-  g.H = int(a.hidden), g.Hq = int(a.q_heads), g.Hkv = int(a.kv_heads), g.I = int(a.inter);
+  g.H = int(a.shape.hidden), g.Hq = int(a.shape.q_heads), g.Hkv = int(a.shape.kv_heads), g.I = int(a.shape.inter);
   g.QD = g.Hq * D, g.QKV = (g.Hq + 2 * g.Hkv) * D, g.group = g.Hq / g.Hkv, g.splits = splits;
   g.kc0 = kc_qkv, g.kc1 = kc_o, g.kc2 = kc_gate_up, g.kc3 = kc_down;
   g.mine0 = owned(g.QKV / kTileRows) * (g.H / kc_qkv);
@@ -537,7 +537,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* merge_w = reinterpret_cast<float*>(tile_slots + kTileKeys);
   uint32_t* flag = reinterpret_cast<uint32_t*>(merge_w + aios::persistent::kMaxGroup * aios::persistent::kMaxSplits);
   const Geometry g = geometry(a, kc_qkv, kc_o, kc_gate_up, kc_down, splits);
-  const int M = int(a.tokens), total = g.mine_layer * int(a.layers);
+  const int M = int(a.shape.tokens), total = g.mine_layer * int(a.shape.layers);
   uint32_t target = 0;
   int next = 0;
   // The ring starts filling before anything else: the weights need nothing from the step.
@@ -545,7 +545,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   T* residual = static_cast<T*>(a.residual);
   T* qkv = static_cast<T*>(a.qkv);
   T* act = static_cast<T*>(a.act);
-  for (int l = 0; l < a.layers; ++l) {
+  for (int l = 0; l < a.shape.layers; ++l) {
     norm_rows<T>(residual, static_cast<const T*>(a.input_norm) + l * g.H, M, g.H, a.eps, x, false, red, res_s);
     run_stage<T>(a, g, kQkv, next, total, ring, x, M, red, knock, [&](int n, int m, float v, float) {
       stg(qkv + m * g.QKV + n, from_f<T>(v));
