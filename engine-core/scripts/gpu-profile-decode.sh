@@ -16,6 +16,10 @@
 #                                                                     pass per kernel: at 530d8d6 six metrics over (docs/measurements/profile-course-timeout-h200-530d8d6.log)
 #                                                                     the course's step 40 (313 kernels) ran past 150 s and
 #                                                                     left no rows
+#   KERNEL=decode_mma SECTIONS="SpeedOfLight Occupancy" COUNT=3 ...   Nsight Compute's sections (its text report, no summary)
+#                                                                     for COUNT launches (default 3) of the kernels whose
+#                                                                     name matches KERNEL (a regex) in the step: why one
+#                                                                     kernel runs as it does, within the cap
 #   CACHE=warm GRAPH=1 ...                                            the caches left warm (--cache-control none: what
 #                                                                     each kernel costs with the step's data in L2), and
 #                                                                     the step again as one unit (--graph-profiling graph:
@@ -34,10 +38,20 @@ ncu_run() {  # NAME STEP MODE LESSON_ARGS...: ncu over timed step STEP of one ru
   room 60 || { stamp "$name ($mode) skipped: the deadline"; return; }
   local left=$((DEADLINE_S - (SECONDS - GPU_LIB_T0)))
   ((left > ${NCU_CAP_S:-150})) && left=${NCU_CAP_S:-150}
+  local lesson_args=(tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" ${PROFILE_ARGS:-} --no-samples --no-check --repeats 1 --no-record --no-progress)
+  if [[ -n ${SECTIONS:-} ]]; then
+    local sections=() s
+    for s in $SECTIONS; do sections+=(--section "$s"); done
+    AIOS_PROFILE_STEP=$step timeout "$left" ncu --profile-from-start off --clock-control none "${cache[@]}" --graph-profiling "$mode" \
+      --target-processes all --kernel-name "regex:${KERNEL:?SECTIONS needs KERNEL}" --launch-count "${COUNT:-3}" "${sections[@]}" \
+      "${lesson_args[@]}" > "$LOGS/$name-$mode-sections.txt" 2> "$LOGS/$name-$mode.err"
+    stamp "$name ($mode, step $step, sections of $KERNEL) exit $?"
+    grep -vE "^==PROF==|^\s*$" "$LOGS/$name-$mode-sections.txt" | tail -120
+    return
+  fi
   AIOS_PROFILE_STEP=$step timeout "$left" ncu --profile-from-start off --clock-control none "${cache[@]}" --graph-profiling "$mode" \
     --target-processes all --metrics "${METRICS:-gpu__time_duration.sum,dram__bytes_read.sum}" --csv \
-    tsx engine-core/src/cli/lesson.ts "$LESSON" "$@" ${PROFILE_ARGS:-} --no-samples --no-check --repeats 1 --no-record --no-progress \
-    > "$LOGS/$name-$mode.csv" 2> "$LOGS/$name-$mode.err"
+    "${lesson_args[@]}" > "$LOGS/$name-$mode.csv" 2> "$LOGS/$name-$mode.err"
   stamp "$name ($mode, step $step) exit $?"
   python3 engine-core/scripts/ncu_summary.py "$LOGS/$name-$mode.csv" 16 | tee "$LOGS/$name-$mode.summary.txt"
 }
