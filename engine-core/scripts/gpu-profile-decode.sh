@@ -19,7 +19,13 @@
 #   KERNEL=decode_mma SECTIONS="SpeedOfLight Occupancy" COUNT=3 ...   Nsight Compute's sections (its text report, no summary)
 #                                                                     for COUNT launches (default 3) of the kernels whose
 #                                                                     name matches KERNEL (a regex) in the step: why one
-#                                                                     kernel runs as it does, within the cap
+#                                                                     kernel runs as it does, within the cap. A section
+#                                                                     takes several replay passes, and ncu saves and restores
+#                                                                     the device memory the process holds around each: with
+#                                                                     the default 90% of the card (a 123 GiB KV pool) one
+#                                                                     course step's four launches ran past 150 s (611380e), so
+#                                                                     this mode runs the engine in 5% of the card's memory
+#                                                                     (SECTIONS_MEM to change)
 #   CACHE=warm GRAPH=1 ...                                            the caches left warm (--cache-control none: what
 #                                                                     each kernel costs with the step's data in L2), and
 #                                                                     the step again as one unit (--graph-profiling graph:
@@ -42,6 +48,7 @@ ncu_run() {  # NAME STEP MODE LESSON_ARGS...: ncu over timed step STEP of one ru
   if [[ -n ${SECTIONS:-} ]]; then
     local sections=() s
     for s in $SECTIONS; do sections+=(--section "$s"); done
+    lesson_args+=(--gpu-memory-utilization "${SECTIONS_MEM:-0.05}")
     AIOS_PROFILE_STEP=$step timeout "$left" ncu --profile-from-start off --clock-control none "${cache[@]}" --graph-profiling "$mode" \
       --target-processes all --kernel-name "regex:${KERNEL:?SECTIONS needs KERNEL}" --launch-count "${COUNT:-3}" "${sections[@]}" \
       "${lesson_args[@]}" > "$LOGS/$name-$mode-sections.txt" 2> "$LOGS/$name-$mode.err"
