@@ -25,7 +25,10 @@
 #                                                                     the default 90% of the card (a 123 GiB KV pool) one
 #                                                                     course step's four launches ran past 150 s (611380e), so
 #                                                                     this mode runs the engine in 5% of the card's memory
-#                                                                     (SECTIONS_MEM to change)
+#                                                                     (SECTIONS_MEM to change). With SOURCE=1 the report is
+#                                                                     also saved and its SASS page printed (per instruction:
+#                                                                     the warp-stall samples, by reason) for the matching
+#                                                                     kernels; METRICS adds metrics to the sections
 #   CACHE=warm GRAPH=1 ...                                            the caches left warm (--cache-control none: what
 #                                                                     each kernel costs with the step's data in L2), and
 #                                                                     the step again as one unit (--graph-profiling graph:
@@ -49,10 +52,19 @@ ncu_run() {  # NAME STEP MODE LESSON_ARGS...: ncu over timed step STEP of one ru
     local sections=() s
     for s in $SECTIONS; do sections+=(--section "$s"); done
     lesson_args+=(--gpu-memory-utilization "${SECTIONS_MEM:-0.05}")
+    [[ -n ${METRICS:-} ]] && sections+=(--metrics "$METRICS")
+    local report=()
+    [[ ${SOURCE:-} == 1 ]] && report=(--section SourceCounters --import-source no -o "$LOGS/$name-$mode" -f)
     AIOS_PROFILE_STEP=$step timeout "$left" ncu --profile-from-start off --clock-control none "${cache[@]}" --graph-profiling "$mode" \
       --target-processes all --kernel-name "regex:${KERNEL:?SECTIONS needs KERNEL}" --launch-count "${COUNT:-3}" "${sections[@]}" \
-      "${lesson_args[@]}" > "$LOGS/$name-$mode-sections.txt" 2> "$LOGS/$name-$mode.err"
+      "${report[@]}" "${lesson_args[@]}" > "$LOGS/$name-$mode-sections.txt" 2> "$LOGS/$name-$mode.err"
     stamp "$name ($mode, step $step, sections of $KERNEL) exit $?"
+    if [[ ${SOURCE:-} == 1 && -f $LOGS/$name-$mode.ncu-rep ]]; then
+      ncu -i "$LOGS/$name-$mode.ncu-rep" --page details > "$LOGS/$name-$mode-sections.txt" 2>&1
+      ncu -i "$LOGS/$name-$mode.ncu-rep" --page source --print-source sass --csv > "$LOGS/$name-$mode-sass.csv" 2> "$LOGS/$name-$mode-sass.err"
+      stamp "$name: SASS page exit $? ($(wc -l < "$LOGS/$name-$mode-sass.csv") lines)"
+      rm -f "$LOGS/$name-$mode.ncu-rep"
+    fi
     grep -vE "^==PROF==|^\s*$" "$LOGS/$name-$mode-sections.txt" | tail -120
     return
   fi
