@@ -60,7 +60,7 @@ ncu_run() {  # NAME STEP MODE LESSON_ARGS...: ncu over timed step STEP of one ru
       "${report[@]}" "${lesson_args[@]}" > "$LOGS/$name-$mode-sections.txt" 2> "$LOGS/$name-$mode.err"
     stamp "$name ($mode, step $step, sections of $KERNEL) exit $?"
     if [[ ${SOURCE:-} == 1 && -f $LOGS/$name-$mode.ncu-rep ]]; then
-      ncu -i "$LOGS/$name-$mode.ncu-rep" --page details > "$LOGS/$name-$mode-sections.txt" 2>&1
+      ncu -i "$LOGS/$name-$mode.ncu-rep" --page details --print-details all > "$LOGS/$name-$mode-sections.txt" 2>&1
       ncu -i "$LOGS/$name-$mode.ncu-rep" --page source --print-source sass --csv > "$LOGS/$name-$mode-sass.csv" 2> "$LOGS/$name-$mode-sass.err"
       stamp "$name: SASS page exit $? ($(wc -l < "$LOGS/$name-$mode-sass.csv") lines)"
       rm -f "$LOGS/$name-$mode.ncu-rep"
