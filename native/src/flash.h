@@ -72,6 +72,8 @@ inline std::string decode_unsupported(const PagedAttentionArgs& a, int version) 
     return "decode v" + std::to_string(version) + " needs head_dim 64, 128" + (version == 3 ? "" : " or 256") + ", got " +
            std::to_string(D);
   if (version == 3 && !is_half(a.dt)) return std::string("decode v3 (tensor cores) needs bf16 or f16, got ") + dtype_name(a.dt);
+  if (version == 3 && a.num_slots > int64_t(INT32_MAX))
+    return "decode v3 holds slot numbers in 32 bits: a pool of at most 2^31 - 1 slots, got " + std::to_string(a.num_slots);
   if (version != 3 && a.dt == DType::F32 && D > 128) return "decode v" + std::to_string(version) + " with f32 needs head_dim 64 or 128";
   if (decode_rows(a) > decode_max_rows(version))
     return "decode v" + std::to_string(version) + " holds " + std::to_string(decode_max_rows(version)) +

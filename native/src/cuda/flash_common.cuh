@@ -323,6 +323,36 @@ __device__ __forceinline__ int64_t slot_of(const int32_t* table, int64_t key, in
   return id * int64_t(bs) + int64_t(k - blk * bs);
 }
 
+// How decode v3 finds its keys' slots, once per block: a power-of-two block size (the engines
+// use 16) as a shift, any other as a divisor. A 32-bit division by a run-time value is a
+// reciprocal and its correction steps, about twenty instructions, and the compiler redid it for
+// each of a thread's eight slots of a tile: in Nsight Compute's SASS page of a course step's
+// decode launch (fcd942f, docs/measurements/profile-sass-h200-lesson11-course-step40-fcd942f.txt)
+// a slot cost about 38 instructions, the eight more than the tile's tensor-core math.
+struct BlockIndex {
+  uint32_t size = 1;    // keys a block
+  int shift = -1;       // log2(size) when size is a power of two, else -1 (divide)
+  uint32_t blocks = 0;  // blocks in the pool: an id outside [0, blocks) reads block 0
+};
+/** The launch's BlockIndex; shift = false divides even a power of two (AIOS_DECODE_SHIFT=0, for timing the two). */
+inline BlockIndex block_index(int64_t block_size, int64_t num_slots, bool shift) {
+  BlockIndex ix;
+  ix.size = uint32_t(block_size);
+  ix.blocks = uint32_t(num_slots / block_size);
+  if (shift && block_size > 0 && (block_size & (block_size - 1)) == 0) {
+    ix.shift = 0;
+    while ((int64_t(1) << ix.shift) < block_size) ++ix.shift;
+  }
+  return ix;
+}
+/** slot_of in 32 bits (decode_unsupported keeps v3's pools under 2^31 slots). */
+__device__ __forceinline__ int32_t slot_in(const int32_t* table, uint32_t key, const BlockIndex& ix) {
+  const uint32_t blk = ix.shift >= 0 ? key >> ix.shift : key / ix.size;
+  const int32_t id = ldg(table + blk);
+  const uint32_t use = uint32_t(id) < ix.blocks ? uint32_t(id) : 0u;  // a negative id wraps past blocks
+  return int32_t(use * ix.size + (key - blk * ix.size));
+}
+
 using aios::timing_switch;  // ../switches.h
 
 // dtype and head_dim dispatch of the launchers

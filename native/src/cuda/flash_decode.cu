@@ -311,7 +311,7 @@ template <int D, int STAGES_ = (D == 64 ? 4 : 2)> struct MmaShape {
 template <class T, int D, int STAGES_ = MmaShape<D>::STAGES>
 __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
                                                                  int64_t splits, float* ws_o, float* ws_lse,
-                                                                 int64_t shared_splits, bool table_ahead) {
+                                                                 int64_t shared_splits, bool table_ahead, BlockIndex bix) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = MmaShape<D, STAGES_>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS, STAGES = Sh::STAGES;
@@ -341,7 +341,6 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
   const int64_t first_pos = ctx - q_len;
   const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
-  const int64_t num_blocks = a.num_slots / a.block_size;
   const T* q = static_cast<const T*>(a.q);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
@@ -359,11 +358,12 @@ __global__ void __launch_bounds__(kDecThreads) decode_mma_kernel(PagedAttentionA
   // round trip whenever the tile starts a new 32-byte sector of the table: every other 64-key tile
   // at 16 keys a block; AIOS_DECODE_TABLE_AHEAD=0 looks up at the copy, for timing the two).
   int32_t slots[LOADS];
-  auto locate = [&](int tile) {
+  auto locate = [&](int tile) {  // in 32 bits: a context's keys fit, and 64-bit compares cost twice
+    const uint32_t first = uint32_t(k_begin) + uint32_t(tile) * kTile + uint32_t(ld_row), end = uint32_t(k_end);
 #pragma unroll
     for (int i = 0; i < LOADS; ++i) {
-      const int64_t key = k_begin + int64_t(tile) * kTile + ld_row + i * ROW_STEP;
-      slots[i] = key < k_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+      const uint32_t key = first + uint32_t(i * ROW_STEP);
+      slots[i] = key < end ? slot_in(table, key, bix) : -1;
     }
   };
   auto load_tile = [&](int tile) {
@@ -502,6 +502,13 @@ inline int64_t decode_splits_override() {
 inline bool decode_table_ahead() {
   static const bool ahead = timing_switch("AIOS_DECODE_TABLE_AHEAD", 0, 1, 1) == 1;
   return ahead;
+}
+
+// AIOS_DECODE_SHIFT=0..1: whether decode v3 finds a power-of-two block size's blocks by a shift
+// (unset: 1; BlockIndex says why) or divides as for any other size, for timing the two on a card.
+inline BlockIndex decode_block_index(const PagedAttentionArgs& a) {
+  static const bool shift = timing_switch("AIOS_DECODE_SHIFT", 0, 1, 1) == 1;
+  return block_index(a.block_size, a.num_slots, shift);
 }
 
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
@@ -825,7 +832,7 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
           with_decode_stages<D>([&](auto stages) {
             constexpr int ST = decltype(stages)::value;
             launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
-                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead());
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead(), decode_block_index(a));
           });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
@@ -874,7 +881,7 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
           constexpr int ST = decltype(stages)::value;
           launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
                  dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
-                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead());
+                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead(), decode_block_index(a));
         });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,
