@@ -27,16 +27,16 @@ describe.skipIf(!emu.built)('lesson 09 kernels on the CPU emulator', () => {
     emu.expectPasses(seed, 60_000, { args: ['--only', 'cascade'], env: { AIOS_DECODE_TABLE_AHEAD: '0' } });
   });
 
-  // Decode v3 finds a power-of-two block size's blocks by a shift (BlockIndex, flash_common.cuh) and
-  // divides for any other size: both run in the default cases (block sizes 16 and 32, 5, 7 and 11);
-  // =0 divides for every size, the path the shift replaced, kept for timing.
-  it('decode and the cascade match with every block size divided (AIOS_DECODE_SHIFT=0)', () => {
-    emu.expectPasses(seed, 60_000, { args: ['--only', 'decode'], env: { AIOS_DECODE_SHIFT: '0' } });
-    emu.expectPasses(seed, 60_000, { args: ['--only', 'cascade'], env: { AIOS_DECODE_SHIFT: '0' } });
+  // Every attention kernel finds a power-of-two block size's blocks by a shift (BlockIndex,
+  // flash_common.cuh) and divides for any other size: both run in the default cases (prefill block
+  // sizes 16, 32, 5 and 7; decode 16, 8 and 11); =0 divides for every size, the path the shift
+  // replaced, kept for timing.
+  it('prefill, decode and the cascade match with every block size divided (AIOS_BLOCK_SHIFT=0)', () => {
+    emu.expectPasses(seed, 110_000, { env: { AIOS_BLOCK_SHIFT: '0' } });
   });
 
   it('a malformed timing switch stops the program with its name and range', () => {
-    for (const [name, value, range] of [['AIOS_DECODE_SPLITS', '3x', '1..1024'], ['AIOS_DECODE_MIN_TILES', '0', '1..16'], ['AIOS_DECODE_STAGES', '5', '2..4'], ['AIOS_DECODE_TABLE_AHEAD', 'yes', '0..1'], ['AIOS_DECODE_SHIFT', '2', '0..1']]) {
+    for (const [name, value, range] of [['AIOS_DECODE_SPLITS', '3x', '1..1024'], ['AIOS_DECODE_MIN_TILES', '0', '1..16'], ['AIOS_DECODE_STAGES', '5', '2..4'], ['AIOS_DECODE_TABLE_AHEAD', 'yes', '0..1'], ['AIOS_BLOCK_SHIFT', '2', '0..1']]) {
       const r = emu.run(seed, 60_000, { args: ['--only', 'decode'], env: { [name!]: value! } });
       expect(r.status, r.report.slice(-500)).not.toBe(0);
       expect(r.report).toContain(`${name} must be an integer in ${range}, got "${value}"`);

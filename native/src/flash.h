@@ -45,6 +45,14 @@ constexpr int64_t kMinTilesPerSplit = 2;
 
 inline bool is_half(DType dt) { return dt == DType::BF16 || dt == DType::F16; }
 
+// The attention kernels find a key's slot in 32 bits (BlockIndex, cuda/flash_common.cuh): a pool of
+// 2^31 slots or more is refused (at 256 bytes of K/V a slot a layer, the least any head size here
+// holds, such a pool would be 512 GiB a layer).
+constexpr int64_t kMaxPoolSlots = int64_t(INT32_MAX);
+inline std::string pool_too_large(const PagedAttentionArgs& a) {
+  return "the attention kernels hold slot numbers in 32 bits: a pool of at most 2^31 - 1 slots, got " + std::to_string(a.num_slots);
+}
+
 /** "" when prefill `version` can run `a`, else the reason it cannot. */
 inline std::string prefill_unsupported(const PagedAttentionArgs& a, int version) {
   const int64_t D = a.head_dim;
@@ -56,6 +64,7 @@ inline std::string prefill_unsupported(const PagedAttentionArgs& a, int version)
     if (!is_half(a.dt)) return v + " (tensor cores) needs bf16 or f16, got " + dtype_name(a.dt);
     if (D != 64 && D != 128) return v + " needs head_dim 64 or 128, got " + std::to_string(D);
   }
+  if (a.num_slots > kMaxPoolSlots) return pool_too_large(a);
   return "";
 }
 
@@ -72,8 +81,7 @@ inline std::string decode_unsupported(const PagedAttentionArgs& a, int version) 
     return "decode v" + std::to_string(version) + " needs head_dim 64, 128" + (version == 3 ? "" : " or 256") + ", got " +
            std::to_string(D);
   if (version == 3 && !is_half(a.dt)) return std::string("decode v3 (tensor cores) needs bf16 or f16, got ") + dtype_name(a.dt);
-  if (version == 3 && a.num_slots > int64_t(INT32_MAX))
-    return "decode v3 holds slot numbers in 32 bits: a pool of at most 2^31 - 1 slots, got " + std::to_string(a.num_slots);
+  if (a.num_slots > kMaxPoolSlots) return pool_too_large(a);
   if (version != 3 && a.dt == DType::F32 && D > 128) return "decode v" + std::to_string(version) + " with f32 needs head_dim 64 or 128";
   if (decode_rows(a) > decode_max_rows(version))
     return "decode v" + std::to_string(version) + " holds " + std::to_string(decode_max_rows(version)) +

@@ -313,29 +313,22 @@ __device__ __forceinline__ float online_softmax_row(float (&s)[NT][4], int h2, f
   return alpha;
 }
 
-// Where key `key` of a sequence lives in the pool. A block id outside the pool
-// reads block 0 (the device cannot throw; the CPU reference rejects such tables).
-// 32-bit division: keys and block sizes fit, and a 64-bit divide costs over 100 instructions.
-__device__ __forceinline__ int64_t slot_of(const int32_t* table, int64_t key, int64_t block_size, int64_t num_blocks) {
-  const uint32_t k = uint32_t(key), bs = uint32_t(block_size), blk = k / bs;
-  int64_t id = ldg(table + blk);
-  if (id < 0 || id >= num_blocks) id = 0;
-  return id * int64_t(bs) + int64_t(k - blk * bs);
-}
-
-// How decode v3 finds its keys' slots, once per block: a power-of-two block size (the engines
-// use 16) as a shift, any other as a divisor. A 32-bit division by a run-time value is a
-// reciprocal and its correction steps, about twenty instructions, and the compiler redid it for
-// each of a thread's eight slots of a tile: in Nsight Compute's SASS page of a course step's
-// decode launch (fcd942f, docs/measurements/profile-sass-h200-lesson11-course-step40-fcd942f.txt)
-// a slot cost about 38 instructions, the eight more than the tile's tensor-core math.
+// Where a sequence's keys live in the pool: key k is in block k / size of its block table, at slot
+// id * size + k % size. Every attention kernel (prefill, decode, the cascade's shared splits, the
+// persistent step) finds its keys through one BlockIndex, made once per launch on the host and
+// passed by value: a power-of-two block size (the engines use 16) as a shift, any other as a
+// divisor. A 32-bit division by a run-time value is a reciprocal and its correction steps, about
+// twenty instructions, and the compiler redoes it for every slot a thread looks up: in Nsight
+// Compute's SASS page of a course step's decode launch (fcd942f,
+// docs/measurements/profile-sass-h200-lesson11-course-step40-fcd942f.txt) a slot cost about 38
+// instructions, decode v3's eight a tile more than the tile's tensor-core math.
 struct BlockIndex {
   uint32_t size = 1;    // keys a block
   int shift = -1;       // log2(size) when size is a power of two, else -1 (divide)
   uint32_t blocks = 0;  // blocks in the pool: an id outside [0, blocks) reads block 0
 };
-/** The launch's BlockIndex; shift = false divides even a power of two (AIOS_DECODE_SHIFT=0, for timing the two). */
-inline BlockIndex block_index(int64_t block_size, int64_t num_slots, bool shift) {
+/** A pool's BlockIndex; shift = false divides even a power of two (AIOS_BLOCK_SHIFT=0, for timing the two). */
+__host__ __device__ inline BlockIndex block_index(int64_t block_size, int64_t num_slots, bool shift) {
   BlockIndex ix;
   ix.size = uint32_t(block_size);
   ix.blocks = uint32_t(num_slots / block_size);
@@ -345,7 +338,11 @@ inline BlockIndex block_index(int64_t block_size, int64_t num_slots, bool shift)
   }
   return ix;
 }
-/** slot_of in 32 bits (decode_unsupported keeps v3's pools under 2^31 slots). */
+/**
+ * The pool slot of key `key` of the sequence whose block table is `table`, in 32 bits (the
+ * kernels' *_unsupported checks keep pools under 2^31 slots). A block id outside the pool reads
+ * block 0: the device cannot throw, and the CPU reference rejects such tables.
+ */
 __device__ __forceinline__ int32_t slot_in(const int32_t* table, uint32_t key, const BlockIndex& ix) {
   const uint32_t blk = ix.shift >= 0 ? key >> ix.shift : key / ix.size;
   const int32_t id = ldg(table + blk);
@@ -354,6 +351,14 @@ __device__ __forceinline__ int32_t slot_in(const int32_t* table, uint32_t key, c
 }
 
 using aios::timing_switch;  // ../switches.h
+
+// AIOS_BLOCK_SHIFT=0..1: whether the attention kernels find a power-of-two block size's blocks by a
+// shift (unset: 1; BlockIndex says why) or divide as for any other size, for timing the two on a
+// card. Read once. The persistent kernel (off by default) always shifts.
+inline BlockIndex block_index(const PagedAttentionArgs& a) {
+  static const bool shift = timing_switch("AIOS_BLOCK_SHIFT", 0, 1, 1) == 1;
+  return block_index(a.block_size, a.num_slots, shift);
+}
 
 // dtype and head_dim dispatch of the launchers
 template <class F> void dispatch_half(DType dt, F&& body) {

@@ -82,7 +82,7 @@ template <class T, int D> struct ScalarShape {
 // Thread t reads dims (t % TPK)*VEC .. +VEC of keys t / TPK, t / TPK + KPP, ... of each chunk.
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttentionArgs a, float scale_log2, int64_t partition,
-                                                                    int64_t splits, float* ws_o, float* ws_lse) {
+                                                                    int64_t splits, float* ws_o, float* ws_lse, BlockIndex bix) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = ScalarShape<T, D>;
   constexpr int VEC = Sh::VEC, TPK = Sh::TPK, KPP = Sh::KPP, KPT = Sh::KPT, KB = Sh::KB;
@@ -104,7 +104,6 @@ __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttenti
   const int tid = int(threadIdx.x), warp = tid / 32, lane = tid % 32, kg = tid / TPK, c = tid % TPK;
   const int64_t first_pos = ctx - q_len;
   const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
-  const int64_t num_blocks = a.num_slots / a.block_size;
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
 
@@ -131,7 +130,7 @@ __global__ void __launch_bounds__(kDecThreads) decode_scalar_kernel(PagedAttenti
 #pragma unroll
     for (int i = 0; i < KPT; ++i) {
       const int64_t key = n0 + kg + KPP * i;
-      slots[i] = key < k_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+      slots[i] = key < k_end ? slot_in(table, uint32_t(key), bix) : -1;
     }
     // 1. scores, KB keys at a time: a batch's loads are all issued before the first is used
 #pragma unroll
@@ -504,13 +503,6 @@ inline bool decode_table_ahead() {
   return ahead;
 }
 
-// AIOS_DECODE_SHIFT=0..1: whether decode v3 finds a power-of-two block size's blocks by a shift
-// (unset: 1; BlockIndex says why) or divides as for any other size, for timing the two on a card.
-inline BlockIndex decode_block_index(const PagedAttentionArgs& a) {
-  static const bool shift = timing_switch("AIOS_DECODE_SHIFT", 0, 1, 1) == 1;
-  return block_index(a.block_size, a.num_slots, shift);
-}
-
 // f(std::integral_constant<int, STAGES>) with the stage count decode v3 runs with at head_dim D.
 template <int D, class F> void with_decode_stages(F&& f) {
   switch (decode_stages_override()) {
@@ -542,7 +534,7 @@ template <int D> struct CascadeShape {
 // split lies before every query, so no key is masked.
 template <class T, int D>
 __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttentionArgs a, float scale_log2, int64_t splits,
-                                                                     float* ws_o, float* ws_lse) {
+                                                                     float* ws_o, float* ws_lse, BlockIndex bix) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   using Sh = MmaShape<D>;
   constexpr int S = Sh::S, CHUNKS = Sh::CHUNKS, ROW_STEP = Sh::ROW_STEP, LOADS = Sh::LOADS;
@@ -572,8 +564,7 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
     const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
     const int n_tiles = int(partition / kTile);
     const int32_t* table = a.block_tables + L * a.max_blocks_per_seq;
-    const int64_t num_blocks = a.num_slots / a.block_size;
-    const T* q = static_cast<const T*>(a.q);
+      const T* q = static_cast<const T*>(a.q);
     const T* kc = static_cast<const T*>(a.k_cache);
     const T* vc = static_cast<const T*>(a.v_cache);
     const int ld_row = tid / CHUNKS, ld_col = (tid % CHUNKS) * 8;
@@ -584,7 +575,7 @@ __global__ void __launch_bounds__(kDecThreads) cascade_shared_kernel(PagedAttent
       for (int i = 0; i < LOADS; ++i) {
         const int row = ld_row + i * ROW_STEP;
         const int64_t key = k_begin + int64_t(tile) * kTile + row;
-        const int64_t off = (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + ld_col;
+        const int64_t off = (int64_t(slot_in(table, uint32_t(key), bix)) * Hkv + kvh) * D + ld_col;
         cp_async16(Kd + row * S + ld_col, kc + off, true);
         cp_async16(Vd + row * S + ld_col, vc + off, true);
       }
@@ -832,11 +823,12 @@ void flash_decode(flash::Stream st, const PagedAttentionArgs& a, int version, co
           with_decode_stages<D>([&](auto stages) {
             constexpr int ST = decltype(stages)::value;
             launch(decode_mma_kernel<T, D, ST>, grid, dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_decode v3", a, scale_log2,
-                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead(), decode_block_index(a));
+                   plan.partition, plan.splits, ws_o, ws_lse, int64_t(0), decode_table_ahead(), block_index(a));
           });
       } else if constexpr (kVec<T> * 32 >= D) {
         launch(decode_scalar_kernel<T, D>, grid, dim3(kDecThreads), ScalarShape<T, D>::smem, st,
-               version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse);
+               version == 1 ? "flash_decode v1" : "flash_decode v2", a, scale_log2, plan.partition, plan.splits, ws_o, ws_lse,
+               block_index(a));
       }
       if (plan.splits > 1) {
         const dim3 cgrid(unsigned((a.q_heads + 3) / 4), unsigned(a.max_q_len), unsigned(a.num_seqs));
@@ -876,12 +868,13 @@ void flash_cascade_decode(flash::Stream st, const PagedAttentionArgs& a, const a
       constexpr int D = decltype(dim)::value;
       if constexpr (D <= 128) {
         launch(cascade_shared_kernel<T, D>, dim3(unsigned(plan.shared_splits), unsigned(a.kv_heads), unsigned(windows)),
-               dim3(kDecThreads), CascadeShape<D>::smem, st, "flash_cascade_decode shared", a, scale_log2, slots, ws_o, ws_lse);
+               dim3(kDecThreads), CascadeShape<D>::smem, st, "flash_cascade_decode shared", a, scale_log2, slots, ws_o, ws_lse,
+               block_index(a));
         with_decode_stages<D>([&](auto stages) {
           constexpr int ST = decltype(stages)::value;
           launch(decode_mma_kernel<T, D, ST>, dim3(unsigned(plan.own.splits), unsigned(a.kv_heads), unsigned(a.num_seqs)),
                  dim3(kDecThreads), MmaShape<D, ST>::smem, st, "flash_cascade_decode own", a, scale_log2, plan.own.partition, slots,
-                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead(), decode_block_index(a));
+                 ws_o, ws_lse, plan.shared_splits, decode_table_ahead(), block_index(a));
         });
         launch(cascade_combine_kernel<T, D>, dim3(unsigned((a.q_heads + 3) / 4), 1u, unsigned(a.num_seqs)), dim3(kDecThreads), 0, st,
                "flash_cascade_decode combine", a, plan.shared_splits, plan.own.partition, plan.own.splits,

@@ -47,7 +47,7 @@ template <int D> constexpr size_t v1_smem() {
 
 // Thread t owns query row t/4 of the tile; the 4 threads of a quad split that
 // row's keys (t%4, t%4+4, ...) for the scores and its dimensions for the output.
-template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefill_v1_kernel(PagedAttentionArgs a, float scale_log2) {
+template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefill_v1_kernel(PagedAttentionArgs a, float scale_log2, BlockIndex bix) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int BM = kV1Rows, BN = kV1Keys, kDimsPerThread = D / 4, kKeysPerThread = BN / 4, VEC = kVec<T>;
   float* Qs = reinterpret_cast<float*>(smem_base());  // [BM][D+1], pre-scaled by scale*log2(e)
@@ -66,7 +66,6 @@ template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefi
   const int64_t pos = first_pos + m0 + r;  // this thread's row; keys 0..pos are visible
   const int64_t n_end = first_pos + (m0 + BM < q_len ? m0 + BM : q_len);  // keys the tile's last row sees
   const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
-  const int64_t num_blocks = a.num_slots / a.block_size;
   const T* q = static_cast<const T*>(a.q);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
@@ -89,7 +88,7 @@ template <class T, int D> __global__ void __launch_bounds__(kV1Threads, 1) prefi
       const int64_t key = n0 + row;
       float fk[VEC] = {}, fv[VEC] = {};
       if (key < n_end) {
-        const int64_t off = (slot_of(table, key, a.block_size, num_blocks) * Hkv + kvh) * D + c;
+        const int64_t off = (int64_t(slot_in(table, uint32_t(key), bix)) * Hkv + kvh) * D + c;
         unpack16<T>(ldg16(kc + off), fk);
         unpack16<T>(ldg16(vc + off), fv);
       }
@@ -154,7 +153,7 @@ template <int D, int MT, int BN, int STAGES> constexpr size_t tc_smem() {
 }
 
 template <class T, int D, int MT, int BN, int STAGES>
-__global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kernel(PagedAttentionArgs a, float scale_log2) {
+__global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kernel(PagedAttentionArgs a, float scale_log2, BlockIndex bix) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int BM = tc_rows<MT>(), S = tc_stride<D>(), CHUNKS = D / 8;  // 16-byte chunks per row
   constexpr bool kQInRegs = MT == 1;
@@ -177,7 +176,6 @@ __global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kern
   const int n_nomask = first_pos + int(m0 / group) + 1;         // keys every row of the tile sees
   const int n_tiles = int((n_end + BN - 1) / BN);
   const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
-  const int64_t num_blocks = a.num_slots / a.block_size;
   const T* q = static_cast<const T*>(a.q);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
@@ -198,7 +196,7 @@ __global__ void __launch_bounds__(kTcThreads, (D == 64 ? 2 : 1)) prefill_tc_kern
 #pragma unroll
     for (int i = 0; i < kLoads; ++i) {
       const int key = tile * BN + ld_row + i * kRowStep;
-      slots[i] = key < n_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+      slots[i] = key < n_end ? slot_in(table, uint32_t(key), bix) : -1;
     }
   };
   auto load = [&](const T* cache, T* dst) {
@@ -415,7 +413,7 @@ template <int D> constexpr size_t v5_smem() {
 }
 
 template <class T, int D>
-__global__ void __launch_bounds__(kV5Threads, (D == 64 ? 2 : 1)) prefill_v5_kernel(PagedAttentionArgs a, float scale_log2) {
+__global__ void __launch_bounds__(kV5Threads, (D == 64 ? 2 : 1)) prefill_v5_kernel(PagedAttentionArgs a, float scale_log2, BlockIndex bix) {
   pdl_begin();  // pdl.cuh: first, before any memory is touched
   constexpr int MT = 2, BM = kV5Rows, BN = kV5Keys, STAGES = kV5Stages, S = D + 8, CHUNKS = D / 8;
   constexpr int KS = D / 16, NP = BN / 16, KK = BN / 16, DP = D / 16;  // k-steps of Q K^T, key pairs of n-tiles, k-steps of P V, dim pairs
@@ -435,7 +433,6 @@ __global__ void __launch_bounds__(kV5Threads, (D == 64 ? 2 : 1)) prefill_v5_kern
   const int n_end = first_pos + int(last_row / group) + 1;  // keys the tile's last row sees
   const int n_tiles = (n_end + BN - 1) / BN;
   const int32_t* table = a.block_tables + int64_t(b) * a.max_blocks_per_seq;
-  const int64_t num_blocks = a.num_slots / a.block_size;
   const T* q = static_cast<const T*>(a.q);
   const T* kc = static_cast<const T*>(a.k_cache);
   const T* vc = static_cast<const T*>(a.v_cache);
@@ -455,7 +452,7 @@ __global__ void __launch_bounds__(kV5Threads, (D == 64 ? 2 : 1)) prefill_v5_kern
 #pragma unroll
     for (int i = 0; i < kLoads; ++i) {
       const int key = tile * BN + ld_row + i * kRowStep;
-      slots[i] = key < n_end ? int32_t(slot_of(table, key, a.block_size, num_blocks)) : -1;
+      slots[i] = key < n_end ? slot_in(table, uint32_t(key), bix) : -1;
     }
   };
   auto k_buf = [&](int tile) { return KVs + (tile % STAGES) * 2 * BN * S; };
@@ -672,7 +669,7 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
         constexpr int D = decltype(dim)::value;
         const dim3 grid(unsigned(a.q_heads), unsigned(a.num_seqs), unsigned((a.max_q_len + kV1Rows - 1) / kV1Rows));
         check_grid(grid);
-        launch(prefill_v1_kernel<T, D>, grid, dim3(kV1Threads), v1_smem<D>(), st, "flash_prefill v1", a, scale_log2);
+        launch(prefill_v1_kernel<T, D>, grid, dim3(kV1Threads), v1_smem<D>(), st, "flash_prefill v1", a, scale_log2, block_index(a));
       });
     });
   } else {
@@ -684,7 +681,7 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
         const dim3 grid(unsigned(a.kv_heads), unsigned(a.num_seqs), unsigned((a.max_q_len * group + tc_rows<MT>() - 1) / tc_rows<MT>()));
         check_grid(grid);
         static const char* names[] = {"", "", "flash_prefill v2", "flash_prefill v3", "flash_prefill v4"};
-        launch(prefill_tc_kernel<T, D, MT, BN, ST>, grid, dim3(kTcThreads), tc_smem<D, MT, BN, ST>(), st, names[version], a, scale_log2);
+        launch(prefill_tc_kernel<T, D, MT, BN, ST>, grid, dim3(kTcThreads), tc_smem<D, MT, BN, ST>(), st, names[version], a, scale_log2, block_index(a));
       };
       auto with_dim = [&](auto cfg) {
         if (a.head_dim == 64) run(cfg, std::integral_constant<int, 64>{});
@@ -699,7 +696,7 @@ void flash_prefill(flash::Stream st, const PagedAttentionArgs& a, int version) {
           const int64_t group = a.q_heads / a.kv_heads;
           const dim3 grid(unsigned(a.kv_heads), unsigned(a.num_seqs), unsigned((a.max_q_len * group + kV5Rows - 1) / kV5Rows));
           check_grid(grid);
-          launch(prefill_v5_kernel<T, D>, grid, dim3(kV5Threads), v5_smem<D>(), st, "flash_prefill v5", a, scale_log2);
+          launch(prefill_v5_kernel<T, D>, grid, dim3(kV5Threads), v5_smem<D>(), st, "flash_prefill v5", a, scale_log2, block_index(a));
         };
         if (a.head_dim == 64) run5(std::integral_constant<int, 64>{});
         else run5(std::integral_constant<int, 128>{});

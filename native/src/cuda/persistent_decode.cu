@@ -374,10 +374,10 @@ __device__ void attention_unit(const PersistentDecodeArgs& a, const Geometry& g,
   T* vc = kc + a.num_slots * g.Hkv * D;
   const bool store = holds_new && slot >= 0 && slot < a.num_slots;
   const int32_t* table = a.block_tables + b * a.table_width;
-  const int64_t num_blocks = a.num_slots / a.block_size;
+  const BlockIndex bix = block_index(a.block_size, a.num_slots, true);
   // The first tile's slots (one table read per key, in parallel) while the warps below read the heads.
   auto read_slots = [&](int t0, int n) {
-    if (int(threadIdx.x) < n) tile_slots[threadIdx.x] = int32_t(slot_of(table, t0 + threadIdx.x, a.block_size, num_blocks));
+    if (int(threadIdx.x) < n) tile_slots[threadIdx.x] = slot_in(table, uint32_t(t0 + threadIdx.x), bix);
   };
   if (start < end) read_slots(start, end - start < kTileKeys ? end - start : kTileKeys);
   // Jobs: the group's query heads, then (the unit holding the new key) its K and its V.
